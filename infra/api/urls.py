@@ -1,0 +1,5 @@
+from portal.api.routers import Router
+
+router = Router()
+
+urlpatterns = router.urls

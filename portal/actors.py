@@ -1,0 +1,100 @@
+"""Who is acting, through which door, and what they may do.
+
+Every domain function in ``<app>/services.py`` takes an ``Actor``. Views, viewsets, commands,
+webhooks and Celery tasks build one with the helpers below.
+"""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.utils.functional import cached_property
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: object = None  # django User or None
+    token: object = None  # portal.ApiToken or None
+    door: str = "ui"
+    ip: str | None = None
+    system_name: str | None = None  # for beat/worker/command actions with no person
+
+    @classmethod
+    def from_request(cls, request, door: str | None = None):
+        token = getattr(request, "auth", None)
+        from portal.models import ApiToken
+
+        if not isinstance(token, ApiToken):
+            token = None
+        user = request.user if getattr(request.user, "is_authenticated", False) else None
+        if token is not None:
+            user = None
+        ip = request.META.get("REMOTE_ADDR")
+        return cls(user=user, token=token, door=door or ("api" if token else "ui"), ip=ip)
+
+    @classmethod
+    def system(cls, name: str, door: str = "beat"):
+        return cls(door=door, system_name=name)
+
+    @classmethod
+    def command(cls, user=None):
+        return cls(user=user, door="command", system_name=None if user else "manage.py")
+
+    @property
+    def label(self) -> str:
+        if self.token is not None:
+            return f"token:{self.token.name}@{self.token.squad.slug}"
+        if self.user is not None:
+            return self.user.get_username()
+        return self.system_name or "system"
+
+    @property
+    def is_system(self) -> bool:
+        return self.user is None and self.token is None
+
+    @cached_property
+    def is_admin(self) -> bool:
+        if self.is_system:
+            return True
+        if self.token is not None:
+            return "admin" in (self.token.scopes or [])
+        return bool(self.user.is_staff or self.user.is_superuser)
+
+    def squad_ids(self) -> set[int]:
+        if self.token is not None:
+            return {self.token.squad_id}
+        if self.user is None:
+            return set()
+        from squads.models import Membership
+
+        return set(
+            Membership.objects.filter(person__user=self.user).values_list("squad_id", flat=True)
+        )
+
+    def can(self, scope: str, squad) -> bool:
+        """May this actor perform an action needing ``scope`` on something owned by ``squad``?
+
+        People: org admins, and members of the owning squad (scopes do not apply to people).
+        Tokens: the token's squad must own it (or the token has ``admin``) and it carries ``scope``.
+        """
+        if self.is_system:
+            return True
+        squad_id = getattr(squad, "pk", squad)
+        if self.token is not None:
+            if "admin" in self.token.scopes:
+                return True
+            return (
+                scope in self.token.scopes
+                and squad_id is not None
+                and squad_id == self.token.squad_id
+            )
+        if self.is_admin:
+            return True
+        return squad_id is not None and squad_id in self.squad_ids()
+
+    def require(self, scope: str, squad, what: str = "this"):
+        if not self.can(scope, squad):
+            if self.token is not None and scope not in self.token.scopes:
+                raise PermissionDenied(f"The token lacks the scope '{scope}' needed for {what}.")
+            raise PermissionDenied(
+                f"Only members of the owning squad and org admins may do {what}."
+            )

@@ -1,0 +1,13 @@
+from django.urls import path
+
+from portal.api import views
+from portal.api.routers import Router
+
+router = Router()
+router.register("tokens", views.ApiTokenViewSet, basename="apitoken")
+router.register("audit", views.AuditEventViewSet, basename="auditevent")
+
+urlpatterns = [
+    path("me/", views.MeView.as_view(), name="api-me"),
+    *router.urls,
+]

@@ -1,0 +1,43 @@
+"""Domain operations for accounts, tokens and audit."""
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from portal import audit
+from portal.models import ApiToken
+
+
+def create_token(actor, *, squad, name, scopes, expires_at=None):
+    """Create a bot token for ``squad``. Members of the squad and org admins may; a token may
+    only mint tokens if it has ``admin``. Returns (token, clear value)."""
+    if actor.token is not None and "admin" not in actor.token.scopes:
+        raise PermissionDenied("Only tokens with the 'admin' scope may create tokens.")
+    if actor.token is None and not actor.can("catalog:write", squad):
+        raise PermissionDenied("Only members of the squad and org admins may create its tokens.")
+    if "admin" in scopes and not actor.is_admin:
+        raise PermissionDenied("Only org admins may grant the 'admin' scope.")
+    with transaction.atomic():
+        token, raw = ApiToken.generate(
+            squad=squad,
+            name=name,
+            scopes=scopes,
+            expires_at=expires_at,
+            created_by=actor.user,
+        )
+        audit.record(actor, "token.create", token, squad=squad, data={"scopes": token.scopes})
+    return token, raw
+
+
+def revoke_token(actor, token):
+    if actor.token is not None and "admin" not in actor.token.scopes and actor.token.pk != token.pk:
+        raise PermissionDenied("Only tokens with the 'admin' scope may revoke other tokens.")
+    if actor.token is None and not actor.can("catalog:write", token.squad):
+        raise PermissionDenied("Only members of the squad and org admins may revoke its tokens.")
+    with transaction.atomic():
+        updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        if updated:
+            audit.record(actor, "token.revoke", token, squad=token.squad)
+    return bool(updated)

@@ -1,0 +1,117 @@
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from portal import services
+from portal.actors import Actor
+from portal.filters import AuditEventFilter
+from portal.models import SCOPES, ApiToken, AuditEvent
+from squads.models import Squad
+
+
+@login_required
+def home(request):
+    from portal.board import board_context
+
+    return render(request, "portal/home.html", board_context(request))
+
+
+@login_required
+def audit_list(request):
+    qs = AuditEvent.objects.select_related("squad")
+    flt = AuditEventFilter(request.GET, queryset=qs)
+    page = Paginator(flt.qs, 50).get_page(request.GET.get("page"))
+    template = "portal/audit_list.html#results" if request.htmx else "portal/audit_list.html"
+    return render(
+        request,
+        template,
+        {
+            "filter": flt,
+            "page": page,
+            "doors": [d for d, _ in AuditEvent.DOORS],
+            "squads": Squad.objects.only("slug", "name"),
+        },
+    )
+
+
+@login_required
+def token_list(request):
+    actor = Actor.from_request(request)
+    created = None
+    if request.method == "POST":
+        squad = get_object_or_404(Squad, slug=request.POST.get("squad", ""))
+        scopes = [s for s in request.POST.getlist("scopes") if s in dict(SCOPES)]
+        name = (request.POST.get("name") or "").strip()
+        days = request.POST.get("expires_in_days") or ""
+        if not name:
+            messages.error(request, "Give the token a name.")
+        else:
+            try:
+                expires_at = timezone.now() + timedelta(days=int(days)) if days.strip() else None
+                token, raw = services.create_token(
+                    actor, squad=squad, name=name, scopes=scopes, expires_at=expires_at
+                )
+                created = {"token": token, "raw": raw}
+            except ValueError:
+                messages.error(request, "Expiry must be a whole number of days.")
+            except PermissionDenied as exc:
+                messages.error(request, str(exc))
+    if actor.is_admin:
+        tokens = ApiToken.objects.select_related("squad", "created_by")
+        squads = Squad.objects.all()
+    else:
+        ids = actor.squad_ids()
+        tokens = ApiToken.objects.select_related("squad", "created_by").filter(squad_id__in=ids)
+        squads = Squad.objects.filter(pk__in=ids)
+    return render(
+        request,
+        "portal/token_list.html",
+        {"tokens": tokens, "squads": squads, "scopes": SCOPES, "created": created},
+    )
+
+
+@login_required
+@require_POST
+def token_revoke(request, pk):
+    token = get_object_or_404(ApiToken.objects.select_related("squad"), pk=pk)
+    try:
+        services.revoke_token(Actor.from_request(request), token)
+        messages.success(request, f"Token “{token.name}” revoked.")
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    return redirect("token_list")
+
+
+def healthz(request):
+    status = {"database": "ok", "redis": "ok"}
+    code = 200
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - report any failure
+        status["database"] = f"error: {exc.__class__.__name__}"
+        code = 503
+    try:
+        from django.core.cache import cache
+
+        cache.get("healthz")
+    except Exception as exc:  # noqa: BLE001
+        status["redis"] = f"error: {exc.__class__.__name__}"
+        code = 503
+    return JsonResponse(status, status=code)
+
+
+def metrics_view(request):
+    from portal.board import refresh_gauges
+
+    refresh_gauges()
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,310 @@
+"""The catalog: tribes, squads, people, memberships, services, systems, domains, APIs,
+resources and the dependencies between them."""
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Lifecycle(models.TextChoices):
+    EXPERIMENTAL = "experimental", "Experimental"
+    PRODUCTION = "production", "Production"
+    DEPRECATED = "deprecated", "Deprecated"
+
+
+class Tribe(models.Model):
+    """A group of squads (Backstage Group of type business-unit, product-area, tribe, or any
+    other non-team group such as organization or department)."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=50, default="tribe")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    email = models.EmailField(blank=True)
+    picture = models.URLField(max_length=500, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("squads:tribe_detail", args=[self.slug])
+
+
+class Squad(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    mission = models.TextField(blank=True)
+    tribe = models.ForeignKey(
+        Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="squads"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    chat_channel = models.CharField(max_length=200, blank=True)
+    oncall_contact = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    picture = models.URLField(max_length=500, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("squads:squad_detail", args=[self.slug])
+
+
+class Person(models.Model):
+    slug = models.SlugField(max_length=150, unique=True)
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    picture = models.URLField(max_length=500, blank=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="person",
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "people"
+
+    def __str__(self):
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        LEAD = "lead", "Lead"
+        PRODUCT_OWNER = "product_owner", "Product owner"
+
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="memberships")
+    squad = models.ForeignKey(Squad, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["person", "squad"], name="membership_unique")
+        ]
+        ordering = ["squad__name", "person__name"]
+
+    def __str__(self):
+        return f"{self.person} in {self.squad} ({self.role})"
+
+
+class Domain(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="domains"
+    )
+    owner_tribe = models.ForeignKey(
+        Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="domains"
+    )
+    tags = models.JSONField(default=list, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class System(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="systems"
+    )
+    owner_tribe = models.ForeignKey(
+        Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="systems"
+    )
+    domain = models.ForeignKey(
+        Domain, null=True, blank=True, on_delete=models.SET_NULL, related_name="systems"
+    )
+    tags = models.JSONField(default=list, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("squads:system_detail", args=[self.slug])
+
+
+class Tag(models.Model):
+    name = models.SlugField(max_length=63, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Service(models.Model):
+    """A Backstage Component: a service, website, library, ..."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="services"
+    )
+    system = models.ForeignKey(
+        System, null=True, blank=True, on_delete=models.SET_NULL, related_name="services"
+    )
+    type = models.CharField(max_length=50, default="service", db_index=True)
+    lifecycle = models.CharField(
+        max_length=20, choices=Lifecycle.choices, default=Lifecycle.EXPERIMENTAL, db_index=True
+    )
+    tier = models.PositiveSmallIntegerField(
+        default=3, choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3")], db_index=True
+    )
+    repository_url = models.CharField(max_length=500, blank=True)
+    default_branch = models.CharField(max_length=200, default="main")
+    runbook_url = models.URLField(max_length=500, blank=True)
+    oncall = models.CharField(max_length=200, blank=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="services")
+    links = models.JSONField(default=list, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    webhook_secret = models.CharField(max_length=200, blank=True)
+    metrics_urls = models.JSONField(default=list, blank=True)
+    provides_apis = models.ManyToManyField("Api", blank=True, related_name="providers")
+    consumes_apis = models.ManyToManyField("Api", blank=True, related_name="consumers")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["owner", "name"])]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("squads:service_detail", args=[self.slug])
+
+
+class Api(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=50, default="openapi")
+    lifecycle = models.CharField(
+        max_length=20, choices=Lifecycle.choices, default=Lifecycle.PRODUCTION
+    )
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="apis"
+    )
+    system = models.ForeignKey(
+        System, null=True, blank=True, on_delete=models.SET_NULL, related_name="apis"
+    )
+    definition = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API"
+
+    def __str__(self):
+        return self.name
+
+
+class Resource(models.Model):
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=50, default="database")
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="resources"
+    )
+    system = models.ForeignKey(
+        System, null=True, blank=True, on_delete=models.SET_NULL, related_name="resources"
+    )
+    tags = models.JSONField(default=list, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Dependency(models.Model):
+    """``source`` depends on exactly one of ``target_service`` / ``target_resource``."""
+
+    source = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="dependencies")
+    target_service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.CASCADE, related_name="dependents"
+    )
+    target_resource = models.ForeignKey(
+        Resource, null=True, blank=True, on_delete=models.CASCADE, related_name="dependents"
+    )
+
+    class Meta:
+        verbose_name_plural = "dependencies"
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(target_service__isnull=False, target_resource__isnull=True)
+                    | models.Q(target_service__isnull=True, target_resource__isnull=False)
+                ),
+                name="dependency_one_target",
+            ),
+            models.UniqueConstraint(
+                fields=["source", "target_service"],
+                condition=models.Q(target_service__isnull=False),
+                name="dependency_unique_service",
+            ),
+            models.UniqueConstraint(
+                fields=["source", "target_resource"],
+                condition=models.Q(target_resource__isnull=False),
+                name="dependency_unique_resource",
+            ),
+        ]
+
+    @property
+    def target(self):
+        return self.target_service or self.target_resource
+
+    def __str__(self):
+        return f"{self.source} → {self.target}"
+
+
+class Location(models.Model):
+    """A registered Backstage catalog location (path or URL), refreshed periodically by beat."""
+
+    target = models.CharField(max_length=1000, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=20, blank=True)  # ok | error
+    last_error = models.TextField(blank=True)
+    last_summary = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["target"]
+
+    def __str__(self):
+        return self.target

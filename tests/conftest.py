@@ -1,0 +1,263 @@
+"""Shared fixtures: personas, API clients, a real Celery worker, Chromium via Playwright.
+
+Personas (as in DESIGN.md): alice owns (member of squad ``playback``), bob is a member of
+another squad (``search``), charlie is a signed-in viewer with no squad, admin is an org admin.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from portal.models import ApiToken
+from tests.factories import (
+    MembershipFactory,
+    PersonFactory,
+    SquadFactory,
+    TribeFactory,
+    UserFactory,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("BACKLINE_SHARED_DIR", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
+PASSWORD = "pw-for-tests-1"
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop
+
+
+@pytest.fixture
+def shared_data():
+    assert DATA.is_dir(), f"shared sample data not found at {DATA}"
+    return DATA
+
+
+# --- personas -----------------------------------------------------------------------------------
+@pytest.fixture
+def tribe(db):
+    return TribeFactory(slug="audio", name="Audio")
+
+
+@pytest.fixture
+def squad(db, tribe):
+    return SquadFactory(slug="playback", name="Playback", tribe=tribe)
+
+
+@pytest.fixture
+def other_squad(db, tribe):
+    return SquadFactory(slug="search", name="Search", tribe=tribe)
+
+
+def _person_user(username, squad=None, role="member", **user_kwargs):
+    user = UserFactory(username=username, **user_kwargs)
+    person = PersonFactory(slug=username, name=username.title(), user=user)
+    if squad is not None:
+        MembershipFactory(person=person, squad=squad, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(squad):
+    return _person_user("alice", squad, role="lead")
+
+
+@pytest.fixture
+def bob(other_squad):
+    return _person_user("bob", other_squad)
+
+
+@pytest.fixture
+def charlie(db):
+    return _person_user("charlie")
+
+
+@pytest.fixture
+def admin_user(db):
+    return _person_user("admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def make_token(db):
+    def make(squad, scopes=(), expires_at=None, name="bot"):
+        token, raw = ApiToken.generate(
+            squad=squad, name=name, scopes=list(scopes), expires_at=expires_at
+        )
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def api():
+    """An unauthenticated DRF client; use .credentials(HTTP_AUTHORIZATION=...) or force_login."""
+    return APIClient()
+
+
+def client_for(user):
+    c = APIClient()
+    c.force_login(user)
+    return c
+
+
+def token_client(raw):
+    c = APIClient()
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return c
+
+
+# --- a real Celery worker -----------------------------------------------------------------------
+def _worker_env():
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    env["BACKLINE_VAR_DIR"] = str(settings.VAR_DIR)
+    env.pop("TEST_DATABASE_NAME", None)
+    return env
+
+
+class WorkerProcess:
+    """`celery -A portal worker` as a real subprocess, against the test database and Redis."""
+
+    def __init__(self, concurrency=2, extra_args=()):
+        self.concurrency = concurrency
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.logfile = Path(settings.VAR_DIR) / f"test-worker-{os.getpid()}.log"
+
+    def start(self, timeout=40):
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+        self.log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "-c",
+                str(self.concurrency),
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-n",
+                f"test-{os.getpid()}@%h",
+                *self.extra_args,
+            ],
+            cwd=ROOT,
+            env=_worker_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited early; see {self.logfile}")
+            if b"ready." in self.logfile.read_bytes()[-20000:]:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready in {timeout}s; see {self.logfile}")
+
+    def child_pids(self):
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def kill(self):
+        """SIGKILL the whole worker process group (main process and pool children)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture
+def celery_worker_proc(transactional_db):
+    worker = WorkerProcess().start()
+    yield worker
+    worker.stop()
+
+
+# --- Chromium via Playwright --------------------------------------------------------------------
+SCREENSHOTS = ROOT / "tests" / "e2e" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}; run `make deps` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def login(live_server):
+    """login(page, user) signs the user in through the real sign-in form."""
+
+    def do(pg, user):
+        pg.goto(f"{live_server.url}/login/")
+        pg.fill("#id_username", user.username)
+        pg.fill("#id_password", PASSWORD)
+        pg.click("button[type=submit]")
+        pg.wait_for_url(f"{live_server.url}/")
+        return pg
+
+    return do
+
+
+def screenshot(pg, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    pg.screenshot(path=str(path), full_page=True)
+    return path
