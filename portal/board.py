@@ -1,10 +1,32 @@
-"""The home page: the organisation's release status board. Each section is gathered here; the
-monitoring, pipelines and infra apps extend ``board_context`` with their live sections."""
+"""The home page: the organisation's release status board.
+
+Each app may contribute a live section: a module ``<app>/board.py`` with a function
+``board_section(request) -> dict | None`` returning ``{"template": "<app>/board_section.html",
+"order": int, ...context}``. Sections are rendered in order on the home page, and each section's
+template is responsible for its own HTMX refresh.
+"""
+
+import importlib
 
 from django.db.models import Count
 
 from portal.models import AuditEvent
 from squads.models import Service, Squad, Tribe
+
+SECTION_MODULES = ("monitoring.board", "pipelines.board", "infra.board")
+
+
+def board_sections(request):
+    sections = []
+    for name in SECTION_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        section = module.board_section(request)
+        if section:
+            sections.append(section)
+    return sorted(sections, key=lambda s: s.get("order", 100))
 
 
 def board_context(request):
@@ -19,7 +41,12 @@ def board_context(request):
         .values_list("lifecycle", "n")
     )
     recent = AuditEvent.objects.select_related("squad")[:12]
-    return {"counts": counts, "lifecycle": lifecycle, "recent_events": recent}
+    return {
+        "counts": counts,
+        "lifecycle": lifecycle,
+        "recent_events": recent,
+        "sections": board_sections(request),
+    }
 
 
 def refresh_gauges():

@@ -1,3 +1,5 @@
+from django.urls import NoReverseMatch, reverse
+
 NAV = [
     ("Catalog", "squads:service_list", "catalog"),
     ("Squads", "squads:squad_list", "squads"),
@@ -7,9 +9,6 @@ NAV = [
     ("Dashboards", "monitoring:dashboard_index", "dashboards"),
     ("Alerts", "monitoring:alert_list", "alerts"),
 ]
-
-
-from django.urls import NoReverseMatch, reverse
 
 
 def _nav_items():

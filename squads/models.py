@@ -285,12 +285,12 @@ class Dependency(models.Model):
             ),
         ]
 
+    def __str__(self):
+        return f"{self.source} → {self.target}"
+
     @property
     def target(self):
         return self.target_service or self.target_resource
-
-    def __str__(self):
-        return f"{self.source} → {self.target}"
 
 
 class Location(models.Model):

@@ -1,0 +1,184 @@
+"""Scorecards: rules over catalog facts, grouped into levels bronze / silver / gold.
+
+A service reaches a level when it passes every rule of that level and of all lower levels.
+Rules are evaluated in bulk: ``evaluate(services)`` loads what every rule needs in a fixed
+number of queries (whatever the number of services), then checks each service in Python.
+
+Other apps contribute rules with a module ``<app>/scorecard.py`` defining ``RULES`` (a list of
+``Rule``) and optionally ``load(service_ids) -> dict`` whose result is passed to their checks
+as ``ctx[<app>]``.
+"""
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LEVELS = ("bronze", "silver", "gold")
+RULE_MODULES = ("pipelines.scorecard", "monitoring.scorecard", "infra.scorecard")
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str
+    label: str
+    level: str
+    check: Callable  # (service, ctx) -> bool | None (None: rule does not apply)
+    help: str = ""
+
+
+@dataclass
+class RuleResult:
+    rule: Rule
+    passed: bool | None
+
+
+@dataclass
+class Scorecard:
+    results: list
+    level: str | None
+
+    @property
+    def passed(self):
+        return sum(1 for r in self.results if r.passed)
+
+    @property
+    def applicable(self):
+        return sum(1 for r in self.results if r.passed is not None)
+
+    @property
+    def percent(self):
+        return round(100 * self.passed / self.applicable) if self.applicable else 100
+
+    def as_dict(self):
+        return {
+            "level": self.level,
+            "passed": self.passed,
+            "applicable": self.applicable,
+            "percent": self.percent,
+            "rules": [
+                {
+                    "key": r.rule.key,
+                    "label": r.rule.label,
+                    "level": r.rule.level,
+                    "passed": r.passed,
+                }
+                for r in self.results
+            ],
+        }
+
+
+def _catalog_ctx(services):
+    """Leads per squad and deprecated dependencies per service: two queries in all."""
+    from squads.models import Dependency, Membership
+
+    squad_ids = {s.owner_id for s in services if s.owner_id}
+    leads = set(
+        Membership.objects.filter(squad_id__in=squad_ids, role=Membership.Role.LEAD).values_list(
+            "squad_id", flat=True
+        )
+    )
+    ids = [s.pk for s in services]
+    deprecated = set(
+        Dependency.objects.filter(
+            source_id__in=ids, target_service__lifecycle="deprecated"
+        ).values_list("source_id", flat=True)
+    )
+    return {"leads": leads, "deprecated_deps": deprecated}
+
+
+def _tier1(check):
+    return lambda s, ctx: check(s, ctx) if s.tier == 1 else None
+
+
+CATALOG_RULES = [
+    Rule("has_owner", "Has an owning squad", "bronze", lambda s, ctx: s.owner_id is not None),
+    Rule(
+        "has_description", "Has a description", "bronze", lambda s, ctx: bool(s.description.strip())
+    ),
+    Rule("has_repo", "Has a repository URL", "bronze", lambda s, ctx: bool(s.repository_url)),
+    Rule("has_runbook", "Has a runbook", "silver", lambda s, ctx: bool(s.runbook_url)),
+    Rule("has_oncall", "Has an on-call contact", "silver", lambda s, ctx: bool(s.oncall)),
+    Rule(
+        "tier1_lead",
+        "Tier-1: owning squad has a lead",
+        "silver",
+        _tier1(lambda s, ctx: s.owner_id in ctx["catalog"]["leads"]),
+    ),
+    Rule(
+        "tier1_oncall",
+        "Tier-1: has an on-call contact",
+        "silver",
+        _tier1(lambda s, ctx: bool(s.oncall)),
+    ),
+    Rule(
+        "deps_not_deprecated",
+        "Depends on no deprecated service",
+        "gold",
+        lambda s, ctx: s.pk not in ctx["catalog"]["deprecated_deps"],
+    ),
+]
+
+
+def _extra_modules():
+    mods = []
+    for name in RULE_MODULES:
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError:
+            continue
+    return mods
+
+
+def all_rules():
+    rules = list(CATALOG_RULES)
+    for mod in _extra_modules():
+        rules.extend(getattr(mod, "RULES", []))
+    return rules
+
+
+def evaluate(services) -> dict:
+    """Return {service.pk: Scorecard} for an iterable of services, in constant queries."""
+    services = list(services)
+    if not services:
+        return {}
+    ctx = {"catalog": _catalog_ctx(services)}
+    ids = [s.pk for s in services]
+    for mod in _extra_modules():
+        if hasattr(mod, "load"):
+            ctx[mod.__name__.split(".")[0]] = mod.load(ids)
+    rules = all_rules()
+    cards = {}
+    for s in services:
+        results = [RuleResult(rule, rule.check(s, ctx)) for rule in rules]
+        level = None
+        for lvl in LEVELS:
+            if all(r.passed is not False for r in results if r.rule.level == lvl):
+                level = lvl
+            else:
+                break
+        cards[s.pk] = Scorecard(results=results, level=level)
+    return cards
+
+
+def evaluate_one(service) -> Scorecard:
+    return evaluate([service])[service.pk]
+
+
+def rollup(cards) -> dict:
+    """Squad roll-up: how many services at each level, and the share of rules passed."""
+    counts = {lvl: 0 for lvl in (*LEVELS, None)}
+    passed = applicable = 0
+    for card in cards:
+        counts[card.level] += 1
+        passed += card.passed
+        applicable += card.applicable
+    return {
+        "levels": {
+            "gold": counts["gold"],
+            "silver": counts["silver"],
+            "bronze": counts["bronze"],
+            "none": counts[None],
+        },
+        "percent": round(100 * passed / applicable) if applicable else 100,
+        "services": sum(counts.values()),
+    }
