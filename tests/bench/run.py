@@ -21,7 +21,7 @@ def main(argv):
     wanted = set(argv)
     names = sorted(
         m.name.removeprefix("bench_")
-        for m in pkgutil.iter_modules([str(Path(__file__).parent))])
+        for m in pkgutil.iter_modules([str(Path(__file__).parent)])
         if m.name.startswith("bench_")
     )
     if wanted:
