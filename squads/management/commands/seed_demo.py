@@ -1,0 +1,289 @@
+"""`python manage.py seed_demo`: load the demo music-streaming organisation (idempotent).
+
+Writes the catalog from ``squads/demo_data.py`` through the ORM, then calls ``seed(stdout)`` of
+the optional per-app demo modules (``pipelines.demo``, ``monitoring.demo``, ``infra.demo``).
+Running it again changes nothing: rows are looked up by slug and only saved when a field
+differs.
+"""
+
+import importlib
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from squads import demo_data as data
+from squads.models import (
+    Api,
+    Dependency,
+    Domain,
+    Membership,
+    Person,
+    Resource,
+    Service,
+    Squad,
+    System,
+    Tag,
+    Tribe,
+)
+
+OPTIONAL_MODULES = ("pipelines.demo", "monitoring.demo", "infra.demo")
+
+
+class Counter:
+    def __init__(self):
+        self.created = 0
+        self.updated = 0
+
+    def __str__(self):
+        return f"{self.created} created, {self.updated} updated"
+
+
+def upsert(counter, model, lookup, values):
+    """Get the row matching ``lookup``, create it with ``values``, or save only changed fields."""
+    obj = model.objects.filter(**lookup).first()
+    if obj is None:
+        obj = model.objects.create(**lookup, **values)
+        counter.created += 1
+        return obj
+    changed = [k for k, v in values.items() if getattr(obj, k) != v]
+    if changed:
+        for k in changed:
+            setattr(obj, k, values[k])
+        obj.save(update_fields=changed)
+        counter.updated += 1
+    return obj
+
+
+def set_m2m(counter, manager, wanted):
+    wanted_ids = {o.pk for o in wanted}
+    current = set(manager.values_list("pk", flat=True))
+    if current != wanted_ids:
+        manager.set(list(wanted))
+        counter.updated += 1
+
+
+def slack(slug):
+    return f"#squad-{slug}"
+
+
+def seed_catalog(stdout=None):
+    c = Counter()
+    tribes = {
+        slug: upsert(c, Tribe, {"slug": slug}, {"name": name, "description": desc})
+        for slug, name, desc in data.TRIBES
+    }
+    domains = {
+        slug: upsert(
+            c,
+            Domain,
+            {"slug": slug},
+            {"name": name, "description": desc, "owner_tribe": tribes[tribe]},
+        )
+        for slug, name, tribe, desc in data.DOMAINS
+    }
+    squads = {}
+    for slug, name, tribe, mission in data.SQUADS:
+        squads[slug] = upsert(
+            c,
+            Squad,
+            {"slug": slug},
+            {
+                "name": name,
+                "mission": mission,
+                "tribe": tribes[tribe],
+                "chat_channel": slack(slug),
+                "oncall_contact": f"pagerduty:{slug}-primary",
+                "email": f"{slug}@example.com",
+                "links": [
+                    {"url": f"{data.CHAT}/squad-{slug}", "title": f"{slack(slug)} on chat"},
+                    {"url": f"https://wiki.example.com/squads/{slug}", "title": "Squad wiki"},
+                ],
+            },
+        )
+
+    people = {}
+    for slug, name, memberships in data.PEOPLE:
+        people[slug] = upsert(
+            c, Person, {"slug": slug}, {"name": name, "email": f"{slug}@example.com"}
+        )
+        for squad, role in memberships:
+            upsert(c, Membership, {"person": people[slug], "squad": squads[squad]}, {"role": role})
+
+    User = get_user_model()
+    for username, (password, person_slug, is_admin) in data.LOGINS.items():
+        person = people[person_slug]
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User(username=username, email=person.email)
+            user.set_password(password)
+            user.is_staff = user.is_superuser = is_admin
+            first, _, last = person.name.partition(" ")
+            user.first_name, user.last_name = first, last
+            user.save()
+            c.created += 1
+        elif is_admin and not (user.is_staff and user.is_superuser and user.is_active):
+            user.is_staff = user.is_superuser = user.is_active = True
+            user.save(update_fields=["is_staff", "is_superuser", "is_active"])
+            c.updated += 1
+        if person.user_id != user.pk:
+            # The user may already be linked to another person (e.g. an imported one).
+            Person.objects.filter(user=user).exclude(pk=person.pk).update(user=None)
+            person.user = user
+            person.save(update_fields=["user"])
+            c.updated += 1
+
+    systems = {
+        slug: upsert(
+            c,
+            System,
+            {"slug": slug},
+            {
+                "name": name,
+                "description": desc,
+                "owner": squads[owner],
+                "owner_tribe": squads[owner].tribe,
+                "domain": domains[domain],
+            },
+        )
+        for slug, name, owner, domain, desc in data.SYSTEMS
+    }
+
+    tag_names = sorted({t for row in data.SERVICES for t in row[9]})
+    tags = {name: upsert(c, Tag, {"name": name}, {}) for name in tag_names}
+
+    services = {}
+    for (
+        slug,
+        name,
+        owner,
+        system,
+        type_,
+        lifecycle,
+        tier,
+        has_runbook,
+        has_oncall,
+        tag_list,
+        desc,
+    ) in data.SERVICES:
+        links = [
+            {"url": f"{data.DASHBOARDS}/{slug}", "title": "Grafana dashboard", "icon": "dashboard"}
+        ]
+        if type_ == "website":
+            links.append({"url": f"https://{slug}.example.com/", "title": "Production site"})
+        annotations = {"backstage.io/source-location": f"url:{data.GIT}/{owner}/{slug}"}
+        if has_oncall:
+            annotations["pagerduty.com/service-id"] = f"P{slug.replace('-', '').upper()[:7]}"
+        services[slug] = upsert(
+            c,
+            Service,
+            {"slug": slug},
+            {
+                "name": name,
+                "description": desc,
+                "owner": squads[owner],
+                "system": systems[system],
+                "type": type_,
+                "lifecycle": lifecycle,
+                "tier": tier,
+                "repository_url": f"{data.GIT}/{owner}/{slug}",
+                "runbook_url": f"{data.RUNBOOKS}/{owner}/{slug}" if has_runbook else "",
+                "oncall": f"pagerduty:{owner}-primary" if has_oncall else "",
+                "links": links,
+                "annotations": annotations,
+            },
+        )
+        set_m2m(c, services[slug].tags, [tags[t] for t in tag_list])
+
+    apis = {
+        slug: upsert(
+            c,
+            Api,
+            {"slug": slug},
+            {
+                "name": name,
+                "type": type_,
+                "description": desc,
+                "owner": squads[owner],
+                "system": systems[system],
+                "lifecycle": "production",
+            },
+        )
+        for slug, name, type_, owner, system, _provider, desc in data.APIS
+    }
+    provided = {}
+    for slug, *_rest, provider, _desc in data.APIS:
+        provided.setdefault(provider, []).append(apis[slug])
+    for slug, svc in services.items():
+        set_m2m(c, svc.provides_apis, provided.get(slug, []))
+        set_m2m(c, svc.consumes_apis, [apis[a] for a in data.CONSUMES.get(slug, [])])
+
+    resources = {
+        slug: upsert(
+            c,
+            Resource,
+            {"slug": slug},
+            {
+                "name": name,
+                "type": type_,
+                "description": desc,
+                "owner": squads[owner],
+                "system": systems[system],
+            },
+        )
+        for slug, name, type_, owner, system, desc in data.RESOURCES
+    }
+
+    for source, targets in data.DEPENDS_ON.items():
+        for target in targets:
+            upsert(
+                c,
+                Dependency,
+                {"source": services[source], "target_service": services[target]},
+                {},
+            )
+    for source, targets in data.USES.items():
+        for target in targets:
+            upsert(
+                c,
+                Dependency,
+                {"source": services[source], "target_resource": resources[target]},
+                {},
+            )
+    return c
+
+
+def run_optional_seeds(stdout):
+    for name in OPTIONAL_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # Only "this app has no demo module (yet)" is tolerated; a missing import inside
+            # an existing demo module is a real error.
+            if exc.name != name:
+                raise
+            continue
+        stdout.write(f"seeding {name}")
+        module.seed(stdout)
+
+
+class Command(BaseCommand):
+    help = "Load the demo organisation (tribes, squads, people, services, ...). Idempotent."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--catalog-only",
+            action="store_true",
+            help="Only the catalog; skip pipelines/monitoring/infra demo data.",
+        )
+
+    def handle(self, *args, catalog_only=False, **options):
+        with transaction.atomic():
+            counter = seed_catalog(self.stdout)
+        self.stdout.write(
+            f"demo catalog: {len(data.TRIBES)} tribes, {len(data.SQUADS)} squads, "
+            f"{len(data.PEOPLE)} people, {len(data.SERVICES)} services ({counter})"
+        )
+        if not catalog_only:
+            run_optional_seeds(self.stdout)
+        self.stdout.write(self.style.SUCCESS("demo data ready"))
