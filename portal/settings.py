@@ -73,6 +73,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.nav",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     }
 ]

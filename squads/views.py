@@ -1,11 +1,418 @@
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch, Q
 from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils.safestring import mark_safe
+
+from portal.actors import Actor
+from squads import graph, scorecards, services
+from squads.filters import ServiceFilter
+from squads.models import (
+    Api,
+    Dependency,
+    Lifecycle,
+    Membership,
+    Person,
+    Service,
+    Squad,
+    System,
+    Tag,
+    Tribe,
+)
+
+PANEL_APPS = ("pipelines", "monitoring", "infra")
+SORTS = {
+    "name": "name",
+    "-name": "-name",
+    "owner": "owner__name",
+    "-owner": "-owner__name",
+    "tier": "tier",
+    "-tier": "-tier",
+    "lifecycle": "lifecycle",
+    "-lifecycle": "-lifecycle",
+    "updated": "-updated_at",
+}
+PAGE_SIZE = 25
+
+
+def _panels(kind):
+    found = []
+    for app in PANEL_APPS:
+        name = f"{app}/{kind}_panel.html"
+        try:
+            get_template(name)
+        except TemplateDoesNotExist:
+            continue
+        found.append(name)
+    return found
+
+
+def _extra_columns(services_page):
+    """Per-service facts contributed by other apps, loaded in one query each."""
+    ids = [s.pk for s in services_page]
+    extra = {}
+    try:
+        from pipelines.catalog import last_runs
+    except ImportError:
+        last_runs = None
+    if last_runs is not None:
+        extra["last_runs"] = last_runs(ids)
+    return extra
 
 
 @login_required
-def _todo(request, **kwargs):
-    return HttpResponse("todo")
+def service_list(request):
+    base = Service.objects.select_related("owner", "owner__tribe", "system").prefetch_related(
+        Prefetch("tags", queryset=Tag.objects.only("name"))
+    )
+    flt = ServiceFilter(request.GET, queryset=base)
+    qs = flt.qs
+    sort = request.GET.get("sort", "")
+    if sort in SORTS:
+        qs = qs.order_by(SORTS[sort], "name")
+    elif not (request.GET.get("q") or request.GET.get("search")):
+        qs = qs.order_by("name")
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    cards = scorecards.evaluate(page.object_list)
+    extra = _extra_columns(page.object_list)
+    rows = [
+        {
+            "service": s,
+            "scorecard": cards.get(s.pk),
+            "last_run": extra.get("last_runs", {}).get(s.pk),
+        }
+        for s in page.object_list
+    ]
+    ctx = {
+        "filter": flt,
+        "page": page,
+        "rows": rows,
+        "sort": sort,
+        "has_runs": "last_runs" in extra,
+        "pager_target": "#results",
+    }
+    if request.htmx and not request.htmx.boosted:
+        return render(request, "squads/service_list.html#results", ctx)
+    ctx.update(
+        {
+            "squads": Squad.objects.only("slug", "name").order_by("name"),
+            "tribes": Tribe.objects.filter(squads__isnull=False).distinct().only("slug", "name"),
+            "systems": System.objects.only("slug", "name"),
+            "tags": Tag.objects.filter(services__isnull=False).distinct().only("name"),
+            "types": Service.objects.order_by("type").values_list("type", flat=True).distinct(),
+            "lifecycles": Lifecycle.choices,
+        }
+    )
+    return render(request, "squads/service_list.html", ctx)
 
 
-service_list = catalog_import = catalog_export = service_detail = service_edit = _todo
-squad_list = my_squads = squad_detail = tribe_detail = system_detail = api_detail = _todo
+service_list.nav_section = "catalog"
+
+
+def _service_graph(service, deps, dependents):
+    center = graph.Node(service.name, service.get_absolute_url(), "self")
+    upstream = []
+    for d in deps:
+        if d.target_service_id:
+            t = d.target_service
+            upstream.append(
+                graph.Node(
+                    t.name,
+                    t.get_absolute_url(),
+                    "service",
+                    t.owner.name if t.owner else "",
+                    t.lifecycle == "deprecated",
+                )
+            )
+        else:
+            r = d.target_resource
+            upstream.append(
+                graph.Node(r.name, f"{service.get_absolute_url()}#resources", "resource", r.type)
+            )
+    downstream = [
+        graph.Node(
+            d.source.name,
+            d.source.get_absolute_url(),
+            "service",
+            d.source.owner.name if d.source.owner else "",
+            d.source.lifecycle == "deprecated",
+        )
+        for d in dependents
+    ]
+    return mark_safe(graph.render(center, upstream, downstream))  # noqa: S308 - every label is escaped
+
+
+@login_required
+def service_detail(request, slug):
+    service = get_object_or_404(
+        Service.objects.select_related(
+            "owner", "owner__tribe", "system", "system__domain"
+        ).prefetch_related(
+            "tags",
+            Prefetch("provides_apis", queryset=Api.objects.select_related("owner")),
+            Prefetch("consumes_apis", queryset=Api.objects.select_related("owner")),
+        ),
+        slug=slug,
+    )
+    deps = list(
+        Dependency.objects.filter(source=service)
+        .select_related("target_service", "target_service__owner", "target_resource")
+        .order_by("target_service__name", "target_resource__name")
+    )
+    dependents = list(
+        Dependency.objects.filter(target_service=service)
+        .select_related("source", "source__owner")
+        .order_by("source__name")
+    )
+    actor = Actor.from_request(request)
+    members = []
+    if service.owner_id:
+        members = list(
+            Membership.objects.filter(squad_id=service.owner_id)
+            .select_related("person")
+            .order_by("role", "person__name")
+        )
+    ctx = {
+        "service": service,
+        "deps": deps,
+        "dependents": dependents,
+        "graph_svg": _service_graph(service, deps, dependents),
+        "scorecard": scorecards.evaluate_one(service),
+        "members": members,
+        "can_write": actor.can("catalog:write", service.owner),
+        "panels": _panels("service"),
+    }
+    return render(request, "squads/service_detail.html", ctx)
+
+
+service_detail.nav_section = "catalog"
+
+
+class ServiceForm(forms.ModelForm):
+    tags_text = forms.CharField(required=False, label="Tags (comma separated)")
+
+    class Meta:
+        model = Service
+        fields = [
+            "name",
+            "description",
+            "owner",
+            "system",
+            "type",
+            "lifecycle",
+            "tier",
+            "repository_url",
+            "default_branch",
+            "runbook_url",
+            "oncall",
+        ]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+@login_required
+def service_edit(request, slug):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    actor = Actor.from_request(request)
+    if not actor.can("catalog:write", service.owner):
+        raise PermissionDenied(
+            "Only members of the owning squad and org admins may edit this service."
+        )
+    if request.method == "POST":
+        form = ServiceForm(request.POST, instance=Service.objects.get(pk=service.pk))
+        if form.is_valid():
+            fields = {k: form.cleaned_data[k] for k in ServiceForm.Meta.fields}
+            tags = [t for t in form.cleaned_data["tags_text"].split(",")]
+            try:
+                services.update_service(actor, service, tags=tags, **fields)
+                messages.success(request, "Service saved.")
+                return redirect(service.get_absolute_url())
+            except (PermissionDenied, ValidationError) as exc:
+                form.add_error(None, exc)
+    else:
+        form = ServiceForm(
+            instance=service,
+            initial={"tags_text": ", ".join(service.tags.values_list("name", flat=True))},
+        )
+    return render(request, "squads/service_edit.html", {"service": service, "form": form})
+
+
+service_edit.nav_section = "catalog"
+
+
+@login_required
+def squad_list(request):
+    tribes = (
+        Tribe.objects.prefetch_related(
+            Prefetch(
+                "squads",
+                queryset=Squad.objects.annotate(
+                    n_services=Count("services", distinct=True),
+                    n_members=Count("memberships", distinct=True),
+                ),
+            )
+        )
+        .filter(squads__isnull=False)
+        .distinct()
+    )
+    loose = Squad.objects.filter(tribe__isnull=True).annotate(
+        n_services=Count("services", distinct=True), n_members=Count("memberships", distinct=True)
+    )
+    return render(request, "squads/squad_list.html", {"tribes": tribes, "loose": loose})
+
+
+squad_list.nav_section = "squads"
+
+
+def _squad_context(request, squad):
+    members = list(
+        Membership.objects.filter(squad=squad)
+        .select_related("person")
+        .order_by("role", "person__name")
+    )
+    svc = list(
+        Service.objects.filter(owner=squad)
+        .select_related("system")
+        .prefetch_related("tags")
+        .order_by("name")
+    )
+    cards = scorecards.evaluate(svc)
+    actor = Actor.from_request(request)
+    return {
+        "squad": squad,
+        "members": members,
+        "leads": [m for m in members if m.role == Membership.Role.LEAD],
+        "rows": [{"service": s, "scorecard": cards[s.pk]} for s in svc],
+        "rollup": scorecards.rollup(cards.values()),
+        "can_write": actor.can("catalog:write", squad),
+        "panels": _panels("squad"),
+    }
+
+
+@login_required
+def squad_detail(request, slug):
+    squad = get_object_or_404(Squad.objects.select_related("tribe"), slug=slug)
+    return render(request, "squads/squad_detail.html", _squad_context(request, squad))
+
+
+squad_detail.nav_section = "squads"
+
+
+@login_required
+def my_squads(request):
+    person = Person.objects.filter(user=request.user).first()
+    squads = []
+    if person:
+        squads = [
+            {**_squad_context(request, m.squad), "role": m.get_role_display()}
+            for m in Membership.objects.filter(person=person).select_related(
+                "squad", "squad__tribe"
+            )
+        ]
+    return render(request, "squads/my_squads.html", {"person": person, "my": squads})
+
+
+my_squads.nav_section = "squads"
+
+
+@login_required
+def tribe_detail(request, slug):
+    tribe = get_object_or_404(Tribe.objects.select_related("parent"), slug=slug)
+    squads = tribe.squads.annotate(
+        n_services=Count("services", distinct=True), n_members=Count("memberships", distinct=True)
+    )
+    return render(
+        request,
+        "squads/tribe_detail.html",
+        {"tribe": tribe, "squads": squads, "children": tribe.children.all()},
+    )
+
+
+tribe_detail.nav_section = "squads"
+
+
+@login_required
+def system_detail(request, slug):
+    system = get_object_or_404(System.objects.select_related("owner", "domain"), slug=slug)
+    svc = system.services.select_related("owner").order_by("name")
+    return render(
+        request,
+        "squads/system_detail.html",
+        {
+            "system": system,
+            "services": svc,
+            "apis": system.apis.select_related("owner"),
+            "resources": system.resources.all(),
+        },
+    )
+
+
+system_detail.nav_section = "catalog"
+
+
+@login_required
+def api_detail(request, slug):
+    api = get_object_or_404(Api.objects.select_related("owner", "system"), slug=slug)
+    return render(
+        request,
+        "squads/api_detail.html",
+        {
+            "api": api,
+            "providers": api.providers.select_related("owner"),
+            "consumers": api.consumers.select_related("owner"),
+        },
+    )
+
+
+api_detail.nav_section = "catalog"
+
+
+@login_required
+def catalog_import(request):
+    """Upload Backstage descriptor files; all-or-nothing, with every error listed."""
+    from squads import backstage
+
+    report = errors = None
+    if request.method == "POST":
+        files = request.FILES.getlist("files")
+        text = request.POST.get("yaml", "").strip()
+        sources = [(f.name, f.read().decode("utf-8", errors="replace")) for f in files]
+        if text:
+            sources.append(("pasted.yaml", text))
+        if not sources:
+            messages.error(request, "Choose at least one YAML file or paste YAML.")
+        else:
+            try:
+                report = backstage.import_catalog(
+                    sources, Actor.from_request(request), dry_run=bool(request.POST.get("dry_run"))
+                )
+            except backstage.ImportFailed as exc:
+                errors = exc.errors
+            except PermissionDenied as exc:
+                messages.error(request, str(exc))
+    return render(
+        request,
+        "squads/catalog_import.html",
+        {"report": report, "errors": errors},
+        status=400 if errors else 200,
+    )
+
+
+catalog_import.nav_section = "catalog"
+
+
+@login_required
+def catalog_export(request):
+    from squads import backstage
+
+    resp = HttpResponse(backstage.export_catalog(), content_type="application/yaml")
+    resp["Content-Disposition"] = 'attachment; filename="catalog-info.yaml"'
+    return resp
+
+
+__all__ = ["Q"]

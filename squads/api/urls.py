@@ -1,5 +1,27 @@
+from django.urls import path
+
 from portal.api.routers import Router
+from squads.api import views
 
 router = Router()
+router.register("tribes", views.TribeViewSet, basename="tribe")
+router.register("squads", views.SquadViewSet, basename="squad")
+router.register("people", views.PersonViewSet, basename="person")
+router.register("services", views.ServiceViewSet, basename="service")
+router.register("scorecards", views.ScorecardViewSet, basename="scorecard")
+router.register("dependencies", views.DependencyViewSet, basename="dependency")
+router.register("systems", views.SystemViewSet, basename="system")
+router.register("apis", views.ApiViewSet, basename="api")
+router.register("resources", views.ResourceViewSet, basename="resource")
 
-urlpatterns = router.urls
+urlpatterns = list(router.urls)
+
+try:  # Backstage import/export (squads/api/backstage.py)
+    from squads.api import backstage
+except ImportError:  # pragma: no cover - only while the module is being written
+    backstage = None
+if backstage is not None:
+    urlpatterns += [
+        path("catalog/import", backstage.CatalogImportView.as_view(), name="catalog-import"),
+        path("catalog/export", backstage.CatalogExportView.as_view(), name="catalog-export"),
+    ]

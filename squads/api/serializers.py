@@ -1,0 +1,277 @@
+from django.db import transaction
+from rest_framework import serializers
+
+from squads.models import (
+    Api,
+    Dependency,
+    Lifecycle,
+    Membership,
+    Person,
+    Resource,
+    Service,
+    Squad,
+    System,
+    Tribe,
+)
+
+
+class TribeSerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    squads = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = Tribe
+        fields = ["slug", "name", "description", "kind", "parent", "email", "links", "squads"]
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    person = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    name = serializers.CharField(source="person.name", read_only=True)
+    email = serializers.CharField(source="person.email", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["person", "name", "email", "role"]
+
+
+class SquadSerializer(serializers.ModelSerializer):
+    tribe = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    members = MemberSerializer(source="memberships", many=True, read_only=True)
+    services = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = Squad
+        fields = [
+            "slug",
+            "name",
+            "mission",
+            "tribe",
+            "chat_channel",
+            "oncall_contact",
+            "email",
+            "links",
+            "members",
+            "services",
+        ]
+        read_only_fields = ["slug", "tribe", "members", "services"]
+
+
+class PersonSerializer(serializers.ModelSerializer):
+    squads = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Person
+        fields = ["slug", "name", "email", "squads"]
+
+    def get_squads(self, obj) -> list[dict]:
+        return [{"squad": m.squad.slug, "role": m.role} for m in obj.memberships.all()]
+
+
+class DependencyRefSerializer(serializers.ModelSerializer):
+    kind = serializers.SerializerMethodField()
+    slug = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dependency
+        fields = ["id", "kind", "slug"]
+
+    def get_kind(self, obj) -> str:
+        return "service" if obj.target_service_id else "resource"
+
+    def get_slug(self, obj) -> str:
+        return obj.target_service.slug if obj.target_service_id else obj.target_resource.slug
+
+
+class TagListField(serializers.ListField):
+    child = serializers.SlugField(max_length=63)
+
+    def to_representation(self, data):
+        return [t.name for t in data.all()]
+
+
+class ServiceSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Squad.objects.all(), allow_null=True, required=False
+    )
+    system = serializers.SlugRelatedField(
+        slug_field="slug", queryset=System.objects.all(), allow_null=True, required=False
+    )
+    tags = TagListField(required=False)
+    lifecycle = serializers.ChoiceField(choices=Lifecycle.choices, required=False)
+    tier = serializers.ChoiceField(choices=[1, 2, 3], required=False)
+    dependencies = DependencyRefSerializer(many=True, read_only=True)
+    dependents = serializers.SerializerMethodField()
+    provides_apis = serializers.SlugRelatedField(
+        slug_field="slug", many=True, queryset=Api.objects.all(), required=False
+    )
+    consumes_apis = serializers.SlugRelatedField(
+        slug_field="slug", many=True, queryset=Api.objects.all(), required=False
+    )
+    webhook_secret = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=200
+    )
+    has_webhook_secret = serializers.SerializerMethodField()
+    metrics_urls = serializers.ListField(child=serializers.URLField(), required=False)
+    scorecard = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Service
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "owner",
+            "system",
+            "type",
+            "lifecycle",
+            "tier",
+            "repository_url",
+            "default_branch",
+            "runbook_url",
+            "oncall",
+            "tags",
+            "links",
+            "annotations",
+            "provides_apis",
+            "consumes_apis",
+            "dependencies",
+            "dependents",
+            "webhook_secret",
+            "has_webhook_secret",
+            "metrics_urls",
+            "scorecard",
+            "url",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def get_dependents(self, obj) -> list[str]:
+        return [d.source.slug for d in obj.dependents.all()]
+
+    def get_has_webhook_secret(self, obj) -> bool:
+        return bool(obj.webhook_secret)
+
+    def get_scorecard(self, obj) -> dict | None:
+        cards = self.context.get("scorecards")
+        card = cards.get(obj.pk) if cards is not None else None
+        if card is None:
+            from squads.scorecards import evaluate_one
+
+            card = evaluate_one(obj)
+        return {"level": card.level, "percent": card.percent}
+
+    def get_url(self, obj) -> str:
+        return obj.get_absolute_url()
+
+    def validate_links(self, value):
+        if not isinstance(value, list) or not all(
+            isinstance(v, dict) and v.get("url") for v in value
+        ):
+            raise serializers.ValidationError(
+                "Links must be a list of objects with at least a 'url'."
+            )
+        return value
+
+    def validate_slug(self, value):
+        if self.instance is not None and value != self.instance.slug:
+            raise serializers.ValidationError("The slug of an existing service cannot change.")
+        return value
+
+
+class ServiceListSerializer(ServiceSerializer):
+    class Meta(ServiceSerializer.Meta):
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "owner",
+            "system",
+            "type",
+            "lifecycle",
+            "tier",
+            "repository_url",
+            "tags",
+            "scorecard",
+            "url",
+            "updated_at",
+        ]
+
+
+class DependencySerializer(serializers.ModelSerializer):
+    source = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    target_service = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Service.objects.all(), required=False, allow_null=True
+    )
+    target_resource = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Resource.objects.all(), required=False, allow_null=True
+    )
+
+    class Meta:
+        model = Dependency
+        fields = ["id", "source", "target_service", "target_resource"]
+        validators = []
+
+    def validate(self, attrs):
+        if bool(attrs.get("target_service")) == bool(attrs.get("target_resource")):
+            raise serializers.ValidationError(
+                {"target_service": "Give exactly one of target_service or target_resource."}
+            )
+        return attrs
+
+
+class SystemSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    domain = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    services = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = System
+        fields = ["slug", "name", "description", "owner", "domain", "tags", "links", "services"]
+
+
+class ApiSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    system = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    providers = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    consumers = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+
+    class Meta:
+        model = Api
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "type",
+            "lifecycle",
+            "owner",
+            "system",
+            "tags",
+            "links",
+            "providers",
+            "consumers",
+            "definition",
+        ]
+
+
+class ResourceSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    system = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Resource
+        fields = ["slug", "name", "description", "type", "owner", "system", "tags", "links"]
+
+
+class ScorecardSerializer(serializers.Serializer):
+    service = serializers.CharField()
+    owner = serializers.CharField(allow_null=True)
+    level = serializers.CharField(allow_null=True)
+    passed = serializers.IntegerField()
+    applicable = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    rules = serializers.ListField(child=serializers.DictField())
+
+
+__all__ = ["transaction"]

@@ -1,0 +1,268 @@
+from django.db import transaction
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from portal.actors import Actor
+from squads import scorecards, services
+from squads.api.serializers import (
+    ApiSerializer,
+    DependencySerializer,
+    PersonSerializer,
+    ResourceSerializer,
+    ScorecardSerializer,
+    ServiceListSerializer,
+    ServiceSerializer,
+    SquadSerializer,
+    SystemSerializer,
+    TribeSerializer,
+)
+from squads.filters import (
+    ApiFilter,
+    PersonFilter,
+    ResourceFilter,
+    ServiceFilter,
+    SquadFilter,
+    SystemFilter,
+    TribeFilter,
+)
+from squads.models import (
+    Api,
+    Dependency,
+    Membership,
+    Person,
+    Resource,
+    Service,
+    Squad,
+    System,
+    Tag,
+    Tribe,
+)
+
+
+class TribeViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Tribe.objects.select_related("parent").prefetch_related("squads")
+    serializer_class = TribeSerializer
+    lookup_field = "slug"
+    filterset_class = TribeFilter
+    ordering_fields = ["name", "slug"]
+
+
+class SquadViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
+    queryset = Squad.objects.select_related("tribe").prefetch_related(
+        Prefetch(
+            "memberships",
+            queryset=Membership.objects.select_related("person").order_by("role", "person__name"),
+        ),
+        Prefetch("services", queryset=Service.objects.only("slug", "owner_id").order_by("slug")),
+    )
+    serializer_class = SquadSerializer
+    lookup_field = "slug"
+    filterset_class = SquadFilter
+    ordering_fields = ["name", "slug"]
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_squad(
+            Actor.from_request(self.request, door="api"),
+            serializer.instance,
+            **serializer.validated_data,
+        )
+
+
+class PersonViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Person.objects.prefetch_related(
+        Prefetch("memberships", queryset=Membership.objects.select_related("squad"))
+    )
+    serializer_class = PersonSerializer
+    lookup_field = "slug"
+    filterset_class = PersonFilter
+    ordering_fields = ["name", "slug"]
+
+
+class ServiceViewSet(viewsets.ModelViewSet):
+    """Services (Backstage Components). Filters: owner, tribe, system, lifecycle, tier, type,
+    tag; `search=` is full-text (PostgreSQL) over name, slug and description."""
+
+    lookup_field = "slug"
+    filterset_class = ServiceFilter
+    ordering_fields = ["name", "slug", "tier", "lifecycle", "updated_at"]
+    ordering = ["name"]
+
+    def get_queryset(self):
+        qs = Service.objects.select_related("owner", "system").prefetch_related(
+            Prefetch("tags", queryset=Tag.objects.only("name"))
+        )
+        if self.action != "list":
+            qs = qs.prefetch_related(
+                Prefetch(
+                    "dependencies",
+                    queryset=Dependency.objects.select_related("target_service", "target_resource"),
+                ),
+                Prefetch("dependents", queryset=Dependency.objects.select_related("source")),
+                Prefetch("provides_apis", queryset=Api.objects.only("slug")),
+                Prefetch("consumes_apis", queryset=Api.objects.only("slug")),
+            )
+        return qs
+
+    def get_serializer_class(self):
+        return ServiceListSerializer if self.action == "list" else ServiceSerializer
+
+    def filter_queryset(self, queryset):
+        qs = super().filter_queryset(queryset)
+        if self.request.query_params.get("search") and not self.request.query_params.get(
+            "ordering"
+        ):
+            return qs  # keep relevance order
+        return qs
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        cards = scorecards.evaluate(page)
+        serializer = self.get_serializer(
+            page, many=True, context={**self.get_serializer_context(), "scorecards": cards}
+        )
+        return self.get_paginated_response(serializer.data)
+
+    def _fields(self, data):
+        tags = data.pop("tags", None)
+        provides = data.pop("provides_apis", None)
+        consumes = data.pop("consumes_apis", None)
+        return tags, provides, consumes, data
+
+    def create(self, request, *args, **kwargs):
+        ser = ServiceSerializer(data=request.data, context=self.get_serializer_context())
+        ser.is_valid(raise_exception=True)
+        tags, provides, consumes, data = self._fields(dict(ser.validated_data))
+        slug = data.pop("slug")
+        service = services.create_service(
+            Actor.from_request(request, door="api"),
+            slug=slug,
+            tags=tags or [],
+            provides_apis=provides or [],
+            consumes_apis=consumes or [],
+            **data,
+        )
+        return Response(
+            ServiceSerializer(self.get_queryset().get(pk=service.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    def update(self, request, *args, **kwargs):
+        partial = kwargs.pop("partial", False)
+        instance = self.get_object()
+        ser = ServiceSerializer(
+            instance, data=request.data, partial=partial, context=self.get_serializer_context()
+        )
+        ser.is_valid(raise_exception=True)
+        tags, provides, consumes, data = self._fields(dict(ser.validated_data))
+        data.pop("slug", None)
+        services.update_service(
+            Actor.from_request(request, door="api"),
+            instance,
+            tags=tags,
+            provides_apis=provides,
+            consumes_apis=consumes,
+            **data,
+        )
+        return Response(ServiceSerializer(self.get_queryset().get(pk=instance.pk)).data)
+
+    def destroy(self, request, *args, **kwargs):
+        services.delete_service(Actor.from_request(request, door="api"), self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses=ScorecardSerializer)
+    @action(detail=True, methods=["get"])
+    def scorecard(self, request, slug=None):
+        service = self.get_object()
+        card = scorecards.evaluate_one(service)
+        return Response(
+            {
+                "service": service.slug,
+                "owner": service.owner.slug if service.owner else None,
+                **card.as_dict(),
+            }
+        )
+
+
+class ScorecardViewSet(viewsets.GenericViewSet):
+    """Scorecards of many services at once (same filters as the service list)."""
+
+    queryset = Service.objects.select_related("owner").order_by("name")
+    filterset_class = ServiceFilter
+    serializer_class = ScorecardSerializer
+
+    @extend_schema(responses=ScorecardSerializer(many=True))
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        cards = scorecards.evaluate(page)
+        data = [
+            {"service": s.slug, "owner": s.owner.slug if s.owner else None, **cards[s.pk].as_dict()}
+            for s in page
+        ]
+        return self.get_paginated_response(data)
+
+
+class DependencyViewSet(
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    queryset = Dependency.objects.select_related(
+        "source", "source__owner", "target_service", "target_resource"
+    ).order_by("id")
+    serializer_class = DependencySerializer
+    filterset_fields = {"source__slug": ["exact"], "target_service__slug": ["exact"]}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("source__slug", str),
+            OpenApiParameter("target_service__slug", str),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def create(self, request, *args, **kwargs):
+        ser = self.get_serializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        with transaction.atomic():
+            dep = services.add_dependency(
+                Actor.from_request(request, door="api"),
+                d["source"],
+                target_service=d.get("target_service"),
+                target_resource=d.get("target_resource"),
+            )
+        return Response(DependencySerializer(dep).data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, *args, **kwargs):
+        services.remove_dependency(Actor.from_request(request, door="api"), self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SystemViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = System.objects.select_related("owner", "domain").prefetch_related("services")
+    serializer_class = SystemSerializer
+    lookup_field = "slug"
+    filterset_class = SystemFilter
+
+
+class ApiViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Api.objects.select_related("owner", "system").prefetch_related(
+        "providers", "consumers"
+    )
+    serializer_class = ApiSerializer
+    lookup_field = "slug"
+    filterset_class = ApiFilter
+
+
+class ResourceViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Resource.objects.select_related("owner", "system")
+    serializer_class = ResourceSerializer
+    lookup_field = "slug"
+    filterset_class = ResourceFilter
+
+
+__all__ = ["get_object_or_404"]

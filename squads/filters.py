@@ -1,0 +1,124 @@
+"""One FilterSet per model, shared by the HTML lists and the API."""
+
+import django_filters
+from django.conf import settings
+from django.db.models import F, Q
+
+from squads.models import Api, Lifecycle, Person, Resource, Service, Squad, System, Tribe
+
+
+def search_services(qs, value):
+    value = (value or "").strip()
+    if not value:
+        return qs
+    plain = Q(slug__icontains=value) | Q(name__icontains=value)
+    if settings.IS_POSTGRES:
+        from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+
+        vector = (
+            SearchVector("name", weight="A", config="english")
+            + SearchVector("slug", weight="A", config="simple")
+            + SearchVector("description", weight="B", config="english")
+        )
+        query = SearchQuery(value, search_type="websearch", config="english")
+        return (
+            qs.annotate(document=vector, rank=SearchRank(vector, query))
+            .filter(Q(document=query) | plain | Q(tags__name=value.lower()))
+            .distinct()
+            .order_by(F("rank").desc(nulls_last=True), "name")
+        )
+    return qs.filter(
+        plain | Q(description__icontains=value) | Q(tags__name=value.lower())
+    ).distinct()
+
+
+class ServiceFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_search", label="Search")
+    search = django_filters.CharFilter(method="filter_search", label="Full-text search")
+    owner = django_filters.CharFilter(field_name="owner__slug", label="Owner squad (slug)")
+    squad = django_filters.CharFilter(field_name="owner__slug", label="Owner squad (slug)")
+    tribe = django_filters.CharFilter(field_name="owner__tribe__slug", label="Tribe (slug)")
+    system = django_filters.CharFilter(field_name="system__slug", label="System (slug)")
+    lifecycle = django_filters.ChoiceFilter(choices=Lifecycle.choices)
+    tier = django_filters.TypedChoiceFilter(choices=[(1, "1"), (2, "2"), (3, "3")], coerce=int)
+    type = django_filters.CharFilter(field_name="type")
+    tag = django_filters.CharFilter(field_name="tags__name", label="Tag")
+
+    class Meta:
+        model = Service
+        fields = [
+            "q",
+            "search",
+            "owner",
+            "squad",
+            "tribe",
+            "system",
+            "lifecycle",
+            "tier",
+            "type",
+            "tag",
+        ]
+
+    def filter_search(self, qs, name, value):
+        return search_services(qs, value)
+
+
+class SquadFilter(django_filters.FilterSet):
+    tribe = django_filters.CharFilter(field_name="tribe__slug")
+    q = django_filters.CharFilter(method="filter_q")
+
+    class Meta:
+        model = Squad
+        fields = ["tribe", "q"]
+
+    def filter_q(self, qs, name, value):
+        return qs.filter(
+            Q(name__icontains=value) | Q(slug__icontains=value) | Q(mission__icontains=value)
+        )
+
+
+class TribeFilter(django_filters.FilterSet):
+    class Meta:
+        model = Tribe
+        fields = ["kind"]
+
+
+class PersonFilter(django_filters.FilterSet):
+    squad = django_filters.CharFilter(field_name="memberships__squad__slug")
+    q = django_filters.CharFilter(method="filter_q")
+
+    class Meta:
+        model = Person
+        fields = ["squad", "q"]
+
+    def filter_q(self, qs, name, value):
+        return qs.filter(
+            Q(name__icontains=value) | Q(slug__icontains=value) | Q(email__icontains=value)
+        )
+
+
+class SystemFilter(django_filters.FilterSet):
+    owner = django_filters.CharFilter(field_name="owner__slug")
+    domain = django_filters.CharFilter(field_name="domain__slug")
+
+    class Meta:
+        model = System
+        fields = ["owner", "domain"]
+
+
+class ApiFilter(django_filters.FilterSet):
+    owner = django_filters.CharFilter(field_name="owner__slug")
+    system = django_filters.CharFilter(field_name="system__slug")
+
+    class Meta:
+        model = Api
+        fields = ["owner", "system", "type", "lifecycle"]
+
+
+class ResourceFilter(django_filters.FilterSet):
+    owner = django_filters.CharFilter(field_name="owner__slug")
+    system = django_filters.CharFilter(field_name="system__slug")
+
+    class Meta:
+        model = Resource
+        fields = ["owner", "system", "type"]

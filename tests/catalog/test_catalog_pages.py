@@ -1,0 +1,80 @@
+from squads.models import Service
+from tests.factories import DependencyFactory, ServiceFactory, SquadFactory
+
+
+def test_pages_need_login(client, db):
+    for path in ["/", "/catalog/", "/squads/", "/audit/", "/tokens/"]:
+        resp = client.get(path)
+        assert resp.status_code == 302 and resp["Location"].startswith("/login/"), path
+
+
+def test_catalog_htmx_returns_fragment_and_full_page_otherwise(client, alice, squad, other_squad):
+    ServiceFactory(slug="playback-api", name="Playback API", owner=squad)
+    ServiceFactory(slug="search-api", name="Search API", owner=other_squad)
+    client.force_login(alice)
+    full = client.get("/catalog/?owner=search")
+    assert (
+        b"<html" in full.content
+        and b"Search API" in full.content
+        and b"Playback API" not in full.content
+    )
+    frag = client.get("/catalog/?q=playback", HTTP_HX_REQUEST="true")
+    assert b"<html" not in frag.content
+    assert b"Playback API" in frag.content and b"Search API" not in frag.content
+
+
+def test_service_page_shows_owner_graph_and_scorecard(client, alice, squad):
+    svc = ServiceFactory(slug="playback-api", name="Playback API", owner=squad)
+    DependencyFactory(
+        source=svc,
+        target_service=ServiceFactory(
+            slug="audio-cdn", name="Audio CDN", owner=SquadFactory(slug="edge")
+        ),
+    )
+    DependencyFactory(
+        source=ServiceFactory(slug="web-player", name="Web player", owner=squad), target_service=svc
+    )
+    client.force_login(alice)
+    html = client.get("/services/playback-api/").content.decode()
+    assert 'aria-label="Dependency graph of Playback API"' in html
+    assert 'href="/services/audio-cdn/"' in html and 'href="/services/web-player/"' in html
+    assert "Scorecard" in html and "Playback" in html
+    assert ">Edit<" in html  # alice is a member
+
+
+def test_edit_service_form_by_member_and_refused_for_others(client, alice, bob, squad):
+    ServiceFactory(slug="playback-api", owner=squad)
+    client.force_login(bob)
+    assert client.get("/services/playback-api/edit/").status_code == 403
+    client.force_login(alice)
+    resp = client.post(
+        "/services/playback-api/edit/",
+        {
+            "name": "Playback API",
+            "description": "Streams audio",
+            "owner": squad.pk,
+            "type": "service",
+            "lifecycle": "production",
+            "tier": 1,
+            "repository_url": "",
+            "default_branch": "main",
+            "runbook_url": "",
+            "oncall": "pager-playback",
+            "tags_text": "audio, core",
+        },
+    )
+    assert resp.status_code == 302
+    svc = Service.objects.get(slug="playback-api")
+    assert svc.tier == 1 and svc.oncall == "pager-playback"
+    assert sorted(svc.tags.values_list("name", flat=True)) == ["audio", "core"]
+
+
+def test_squad_and_my_squads_pages(client, alice, squad):
+    ServiceFactory(slug="playback-api", name="Playback API", owner=squad)
+    client.force_login(alice)
+    html = client.get("/squads/playback/").content.decode()
+    assert "Playback API" in html and "Scorecard roll-up" in html and "Alice" in html
+    mine = client.get("/squads/mine/").content.decode()
+    assert "Playback" in mine and "Lead" in mine
+    assert client.get("/squads/").status_code == 200
+    assert client.get(f"/tribes/{squad.tribe.slug}/").status_code == 200
