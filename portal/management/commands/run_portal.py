@@ -1,0 +1,356 @@
+"""`python manage.py run_portal` (what `make run` calls): everything Backline needs, in one
+terminal.
+
+1. With no REDIS_URL, start the embedded Redis under var/ (stopped again at exit).
+2. migrate, collectstatic (when static files changed), seed_demo.
+3. Start the children, each in its own process group, output prefixed with its name:
+   web (gunicorn, or runserver if gunicorn is missing), worker and beat (Celery), and the
+   monitoring demo fleet when it exists and BACKLINE_DEMO_FLEET is not "0".
+4. Print the URL and the demo logins, then watch: Ctrl-C / SIGTERM stops every child (TERM,
+   grace period, KILL) and exits 0; a child that dies on its own stops everything (exit 1).
+"""
+
+import hashlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import connections
+
+GRACE_SECONDS = 10
+WEB_READY_TIMEOUT = 180
+
+
+class Child:
+    def __init__(self, name, argv):
+        self.name = name
+        self.argv = argv
+        self.proc = None
+        self.reader = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Command(BaseCommand):
+    help = "Migrate, load demo data and run web + Celery worker + beat; Ctrl-C stops all."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--port", type=int, default=None, help="Web port (default $PORT or 8000)"
+        )
+        parser.add_argument("--no-seed", action="store_true", help="Do not load the demo data")
+
+    # --- output -----------------------------------------------------------------------------
+    def setup_output(self):
+        self._lock = threading.Lock()
+        self._width = 6
+
+    def emit(self, text):
+        with self._lock:
+            try:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+                sys.stdout.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    def say(self, text):
+        self.emit(f"{'portal':<{self._width}} | {text}")
+
+    def _pump(self, child):
+        prefix = f"{child.name:<{self._width}} | "
+        for raw in iter(child.proc.stdout.readline, b""):
+            self.emit(prefix + raw.decode("utf-8", "replace").rstrip("\r\n"))
+        child.proc.stdout.close()
+
+    # --- main -------------------------------------------------------------------------------
+    def handle(self, *args, port=None, no_seed=False, **options):
+        self.setup_output()
+        self.port = port or int(os.environ.get("PORT") or 8000)
+        self.stopping = None  # the reason, once shutdown began
+        self.children = []
+        self.started_redis = False
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        exit_code = 0
+        if _port_open(self.port):
+            self.say(f"port {self.port} is already in use; set PORT to another port")
+            sys.exit(2)
+        try:
+            self.prepare(no_seed)
+            if self.stopping is None:
+                self.start_children()
+                exit_code = self.watch()
+        finally:
+            self.stop_children()
+            if self.started_redis:
+                from portal import embedded_redis
+
+                embedded_redis.stop()
+                self.say("embedded Redis stopped")
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.say("stopped" + (" (a child exited unexpectedly)" if exit_code else ""))
+        if exit_code:
+            sys.exit(exit_code)
+
+    def _on_signal(self, signum, frame):
+        if self.stopping is None:
+            self.stopping = signal.Signals(signum).name
+            if not self.children:
+                # Still migrating / seeding: interrupt that work right away.
+                raise KeyboardInterrupt
+        elif signum == signal.SIGINT:
+            self.stopping = "force"  # second Ctrl-C: no more grace
+
+    # --- steps ------------------------------------------------------------------------------
+    def prepare(self, no_seed):
+        db = settings.DATABASES["default"]
+        self.say(f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}{db['NAME']}")
+        if getattr(settings, "USING_EMBEDDED_REDIS", False):
+            from portal import embedded_redis
+
+            sock = Path(settings.EMBEDDED_REDIS_SOCKET)
+            if embedded_redis.is_running(sock):
+                self.say(f"embedded Redis already running at {sock}")
+            else:
+                embedded_redis.ensure_running()
+                self.started_redis = True
+                self.say(f"embedded Redis started at {sock}")
+        else:
+            self.say(f"redis: {settings.REDIS_URL.split('@')[-1]}")
+        try:
+            self.say("migrating the database")
+            call_command("migrate", interactive=False, verbosity=0)
+            self.collectstatic()
+            if not no_seed and os.environ.get("BACKLINE_SEED_DEMO", "1") != "0":
+                self.say("loading the demo organisation (seed_demo)")
+                call_command("seed_demo", stdout=_Prefixed(self.say))
+        except KeyboardInterrupt:
+            self.say("interrupted before start")
+        finally:
+            connections.close_all()
+
+    def collectstatic(self):
+        from django.contrib.staticfiles.finders import get_finders
+
+        digest = hashlib.sha256()
+        for finder in get_finders():
+            for path, storage in finder.list([]):
+                full = storage.path(path)
+                st = os.stat(full)
+                digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        stamp = Path(settings.STATIC_ROOT) / ".backline-static-stamp"
+        if stamp.exists() and stamp.read_text() == digest.hexdigest():
+            return
+        self.say("collecting static files")
+        call_command("collectstatic", interactive=False, verbosity=0)
+        stamp.write_text(digest.hexdigest())
+
+    def child_specs(self):
+        py = sys.executable
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        if importlib.util.find_spec("gunicorn") is not None:
+            web = [
+                py,
+                "-m",
+                "gunicorn",
+                "portal.wsgi",
+                "--bind",
+                f"0.0.0.0:{self.port}",
+                "--workers",
+                os.environ.get("WEB_WORKERS", "2"),
+                "--threads",
+                os.environ.get("WEB_THREADS", "4"),
+                "--graceful-timeout",
+                str(GRACE_SECONDS - 2),
+                "--timeout",
+                "120",
+                "--error-logfile",
+                "-",
+            ]
+            if _gunicorn_has("control_socket_disable"):
+                # gunicorn 24+ opens ~/.gunicorn/gunicorn.ctl, shared by every gunicorn of
+                # the user; we need no control interface.
+                web.append("--no-control-socket")
+        else:
+            web = [py, manage, "runserver", "--noreload", f"0.0.0.0:{self.port}"]
+        specs = [
+            Child("web", web),
+            Child(
+                "worker",
+                [py, "-m", "celery", "-A", "portal", "worker", "-c", "2", "--loglevel=INFO"],
+            ),
+            Child(
+                "beat",
+                [
+                    py,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "portal",
+                    "beat",
+                    "--loglevel=INFO",
+                    "-s",
+                    str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
+                ],
+            ),
+        ]
+        if os.environ.get("BACKLINE_DEMO_FLEET", "1") != "0" and _module_exists(
+            "monitoring.management.commands.demo_fleet"
+        ):
+            specs.append(Child("fleet", [py, manage, "demo_fleet"]))
+        return specs
+
+    def start_children(self):
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+        env["BACKLINE_VAR_DIR"] = str(settings.VAR_DIR)
+        for child in self.child_specs():
+            child.proc = subprocess.Popen(
+                child.argv,
+                cwd=settings.BASE_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: we stop it as a whole
+            )
+            child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
+            child.reader.start()
+            self.children.append(child)
+            self.say(f"started {child.name} (pid {child.pid}): {' '.join(child.argv[1:])}")
+
+    def watch(self):
+        deadline = time.monotonic() + WEB_READY_TIMEOUT
+        announced = False
+        while self.stopping is None:
+            for child in self.children:
+                if not child.alive():
+                    self.say(
+                        f"{child.name} (pid {child.pid}) exited unexpectedly with code "
+                        f"{child.proc.returncode}; stopping everything"
+                    )
+                    return 1
+            if not announced:
+                if _port_open(self.port):
+                    self.banner()
+                    announced = True
+                elif time.monotonic() > deadline:
+                    self.say(f"web did not listen on port {self.port} in {WEB_READY_TIMEOUT}s")
+                    return 1
+            time.sleep(0.2)
+        return 0
+
+    def banner(self):
+        url = f"http://127.0.0.1:{self.port}/"
+        lines = [
+            "",
+            "=" * 64,
+            f"  Backline is running at {url}",
+            "",
+            "  Demo logins (username / password):",
+            "    admin   / backline-admin   org admin (also /admin/)",
+            "    alice   / backline-demo    lead of the playback squad",
+            "    bob     / backline-demo    member of the search squad",
+            "    charlie / backline-demo    viewer, no squad",
+            "",
+            f"  API docs:  {url}api/docs/   (OpenAPI schema: {url}api/schema/)",
+            f"  Health:    {url}healthz     Metrics: {url}metrics",
+            "  Press Ctrl-C to stop web, worker and beat.",
+            "=" * 64,
+            "",
+        ]
+        for line in lines:
+            self.say(line)
+
+    def stop_children(self):
+        running = [c for c in self.children if c.proc is not None]
+        if not running:
+            return
+        self.say(f"stopping {', '.join(c.name for c in running)}")
+        for child in running:
+            _killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS
+        while time.monotonic() < deadline and self.stopping != "force":
+            if not any(c.alive() for c in running):
+                break
+            time.sleep(0.1)
+        for child in running:
+            if child.alive():
+                self.say(f"{child.name} (pid {child.pid}) did not stop in time; killing it")
+            # KILL the whole group even when its leader is gone: no orphans left behind.
+            _killpg(child.pid, signal.SIGKILL)
+            try:
+                child.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.say(f"{child.name} (pid {child.pid}) still there after SIGKILL")
+        for child in running:
+            if child.reader is not None:
+                child.reader.join(2)
+            self.say(f"{child.name} stopped (exit code {child.proc.returncode})")
+
+
+class _Prefixed:
+    """A file-like object for call_command(stdout=...) that prints through ``say``."""
+
+    def __init__(self, say):
+        self._say = say
+        self._buf = ""
+
+    def write(self, text):
+        self._buf += text
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._say(line)
+
+    def flush(self):
+        if self._buf:
+            self._say(self._buf)
+            self._buf = ""
+
+
+def _module_exists(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _gunicorn_has(setting):
+    try:
+        from gunicorn.config import KNOWN_SETTINGS
+    except ImportError:
+        return False
+    return any(s.name == setting for s in KNOWN_SETTINGS)
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _killpg(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
