@@ -1,0 +1,118 @@
+"""Reading descriptor files: local paths, directories, ``file://`` and http(s) URLs."""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+import requests
+
+MAX_SOURCE_BYTES = 10 * 1024 * 1024
+HTTP_TIMEOUT = 15
+
+
+class SourceError(Exception):
+    """A path or URL could not be read."""
+
+
+class Source(tuple):
+    """A ``(name, text)`` pair that also knows where it came from (``origin``: an absolute
+    path or an http(s) URL), so Location targets and ``$text`` placeholders inside it can be
+    resolved relative to it. Plain ``(name, text)`` tuples (uploads, pasted text) have no
+    origin: nothing they name is read from the server's disk or the network."""
+
+    def __new__(cls, name, text, origin=None):
+        obj = super().__new__(cls, (name, text))
+        obj.origin = origin
+        return obj
+
+    @property
+    def name(self):
+        return self[0]
+
+    @property
+    def text(self):
+        return self[1]
+
+
+def is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _file_url_path(value: str) -> str:
+    return unquote(urlparse(value).path)
+
+
+def resolve(base: str, target: str) -> str:
+    """Resolve ``target`` relative to ``base`` (an absolute path or an http(s) URL)."""
+    target = target.strip()
+    if is_url(target):
+        return target
+    if target.startswith("file://"):
+        return os.path.normpath(_file_url_path(target))
+    if is_url(base):
+        return urljoin(base, target)
+    if os.path.isabs(target):
+        return os.path.normpath(target)
+    return os.path.normpath(os.path.join(os.path.dirname(base), target))
+
+
+def display_name(parent_display: str, parent_origin: str, target: str, resolved: str) -> str:
+    """How a followed target is named in messages: relative targets keep the parent's style."""
+    if is_url(resolved) or os.path.isabs(target.strip()) or target.startswith("file://"):
+        return resolved
+    if is_url(parent_display):
+        return resolved
+    return os.path.normpath(os.path.join(os.path.dirname(parent_display), target.strip()))
+
+
+def read(origin: str) -> str:
+    """Read an absolute path or http(s) URL; raise SourceError with a clear reason."""
+    if is_url(origin):
+        try:
+            resp = requests.get(origin, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as exc:
+            raise SourceError(f"could not fetch {origin}: {exc.__class__.__name__}") from exc
+        if resp.status_code == 404:
+            raise SourceError(f"not found ({origin} answered 404)")
+        if resp.status_code >= 400:
+            raise SourceError(f"{origin} answered HTTP {resp.status_code}")
+        if len(resp.content) > MAX_SOURCE_BYTES:
+            raise SourceError(f"{origin} is larger than {MAX_SOURCE_BYTES // 2**20} MB")
+        resp.encoding = resp.encoding or "utf-8"
+        return resp.text
+    path = Path(origin)
+    if not path.is_file():
+        raise SourceError(f"not found ({origin} does not exist)")
+    if path.stat().st_size > MAX_SOURCE_BYTES:
+        raise SourceError(f"{origin} is larger than {MAX_SOURCE_BYTES // 2**20} MB")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"could not read {origin}: {exc}") from exc
+
+
+def load_sources(paths_or_urls) -> list[Source]:
+    """Files, directories (every ``*.yaml``/``*.yml`` below, sorted), ``file://`` and
+    http(s) URLs → ``[(name, text), ...]`` (``Source`` objects that remember their origin)."""
+    out = []
+    for item in paths_or_urls:
+        item = str(item)
+        if is_url(item):
+            out.append(Source(item, read(item), item))
+            continue
+        path = Path(_file_url_path(item) if item.startswith("file://") else item)
+        if path.is_dir():
+            files = sorted(
+                p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
+            if not files:
+                raise SourceError(f"{item}: no *.yaml or *.yml files in this directory")
+            for f in files:
+                origin = os.path.normpath(str(f.resolve()))
+                out.append(Source(str(f), read(origin), origin))
+        elif path.is_file():
+            origin = os.path.normpath(str(path.resolve()))
+            out.append(Source(str(path), read(origin), origin))
+        else:
+            raise SourceError(f"{item}: no such file or directory")
+    return out
