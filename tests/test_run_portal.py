@@ -1,0 +1,221 @@
+"""`manage.py run_portal` (what `make run` calls) really works on a fresh machine: SQLite and the
+embedded Redis under a temporary var/, demo data loaded, web answering, a real Celery worker
+consuming from the embedded Redis, and Ctrl-C (SIGINT) leaving no process behind."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 150  # migrate + seed + gunicorn on a busy 2-core machine
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _group_alive(pgid):
+    """Is any live (non-zombie) process left in the process group ``pgid``?"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its reaper is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Portal:
+    def __init__(self, var_dir, port):
+        self.var_dir = var_dir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.lines = []
+        env = dict(os.environ)
+        # pytest-django forces PostgreSQL + the test Redis in *this* process; the portal must
+        # get the `make run` environment: no DATABASE_URL/REDIS_URL -> SQLite + embedded Redis.
+        for name in ("DATABASE_URL", "REDIS_URL", "TEST_DATABASE_NAME", "BACKLINE_TESTING"):
+            env.pop(name, None)
+        env.update(
+            BACKLINE_VAR_DIR=str(var_dir),
+            PORT=str(port),
+            DJANGO_SETTINGS_MODULE="portal.settings",
+            BACKLINE_DEMO_FLEET="0",
+            WEB_WORKERS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "run_portal"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    @property
+    def output(self):
+        return "\n".join(self.lines)
+
+    def tail(self, n=60):
+        return "\n".join(self.lines[-n:])
+
+    def child_pids(self):
+        return {
+            name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", self.output)
+        }
+
+    def redis_pid(self):
+        pidfile = self.var_dir / "redis.pid"
+        return int(pidfile.read_text().strip()) if pidfile.exists() else None
+
+    def wait_healthy(self):
+        deadline = time.time() + START_TIMEOUT
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"run_portal exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=3).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"/healthz not 200 within {START_TIMEOUT}s:\n{self.tail()}")
+
+    def wait_for_output(self, needle, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if needle in self.output:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def cleanup(self):
+        """Last resort if the test failed half-way: kill whatever is left, by process group."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        for pid in self.child_pids().values():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        pid = self.redis_pid()
+        if pid and _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def var_dir():
+    # Short path: the embedded Redis listens on a unix socket (108-byte path limit).
+    path = Path(tempfile.mkdtemp(prefix="bl-run-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_run_portal_sqlite_embedded_redis(var_dir):
+    portal = Portal(var_dir, _free_port())
+    try:
+        portal.wait_healthy()
+        assert (var_dir / "backline.sqlite3").exists()
+        assert (var_dir / "redis.sock").exists()
+
+        # The banner: URL, demo logins, API docs.
+        assert portal.wait_for_output("Backline is running at"), portal.tail()
+        out = portal.output
+        assert f"http://127.0.0.1:{portal.port}/" in out
+        for login in ("admin   / backline-admin", "alice   / backline-demo", "bob", "charlie"):
+            assert login in out
+        assert "/api/docs/" in out
+        children = portal.child_pids()
+        assert {"web", "worker", "beat"} <= set(children), out
+
+        # Demo data is there: alice signs in through the real form and is lead of playback.
+        s = requests.Session()
+        r = s.get(f"{portal.url}/login/", timeout=10)
+        assert r.status_code == 200
+        r = s.post(
+            f"{portal.url}/login/",
+            data={
+                "username": "alice",
+                "password": "backline-demo",
+                "csrfmiddlewaretoken": s.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{portal.url}/login/"},
+            timeout=10,
+        )
+        assert r.status_code == 200 and r.url == f"{portal.url}/", r.text[:500]
+        me = s.get(f"{portal.url}/api/v1/me/", timeout=10).json()
+        assert me["username"] == "alice" and "playback" in me["squads"]
+        assert s.get(f"{portal.url}/api/schema/", timeout=30).status_code == 200
+
+        # A task sent through the embedded Redis is executed by the worker run_portal started.
+        from celery import Celery
+
+        broker = Celery("probe", broker=f"redis+socket://{var_dir / 'redis.sock'}?virtual_host=0")
+        note = f"probe-{uuid.uuid4().hex[:8]}"
+        broker.send_task("portal.tasks.record_heartbeat", args=[note])
+        deadline = time.time() + 60
+        found = False
+        while time.time() < deadline and not found:
+            events = s.get(
+                f"{portal.url}/api/v1/audit/", params={"action": "worker.heartbeat"}, timeout=10
+            ).json()["results"]
+            found = any(e["data"].get("note") == note for e in events)
+            time.sleep(0.5)
+        assert found, portal.tail()
+        assert portal.wait_for_output("Task portal.tasks.record_heartbeat[")
+        assert re.search(r"^worker\s*\| .*record_heartbeat\[.*\] received", portal.output, re.M)
+        broker.close()
+
+        # Ctrl-C: every child stops, the embedded Redis too, exit code 0.
+        redis_pid = portal.redis_pid()
+        assert redis_pid and _pid_alive(redis_pid)
+        portal.proc.send_signal(signal.SIGINT)
+        assert portal.proc.wait(60) == 0, portal.tail()
+        portal.reader.join(5)
+        deadline = time.time() + 10
+        while time.time() < deadline and (
+            any(_group_alive(pgid) for pgid in children.values()) or _pid_alive(redis_pid)
+        ):
+            time.sleep(0.2)
+        leftovers = [name for name, pgid in children.items() if _group_alive(pgid)]
+        assert not leftovers, f"still running: {leftovers}\n{portal.tail()}"
+        assert not _pid_alive(redis_pid), "embedded Redis still running"
+        assert "stopped" in portal.lines[-1]
+    finally:
+        portal.cleanup()
