@@ -1,5 +1,18 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from monitoring import views
 
 app_name = "monitoring"
 
-urlpatterns = []
+urlpatterns = [
+    path("dashboards/", views.dashboard_index, name="dashboard_index"),
+    path("dashboards/services/<slug:slug>/", views.service_dashboard, name="service_dashboard"),
+    path("dashboards/services/<slug:slug>/panel", views.service_panel, name="service_panel"),
+    path("dashboards/services/<slug:slug>/rules", views.rule_create, name="rule_create"),
+    path("dashboards/squads/<slug:slug>/", views.squad_dashboard, name="squad_dashboard"),
+    path("dashboards/squads/<slug:slug>/panel", views.squad_panel, name="squad_panel"),
+    path("alerts/", views.alert_list, name="alert_list"),
+    path("alerts/<int:pk>/", views.alert_detail, name="alert_detail"),
+    path("alerts/rules/<int:pk>/delete", views.rule_delete, name="rule_delete"),
+    path("alerts/channels/", views.channel_create, name="channel_create"),
+]

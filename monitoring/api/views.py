@@ -1,0 +1,140 @@
+"""Monitoring API: signals, Prometheus HTTP SD, alert rules, alerts, channels, DORA."""
+
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring import services
+from monitoring.api.serializers import (
+    AlertRuleSerializer,
+    AlertSerializer,
+    NotificationChannelSerializer,
+)
+from monitoring.backends import BackendError, get_backend, range_spec
+from monitoring.dashboards import parse_track
+from monitoring.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter
+from monitoring.models import SIGNAL_LABELS, Alert, AlertEvent, AlertRule, NotificationChannel
+from portal.actors import Actor
+from squads.models import Service
+
+
+class BackendUnavailable(APIException):
+    status_code = 502
+    default_code = "backend_error"
+    default_detail = "The metrics backend could not answer."
+
+
+class SignalsView(APIView):
+    """Golden signals of a service over a range, per track."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("range", str, enum=["15m", "1h", "6h", "24h", "7d"]),
+            OpenApiParameter("track", str, enum=["all", "stable", "canary"]),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request, slug):
+        service = get_object_or_404(Service, slug=slug)
+        try:
+            spec = range_spec(request.query_params.get("range"))
+        except ValueError as exc:
+            raise ValidationError({"range": str(exc)}) from exc
+        try:
+            tracks = parse_track(request.query_params.get("track"))
+        except ValueError as exc:
+            raise ValidationError({"track": str(exc)}) from exc
+        start, end = spec.bounds()
+        backend = get_backend()
+        try:
+            data = backend.golden_signals(service, tracks, start, end, spec.step, spec.window)
+        except BackendError as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        return Response(
+            {
+                "service": service.slug,
+                "backend": backend.name,
+                "range": spec.key,
+                "start": start,
+                "end": end,
+                "step": spec.step,
+                "window": spec.window,
+                "tracks": {
+                    track: {
+                        signal: {
+                            "label": SIGNAL_LABELS[signal][0],
+                            "unit": {"%": "ratio"}.get(
+                                SIGNAL_LABELS[signal][1], SIGNAL_LABELS[signal][1]
+                            ),
+                            "points": [[t, v] for t, v in points],
+                        }
+                        for signal, points in data[track].items()
+                    }
+                    for track in tracks
+                },
+            }
+        )
+
+
+class PrometheusSDView(APIView):
+    """Prometheus HTTP service discovery: every catalog service's metrics endpoints as targets,
+    labelled with service, squad, tribe, tier, lifecycle and track."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request):
+        from monitoring.sd import sd_targets
+
+        return Response(sd_targets())
+
+
+class AlertRuleViewSet(viewsets.ModelViewSet):
+    serializer_class = AlertRuleSerializer
+    filterset_class = AlertRuleFilter
+    queryset = AlertRule.objects.select_related("service", "service__owner")
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        service = data.pop("service")
+        serializer.instance = services.create_rule(Actor.from_request(self.request), service, data)
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.pop("service", None)
+        serializer.instance = services.update_rule(
+            Actor.from_request(self.request), serializer.instance, data
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_rule(Actor.from_request(self.request), instance)
+
+
+class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AlertSerializer
+    filterset_class = AlertFilter
+    queryset = Alert.objects.select_related("rule", "service").prefetch_related(
+        Prefetch("events", queryset=AlertEvent.objects.order_by("at", "pk"))
+    )
+
+
+class NotificationChannelViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    serializer_class = NotificationChannelSerializer
+    filterset_class = NotificationChannelFilter
+    queryset = NotificationChannel.objects.select_related("squad")
+
+    def perform_create(self, serializer):
+        serializer.instance = services.create_channel(
+            Actor.from_request(self.request), dict(serializer.validated_data)
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_channel(Actor.from_request(self.request), instance)

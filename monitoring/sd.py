@@ -1,0 +1,47 @@
+"""Prometheus HTTP service discovery from the catalog (``GET /api/v1/prometheus/sd``).
+
+Prometheus config::
+
+    scrape_configs:
+      - job_name: backline
+        http_sd_configs:
+          - url: http://backline.example/api/v1/prometheus/sd
+            authorization: {credentials: <a Backline API token>}
+"""
+
+from urllib.parse import urlsplit
+
+from monitoring.scrape import normalise_entries
+from squads.models import Service
+
+
+def sd_targets() -> list[dict]:
+    groups = []
+    services = (
+        Service.objects.exclude(metrics_urls=[])
+        .select_related("owner", "owner__tribe")
+        .order_by("slug")
+    )
+    for service in services:
+        for entry in normalise_entries(service.metrics_urls):
+            parts = urlsplit(entry["url"])
+            if not parts.hostname:
+                continue
+            host = parts.netloc.rsplit("@", 1)[-1]
+            labels = {
+                "__scheme__": parts.scheme or "http",
+                "__metrics_path__": parts.path or "/metrics",
+                "service": service.slug,
+                "squad": service.owner.slug if service.owner else "",
+                "tribe": service.owner.tribe.slug if service.owner and service.owner.tribe else "",
+                "tier": str(service.tier),
+                "lifecycle": service.lifecycle,
+            }
+            if entry["track"]:
+                labels["track"] = entry["track"]
+            if parts.query:
+                for pair in parts.query.split("&"):
+                    k, _, v = pair.partition("=")
+                    labels[f"__param_{k}"] = v
+            groups.append({"targets": [host], "labels": labels})
+    return groups

@@ -1,0 +1,265 @@
+"""Monitoring domain operations: alert rules and channels (CRUD with audit), rule evaluation
+(pending → firing → resolved), and notification fan-out (one Delivery per channel, sent by a
+Celery task after commit)."""
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from monitoring.backends import BackendError, get_backend
+from monitoring.models import (
+    SIGNAL_LABELS,
+    Alert,
+    AlertEvent,
+    AlertRule,
+    Delivery,
+    NotificationChannel,
+)
+from portal import audit
+
+log = logging.getLogger(__name__)
+
+RULE_FIELDS = (
+    "name",
+    "signal",
+    "query",
+    "track",
+    "comparison",
+    "threshold",
+    "window_seconds",
+    "for_seconds",
+    "severity",
+    "enabled",
+)
+SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+
+
+# --- rules and channels ---------------------------------------------------------------------
+def create_rule(actor, service, data: dict) -> AlertRule:
+    actor.require("alerts:write", service.owner_id, "creating alert rules")
+    with transaction.atomic():
+        rule = AlertRule.objects.create(
+            service=service, **{k: v for k, v in data.items() if k in RULE_FIELDS}
+        )
+        audit.record(
+            actor, "alert_rule.create", rule, squad=service.owner, data={"expr": rule.expression}
+        )
+    return rule
+
+
+def update_rule(actor, rule: AlertRule, data: dict) -> AlertRule:
+    actor.require("alerts:write", rule.service.owner_id, "changing alert rules")
+    with transaction.atomic():
+        rule = AlertRule.objects.select_for_update().select_related("service").get(pk=rule.pk)
+        for k, v in data.items():
+            if k in RULE_FIELDS:
+                setattr(rule, k, v)
+        rule.save()
+        audit.record(
+            actor,
+            "alert_rule.update",
+            rule,
+            squad=rule.service.owner,
+            data={"expr": rule.expression, "enabled": rule.enabled},
+        )
+    return rule
+
+
+def delete_rule(actor, rule: AlertRule):
+    actor.require("alerts:write", rule.service.owner_id, "deleting alert rules")
+    with transaction.atomic():
+        audit.record(
+            actor, "alert_rule.delete", rule, squad=rule.service.owner, data={"name": rule.name}
+        )
+        rule.delete()
+
+
+def create_channel(actor, data: dict) -> NotificationChannel:
+    squad = data["squad"]
+    actor.require("alerts:write", squad.pk, "adding notification channels")
+    with transaction.atomic():
+        channel = NotificationChannel.objects.create(**data)
+        audit.record(
+            actor, "alert_channel.create", channel, squad=squad, data={"kind": channel.kind}
+        )
+    return channel
+
+
+def delete_channel(actor, channel: NotificationChannel):
+    actor.require("alerts:write", channel.squad_id, "deleting notification channels")
+    with transaction.atomic():
+        audit.record(actor, "alert_channel.delete", channel, squad=channel.squad)
+        channel.delete()
+
+
+# --- evaluation -----------------------------------------------------------------------------
+def rule_value(rule: AlertRule, backend=None) -> float | None:
+    """The rule's current value (None: no data). Raises BackendError."""
+    backend = backend or get_backend()
+    if rule.query:
+        results = backend.instant(rule.query)
+        values = [r.points[-1][1] for r in results if r.points and r.points[-1][1] is not None]
+        return max(values) if values else None
+    return backend.current_signal(rule.service, rule.track, rule.signal, rule.window_seconds)
+
+
+def _summary(rule, value):
+    from monitoring.charts import format_value
+
+    unit = SIGNAL_LABELS[rule.signal][1] if rule.signal else ""
+    shown = (
+        format_value(value, unit)
+        if rule.signal
+        else f"{value:g}"
+        if value is not None
+        else "no data"
+    )
+    return f"{rule.service.name}: {rule.name} ({rule.expression}; now {shown})"[:500]
+
+
+def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
+    """Evaluate one rule and move its alert along pending → firing → resolved.
+
+    No data never fires a rule; a firing alert whose condition no longer holds (or whose data
+    disappeared) resolves. Returns what happened (for logs and tests).
+    """
+    now = now or timezone.now()
+    rule = AlertRule.objects.select_related("service", "service__owner").get(pk=rule_id)
+    error = ""
+    try:
+        value = rule_value(rule, backend)
+    except BackendError as exc:
+        value, error = None, str(exc)
+    outcome = "unchanged"
+    with transaction.atomic():
+        rule = (
+            AlertRule.objects.select_for_update()
+            .select_related("service", "service__owner")
+            .get(pk=rule_id)
+        )
+        AlertRule.objects.filter(pk=rule.pk).update(
+            last_evaluated_at=now, last_value=value, last_error=error[:2000]
+        )
+        if error:
+            return "error"  # a backend outage neither fires nor resolves anything
+        active = (
+            Alert.objects.select_for_update()
+            .filter(rule=rule, state__in=[Alert.State.PENDING, Alert.State.FIRING])
+            .first()
+        )
+        met = rule.enabled and rule.matches(value)
+        if met:
+            if active is None:
+                active = Alert(
+                    rule=rule,
+                    service=rule.service,
+                    severity=rule.severity,
+                    started_at=now,
+                    value=value,
+                    last_value=value,
+                    summary=_summary(rule, value),
+                )
+                _save_and_log(active, "pending", value, now)
+                outcome = "pending"
+            else:
+                active.last_value = value
+                active.save(update_fields=["last_value"])
+            if active.state == Alert.State.PENDING and now - active.started_at >= timedelta(
+                seconds=rule.for_seconds
+            ):
+                active.value = value
+                active.fired_at = now
+                active.summary = _summary(rule, value)
+                _save_and_log(active, "firing", value, now)
+                _notify(active, "firing")
+                outcome = "firing"
+        elif active is not None:
+            was_firing = active.state == Alert.State.FIRING
+            active.resolved_at = now
+            active.last_value = value
+            _save_and_log(active, "resolved", value, now)
+            if was_firing:
+                _notify(active, "resolved")
+            outcome = "resolved"
+    return outcome
+
+
+def _save_and_log(alert, to_state, value, now):
+    from_state = alert.state if alert.pk else ""
+    alert.state = to_state
+    alert.save()
+    AlertEvent.objects.create(
+        alert=alert, at=now, from_state=from_state, to_state=to_state, value=value
+    )
+
+
+def evaluate_all(backend=None) -> dict:
+    backend = backend or get_backend()
+    counts = {}
+    for rule_id in AlertRule.objects.filter(enabled=True).values_list("pk", flat=True):
+        try:
+            outcome = evaluate_rule(rule_id, backend)
+        except AlertRule.DoesNotExist:
+            continue
+        counts[outcome] = counts.get(outcome, 0) + 1
+    # alerts of rules that were disabled resolve
+    for alert_id in Alert.objects.filter(
+        rule__enabled=False, state__in=["pending", "firing"]
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            alert = Alert.objects.select_for_update().get(pk=alert_id)
+            was_firing = alert.state == "firing"
+            alert.resolved_at = timezone.now()
+            _save_and_log(alert, "resolved", None, alert.resolved_at)
+            if was_firing:
+                _notify(alert, "resolved")
+    return counts
+
+
+# --- notifications --------------------------------------------------------------------------
+def payload_for(alert: Alert, event: str) -> dict:
+    from django.conf import settings
+    from django.urls import reverse
+
+    rule = alert.rule
+    return {
+        "event": f"alert.{event}",
+        "alert": {
+            "id": alert.pk,
+            "state": alert.state,
+            "severity": alert.severity,
+            "summary": alert.summary,
+            "started_at": alert.started_at.isoformat(),
+            "fired_at": alert.fired_at.isoformat() if alert.fired_at else None,
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+            "value": alert.value,
+            "last_value": alert.last_value,
+            "url": settings.BASE_URL.rstrip("/")
+            + reverse("monitoring:alert_detail", args=[alert.pk]),
+        },
+        "rule": {"id": rule.pk, "name": rule.name, "expression": rule.expression},
+        "service": {"slug": alert.service.slug, "name": alert.service.name},
+        "squad": alert.service.owner.slug if alert.service.owner_id else None,
+    }
+
+
+def _notify(alert: Alert, event: str):
+    """One Delivery per enabled channel of the owning squad; sent after commit."""
+    squad_id = alert.service.owner_id
+    if not squad_id:
+        return []
+    level = SEVERITY_ORDER.get(alert.severity, 0)
+    payload = payload_for(alert, event)
+    deliveries = [
+        Delivery.objects.create(alert=alert, channel=ch, event=event, payload=payload)
+        for ch in NotificationChannel.objects.filter(squad_id=squad_id, enabled=True)
+        if SEVERITY_ORDER.get(ch.min_severity, 0) <= level
+    ]
+    if deliveries:
+        from monitoring.tasks import deliver_notification
+
+        ids = [d.pk for d in deliveries]
+        transaction.on_commit(lambda: [deliver_notification.delay(i) for i in ids])
+    return deliveries

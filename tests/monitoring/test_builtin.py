@@ -1,0 +1,176 @@
+"""Builtin backend against real /metrics endpoints (real HTTP processes, real parser, real
+PostgreSQL), including a counter reset."""
+
+import math
+
+import pytest
+
+from monitoring import signals as sig
+from monitoring.backends.builtin import BuiltinBackend
+from monitoring.models import Sample, ScrapeTarget, Series
+from monitoring.scrape import purge_old_samples, scrape_service
+from tests.conftest import client_for
+from tests.factories import ServiceFactory
+
+T0 = 1_699_999_995.0  # a multiple of 15: evaluation times are step-aligned
+
+
+def signals_at(service, t, tracks=("stable",), window=60):
+    return BuiltinBackend().golden_signals(service, list(tracks), t, t, 15, window)
+
+
+def test_rate_and_error_ratio_survive_a_counter_reset(checkout, fleet):
+    fleet.set_behaviour("checkout", "stable", error_rate=1.0)
+    fleet.send("checkout", 2, track="stable")
+    fleet.set_behaviour("checkout", "stable", error_rate=0.0)
+    fleet.send("checkout", 10, track="stable")
+    assert scrape_service(checkout, t=T0) > 0  # ok 10, errors 2
+    fleet.send("checkout", 20, track="stable")
+    scrape_service(checkout, t=T0 + 15)  # ok 30, errors 2
+    fleet.restart("checkout", "stable")  # the process dies: its counters start again from 0
+    fleet.send("checkout", 5, track="stable")
+    fleet.set_behaviour("checkout", "stable", error_rate=1.0)
+    fleet.send("checkout", 3, track="stable")
+    scrape_service(checkout, t=T0 + 30)  # raw ok 5 (< 30), raw errors 3 (> 2, but a new _created)
+
+    ok = Series.objects.get(
+        service=checkout, name="http_requests_total", track="stable", code="200"
+    )
+    err = Series.objects.get(
+        service=checkout, name="http_requests_total", track="stable", code="500"
+    )
+    assert ok.offset == 30 and err.offset == 2  # both resets detected
+    stored = list(Sample.objects.filter(series=err).order_by("t").values_list("value", flat=True))
+    assert stored == [2, 2, 5]
+    data = signals_at(checkout, T0 + 30)["stable"]
+    # over (T0-30, T0+30]: total 12 → 40 in 30 s, errors 2 → 5
+    assert data["request_rate"][0][1] == pytest.approx(28 / 30, rel=1e-9)
+    assert data["error_ratio"][0][1] == pytest.approx(3 / 28, rel=1e-9)
+    # the raw (unadjusted) view would have been a negative rate; nothing is ever negative here
+    assert all(v is None or v >= 0 for _, v in data["request_rate"])
+
+
+def test_latency_quantiles_from_real_histograms(checkout, fleet):
+    fleet.send("checkout", 5, track="canary")
+    scrape_service(checkout, t=T0)
+    fleet.send("checkout", 200, track="canary")
+    scrape_service(checkout, t=T0 + 15)
+    data = signals_at(checkout, T0 + 15, tracks=("canary",))["canary"]
+    p50, p95, p99 = (data[k][0][1] for k in ("p50", "p95", "p99"))
+    assert 0 < p50 <= p95 <= p99 <= 5.0
+    # latency around 30 ms: the median lies in the 10–75 ms buckets
+    assert 0.01 <= p50 <= 0.075
+    # check against the histogram itself: the share of observations below p95 bound
+    buckets = {
+        s.le: s
+        for s in Series.objects.filter(
+            service=checkout, name="http_request_duration_seconds_bucket", track="canary"
+        )
+    }
+    values = {
+        le: list(Sample.objects.filter(series=s).order_by("t").values_list("value", flat=True))
+        for le, s in buckets.items()
+    }
+    increases = [(le, v[-1] - v[0]) for le, v in values.items()]
+    assert sig.histogram_quantile(0.95, increases) == pytest.approx(p95)
+    assert max(inc for _, inc in increases) == 200
+
+
+def test_no_traffic_and_missing_series_are_no_data_not_zero(checkout, fleet, squad):
+    scrape_service(checkout, t=T0)
+    scrape_service(checkout, t=T0 + 15)
+    data = signals_at(checkout, T0 + 15)["stable"]
+    # no request was ever made: the labelled series do not exist at all
+    assert all(data[s][0][1] is None for s in ("request_rate", "error_ratio", "p50", "p99"))
+    fleet.send("checkout", 3, track="stable")
+    scrape_service(checkout, t=T0 + 30)
+    scrape_service(checkout, t=T0 + 45)
+    scrape_service(checkout, t=T0 + 60)
+    # traffic stopped: the rate is a real 0, the error ratio has no denominator → no data
+    data = signals_at(checkout, T0 + 60, window=30)["stable"]
+    assert data["request_rate"][0][1] == 0
+    assert data["error_ratio"][0][1] is None
+    assert data["p95"][0][1] is None
+    # a service with nothing registered: every signal is None
+    other = ServiceFactory(slug="silent", owner=squad, metrics_urls=[])
+    data = signals_at(other, T0)["stable"]
+    assert all(v is None for points in data.values() for _, v in points)
+
+
+def test_unreachable_target_is_marked_down(db, squad):
+    svc = ServiceFactory(slug="gone", owner=squad, metrics_urls=["http://127.0.0.1:9/metrics"])
+    assert scrape_service(svc, t=T0) == 0
+    target = ScrapeTarget.objects.get(service=svc)
+    assert target.health == "down"
+    assert "ConnectionError" in target.last_error
+
+
+def test_retention_purges_old_samples(checkout, fleet, settings):
+    settings.MONITORING_RETENTION_HOURS = 1
+    fleet.send("checkout", 2)
+    scrape_service(checkout, t=T0)
+    scrape_service(checkout, t=T0 + 7200)
+    before = Sample.objects.count()
+    removed = purge_old_samples(now=T0 + 7200)
+    assert removed > 0
+    assert Sample.objects.count() == before - removed
+    assert not Sample.objects.filter(t__lt=T0 + 3600).exists()
+
+
+def test_small_promql_subset(checkout, fleet):
+    fleet.send("checkout", 10, track="stable")
+    scrape_service(checkout, t=T0)
+    fleet.send("checkout", 30, track="stable")
+    scrape_service(checkout, t=T0 + 30)
+    b = BuiltinBackend()
+    res = b.instant(
+        'sum(rate(http_requests_total{service="checkout",track="stable"}[1m]))', at=T0 + 30
+    )
+    assert res[0].points[0][1] == pytest.approx(1.0)
+    res = b.instant('http_requests_total{service="checkout",code="200"}', at=T0 + 30)
+    assert [r.points[0][1] for r in res] == [40]
+    q = b.instant(
+        'histogram_quantile(0.5, rate(http_request_duration_seconds_bucket{service="checkout"}[1m]))',
+        at=T0 + 30,
+    )
+    assert 0 < q[0].points[0][1] < 1
+    from monitoring.backends import BackendError
+
+    with pytest.raises(BackendError, match="does not understand"):
+        b.instant("avg_over_time(x[5m])")
+    with pytest.raises(BackendError, match="bad duration"):
+        b.instant("rate(x[5 minutes])")
+
+
+def test_signals_api(checkout, fleet, alice, charlie):
+    fleet.send("checkout", 4)
+    scrape_service(checkout)
+    c = client_for(charlie)
+    r = c.get("/api/v1/services/checkout/signals?range=15m&track=canary")
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert body["backend"] == "builtin" and body["step"] == 15
+    assert set(body["tracks"]) == {"canary"}
+    assert set(body["tracks"]["canary"]) == {"request_rate", "error_ratio", "p50", "p95", "p99"}
+    points = body["tracks"]["canary"]["request_rate"]["points"]
+    assert len(points) >= 59 and all(len(p) == 2 for p in points)
+    r = c.get("/api/v1/services/checkout/signals?range=2w")
+    assert r.status_code == 400
+    assert "range must be one of 15m, 1h, 6h, 24h, 7d" in r.json()["message"]
+    r = c.get("/api/v1/services/checkout/signals?track=blue")
+    assert r.status_code == 400 and "track" in r.json()["message"]
+    assert c.get("/api/v1/services/nope/signals").status_code == 404
+    from rest_framework.test import APIClient
+
+    assert APIClient().get("/api/v1/services/checkout/signals").status_code == 401
+
+
+def test_quantile_matches_prometheus_semantics():
+    inf = math.inf
+    # 100 observations: 50 ≤ 0.1, 40 in (0.1, 0.5], 10 in (0.5, inf)
+    buckets = [(0.1, 50), (0.5, 90), (inf, 100)]
+    assert sig.histogram_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert sig.histogram_quantile(0.7, buckets) == pytest.approx(0.1 + 0.4 * 20 / 40)
+    assert sig.histogram_quantile(0.95, buckets) == 0.5  # in the +Inf bucket: last finite bound
+    assert sig.histogram_quantile(0.5, [(0.1, 0), (inf, 0)]) is None
+    assert sig.histogram_quantile(0.5, [(0.1, 3)]) is None  # no +Inf bucket
