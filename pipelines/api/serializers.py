@@ -1,0 +1,116 @@
+from rest_framework import serializers
+
+from pipelines.models import PipelineRun, PipelineSecret, StepRun
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    duration = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "index",
+            "stage",
+            "name",
+            "kind",
+            "command",
+            "status",
+            "exit_code",
+            "timeout",
+            "started_at",
+            "finished_at",
+            "duration",
+            "log_offset",
+            "truncated",
+            "output_bytes",
+        ]
+
+
+class PipelineRunSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    squad = serializers.SerializerMethodField()
+    branch = serializers.CharField(source="ref", read_only=True)
+    duration = serializers.FloatField(read_only=True, allow_null=True)
+    is_over = serializers.BooleanField(read_only=True)
+    url = serializers.SerializerMethodField()
+    log_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id",
+            "number",
+            "service",
+            "squad",
+            "status",
+            "ref",
+            "branch",
+            "commit_sha",
+            "requested_commit",
+            "commit_message",
+            "commit_author",
+            "trigger",
+            "triggered_by",
+            "rerun_of",
+            "spec_source",
+            "error",
+            "cancel_requested",
+            "log_size",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "duration",
+            "is_over",
+            "url",
+            "log_url",
+        ]
+        read_only_fields = fields
+
+    def get_squad(self, obj):
+        owner = obj.service.owner
+        return owner.slug if owner else None
+
+    def get_url(self, obj):
+        return obj.get_absolute_url()
+
+    def get_log_url(self, obj):
+        return f"/api/v1/runs/{obj.pk}/log"
+
+
+class PipelineRunDetailSerializer(PipelineRunSerializer):
+    steps = StepRunSerializer(many=True, read_only=True)
+    spec = serializers.JSONField(read_only=True)
+
+    class Meta(PipelineRunSerializer.Meta):
+        fields = PipelineRunSerializer.Meta.fields + ["steps", "spec"]
+        read_only_fields = fields
+
+
+class TriggerSerializer(serializers.Serializer):
+    ref = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+    commit = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
+
+
+class LogSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    status = serializers.CharField()
+    offset = serializers.IntegerField()
+    next_offset = serializers.IntegerField()
+    text = serializers.CharField()
+    over = serializers.BooleanField()
+
+
+class PipelineSecretSerializer(serializers.ModelSerializer):
+    """Write-only value: the API never answers with it."""
+
+    value = serializers.CharField(write_only=True, trim_whitespace=False)
+
+    class Meta:
+        model = PipelineSecret
+        fields = ["name", "value", "created_at", "updated_at", "updated_by"]
+        read_only_fields = ["created_at", "updated_at", "updated_by"]
+
+
+class SpecSerializer(serializers.Serializer):
+    spec = serializers.CharField(allow_blank=True, trim_whitespace=False)

@@ -1,0 +1,178 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from pipelines import services
+from pipelines.api.serializers import (
+    LogSerializer,
+    PipelineRunDetailSerializer,
+    PipelineRunSerializer,
+    PipelineSecretSerializer,
+    SpecSerializer,
+    TriggerSerializer,
+)
+from pipelines.filters import PipelineRunFilter
+from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret
+from portal.actors import Actor
+from squads.models import Service
+
+LOG_LIMIT = 1024 * 1024
+
+
+def _idem(request):
+    return (request.headers.get("Idempotency-Key") or "").strip()[:200] or None
+
+
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    """Pipeline runs across the portal; filter by service, squad, status, branch."""
+
+    filterset_class = PipelineRunFilter
+    ordering_fields = ["created_at", "number", "finished_at"]
+
+    def get_queryset(self):
+        qs = PipelineRun.objects.select_related("service", "service__owner")
+        if self.action == "retrieve":
+            qs = qs.prefetch_related("steps")
+        return qs
+
+    def get_serializer_class(self):
+        return PipelineRunDetailSerializer if self.action == "retrieve" else PipelineRunSerializer
+
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", int, description="byte offset to read from")],
+        responses=LogSerializer,
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request, pk=None):
+        run = self.get_object()
+        raw = request.query_params.get("offset", "0")
+        try:
+            offset = int(raw)
+            if offset < 0:
+                raise ValueError
+        except ValueError:
+            raise ValidationError(
+                {"offset": [f"{raw!r} is not a byte offset (0 or more)."]}
+            ) from None
+        over = run.is_over
+        text, next_offset = services.read_log(run, offset, limit=LOG_LIMIT)
+        return Response(
+            {
+                "run": run.pk,
+                "status": run.status,
+                "offset": offset,
+                "next_offset": next_offset,
+                "text": text,
+                "over": over and next_offset >= run.log_size,
+            }
+        )
+
+    @extend_schema(request=None, responses=PipelineRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = services.cancel(self.get_object(), Actor.from_request(request, door="api"))
+        return Response(PipelineRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=PipelineRunSerializer)
+    @action(detail=True, methods=["post"])
+    def rerun(self, request, pk=None):
+        new = services.rerun(
+            self.get_object(),
+            Actor.from_request(request, door="api"),
+            idempotency_key=_idem(request),
+        )
+        return Response(PipelineRunSerializer(new).data, status=status.HTTP_201_CREATED)
+
+
+class ServiceRunsView(APIView):
+    """``GET``: runs of one service. ``POST``: trigger a run (body: ``ref``, optional ``commit``)."""
+
+    @extend_schema(responses=PipelineRunSerializer(many=True))
+    def get(self, request, slug):
+        service = get_object_or_404(Service, slug=slug)
+        qs = PipelineRunFilter(
+            request.query_params,
+            queryset=PipelineRun.objects.filter(service=service).select_related("service__owner"),
+        ).qs
+        from portal.api.pagination import StandardPagination
+
+        paginator = StandardPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(PipelineRunSerializer(page, many=True).data)
+
+    @extend_schema(request=TriggerSerializer, responses=PipelineRunSerializer)
+    def post(self, request, slug):
+        service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+        ser = TriggerSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        run, created = services.trigger(
+            service,
+            Actor.from_request(request, door="api"),
+            ref=ser.validated_data["ref"],
+            commit=ser.validated_data["commit"],
+            trigger=PipelineRun.Trigger.API,
+            idempotency_key=_idem(request),
+        )
+        return Response(
+            PipelineRunSerializer(run).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class ServiceSecretsView(APIView):
+    """Pipeline secrets of a service: names only; values are write-only."""
+
+    @extend_schema(responses=PipelineSecretSerializer(many=True))
+    def get(self, request, slug):
+        service = get_object_or_404(Service, slug=slug)
+        secrets = PipelineSecret.objects.filter(service=service)
+        return Response(PipelineSecretSerializer(secrets, many=True).data)
+
+    @extend_schema(request=PipelineSecretSerializer, responses=PipelineSecretSerializer)
+    def post(self, request, slug):
+        service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+        ser = PipelineSecretSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        secret = services.set_secret(
+            service,
+            Actor.from_request(request, door="api"),
+            ser.validated_data["name"],
+            ser.validated_data["value"],
+        )
+        return Response(PipelineSecretSerializer(secret).data, status=status.HTTP_201_CREATED)
+
+
+class ServiceSecretDetailView(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, slug, name):
+        service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+        if not services.delete_secret(service, Actor.from_request(request, door="api"), name):
+            return Response(
+                {"code": "not_found", "message": f"No secret named {name!r} on {slug}."},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ServiceSpecView(APIView):
+    """The pipeline spec stored in the portal (used when the repository has no backline.yml)."""
+
+    @extend_schema(responses=SpecSerializer)
+    def get(self, request, slug):
+        service = get_object_or_404(Service, slug=slug)
+        config = PipelineConfig.objects.filter(service=service).first()
+        return Response({"spec": config.spec_yaml if config else ""})
+
+    @extend_schema(request=SpecSerializer, responses=SpecSerializer)
+    def put(self, request, slug):
+        service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+        ser = SpecSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        config = services.save_spec(
+            service, Actor.from_request(request, door="api"), ser.validated_data["spec"]
+        )
+        return Response({"spec": config.spec_yaml})

@@ -1,0 +1,32 @@
+"""Facts for the catalog list: each service's last pipeline run, in one query."""
+
+from django.db.models import Max
+
+from pipelines.models import PipelineRun
+
+
+def latest_ids(service_ids=None):
+    qs = PipelineRun.objects.all()
+    if service_ids is not None:
+        qs = qs.filter(service_id__in=list(service_ids))
+    return qs.order_by().values("service_id").annotate(m=Max("id")).values("m")
+
+
+def last_runs(service_ids) -> dict:
+    """{service_id: PipelineRun} with each service's most recent run (one SQL query)."""
+    ids = list(service_ids)
+    if not ids:
+        return {}
+    runs = PipelineRun.objects.filter(pk__in=latest_ids(ids)).only(
+        "id",
+        "service_id",
+        "number",
+        "status",
+        "ref",
+        "commit_sha",
+        "requested_commit",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    return {r.service_id: r for r in runs}

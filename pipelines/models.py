@@ -1,0 +1,192 @@
+"""Pipelines: specs stored in the portal, secrets, runs, steps and their logs.
+
+PipelineRun / StepRun: queued → running → succeeded | failed | canceled | timed_out | lost.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+FINISHED_STATUSES = tuple(s for s in RunStatus.values if s not in ACTIVE_STATUSES)
+
+
+class PipelineConfig(models.Model):
+    """The spec edited in the portal, used when the repository has no ``backline.yml``."""
+
+    service = models.OneToOneField(
+        "squads.Service", on_delete=models.CASCADE, related_name="pipeline_config"
+    )
+    spec_yaml = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=200, blank=True)
+    # the branch filters of the last spec seen (repository or portal); the webhook uses them to
+    # decide quickly, before any checkout, whether a push starts a run
+    known_branches = models.JSONField(null=True, blank=True)
+
+    def __str__(self):
+        return f"pipeline spec of {self.service}"
+
+
+class PipelineSecret(models.Model):
+    """A value handed to steps as an environment variable; write-only, masked in every log."""
+
+    service = models.ForeignKey(
+        "squads.Service", on_delete=models.CASCADE, related_name="pipeline_secrets"
+    )
+    name = models.CharField(max_length=100)
+    value = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "name"], name="pipeline_secret_unique_name")
+        ]
+
+    def __str__(self):
+        return f"{self.service.slug}:{self.name}"
+
+
+class PipelineRun(models.Model):
+    class Trigger(models.TextChoices):
+        PUSH = "push"
+        MANUAL = "manual"
+        API = "api"
+        RERUN = "rerun"
+
+    service = models.ForeignKey(
+        "squads.Service", on_delete=models.CASCADE, related_name="pipeline_runs"
+    )
+    number = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    ref = models.CharField(max_length=255, blank=True, db_index=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    requested_commit = models.CharField(max_length=64, blank=True)
+    commit_message = models.TextField(blank=True)
+    commit_author = models.CharField(max_length=200, blank=True)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    triggered_by = models.CharField(max_length=200, blank=True)
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    delivery_id = models.CharField(max_length=100, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    spec_source = models.CharField(max_length=20, blank=True)  # repository | portal
+    spec = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True)
+    log_size = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["service", "-created_at"]),
+            models.Index(fields=["status", "heartbeat_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "delivery_id"], name="pipeline_run_unique_delivery"
+            ),
+            models.UniqueConstraint(
+                fields=["service", "idempotency_key"], name="pipeline_run_unique_idem_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service.slug} #{self.number or self.pk}"
+
+    def get_absolute_url(self):
+        return reverse("pipelines:run_detail", args=[self.pk])
+
+    @property
+    def is_over(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def short_sha(self) -> str:
+        return (self.commit_sha or self.requested_commit)[:10]
+
+    @property
+    def duration(self):
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class StepRun(models.Model):
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="steps")
+    stage = models.CharField(max_length=100)
+    stage_index = models.PositiveIntegerField(default=0)
+    index = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, default="run")  # room for deploy / canary stages
+    command = models.TextField(blank=True)
+    timeout = models.FloatField(null=True, blank=True)
+    status = models.CharField(
+        max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
+    )
+    exit_code = models.IntegerField(null=True, blank=True)
+    log_offset = models.BigIntegerField(
+        null=True, blank=True
+    )  # where its log starts in the run log
+    truncated = models.BooleanField(default=False)
+    output_bytes = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="step_run_unique")]
+
+    def __str__(self):
+        return f"{self.stage}/{self.name}"
+
+    @property
+    def duration(self):
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class LogChunk(models.Model):
+    """A piece of a run's log, already masked. ``offset`` is its first byte in the whole log."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="log_chunks")
+    offset = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "offset"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "offset"], name="log_chunk_unique_offset")
+        ]
+
+
+def workspace_root():
+    return settings.WORKSPACE_ROOT / "pipelines"

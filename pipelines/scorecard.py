@@ -1,0 +1,49 @@
+"""Scorecard rules from pipelines: has a pipeline; last run on the default branch succeeded."""
+
+from django.db.models import F, Max, Q
+
+from pipelines.models import PipelineConfig, PipelineRun, RunStatus
+from squads.scorecards import Rule
+
+
+def load(service_ids) -> dict:
+    ids = list(service_ids)
+    with_spec = set(
+        PipelineConfig.objects.filter(service_id__in=ids)
+        .exclude(spec_yaml="")
+        .values_list("service_id", flat=True)
+    ) | set(
+        PipelineRun.objects.filter(service_id__in=ids, spec__isnull=False)
+        .values_list("service_id", flat=True)
+        .distinct()
+    )
+    latest_default = (
+        PipelineRun.objects.filter(service_id__in=ids, ref=F("service__default_branch"))
+        .filter(~Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]))
+        .order_by()
+        .values("service_id")
+        .annotate(m=Max("id"))
+        .values("m")
+    )
+    default_status = dict(
+        PipelineRun.objects.filter(pk__in=latest_default).values_list("service_id", "status")
+    )
+    return {"has_pipeline": with_spec, "default_status": default_status}
+
+
+RULES = [
+    Rule(
+        "has_pipeline",
+        "Has a pipeline",
+        "bronze",
+        lambda s, ctx: s.pk in ctx["pipelines"]["has_pipeline"],
+        help="A backline.yml in the repository (seen by a run) or a spec stored in the portal.",
+    ),
+    Rule(
+        "default_branch_green",
+        "Last pipeline run on the default branch succeeded",
+        "silver",
+        lambda s, ctx: ctx["pipelines"]["default_status"].get(s.pk) == RunStatus.SUCCEEDED,
+        help="The most recent finished run on the default branch succeeded.",
+    ),
+]

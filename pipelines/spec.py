@@ -1,0 +1,310 @@
+"""Pipeline spec (``backline.yml``): parse, validate with line and field, match branches.
+
+Minimal form::
+
+    stages: [{name: build, steps: [{name: compile, run: "make"}]}]
+
+Full form::
+
+    timeout: 10m            # default step timeout (seconds, or 30s / 10m / 1h); default 1h
+    branches: [main, "release/*"]       # or {include: [...], exclude: [...]}; default: all
+    env: {CI_FLAVOUR: backline}
+    stages:
+      - name: build
+        steps:
+          - name: compile
+            run: make
+            env: {GOFLAGS: -mod=vendor}
+            timeout: 120
+            secrets: [NPM_TOKEN]      # pipeline secrets of the service, as env variables
+"""
+
+import fnmatch
+import re
+from dataclasses import dataclass
+
+import yaml
+
+SPEC_FILENAMES = ("backline.yml", "backline.yaml", ".backline.yml")
+DEFAULT_TIMEOUT = 3600.0
+MAX_TIMEOUT = 24 * 3600.0
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+STEP_KINDS = ("run",)  # a later issue adds deploy / canary stages
+
+TOP_KEYS = {"stages", "timeout", "default_timeout", "branches", "env", "name", "version"}
+STAGE_KEYS = {"name", "steps"}
+STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind"}
+
+
+class SpecError(ValueError):
+    def __init__(self, message, line=None, field=""):
+        self.message = message
+        self.line = line
+        self.field = field
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if field:
+            where.append(field)
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    def as_dict(self):
+        return {"message": self.message, "line": self.line, "field": self.field}
+
+
+@dataclass
+class Spec:
+    data: dict
+
+    @property
+    def stages(self):
+        return self.data["stages"]
+
+    def steps(self):
+        """(stage_index, stage_name, step) in order."""
+        for si, stage in enumerate(self.stages):
+            for step in stage["steps"]:
+                yield si, stage["name"], step
+
+    def branch_matches(self, branch: str) -> bool:
+        return branch_matches(self.data.get("branches"), branch)
+
+    def secret_names(self):
+        return sorted({n for _si, _s, step in self.steps() for n in step["secrets"]})
+
+
+def branch_matches(branches, branch: str) -> bool:
+    if not branches:
+        return True
+    include = branches.get("include") or []
+    exclude = branches.get("exclude") or []
+    if include and not any(fnmatch.fnmatchcase(branch, p) for p in include):
+        return False
+    return not any(fnmatch.fnmatchcase(branch, p) for p in exclude)
+
+
+def _line(node):
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def _scalar(node, field, kinds=("str",)):
+    if not isinstance(node, yaml.ScalarNode):
+        raise SpecError(f"expected {' or '.join(kinds)}, got a {_kind(node)}", _line(node), field)
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _kind(node):
+    if isinstance(node, yaml.MappingNode):
+        return "mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "list"
+    return "value"
+
+
+def _mapping(node, field, allowed):
+    if not isinstance(node, yaml.MappingNode):
+        raise SpecError(f"expected a mapping, got a {_kind(node)}", _line(node), field)
+    out = {}
+    for knode, vnode in node.value:
+        key = knode.value if isinstance(knode, yaml.ScalarNode) else None
+        if key not in allowed:
+            raise SpecError(
+                f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})",
+                _line(knode),
+                f"{field}.{key}" if field else str(key),
+            )
+        if key in out:
+            raise SpecError(f"duplicate key {key!r}", _line(knode), f"{field}.{key}".lstrip("."))
+        out[key] = vnode
+    return out
+
+
+def _str(node, field, required=True):
+    value = _scalar(node, field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise SpecError("must not be empty", _line(node), field)
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise SpecError("expected a string", _line(node), field)
+    return str(value)
+
+
+def _timeout(node, field):
+    value = _scalar(node, field, ("number of seconds", "duration like 10m"))
+    if isinstance(value, bool):
+        raise SpecError("expected seconds or a duration like 30s, 10m, 1h", _line(node), field)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = DURATION_RE.match(str(value or ""))
+        if not m:
+            raise SpecError(
+                f"{value!r} is not a duration (use seconds, or 30s, 10m, 1h)", _line(node), field
+            )
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    if seconds <= 0 or seconds > MAX_TIMEOUT:
+        raise SpecError(
+            f"must be between 1 second and {int(MAX_TIMEOUT)} seconds", _line(node), field
+        )
+    return seconds
+
+
+def _env(node, field):
+    if not isinstance(node, yaml.MappingNode):
+        raise SpecError(
+            f"expected a mapping of NAME: value, got a {_kind(node)}", _line(node), field
+        )
+    env = {}
+    for knode, vnode in node.value:
+        name = knode.value if isinstance(knode, yaml.ScalarNode) else ""
+        if not ENV_NAME_RE.match(name or ""):
+            raise SpecError(
+                f"{name!r} is not a valid variable name", _line(knode), f"{field}.{name}"
+            )
+        value = _scalar(vnode, f"{field}.{name}")
+        env[name] = (
+            "" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+        )
+    return env
+
+
+def _name_list(node, field, pattern, what):
+    if isinstance(node, yaml.ScalarNode):
+        items = [node]
+    elif isinstance(node, yaml.SequenceNode):
+        items = node.value
+    else:
+        raise SpecError(f"expected a list of {what}", _line(node), field)
+    out = []
+    for i, item in enumerate(items):
+        value = _str(item, f"{field}[{i}]")
+        if pattern is not None and not pattern.match(value):
+            raise SpecError(f"{value!r} is not a valid {what[:-1]}", _line(item), f"{field}[{i}]")
+        out.append(value)
+    return out
+
+
+def _branches(node):
+    if isinstance(node, yaml.MappingNode):
+        keys = _mapping(node, "branches", {"include", "exclude"})
+        return {
+            "include": _name_list(keys["include"], "branches.include", None, "patterns")
+            if "include" in keys
+            else [],
+            "exclude": _name_list(keys["exclude"], "branches.exclude", None, "patterns")
+            if "exclude" in keys
+            else [],
+        }
+    return {"include": _name_list(node, "branches", None, "patterns"), "exclude": []}
+
+
+def parse(text: str) -> Spec:
+    """Parse and validate; raise SpecError naming the line and field at fault."""
+    if not text or not text.strip():
+        raise SpecError("the spec is empty", 1, "")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError(
+            f"not valid YAML: {exc.problem or exc.context}",
+            mark.line + 1 if mark else None,
+            "",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}") from None
+    if root is None:
+        raise SpecError("the spec is empty", 1, "")
+    top = _mapping(root, "", TOP_KEYS)
+    data = {"timeout": DEFAULT_TIMEOUT, "branches": None, "env": {}, "stages": []}
+    for key in ("timeout", "default_timeout"):
+        if key in top:
+            data["timeout"] = _timeout(top[key], key)
+    if "branches" in top:
+        data["branches"] = _branches(top["branches"])
+    if "env" in top:
+        data["env"] = _env(top["env"], "env")
+    if "stages" not in top:
+        raise SpecError("required: a list of stages", _line(root), "stages")
+    stages_node = top["stages"]
+    if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
+        raise SpecError("must be a non-empty list of stages", _line(stages_node), "stages")
+    seen_stages = set()
+    for si, snode in enumerate(stages_node.value):
+        sfield = f"stages[{si}]"
+        skeys = _mapping(snode, sfield, STAGE_KEYS)
+        if "name" not in skeys:
+            raise SpecError("required: the stage's name", _line(snode), f"{sfield}.name")
+        sname = _str(skeys["name"], f"{sfield}.name")
+        if not NAME_RE.match(sname):
+            raise SpecError(
+                f"{sname!r} is not a valid name (letters, digits, space, _ . -)",
+                _line(skeys["name"]),
+                f"{sfield}.name",
+            )
+        if sname in seen_stages:
+            raise SpecError(
+                f"duplicate stage name {sname!r}", _line(skeys["name"]), f"{sfield}.name"
+            )
+        seen_stages.add(sname)
+        if "steps" not in skeys:
+            raise SpecError("required: a list of steps", _line(snode), f"{sfield}.steps")
+        steps_node = skeys["steps"]
+        if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
+            raise SpecError(
+                "must be a non-empty list of steps", _line(steps_node), f"{sfield}.steps"
+            )
+        steps = []
+        seen_steps = set()
+        for ti, tnode in enumerate(steps_node.value):
+            tfield = f"{sfield}.steps[{ti}]"
+            tkeys = _mapping(tnode, tfield, STEP_KEYS)
+            if "run" not in tkeys:
+                raise SpecError("required: the command to run", _line(tnode), f"{tfield}.run")
+            run = _str(tkeys["run"], f"{tfield}.run")
+            name = (
+                _str(tkeys["name"], f"{tfield}.name")
+                if "name" in tkeys
+                else run.strip().splitlines()[0][:60]
+            )
+            if "name" in tkeys and not NAME_RE.match(name):
+                raise SpecError(
+                    f"{name!r} is not a valid name (letters, digits, space, _ . -)",
+                    _line(tkeys["name"]),
+                    f"{tfield}.name",
+                )
+            if name in seen_steps:
+                raise SpecError(
+                    f"duplicate step name {name!r} in stage {sname!r}",
+                    _line(tkeys.get("name", tnode)),
+                    f"{tfield}.name",
+                )
+            seen_steps.add(name)
+            kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"
+            if kind not in STEP_KINDS:
+                raise SpecError(
+                    f"unknown kind {kind!r} (allowed: {', '.join(STEP_KINDS)})",
+                    _line(tkeys["kind"]),
+                    f"{tfield}.kind",
+                )
+            steps.append(
+                {
+                    "name": name,
+                    "kind": kind,
+                    "run": run,
+                    "env": _env(tkeys["env"], f"{tfield}.env") if "env" in tkeys else {},
+                    "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout")
+                    if "timeout" in tkeys
+                    else None,
+                    "secrets": _name_list(
+                        tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names"
+                    )
+                    if "secrets" in tkeys
+                    else [],
+                }
+            )
+        data["stages"].append({"name": sname, "steps": steps})
+    return Spec(data)

@@ -1,0 +1,15 @@
+from celery import shared_task
+
+from pipelines import runner, services
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def execute_run(run_id):
+    """Run one pipeline run (claimed with a conditional UPDATE; a duplicate delivery is a no-op)."""
+    runner.execute(run_id)
+
+
+@shared_task(ignore_result=True)
+def reap_lost_runs(stale_seconds=None):
+    """Beat: mark runs whose worker stopped sending heartbeats as lost."""
+    return services.reap_lost(stale_seconds)

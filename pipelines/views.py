@@ -1,0 +1,220 @@
+"""Pipeline pages. Thin: each POST calls one function in ``pipelines.services``."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from pipelines import services
+from pipelines.ansi import to_html
+from pipelines.board import board_section
+from pipelines.filters import PipelineRunFilter
+from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus
+from portal.actors import Actor
+from portal.api.errors import Conflict
+from squads.models import Service, Squad
+
+LOG_PAGE_BYTES = 512 * 1024  # the most a single tail response carries
+
+
+def _nav(view):
+    view.nav_section = "pipelines"
+    return view
+
+
+def _errors(exc):
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    return str(exc.detail if isinstance(exc, Conflict) else exc)
+
+
+@_nav
+@login_required
+def run_list(request):
+    qs = PipelineRun.objects.select_related("service", "service__owner")
+    flt = PipelineRunFilter(request.GET, queryset=qs)
+    page = Paginator(flt.qs, 30).get_page(request.GET.get("page"))
+    ctx = {
+        "filter": flt,
+        "page": page,
+        "statuses": RunStatus.values,
+        "squads": Squad.objects.only("slug", "name"),
+        "counts": {
+            "active": PipelineRun.objects.filter(status__in=["queued", "running"]).count(),
+        },
+    }
+    template = "pipelines/run_list.html#results" if request.htmx else "pipelines/run_list.html"
+    return render(request, template, ctx)
+
+
+def _run_context(request, run):
+    actor = Actor.from_request(request)
+    steps = list(run.steps.all())
+    return {
+        "run": run,
+        "service": run.service,
+        "stages": services.step_groups(steps),
+        "steps": steps,
+        "can_write": actor.can("pipelines:run", run.service.owner),
+    }
+
+
+@_nav
+@login_required
+def run_detail(request, pk):
+    run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
+    ctx = _run_context(request, run)
+    text, offset = services.read_log(run, 0, limit=LOG_PAGE_BYTES)
+    ctx.update({"log_html": to_html(text), "offset": offset})
+    return render(request, "pipelines/run_detail.html", ctx)
+
+
+@login_required
+def run_log(request, pk):
+    """The live tail: new log text after ``offset`` (appended out of band), the steps table and
+    the next poller. Answers 286 when the run is over so HTMX stops polling."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
+    try:
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        return HttpResponse("offset must be a whole number of bytes", status=400)
+    over = run.is_over  # read before the log so that nothing written after is missed
+    text, next_offset = services.read_log(run, offset, limit=LOG_PAGE_BYTES)
+    more = next_offset < run.log_size
+    ctx = _run_context(request, run)
+    ctx.update({"log_html": to_html(text), "offset": next_offset, "over": over and not more})
+    response = render(request, "pipelines/run_detail.html#tail", ctx)
+    if over and not more:
+        response.status_code = 286
+    return response
+
+
+@require_POST
+@login_required
+def run_cancel(request, pk):
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    try:
+        services.cancel(run, Actor.from_request(request))
+        messages.success(request, f"Cancel requested for run #{run.number}.")
+    except (PermissionDenied, Conflict) as exc:
+        messages.error(request, _errors(exc))
+    return redirect(run.get_absolute_url())
+
+
+@require_POST
+@login_required
+def run_rerun(request, pk):
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    try:
+        new = services.rerun(run, Actor.from_request(request))
+    except (PermissionDenied, Conflict, ValidationError) as exc:
+        messages.error(request, _errors(exc))
+        return redirect(run.get_absolute_url())
+    messages.success(request, f"Re-run of #{run.number} queued as #{new.number}.")
+    return redirect(new.get_absolute_url())
+
+
+@_nav
+@login_required
+def service_pipeline(request, slug):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    actor = Actor.from_request(request)
+    runs = PipelineRun.objects.filter(service=service).select_related("service")
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    config = PipelineConfig.objects.filter(service=service).first()
+    ctx = {
+        "service": service,
+        "page": page,
+        "config": config,
+        "secrets": PipelineSecret.objects.filter(service=service).only(
+            "name", "updated_at", "updated_by"
+        ),
+        "can_write": actor.can("pipelines:run", service.owner),
+        "webhook_url": request.build_absolute_uri(reverse("pipelines:github_webhook")),
+    }
+    return render(request, "pipelines/service_pipeline.html", ctx)
+
+
+@require_POST
+@login_required
+def service_trigger(request, slug):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    try:
+        run, _ = services.trigger(
+            service,
+            Actor.from_request(request),
+            ref=request.POST.get("ref", ""),
+            commit=request.POST.get("commit", ""),
+            trigger=PipelineRun.Trigger.MANUAL,
+        )
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, _errors(exc))
+        return redirect(
+            request.POST.get("next") or reverse("pipelines:service_pipeline", args=[slug])
+        )
+    messages.success(request, f"Run #{run.number} of {service.name} queued.")
+    return redirect(run.get_absolute_url())
+
+
+@require_POST
+@login_required
+def spec_save(request, slug):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    try:
+        services.save_spec(service, Actor.from_request(request), request.POST.get("spec", ""))
+        messages.success(request, "Pipeline spec saved.")
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, _errors(exc))
+    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#spec")
+
+
+@require_POST
+@login_required
+def secret_set(request, slug):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    try:
+        secret = services.set_secret(
+            service,
+            Actor.from_request(request),
+            request.POST.get("name", ""),
+            request.POST.get("value", ""),
+        )
+        messages.success(request, f"Secret {secret.name} saved.")
+    except (PermissionDenied, ValidationError) as exc:
+        messages.error(request, _errors(exc))
+    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#secrets")
+
+
+@require_POST
+@login_required
+def secret_delete(request, slug, name):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    try:
+        if services.delete_secret(service, Actor.from_request(request), name):
+            messages.success(request, f"Secret {name} deleted.")
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#secrets")
+
+
+@login_required
+def board(request):
+    return render(request, "pipelines/board_section.html", {"section": board_section(request)})
+
+
+@login_required
+def service_panel(request, slug):
+    """The body of the pipeline panel on the service page (lazy-loaded and refreshed by HTMX)."""
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    actor = Actor.from_request(request)
+    ctx = {
+        "service": service,
+        "runs": PipelineRun.objects.filter(service=service).select_related("service")[:5],
+        "can_write": actor.can("pipelines:run", service.owner),
+        "webhook_url": request.build_absolute_uri(reverse("pipelines:github_webhook")),
+    }
+    return render(request, "pipelines/_service_panel_body.html", ctx)

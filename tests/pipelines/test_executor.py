@@ -1,0 +1,121 @@
+"""The step executor with real subprocesses: masking, streaming, timeout, cancel, cap."""
+
+import base64
+import os
+import time
+
+from pipelines.executor import Masker, run_process
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+SECRET = "s3cr3t-Value-42"
+MULTI = "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\n0abcdefGHIJKLmnop\n-----END KEY-----"
+
+
+def run(script, **kw):
+    chunks = []
+    kw.setdefault("timeout", 20)
+    kw.setdefault("secrets", [])
+    res = run_process(
+        ["/bin/sh", "-c", script],
+        cwd="/tmp",
+        env={**ENV, **kw.pop("env", {})},
+        on_output=chunks.append,
+        **kw,
+    )
+    return res, chunks
+
+
+def test_exit_code_and_output():
+    res, chunks = run("echo hello; echo oops >&2; exit 7")
+    assert res.exit_code == 7 and not res.timed_out and not res.canceled
+    assert "".join(chunks) == "hello\noops\n"
+    assert res.output_bytes == len("hello\noops\n")
+
+
+def test_secrets_masked_plain_base64_and_multiline():
+    script = (
+        'echo "token=$S"; printf %s "$S" | base64; echo "$S" | base64; '
+        'printf "x%s" "$S" | base64; printf "%s\\n" "$M"; printf %s "$M" | base64; '
+        'printf "%s" "${S%???????}"; sleep 0.4; printf "%s\\n" "${S#????????}"'
+    )
+    res, chunks = run(script, env={"S": SECRET, "M": MULTI}, secrets=[SECRET, MULTI])
+    text = "".join(chunks)
+    assert res.exit_code == 0
+    assert "token=***" in text
+    forbidden = [
+        SECRET,
+        base64.b64encode(SECRET.encode()).decode(),
+        "MIIBOgIBAAJBAKj34GkxFhD9",
+        "0abcdefGHIJKLmnop",
+    ]
+    forbidden.append(base64.b64encode(MULTI.encode()).decode()[:60])
+    forbidden.append(base64.b64encode(("x" + SECRET).encode()).decode()[4:20])
+    for f in forbidden:
+        assert f not in text, f"{f!r} leaked in {text!r}"
+    # a secret written in two halves with a pause still does not leak
+    assert "s3cr3t-V" not in text.replace("***", "")
+
+
+def test_masker_directly():
+    m = Masker(["abc123xyz"])
+    assert m.mask("a abc123xyz b") == "a *** b"
+    assert m.mask(base64.b64encode(b"abc123xyz").decode()) == "***"
+    assert Masker([]).mask("abc") == "abc"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path):
+    pidfile = tmp_path / "child.pid"
+    started = time.monotonic()
+    res, chunks = run(f"sleep 60 & echo $! > {pidfile}; echo started; wait", timeout=1, grace=1)
+    assert res.timed_out and res.exit_code != 0
+    assert time.monotonic() - started < 6
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    assert (
+        not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]
+    )
+    assert "started" in "".join(chunks)
+
+
+def test_cancel_escalates_to_kill_when_term_is_ignored():
+    t0 = time.monotonic()
+    res, chunks = run(
+        "trap '' TERM; echo waiting; sleep 30",
+        timeout=None,
+        grace=0.5,
+        should_cancel=lambda: time.monotonic() - t0 > 0.5,
+    )
+    assert res.canceled and not res.timed_out
+    assert time.monotonic() - t0 < 5
+    assert chunks and chunks[0].startswith("waiting")
+
+
+def test_output_streams_incrementally_and_heartbeats():
+    seen = []
+    beats = []
+    t0 = time.monotonic()
+    run_process(
+        ["/bin/sh", "-c", "echo one; sleep 1; echo two"],
+        cwd="/tmp",
+        env=ENV,
+        timeout=10,
+        secrets=[],
+        on_output=lambda s: seen.append((time.monotonic() - t0, s)),
+        on_heartbeat=lambda: beats.append(1),
+        heartbeat_every=0.2,
+    )
+    assert seen[0][1] == "one\n" and seen[0][0] < 0.6
+    assert seen[-1][1] == "two\n" and seen[-1][0] >= 0.9
+    assert len(beats) >= 3
+
+
+def test_output_cap_truncates_with_notice_and_keeps_draining():
+    res, chunks = run(
+        "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo done >&2", max_output_bytes=100_000
+    )
+    text = "".join(chunks)
+    assert res.truncated and res.exit_code == 0
+    assert res.output_bytes > 3_000_000
+    assert text.split("\n[backline]")[0].count("a") == 100_000
+    assert "output truncated" in text
+    assert all(len(c.encode()) <= 128 * 1024 for c in chunks)
