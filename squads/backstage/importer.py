@@ -939,7 +939,8 @@ class _Importer:
     def _build_domain(self, e):
         squad, tribe = self._owner(e, allow_tribe=True)
         if e.spec.get("subdomainOf") is not None:
-            self._resolve(e, "spec.subdomainOf", e.spec["subdomainOf"], "domain")
+            # syntax only: Backline does not store sub-domains
+            self._ref(e, "spec.subdomainOf", e.spec["subdomainOf"], "domain", ("domain",))
         return {
             **self._common(e),
             "owner": squad,
@@ -1084,7 +1085,10 @@ class _Importer:
                 if slug:
                     apis[fld].add(slug)
         if e.spec.get("subcomponentOf") is not None:
-            self._resolve(e, "spec.subcomponentOf", e.spec["subcomponentOf"], "component")
+            # syntax only: Backline does not store sub-components
+            self._ref(
+                e, "spec.subcomponentOf", e.spec["subcomponentOf"], "component", ("component",)
+            )
         return {
             **self._common(e),
             "owner": squad,
