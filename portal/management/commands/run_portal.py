@@ -121,7 +121,8 @@ class Command(BaseCommand):
     # --- steps ------------------------------------------------------------------------------
     def prepare(self, no_seed):
         db = settings.DATABASES["default"]
-        self.say(f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or ''}{db['NAME']}")
+        where = f"{db['HOST']}/{db['NAME']}" if db.get("HOST") else str(db["NAME"])
+        self.say(f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {where}")
         if getattr(settings, "USING_EMBEDDED_REDIS", False):
             from portal import embedded_redis
 
