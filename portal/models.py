@@ -116,3 +116,79 @@ class IdempotencyRecord(models.Model):
                 fields=["key", "principal", "method", "path"], name="idem_unique"
             )
         ]
+
+
+EVENT_FAMILIES = ("pipeline", "release", "terraform", "alert", "catalog")
+
+
+class EventSubscription(models.Model):
+    """A squad's outbound webhook: HMAC-SHA256 signed JSON for the event types it selects
+    (patterns like ``pipeline.*`` or exact names like ``release.promoted``)."""
+
+    squad = models.ForeignKey(
+        "squads.Squad", on_delete=models.CASCADE, related_name="event_subscriptions"
+    )
+    name = models.CharField(max_length=100)
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200)
+    event_types = models.JSONField(default=list)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["squad__name", "name"]
+
+    def __str__(self):
+        return f"{self.name} → {self.url}"
+
+    def matches(self, event_type: str) -> bool:
+        for pattern in self.event_types:
+            if pattern == "*" or pattern == event_type:
+                return True
+            if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+                return True
+        return False
+
+
+class EventDelivery(models.Model):
+    STATUSES = [(s, s) for s in ("pending", "delivered", "retrying", "failed")]
+
+    subscription = models.ForeignKey(
+        EventSubscription, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    delivery_id = models.UUIDField(unique=True)
+    event_type = models.CharField(max_length=64, db_index=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=STATUSES, default="pending", db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    redelivery_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.event_type} → {self.subscription.url} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(
+        EventDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at", "id"]

@@ -41,3 +41,54 @@ def revoke_token(actor, token):
         if updated:
             audit.record(actor, "token.revoke", token, squad=token.squad)
     return bool(updated)
+
+
+def _require_squad_admin(actor, squad, what):
+    actor.require("catalog:write", squad, what)
+
+
+def create_subscription(actor, *, squad, name, url, secret, event_types, active=True):
+    from portal.models import EventSubscription
+
+    _require_squad_admin(actor, squad, "manage event subscriptions")
+    with transaction.atomic():
+        sub = EventSubscription.objects.create(
+            squad=squad,
+            name=name,
+            url=url,
+            secret=secret,
+            event_types=sorted(set(event_types)),
+            active=active,
+            created_by=actor.user,
+        )
+        audit.record(
+            actor,
+            "subscription.create",
+            sub,
+            squad=squad,
+            data={"url": url, "event_types": sub.event_types},
+        )
+    return sub
+
+
+def update_subscription(actor, sub, **fields):
+    _require_squad_admin(actor, sub.squad, "manage event subscriptions")
+    with transaction.atomic():
+        changed = {}
+        for key, value in fields.items():
+            if getattr(sub, key) != value:
+                setattr(sub, key, value)
+                changed[key] = "***" if key == "secret" else value
+        sub.save()
+        if changed:
+            audit.record(
+                actor, "subscription.update", sub, squad=sub.squad, data={"changed": changed}
+            )
+    return sub
+
+
+def delete_subscription(actor, sub):
+    _require_squad_admin(actor, sub.squad, "manage event subscriptions")
+    with transaction.atomic():
+        audit.record(actor, "subscription.delete", sub, squad=sub.squad)
+        sub.delete()

@@ -17,3 +17,24 @@ def record_heartbeat(note: str = "worker alive") -> int:
         data={"note": note},
     )
     return event.pk
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def deliver_event(delivery_pk: int):
+    from portal import events
+
+    events.attempt(delivery_pk)
+
+
+@shared_task(ignore_result=True)
+def retry_due_deliveries():
+    from portal import events
+
+    return events.retry_due()
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_records():
+    from portal.idempotency import purge_expired
+
+    return purge_expired()

@@ -20,6 +20,8 @@ urlpatterns = [
     path("audit/", views.audit_list, name="audit_list"),
     path("tokens/", views.token_list, name="token_list"),
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
+    path("events/", views.event_list, name="event_list"),
+    path("events/deliveries/<int:pk>/redeliver", views.event_redeliver, name="event_redeliver"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

@@ -115,3 +115,62 @@ def metrics_view(request):
 
     refresh_gauges()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+@login_required
+def event_list(request):
+    from portal.models import EVENT_FAMILIES, EventDelivery, EventSubscription
+
+    actor = Actor.from_request(request)
+    if request.method == "POST":
+        squad = get_object_or_404(Squad, slug=request.POST.get("squad", ""))
+        types = request.POST.getlist("event_types")
+        name = (request.POST.get("name") or "").strip()
+        url = (request.POST.get("url") or "").strip()
+        secret = request.POST.get("secret") or ""
+        from django.core.validators import URLValidator
+
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+            if not name or len(secret) < 8 or not types:
+                raise ValueError(
+                    "Give a name, a secret of at least 8 characters and at least one event family."
+                )
+            services.create_subscription(
+                actor, squad=squad, name=name, url=url, secret=secret, event_types=types
+            )
+            messages.success(request, f"Subscription “{name}” created.")
+            return redirect("event_list")
+        except PermissionDenied as exc:
+            messages.error(request, str(exc))
+        except Exception as exc:  # ValidationError / ValueError: show the message
+            messages.error(request, getattr(exc, "messages", [str(exc)])[0])
+    subs = EventSubscription.objects.select_related("squad")
+    deliveries = EventDelivery.objects.select_related("subscription", "subscription__squad")
+    if not actor.is_admin:
+        ids = actor.squad_ids()
+        subs = subs.filter(squad_id__in=ids)
+        deliveries = deliveries.filter(subscription__squad_id__in=ids)
+        squads = Squad.objects.filter(pk__in=ids)
+    else:
+        squads = Squad.objects.all()
+    return render(
+        request,
+        "portal/event_list.html",
+        {"subs": subs, "deliveries": deliveries[:50], "squads": squads, "families": EVENT_FAMILIES},
+    )
+
+
+@login_required
+@require_POST
+def event_redeliver(request, pk):
+    from portal import events
+    from portal.models import EventDelivery
+
+    delivery = get_object_or_404(EventDelivery.objects.select_related("subscription__squad"), pk=pk)
+    try:
+        events.redeliver(Actor.from_request(request), delivery)
+        messages.success(request, "Redelivery queued.")
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    return redirect("event_list")

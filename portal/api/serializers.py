@@ -74,3 +74,72 @@ class MeSerializer(serializers.Serializer):
             "squads": sorted(squads),
             "scopes": list(actor.token.scopes) if actor.token else [],
         }
+
+
+EVENT_PATTERN_HELP = "Event types or patterns: pipeline.*, release.*, terraform.*, alert.*, catalog.*, or exact names."
+
+
+def _validate_patterns(value):
+    from portal.models import EVENT_FAMILIES
+
+    if not value:
+        raise serializers.ValidationError("Choose at least one event type.")
+    for p in value:
+        family = p.split(".", 1)[0]
+        if p != "*" and family not in EVENT_FAMILIES:
+            raise serializers.ValidationError(
+                f"Unknown event family in '{p}'; use one of {', '.join(EVENT_FAMILIES)}."
+            )
+    return value
+
+
+class EventSubscriptionSerializer(serializers.ModelSerializer):
+    squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
+    secret = serializers.CharField(write_only=True, min_length=8, max_length=200)
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=64), help_text=EVENT_PATTERN_HELP
+    )
+
+    class Meta:
+        from portal.models import EventSubscription
+
+        model = EventSubscription
+        fields = ["id", "squad", "name", "url", "secret", "event_types", "active", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_event_types(self, value):
+        return _validate_patterns(value)
+
+
+class DeliveryAttemptSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    status_code = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField()
+    duration_ms = serializers.IntegerField()
+
+
+class EventDeliverySerializer(serializers.ModelSerializer):
+    subscription = serializers.PrimaryKeyRelatedField(read_only=True)
+    attempt_log = DeliveryAttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        from portal.models import EventDelivery
+
+        model = EventDelivery
+        fields = [
+            "id",
+            "delivery_id",
+            "subscription",
+            "event_type",
+            "payload",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "created_at",
+            "last_attempt_at",
+            "next_attempt_at",
+            "delivered_at",
+            "attempt_log",
+        ]
+        read_only_fields = fields

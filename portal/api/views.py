@@ -7,16 +7,18 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal import services
+from portal import events, services
 from portal.actors import Actor
 from portal.api.serializers import (
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
     AuditEventSerializer,
+    EventDeliverySerializer,
+    EventSubscriptionSerializer,
     MeSerializer,
 )
 from portal.filters import AuditEventFilter
-from portal.models import ApiToken, AuditEvent
+from portal.models import ApiToken, AuditEvent, EventDelivery, EventSubscription
 
 
 class MeView(APIView):
@@ -83,3 +85,48 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 __all__ = ["serializers"]
+
+
+class EventSubscriptionViewSet(viewsets.ModelViewSet):
+    """Outbound webhooks of a squad (HMAC-SHA256 signed; see portal/events.py)."""
+
+    serializer_class = EventSubscriptionSerializer
+    filterset_fields = ["squad__slug", "active"]
+
+    def get_queryset(self):
+        qs = EventSubscription.objects.select_related("squad")
+        actor = Actor.from_request(self.request)
+        return qs if actor.is_admin else qs.filter(squad_id__in=actor.squad_ids())
+
+    def perform_create(self, serializer):
+        serializer.instance = services.create_subscription(
+            Actor.from_request(self.request, door="api"), **serializer.validated_data
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_subscription(
+            Actor.from_request(self.request, door="api"),
+            serializer.instance,
+            **serializer.validated_data,
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_subscription(Actor.from_request(self.request, door="api"), instance)
+
+
+class EventDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    """The delivery log: every attempt with its response code; Redeliver sends it again."""
+
+    serializer_class = EventDeliverySerializer
+    filterset_fields = ["subscription", "status", "event_type"]
+
+    def get_queryset(self):
+        qs = EventDelivery.objects.select_related("subscription").prefetch_related("attempt_log")
+        actor = Actor.from_request(self.request)
+        return qs if actor.is_admin else qs.filter(subscription__squad_id__in=actor.squad_ids())
+
+    @extend_schema(request=None, responses=EventDeliverySerializer)
+    @action(detail=True, methods=["post"])
+    def redeliver(self, request, pk=None):
+        new = events.redeliver(Actor.from_request(request, door="api"), self.get_object())
+        return Response(EventDeliverySerializer(new).data, status=status.HTTP_201_CREATED)
