@@ -3,7 +3,7 @@
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
-from portal import audit
+from portal import audit, events
 from squads.models import Dependency, Service, Squad, Tag
 
 SERVICE_FIELDS = (
@@ -58,6 +58,7 @@ def create_service(
         service.provides_apis.set(provides_apis)
         service.consumes_apis.set(consumes_apis)
         audit.record(actor, "service.create", service, squad=owner)
+        events.emit("catalog.service.created", owner, {"service": service.slug})
     return service
 
 
