@@ -100,6 +100,11 @@ def update_service(
             audit.record(
                 actor, "service.update", locked, squad=locked.owner, data={"changed": changed}
             )
+            events.emit(
+                "catalog.service.updated",
+                locked.owner,
+                {"service": locked.slug, "changed": sorted(changed)},
+            )
     service.refresh_from_db()
     return locked
 
@@ -110,6 +115,7 @@ def delete_service(actor, service: Service):
         audit.record(
             actor, "service.delete", service, squad=service.owner, data={"slug": service.slug}
         )
+        events.emit("catalog.service.deleted", service.owner, {"service": service.slug})
         service.delete()
 
 
