@@ -85,7 +85,8 @@ class Command(BaseCommand):
         self.children = []
         self.started_redis = False
         previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         }
         exit_code = 0
         if _port_open(self.port):
@@ -128,11 +129,12 @@ class Command(BaseCommand):
 
             sock = Path(settings.EMBEDDED_REDIS_SOCKET)
             if embedded_redis.is_running(sock):
-                self.say(f"embedded Redis already running at {sock}")
+                # Left over from a run that was killed: this run owns var/, so adopt it.
+                self.say(f"embedded Redis already running at {sock}; using it")
             else:
                 embedded_redis.ensure_running()
-                self.started_redis = True
                 self.say(f"embedded Redis started at {sock}")
+            self.started_redis = True  # stopped at exit either way
         else:
             self.say(f"redis: {settings.REDIS_URL.split('@')[-1]}")
         try:
