@@ -219,3 +219,21 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         assert "stopped" in portal.lines[-1]
     finally:
         portal.cleanup()
+
+    # Second start on the same var/ (already migrated and seeded): a child that dies on its
+    # own stops everything, and run_portal exits non-zero.
+    again = Portal(var_dir, _free_port())
+    try:
+        again.wait_healthy()
+        assert "0 created, 0 updated" in again.output
+        children = again.child_pids()
+        os.killpg(children["beat"], signal.SIGKILL)
+        assert again.proc.wait(60) == 1, again.tail()
+        again.reader.join(5)
+        assert "beat" in again.output and "exited unexpectedly" in again.output
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_group_alive(g) for g in children.values()):
+            time.sleep(0.2)
+        assert not [name for name, pgid in children.items() if _group_alive(pgid)]
+    finally:
+        again.cleanup()
