@@ -6,7 +6,9 @@ Prometheus config::
       - job_name: backline
         http_sd_configs:
           - url: http://backline.example/api/v1/prometheus/sd
-            authorization: {credentials: <a Backline API token>}
+            authorization: {type: Bearer, credentials: <a Backline API token>}
+
+(spell ``type: Bearer`` out: some Prometheus builds send the bare token otherwise).
 """
 
 from urllib.parse import urlsplit

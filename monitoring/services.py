@@ -52,7 +52,11 @@ def create_rule(actor, service, data: dict) -> AlertRule:
 def update_rule(actor, rule: AlertRule, data: dict) -> AlertRule:
     actor.require("alerts:write", rule.service.owner_id, "changing alert rules")
     with transaction.atomic():
-        rule = AlertRule.objects.select_for_update().select_related("service").get(pk=rule.pk)
+        rule = (
+            AlertRule.objects.select_for_update(of=("self",))
+            .select_related("service", "service__owner")
+            .get(pk=rule.pk)
+        )
         for k, v in data.items():
             if k in RULE_FIELDS:
                 setattr(rule, k, v)
@@ -135,7 +139,7 @@ def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
     outcome = "unchanged"
     with transaction.atomic():
         rule = (
-            AlertRule.objects.select_for_update()
+            AlertRule.objects.select_for_update(of=("self",))
             .select_related("service", "service__owner")
             .get(pk=rule_id)
         )

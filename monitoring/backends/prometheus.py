@@ -15,18 +15,23 @@ import requests
 
 from monitoring.backends.base import BackendError, MetricsBackend, QueryResult
 
-_REQ = "http_requests_total{{{selector}}}"
-_ERR = 'http_requests_total{{{selector},code=~"5.."}}'
-_BUCKET = "http_request_duration_seconds_bucket{{{selector}}}"
+# Plain strings (not str.format): the placeholders below are replaced textually.
+_REQ = "http_requests_total{{selector}}"
+_ERR = 'http_requests_total{{selector},code=~"5.."}'
+_BUCKET = "http_request_duration_seconds_bucket{{selector}}"
 
 PROMQL_TEMPLATES = {
-    "request_rate": f"sum(rate({_REQ}[{{window}}]))",
+    "request_rate": "sum(rate(" + _REQ + "[{window}]))",
     # `or vector(0)`: traffic with no 5xx series at all is 0 %, while no traffic (0/0 = NaN,
     # or an empty denominator) stays *no data*.
-    "error_ratio": f"(sum(rate({_ERR}[{{window}}])) or vector(0)) / sum(rate({_REQ}[{{window}}]))",
-    "p50": f"histogram_quantile(0.5, sum by (le) (rate({_BUCKET}[{{window}}])))",
-    "p95": f"histogram_quantile(0.95, sum by (le) (rate({_BUCKET}[{{window}}])))",
-    "p99": f"histogram_quantile(0.99, sum by (le) (rate({_BUCKET}[{{window}}])))",
+    "error_ratio": "(sum(rate("
+    + _ERR
+    + "[{window}])) or vector(0)) / sum(rate("
+    + _REQ
+    + "[{window}]))",
+    "p50": "histogram_quantile(0.5, sum by (le) (rate(" + _BUCKET + "[{window}])))",
+    "p95": "histogram_quantile(0.95, sum by (le) (rate(" + _BUCKET + "[{window}])))",
+    "p99": "histogram_quantile(0.99, sum by (le) (rate(" + _BUCKET + "[{window}])))",
 }
 
 

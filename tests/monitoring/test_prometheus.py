@@ -1,0 +1,157 @@
+"""The Prometheus backend against a real Prometheus server (Debian's /usr/bin/prometheus),
+which discovers the real instrumented fleet through Backline's own HTTP SD endpoint."""
+
+import math
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from monitoring.backends import BackendError
+from monitoring.backends.prometheus import PROMQL_TEMPLATES, PrometheusBackend, signal_query
+from monitoring.fleet import free_port
+from tests.conftest import client_for
+from tests.factories import ServiceFactory
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+@pytest.fixture
+def prometheus(tmp_path, live_server, make_token, squad, transactional_db):
+    if not shutil.which(PROMETHEUS):
+        pytest.fail("prometheus not installed: run `make deps` (apt-get install prometheus)")
+    raw = make_token(squad, [], name="prometheus-sd")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        f"""
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: backline-catalog
+    scrape_interval: 1s
+    http_sd_configs:
+      - url: {live_server.url}/api/v1/prometheus/sd
+        refresh_interval: 1s
+        authorization:
+          type: Bearer  # Debian's 2.42 sends the bare token without it
+          credentials: {raw}
+"""
+    )
+    proc = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/-/ready", timeout=0.5).ok:
+                break
+        except requests.RequestException:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("prometheus did not become ready: " + (tmp_path / "prometheus.log").read_text())
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def _wait_for(url, query, predicate, timeout=25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
+        if last.get("status") == "success" and predicate(last["data"]["result"]):
+            return last["data"]["result"]
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {query}: {last}")
+
+
+def test_golden_signals_match_prometheus(fleet, squad, prometheus, admin_user):
+    fleet.set_behaviour("checkout", "canary", error_rate=0.3)
+    fleet.set_weight("checkout", 30)
+    svc = ServiceFactory(slug="checkout", owner=squad, metrics_urls=fleet.metrics_urls("checkout"))
+    fleet.start_traffic(rps=30)
+    # Prometheus found both targets through the SD endpoint, with catalog labels
+    up = _wait_for(prometheus, 'up{service="checkout"}', lambda r: len(r) == 2)
+    assert {r["metric"]["track"] for r in up} == {"stable", "canary"}
+    assert {r["metric"]["squad"] for r in up} == {"playback"}
+    _wait_for(
+        prometheus,
+        signal_query(svc, "canary", "error_ratio", 10),
+        lambda r: r and r[0]["value"][1] not in ("NaN",),
+    )
+    time.sleep(8)
+    end = time.time() - 2
+    start = end - 12
+    backend = PrometheusBackend(prometheus, timeout=5)
+    got = backend.golden_signals(svc, ["stable", "canary"], start, end, 1, 10)
+    compared = {}
+    for track in ("stable", "canary"):
+        for signal in PROMQL_TEMPLATES:
+            compared[track, signal] = 0
+            q = signal_query(svc, track, signal, 10)
+            ref = requests.get(
+                f"{prometheus}/api/v1/query_range",
+                params={"query": q, "start": math.ceil(start), "end": end, "step": 1},
+                timeout=5,
+            ).json()["data"]["result"]
+            expected = {
+                float(t): (None if v == "NaN" else float(v))
+                for t, v in (ref[0]["values"] if ref else [])
+            }
+            for t, v in got[track][signal]:
+                if t in expected:
+                    assert v == pytest.approx(expected[t], rel=1e-9), (track, signal, t)
+                    compared[track, signal] += 1
+                else:
+                    assert v is None, (track, signal, t)
+    # every signal of both tracks answered at several steps, all equal to Prometheus' own answer
+    assert min(compared.values()) >= 4, compared
+    # values are real: traffic on both tracks, canary errors far above stable's 0 %
+    last = {
+        tr: {
+            s: next(v for _, v in reversed(got[tr][s]) if v is not None)
+            for s in ("request_rate", "error_ratio", "p95")
+        }
+        for tr in ("stable", "canary")
+    }
+    assert last["stable"]["request_rate"] > 5 and last["canary"]["request_rate"] > 1
+    assert last["stable"]["error_ratio"] == 0
+    assert 0.05 < last["canary"]["error_ratio"] < 0.7
+    assert 0 < last["stable"]["p95"] < 1
+    fleet.stop_traffic()
+
+
+def test_errors_surface_on_the_page(db, squad, alice, settings):
+    settings.METRICS_BACKEND = "prometheus"
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    svc = ServiceFactory(slug="lonely", owner=squad, metrics_urls=["http://127.0.0.1:1/metrics"])
+    backend = PrometheusBackend(settings.PROMETHEUS_URL, timeout=1)
+    with pytest.raises(BackendError, match="unreachable"):
+        backend.golden_signals(svc, ["stable"], 0, 60, 15, 60)
+    page = client_for(alice).get("/dashboards/services/lonely/")
+    assert page.status_code == 200
+    assert "could not answer" in page.content.decode()
+    assert "is unreachable" in page.content.decode()
+    r = client_for(alice).get("/api/v1/services/lonely/signals")
+    assert r.status_code == 502
+    assert r.json()["code"] == "backend_error" and "unreachable" in r.json()["message"]
+
+
+def test_bad_query_is_reported(prometheus):
+    backend = PrometheusBackend(prometheus, timeout=2)
+    with pytest.raises(BackendError, match="rejected the query"):
+        backend.instant("sum(rate(x[5m]")
