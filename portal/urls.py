@@ -33,3 +33,8 @@ urlpatterns = [
     path("", include("infra.urls")),
     path("", include("monitoring.urls")),
 ]
+
+handler400 = "portal.handlers.bad_request"
+handler403 = "portal.handlers.permission_denied"
+handler404 = "portal.handlers.not_found"
+handler500 = "portal.handlers.server_error"

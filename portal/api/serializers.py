@@ -5,8 +5,10 @@ from squads.models import Squad
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
-    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    created_by = serializers.StringRelatedField()
+    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True, default=None
+    )
     is_active = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -37,7 +39,7 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = AuditEvent

@@ -16,7 +16,7 @@ from squads.models import (
 
 
 class TribeSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     squads = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
 
     class Meta:
@@ -25,7 +25,7 @@ class TribeSerializer(serializers.ModelSerializer):
 
 
 class MemberSerializer(serializers.ModelSerializer):
-    person = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    person = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     name = serializers.CharField(source="person.name", read_only=True)
     email = serializers.CharField(source="person.email", read_only=True)
 
@@ -35,7 +35,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class SquadSerializer(serializers.ModelSerializer):
-    tribe = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tribe = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     members = MemberSerializer(source="memberships", many=True, read_only=True)
     services = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
 
@@ -222,8 +222,8 @@ class DependencySerializer(serializers.ModelSerializer):
 
 
 class SystemSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    domain = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    domain = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     services = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
 
     class Meta:
@@ -232,8 +232,8 @@ class SystemSerializer(serializers.ModelSerializer):
 
 
 class ApiSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    system = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    system = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     providers = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     consumers = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
 
@@ -256,8 +256,8 @@ class ApiSerializer(serializers.ModelSerializer):
 
 
 class ResourceSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    system = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    system = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Resource
