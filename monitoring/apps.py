@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
+
+    def ready(self):
+        from monitoring.collectors import register
+
+        register()

@@ -12,6 +12,7 @@ urlpatterns = [
     path("dashboards/squads/<slug:slug>/", views.squad_dashboard, name="squad_dashboard"),
     path("dashboards/squads/<slug:slug>/panel", views.squad_panel, name="squad_panel"),
     path("alerts/", views.alert_list, name="alert_list"),
+    path("alerts/board", views.board, name="board"),
     path("alerts/<int:pk>/", views.alert_detail, name="alert_detail"),
     path("alerts/rules/<int:pk>/delete", views.rule_delete, name="rule_delete"),
     path("alerts/channels/", views.channel_create, name="channel_create"),

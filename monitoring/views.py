@@ -143,6 +143,13 @@ def alert_list(request):
 
 
 @login_required
+def board(request):
+    from monitoring.board import board_section
+
+    return render(request, "monitoring/board_section.html", {"section": board_section(request)})
+
+
+@login_required
 def alert_detail(request, pk):
     alert = get_object_or_404(Alert.objects.select_related("rule", "service"), pk=pk)
     return render(

@@ -1,0 +1,71 @@
+"""`manage.py demo_fleet` runs real instrumented processes, registers them in the catalog, and
+stops every child on SIGTERM."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from monitoring.fleet import free_port
+from squads.models import Service
+from tests.conftest import ROOT, _worker_env
+from tests.factories import ServiceFactory
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
+    ServiceFactory(slug="playback-api", owner=squad)
+    ServiceFactory(slug="search-api", owner=squad)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "demo_fleet",
+            "--services",
+            "playback-api,search-api",
+            "--base-port",
+            str(port),
+            "--rps",
+            "20",
+        ],
+        cwd=ROOT,
+        env=_worker_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        urls = []
+        while time.monotonic() < deadline and len(urls) < 2:
+            urls = Service.objects.get(slug="playback-api").metrics_urls
+            time.sleep(0.2)
+        assert {u["track"] for u in urls} == {"stable", "canary"}
+        assert len(Service.objects.get(slug="search-api").metrics_urls) == 2
+        # the traffic generator is hitting them: counters labelled by service and track appear
+        deadline = time.monotonic() + 15
+        text = ""
+        while time.monotonic() < deadline and "http_requests_total{" not in text:
+            text = requests.get(urls[0]["url"], timeout=2).text
+            time.sleep(0.2)
+        assert 'service="playback-api"' in text and 'track="stable"' in text
+        assert "http_request_duration_seconds_bucket" in text
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 4  # stable + canary of two services
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out.decode()
+    assert b"demo fleet stopped" in out
+    for u in urls:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(u["url"], timeout=1)
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}"), f"child {pid} survived"
