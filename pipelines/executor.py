@@ -220,7 +220,10 @@ def run_process(
                         flush(final=True)
                         on_output(TRUNCATION_NOTICE.format(limit=max_output_bytes))
             else:
-                time.sleep(0.02)
+                try:
+                    proc.wait(timeout=0.05)
+                except subprocess.TimeoutExpired:
+                    pass
             now = time.monotonic()
             if pending and (len(pending) >= FLUSH_BYTES or now - last_flush >= FLUSH_SECONDS):
                 flush()
