@@ -41,7 +41,11 @@ def board_context(request):
         .values_list("lifecycle", "n")
     )
     recent = AuditEvent.objects.select_related("squad")[:12]
+    my_squads = list(
+        Squad.objects.filter(memberships__person__user_id=request.user.pk).order_by("name").distinct()
+    )
     return {
+        "my_squads": my_squads,
         "counts": counts,
         "lifecycle": lifecycle,
         "recent_events": recent,
