@@ -1,0 +1,258 @@
+"""Terraform workspaces, their variables, and runs (plan → confirm → apply) with their logs."""
+
+import re
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\.(tf|tf\.json|tfvars)$")
+VAR_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Environment variables Backline sets itself for every terraform invocation.
+RESERVED_ENV = {
+    "PATH",
+    "HOME",
+    "TF_DATA_DIR",
+    "TF_IN_AUTOMATION",
+    "TF_INPUT",
+    "CHECKPOINT_DISABLE",
+    "TF_CLI_ARGS",
+    "TF_CLI_ARGS_plan",
+    "TF_CLI_ARGS_apply",
+    "TF_CLI_ARGS_init",
+    "TF_CLI_ARGS_show",
+}
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PLANNING = "planning", "Planning"
+    PLANNED = "planned", "Planned"
+    PLANNED_AND_FINISHED = "planned_and_finished", "Planned and finished"
+    CONFIRMED = "confirmed", "Confirmed"
+    APPLYING = "applying", "Applying"
+    APPLIED = "applied", "Applied"
+    DISCARDED = "discarded", "Discarded"
+    ERRORED = "errored", "Errored"
+    CANCELED = "canceled", "Canceled"
+
+
+TERMINAL = (
+    RunStatus.PLANNED_AND_FINISHED,
+    RunStatus.APPLIED,
+    RunStatus.DISCARDED,
+    RunStatus.ERRORED,
+    RunStatus.CANCELED,
+)
+EXECUTING = (RunStatus.PLANNING, RunStatus.APPLYING)
+ACTIVE = (
+    RunStatus.PENDING,
+    RunStatus.PLANNING,
+    RunStatus.PLANNED,
+    RunStatus.CONFIRMED,
+    RunStatus.APPLYING,
+)
+
+
+class DriftStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Not checked"
+    NONE = "none", "No drift"
+    DRIFTED = "drifted", "Drifted"
+    ERROR = "error", "Check failed"
+
+
+class Workspace(models.Model):
+    class Source(models.TextChoices):
+        STORED = "stored", "Configuration stored in Backline"
+        GIT = "git", "Git repository"
+
+    class Backend(models.TextChoices):
+        LOCAL = "local", "Local state kept by Backline"
+        CONFIGURED = "configured", "Backend configured in the Terraform code"
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        "squads.Squad",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="terraform_workspaces",
+    )
+    services = models.ManyToManyField(
+        "squads.Service", blank=True, related_name="terraform_workspaces"
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.STORED)
+    files = models.JSONField(
+        default=dict, blank=True, help_text="Stored configuration: {filename: content}"
+    )
+    repository_url = models.CharField(max_length=500, blank=True)
+    ref = models.CharField(max_length=255, blank=True, default="main")
+    path = models.CharField(max_length=500, blank=True, help_text="Directory inside the repo")
+    terraform_bin = models.CharField(
+        max_length=500, blank=True, help_text="Empty: the TERRAFORM_BIN setting"
+    )
+    backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LOCAL)
+    auto_apply = models.BooleanField(default=False)
+    drift_checks = models.BooleanField(default=True)
+    drift_interval_minutes = models.PositiveIntegerField(default=60)
+
+    lock_run = models.ForeignKey(
+        "TerraformRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    locked_at = models.DateTimeField(null=True, blank=True)
+
+    state_serial = models.BigIntegerField(null=True, blank=True)
+    state_lineage = models.CharField(max_length=100, blank=True)
+    outputs = models.JSONField(default=dict, blank=True, help_text="Sensitive values are hidden")
+    last_applied_at = models.DateTimeField(null=True, blank=True)
+
+    drift_status = models.CharField(
+        max_length=10, choices=DriftStatus.choices, default=DriftStatus.UNKNOWN
+    )
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
+    drift_summary = models.JSONField(default=list, blank=True)
+    drift_run = models.ForeignKey(
+        "TerraformRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("infra:workspace_detail", args=[self.slug])
+
+    @property
+    def binary(self) -> str:
+        return self.terraform_bin or settings.TERRAFORM_BIN
+
+
+class Variable(models.Model):
+    class Category(models.TextChoices):
+        TERRAFORM = "terraform", "Terraform variable"
+        ENV = "env", "Environment variable"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="variables")
+    key = models.CharField(max_length=128)
+    value = models.TextField(blank=True)
+    category = models.CharField(max_length=10, choices=Category.choices, default=Category.TERRAFORM)
+    sensitive = models.BooleanField(default=False)
+    description = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["category", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "category", "key"], name="infra_variable_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.category})"
+
+    @property
+    def display_value(self):
+        return "(sensitive)" if self.sensitive else self.value
+
+
+class TerraformRun(models.Model):
+    class Kind(models.TextChoices):
+        PLAN = "plan", "Plan and apply"
+        DRIFT = "drift", "Drift check (refresh-only)"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="runs")
+    number = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.PLAN)
+    status = models.CharField(
+        max_length=24, choices=RunStatus.choices, default=RunStatus.PENDING, db_index=True
+    )
+    message = models.CharField(max_length=300, blank=True)
+    trigger = models.CharField(max_length=16, default="ui")
+    created_by = models.CharField(max_length=200, blank=True)
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    auto_apply = models.BooleanField(default=False)
+
+    has_changes = models.BooleanField(null=True)
+    summary = models.JSONField(default=dict, blank=True)
+    diagnostics = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    lost = models.BooleanField(default=False)
+    discard_reason = models.TextField(blank=True)
+
+    state_serial_at_plan = models.BigIntegerField(null=True, blank=True)
+    state_lineage_at_plan = models.CharField(max_length=100, blank=True)
+
+    cancel_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    log_size = models.BigIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    plan_started_at = models.DateTimeField(null=True, blank=True)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_by = models.CharField(max_length=200, blank=True)
+    apply_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "number"], name="infra_run_number_unique")
+        ]
+        indexes = [models.Index(fields=["workspace", "status"])]
+
+    def __str__(self):
+        return f"{self.workspace.slug} run #{self.number}"
+
+    def get_absolute_url(self):
+        return reverse("infra:run_detail", args=[self.pk])
+
+    @property
+    def is_over(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        return self.status == RunStatus.PLANNED
+
+    @property
+    def duration(self):
+        start = self.plan_started_at
+        if not start:
+            return None
+        end = self.finished_at or (None if not self.is_over else self.planned_at)
+        end = end or timezone.now()
+        return (end - start).total_seconds()
+
+
+class LogChunk(models.Model):
+    """A piece of a run's log, already masked. ``offset`` is its first byte in the whole log."""
+
+    run = models.ForeignKey(TerraformRun, on_delete=models.CASCADE, related_name="log_chunks")
+    offset = models.BigIntegerField()
+    size = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["run", "offset"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "offset"], name="infra_log_chunk_unique")
+        ]

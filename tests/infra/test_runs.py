@@ -1,0 +1,178 @@
+"""Plan → apply with the real terraform 1.0.3, run in-process (the same code the Celery task
+calls); queue, stale plans, drift and errors. Worker-process behaviour is in test_worker.py."""
+
+import pytest
+
+from infra import runner, services
+from infra.models import DriftStatus, RunStatus, TerraformRun
+from portal.actors import Actor
+from portal.api.errors import Conflict
+from portal.models import AuditEvent
+from tests.infra.conftest import SECRET, log_text, write_state
+
+pytestmark = pytest.mark.django_db
+
+
+def plan(ws, user, **kw):
+    run = services.queue_run(Actor(user=user), ws, **kw)
+    assert run.status == RunStatus.PENDING
+    runner.execute_plan(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def apply(run, user):
+    services.apply(Actor(user=user), run)
+    runner.execute_apply(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice):
+    ws = make_workspace(upstream_path=upstream)
+    run = plan(ws, alice, message="first")
+    assert run.status == RunStatus.PLANNED, run.error or log_text(run)
+    s = run.summary
+    assert s["has_changes"] and s["output_changes"] == 3
+    outs = {o["name"]: o for o in s["outputs"]}
+    assert outs["greeting"]["after"] == '"hello world"'
+    assert outs["upstream"]["after"] == '"one"'
+    assert outs["token"]["after"] == "(sensitive)"
+    ws.refresh_from_db()
+    assert ws.lock_run_id == run.pk  # awaiting confirmation holds the lock
+    assert runner.plan_file(run).exists()
+
+    run = apply(run, alice)
+    assert run.status == RunStatus.APPLIED, run.error or log_text(run)
+    ws.refresh_from_db()
+    assert ws.lock_run_id is None
+    assert ws.state_serial is not None and ws.state_lineage
+    assert ws.outputs["greeting"]["value"] == "hello world"
+    assert ws.outputs["token"] == {
+        "sensitive": True,
+        "type": "string",
+        "value": None,
+        "display": "(sensitive)",
+    }
+    text = log_text(run)
+    assert "Apply complete!" in text and "token = (sensitive)" in text
+    assert SECRET not in text and SECRET not in str(run.summary) and SECRET not in str(ws.outputs)
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"infra.run.plan", "infra.run.apply"} <= actions
+
+    again = plan(ws, alice)
+    assert again.status == RunStatus.PLANNED_AND_FINISHED
+    assert again.has_changes is False
+    ws.refresh_from_db()
+    assert ws.lock_run_id is None
+
+
+def test_apply_only_when_planned_409(ws_root, make_workspace, upstream, alice):
+    ws = make_workspace(upstream_path=upstream)
+    run = plan(ws, alice)
+    run = apply(run, alice)
+    with pytest.raises(Conflict, match="only a run awaiting confirmation"):
+        services.apply(Actor(user=alice), run)
+
+
+def test_stale_plan_refused_after_a_second_apply(
+    ws_root, make_workspace, upstream, alice, admin_user
+):
+    ws = make_workspace(upstream_path=upstream)
+    first = plan(ws, alice)
+    assert first.status == RunStatus.PLANNED
+    # an admin force-unlocks; another run plans and applies in between
+    services.force_unlock(Actor(user=admin_user), ws)
+    second = plan(ws, alice)
+    assert second.status == RunStatus.PLANNED
+    assert apply(second, alice).status == RunStatus.APPLIED
+    with pytest.raises(Conflict, match="stale") as exc:
+        services.apply(Actor(user=alice), first)
+    assert exc.value.current == RunStatus.DISCARDED
+    first.refresh_from_db()
+    assert first.status == RunStatus.DISCARDED
+    assert f"run #{second.number} was applied after this plan" in first.discard_reason
+    assert AuditEvent.objects.filter(action="infra.workspace.force_unlock").exists()
+    assert AuditEvent.objects.filter(action="infra.run.discard_stale").exists()
+
+
+def test_stale_plan_when_state_changed_outside_backline(ws_root, make_workspace, upstream, alice):
+    ws = make_workspace(upstream_path=upstream)
+    assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
+    services.set_variable(Actor(user=alice), ws, key="name", value="mars")
+    pending = plan(ws, alice)
+    assert pending.status == RunStatus.PLANNED
+    # somebody runs terraform by hand against the same state: the serial moves on
+    state = runner.state_path(ws)
+    import json
+
+    data = json.loads(state.read_text())
+    data["serial"] += 1
+    state.write_text(json.dumps(data))
+    with pytest.raises(Conflict, match=r"state changed after this plan was made \(serial"):
+        services.apply(Actor(user=alice), pending)
+    pending.refresh_from_db()
+    assert pending.status == RunStatus.DISCARDED
+
+
+def test_drift_found_after_state_changed_outside(ws_root, make_workspace, upstream, alice):
+    ws = make_workspace(upstream_path=upstream)
+    assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
+    (check_id,) = services.schedule_drift_checks()  # applied, never checked: due
+    assert services.schedule_drift_checks() == []  # already queued
+    runner.execute_plan(check_id)
+    check = TerraformRun.objects.get(pk=check_id)
+    ws.refresh_from_db()
+    assert check.status == RunStatus.PLANNED_AND_FINISHED, check.error or log_text(check)
+    assert ws.drift_status == DriftStatus.NONE
+    # the upstream workspace's state changes outside Backline
+    write_state(upstream, {"val": "two"}, serial=2)
+    ws.drift_checked_at = None
+    ws.save()
+    (run_id,) = services.schedule_drift_checks()
+    runner.execute_plan(run_id)
+    ws.refresh_from_db()
+    assert ws.drift_status == DriftStatus.DRIFTED
+    assert ws.drift_summary[0]["address"] == "output.upstream"
+    assert ws.drift_summary[0]["attributes"][0]["after"] == '"two"'
+    assert TerraformRun.objects.get(pk=run_id).status == RunStatus.PLANNED_AND_FINISHED
+    assert AuditEvent.objects.filter(action="infra.workspace.drifted").count() == 1
+
+
+def test_errored_with_readable_diagnostics(ws_root, make_workspace, alice):
+    ws = make_workspace(files={"main.tf": 'output "x" {\n  value = var.nope\n}\n'}, variables=False)
+    run = plan(ws, alice)
+    assert run.status == RunStatus.ERRORED
+    assert "Reference to undeclared input variable" in run.error
+    (diag,) = run.diagnostics
+    assert diag["filename"] == "main.tf" and diag["line"] == 2
+    assert "Error: Reference to undeclared input variable" in log_text(run)
+    ws.refresh_from_db()
+    assert ws.lock_run_id is None
+
+
+def test_queue_one_active_run_and_waiting_text(ws_root, make_workspace, upstream, alice):
+    ws = make_workspace(upstream_path=upstream)
+    first = plan(ws, alice)
+    second = services.queue_run(Actor(user=alice), ws)
+    third = services.queue_run(Actor(user=alice), ws)
+    assert services.waiting_for(second) == (
+        f"Waiting for run #{first.number} (awaiting confirmation) to finish."
+    )
+    assert "1 earlier run queued ahead" in services.waiting_for(third)
+    assert runner.execute_plan(second.pk) == "not claimed"
+    services.discard(Actor(user=alice), first)
+    ws.refresh_from_db()
+    assert ws.lock_run_id == second.pk
+    second.refresh_from_db()
+    assert second.status == RunStatus.PENDING and second.enqueued_at is not None
+
+
+def test_permissions(ws_root, make_workspace, upstream, alice, bob, make_token, squad):
+    from django.core.exceptions import PermissionDenied
+
+    ws = make_workspace(upstream_path=upstream)
+    with pytest.raises(PermissionDenied):
+        services.queue_run(Actor(user=bob), ws)
+    with pytest.raises(PermissionDenied):
+        services.force_unlock(Actor(user=alice), ws)
