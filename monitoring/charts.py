@@ -121,15 +121,18 @@ def line_chart(
     tick_unit = {"%": "%", "s": "s"}.get(unit, unit)
     for tv in ticks:
         yy = MT + plot_h - tv / top * plot_h
-        label = format_value(tv / scale, unit) if unit in ("%", "s") else f"{tv:g}"
+        label = (
+            "0" if tv == 0 else format_value(tv / scale, unit) if unit in ("%", "s") else f"{tv:g}"
+        )
         parts.append(
             f'<line x1="{ML}" y1="{yy:.1f}" x2="{W - MR}" y2="{yy:.1f}" stroke="#e4e7ef"/>'
             f'<text x="{ML - 6}" y="{yy + 3.5:.1f}" text-anchor="end" fill="#667085">{escape(label)}</text>'
         )
-    parts.append(
-        f'<text x="10" y="{MT + plot_h / 2:.0f}" fill="#667085" transform="rotate(-90 10 {MT + plot_h / 2:.0f})" '
-        f'text-anchor="middle">{escape(tick_unit)}</text>'
-    )
+    if unit not in ("%", "s"):  # those tick labels carry their unit already
+        parts.append(
+            f'<text x="10" y="{MT + plot_h / 2:.0f}" fill="#667085" transform="rotate(-90 10 {MT + plot_h / 2:.0f})" '
+            f'text-anchor="middle">{escape(tick_unit)}</text>'
+        )
     for tt in _time_ticks(t0, t1):
         xx = x(tt)
         parts.append(
@@ -143,18 +146,25 @@ def line_chart(
     lx = ML
     for i, (label, points) in enumerate(series.items()):
         color = COLORS.get(label, PALETTE[i % len(PALETTE)])
-        d, pen = [], False
+        d, pen, dots, run = [], False, [], []
         for t, v in _decimate(points, t0, t1, plot_w):
             if v is None:
-                pen = False
+                if len(run) == 1:
+                    dots.append(run[0])
+                pen, run = False, []
                 continue
             d.append(f"{'L' if pen else 'M'}{x(t):.1f} {y(v):.1f}")
+            run.append((x(t), y(v)))
             pen = True
+        if len(run) == 1:
+            dots.append(run[0])
         if d:
             parts.append(
                 f'<path d="{" ".join(d)}" fill="none" stroke="{color}" stroke-width="1.6" '
                 f'stroke-linejoin="round" data-series="{escape(label)}"/>'
             )
+        for cx, cy in dots:  # isolated points (a single step of data) stay visible
+            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.2" fill="{color}"/>')
         last = next((v for _, v in reversed(points) if v is not None), None)
         text = f"{label}: {format_value(last, unit)}"
         parts.append(

@@ -29,6 +29,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+# Releases (the `local` deploy driver) set a service's canary weight by writing an integer to
+# ``<weights_dir>/<slug>``; a Fleet built with ``weights_dir`` reads it (cached for 0.5 s).
+WEIGHTS_SUBDIR = "fleet-weights"
 
 
 @dataclass
@@ -76,8 +79,17 @@ def _port_free(port, host="127.0.0.1") -> bool:
 
 
 class Fleet:
-    def __init__(self, services, base_port: int | None = None, host="127.0.0.1", log_dir=None):
+    def __init__(
+        self,
+        services,
+        base_port: int | None = None,
+        host="127.0.0.1",
+        log_dir=None,
+        weights_dir=None,
+    ):
         self.services = {s.slug: s for s in services}
+        self.weights_dir = Path(weights_dir) if weights_dir else None
+        self._weights_read: dict[str, tuple[float, int | None]] = {}
         self.host = host
         self.base_port = base_port
         self.log_dir = Path(log_dir) if log_dir else None
@@ -212,6 +224,21 @@ class Fleet:
         resp.raise_for_status()
         return resp.json()
 
+    def canary_weight(self, slug) -> int:
+        """The weight set by a release (``weights_dir``) if any, else the configured one."""
+        if self.weights_dir is not None:
+            now = time.monotonic()
+            at, value = self._weights_read.get(slug, (0.0, None))
+            if now - at > 0.5:
+                try:
+                    value = max(0, min(100, int((self.weights_dir / slug).read_text().strip())))
+                except (OSError, ValueError):
+                    value = None
+                self._weights_read[slug] = (now, value)
+            if value is not None:
+                return value
+        return self.services[slug].canary_weight
+
     # --- traffic ------------------------------------------------------------------------------
     def send(self, slug, n=1, track=None, session=None):
         """Send ``n`` requests to a service, split by weight unless ``track`` is given."""
@@ -222,7 +249,7 @@ class Fleet:
                 svc = self.services[slug]
                 tr = (
                     "canary"
-                    if "canary" in svc.tracks and random.random() * 100 < svc.canary_weight
+                    if "canary" in svc.tracks and random.random() * 100 < self.canary_weight(slug)
                     else "stable"
                 )
             inst = self.instances[(slug, tr)]

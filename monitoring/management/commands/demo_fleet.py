@@ -53,7 +53,12 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        fleet = Fleet(specs, base_port=base_port)
+        from django.conf import settings
+
+        from monitoring.fleet import WEIGHTS_SUBDIR
+
+        # releases (the `local` deploy driver) set canary weights through this folder
+        fleet = Fleet(specs, base_port=base_port, weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR)
         try:
             fleet.start()
             actor = Actor.command()
