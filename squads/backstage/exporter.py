@@ -34,7 +34,7 @@ from .refs import DEFAULT_NAMESPACE, split_slug
 API_VERSION = "backstage.io/v1alpha1"
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
     pass
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import yaml
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
 from squads.models import (
@@ -60,6 +60,7 @@ ANN_LEAD_OF = "backline.io/lead-of"
 ANN_PO_OF = "backline.io/product-owner-of"
 SERVICE_MAPPED_ANNOTATIONS = (ANN_TIER, ANN_RUNBOOK, ANN_ONCALL, ANN_REPO, ANN_BRANCH, ANN_GITHUB)
 BATCH = 1000
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -246,7 +247,7 @@ def _read_documents(sources, ctx: _Ctx) -> list[Doc]:
         ctx.report.files_read += 1
         index = 0
         try:
-            for index, data in enumerate(yaml.safe_load_all(text), start=1):  # noqa: B007
+            for index, data in enumerate(yaml.load_all(text, Loader=YamlLoader), start=1):  # noqa: B007
                 if data is None:
                     continue
                 doc = Doc(name, index, data, origin)
@@ -411,6 +412,53 @@ def _url(ctx, e, value, path, max_len=500):
     if value and len(value) > max_len:
         ctx.error(e.doc, e, path, f"is {len(value)} characters long; at most {max_len} allowed")
     return value
+
+
+# --- fast inserts -------------------------------------------------------------------------------
+def _attnames(values, fk_maps):
+    """{"owner": "team-a"} → {"owner_id": 7} for the FKs in ``fk_maps``."""
+    out = {}
+    for k, v in values.items():
+        if k in fk_maps:
+            out[f"{k}_id"] = fk_maps[k].get(v) if v else None
+        else:
+            out[k] = v
+    return out
+
+
+def _insert(model, rows):
+    """Insert plain rows (dicts keyed by attname); unspecified columns get the model default.
+    PostgreSQL: one COPY per table; elsewhere: bulk_create."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create([model(**r) for r in rows], batch_size=BATCH)
+        return
+    now = timezone.now()
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    defaults = {}
+    for f in fields:
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            defaults[f.attname] = now
+        else:
+            defaults[f.attname] = f.get_default()
+    conn = connections[DEFAULT_DB_ALIAS]
+    # Only JSON and datetime values need adapting; ints, strings and None go as they are.
+    prep = [isinstance(f, (models.JSONField, models.DateTimeField)) for f in fields]
+    cols = [
+        (f.attname, defaults[f.attname], f if p else None)
+        for f, p in zip(fields, prep, strict=True)
+    ]
+    qn = conn.ops.quote_name
+    sql = f"COPY {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
+    with conn.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for r in rows:
+            copy.write_row(
+                [
+                    f.get_db_prep_save(r.get(name, default), conn) if f else r.get(name, default)
+                    for name, default, f in cols
+                ]
+            )
 
 
 # --- the importer -------------------------------------------------------------------------------
@@ -1305,23 +1353,26 @@ class _Importer:
             """Create new rows and update changed ones; FKs in ``late_fks`` point to the same
             table and are set after every row exists. Returns slug → id for the table."""
             ids = {s: o.pk for s, o in db.items()}
-            new = []
-            for slug, want in plan[kind]["create"].items():
-                early = {k: v for k, v in want.items() if k in field_names and k not in late_fks}
-                new.append(apply(model(slug=slug), early, fk_maps))
-            model.objects.bulk_create(new, batch_size=BATCH)
-            for o in new:
-                ids[o.slug] = o.pk
+            create = plan[kind]["create"]
+            rows = []
+            for slug, want in create.items():
+                values = {k: v for k, v in want.items() if k in field_names and k not in late_fks}
+                rows.append({"slug": slug, **_attnames(values, fk_maps)})
+            _insert(model, rows)
+            if create:
+                ids.update(model.objects.filter(slug__in=list(create)).values_list("slug", "pk"))
             fk_maps = {**fk_maps, **{k: ids for k in late_fks}}
-            changed = []
-            for o in new:
-                late = {k: plan[kind]["create"][o.slug][k] for k in late_fks}
-                if any(late.values()):
-                    changed.append(apply(o, late, fk_maps))
-            for slug, (want, _) in plan[kind]["update"].items():
-                changed.append(
-                    apply(db[slug], {k: v for k, v in want.items() if k in field_names}, fk_maps)
-                )
+            late_slugs = [s for s, w in create.items() if any(w[k] for k in late_fks)]
+            if late_slugs:
+                late = [
+                    apply(o, {k: create[o.slug][k] for k in late_fks}, fk_maps)
+                    for o in model.objects.filter(slug__in=late_slugs)
+                ]
+                model.objects.bulk_update(late, list(late_fks), batch_size=BATCH)
+            changed = [
+                apply(db[slug], {k: v for k, v in want.items() if k in field_names}, fk_maps)
+                for slug, (want, _) in plan[kind]["update"].items()
+            ]
             if changed:
                 names = list(field_names)
                 if model is Service:
@@ -1434,11 +1485,11 @@ class _Importer:
             for sq, role in wanted.items():
                 if sq not in current:
                     m_new.append(
-                        Membership(person_id=person_ids[slug], squad_id=squad_ids[sq], role=role)
+                        {"person_id": person_ids[slug], "squad_id": squad_ids[sq], "role": role}
                     )
         Membership.objects.filter(pk__in=m_delete).delete()
         Membership.objects.bulk_update(m_update, ["role"], batch_size=BATCH)
-        Membership.objects.bulk_create(m_new, batch_size=BATCH)
+        _insert(Membership, m_new)
         # service relations
         touched = {
             **plan["component"]["create"],
@@ -1462,12 +1513,12 @@ class _Importer:
                 current = current_map.get(slug, {})
                 delete += [tid for name, tid in current.items() if name not in want[key]]
                 new += [
-                    through(service_id=service_ids[slug], **{target_field: target_ids[n]})
+                    {"service_id": service_ids[slug], target_field: target_ids[n]}
                     for n in want[key]
                     if n not in current
                 ]
             through.objects.filter(pk__in=delete).delete()
-            through.objects.bulk_create(new, batch_size=BATCH)
+            _insert(through, new)
         new, delete = [], []
         for slug, want in touched.items():
             current = self.db_deps.get(slug, {})
@@ -1477,18 +1528,22 @@ class _Importer:
                     continue
                 if kind == "component":
                     new.append(
-                        Dependency(
-                            source_id=service_ids[slug], target_service_id=service_ids[target]
-                        )
+                        {
+                            "source_id": service_ids[slug],
+                            "target_service_id": service_ids[target],
+                            "target_resource_id": None,
+                        }
                     )
                 else:
                     new.append(
-                        Dependency(
-                            source_id=service_ids[slug], target_resource_id=resource_ids[target]
-                        )
+                        {
+                            "source_id": service_ids[slug],
+                            "target_service_id": None,
+                            "target_resource_id": resource_ids[target],
+                        }
                     )
         Dependency.objects.filter(pk__in=delete).delete()
-        Dependency.objects.bulk_create(new, batch_size=BATCH)
+        _insert(Dependency, new)
 
 
 def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:

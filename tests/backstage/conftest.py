@@ -166,9 +166,23 @@ def snapshot():
 
 
 def wipe_catalog():
-    for model in (Dependency, Membership, Service, Api, Resource, System, Domain, Person):
-        model.objects.all().delete()
+    """Delete the whole catalog with plain DELETEs (no cascade collection into other apps'
+    tables, whose models may be mid-change in a shared tree)."""
+    for model in (
+        Dependency,
+        Service.tags.through,
+        Service.provides_apis.through,
+        Service.consumes_apis.through,
+        Membership,
+        Service,
+        Api,
+        Resource,
+        System,
+        Domain,
+        Person,
+    ):
+        model.objects.all()._raw_delete(model.objects.db)
     Squad.objects.update(parent=None)
-    Squad.objects.all().delete()
+    Squad.objects.all()._raw_delete(Squad.objects.db)
     Tribe.objects.update(parent=None)
-    Tribe.objects.all().delete()
+    Tribe.objects.all()._raw_delete(Tribe.objects.db)
