@@ -31,6 +31,7 @@ from portal import audit
 from portal.api.errors import Conflict
 
 SCOPE = "infra:apply"
+RESERVED_SLUGS = {"new", "board", "runs"}
 
 
 # --- workspaces and variables ------------------------------------------------------------------
@@ -85,6 +86,8 @@ WORKSPACE_FIELDS = (
 
 def create_workspace(actor, *, slug, owner, services=(), **fields) -> Workspace:
     actor.require(SCOPE, owner, "creating a Terraform workspace for this squad")
+    if slug in RESERVED_SLUGS:
+        raise ValidationError({"slug": f"{slug!r} is reserved; choose another slug"})
     if "terraform_bin" in fields and fields["terraform_bin"] and not actor.is_admin:
         raise PermissionDenied("Only org admins may choose the terraform binary of a workspace.")
     ws = Workspace(slug=slug, owner=owner, **{k: v for k, v in fields.items() if v is not None})
@@ -269,6 +272,12 @@ def queue_run(
         _dispatch_next(ws)
     run.refresh_from_db()
     return run
+
+
+def check_drift(actor, ws: Workspace) -> TerraformRun:
+    """A drift check now (refresh-only plan), queued like any run."""
+    actor.require(SCOPE, ws.owner, "checking this workspace for drift")
+    return queue_run(actor, ws, kind=TerraformRun.Kind.DRIFT, message="Drift check")
 
 
 def waiting_for(run: TerraformRun) -> str:
@@ -629,3 +638,31 @@ def schedule_drift_checks(now=None) -> list[int]:
         run = queue_run(actor, ws, kind=TerraformRun.Kind.DRIFT, message="Scheduled drift check")
         queued.append(run.pk)
     return queued
+
+
+# --- reading ------------------------------------------------------------------------------------
+def read_log(run: TerraformRun, offset=0, limit=256 * 1024):
+    """(text, next_offset) of the run's log from byte ``offset``, at most about ``limit``."""
+    from infra.models import LogChunk
+
+    offset = max(0, int(offset))
+    first = (
+        LogChunk.objects.filter(run=run, offset__lte=offset)
+        .order_by("-offset")
+        .values_list("offset", flat=True)
+        .first()
+    )
+    qs = LogChunk.objects.filter(run=run, offset__gte=offset if first is None else first)
+    parts, size, pos = [], 0, offset
+    for chunk in qs.order_by("offset").iterator():
+        if chunk.offset + chunk.size <= offset:
+            continue
+        data = chunk.text.encode()
+        if chunk.offset < offset:
+            data = data[offset - chunk.offset :]
+        parts.append(data)
+        pos = chunk.offset + chunk.size
+        size += len(data)
+        if size >= limit:
+            break
+    return b"".join(parts).decode(errors="replace"), pos

@@ -1,0 +1,155 @@
+from rest_framework import serializers
+
+from infra import services
+from infra.models import TerraformRun, Variable, Workspace
+from squads.models import Service, Squad
+
+
+class RunRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TerraformRun
+        fields = ["id", "number", "kind", "status", "created_at"]
+        read_only_fields = fields
+
+
+class WorkspaceSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
+    services = serializers.SlugRelatedField(
+        slug_field="slug", queryset=Service.objects.all(), many=True, required=False
+    )
+    lock = RunRefSerializer(source="lock_run", read_only=True)
+    url = serializers.SerializerMethodField()
+    slug = serializers.SlugField(max_length=100)
+
+    class Meta:
+        model = Workspace
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "owner",
+            "services",
+            "source",
+            "files",
+            "repository_url",
+            "ref",
+            "path",
+            "terraform_bin",
+            "backend",
+            "auto_apply",
+            "drift_checks",
+            "drift_interval_minutes",
+            "lock",
+            "locked_at",
+            "state_serial",
+            "state_lineage",
+            "outputs",
+            "last_applied_at",
+            "drift_status",
+            "drift_checked_at",
+            "drift_summary",
+            "created_at",
+            "updated_at",
+            "url",
+        ]
+        read_only_fields = [
+            "lock",
+            "locked_at",
+            "state_serial",
+            "state_lineage",
+            "outputs",
+            "last_applied_at",
+            "drift_status",
+            "drift_checked_at",
+            "drift_summary",
+            "created_at",
+            "updated_at",
+        ]
+        extra_kwargs = {"name": {"required": False}}
+
+    def get_url(self, obj):
+        return obj.get_absolute_url()
+
+    def validate_files(self, value):
+        from django.core.exceptions import ValidationError
+
+        try:
+            services.validate_files(value)
+        except ValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict["files"]) from exc
+        return value
+
+
+class VariableSerializer(serializers.ModelSerializer):
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+    class Meta:
+        model = Variable
+        fields = ["id", "key", "value", "category", "sensitive", "description", "updated_at"]
+        read_only_fields = ["id", "updated_at"]
+
+    def to_representation(self, obj):
+        data = super().to_representation(obj)
+        if obj.sensitive:
+            data["value"] = None  # write-only once sensitive
+        return data
+
+
+class TerraformRunSerializer(serializers.ModelSerializer):
+    workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    waiting_for = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TerraformRun
+        fields = [
+            "id",
+            "workspace",
+            "number",
+            "kind",
+            "status",
+            "message",
+            "trigger",
+            "created_by",
+            "auto_apply",
+            "has_changes",
+            "summary",
+            "diagnostics",
+            "error",
+            "lost",
+            "discard_reason",
+            "waiting_for",
+            "cancel_requested",
+            "log_size",
+            "created_at",
+            "plan_started_at",
+            "planned_at",
+            "confirmed_at",
+            "confirmed_by",
+            "apply_started_at",
+            "finished_at",
+            "url",
+        ]
+        read_only_fields = fields
+
+    def get_waiting_for(self, obj) -> str:
+        return services.waiting_for(obj)
+
+    def get_url(self, obj) -> str:
+        return obj.get_absolute_url()
+
+
+class PlanRequestSerializer(serializers.Serializer):
+    message = serializers.CharField(max_length=300, required=False, allow_blank=True)
+
+
+class DiscardSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class LogSerializer(serializers.Serializer):
+    offset = serializers.IntegerField()
+    next_offset = serializers.IntegerField()
+    text = serializers.CharField()
+    complete = serializers.BooleanField()
+    status = serializers.CharField()

@@ -1,0 +1,382 @@
+"""HTML pages: workspace list and page, run page with live log and plan summary, buttons.
+Each button calls one function of ``infra.services``."""
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from infra import services
+from infra.filters import WorkspaceFilter
+from infra.models import (
+    ACTIVE,
+    DriftStatus,
+    RunStatus,
+    TerraformRun,
+    Variable,
+    Workspace,
+)
+from portal.actors import Actor
+from portal.api.errors import Conflict
+from squads.models import Service, Squad
+
+LOG_PAGE_BYTES = 512 * 1024
+
+
+def _message(exc) -> str:
+    if isinstance(exc, ValidationError):
+        if hasattr(exc, "error_dict"):
+            return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        return " ".join(exc.messages)
+    if isinstance(exc, Conflict):
+        return str(exc.detail)
+    return str(exc)
+
+
+def _can_write(request, ws) -> bool:
+    return Actor.from_request(request).can(services.SCOPE, ws.owner)
+
+
+@login_required
+def workspace_list(request):
+    latest = TerraformRun.objects.filter(workspace=OuterRef("pk"), kind="plan").order_by(
+        "-created_at", "-id"
+    )
+    qs = (
+        Workspace.objects.select_related("owner", "lock_run")
+        .prefetch_related("services")
+        .annotate(
+            latest_id=Subquery(latest.values("pk")[:1]),
+            latest_number=Subquery(latest.values("number")[:1]),
+            latest_status=Subquery(latest.values("status")[:1]),
+        )
+    )
+    flt = WorkspaceFilter(request.GET, queryset=qs)
+    page = Paginator(flt.qs.order_by("name"), 50).get_page(request.GET.get("page"))
+    template = "infra/workspace_list.html#results" if request.htmx else "infra/workspace_list.html"
+    counts = {
+        "total": Workspace.objects.count(),
+        "drifted": Workspace.objects.filter(drift_status=DriftStatus.DRIFTED).count(),
+        "locked": Workspace.objects.filter(lock_run__isnull=False).count(),
+        "awaiting": TerraformRun.objects.filter(status=RunStatus.PLANNED).count(),
+    }
+    return render(
+        request,
+        template,
+        {
+            "filter": flt,
+            "page": page,
+            "squads": Squad.objects.only("slug", "name"),
+            "drift_choices": DriftStatus.choices,
+            "counts": counts,
+            "pager_target": "#ws-results",
+        },
+    )
+
+
+class WorkspaceForm(forms.Form):
+    slug = forms.SlugField(max_length=100, help_text="Lower-case letters, digits and dashes")
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    owner = forms.ModelChoiceField(queryset=Squad.objects.none(), to_field_name="slug")
+    services = forms.ModelMultipleChoiceField(
+        queryset=Service.objects.none(), to_field_name="slug", required=False
+    )
+    source = forms.ChoiceField(choices=Workspace.Source.choices)
+    main_tf = forms.CharField(
+        label="main.tf",
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"}),
+        required=False,
+    )
+    repository_url = forms.CharField(max_length=500, required=False)
+    ref = forms.CharField(max_length=255, required=False, initial="main")
+    path = forms.CharField(max_length=500, required=False)
+    auto_apply = forms.BooleanField(required=False)
+    drift_checks = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, actor, editing=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        squads = Squad.objects.all()
+        if not actor.is_admin:
+            squads = squads.filter(pk__in=actor.squad_ids())
+        self.fields["owner"].queryset = squads
+        self.fields["services"].queryset = Service.objects.only("slug", "name").order_by("name")
+        if editing is not None:
+            self.fields["slug"].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        if (
+            data.get("source") == Workspace.Source.STORED
+            and not (data.get("main_tf") or "").strip()
+        ):
+            self.add_error("main_tf", "A stored configuration needs some Terraform code.")
+        if data.get("source") == Workspace.Source.GIT and not data.get("repository_url"):
+            self.add_error("repository_url", "A git workspace needs a repository URL.")
+        return data
+
+    def workspace_fields(self):
+        d = self.cleaned_data
+        fields = {
+            k: d[k]
+            for k in (
+                "name",
+                "description",
+                "source",
+                "repository_url",
+                "path",
+                "auto_apply",
+                "drift_checks",
+            )
+        }
+        fields["ref"] = d.get("ref") or "main"
+        fields["files"] = {"main.tf": d["main_tf"]} if d.get("main_tf") else {}
+        return fields
+
+
+def _save_form(request, form, ws=None):
+    actor = Actor.from_request(request)
+    try:
+        if ws is None:
+            ws = services.create_workspace(
+                actor,
+                slug=form.cleaned_data["slug"],
+                owner=form.cleaned_data["owner"],
+                services=list(form.cleaned_data["services"]),
+                **form.workspace_fields(),
+            )
+        else:
+            files = dict(ws.files)
+            fields = form.workspace_fields()
+            if fields["files"]:
+                files.update(fields["files"])
+            fields["files"] = files
+            ws = services.update_workspace(
+                actor,
+                ws,
+                owner=form.cleaned_data["owner"],
+                services=list(form.cleaned_data["services"]),
+                **fields,
+            )
+    except ValidationError as exc:
+        for field, errs in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errs)
+        return None
+    except PermissionDenied as exc:
+        form.add_error(None, str(exc))
+        return None
+    return ws
+
+
+@login_required
+def workspace_new(request):
+    actor = Actor.from_request(request)
+    form = WorkspaceForm(request.POST or None, actor=actor)
+    if request.method == "POST" and form.is_valid():
+        ws = _save_form(request, form)
+        if ws is not None:
+            messages.success(request, f"Workspace “{ws.name}” created. Add variables, then plan.")
+            return redirect(ws)
+    return render(request, "infra/workspace_form.html", {"form": form, "ws": None})
+
+
+@login_required
+def workspace_edit(request, slug):
+    ws = get_object_or_404(Workspace.objects.select_related("owner"), slug=slug)
+    actor = Actor.from_request(request)
+    initial = {
+        "slug": ws.slug,
+        "name": ws.name,
+        "description": ws.description,
+        "owner": ws.owner.slug if ws.owner else None,
+        "services": [s.slug for s in ws.services.all()],
+        "source": ws.source,
+        "main_tf": ws.files.get("main.tf", ""),
+        "repository_url": ws.repository_url,
+        "ref": ws.ref,
+        "path": ws.path,
+        "auto_apply": ws.auto_apply,
+        "drift_checks": ws.drift_checks,
+    }
+    form = WorkspaceForm(request.POST or None, actor=actor, editing=ws, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        saved = _save_form(request, form, ws)
+        if saved is not None:
+            messages.success(request, "Workspace saved.")
+            return redirect(saved)
+    return render(request, "infra/workspace_form.html", {"form": form, "ws": ws})
+
+
+@login_required
+def workspace_detail(request, slug):
+    ws = get_object_or_404(
+        Workspace.objects.select_related("owner", "lock_run", "drift_run"), slug=slug
+    )
+    runs = Paginator(
+        TerraformRun.objects.filter(workspace=ws).order_by("-created_at", "-id"), 20
+    ).get_page(request.GET.get("page"))
+    ctx = {
+        "ws": ws,
+        "runs": runs,
+        "page": runs,
+        "variables": ws.variables.all(),
+        "services": ws.services.select_related("owner"),
+        "can_write": _can_write(request, ws),
+        "is_admin": Actor.from_request(request).is_admin,
+        "queued": TerraformRun.objects.filter(workspace=ws, status=RunStatus.PENDING).count(),
+        "categories": Variable.Category.choices,
+        "config_files": sorted(ws.files.items()),
+    }
+    if request.htmx and request.GET.get("part") == "runs":
+        return render(request, "infra/workspace_detail.html#runs", ctx)
+    return render(request, "infra/workspace_detail.html", ctx)
+
+
+def _post_action(request, fn, *args, ok=None, **kwargs):
+    try:
+        result = fn(Actor.from_request(request), *args, **kwargs)
+        if ok:
+            messages.success(request, ok)
+        return result
+    except (PermissionDenied, ValidationError, Conflict) as exc:
+        messages.error(request, _message(exc))
+        return None
+
+
+@login_required
+@require_POST
+def workspace_plan(request, slug):
+    ws = get_object_or_404(Workspace, slug=slug)
+    run = _post_action(request, services.queue_run, ws, message=request.POST.get("message", ""))
+    return redirect(run or ws)
+
+
+@login_required
+@require_POST
+def workspace_drift_check(request, slug):
+    ws = get_object_or_404(Workspace, slug=slug)
+    run = _post_action(request, services.check_drift, ws, ok="Drift check queued.")
+    return redirect(run or ws)
+
+
+@login_required
+@require_POST
+def workspace_unlock(request, slug):
+    ws = get_object_or_404(Workspace, slug=slug)
+    _post_action(request, services.force_unlock, ws, ok="Workspace unlocked.")
+    return redirect(ws)
+
+
+@login_required
+@require_POST
+def variable_add(request, slug):
+    ws = get_object_or_404(Workspace, slug=slug)
+    _post_action(
+        request,
+        services.set_variable,
+        ws,
+        key=request.POST.get("key", ""),
+        value=request.POST.get("value", ""),
+        category=request.POST.get("category", "terraform"),
+        sensitive=request.POST.get("sensitive") == "on",
+        description=request.POST.get("description", ""),
+        ok="Variable saved.",
+    )
+    return redirect(ws.get_absolute_url() + "#variables")
+
+
+@login_required
+@require_POST
+def variable_delete(request, slug, pk):
+    ws = get_object_or_404(Workspace, slug=slug)
+    var = get_object_or_404(Variable, workspace=ws, pk=pk)
+    _post_action(request, services.delete_variable, var, ok=f"Variable {var.key} deleted.")
+    return redirect(ws.get_absolute_url() + "#variables")
+
+
+def _run_ctx(request, run):
+    return {
+        "run": run,
+        "ws": run.workspace,
+        "s": run.summary or {},
+        "waiting_for": services.waiting_for(run),
+        "can_write": _can_write(request, run.workspace),
+        "active": run.status in ACTIVE,
+    }
+
+
+@login_required
+def run_detail(request, pk):
+    run = get_object_or_404(
+        TerraformRun.objects.select_related("workspace", "workspace__owner"), pk=pk
+    )
+    ctx = _run_ctx(request, run)
+    if request.htmx and request.GET.get("part") == "status":
+        response = render(request, "infra/run_detail.html#status", ctx)
+        if run.is_over:
+            response.status_code = 286
+        return response
+    text, offset = services.read_log(run, 0, limit=LOG_PAGE_BYTES)
+    ctx.update({"log_text": text, "offset": offset, "over": run.is_over and offset >= run.log_size})
+    return render(request, "infra/run_detail.html", ctx)
+
+
+@login_required
+def run_log(request, pk):
+    """The live tail: log text after ``offset`` and the next poller; 286 when the run is over."""
+    run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=pk)
+    try:
+        offset = int(request.GET.get("offset", "0"))
+        if offset < 0:
+            raise ValueError
+    except ValueError:
+        return HttpResponse("offset must be a whole number of bytes ≥ 0", status=400)
+    over = run.is_over  # read first: nothing written after it is missed
+    text, next_offset = services.read_log(run, offset, limit=LOG_PAGE_BYTES)
+    done = over and next_offset >= run.log_size
+    response = render(
+        request,
+        "infra/run_detail.html#tail",
+        {"run": run, "log_text": text, "offset": next_offset, "over": done},
+    )
+    if done:
+        response.status_code = 286
+    return response
+
+
+def _run_action(request, pk, fn, ok, **kw):
+    run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=pk)
+    _post_action(request, fn, run, ok=ok, **kw)
+    return redirect(run)
+
+
+@login_required
+@require_POST
+def run_apply(request, pk):
+    return _run_action(request, pk, services.apply, "Apply confirmed: the saved plan is applying.")
+
+
+@login_required
+@require_POST
+def run_discard(request, pk):
+    return _run_action(
+        request, pk, services.discard, "Run discarded.", reason=request.POST.get("reason", "")
+    )
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk):
+    return _run_action(request, pk, services.cancel, "Cancel requested.")
+
+
+@login_required
+def board(request):
+    from infra.board import board_section
+
+    return render(request, "infra/board_section.html", {"section": board_section(request)})
