@@ -18,7 +18,7 @@ from squads.models import (
     Tribe,
 )
 
-from .importer import (
+from .constants import (
     ANN_BRANCH,
     ANN_CHAT,
     ANN_GITHUB,
@@ -117,7 +117,15 @@ def catalog_entities() -> list[dict]:
 
     for t in tribes:
         out.append(
-            group(t.slug, t.kind or "tribe", t.name, t.description, t.email, t.picture, t.links)
+            group(
+                t.slug,
+                t.kind if t.kind and t.kind != "team" else "tribe",  # "team" would be a squad
+                t.name,
+                t.description,
+                t.email,
+                t.picture,
+                t.links,
+            )
         )
     for s in squads:
         ann = {}

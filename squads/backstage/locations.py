@@ -31,10 +31,13 @@ def register_location(target: str, actor) -> Location:
     """Validate ``target`` by a dry-run import as ``actor`` (raises ``SourceError``,
     ``ImportFailed`` or ``PermissionDenied``), then register it for periodic refresh.
 
-    Local paths may only be registered by org admins (they are read from the server's disk)."""
+    Only org admins may register locations: beat re-imports them later with full rights (and
+    local paths are read from the server's disk)."""
     target = _normalize(target)
-    if not is_url(target) and actor is not None and not actor.is_admin:
-        raise PermissionDenied("Only an org admin may register a location on the server's disk.")
+    if actor is not None and not actor.is_admin:
+        raise PermissionDenied(
+            "Only an org admin may register a location: beat re-imports it with full rights."
+        )
     report = import_catalog(load_sources([target]), actor, dry_run=True)
     location, created = Location.objects.get_or_create(target=target)
     if actor is not None:

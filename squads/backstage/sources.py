@@ -47,6 +47,8 @@ def resolve(base: str, target: str) -> str:
     target = target.strip()
     if is_url(target):
         return target
+    if is_url(base) and target.startswith("file:"):
+        raise SourceError("is a local file named by a remote (http) catalog; not allowed")
     if target.startswith("file://"):
         return os.path.normpath(_file_url_path(target))
     if is_url(base):

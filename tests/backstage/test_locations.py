@@ -54,9 +54,22 @@ def test_register_validates_by_dry_run(db, admin_user, catalog_dir, complete_cat
         backstage.register_location(str(complete_catalog / "missing.yaml"), admin)
 
 
-def test_only_admins_register_local_paths(db, alice, complete_catalog):
-    with pytest.raises(PermissionDenied):
-        backstage.register_location(str(complete_catalog / "acme-corp.yaml"), Actor(user=alice))
+def test_only_admins_register_locations(db, alice, complete_catalog, http_catalog):
+    for target in (str(complete_catalog / "acme-corp.yaml"), f"{http_catalog}/acme-corp.yaml"):
+        with pytest.raises(PermissionDenied, match="org admin"):
+            backstage.register_location(target, Actor(user=alice))
+    assert not Location.objects.exists()
+
+
+def test_remote_catalog_cannot_name_local_files(db, tmp_path, http_catalog, complete_catalog):
+    (complete_catalog / "sneaky.yaml").write_text(
+        "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata: {name: sneaky}\n"
+        f"spec: {{targets: ['file://{complete_catalog}/acme-corp.yaml']}}\n"
+    )
+    with pytest.raises(backstage.ImportFailed, match="local file named by a remote"):
+        backstage.import_catalog(
+            backstage.load_sources([f"{http_catalog}/sneaky.yaml"]), Actor.command()
+        )
 
 
 def test_refresh_task_in_process_a_bad_location_does_not_block_others(
