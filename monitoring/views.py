@@ -92,6 +92,7 @@ def squad_dashboard(request, slug):
     ctx.update(
         {
             "squad": squad,
+            "dora": dora_context(squad),
             "ranges": list(RANGES),
             "alerts": Alert.objects.filter(
                 service__owner=squad, state__in=["pending", "firing"]
@@ -101,6 +102,57 @@ def squad_dashboard(request, slug):
     if request.htmx and request.GET.get("fragment") == "body":
         return render(request, "monitoring/squad_dashboard.html#body", ctx)
     return render(request, "monitoring/squad_dashboard.html", ctx)
+
+
+def dora_context(squad, days=30):
+    from monitoring import dora
+
+    rep = dora.report(Service.objects.filter(owner=squad), days=days)
+    m = rep["metrics"]
+
+    def dur(v):
+        if v is None:
+            return "no data"
+        if v < 3600:
+            return f"{v / 60:.0f} min"
+        if v < 2 * 86400:
+            return f"{v / 3600:.1f} h"
+        return f"{v / 86400:.1f} d"
+
+    def show(name, v):
+        if v is None:
+            return "no data"
+        if name == "deployment_frequency":
+            return f"{v:.2f}/day" if v >= 1 / 7 else f"{v * 7:.2f}/week"
+        if name == "change_failure_rate":
+            return f"{v * 100:.0f} %"
+        return dur(v)
+
+    names = [
+        ("deployment_frequency", "Deployment frequency"),
+        ("lead_time", "Lead time for changes"),
+        ("change_failure_rate", "Change failure rate"),
+        ("time_to_restore", "Time to restore"),
+    ]
+    return {
+        "days": days,
+        "cards": [
+            {"label": label, "text": show(n, m[n]["value"]), "level": m[n]["level"]}
+            for n, label in names
+        ],
+        "deployments": m["deployments"],
+        "incidents": m["incidents"],
+        "trend": [
+            {
+                "start": p["start"],
+                "end": p["end"],
+                "cells": [show(n, p[n]["value"]) for n, _ in names],
+                "levels": [p[n]["level"] for n, _ in names],
+            }
+            for p in rep["trend"]
+        ],
+        "labels": [label for _, label in names],
+    }
 
 
 @login_required
@@ -213,3 +265,7 @@ def channel_create(request):
     except PermissionDenied as exc:
         messages.error(request, str(exc))
     return redirect("monitoring:alert_list")
+
+
+alert_list.nav_section = "alerts"
+alert_detail.nav_section = "alerts"

@@ -11,5 +11,7 @@ router.register("alert-channels", views.NotificationChannelViewSet, basename="al
 urlpatterns = [
     path("services/<slug:slug>/signals", views.SignalsView.as_view(), name="service-signals"),
     path("prometheus/sd", views.PrometheusSDView.as_view(), name="prometheus-sd"),
+    path("dora/", views.DoraView.as_view(), name="dora"),
+    path("dora", views.DoraView.as_view()),
     *router.urls,
 ]

@@ -91,6 +91,50 @@ class PrometheusSDView(APIView):
         return Response(sd_targets())
 
 
+class DoraView(APIView):
+    """DORA metrics for a squad's (or one service's) deployments and incidents over ``days``.
+
+    Deployments are successful pipeline runs on the default branch until releases exist (see
+    ``monitoring/dora.py``)."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("squad", str),
+            OpenApiParameter("service", str),
+            OpenApiParameter("days", int, description="1–365, default 30"),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request):
+        from monitoring import dora
+        from squads.models import Squad
+
+        params = request.query_params
+        raw_days = params.get("days") or "30"
+        try:
+            days = int(raw_days)
+        except ValueError as exc:
+            raise ValidationError(
+                {"days": f"days must be a whole number (got {raw_days!r})"}
+            ) from exc
+        if not 1 <= days <= 365:
+            raise ValidationError({"days": "days must be between 1 and 365"})
+        if params.get("service"):
+            services_qs = Service.objects.filter(slug=params["service"])
+            if not services_qs.exists():
+                raise ValidationError({"service": f"no service with slug {params['service']!r}"})
+            scope = {"service": params["service"]}
+        elif params.get("squad"):
+            squad = Squad.objects.filter(slug=params["squad"]).first()
+            if squad is None:
+                raise ValidationError({"squad": f"no squad with slug {params['squad']!r}"})
+            services_qs = Service.objects.filter(owner=squad)
+            scope = {"squad": squad.slug}
+        else:
+            raise ValidationError({"squad": "give ?squad=<slug> or ?service=<slug>"})
+        return Response({**scope, **dora.report(services_qs, days=days)})
+
+
 class AlertRuleViewSet(viewsets.ModelViewSet):
     serializer_class = AlertRuleSerializer
     filterset_class = AlertRuleFilter
