@@ -4,6 +4,7 @@ Each takes the row lock, checks the transition is legal, writes the audit event,
 work with ``transaction.on_commit`` (tasks take ids).
 """
 
+import shutil
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -20,6 +21,7 @@ from pipelines.models import (
     PipelineSecret,
     RunStatus,
     StepRun,
+    workspace_root,
 )
 from pipelines.source import valid_ref, valid_sha
 from pipelines.spec import SpecError, parse
@@ -282,6 +284,8 @@ def reap_lost(stale_seconds=None):
                 data={"service": run.service.slug, "worker": run.worker, "silent_seconds": silent},
             )
             reaped.append(run.pk)
+        # the dead worker could not remove its checkout (same machine installs)
+        shutil.rmtree(workspace_root() / "runs" / str(run_id), ignore_errors=True)
     return reaped
 
 

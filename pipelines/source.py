@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from pipelines.executor import run_process
@@ -103,12 +104,31 @@ class Checkout:
         if res.exit_code != 0:
             raise SourceError(f"git {args[0]} failed with exit code {res.exit_code}")
 
+    def _lock(self, lock):
+        """Wait for the cache lock (another run may be fetching), heartbeating meanwhile."""
+        last_beat = time.monotonic()
+        waited = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if not waited:
+                    self.on_output("waiting for another run to finish fetching this repository\n")
+                    waited = True
+                if self.should_cancel():
+                    raise SourceError("canceled while waiting for the repository cache") from None
+                if time.monotonic() - last_beat >= self.heartbeat_every:
+                    last_beat = time.monotonic()
+                    self.on_heartbeat()
+                time.sleep(0.1)
+
     def prepare(self) -> tuple[Path, str]:
         run = self.run
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.cache.with_suffix(".lock")
         with open(lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._lock(lock)
             if not (self.cache / "HEAD").exists():
                 shutil.rmtree(self.cache, ignore_errors=True)
                 _git_capture(["init", "--bare", "-q", str(self.cache)], cwd=self.cache.parent)

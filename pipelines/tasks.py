@@ -3,7 +3,13 @@ from celery import shared_task
 from pipelines import runner, services
 
 
-@shared_task(acks_late=True, ignore_result=True)
+# steps carry their own timeouts (at most 24 h each, see pipelines.spec); the task limit is a backstop
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=24 * 3600 + 1800,
+    time_limit=24 * 3600 + 1900,
+)
 def execute_run(run_id):
     """Run one pipeline run (claimed with a conditional UPDATE; a duplicate delivery is a no-op)."""
     runner.execute(run_id)

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from pipelines import views, webhooks
+from pipelines.releases import urls as release_urls
 
 app_name = "pipelines"
 
@@ -23,4 +24,5 @@ urlpatterns = [
         views.secret_delete,
         name="secret_delete",
     ),
+    *release_urls.urlpatterns,
 ]

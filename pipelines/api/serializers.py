@@ -67,14 +67,14 @@ class PipelineRunSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    def get_squad(self, obj):
+    def get_squad(self, obj) -> str | None:
         owner = obj.service.owner
         return owner.slug if owner else None
 
-    def get_url(self, obj):
+    def get_url(self, obj) -> str:
         return obj.get_absolute_url()
 
-    def get_log_url(self, obj):
+    def get_log_url(self, obj) -> str:
         return f"/api/v1/runs/{obj.pk}/log"
 
 

@@ -209,3 +209,15 @@ def test_scorecard_rules(service, squad):
     assert rules()["has_pipeline"] is True and rules()["default_branch_green"] is True
     make_run(service, "failed", "main")
     assert rules()["default_branch_green"] is False
+
+
+def test_openapi_schema_lists_the_pipeline_endpoints(bot):
+    resp = bot.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert resp.status_code == 200
+    paths = resp.json()["paths"] if resp["Content-Type"].startswith("application/json") else {}
+    if not paths:
+        import yaml
+
+        paths = yaml.safe_load(resp.content)["paths"]
+    for path in ("/api/v1/runs/", "/api/v1/runs/{id}/log/", "/api/v1/services/{slug}/runs"):
+        assert any(p.rstrip("/") == path.rstrip("/") for p in paths), path

@@ -134,3 +134,8 @@ def test_service_panel_and_board(alice, service):
     assert "Failing pipelines" in board and "Player" in board
     home = c.get("/").content.decode()
     assert "Failing pipelines" in home
+
+
+def test_service_page_includes_the_panel(alice, service):
+    page = browser_for(alice).get(f"/services/{service.slug}/").content.decode()
+    assert f"/pipelines/services/{service.slug}/panel" in page

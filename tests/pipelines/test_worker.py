@@ -178,7 +178,7 @@ def test_runs_on_a_real_worker(celery_worker_proc, service, git_repo, squad, mak
     assert AuditEvent.objects.filter(action="pipeline.trigger").count() == len(ids)
     assert AuditEvent.objects.filter(action="pipeline.cancel", target_id=str(hang)).count() == 1
     # the workspace checkout of each run is removed when it ends
-    assert not any((celery_worker_proc and _runs_dir()).glob("*"))
+    assert not any((_runs_dir() / str(i)).exists() for i in ids.values())
 
 
 def _runs_dir():
@@ -221,6 +221,7 @@ def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
         assert "before-kill" in text and "marked lost" in text
         assert lost.steps.get().status == RunStatus.LOST
         assert AuditEvent.objects.filter(action="pipeline.lost", target_id=str(run.pk)).exists()
+        assert not (_runs_dir() / str(run.pk)).exists()  # the reaper removed the orphaned checkout
     finally:
         worker.stop()
     flag.unlink()

@@ -1,0 +1,1 @@
+"""Releases: environments, canary strategies, analysis, deploy drivers and the controller."""

@@ -1,0 +1,231 @@
+"""Releases API: ``/api/v1/releases/`` (list, create, detail) with the actions ``promote``,
+``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``. Thin: each action calls
+one function of ``pipelines.releases.services``."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from pipelines.releases import services, strategy
+from pipelines.releases.filters import ReleaseFilter
+from pipelines.releases.models import (
+    AnalysisRun,
+    Environment,
+    Measurement,
+    Release,
+    ReleaseEvent,
+)
+from portal.actors import Actor
+from squads.models import Service
+
+
+class EnvironmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Environment
+        fields = ["name", "title", "order", "production", "driver", "strategy"]
+
+
+class ReleaseSerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    squad = serializers.SerializerMethodField()
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    current_step = serializers.SerializerMethodField()
+    steps_total = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Release
+        fields = [
+            "id",
+            "service",
+            "squad",
+            "environment",
+            "version",
+            "commit_sha",
+            "status",
+            "step_index",
+            "current_step",
+            "steps_total",
+            "weight",
+            "desired_weight",
+            "message",
+            "driver_error",
+            "strategy_source",
+            "started_by",
+            "trigger",
+            "pipeline_run",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_squad(self, obj) -> str | None:
+        return obj.service.owner.slug if obj.service.owner_id else None
+
+    def get_current_step(self, obj) -> str | None:
+        step = obj.current_step
+        return strategy.describe(step) if step else None
+
+    def get_steps_total(self, obj) -> int:
+        return len(obj.strategy or [])
+
+
+class MeasurementSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Measurement
+        fields = [
+            "metric",
+            "index",
+            "at",
+            "phase",
+            "value",
+            "stable_value",
+            "threshold",
+            "condition",
+            "canary_requests",
+            "stable_requests",
+            "message",
+        ]
+
+
+class AnalysisRunSerializer(serializers.ModelSerializer):
+    measurements = MeasurementSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = AnalysisRun
+        fields = [
+            "id",
+            "generation",
+            "step_index",
+            "weight",
+            "template",
+            "status",
+            "message",
+            "metrics",
+            "started_at",
+            "finished_at",
+            "measurements",
+        ]
+
+
+class ReleaseEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ReleaseEvent
+        fields = [
+            "at",
+            "kind",
+            "from_status",
+            "to_status",
+            "step_index",
+            "weight",
+            "message",
+            "actor",
+            "door",
+        ]
+
+
+class ReleaseDetailSerializer(ReleaseSerializer):
+    strategy = serializers.JSONField(read_only=True)
+    analysis = AnalysisRunSerializer(source="analysis_runs", many=True, read_only=True)
+    timeline = ReleaseEventSerializer(source="events", many=True, read_only=True)
+
+    class Meta(ReleaseSerializer.Meta):
+        fields = [*ReleaseSerializer.Meta.fields, "strategy", "analysis", "timeline"]
+
+
+class ReleaseCreateSerializer(serializers.Serializer):
+    service = serializers.SlugField()
+    version = serializers.CharField(max_length=200)
+    environment = serializers.SlugField()
+    commit = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    strategy = serializers.JSONField(required=False, allow_null=True, default=None)
+    deploy_params = serializers.DictField(required=False, default=dict)
+
+
+class ActionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Releases: status, current step, weight, analysis results; create and act on them."""
+
+    filterset_class = ReleaseFilter
+    ordering_fields = ["created_at", "finished_at"]
+
+    def get_queryset(self):
+        qs = Release.objects.select_related("service", "service__owner", "environment")
+        if self.action == "retrieve":
+            qs = qs.prefetch_related("analysis_runs__measurements", "events")
+        return qs
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return ReleaseCreateSerializer
+        if self.action == "list":
+            return ReleaseSerializer
+        return ReleaseDetailSerializer
+
+    def _answer(self, release, code=status.HTTP_200_OK):
+        release = (
+            self.get_queryset()
+            .prefetch_related("analysis_runs__measurements", "events")
+            .get(pk=release.pk)
+        )
+        return Response(ReleaseDetailSerializer(release).data, status=code)
+
+    @extend_schema(request=ReleaseCreateSerializer, responses={201: ReleaseDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        ser = ReleaseCreateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        service = get_object_or_404(Service.objects.select_related("owner"), slug=data["service"])
+        release = services.create(
+            service,
+            data["environment"],
+            data["version"],
+            Actor.from_request(request, door="api"),
+            commit=data["commit"],
+            steps=data["strategy"],
+            trigger="api",
+            deploy_params=data["deploy_params"],
+        )
+        return self._answer(release, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=ReleaseDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def promote(self, request, pk=None):
+        return self._answer(
+            services.promote(self.get_object(), Actor.from_request(request, door="api"))
+        )
+
+    @extend_schema(request=None, responses=ReleaseDetailSerializer)
+    @action(detail=True, methods=["post"], url_path="promote-full")
+    def promote_full(self, request, pk=None):
+        return self._answer(
+            services.promote_full(self.get_object(), Actor.from_request(request, door="api"))
+        )
+
+    @extend_schema(request=ActionSerializer, responses=ReleaseDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def abort(self, request, pk=None):
+        reason = str(request.data.get("reason") or "") if hasattr(request.data, "get") else ""
+        return self._answer(
+            services.abort(self.get_object(), Actor.from_request(request, door="api"), reason)
+        )
+
+    @extend_schema(request=None, responses=ReleaseDetailSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        return self._answer(
+            services.retry(self.get_object(), Actor.from_request(request, door="api"))
+        )
+
+
+class EnvironmentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Deployment environments and their deploy driver."""
+
+    queryset = Environment.objects.all()
+    serializer_class = EnvironmentSerializer
+    lookup_field = "name"
+    pagination_class = None

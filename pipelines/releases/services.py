@@ -1,0 +1,260 @@
+"""Release domain operations: one function per action, called by every door.
+
+Each takes the row lock, checks the transition is legal (409 with the current state
+otherwise), writes the audit event with the actor's door, emits the outbound event, and lets
+the controller apply the change at once (``controller.drive``) so traffic moves with the click.
+Permissions: members of the owning squad, org admins, tokens of that squad with
+``releases:promote``.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from pipelines.releases import controller, strategy
+from pipelines.releases.models import (
+    ACTIVE_RELEASE,
+    AnalysisStatus,
+    Environment,
+    Release,
+    ReleaseStatus,
+)
+from portal.api.errors import Conflict
+from portal.audit import record
+
+SCOPE = "releases:promote"
+
+
+def _enqueue(release_id):
+    from pipelines.releases.tasks import advance_release
+
+    transaction.on_commit(lambda: advance_release.delay(release_id))
+
+
+def _locked(release_id) -> Release:
+    return (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("service", "service__owner", "environment")
+        .get(pk=getattr(release_id, "pk", release_id))
+    )
+
+
+def _audit(actor, action, r, **data):
+    record(
+        actor,
+        action,
+        r,
+        squad=r.service.owner,
+        data={
+            "service": r.service.slug,
+            "version": r.version,
+            "environment": r.environment.name,
+            "status": r.status,
+            "step_index": r.step_index,
+            "weight": r.weight,
+            **data,
+        },
+    )
+
+
+def create(
+    service,
+    environment,
+    version,
+    actor,
+    *,
+    commit="",
+    steps=None,
+    trigger="api",
+    pipeline_run=None,
+    deploy_params=None,
+):
+    """Start a release of ``version`` of ``service`` to ``environment``.
+
+    409 when the service already has a release in flight there."""
+    actor.require(SCOPE, service.owner, "starting a release")
+    if isinstance(environment, str):
+        environment = Environment.objects.filter(name=environment).first()
+        if environment is None:
+            raise ValidationError({"environment": ["No such environment."]})
+    version = (version or "").strip()
+    if not version:
+        raise ValidationError({"version": ["A version is required."]})
+    try:
+        resolved, source = strategy.resolve(service, environment, steps)
+    except ValidationError as exc:
+        raise ValidationError({"strategy": exc.messages}) from None
+    with transaction.atomic():
+        active = (
+            Release.objects.select_for_update()
+            .filter(service=service, environment=environment, status__in=ACTIVE_RELEASE)
+            .first()
+        )
+        if active is not None:
+            raise Conflict(
+                f"{service.slug} already has release {active.pk} ({active.version}) "
+                f"{active.status} in {environment.name}.",
+                current=controller.state(active),
+            )
+        try:
+            with transaction.atomic():
+                r = Release.objects.create(
+                    service=service,
+                    environment=environment,
+                    version=version[:200],
+                    commit_sha=(commit or "")[:64],
+                    strategy=resolved,
+                    strategy_source=source,
+                    started_by=actor.label[:200],
+                    trigger=trigger,
+                    pipeline_run=pipeline_run,
+                    deploy_params=deploy_params or {},
+                )
+        except IntegrityError:
+            active = Release.objects.filter(
+                service=service, environment=environment, status__in=ACTIVE_RELEASE
+            ).first()
+            raise Conflict(
+                f"{service.slug} already has a release in flight in {environment.name}.",
+                current=controller.state(active) if active else None,
+            ) from None
+        r = _locked(r.pk)
+        controller.note(
+            r, "action", f"release created by {actor.label}", actor=actor.label, door=actor.door
+        )
+        _audit(actor, "release.create", r, strategy_source=source)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def promote(release, actor):
+    """A paused release goes on to its next step."""
+    actor.require(SCOPE, release.service.owner, "promoting a release")
+    with transaction.atomic():
+        r = _locked(release)
+        if r.status != ReleaseStatus.PAUSED:
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; only a paused release can be promoted.",
+                current=controller.state(r),
+            )
+        was = r.step_index
+        r.step_index += 1
+        r.pause_until = None
+        r.message = ""
+        controller.transition(
+            r,
+            ReleaseStatus.PROGRESSING,
+            f"promoted by {actor.label}",
+            actor=actor.label,
+            door=actor.door,
+            event_type="release.promoted",
+        )
+        _audit(actor, "release.promote", r, from_step=was)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def promote_full(release, actor):
+    """Skip the remaining steps: all traffic to the new version, release succeeded."""
+    actor.require(SCOPE, release.service.owner, "promoting a release to 100 %")
+    with transaction.atomic():
+        r = _locked(release)
+        if r.status not in (ReleaseStatus.PROGRESSING, ReleaseStatus.PAUSED, ReleaseStatus.PENDING):
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; it cannot be promoted to 100 %.",
+                current=controller.state(r),
+            )
+        was = r.step_index
+        r.step_index = len(r.strategy or [])
+        r.desired_weight = 100
+        r.pause_until = None
+        r.message = ""
+        controller.transition(
+            r,
+            ReleaseStatus.PROGRESSING,
+            f"promoted to 100 % by {actor.label}",
+            actor=actor.label,
+            door=actor.door,
+            event_type="release.promoted",
+        )
+        _audit(actor, "release.promote_full", r, from_step=was)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def abort(release, actor, reason=""):
+    """All traffic back to stable at once; the release ends aborted."""
+    actor.require(SCOPE, release.service.owner, "aborting a release")
+    with transaction.atomic():
+        r = _locked(release)
+        if r.status not in ACTIVE_RELEASE:
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; only a release in flight can be aborted.",
+                current=controller.state(r),
+            )
+        r.desired_weight = 0
+        r.driver_action = "rollback"
+        r.pause_until = None
+        controller.transition(
+            r,
+            ReleaseStatus.ABORTED,
+            f"aborted by {actor.label}" + (f": {reason}" if reason else ""),
+            actor=actor.label,
+            door=actor.door,
+        )
+        _audit(actor, "release.abort", r, reason=reason[:500])
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def retry(release, actor):
+    """Start a failed or aborted release again from its first step, or repeat the analysis a
+    paused release stopped at (inconclusive / error)."""
+    actor.require(SCOPE, release.service.owner, "retrying a release")
+    with transaction.atomic():
+        r = _locked(release)
+        step = r.current_step or {}
+        paused_at_analysis = (
+            r.status == ReleaseStatus.PAUSED
+            and "analysis" in step
+            and r.analysis_runs.filter(
+                generation=r.generation,
+                step_index=r.step_index,
+                status__in=[AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR],
+            ).exists()
+        )
+        if r.status not in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED) and not paused_at_analysis:
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; only a failed or aborted release, or one paused "
+                "by an inconclusive analysis, can be retried.",
+                current=controller.state(r),
+            )
+        r.generation += 1
+        r.message = ""
+        r.pause_until = None
+        if not paused_at_analysis:
+            r.step_index = 0
+            r.driver_action = ""
+        try:
+            with transaction.atomic():
+                controller.transition(
+                    r,
+                    ReleaseStatus.PROGRESSING,
+                    f"retried by {actor.label}",
+                    actor=actor.label,
+                    door=actor.door,
+                    event_type="release.started",
+                )
+                r.save()
+        except IntegrityError:
+            raise Conflict(
+                f"{r.service.slug} already has another release in flight in {r.environment.name}.",
+                current=controller.state(Release.objects.get(pk=r.pk)),
+            ) from None
+        _audit(actor, "release.retry", r)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
