@@ -1,0 +1,99 @@
+"""With a real `celery -A portal worker -c 2`: cancel of a running plan (interrupt, then kill
+the process group) and two auto-applies started at once on one workspace running one after
+the other."""
+
+import os
+import time
+
+import pytest
+
+from infra import runner, services
+from infra.models import RunStatus, TerraformRun, Workspace
+from portal.actors import Actor
+from tests.infra.conftest import CONFIG, log_text
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+
+def wait_for(fn, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(run):
+    return TerraformRun.objects.values_list("status", flat=True).get(pk=run.pk)
+
+
+def terraform_pids(run) -> list[int]:
+    """Processes whose command line names this run's plan file (unique per run)."""
+    needle = str(runner.plan_file(run)).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if needle in fh.read():
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):
+    # terraform_remote_state reading a FIFO: the plan blocks in the read until it is canceled
+    fifo = tmp_path / "blocked.tfstate"
+    os.mkfifo(fifo)
+    ws = make_workspace(slug="slow", upstream_path=fifo)
+    run = services.queue_run(Actor(user=alice), ws, message="will hang")
+    wait_for(lambda: terraform_pids(run), 30, "terraform plan to start")
+    time.sleep(0.5)  # now blocked reading the FIFO (nothing ever writes to it)
+    assert status(run) == RunStatus.PLANNING
+    started = time.monotonic()
+    services.cancel(Actor(user=alice), run)
+    wait_for(lambda: status(run) == RunStatus.CANCELED, 20, "the run to be canceled")
+    elapsed = time.monotonic() - started
+    # SIGTERM (terraform: "Interrupt received"), then SIGKILL of the group after the 2 s grace
+    assert elapsed < 10, elapsed
+    assert terraform_pids(run) == [], "terraform still running after cancel"
+    text = log_text(TerraformRun.objects.get(pk=run.pk))
+    assert (
+        "Interrupt received" in text or "Stopping operation" in text or "$ terraform plan" in text
+    )
+    assert Workspace.objects.get(pk=ws.pk).lock_run_id is None
+
+
+def test_two_applies_at_once_run_one_after_the_other(worker_root, make_workspace, alice):
+    files = {"main.tf": CONFIG + '\noutput "at" {\n  value = timestamp()\n}\n'}
+    upstream = worker_root / "up.tfstate"
+    from tests.infra.conftest import write_state
+
+    write_state(upstream, {"val": "one"})
+    ws = make_workspace(slug="twice", files=files, upstream_path=upstream, auto_apply=True)
+    actor = Actor(user=alice)
+    first = services.queue_run(actor, ws, message="one")
+    second = services.queue_run(actor, ws, message="two")
+    assert second.status == RunStatus.PENDING
+    wait_for(
+        lambda: (
+            TerraformRun.objects.filter(
+                pk__in=[first.pk, second.pk], status=RunStatus.APPLIED
+            ).count()
+            == 2
+        ),
+        60,
+        "both runs to be applied",
+    )
+    a, b = (TerraformRun.objects.get(pk=p) for p in (first.pk, second.pk))
+    assert a.finished_at <= b.plan_started_at, (a.finished_at, b.plan_started_at)
+    assert a.worker and b.worker
+    ws.refresh_from_db()
+    assert ws.lock_run_id is None and ws.outputs["at"]["value"]
+    assert "Apply complete!" in log_text(a) and "Apply complete!" in log_text(b)
+    # the second run planned against the state the first one wrote
+    assert b.summary["outputs"][0]["name"] == "at" and b.summary["outputs"][0]["action"] == "update"
