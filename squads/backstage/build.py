@@ -241,6 +241,15 @@ class EntityBuilder:
             s: self._build_component(e) for s, e in self.entities["component"].items()
         }
 
+    def _squad_tribe(self, squad):
+        """The tribe a squad sits in (a squad-owned system or domain also belongs to it)."""
+        if not squad:
+            return None
+        if squad in self.squad_desired:
+            return self.squad_desired[squad]["tribe"]
+        s = self.db_squads.get(squad)
+        return self.tribe_by_id.get(s.tribe_id) if s else None
+
     def _db_group_parent(self, slug):
         if slug in self.db_squads:
             s = self.db_squads[slug]
@@ -425,6 +434,7 @@ class EntityBuilder:
 
     def _build_domain(self, e):
         squad, tribe = self._owner(e, allow_tribe=True)
+        tribe = tribe or self._squad_tribe(squad)
         if e.spec.get("subdomainOf") is not None:
             # syntax only: Backline does not store sub-domains
             self._ref(e, "spec.subdomainOf", e.spec["subdomainOf"], "domain", ("domain",))
@@ -438,6 +448,7 @@ class EntityBuilder:
 
     def _build_system(self, e):
         squad, tribe = self._owner(e, allow_tribe=True)
+        tribe = tribe or self._squad_tribe(squad)
         domain = None
         if e.spec.get("domain") is not None:
             domain = self._resolve(e, "spec.domain", e.spec["domain"], "domain")[1]

@@ -325,3 +325,20 @@ def test_token_needs_catalog_write_for_the_owning_squad(db, squad, other_squad):
         _source(_component("x", "playback")), _token_actor(squad, ["catalog:write"])
     )
     assert report.created == 1
+
+
+def test_round_trip_of_the_demo_catalog(db):
+    """The seeded demo organisation survives export → wipe → import unchanged."""
+    import io
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", "--catalog-only", stdout=io.StringIO())
+    before = snapshot()
+    assert before["services"] and before["dependencies"]
+    text = backstage.export_catalog()
+    again = backstage.import_catalog(_source(text, "export.yaml"), Actor.command())
+    assert again.created == again.updated == 0, again.summary
+    wipe_catalog()
+    backstage.import_catalog(_source(text, "export.yaml"), Actor.command())
+    assert snapshot() == before
