@@ -13,7 +13,12 @@ from django.db.models import Count
 from portal.models import AuditEvent
 from squads.models import Service, Squad, Tribe
 
-SECTION_MODULES = ("monitoring.board", "pipelines.board", "infra.board")
+SECTION_MODULES = (
+    "pipelines.releases.board",
+    "monitoring.board",
+    "pipelines.board",
+    "infra.board",
+)
 
 
 def board_sections(request):
@@ -42,7 +47,9 @@ def board_context(request):
     )
     recent = AuditEvent.objects.select_related("squad")[:12]
     my_squads = list(
-        Squad.objects.filter(memberships__person__user_id=request.user.pk).order_by("name").distinct()
+        Squad.objects.filter(memberships__person__user_id=request.user.pk)
+        .order_by("name")
+        .distinct()
     )
     return {
         "my_squads": my_squads,

@@ -26,7 +26,7 @@ from squads.models import (
     Tribe,
 )
 
-PANEL_APPS = ("pipelines", "monitoring", "infra")
+PANEL_APPS = ("pipelines/releases", "pipelines", "monitoring", "infra")
 SORTS = {
     "name": "name",
     "-name": "-name",

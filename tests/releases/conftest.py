@@ -1,0 +1,235 @@
+"""Release fixtures: a local deployer HTTP server (the webhook driver's counterpart, checking
+signatures), a real demo fleet with traffic and a scraper thread (the `local` driver and the
+builtin backend), environments, and helpers to drive the controller like beat does."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
+from pipelines.releases import controller
+from pipelines.releases.models import Environment, Release
+from portal.events import verify
+from tests.factories import ServiceFactory
+
+SECRET = "deployer-secret-1"
+
+
+class Deployer:
+    """A deployer receiving Backline's signed webhook calls. ``mode``: ok | fail | slow."""
+
+    def __init__(self):
+        self.calls = []  # every attempt: dict(action, weight, valid, delivery)
+        self.mode = "ok"
+        self.slow_seconds = 2.0
+        self.slow_on = None  # (action, weight) to delay, or None for all
+        self.weight = 0
+        self.lock = threading.Lock()
+        deployer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                valid = verify(
+                    SECRET,
+                    self.headers.get("X-Backline-Timestamp", ""),
+                    body,
+                    self.headers.get("X-Backline-Signature", ""),
+                )
+                data = json.loads(body or b"{}")
+                call = {
+                    "action": data.get("action"),
+                    "weight": data.get("weight"),
+                    "release": data.get("release", {}),
+                    "valid": valid,
+                    "delivery": self.headers.get("X-Backline-Delivery"),
+                    "event": self.headers.get("X-Backline-Event"),
+                }
+                with deployer.lock:
+                    deployer.calls.append(call)
+                    mode = deployer.mode
+                if not valid:
+                    return self._send(401, {"error": "bad signature"})
+                if mode == "fail":
+                    return self._send(500, {"error": "deployer exploded"})
+                if mode == "slow" and (
+                    deployer.slow_on is None or deployer.slow_on == (call["action"], call["weight"])
+                ):
+                    time.sleep(deployer.slow_seconds)
+                if call["action"] in ("set_weight", "promote", "rollback"):
+                    deployer.weight = 0 if call["action"] != "set_weight" else call["weight"]
+                return self._send(200, {"ok": True, "weight": deployer.weight, "healthy": True})
+
+            def _send(self, code, obj):
+                raw = json.dumps(obj).encode()
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except OSError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/deploy"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def actions(self, action=None):
+        with self.lock:
+            return [c for c in self.calls if action is None or c["action"] == action]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def deployer():
+    d = Deployer()
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def webhook_env(db, deployer):
+    env, _ = Environment.objects.update_or_create(
+        name="hooked",
+        defaults={
+            "driver": "webhook",
+            "driver_config": {
+                "url": deployer.url,
+                "secret": SECRET,
+                "timeout": 0.5,
+                "retries": 1,
+            },
+        },
+    )
+    return env
+
+
+@pytest.fixture
+def local_env(db):
+    env, _ = Environment.objects.update_or_create(
+        name="staging", defaults={"driver": "local", "driver_config": {}}
+    )
+    return env
+
+
+@pytest.fixture
+def playback_api(squad):
+    return ServiceFactory(slug="playback-api", name="Playback API", owner=squad)
+
+
+# steps that stop at a pause right away (no analysis): for action, permission and UI tests
+PAUSING = [
+    {"set_weight": 10},
+    {"pause": {}},
+    {"set_weight": 30},
+    {"pause": {}},
+    {"set_weight": 60},
+    {"pause": {}},
+]
+
+
+@pytest.fixture
+def paused_release(playback_api, webhook_env, alice):
+    from pipelines.releases import services
+    from portal.actors import Actor
+
+    def make(version="1.0.0", steps=PAUSING):
+        r = services.create(
+            playback_api, webhook_env, version, Actor(user=alice, door="ui"), steps=steps
+        )
+        assert r.status == "paused", (r.status, r.message, r.driver_error)
+        return r
+
+    return make
+
+
+# --- real traffic: the demo fleet, the builtin backend ------------------------------------------
+class Traffic:
+    """A fleet for one service with a traffic generator and a scraper thread (builtin backend)."""
+
+    def __init__(self, service, rps=40.0):
+        self.service = service
+        self.fleet = Fleet(
+            [FleetService(service.slug, error_rate=0.0, latency_ms=20)],
+            weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR,
+        )
+        self.rps = rps
+        self._stop = threading.Event()
+        self.scrapes = 0
+
+    def start(self, traffic=True):
+        (settings.VAR_DIR / WEIGHTS_SUBDIR / self.service.slug).unlink(missing_ok=True)
+        self.fleet.start()
+        self.service.metrics_urls = self.fleet.metrics_urls(self.service.slug)
+        self.service.save(update_fields=["metrics_urls"])
+        if traffic:
+            self.fleet.start_traffic(rps=self.rps)
+        self.scraper = threading.Thread(target=self._scrape, daemon=True)
+        self.scraper.start()
+        return self
+
+    def _scrape(self):
+        from monitoring.scrape import scrape_service
+        from squads.models import Service
+
+        try:
+            while not self._stop.is_set():
+                scrape_service(Service.objects.get(pk=self.service.pk))
+                self.scrapes += 1
+                self._stop.wait(0.5)
+        finally:
+            connection.close()
+
+    def sent(self, track):
+        inst = self.fleet.instances[(self.service.slug, track)]
+        return inst.sent["ok"] + inst.sent["error"]
+
+    def stop(self):
+        self._stop.set()
+        self.fleet.stop()
+        if getattr(self, "scraper", None):
+            self.scraper.join(5)
+
+
+@pytest.fixture
+def traffic(transactional_db, playback_api):
+    made = []
+
+    def start(rps=40.0, with_traffic=True):
+        t = Traffic(playback_api, rps=rps).start(traffic=with_traffic)
+        made.append(t)
+        return t
+
+    yield start
+    for t in made:
+        t.stop()
+
+
+def drive_until(release, predicate, timeout=30.0, every=0.25):
+    """Tick the controller like beat does until ``predicate(release)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        controller.tick_all()
+        r = Release.objects.get(pk=release.pk)
+        if predicate(r):
+            return r
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"release {r.pk} stuck: status={r.status} step={r.step_index} weight={r.weight} "
+                f"message={r.message!r} driver_error={r.driver_error!r}"
+            )
+        time.sleep(every)
