@@ -102,8 +102,24 @@ def _finish(run_id, status, error=""):
     if error:
         fields["error"] = error[:5000]
     done = PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**fields)
+    if done:
+        count_finished(run_id)
     StepRun.objects.filter(run_id=run_id, status=RunStatus.QUEUED).update(status=RunStatus.CANCELED)
     return done
+
+
+def count_finished(run_id):
+    """Backline's own metrics (portal.metrics): finished runs by status, and their duration."""
+    from portal import metrics
+
+    row = (
+        PipelineRun.objects.filter(pk=run_id).values("status", "started_at", "finished_at").first()
+    )
+    if not row:
+        return
+    metrics.PIPELINE_RUNS.labels(status=row["status"]).inc()
+    if row["started_at"] and row["finished_at"]:
+        metrics.PIPELINE_DURATION.observe((row["finished_at"] - row["started_at"]).total_seconds())
 
 
 def _load_spec(run, workdir: Path):

@@ -37,6 +37,12 @@ def _enqueue(run_id):
     transaction.on_commit(lambda: execute_run.delay(run_id))
 
 
+def _count(run):
+    from portal import metrics
+
+    metrics.PIPELINE_RUNS.labels(status=run.status).inc()
+
+
 def _state(run):
     return {"id": run.pk, "status": run.status}
 
@@ -138,6 +144,7 @@ def cancel(run, actor):
             run.cancel_requested = True
             run.save(update_fields=["status", "finished_at", "error", "cancel_requested"])
             run.steps.filter(status__in=ACTIVE_STATUSES).update(status=RunStatus.CANCELED)
+            _count(run)
         else:
             if run.cancel_requested:
                 return run
@@ -284,6 +291,7 @@ def reap_lost(stale_seconds=None):
                 data={"service": run.service.slug, "worker": run.worker, "silent_seconds": silent},
             )
             reaped.append(run.pk)
+            _count(run)
         # the dead worker could not remove its checkout (same machine installs)
         shutil.rmtree(workspace_root() / "runs" / str(run_id), ignore_errors=True)
     return reaped
