@@ -87,7 +87,9 @@ def squad_overview(squad, range_key="1h", now=None, backend=None):
     services = list(Service.objects.filter(owner=squad).order_by("name"))
     for service in services:
         row = {"service": service, "values": [], "configured": bool(service.metrics_urls)}
-        if error is None:
+        if backend.name == "builtin" and not row["configured"]:
+            data = None  # nothing scraped: say so instead of showing a row of "no data"
+        elif error is None:
             try:
                 data = backend.golden_signals(
                     service, ["stable"], start, end, spec.step, spec.window

@@ -222,15 +222,21 @@ def scrape_all() -> dict:
     return summary
 
 
-def purge_old_samples(now: float | None = None) -> int:
-    """Drop samples older than the retention window (and samples of deleted series)."""
+def purge_old_samples(now: float | None = None, batch: int = 200) -> int:
+    """Drop samples older than the retention window.
+
+    Deletes go series by series (batches of ids) so they use the (series_id, t) primary key.
+    Samples of deleted series go with them (``monitoring.signals_db``)."""
     cutoff = (now or time.time()) - retention_seconds()
     table = Sample._meta.db_table
+    ids = list(Series.objects.order_by("pk").values_list("pk", flat=True))
+    n = 0
     with connection.cursor() as cur:
-        cur.execute(f"DELETE FROM {table} WHERE t < %s", [cutoff])
-        n = cur.rowcount
-        cur.execute(
-            f"DELETE FROM {table} WHERE series_id NOT IN (SELECT id FROM {Series._meta.db_table})"
-        )
-        n += cur.rowcount
+        for k in range(0, len(ids), batch):
+            chunk = ids[k : k + batch]
+            marks = ",".join(["%s"] * len(chunk))
+            cur.execute(
+                f"DELETE FROM {table} WHERE series_id IN ({marks}) AND t < %s", [*chunk, cutoff]
+            )
+            n += cur.rowcount
     return n

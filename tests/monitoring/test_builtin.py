@@ -107,7 +107,7 @@ def test_unreachable_target_is_marked_down(db, squad):
 
 def test_retention_purges_old_samples(checkout, fleet, settings):
     settings.MONITORING_RETENTION_HOURS = 1
-    fleet.send("checkout", 2)
+    fleet.send("checkout", 2, track="stable")
     scrape_service(checkout, t=T0)
     scrape_service(checkout, t=T0 + 7200)
     before = Sample.objects.count()
@@ -115,6 +115,18 @@ def test_retention_purges_old_samples(checkout, fleet, settings):
     assert removed > 0
     assert Sample.objects.count() == before - removed
     assert not Sample.objects.filter(t__lt=T0 + 3600).exists()
+    # removing the endpoint from the catalog drops its series and their samples
+    stable_series = set(Series.objects.filter(track="stable").values_list("pk", flat=True))
+    assert Sample.objects.filter(series_id__in=stable_series).exists()
+    checkout.metrics_urls = [u for u in checkout.metrics_urls if u["track"] != "stable"]
+    checkout.save()
+    from monitoring.scrape import sync_targets
+
+    sync_targets(checkout)
+    assert ScrapeTarget.objects.filter(service=checkout).count() == 1
+    live = set(Series.objects.values_list("pk", flat=True))
+    assert set(Sample.objects.values_list("series_id", flat=True)) <= live
+    assert not Sample.objects.filter(series_id__in=stable_series).exists()
 
 
 def test_small_promql_subset(checkout, fleet):
