@@ -144,3 +144,26 @@ def test_demo_seed_is_idempotent(db, squad):
     assert rules == 3 and alerts == 2
     demo.seed()
     assert (AlertRule.objects.count(), Alert.objects.count()) == (rules, alerts)
+
+
+def test_scorecard_rules(db, squad):
+    from squads.scorecards import evaluate
+
+    good = ServiceFactory(slug="good", owner=squad, metrics_urls=["http://127.0.0.1:1/metrics"])
+    bad = ServiceFactory(slug="bad", owner=squad, metrics_urls=[])
+    rule = AlertRule.objects.create(service=good, name="r", signal="p95", threshold=1)
+    cards = evaluate([good, bad])
+
+    def result(svc, key):
+        return next(r.passed for r in cards[svc.pk].results if r.rule.key == key)
+
+    assert result(good, "has_metrics") and result(good, "has_alert_rules")
+    assert result(bad, "has_metrics") is False and result(bad, "has_alert_rules") is False
+    assert result(good, "no_critical_alert")
+    Alert.objects.create(rule=rule, service=good, state="firing", severity="critical")
+    assert (
+        next(
+            r.passed for r in evaluate([good])[good.pk].results if r.rule.key == "no_critical_alert"
+        )
+        is False
+    )

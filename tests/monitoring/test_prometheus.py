@@ -132,6 +132,28 @@ def test_golden_signals_match_prometheus(fleet, squad, prometheus, admin_user):
     assert last["stable"]["error_ratio"] == 0
     assert 0.05 < last["canary"]["error_ratio"] < 0.7
     assert 0 < last["stable"]["p95"] < 1
+    # an alert rule evaluated against Prometheus fires on the canary's errors, not on stable
+    from monitoring import services
+    from monitoring.models import AlertRule
+
+    canary_rule = AlertRule.objects.create(
+        service=svc,
+        name="canary errors",
+        signal="error_ratio",
+        track="canary",
+        threshold=0.05,
+        window_seconds=10,
+    )
+    stable_rule = AlertRule.objects.create(
+        service=svc,
+        name="stable errors",
+        signal="error_ratio",
+        track="stable",
+        threshold=0.05,
+        window_seconds=10,
+    )
+    assert services.evaluate_rule(canary_rule.pk, backend=backend) == "firing"
+    assert services.evaluate_rule(stable_rule.pk, backend=backend) == "unchanged"
     fleet.stop_traffic()
 
 

@@ -1,0 +1,49 @@
+"""Scorecard rules from monitoring: observable (metrics endpoints), alerted (rules), and no
+critical alert firing. Two queries for any number of services."""
+
+from monitoring.models import Alert, AlertRule
+from squads.scorecards import Rule
+
+
+def load(service_ids) -> dict:
+    ids = list(service_ids)
+    return {
+        "has_rules": set(
+            AlertRule.objects.filter(service_id__in=ids, enabled=True).values_list(
+                "service_id", flat=True
+            )
+        ),
+        "critical_firing": set(
+            Alert.objects.filter(
+                service_id__in=ids, state="firing", severity="critical"
+            ).values_list("service_id", flat=True)
+        ),
+    }
+
+
+def _service_only(check):
+    return lambda s, ctx: check(s, ctx) if s.type in ("service", "website") else None
+
+
+RULES = [
+    Rule(
+        "has_metrics",
+        "Exposes metrics",
+        "silver",
+        _service_only(lambda s, ctx: bool(s.metrics_urls)),
+        help="metrics_urls lists at least one Prometheus /metrics endpoint.",
+    ),
+    Rule(
+        "has_alert_rules",
+        "Has alert rules",
+        "silver",
+        _service_only(lambda s, ctx: s.pk in ctx["monitoring"]["has_rules"]),
+        help="At least one enabled alert rule.",
+    ),
+    Rule(
+        "no_critical_alert",
+        "No critical alert firing",
+        "gold",
+        _service_only(lambda s, ctx: s.pk not in ctx["monitoring"]["critical_firing"]),
+    ),
+]
