@@ -16,6 +16,7 @@ urlpatterns = [
     path("pipelines/runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
     path("pipelines/services/<slug:slug>/", views.service_pipeline, name="service_pipeline"),
     path("pipelines/services/<slug:slug>/panel", views.service_panel, name="service_panel"),
+    path("pipelines/squads/<slug:slug>/panel", views.squad_panel, name="squad_panel"),
     path("pipelines/services/<slug:slug>/run", views.service_trigger, name="service_trigger"),
     path("pipelines/services/<slug:slug>/spec", views.spec_save, name="spec_save"),
     path("pipelines/services/<slug:slug>/secrets", views.secret_set, name="secret_set"),

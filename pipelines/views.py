@@ -218,3 +218,11 @@ def service_panel(request, slug):
         "webhook_url": request.build_absolute_uri(reverse("pipelines:github_webhook")),
     }
     return render(request, "pipelines/_service_panel_body.html", ctx)
+
+
+@login_required
+def squad_panel(request, slug):
+    """The body of the pipeline panel on the squad page: the squad's latest runs."""
+    squad = get_object_or_404(Squad, slug=slug)
+    runs = PipelineRun.objects.filter(service__owner=squad).select_related("service")[:8]
+    return render(request, "pipelines/_squad_panel_body.html", {"squad": squad, "runs": runs})

@@ -139,3 +139,11 @@ def test_service_panel_and_board(alice, service):
 def test_service_page_includes_the_panel(alice, service):
     page = browser_for(alice).get(f"/services/{service.slug}/").content.decode()
     assert f"/pipelines/services/{service.slug}/panel" in page
+
+
+def test_squad_panel(alice, service, squad):
+    failed = make_run(service, "failed")
+    page = browser_for(alice).get(f"/squads/{squad.slug}/").content.decode()
+    assert f"/pipelines/squads/{squad.slug}/panel" in page
+    body = browser_for(alice).get(f"/pipelines/squads/{squad.slug}/panel").content.decode()
+    assert f"Player #{failed.number}" in body and "badge-failed" in body
