@@ -44,7 +44,7 @@ class PlainTextParser(_TextParser):
     media_type = "text/plain"
 
 
-class ImportErrorSerializer(serializers.Serializer):
+class CatalogImportErrorSerializer(serializers.Serializer):
     file = serializers.CharField()
     document = serializers.IntegerField(allow_null=True)
     entity = serializers.CharField(allow_blank=True)
@@ -52,19 +52,19 @@ class ImportErrorSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class ImportFailedSerializer(serializers.Serializer):
+class CatalogImportFailedSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    errors = ImportErrorSerializer(many=True)
+    errors = CatalogImportErrorSerializer(many=True)
 
 
-class CountsSerializer(serializers.Serializer):
+class CatalogImportCountsSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
 
 
-class ImportReportSerializer(serializers.Serializer):
+class CatalogImportReportSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
     sources = serializers.ListField(child=serializers.CharField())
     files_read = serializers.IntegerField()
@@ -74,7 +74,7 @@ class ImportReportSerializer(serializers.Serializer):
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
     counts = serializers.DictField(
-        child=CountsSerializer(),
+        child=CatalogImportCountsSerializer(),
         help_text="per kind: tribe, squad, person, domain, system, api, resource, component",
     )
     skipped = serializers.DictField(
@@ -84,7 +84,7 @@ class ImportReportSerializer(serializers.Serializer):
     summary = serializers.CharField()
 
 
-class SimpleErrorSerializer(serializers.Serializer):
+class CatalogErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
 
@@ -132,13 +132,13 @@ class CatalogImportView(APIView):
             ),
         },
         responses={
-            200: ImportReportSerializer,
+            200: CatalogImportReportSerializer,
             400: OpenApiResponse(
-                ImportFailedSerializer, description="invalid entities; nothing imported"
+                CatalogImportFailedSerializer, description="invalid entities; nothing imported"
             ),
-            401: SimpleErrorSerializer,
-            403: SimpleErrorSerializer,
-            413: SimpleErrorSerializer,
+            401: CatalogErrorSerializer,
+            403: CatalogErrorSerializer,
+            413: CatalogErrorSerializer,
         },
     )
     def post(self, request):
@@ -220,7 +220,7 @@ class CatalogExportView(APIView):
         tags=["catalog"],
         responses={
             (200, "application/yaml"): OpenApiTypes.STR,
-            401: SimpleErrorSerializer,
+            401: CatalogErrorSerializer,
         },
     )
     def get(self, request):

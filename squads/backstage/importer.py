@@ -96,6 +96,16 @@ class _Importer(EntityBuilder):
             if not isinstance(spec, dict):
                 ctx.error(doc, label, "spec", "must be a mapping")
                 continue
+            if "." in name and kind_l != "user":
+                # Backline pages address these by slug (letters, digits, '-' and '_' only).
+                ctx.error(
+                    doc,
+                    label,
+                    "metadata.name",
+                    f"'{name}' contains '.'; Backline allows dots only in User names "
+                    "(use '-' instead)",
+                )
+                continue
             slug = slug_for(namespace, name)
             if len(slug) > 100:
                 ctx.error(doc, label, "metadata.name", "namespace and name are too long together")

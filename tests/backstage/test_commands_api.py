@@ -243,3 +243,24 @@ def test_schema_documents_the_views_without_warnings(db, capsys):
         if "backstage" in line.lower() or "Catalog" in line
     ]
     assert noise == []
+
+
+# --- the UI door (squads.views.catalog_import calls the same function) ---------------------------
+def test_ui_upload_imports_and_lists_errors(db, admin_user, complete_catalog, catalog_dir):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    c = client_for(admin_user)
+    files = [
+        SimpleUploadedFile(p.name, p.read_bytes())
+        for p in sorted((complete_catalog / "acme").glob("*.yaml"))
+    ]
+    resp = c.post("/catalog/import/", {"files": files})
+    assert resp.status_code == 200
+    assert b"import-report" in resp.content and Squad.objects.count() == 5
+    bad = SimpleUploadedFile(
+        "petstore.yaml", (catalog_dir / "components" / "petstore-component.yaml").read_bytes()
+    )
+    resp = c.post("/catalog/import/", {"files": [bad]})
+    assert resp.status_code == 400
+    assert b"import-errors" in resp.content and b"spec.providesApis[2]" in resp.content
+    assert not Service.objects.exists()

@@ -165,6 +165,11 @@ def test_every_error_is_collected_and_named(db):
           dependsOn: [api:petstore]
           consumesApis: [ghost]
         ---
+        apiVersion: backstage.io/v1alpha1
+        kind: System
+        metadata: {name: dotted.name}
+        spec: {owner: nobody}
+        ---
         metadata: {name: kindless}
         apiVersion: backstage.io/v1alpha1
         ---
@@ -186,8 +191,9 @@ def test_every_error_is_collected_and_named(db):
         (3, "spec.system"),
         (3, "spec.dependsOn[0]"),
         (3, "spec.consumesApis[0]"),
-        (4, "kind"),
-        (5, "metadata.name"),
+        (4, "metadata.name"),
+        (5, "kind"),
+        (6, "metadata.name"),
     }
     lines = str(info.value).splitlines()
     assert (
