@@ -143,6 +143,14 @@ class ReleaseCreateSerializer(serializers.Serializer):
     deploy_params = serializers.DictField(required=False, default=dict)
 
 
+class PromoteSerializer(serializers.Serializer):
+    step = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        help_text="The step index you saw paused; refused (409) if the release moved on.",
+    )
+
+
 class ActionSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -192,11 +200,17 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         )
         return self._answer(release, status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=ReleaseDetailSerializer)
+    @extend_schema(request=PromoteSerializer, responses=ReleaseDetailSerializer)
     @action(detail=True, methods=["post"])
     def promote(self, request, pk=None):
+        ser = PromoteSerializer(data=request.data if hasattr(request.data, "get") else {})
+        ser.is_valid(raise_exception=True)
         return self._answer(
-            services.promote(self.get_object(), Actor.from_request(request, door="api"))
+            services.promote(
+                self.get_object(),
+                Actor.from_request(request, door="api"),
+                step=ser.validated_data.get("step"),
+            )
         )
 
     @extend_schema(request=None, responses=ReleaseDetailSerializer)

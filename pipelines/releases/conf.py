@@ -40,3 +40,8 @@ def min_requests() -> int:
 def driver_retry_seconds() -> float:
     """After a deploy driver error, the controller tries again after this long."""
     return _get("RELEASES_DRIVER_RETRY_SECONDS", 5.0, env_float)
+
+
+def promote_debounce_seconds() -> float:
+    """A promote without ``step`` is refused for this long after the release reached a pause."""
+    return _get("RELEASES_PROMOTE_DEBOUNCE_SECONDS", 3.0, env_float)

@@ -9,8 +9,9 @@ Permissions: members of the owning squad, org admins, tokens of that squad with
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from pipelines.releases import controller, strategy
+from pipelines.releases import conf, controller, strategy
 from pipelines.releases.models import (
     ACTIVE_RELEASE,
     AnalysisStatus,
@@ -127,8 +128,15 @@ def create(
     return r
 
 
-def promote(release, actor):
-    """A paused release goes on to its next step."""
+def promote(release, actor, *, step=None):
+    """A paused release goes on to its next step.
+
+    ``step`` is the step index the caller saw paused (the page sends it): a promote meant for a
+    pause that is already behind is refused, so two clicks never move the release two steps.
+    Without ``step`` (bots), a pause that a promote reached less than
+    ``conf.promote_debounce_seconds()`` ago is refused too: concurrent promotes of one pause
+    cannot also promote the next one.
+    """
     actor.require(SCOPE, release.service.owner, "promoting a release")
     with transaction.atomic():
         r = _locked(release)
@@ -137,6 +145,26 @@ def promote(release, actor):
                 f"Release {r.pk} is {r.status}; only a paused release can be promoted.",
                 current=controller.state(r),
             )
+        if step is not None and int(step) != r.step_index:
+            raise Conflict(
+                f"Release {r.pk} is no longer at step {int(step) + 1}: it was promoted already "
+                f"and is now paused at step {r.step_index + 1}.",
+                current=controller.state(r),
+            )
+        if step is None:
+            last = list(r.events.filter(kind="status").order_by("-at", "-id")[:2])
+            debounce = conf.promote_debounce_seconds()
+            if (
+                len(last) == 2
+                and last[0].to_status == ReleaseStatus.PAUSED
+                and last[1].from_status == ReleaseStatus.PAUSED  # a promote led here
+                and (timezone.now() - last[1].at).total_seconds() < debounce
+            ):
+                raise Conflict(
+                    f"Release {r.pk} reached this pause {debounce:g} s ago or less (another "
+                    "promote just moved it); promote again, or send the step you mean.",
+                    current=controller.state(r),
+                )
         was = r.step_index
         r.step_index += 1
         r.pause_until = None

@@ -197,8 +197,11 @@ def _act(request, pk, name):
     r = get_object_or_404(_qs(), pk=pk)
     actor = Actor.from_request(request, door="ui")
     code, error = 200, ""
+    kwargs = {}
+    if name == "promote" and request.POST.get("step", "").isdigit():
+        kwargs["step"] = int(request.POST["step"])
     try:
-        r = ACTIONS[name](r, actor)
+        r = ACTIONS[name](r, actor, **kwargs)
     except PermissionDenied as exc:
         code, error = 403, str(exc) or "You may not act on this release."
     except Conflict as exc:

@@ -46,11 +46,11 @@ def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
     canary_before = t.sent("canary")
     assert canary_before > 0  # the canary process really served traffic
 
-    r = services.promote(r, Actor(user=alice, door="api"))
+    r = services.promote(r, Actor(user=alice, door="api"), step=r.step_index)
     assert r.status == "progressing" and r.weight == 50 and read_weight("playback-api") == 50
     r = drive_until(r, lambda r: r.status == "paused", timeout=30)
     assert r.step_index == 5 and r.weight == 50
-    r = services.promote(r, Actor(user=alice, door="api"))
+    r = services.promote(r, Actor(user=alice, door="api"), step=r.step_index)
     assert r.status == "succeeded" and r.weight == 100
     # promoted: the new version is stable, the canary slot idles
     assert read_weight("playback-api") == 0
