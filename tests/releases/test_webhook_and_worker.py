@@ -1,0 +1,149 @@
+"""The webhook driver against a local deployer that checks signatures (and its failures), and
+a real Celery worker + beat killed in the middle of a release."""
+
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from pipelines.releases import controller, services
+from pipelines.releases.drivers import DriverError, WebhookDriver
+from pipelines.releases.models import Environment, Release, ReleaseEvent
+from portal.actors import Actor
+from tests.conftest import WorkerProcess
+from tests.releases.conftest import SECRET, drive_until
+
+STEPS = [{"set_weight": 20}, {"pause": {"duration": 0.5}}, {"set_weight": 40}]
+
+
+def test_signed_calls_and_bad_secret(playback_api, webhook_env, deployer, alice):
+    r = services.create(
+        playback_api, webhook_env, "1.2.3", Actor(user=alice), steps=STEPS, commit="abc123"
+    )
+    r = drive_until(r, lambda r: r.status == "succeeded", timeout=10)
+    calls = deployer.actions()
+    assert [(c["action"], c["weight"]) for c in calls] == [
+        ("set_weight", 20),
+        ("set_weight", 40),
+        ("promote", 100),
+    ]
+    assert all(c["valid"] for c in calls)
+    assert calls[0]["event"] == "deploy.set_weight"
+    assert calls[0]["release"] == {
+        "id": r.pk,
+        "service": "playback-api",
+        "version": "1.2.3",
+        "commit": "abc123",
+        "environment": "hooked",
+    }
+    assert WebhookDriver(webhook_env).status(r).weight == 0
+    # a wrong secret: the deployer refuses (401) and the driver reports it
+    wrong = Environment(
+        name="x",
+        driver="webhook",
+        driver_config={"url": deployer.url, "secret": "nope", "retries": 0},
+    )
+    with pytest.raises(DriverError, match="HTTP 401"):
+        WebhookDriver(wrong).set_weight(r, 10)
+    assert deployer.actions()[-1]["valid"] is False
+
+
+@pytest.mark.parametrize("mode", ["fail", "slow"])
+def test_deployer_failures_do_not_advance(playback_api, webhook_env, deployer, alice, mode):
+    deployer.mode = mode
+    deployer.slow_seconds = 1.0  # driver timeout is 0.5 s
+    t0 = time.monotonic()
+    r = services.create(playback_api, webhook_env, "1.0.0", Actor(user=alice), steps=STEPS)
+    assert time.monotonic() - t0 < 5
+    assert r.status == "progressing" and r.step_index == 0 and r.weight == 0
+    expected = "HTTP 500" if mode == "fail" else "timed out"
+    assert expected in r.driver_error and r.driver_failures == 1
+    attempts = deployer.actions("set_weight")
+    assert len(attempts) == 2  # retries: 1
+    assert len({a["delivery"] for a in attempts}) == 1  # the same delivery id on a retry
+    # beat comes back later: still failing, still not advanced
+    Release.objects.filter(pk=r.pk).update(next_tick_at=None)
+    controller.tick_all()
+    r.refresh_from_db()
+    assert r.weight == 0 and r.step_index == 0 and r.driver_failures == 2
+    # the deployer recovers: the release carries on
+    deployer.mode = "ok"
+    Release.objects.filter(pk=r.pk).update(next_tick_at=None)
+    r = drive_until(r, lambda r: r.status == "succeeded", timeout=10)
+    assert r.driver_error == "" and r.weight == 100
+    # abort while the deployer is down: aborted, rollback owed and retried until it lands
+    r2 = services.create(
+        playback_api,
+        webhook_env,
+        "1.0.1",
+        Actor(user=alice),
+        steps=[{"set_weight": 20}, {"pause": {}}],
+    )
+    deployer.mode = "fail"
+    r2 = services.abort(r2, Actor(user=alice))
+    assert r2.status == "aborted" and r2.driver_action == "rollback" and r2.weight == 20
+    deployer.mode = "ok"
+    Release.objects.filter(pk=r2.pk).update(next_tick_at=None)
+    r2 = drive_until(r2, lambda r: r.driver_action == "", timeout=10)
+    assert r2.weight == 0 and deployer.actions()[-1]["action"] == "rollback"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_mid_release_then_beat_carries_on(
+    playback_api, webhook_env, deployer, alice, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("RELEASES_TICK_SECONDS", "0.5")
+    webhook_env.driver_config = {**webhook_env.driver_config, "timeout": 10, "retries": 0}
+    webhook_env.save()
+    steps = [
+        {"set_weight": 20},
+        {"pause": {"duration": 1}},
+        {"set_weight": 40},
+        {"pause": {"duration": 1}},
+        {"set_weight": 60},
+    ]
+    r = services.create(playback_api, webhook_env, "4.0.0", Actor(user=alice), steps=steps)
+    assert r.status == "paused" and r.weight == 20
+    # the worker will hang inside the deployer call that moves traffic to 40 %
+    deployer.mode, deployer.slow_on, deployer.slow_seconds = "slow", ("set_weight", 40), 30
+    args = ["-B", "-s", str(tmp_path / "beat-schedule")]
+    worker = WorkerProcess(concurrency=1, extra_args=args).start()
+    try:
+        deadline = time.monotonic() + 20
+        while not deployer.actions("set_weight")[1:] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(deployer.actions("set_weight")) == 2, "the worker never called the deployer"
+        worker.kill()
+    finally:
+        worker.stop()
+    # consistent: what the database says is what was confirmed, and no lock is left behind
+    with transaction.atomic():
+        locked = Release.objects.select_for_update(nowait=True).get(pk=r.pk)
+    assert locked.status == "paused" and locked.step_index == 1 and locked.weight == 20
+    assert not ReleaseEvent.objects.filter(release=r, weight=40).exists()
+    connection.close()
+    deployer.mode = "ok"
+    worker = WorkerProcess(concurrency=1, extra_args=args).start()
+    try:
+        deadline = time.monotonic() + 40
+        while Release.objects.get(pk=r.pk).status != "succeeded":
+            assert time.monotonic() < deadline, Release.objects.get(pk=r.pk).__dict__
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    r.refresh_from_db()
+    assert r.weight == 100
+    # nothing repeated in the record: one weight change per step, one success
+    weights = list(
+        ReleaseEvent.objects.filter(release=r, kind="weight").values_list("message", flat=True)
+    )
+    assert weights == [
+        "canary weight 20 %",
+        "canary weight 40 %",
+        "canary weight 60 %",
+        "new version promoted to stable",
+    ]
+    assert ReleaseEvent.objects.filter(release=r, to_status="succeeded").count() == 1
+    # the call in flight when the worker died was simply made again (idempotent set_weight)
+    assert [c["weight"] for c in deployer.actions("set_weight")] == [20, 40, 40, 60]
+    assert SECRET
