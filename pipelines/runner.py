@@ -5,6 +5,7 @@ Called by the Celery task ``pipelines.tasks.execute_run`` with a run id.
 
 import logging
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -37,6 +38,9 @@ BOLD, CYAN, GREEN, RED, YELLOW, DIM, RESET = (
 )
 
 
+PARTIAL_ESCAPE_RE = re.compile(r"\x1b(?:\[[0-9;?]{0,16})?$")
+
+
 def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -50,8 +54,16 @@ class RunLog:
         self.gone = False  # the run left `running` (lost / canceled elsewhere)
         self._cancel_checked = 0.0
         self._cancel = False
+        self._carry = ""
 
     def write(self, text: str):
+        # an escape sequence cut in two by a flush is held back and sent with the next text,
+        # so that the page renders (or strips) it whole
+        text = self._carry + (text or "")
+        self._carry = ""
+        m = PARTIAL_ESCAPE_RE.search(text)
+        if m:
+            self._carry, text = text[m.start() :], text[: m.start()]
         if not text:
             return
         text = text.replace("\x00", "\ufffd")

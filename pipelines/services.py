@@ -325,6 +325,19 @@ def read_log(run, offset=0, limit=None):
     return "".join(parts), end
 
 
+def log_window_start(run, window):
+    """Offset of the first chunk of the last ``window`` bytes of the log (0 for short logs)."""
+    if run.log_size <= window:
+        return 0
+    first = (
+        LogChunk.objects.filter(run_id=run.pk, offset__gte=run.log_size - window)
+        .order_by("offset")
+        .values_list("offset", flat=True)
+        .first()
+    )
+    return first if first is not None else 0
+
+
 def step_groups(steps):
     """Steps grouped by stage, in order, with a stage status."""
     stages = []

@@ -4,16 +4,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from pipelines import services
-from pipelines.ansi import to_html
+from pipelines.ansi import strip, to_html
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus
+from pipelines.models import LogChunk, PipelineConfig, PipelineRun, PipelineSecret, RunStatus
 from portal.actors import Actor
 from portal.api.errors import Conflict
 from squads.models import Service, Squad
@@ -68,9 +68,26 @@ def _run_context(request, run):
 def run_detail(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
     ctx = _run_context(request, run)
-    text, offset = services.read_log(run, 0, limit=LOG_PAGE_BYTES)
-    ctx.update({"log_html": to_html(text), "offset": offset})
+    start = services.log_window_start(run, LOG_PAGE_BYTES)
+    text, offset = services.read_log(run, start, limit=LOG_PAGE_BYTES)
+    ctx.update({"log_html": to_html(text), "offset": offset, "log_start": start})
     return render(request, "pipelines/run_detail.html", ctx)
+
+
+@login_required
+def run_log_text(request, pk):
+    """The whole log as plain text (ANSI stripped), streamed chunk by chunk."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+
+    def chunks():
+        for text in (
+            LogChunk.objects.filter(run=run).order_by("offset").values_list("text", flat=True)
+        ).iterator(chunk_size=100):
+            yield strip(text)
+
+    response = StreamingHttpResponse(chunks(), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{run.service.slug}-{run.number}.log"'
+    return response
 
 
 @login_required

@@ -147,3 +147,38 @@ def test_squad_panel(alice, service, squad):
     assert f"/pipelines/squads/{squad.slug}/panel" in page
     body = browser_for(alice).get(f"/pipelines/squads/{squad.slug}/panel").content.decode()
     assert f"Player #{failed.number}" in body and "badge-failed" in body
+
+
+def test_long_log_shows_its_end_and_raw_text_has_it_all(alice, service, monkeypatch):
+    from pipelines import views
+
+    monkeypatch.setattr(views, "LOG_PAGE_BYTES", 64)
+    run = make_run(service, "failed", text="\x1b[1mfirst line\x1b[0m\n")
+    offset = run.log_size
+    for i in range(10):
+        text = f"line {i:02d} of the long log\n"
+        LogChunk.objects.create(run=run, offset=offset, size=len(text), text=text)
+        offset += len(text)
+    PipelineRun.objects.filter(pk=run.pk).update(log_size=offset)
+    c = browser_for(alice)
+    page = c.get(run.get_absolute_url()).content.decode()
+    assert "line 09 of the long log" in page and "first line" not in page
+    assert "showing its last part" in page
+    raw = b"".join(c.get(f"/pipelines/runs/{run.pk}/log.txt").streaming_content).decode()
+    assert raw.startswith("first line\n") and raw.endswith("line 09 of the long log\n")
+    assert "\x1b" not in raw
+
+
+def test_run_log_writer_keeps_escape_sequences_whole(service):
+    from pipelines.runner import RunLog
+
+    run, _ = services.trigger(service, Actor.system("t"), ref="main")
+    PipelineRun.objects.filter(pk=run.pk).update(status="running")
+    run.refresh_from_db()
+    log = RunLog(run)
+    log.write("red: \x1b[3")
+    log.write("1mtext\x1b[0m\n")
+    texts = list(LogChunk.objects.filter(run=run).order_by("offset").values_list("text", flat=True))
+    assert texts == ["red: ", "\x1b[31mtext\x1b[0m\n"]
+    run.refresh_from_db()
+    assert run.log_size == len("red: \x1b[31mtext\x1b[0m\n")
