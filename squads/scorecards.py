@@ -146,7 +146,7 @@ def evaluate(services) -> dict:
     for mod in _extra_modules():
         if hasattr(mod, "load"):
             ctx[mod.__name__.split(".")[0]] = mod.load(ids)
-    rules = all_rules()
+    rules = sorted(all_rules(), key=lambda r: LEVELS.index(r.level))
     cards = {}
     for s in services:
         results = [RuleResult(rule, rule.check(s, ctx)) for rule in rules]
