@@ -95,6 +95,8 @@ def build_env(ws, data_dir: Path):
     for key in PASS_ENV:
         if os.environ.get(key):
             env[key] = os.environ[key]
+    if env.get("TF_CLI_CONFIG_FILE") and not Path(env["TF_CLI_CONFIG_FILE"]).exists():
+        del env["TF_CLI_CONFIG_FILE"]  # a missing file only adds a warning to every command
     secrets = []
     for var in Variable.objects.filter(workspace=ws):
         name = f"TF_VAR_{var.key}" if var.category == Variable.Category.TERRAFORM else var.key
@@ -125,6 +127,21 @@ def resolve_binary(ws) -> str:
 
 class RunError(Exception):
     pass
+
+
+def json_document(text: str):
+    """The JSON object in a command's output (stderr is merged in: skip warnings around it)."""
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, _end = json.JSONDecoder().raw_decode(text, start)
+            if isinstance(value, dict):
+                return value
+        except ValueError:
+            pass
+        start = text.find("\n{", start + 1)
+        start = start + 1 if start != -1 else -1
+    raise PlanParseError("terraform did not return a JSON document: " + text.strip()[:300])
 
 
 # --- the run log --------------------------------------------------------------------------------
@@ -220,7 +237,11 @@ class JsonLines:
             self.diagnostics.append(entry)
             return format_diagnostic(entry)
         if kind == "outputs":
-            self.outputs = state_outputs(msg.get("outputs") or {})
+            raw = msg.get("outputs") or {}
+            if any("action" in o for o in raw.values()):  # planned output changes (TF ≥ 1.1)
+                rows = [f"  {name}: {o.get('action', '')}" for name, o in sorted(raw.items())]
+                return "Output changes:\n" + "".join(r + "\n" for r in rows) if rows else ""
+            self.outputs = state_outputs(raw)
             rows = [f"  {name} = {o['display']}" for name, o in self.outputs.items()]
             return "Outputs:\n" + "".join(r + "\n" for r in rows) if rows else ""
         if kind == "change_summary":
@@ -359,7 +380,7 @@ class Job:
         if result.exit_code != 0:
             return None, ""
         try:
-            data = json.loads("".join(out) or "{}")
+            data = json_document("".join(out) or "{}")
         except ValueError:
             return None, ""
         return data.get("serial"), data.get("lineage", "")
@@ -439,7 +460,7 @@ def execute_plan(run_id) -> str:
             raise Interrupted(job.interrupted(result))
         if result.exit_code != 0:
             raise RunError(f"terraform show failed (exit {result.exit_code}).")
-        summary = parse_plan("".join(out), refresh_only=refresh_only)
+        summary = parse_plan(json_document("".join(out)), refresh_only=refresh_only)
         job.runlog.write(summary_line(summary))
         has_changes = summary["has_changes"]
         if refresh_only:

@@ -231,6 +231,7 @@ def workspace_detail(request, slug):
         "queued": TerraformRun.objects.filter(workspace=ws, status=RunStatus.PENDING).count(),
         "categories": Variable.Category.choices,
         "config_files": sorted(ws.files.items()),
+        "outputs": sorted(ws.outputs.items()),
     }
     if request.htmx and request.GET.get("part") == "runs":
         return render(request, "infra/workspace_detail.html#runs", ctx)

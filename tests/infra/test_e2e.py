@@ -1,0 +1,39 @@
+"""Playwright in Chromium: plan a workspace, read the summary, apply it, see `applied`."""
+
+import pytest
+
+from infra.models import RunStatus, TerraformRun
+from tests.conftest import screenshot
+from tests.infra.conftest import SECRET, write_state
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.worker]
+
+
+def test_plan_read_summary_apply(worker_root, live_server, page, login, alice, make_workspace):
+    upstream = write_state(worker_root / "e2e-up.tfstate", {"val": "one"})
+    ws = make_workspace(slug="edge-network", upstream_path=upstream)
+    login(page, alice)
+    page.goto(f"{live_server.url}/infra/")
+    page.click("text=Edge-Network")
+    page.click("#plan-btn")
+    page.wait_for_url("**/infra/runs/*/")
+    # the status section polls until the plan is ready, then shows the summary and Apply
+    page.wait_for_selector("#apply-btn", timeout=30000)
+    assert page.inner_text("#n-add") == "0"
+    outputs = page.inner_text("#output-changes")
+    assert "greeting" in outputs and '"hello world"' in outputs
+    assert "(sensitive)" in outputs and SECRET not in page.content()
+    assert "terraform plan" in page.inner_text("#log")
+    screenshot(page, "infra-run-planned")
+    page.once("dialog", lambda d: d.accept())
+    page.click("#apply-btn")
+    page.wait_for_selector("#run-state.badge-applied", timeout=30000)
+    page.wait_for_function(
+        "document.querySelector('#log').innerText.includes('Apply complete!')", timeout=15000
+    )
+    run = TerraformRun.objects.get(workspace=ws)
+    assert run.status == RunStatus.APPLIED
+    screenshot(page, "infra-run-applied")
+    page.goto(f"{live_server.url}/infra/{ws.slug}/")
+    assert "hello world" in page.inner_text("body")
+    screenshot(page, "infra-workspace")
