@@ -7,6 +7,8 @@ Permissions: members of the owning squad, org admins, tokens of that squad with
 ``releases:promote``.
 """
 
+import logging
+
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -23,12 +25,20 @@ from portal.api.errors import Conflict
 from portal.audit import record
 
 SCOPE = "releases:promote"
+log = logging.getLogger(__name__)
 
 
 def _enqueue(release_id):
+    """Nudge a worker after commit; beat drives the release anyway if the broker is away."""
     from pipelines.releases.tasks import advance_release
 
-    transaction.on_commit(lambda: advance_release.delay(release_id))
+    def send():
+        try:
+            advance_release.delay(release_id)
+        except Exception as exc:  # noqa: BLE001 - the next beat tick does the same work
+            log.warning("release %s: could not enqueue advance_release: %s", release_id, exc)
+
+    transaction.on_commit(send)
 
 
 def _locked(release_id) -> Release:
