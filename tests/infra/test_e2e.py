@@ -2,8 +2,9 @@
 
 import pytest
 
-from infra.models import RunStatus, TerraformRun
+from infra.models import RunStatus, TerraformRun, Workspace
 from tests.conftest import screenshot
+from tests.factories import ServiceFactory
 from tests.infra.conftest import SECRET, write_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.worker]
@@ -37,3 +38,16 @@ def test_plan_read_summary_apply(worker_root, live_server, page, login, alice, m
     page.goto(f"{live_server.url}/infra/{ws.slug}/")
     assert "hello world" in page.inner_text("body")
     screenshot(page, "infra-workspace")
+    # drift found later shows on the linked service page and the status board
+    svc = ServiceFactory(slug="edge-proxy", name="Edge proxy", owner=ws.owner)
+    ws.services.add(svc)
+    Workspace.objects.filter(pk=ws.pk).update(
+        drift_status="drifted",
+        drift_summary=[{"address": "output.upstream", "action": "update", "attributes": []}],
+    )
+    page.goto(f"{live_server.url}/services/edge-proxy/")
+    assert "drifted" in page.inner_text("#infra-panel")
+    screenshot(page, "infra-service-panel")
+    page.goto(f"{live_server.url}/")
+    assert "Edge-Network" in page.inner_text("#board-infra")
+    screenshot(page, "infra-board")

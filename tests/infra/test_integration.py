@@ -1,0 +1,109 @@
+"""Drift shown on the service page, the squad page, the status board and the scorecard; a
+workspace whose configuration comes from a git repository."""
+
+import subprocess
+
+import pytest
+from django.test import Client
+
+from infra import runner, services
+from infra.models import DriftStatus, RunStatus, Workspace
+from portal.actors import Actor
+from squads import scorecards
+from tests.factories import ServiceFactory
+from tests.infra.conftest import CONFIG, log_text
+
+pytestmark = pytest.mark.django_db
+
+DRIFT = [
+    {
+        "address": "output.upstream",
+        "action": "update",
+        "attributes": [{"name": "value", "before": '"one"', "after": '"two"'}],
+    }
+]
+
+
+def test_drift_on_service_squad_board_and_scorecard(alice, squad, tf_bin):
+    svc = ServiceFactory(slug="player-api", owner=squad)
+    clean = ServiceFactory(slug="clean-api", owner=squad)
+    bare = ServiceFactory(slug="bare-api", owner=squad)
+    ws = Workspace.objects.create(slug="player-net", name="Player network", owner=squad)
+    ws.services.set([svc])
+    ok = Workspace.objects.create(
+        slug="clean-net", name="Clean network", owner=squad, drift_status=DriftStatus.NONE
+    )
+    ok.services.set([clean])
+    cards = scorecards.evaluate([svc, clean, bare])
+    rule = {s: {r.rule.key: r.passed for r in cards[s.pk].results} for s in (svc, clean, bare)}
+    assert rule[svc]["infra_no_drift"] is True  # not drifted (never checked)
+    Workspace.objects.filter(pk=ws.pk).update(drift_status=DriftStatus.DRIFTED, drift_summary=DRIFT)
+    cards = scorecards.evaluate([svc, clean, bare])
+    rule = {s: {r.rule.key: r.passed for r in cards[s.pk].results} for s in (svc, clean, bare)}
+    assert rule[svc]["infra_no_drift"] is False
+    assert rule[clean]["infra_no_drift"] is True
+    assert rule[bare]["infra_no_drift"] is None  # no workspace: does not apply
+
+    c = Client()
+    c.force_login(alice)
+    page = c.get(f"/services/{svc.slug}/").content.decode()
+    assert 'id="infra-panel"' in page and "Player network" in page and "drifted" in page
+    squad_page = c.get(f"/squads/{squad.slug}/").content.decode()
+    assert "Clean network" in squad_page and "no drift" in squad_page
+    home = c.get("/").content.decode()
+    assert 'id="board-infra"' in home and "Player network" in home
+    detail = c.get(f"/infra/{ws.slug}/").content.decode()
+    assert "Drift detected" in detail and "output.upstream" in detail
+    assert c.get("/infra/?drift_status=drifted").content.decode().count("Player network") >= 1
+    assert "Clean network" not in c.get("/infra/?drift_status=drifted").content.decode()
+
+
+def _git(*args, cwd):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_git_source_with_path(ws_root, alice, squad, tf_bin, tmp_path, upstream):
+    repo = tmp_path / "repo"
+    (repo / "infra" / "net").mkdir(parents=True)
+    (repo / "infra" / "net" / "main.tf").write_text(CONFIG)
+    (repo / "README.md").write_text("not terraform\n")
+    _git("init", "-q", "-b", "main", cwd=repo)
+    _git("add", ".", cwd=repo)
+    _git("commit", "-qm", "net", cwd=repo)
+    actor = Actor(user=alice)
+    ws = services.create_workspace(
+        actor,
+        slug="from-git",
+        owner=squad,
+        name="From git",
+        source="git",
+        repository_url=str(repo),
+        ref="main",
+        path="infra/net",
+        files={},
+    )
+    Workspace.objects.filter(pk=ws.pk).update(terraform_bin=tf_bin)
+    for key, value in (
+        ("name", "git"),
+        ("secret", "x-secret-x"),
+        ("upstream_state", str(upstream)),
+    ):
+        services.set_variable(actor, ws, key=key, value=value, sensitive=key == "secret")
+    run = services.queue_run(actor, ws)
+    runner.execute_plan(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.PLANNED, run.error or log_text(run)
+    assert "git clone --depth 1 --branch main" in log_text(run)
+    assert {o["name"] for o in run.summary["outputs"]} == {"greeting", "token", "upstream"}
+    # a path that is not in the repository errors readably
+    Workspace.objects.filter(pk=ws.pk).update(path="nowhere")
+    services.discard(actor, run)
+    bad = services.queue_run(actor, ws)
+    runner.execute_plan(bad.pk)
+    bad.refresh_from_db()
+    assert bad.status == RunStatus.ERRORED and "'nowhere' does not exist" in bad.error
