@@ -3,12 +3,13 @@
 Inputs are plain records (``Deployment``, ``Incident``) so the source can change without
 touching the maths:
 
-- **Deployments** — for now, *successful pipeline runs on the service's default branch*
-  (``deployments_from_pipeline_runs``), because releases do not exist yet. When releases land,
-  write ``deployments_from_releases`` (release succeeded = deployment; aborted/failed =
-  failed change) and pass it to ``squad_report(source=...)``. ``commit_at`` is the time the
-  change entered the pipeline (run created: the push webhook or manual trigger); Backline does
-  not store commit timestamps yet, so lead time is *trigger → deployed*.
+- **Deployments** — finished production releases (``deployments_from_releases``: succeeded =
+  deployment; aborted/failed = failed change) when the services have any in the window;
+  otherwise *successful pipeline runs on the service's default branch*
+  (``deployments_from_pipeline_runs``). ``report(source=...)`` forces one. ``commit_at`` is
+  the time the change entered the pipeline (run created: the push webhook or manual trigger;
+  for a release without a run, its creation); Backline does not store commit timestamps yet,
+  so lead time is *trigger → deployed*.
 - **Incidents** — alerts that fired (``fired_at`` → ``resolved_at``); unresolved ones count as
   open and are left out of time to restore.
 
@@ -173,6 +174,37 @@ def deployments_from_pipeline_runs(services, start, end) -> list[Deployment]:
     return out
 
 
+def deployments_from_releases(services, start, end) -> list[Deployment]:
+    """Finished production releases (``pipelines.releases``): succeeded = a deployment,
+    failed / aborted = a failed change. Lead time from the pipeline run that started the
+    release (else the release's creation) to the release's end."""
+    try:
+        from pipelines.releases.models import Release
+    except ImportError:
+        return []
+    rows = (
+        Release.objects.filter(
+            service_id__in=[s.pk for s in services],
+            environment__production=True,
+            status__in=["succeeded", "failed", "aborted"],
+            finished_at__gte=start,
+            finished_at__lt=end,
+        )
+        .select_related("pipeline_run")
+        .only("service_id", "status", "created_at", "finished_at", "version", "pipeline_run")
+    )
+    return [
+        Deployment(
+            r.service_id,
+            r.finished_at,
+            r.pipeline_run.created_at if r.pipeline_run_id else r.created_at,
+            r.status != "succeeded",
+            r.version,
+        )
+        for r in rows
+    ]
+
+
 def incidents_from_alerts(services, start, end) -> list[Incident]:
     from monitoring.models import Alert
 
@@ -185,13 +217,20 @@ def incidents_from_alerts(services, start, end) -> list[Incident]:
     return [Incident(sid, fired, resolved) for sid, fired, resolved in rows]
 
 
-def report(services, days: int = 30, now=None, source=deployments_from_pipeline_runs) -> dict:
+def report(services, days: int = 30, now=None, source=None) -> dict:
+    """``source`` None: production releases where the services have any in the window, else
+    pipeline runs (installs deploying without Backline releases keep their figures)."""
     from django.utils import timezone
 
     end = now or timezone.now()
     start = end - timedelta(days=days)
     services = list(services)
-    deps = source(services, start, end)
+    if source is None:
+        deps = deployments_from_releases(services, start, end)
+        source = deployments_from_releases if deps else deployments_from_pipeline_runs
+        deps = deps or source(services, start, end)
+    else:
+        deps = source(services, start, end)
     incs = incidents_from_alerts(services, start, end)
     return {
         "days": days,

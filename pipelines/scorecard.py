@@ -1,4 +1,5 @@
-"""Scorecard rules from pipelines: has a pipeline; last run on the default branch succeeded."""
+"""Scorecard rules from pipelines: has a pipeline; last run on the default branch succeeded;
+production releases use a canary with analysis."""
 
 from django.db.models import F, Max, Q
 
@@ -28,7 +29,25 @@ def load(service_ids) -> dict:
     default_status = dict(
         PipelineRun.objects.filter(pk__in=latest_default).values_list("service_id", "status")
     )
-    return {"has_pipeline": with_spec, "default_status": default_status}
+    return {
+        "has_pipeline": with_spec,
+        "default_status": default_status,
+        "production_canary": _production_canary(ids),
+    }
+
+
+def _production_canary(ids) -> dict:
+    """{service id: latest production release uses a canary with analysis} (releases rule)."""
+    from pipelines.releases.models import Release
+
+    latest = (
+        Release.objects.filter(service_id__in=ids, environment__production=True)
+        .order_by()
+        .values("service_id")
+        .annotate(m=Max("id"))
+        .values("m")
+    )
+    return {r.service_id: r.uses_canary_analysis for r in Release.objects.filter(pk__in=latest)}
 
 
 RULES = [
@@ -45,5 +64,13 @@ RULES = [
         "silver",
         lambda s, ctx: ctx["pipelines"]["default_status"].get(s.pk) == RunStatus.SUCCEEDED,
         help="The most recent finished run on the default branch succeeded.",
+    ),
+    Rule(
+        "production_canary",
+        "Production releases use a canary with analysis",
+        "gold",
+        lambda s, ctx: ctx["pipelines"]["production_canary"].get(s.pk),
+        help="The latest production release sent part of the traffic to a canary and ran an "
+        "analysis before going further (not applicable until the service has one).",
     ),
 ]
