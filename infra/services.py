@@ -605,11 +605,13 @@ def reap_lost_runs(stale_seconds=None) -> int:
             audit.record(actor, "infra.run.lost", run, squad=ws.owner, data={"workspace": ws.slug})
             _release(ws, run)
             lost += 1
-    # Tasks lost before they started (broker flushed, worker died before ack): enqueue again.
+    # Tasks lost before they started (broker flushed, worker died before ack): enqueue again,
+    # at most every few minutes (a claimed task makes the duplicates no-ops).
+    requeue_cutoff = timezone.now() - timedelta(seconds=max(4 * stale, 120))
     for run in TerraformRun.objects.filter(
         status__in=[RunStatus.PENDING, RunStatus.CONFIRMED],
         workspace__lock_run_id=F("pk"),
-        enqueued_at__lt=cutoff,
+        enqueued_at__lt=requeue_cutoff,
     ):
         with transaction.atomic():
             _enqueue(run, "plan" if run.status == RunStatus.PENDING else "apply")

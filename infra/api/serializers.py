@@ -67,7 +67,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {"name": {"required": False}}
 
-    def get_url(self, obj):
+    def get_url(self, obj) -> str:
         return obj.get_absolute_url()
 
     def validate_files(self, value):
@@ -147,7 +147,7 @@ class DiscardSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
-class LogSerializer(serializers.Serializer):
+class TerraformLogSerializer(serializers.Serializer):
     offset = serializers.IntegerField()
     next_offset = serializers.IntegerField()
     text = serializers.CharField()

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from infra import services
 from infra.api.serializers import (
     DiscardSerializer,
-    LogSerializer,
     PlanRequestSerializer,
+    TerraformLogSerializer,
     TerraformRunSerializer,
     VariableSerializer,
     WorkspaceSerializer,
@@ -182,7 +182,7 @@ class TerraformRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("offset", int, description="byte offset to read from")],
-        responses=LogSerializer,
+        responses=TerraformLogSerializer,
     )
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):

@@ -97,3 +97,40 @@ def test_two_applies_at_once_run_one_after_the_other(worker_root, make_workspace
     assert "Apply complete!" in log_text(a) and "Apply complete!" in log_text(b)
     # the second run planned against the state the first one wrote
     assert b.summary["outputs"][0]["name"] == "at" and b.summary["outputs"][0]["action"] == "update"
+
+
+def test_two_people_click_apply_at_once_one_wins(worker_root, make_workspace, alice, admin_user):
+    import threading
+
+    from django.db import connection
+
+    from portal.api.errors import Conflict
+
+    upstream = worker_root / "up2.tfstate"
+    from tests.infra.conftest import write_state
+
+    write_state(upstream, {"val": "one"})
+    ws = make_workspace(slug="race", upstream_path=upstream)
+    run = services.queue_run(Actor(user=alice), ws)
+    wait_for(lambda: status(run) == RunStatus.PLANNED, 30, "the plan")
+    results = []
+    barrier = threading.Barrier(2)
+
+    def click(user):
+        try:
+            barrier.wait()
+            services.apply(Actor(user=user), TerraformRun.objects.get(pk=run.pk))
+            results.append("ok")
+        except Conflict as exc:
+            results.append(f"409 {exc.detail}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in (alice, admin_user)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results)[0].startswith("409") and sorted(results)[1] == "ok", results
+    wait_for(lambda: status(run) == RunStatus.APPLIED, 30, "the apply")
+    assert "Apply complete!" in log_text(TerraformRun.objects.get(pk=run.pk))
