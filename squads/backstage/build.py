@@ -55,15 +55,7 @@ class EntityBuilder:
     def _exists(self, kind, slug):
         if kind == "group":
             return self.group_type(slug) is not None
-        db = {
-            "user": self.db_persons,
-            "component": self.db_services,
-            "system": self.db_systems,
-            "domain": self.db_domains,
-            "api": self.db_apis,
-            "resource": self.db_resources,
-        }[kind]
-        return slug in self.entities[kind] or slug in db
+        return slug in self.entities[kind] or slug in self.ids[kind]
 
     def _missing(self, e, path, kind, slug):
         self.ctx.error(e.doc, e, path, f"{KIND_NAMES[kind]} '{slug}' does not exist")
@@ -123,7 +115,7 @@ class EntityBuilder:
         """The person's teams, in the order their descriptor lists them."""
         if slug in self.person_desired:
             return list(self.person_order[slug])
-        return sorted(self.db_memberships.get(slug, {}))
+        return sorted(self.memberships_of(slug))
 
     # ---- phase 3: desired state
     def build(self):
@@ -213,10 +205,10 @@ class EntityBuilder:
             self._build_user(e, members_of.get(slug, []))
         for p_slug, squads in members_of.items():
             if p_slug not in self.entities["user"]:  # a person already in the database
-                current = self.db_memberships.get(p_slug, {})
+                current = self.memberships_of(p_slug)
                 missing = [s for s in squads if s not in current]
                 if missing:
-                    p = self.db_persons[p_slug]
+                    p = self.db_person(p_slug)
                     self.person_desired[p_slug] = {
                         "name": p.name,
                         "email": p.email,
@@ -386,7 +378,7 @@ class EntityBuilder:
                         e.doc, e, f"metadata.annotations[{key}]", f"'{s}' is not in spec.memberOf"
                     )
                 roles[s] = role.value
-        current = self.db_memberships.get(e.slug, {})
+        current = self.memberships_of(e.slug)
         memberships = frozenset(
             (
                 s,

@@ -32,6 +32,15 @@ from .reading import Entity, YamlLoader, _Ctx, _read_documents
 from .refs import DEFAULT_NAMESPACE, NAME_RE, NAMESPACE_RE, ref_string, slug_for
 from .report import ImportFailed, ImportIssue, ImportReport
 
+TABLES = {
+    "user": Person,
+    "domain": Domain,
+    "system": System,
+    "api": Api,
+    "resource": Resource,
+    "component": Service,
+}
+
 __all__ = ["ImportFailed", "ImportIssue", "ImportReport", "YamlLoader", "import_catalog"]
 
 
@@ -122,48 +131,65 @@ class _Importer(EntityBuilder):
                 continue
             self.entities[kind_l][slug] = e
 
-    # ---- phase 2: load the database state (one query per table)
+    # ---- phase 2: load the database state (a fixed number of queries, whatever the size)
     def load_db(self):
+        """Tribes and squads in full (small tables, needed to walk group trees); for the other
+        tables the slug ↔ id map of every row, and full rows and relations only for the
+        entities this import names."""
         self.db_tribes = {t.slug: t for t in Tribe.objects.all()}
         self.db_squads = {s.slug: s for s in Squad.objects.all()}
-        self.db_persons = {p.slug: p for p in Person.objects.all()}
-        self.db_domains = {d.slug: d for d in Domain.objects.all()}
-        self.db_systems = {s.slug: s for s in System.objects.all()}
-        self.db_apis = {a.slug: a for a in Api.objects.all()}
-        self.db_resources = {r.slug: r for r in Resource.objects.all()}
-        self.db_services = {s.slug: s for s in Service.objects.all()}
         self.tribe_by_id = {t.pk: t.slug for t in self.db_tribes.values()}
         self.squad_by_id = {s.pk: s.slug for s in self.db_squads.values()}
-        self.person_by_id = {p.pk: p.slug for p in self.db_persons.values()}
-        self.domain_by_id = {d.pk: d.slug for d in self.db_domains.values()}
-        self.system_by_id = {s.pk: s.slug for s in self.db_systems.values()}
-        self.api_by_id = {a.pk: a.slug for a in self.db_apis.values()}
-        self.resource_by_id = {r.pk: r.slug for r in self.db_resources.values()}
-        self.service_by_id = {s.pk: s.slug for s in self.db_services.values()}
+        self.ids = {"group": {}}
+        by_id = {}
+        for kind, model in TABLES.items():
+            pairs = list(model.objects.values_list("slug", "pk"))
+            self.ids[kind] = dict(pairs)
+            by_id[kind] = {pk: slug for slug, pk in pairs}
+        self.person_by_id = by_id["user"]
+        self.domain_by_id = by_id["domain"]
+        self.system_by_id = by_id["system"]
+        self.api_by_id = by_id["api"]
+        self.resource_by_id = by_id["resource"]
+        self.service_by_id = by_id["component"]
+
+        def rows(kind):
+            wanted = [slug for slug in self.entities[kind] if slug in self.ids[kind]]
+            if not wanted:
+                return {}
+            return {o.slug: o for o in TABLES[kind].objects.filter(slug__in=wanted)}
+
+        self.db_persons = rows("user")
+        self.db_domains = rows("domain")
+        self.db_systems = rows("system")
+        self.db_apis = rows("api")
+        self.db_resources = rows("resource")
+        self.db_services = rows("component")
         self.tag_ids = dict(Tag.objects.values_list("name", "pk"))
         tag_names = {v: k for k, v in self.tag_ids.items()}
         self.db_memberships = defaultdict(dict)  # person slug → squad slug → (id, role)
-        for mid, pid, sid, role in Membership.objects.values_list(
-            "pk", "person_id", "squad_id", "role"
-        ):
-            self.db_memberships[self.person_by_id[pid]][self.squad_by_id[sid]] = (mid, role)
+        self._memberships_loaded = set()
+        self._load_memberships(list(self.db_persons))
         self.db_tags = defaultdict(dict)  # service slug → tag name → through id
-        for tid, sid, tag_id in Service.tags.through.objects.values_list(
-            "pk", "service_id", "tag_id"
-        ):
-            self.db_tags[self.service_by_id[sid]][tag_names[tag_id]] = tid
-        self.db_provides = defaultdict(dict)
-        for tid, sid, aid in Service.provides_apis.through.objects.values_list(
-            "pk", "service_id", "api_id"
-        ):
-            self.db_provides[self.service_by_id[sid]][self.api_by_id[aid]] = tid
+        self.db_provides = defaultdict(dict)  # service slug → api slug → through id
         self.db_consumes = defaultdict(dict)
-        for tid, sid, aid in Service.consumes_apis.through.objects.values_list(
-            "pk", "service_id", "api_id"
-        ):
-            self.db_consumes[self.service_by_id[sid]][self.api_by_id[aid]] = tid
         self.db_deps = defaultdict(dict)  # service slug → (kind, slug) → id
-        for did, sid, ts, tr in Dependency.objects.values_list(
+        service_ids = [o.pk for o in self.db_services.values()]
+        if not service_ids:
+            return
+        for tid, sid, tag_id in Service.tags.through.objects.filter(
+            service_id__in=service_ids
+        ).values_list("pk", "service_id", "tag_id"):
+            self.db_tags[self.service_by_id[sid]][tag_names[tag_id]] = tid
+        for rel, target in (
+            (Service.provides_apis.through, self.db_provides),
+            (Service.consumes_apis.through, self.db_consumes),
+        ):
+            for tid, sid, aid in rel.objects.filter(service_id__in=service_ids).values_list(
+                "pk", "service_id", "api_id"
+            ):
+                target[self.service_by_id[sid]][self.api_by_id[aid]] = tid
+        for did, sid, ts, tr in Dependency.objects.filter(source_id__in=service_ids).values_list(
             "pk", "source_id", "target_service_id", "target_resource_id"
         ):
             key = (
@@ -172,6 +198,32 @@ class _Importer(EntityBuilder):
                 else ("resource", self.resource_by_id[tr])
             )
             self.db_deps[self.service_by_id[sid]][key] = did
+
+    def _load_memberships(self, slugs):
+        ids = {
+            self.ids["user"][s]: s
+            for s in slugs
+            if s in self.ids["user"] and s not in self._memberships_loaded
+        }
+        self._memberships_loaded.update(slugs)
+        if not ids:
+            return
+        for mid, pid, sid, role in Membership.objects.filter(person_id__in=list(ids)).values_list(
+            "pk", "person_id", "squad_id", "role"
+        ):
+            self.db_memberships[ids[pid]][self.squad_by_id[sid]] = (mid, role)
+
+    def memberships_of(self, slug):
+        """{squad slug: (membership id, role)} of a person in the database."""
+        if slug not in self._memberships_loaded:
+            self._load_memberships([slug])
+        return self.db_memberships.get(slug, {})
+
+    def db_person(self, slug):
+        """A person row not named by the import (loaded on demand, kept for the diff)."""
+        if slug not in self.db_persons:
+            self.db_persons[slug] = Person.objects.get(slug=slug)
+        return self.db_persons[slug]
 
     # ---- reference resolution
     def _current(self, kind, obj):
@@ -205,7 +257,7 @@ class _Importer(EntityBuilder):
                 "email": obj.email,
                 "picture": obj.picture,
                 "memberships": frozenset(
-                    (sq, r) for sq, (_, r) in self.db_memberships.get(obj.slug, {}).items()
+                    (sq, r) for sq, (_, r) in self.memberships_of(obj.slug).items()
                 ),
             }
         base = {"name": obj.name, "description": obj.description}

@@ -83,7 +83,10 @@ def write(imp):
     def upsert(model, kind, db, fk_maps, field_names, *, late_fks=()):
         """Create new rows and update changed ones; FKs in ``late_fks`` point to the same
         table and are set after every row exists. Returns slug → id for the table."""
-        ids = {s: o.pk for s, o in db.items()}
+        if kind in ("tribe", "squad"):  # loaded in full
+            ids = {s: o.pk for s, o in db.items()}
+        else:  # every row's id, not only the rows the import names
+            ids = dict(imp.ids["user" if kind == "person" else kind])
         create = plan[kind]["create"]
         rows = []
         for slug, want in create.items():
@@ -206,7 +209,7 @@ def write(imp):
         **plan["person"]["create"],
         **{s: w for s, (w, _) in plan["person"]["update"].items()},
     }.items():
-        current = imp.db_memberships.get(slug, {})
+        current = imp.memberships_of(slug)
         wanted = dict(want["memberships"])
         for sq, (mid, role) in current.items():
             if sq not in wanted:

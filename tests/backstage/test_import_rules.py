@@ -348,3 +348,46 @@ def test_round_trip_of_the_demo_catalog(db):
     wipe_catalog()
     backstage.import_catalog(_source(text, "export.yaml"), Actor.command())
     assert snapshot() == before
+
+
+def test_group_members_add_people_already_in_the_catalog(db, alice, squad):
+    text = textwrap.dedent(
+        """\
+        apiVersion: backstage.io/v1alpha1
+        kind: Group
+        metadata: {name: guild}
+        spec: {type: team, members: [alice]}
+        """
+    )
+    report = backstage.import_catalog(_source(text), Actor.command())
+    assert report.counts["person"] == {"created": 0, "updated": 1, "unchanged": 0}
+    assert dict(
+        Membership.objects.filter(person__slug="alice").values_list("squad__slug", "role")
+    ) == {
+        "playback": "lead",
+        "guild": "member",
+    }
+    again = backstage.import_catalog(_source(text), Actor.command())
+    assert again.changed == 0
+
+
+def test_small_import_query_count_does_not_grow_with_the_catalog(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from squads.backstage.generate import generate_catalog
+
+    one = _component("one-more", "squad-1").replace(
+        "owner: squad-1}", "owner: squad-1, dependsOn: [component:component-5], system: system-2}"
+    )
+    counts = []
+    for total in (300, 900):
+        backstage.import_catalog([("gen.yaml", generate_catalog(total))], Actor.command())
+        with CaptureQueriesContext(connection) as ctx:
+            report = backstage.import_catalog(_source(one), Actor.command())
+        assert report.ok
+        counts.append(len(ctx.captured_queries))
+        Dependency.objects.filter(source__slug="one-more")._raw_delete("default")
+        Service.objects.filter(slug="one-more")._raw_delete("default")
+    assert counts[0] == counts[1], counts
+    assert counts[0] < 40, counts
