@@ -14,7 +14,7 @@ COLORS = {
 PALETTE = ["#4f46e5", "#d97706", "#12805c", "#c0262d", "#0891b2", "#7c3aed"]
 
 W, H = 560, 200
-ML, MR, MT, MB = 54, 12, 12, 38  # margins (legend sits under the x axis)
+ML, MR, MT, MB = 54, 22, 12, 38  # margins (legend sits under the x axis)
 
 
 def format_value(v, unit: str) -> str:

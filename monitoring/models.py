@@ -130,6 +130,20 @@ class AlertRule(models.Model):
         what = self.query or f"{self.signal}{{track={self.track}}}"
         return f"{what} {self.comparison} {self.threshold:g}"
 
+    def format(self, value) -> str:
+        """A value of this rule's signal with its unit ("no data" for None)."""
+        from monitoring.charts import format_value
+
+        if value is None:
+            return "no data"
+        if self.signal:
+            return format_value(value, SIGNAL_LABELS[self.signal][1])
+        return f"{value:.4g}"
+
+    @property
+    def last_value_text(self):
+        return self.format(self.last_value)
+
     def matches(self, value):
         if value is None:
             return False
@@ -174,6 +188,10 @@ class Alert(models.Model):
     def __str__(self):
         return f"{self.rule.name} ({self.state})"
 
+    @property
+    def value_text(self):
+        return self.rule.format(self.value)
+
 
 class AlertEvent(models.Model):
     """History of an alert's transitions."""
@@ -186,6 +204,10 @@ class AlertEvent(models.Model):
 
     class Meta:
         ordering = ["at", "pk"]
+
+    @property
+    def value_text(self):
+        return self.alert.rule.format(self.value)
 
 
 class NotificationChannel(models.Model):

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from monitoring.backends import BackendError, get_backend
 from monitoring.models import (
-    SIGNAL_LABELS,
     Alert,
     AlertEvent,
     AlertRule,
@@ -110,17 +109,7 @@ def rule_value(rule: AlertRule, backend=None) -> float | None:
 
 
 def _summary(rule, value):
-    from monitoring.charts import format_value
-
-    unit = SIGNAL_LABELS[rule.signal][1] if rule.signal else ""
-    shown = (
-        format_value(value, unit)
-        if rule.signal
-        else f"{value:g}"
-        if value is not None
-        else "no data"
-    )
-    return f"{rule.service.name}: {rule.name} ({rule.expression}; now {shown})"[:500]
+    return f"{rule.service.name}: {rule.name} ({rule.expression}; now {rule.format(value)})"[:500]
 
 
 def evaluate_rule(rule_id: int, backend=None, now=None) -> str:

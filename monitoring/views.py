@@ -123,6 +123,8 @@ def dora_context(squad, days=30):
         if v is None:
             return "no data"
         if name == "deployment_frequency":
+            if v == 0:
+                return "none"
             return f"{v:.2f}/day" if v >= 1 / 7 else f"{v * 7:.2f}/week"
         if name == "change_failure_rate":
             return f"{v * 100:.0f} %"
@@ -209,7 +211,7 @@ def alert_detail(request, pk):
         "monitoring/alert_detail.html",
         {
             "alert": alert,
-            "events": alert.events.all(),
+            "events": alert.events.select_related("alert__rule"),
             "deliveries": alert.deliveries.select_related("channel"),
         },
     )
