@@ -107,3 +107,54 @@ def test_git_source_with_path(ws_root, alice, squad, tf_bin, tmp_path, upstream)
     runner.execute_plan(bad.pk)
     bad.refresh_from_db()
     assert bad.status == RunStatus.ERRORED and "'nowhere' does not exist" in bad.error
+
+
+def test_push_webhook_plans_git_workspaces_touching_their_path(
+    alice, squad, shared_data, settings, client
+):
+    import json
+
+    from pipelines.webhooks import signature_for
+
+    settings.GITHUB_WEBHOOK_SECRET = "hook-secret"
+    payload = json.loads((shared_data / "github-webhooks" / "push-payload.json").read_text())
+    url = payload["repository"]["clone_url"]
+    hit = Workspace.objects.create(
+        slug="hit",
+        name="Hit",
+        owner=squad,
+        source="git",
+        repository_url=url,
+        ref="main",
+        path="infra/net",
+    )
+    Workspace.objects.create(
+        slug="elsewhere",
+        name="Elsewhere",
+        owner=squad,
+        source="git",
+        repository_url=url,
+        ref="main",
+        path="infra/db",
+    )
+    payload["ref"] = "refs/heads/main"
+    payload["deleted"] = False
+    payload["commits"] = [{"added": [], "modified": ["infra/net/main.tf"], "removed": []}]
+    body = json.dumps(payload).encode()
+
+    def post(sig, event="push"):
+        return client.post(
+            "/hooks/terraform",
+            body,
+            content_type="application/json",
+            HTTP_X_HUB_SIGNATURE_256=sig,
+            HTTP_X_GITHUB_EVENT=event,
+        )
+
+    assert post("sha256=bad").status_code == 401
+    r = post(signature_for("hook-secret", body))
+    assert r.status_code == 202, r.content
+    assert [x["workspace"] for x in r.json()["runs"]] == ["hit"]
+    run = hit.runs.get()
+    assert run.trigger == "webhook" and run.status == RunStatus.PENDING
+    assert post(signature_for("hook-secret", body), event="ping").json()["ignored"]
