@@ -263,8 +263,8 @@ def run_process(
         flush(final=True)
         sel.close()
         proc.stdout.close()
-        if term_sent_at is not None:
-            _kill_group(proc, signal.SIGKILL)  # leftovers of the group
+        # a step leaves nothing behind: background children still in its group are killed
+        _kill_group(proc, signal.SIGKILL)
 
     return ExecResult(
         exit_code=proc.returncode,

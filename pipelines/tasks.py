@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from pipelines import runner, services
 
@@ -7,6 +8,12 @@ from pipelines import runner, services
 @shared_task(
     acks_late=True,
     ignore_result=True,
+    # the database was unreachable before the run was claimed: try again (a claimed run is
+    # never run twice: the claim is a conditional UPDATE)
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
     soft_time_limit=24 * 3600 + 1800,
     time_limit=24 * 3600 + 1900,
 )

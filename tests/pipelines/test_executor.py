@@ -119,3 +119,16 @@ def test_output_cap_truncates_with_notice_and_keeps_draining():
     assert text.split("\n[backline]")[0].count("a") == 100_000
     assert "output truncated" in text
     assert all(len(c.encode()) <= 128 * 1024 for c in chunks)
+
+
+def test_background_children_do_not_outlive_the_step(tmp_path):
+    pidfile = tmp_path / "bg.pid"
+    res, _ = run(f"nohup sleep 60 >/dev/null 2>&1 & echo $! > {pidfile}; echo started")
+    assert res.exit_code == 0
+    child = int(pidfile.read_text())
+    time.sleep(0.2)
+    alive = (
+        os.path.exists(f"/proc/{child}")
+        and "Z" not in open(f"/proc/{child}/stat").read().split()[2]
+    )
+    assert not alive
