@@ -13,6 +13,12 @@ Library use (the canary-release work drives it)::
 
 Every process runs in its own process group, so ``stop()`` (and the ``demo_fleet`` command's
 SIGTERM handler) can always reap it.
+
+From *another* process (a deploy driver in a Celery worker), while ``manage.py demo_fleet``
+runs: ``publish_weight(slug, percent)`` sets the canary share of the generated traffic (the
+command picks it up within 2 s, through the Django cache, i.e. Redis), and
+``set_behaviour_at(metrics_url, error_rate=..., latency_ms=...)`` changes one instance directly
+over its ``/control`` endpoint (the URL is in the service's ``metrics_urls``).
 """
 
 import os
@@ -61,6 +67,36 @@ class Instance:
     @property
     def metrics_url(self):
         return f"{self.base_url}/metrics"
+
+
+WEIGHT_KEY = "backline:fleet:canary-weight:{slug}"
+
+
+def publish_weight(slug: str, canary_percent: int):
+    """Ask a running demo fleet (any process) to send ``canary_percent`` % of traffic to canary."""
+    from django.core.cache import cache
+
+    if not 0 <= int(canary_percent) <= 100:
+        raise ValueError("canary weight must be between 0 and 100")
+    cache.set(WEIGHT_KEY.format(slug=slug), int(canary_percent), timeout=None)
+
+
+def published_weights(slugs) -> dict:
+    from django.core.cache import cache
+
+    keys = {WEIGHT_KEY.format(slug=s): s for s in slugs}
+    return {keys[k]: v for k, v in cache.get_many(list(keys)).items()}
+
+
+def set_behaviour_at(metrics_url: str, *, error_rate=None, latency_ms=None) -> dict:
+    """Change one running instance (found by its /metrics URL) over its /control endpoint."""
+    base = metrics_url.rsplit("/metrics", 1)[0]
+    body = {
+        k: v for k, v in (("error_rate", error_rate), ("latency_ms", latency_ms)) if v is not None
+    }
+    resp = requests.post(f"{base}/control", json=body, timeout=2)
+    resp.raise_for_status()
+    return resp.json()
 
 
 def free_port(host="127.0.0.1") -> int:

@@ -55,15 +55,34 @@ def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
             time.sleep(0.2)
         assert 'service="playback-api"' in text and 'track="stable"' in text
         assert "http_request_duration_seconds_bucket" in text
+        # another process moves all traffic to canary and makes it fail
+        from monitoring.fleet import publish_weight, set_behaviour_at
+
+        canary = next(u["url"] for u in urls if u["track"] == "canary")
+        set_behaviour_at(canary, error_rate=1.0)
+        publish_weight("playback-api", 100)
+        deadline = time.monotonic() + 15
+        while (
+            time.monotonic() < deadline and 'code="500"' not in requests.get(canary, timeout=2).text
+        ):
+            time.sleep(0.3)
+        assert (
+            'http_requests_total{code="500",service="playback-api",track="canary"}'
+            in requests.get(canary, timeout=2).text
+        )
         children = subprocess.run(
             ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
         ).stdout.split()
         assert len(children) == 4  # stable + canary of two services
     finally:
+        from django.core.cache import cache
+
+        cache.delete("backline:fleet:canary-weight:playback-api")
         os.kill(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out.decode()
     assert b"demo fleet stopped" in out
+    assert b"playback-api: canary weight 100 %" in out
     for u in urls:
         with pytest.raises(requests.ConnectionError):
             requests.get(u["url"], timeout=1)
