@@ -10,6 +10,7 @@ from django.utils import timezone
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+SCRAPE_LOCK = "monitoring:scrape-round"
 
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
@@ -20,7 +21,16 @@ def scrape_targets():
 
     if settings.METRICS_BACKEND != "builtin":
         return None
-    return scrape_all()
+    from django.core.cache import cache
+
+    # one scrape round at a time: two rounds racing would fight over the reset offsets
+    if not cache.add(SCRAPE_LOCK, "1", timeout=55):
+        log.info("previous scrape round still running; skipping this one")
+        return {"skipped": True}
+    try:
+        return scrape_all()
+    finally:
+        cache.delete(SCRAPE_LOCK)
 
 
 @shared_task(ignore_result=True)

@@ -218,3 +218,18 @@ def test_long_ranges_are_downsampled_in_sql_with_the_same_answer(db, squad):
     data = BuiltinBackend().golden_signals(svc, ["stable"], start + 3600, T0, 300, 600)["stable"]
     rates = [v for _, v in data["request_rate"]]
     assert len(rates) >= 36 and all(v == pytest.approx(2.0) for v in rates)
+
+
+def test_scrape_task_runs_one_round_at_a_time(checkout, fleet):
+    from django.core.cache import cache
+
+    from monitoring.tasks import SCRAPE_LOCK, scrape_targets
+
+    fleet.send("checkout", 3, track="stable")
+    result = scrape_targets()
+    assert result["services"] == 1 and result["samples"] > 0
+    cache.add(SCRAPE_LOCK, "1", timeout=30)  # a round in progress elsewhere
+    try:
+        assert scrape_targets() == {"skipped": True}
+    finally:
+        cache.delete(SCRAPE_LOCK)
