@@ -14,11 +14,16 @@ def board_section(request):
         .select_related("workspace", "workspace__owner")
         .order_by("created_at")[:10]
     )
-    awaiting = TerraformRun.objects.filter(status=RunStatus.PLANNED).count()
+    planned_qs = TerraformRun.objects.filter(status=RunStatus.PLANNED)
+    awaiting = planned_qs.count()
+    planned = list(
+        planned_qs.select_related("workspace", "workspace__owner").order_by("planned_at")[:5]
+    )
     return {
         "template": "infra/board_section.html",
         "order": 40,
         "drifted": drifted,
         "applying": applying,
         "awaiting": awaiting,
+        "planned": planned,
     }
