@@ -24,6 +24,11 @@ def reap_every_seconds() -> float:
     return _get("PIPELINES_REAP_EVERY_SECONDS", 15.0, env_float)
 
 
+def requeue_after_seconds() -> float:
+    """A run still queued this long after it was sent to the broker is sent again."""
+    return _get("PIPELINES_REQUEUE_AFTER_SECONDS", 600.0, env_float)
+
+
 def max_step_log_bytes() -> int:
     return _get("PIPELINES_MAX_STEP_LOG_BYTES", 10 * 2**20, env_int)
 

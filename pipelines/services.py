@@ -101,6 +101,8 @@ def trigger(
                 rerun_of=rerun_of,
                 delivery_id=delivery_id or None,
                 idempotency_key=idempotency_key or None,
+                # while queued, heartbeat_at is when the run was last sent to the broker
+                heartbeat_at=timezone.now(),
             )
             record(
                 actor,
@@ -295,6 +297,29 @@ def reap_lost(stale_seconds=None):
         # the dead worker could not remove its checkout (same machine installs)
         shutil.rmtree(workspace_root() / "runs" / str(run_id), ignore_errors=True)
     return reaped
+
+
+def requeue_stale(after_seconds=None):
+    """Send queued runs whose message may have been lost (broker restart) to the broker again.
+
+    A run is sent again when it has waited ``after_seconds`` since it was last sent; a
+    duplicate message is harmless (the worker claims a run with a conditional UPDATE).
+    """
+    after = conf.requeue_after_seconds() if after_seconds is None else after_seconds
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=after)
+    from django.db.models import Q
+
+    ids = list(
+        PipelineRun.objects.filter(status=RunStatus.QUEUED)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
+        .values_list("pk", flat=True)[:1000]
+    )
+    if ids:
+        PipelineRun.objects.filter(pk__in=ids, status=RunStatus.QUEUED).update(heartbeat_at=now)
+        for run_id in ids:
+            _enqueue(run_id)
+    return ids
 
 
 # --- reads used by pages and the API -------------------------------------------------------------

@@ -24,5 +24,8 @@ def execute_run(run_id):
 
 @shared_task(ignore_result=True)
 def reap_lost_runs(stale_seconds=None):
-    """Beat: mark runs whose worker stopped sending heartbeats as lost."""
-    return services.reap_lost(stale_seconds)
+    """Beat: mark runs whose worker stopped sending heartbeats as lost; re-send queued runs
+    whose broker message may have been lost."""
+    reaped = services.reap_lost(stale_seconds)
+    services.requeue_stale()
+    return reaped

@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+from django.utils import timezone
 
 from pipelines import services
 from pipelines.models import LogChunk, PipelineConfig, PipelineRun, RunStatus
@@ -248,3 +249,24 @@ def test_reaper_leaves_live_runs_alone(service):
     )
     assert services.reap_lost(stale_seconds=30) == [run.pk]
     assert os.environ.get("PIPELINES_HEARTBEAT_SECONDS") is None
+
+
+def test_queued_runs_whose_message_was_lost_are_sent_again(transactional_db, service):
+    import redis
+    from django.conf import settings
+
+    from pipelines.models import PipelineRun as Run
+
+    run, _ = services.trigger(service, Actor.system("test"), ref="main")
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # the broker lost the message
+    assert services.requeue_stale(after_seconds=60) == []  # too recent
+    Run.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timezone.timedelta(seconds=61)
+    )
+    worker = WorkerProcess().start()  # (flushes the broker again: re-send after it is up)
+    try:
+        assert services.requeue_stale(after_seconds=60) == [run.pk]
+        done = wait_for(lambda: over(run.pk), 60, what="re-sent run")
+        assert done.status == RunStatus.SUCCEEDED, done.error
+    finally:
+        worker.stop()
