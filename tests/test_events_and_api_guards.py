@@ -172,3 +172,27 @@ def test_service_serializer_never_returns_webhook_secret(alice, squad):
     c = client_for(alice)
     for path in ["/api/v1/services/", "/api/v1/services/s1/"]:
         assert b"very-secret-value" not in c.get(path).content
+
+
+def test_backstage_import_emits_catalog_imported_to_owning_squad(admin_user, squad):
+    from portal.actors import Actor
+    from portal.models import EventSubscription
+    from squads.backstage import import_catalog
+
+    EventSubscription.objects.create(
+        squad=squad,
+        name="bot",
+        url="http://127.0.0.1:9/x",
+        secret="s" * 10,
+        event_types=["catalog.*"],
+    )
+    doc = """apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata: {name: lyrics-api, description: Lyrics}
+spec: {type: service, lifecycle: production, owner: playback}
+"""
+    import_catalog([("lyrics.yaml", doc)], Actor(user=admin_user))
+    [d] = EventDelivery.objects.all()
+    assert d.event_type == "catalog.imported" and d.payload["data"]["services"] == ["lyrics-api"]
+    import_catalog([("lyrics.yaml", doc)], Actor(user=admin_user))  # unchanged: no second event
+    assert EventDelivery.objects.count() == 1

@@ -436,6 +436,8 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
         imp.check_permissions()
         if not dry_run and imp.report.changed:
             imp.write()
+        if not dry_run and imp.report.changed:
+            _emit_imported(imp)
         if not dry_run and actor is not None:
             from portal import audit
 
@@ -454,3 +456,23 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
                 },
             )
     return imp.report
+
+
+def _emit_imported(imp):
+    """One ``catalog.imported`` event to each squad whose services the import created or changed."""
+    from portal import events
+    from squads.models import Service, Squad
+
+    slugs = set()
+    for action in ("create", "update"):
+        slugs.update(imp.plan.get("component", {}).get(action, ()))
+    if not slugs:
+        return
+    owners = Service.objects.filter(slug__in=slugs, owner__isnull=False).values_list(
+        "owner_id", flat=True
+    )
+    for squad in Squad.objects.filter(pk__in=set(owners)):
+        mine = sorted(
+            Service.objects.filter(owner=squad, slug__in=slugs).values_list("slug", flat=True)
+        )
+        events.emit("catalog.imported", squad, {"services": mine[:200]})
