@@ -272,19 +272,32 @@ def execute(run_id):
             lines = step.command.strip().splitlines() or [""]
             more = " …" if len(lines) > 1 else ""
             runlog.write(f"{DIM}$ {lines[0]}{more}{RESET}\n")
-            res = run_process(
-                ["/bin/sh", "-c", step.command],
-                cwd=workdir,
-                env=step_env(run, spec, step, secrets, workdir),
-                timeout=step.timeout,
-                secrets=secret_values,
-                on_output=runlog.write,
-                should_cancel=runlog.should_cancel,
-                on_heartbeat=runlog.heartbeat,
-                heartbeat_every=hb,
-                max_output_bytes=max_bytes,
-                grace=grace,
-            )
+            if step_spec.get("kind") == "release":  # start a release, wait for its outcome
+                from pipelines.releases.pipeline import run_release_step
+
+                res = run_release_step(
+                    run,
+                    step,
+                    step_spec,
+                    on_output=runlog.write,
+                    should_cancel=runlog.should_cancel,
+                    on_heartbeat=runlog.heartbeat,
+                    heartbeat_every=hb,
+                )
+            else:
+                res = run_process(
+                    ["/bin/sh", "-c", step.command],
+                    cwd=workdir,
+                    env=step_env(run, spec, step, secrets, workdir),
+                    timeout=step.timeout,
+                    secrets=secret_values,
+                    on_output=runlog.write,
+                    should_cancel=runlog.should_cancel,
+                    on_heartbeat=runlog.heartbeat,
+                    heartbeat_every=hb,
+                    max_output_bytes=max_bytes,
+                    grace=grace,
+                )
             if res.canceled:
                 status = RunStatus.CANCELED
                 runlog.write(f"\n{YELLOW}■ canceled after {res.duration:.1f}s{RESET}\n")

@@ -31,11 +31,12 @@ MAX_TIMEOUT = 24 * 3600.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-STEP_KINDS = ("run",)  # a later issue adds deploy / canary stages
+STEP_KINDS = ("run", "release")  # release: start a canary release, wait for its outcome
 
 TOP_KEYS = {"stages", "timeout", "default_timeout", "branches", "env", "name", "version"}
 STAGE_KEYS = {"name", "steps"}
-STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind"}
+STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release"}
+RELEASE_KEYS = {"environment", "version"}
 
 
 class SpecError(ValueError):
@@ -262,9 +263,32 @@ def parse(text: str) -> Spec:
         for ti, tnode in enumerate(steps_node.value):
             tfield = f"{sfield}.steps[{ti}]"
             tkeys = _mapping(tnode, tfield, STEP_KEYS)
-            if "run" not in tkeys:
+            release = None
+            if "release" in tkeys:  # a deploy step: start a release, wait for its outcome
+                if "run" in tkeys:
+                    raise SpecError(
+                        "a step has either run or release, not both", _line(tnode), tfield
+                    )
+                rkeys = _mapping(tkeys["release"], f"{tfield}.release", RELEASE_KEYS)
+                if "environment" not in rkeys:
+                    raise SpecError(
+                        "required: the environment to release to",
+                        _line(tkeys["release"]),
+                        f"{tfield}.release.environment",
+                    )
+                release = {
+                    "environment": _str(rkeys["environment"], f"{tfield}.release.environment"),
+                    "version": _str(rkeys["version"], f"{tfield}.release.version")
+                    if "version" in rkeys
+                    else "",
+                }
+            elif "run" not in tkeys:
                 raise SpecError("required: the command to run", _line(tnode), f"{tfield}.run")
-            run = _str(tkeys["run"], f"{tfield}.run")
+            run = (
+                f"release to {release['environment']}"
+                if release
+                else _str(tkeys["run"], f"{tfield}.run")
+            )
             name = (
                 _str(tkeys["name"], f"{tfield}.name")
                 if "name" in tkeys
@@ -283,7 +307,10 @@ def parse(text: str) -> Spec:
                     f"{tfield}.name",
                 )
             seen_steps.add(name)
-            kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"
+            if release is not None:
+                kind = "release"
+            else:
+                kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"
             if kind not in STEP_KINDS:
                 raise SpecError(
                     f"unknown kind {kind!r} (allowed: {', '.join(STEP_KINDS)})",
@@ -299,6 +326,7 @@ def parse(text: str) -> Spec:
                     "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout")
                     if "timeout" in tkeys
                     else None,
+                    **({"release": release} if release is not None else {}),
                     "secrets": _name_list(
                         tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names"
                     )

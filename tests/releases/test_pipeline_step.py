@@ -1,0 +1,93 @@
+"""A pipeline's deploy stage starts a release and waits for its outcome."""
+
+import threading
+
+import pytest
+
+from pipelines import runner
+from pipelines import services as pipeline_services
+from pipelines.models import PipelineRun, StepRun
+from pipelines.releases import controller, services
+from pipelines.releases.models import Release
+from pipelines.spec import SpecError, parse
+from portal.actors import Actor
+from tests.factories import ServiceFactory
+from tests.pipelines.conftest import GitRepo, wait_for
+
+SPEC = """\
+stages:
+  - name: build
+    steps:
+      - name: compile
+        run: echo built
+  - name: deploy
+    steps:
+      - name: canary
+        release: {environment: hooked}
+"""
+
+
+def test_spec_release_step():
+    spec = parse(SPEC)
+    step = spec.data["stages"][1]["steps"][0]
+    assert step["kind"] == "release" and step["release"] == {
+        "environment": "hooked",
+        "version": "",
+    }
+    with pytest.raises(SpecError, match="either run or release"):
+        parse(SPEC.replace("release: {environment: hooked}", "run: x\n        release: {a: b}"))
+    with pytest.raises(SpecError, match="environment"):
+        parse(SPEC.replace("{environment: hooked}", "{version: '1'}"))
+
+
+def _run_in_thread(run):
+    def target():
+        from django.db import connection
+
+        try:
+            runner.execute(run.pk)
+        finally:
+            connection.close()
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pipeline_waits_for_the_release(tmp_path, squad, alice, webhook_env, deployer):
+    # per-environment strategy override: a short canary
+    webhook_env.strategy = [{"set_weight": 50}, {"pause": {"duration": 0.3}}, {"set_weight": 100}]
+    webhook_env.save()
+    repo = GitRepo(tmp_path / "repo")
+    sha = repo.commit({"backline.yml": SPEC}, "deploy me")
+    svc = ServiceFactory(slug="player", owner=squad, repository_url=repo.url)
+    run, _ = pipeline_services.trigger(svc, Actor(user=alice), ref="main")
+    t = _run_in_thread(run)
+    release = wait_for(lambda: Release.objects.filter(pipeline_run=run).first(), 30, what="release")
+    assert release.version == sha[:12] and release.strategy_source == "environment"
+    assert release.trigger == "pipeline"
+    while t.is_alive():
+        controller.tick_all()  # beat
+        t.join(0.3)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    release.refresh_from_db()
+    assert release.status == "succeeded" and release.commit_sha == sha
+    step = StepRun.objects.get(run=run, name="canary")
+    assert step.kind == "release" and step.status == "succeeded"
+    log = pipeline_services.read_log(run, 0, limit=100000)[0]
+    assert "release succeeded" in log and "canary 50 %" in log
+
+    # a release that is aborted fails the pipeline
+    webhook_env.strategy = [{"set_weight": 10}, {"pause": {}}]
+    webhook_env.save()
+    run2, _ = pipeline_services.trigger(svc, Actor(user=alice), ref="main")
+    t = _run_in_thread(run2)
+    r2 = wait_for(lambda: Release.objects.filter(pipeline_run=run2).first(), 30, what="release")
+    wait_for(lambda: Release.objects.get(pk=r2.pk).status == "paused", 10, what="pause")
+    services.abort(r2, Actor(user=alice), reason="not today")
+    t.join(20)
+    run2 = PipelineRun.objects.get(pk=run2.pk)
+    assert run2.status == "failed" and "canary" in run2.error
+    assert "release aborted" in pipeline_services.read_log(run2, 0, limit=100000)[0]
