@@ -49,6 +49,8 @@ def sum_values(columns: list[list]) -> list:
     """Element-wise sum of several result columns; None only where all are None."""
     if not columns:
         return []
+    if len(columns) == 1:
+        return list(columns[0])
     out = []
     for values in zip(*columns, strict=False):
         present = [v for v in values if v is not None]
@@ -106,12 +108,48 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
 
 def quantile_over_time(q: float, bucket_rates: dict[float, list]) -> list:
     """histogram_quantile at each step from per-``le`` rate columns (already summed by le)."""
+    return quantiles_over_time((q,), bucket_rates)[q]
+
+
+def quantiles_over_time(qs, bucket_rates: dict[float, list]) -> dict[float, list]:
+    """Several quantiles at once (one pass over the buckets per step); same answers as
+    ``histogram_quantile``."""
     les = sorted(bucket_rates)
+    out = {q: [] for q in qs}
     if not les:
-        return []
-    n = len(bucket_rates[les[0]])
-    out = []
+        return out
+    columns = [bucket_rates[le] for le in les]
+    n = len(columns[0])
     for k in range(n):
-        buckets = [(le, bucket_rates[le][k]) for le in les if bucket_rates[le][k] is not None]
-        out.append(histogram_quantile(q, buckets))
+        buckets = [(le, col[k]) for le, col in zip(les, columns, strict=True) if col[k] is not None]
+        if len(buckets) < 2 or buckets[-1][0] != math.inf:
+            for q in qs:
+                out[q].append(None)
+            continue
+        # the same steps as histogram_quantile, with the cumulative counts fixed once per step
+        bounds, counts, running = [], [], 0.0
+        for le, c in buckets:
+            running = c if c > running else running
+            bounds.append(le)
+            counts.append(running)
+        total = counts[-1]
+        for q in qs:
+            if total <= 0:
+                out[q].append(None)
+                continue
+            rank = q * total
+            b = bisect_left(counts, rank)
+            if b == len(counts) - 1:
+                out[q].append(bounds[-2])
+            elif b == 0 and bounds[0] <= 0:
+                out[q].append(bounds[0])
+            else:
+                start = 0.0 if b == 0 else bounds[b - 1]
+                below = 0.0 if b == 0 else counts[b - 1]
+                count = counts[b] - below
+                out[q].append(
+                    bounds[b]
+                    if count <= 0
+                    else start + (bounds[b] - start) * ((rank - below) / count)
+                )
     return out

@@ -91,6 +91,15 @@ def load_samples(series_ids, start: float, end: float, step: float) -> dict:
             f"GROUP BY series_id, {bucket} ORDER BY 1, 2"
         )
         params = [*ids, start, end, step]
+    elif connection.vendor == "postgresql":
+        # one row per series with both arrays: the grouping happens in PostgreSQL, not Python
+        sql = (
+            f"SELECT series_id, array_agg(t ORDER BY t), array_agg(value ORDER BY t) FROM {table} "
+            f"WHERE series_id IN ({placeholders}) AND t >= %s AND t <= %s GROUP BY series_id"
+        )
+        with connection.cursor() as cur:
+            cur.execute(sql, [*ids, start, end])
+            return {sid: (ts, vs) for sid, ts, vs in cur.fetchall()}
     else:
         sql = (
             f"SELECT series_id, t, value FROM {table} "
@@ -147,14 +156,13 @@ class BuiltinBackend(MetricsBackend):
             total = sig.sum_values(req_cols) if req_cols else [None] * len(times)
             errors = sig.sum_values(err_cols) if err_cols else None
             bucket_rates = {le: sig.sum_values(cols) for le, cols in le_cols.items()}
+            quantiles = sig.quantiles_over_time((0.5, 0.95, 0.99), bucket_rates)
             data = {
                 "request_rate": list(zip(times, total, strict=True)),
                 "error_ratio": list(zip(times, sig.ratio(errors, total), strict=True)),
             }
             for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-                values = (
-                    sig.quantile_over_time(q, bucket_rates) if bucket_rates else [None] * len(times)
-                )
+                values = quantiles[q] if bucket_rates else [None] * len(times)
                 data[key] = list(zip(times, values, strict=True))
             result[track] = data
         return result

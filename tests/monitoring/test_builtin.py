@@ -233,3 +233,22 @@ def test_scrape_task_runs_one_round_at_a_time(checkout, fleet):
         assert scrape_targets() == {"skipped": True}
     finally:
         cache.delete(SCRAPE_LOCK)
+
+
+def test_batched_quantiles_equal_the_reference_function():
+    import random
+
+    rng = random.Random(7)
+    les = [0.01, 0.05, 0.1, 0.5, 1.0, math.inf]
+    columns = {le: [] for le in les}
+    for _ in range(300):
+        running = 0.0
+        empty = rng.random() < 0.1
+        for le in les:
+            running += 0 if empty else rng.random() * 3
+            columns[le].append(running)
+    got = sig.quantiles_over_time((0.5, 0.9, 0.99), columns)
+    for k in range(300):
+        buckets = [(le, columns[le][k]) for le in les]
+        for q in (0.5, 0.9, 0.99):
+            assert got[q][k] == sig.histogram_quantile(q, buckets)
