@@ -306,6 +306,13 @@ class Job:
         )
         if lines is not None:
             lines.close()
+        if result.canceled and not self.runlog.gone:
+            self.runlog.write(
+                "\n[backline] Canceled: terraform was interrupted (SIGTERM) and its process "
+                f"group killed if still running after {cancel_grace():g} s.\n"
+            )
+        elif result.timed_out:
+            self.runlog.write(f"\n[backline] Timed out after {run_timeout():g} s.\n")
         return result, lines
 
     def interrupted(self, result) -> str | None:
