@@ -176,3 +176,18 @@ def test_permissions(ws_root, make_workspace, upstream, alice, bob, make_token, 
         services.queue_run(Actor(user=bob), ws)
     with pytest.raises(PermissionDenied):
         services.force_unlock(Actor(user=alice), ws)
+
+
+def test_beat_tasks_are_scheduled_and_run(ws_root, make_workspace, upstream, alice):
+    from infra import tasks
+    from portal.celery import _beat_schedule
+
+    schedule = _beat_schedule()
+    assert schedule["infra-drift-checks"]["task"] == "infra.tasks.schedule_drift_checks"
+    assert schedule["infra-reap-lost-runs"]["task"] == "infra.tasks.reap_lost_runs"
+    ws = make_workspace(upstream_path=upstream)
+    assert tasks.schedule_drift_checks.apply().get() == []  # never applied: nothing to check
+    assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
+    (run_id,) = tasks.schedule_drift_checks.apply().get()
+    assert tasks.plan_run.apply(args=[run_id]).get() == RunStatus.PLANNED_AND_FINISHED
+    assert tasks.reap_lost_runs.apply().get() == 0
