@@ -8,7 +8,7 @@ from infra.models import DriftStatus, RunStatus, TerraformRun
 from portal.actors import Actor
 from portal.api.errors import Conflict
 from portal.models import AuditEvent
-from tests.infra.conftest import SECRET, log_text, write_state
+from tests.infra.conftest import CONFIG, SECRET, log_text, write_state
 
 pytestmark = pytest.mark.django_db
 
@@ -191,3 +191,30 @@ def test_beat_tasks_are_scheduled_and_run(ws_root, make_workspace, upstream, ali
     (run_id,) = tasks.schedule_drift_checks.apply().get()
     assert tasks.plan_run.apply(args=[run_id]).get() == RunStatus.PLANNED_AND_FINISHED
     assert tasks.reap_lost_runs.apply().get() == 0
+
+
+def test_sensitive_values_masked_even_when_terraform_prints_them(
+    ws_root, make_workspace, upstream, alice
+):
+    leak = CONFIG + '\noutput "leak" {\n  value = nonsensitive(var.secret)\n}\n'
+    ws = make_workspace(files={"main.tf": leak}, upstream_path=upstream)
+    services.set_variable(
+        Actor(user=alice),
+        ws,
+        key="API_TOKEN",
+        value="env-Secret-777",
+        category="env",
+        sensitive=True,
+    )
+    env, secrets = runner.build_env(ws, ws_root / "x")
+    assert env["API_TOKEN"] == "env-Secret-777" and env["TF_VAR_name"] == "world"
+    assert set(secrets) == {SECRET, "env-Secret-777"}
+    assert env["TF_IN_AUTOMATION"] == "1" and env["CHECKPOINT_DISABLE"] == "1"
+    run = apply(plan(ws, alice), alice)
+    assert run.status == RunStatus.APPLIED, run.error
+    leak_out = next(o for o in run.summary["outputs"] if o["name"] == "leak")
+    assert leak_out["after"] == '"***"'
+    ws.refresh_from_db()
+    assert ws.outputs["leak"]["value"] == "***"
+    text = log_text(run)
+    assert 'leak = "***"' in text and SECRET not in text
