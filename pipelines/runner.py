@@ -22,7 +22,7 @@ from pipelines.models import (
     RunStatus,
     StepRun,
 )
-from pipelines.source import Checkout, SourceError
+from pipelines.source import Checkout, SourceError, redact_url
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
 
 log = logging.getLogger(__name__)
@@ -181,18 +181,17 @@ def execute(run_id):
     secret_values = list(secrets.values())
     checkout = None
     try:
-        runlog.write(
-            f"{BOLD}{CYAN}▶ source{RESET} {run.service.repository_url or '(none)'} @ {run.ref}\n"
-        )
+        shown = redact_url(run.service.repository_url) or "(none)"
+        runlog.write(f"{BOLD}{CYAN}▶ source{RESET} {shown} @ {run.ref}\n")
         if run.service.repository_url:
-            checkout = Checkout(
-                run,
-                on_output=runlog.write,
-                should_cancel=runlog.should_cancel,
-                on_heartbeat=runlog.heartbeat,
-                heartbeat_every=hb,
-            )
             try:
+                checkout = Checkout(
+                    run,
+                    on_output=runlog.write,
+                    should_cancel=runlog.should_cancel,
+                    on_heartbeat=runlog.heartbeat,
+                    heartbeat_every=hb,
+                )
                 workdir, sha = checkout.prepare()
             except SourceError as exc:
                 if runlog.should_cancel():

@@ -46,6 +46,22 @@ def clone_url(repository_url: str) -> str:
     return url
 
 
+USERINFO_RE = re.compile(r"^([a-z][a-z0-9+.\-]*://)([^@/]+)@", re.I)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Credentials written into a repository URL (https://user:token@host/...)."""
+    m = USERINFO_RE.match(url or "")
+    if not m:
+        return []
+    user, _, password = m.group(2).partition(":")
+    return [v for v in (m.group(2), password or user) if v]
+
+
+def redact_url(url: str) -> str:
+    return USERINFO_RE.sub(r"\1***@", url or "")
+
+
 def git_env() -> dict:
     home = workspace_root() / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -84,13 +100,13 @@ class Checkout:
         self.workdir = root / "runs" / str(run.pk)
 
     def _git(self, args, cwd):
-        self.on_output(f"$ git {' '.join(args)}\n")
+        self.on_output(f"$ git {' '.join(redact_url(a) for a in args)}\n")
         res = run_process(
             ["git", *args],
             cwd=cwd,
             env=git_env(),
             timeout=GIT_TIMEOUT,
-            secrets=[],
+            secrets=url_secrets(self.url),
             on_output=self.on_output,
             should_cancel=self.should_cancel,
             on_heartbeat=self.on_heartbeat,
@@ -180,7 +196,7 @@ class Checkout:
                 )
             except SourceError:
                 continue
-        raise SourceError(f"branch or tag {ref!r} not found in {self.url}")
+        raise SourceError(f"branch or tag {ref!r} not found in {redact_url(self.url)}")
 
     def commit_info(self, sha) -> tuple[str, str]:
         try:

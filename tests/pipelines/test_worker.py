@@ -270,3 +270,22 @@ def test_queued_runs_whose_message_was_lost_are_sent_again(transactional_db, ser
         assert done.status == RunStatus.SUCCEEDED, done.error
     finally:
         worker.stop()
+
+
+def test_credentials_in_the_repository_url_never_reach_the_log(service):
+    from pipelines.source import redact_url, url_secrets
+
+    url = "https://ci-bot:ghp_TopSecret123@github.invalid/acme/player.git"
+    assert redact_url(url) == "https://***@github.invalid/acme/player.git"
+    assert "ghp_TopSecret123" in url_secrets(url)
+    assert url_secrets("file:///tmp/repo") == [] and redact_url("/tmp/repo") == "/tmp/repo"
+    from pipelines import runner
+
+    service.repository_url = url
+    service.save()
+    run, _ = services.trigger(service, Actor.system("test"), ref="main")
+    runner.execute(run.pk)  # in-process: the fetch fails (no such host), the log stays clean
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and "Source" in run.error
+    text = log_text(run)
+    assert "github.invalid" in text and "ghp_TopSecret123" not in text and "ci-bot:" not in text
