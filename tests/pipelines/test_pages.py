@@ -182,3 +182,14 @@ def test_run_log_writer_keeps_escape_sequences_whole(service):
     assert texts == ["red: ", "\x1b[31mtext\x1b[0m\n"]
     run.refresh_from_db()
     assert run.log_size == len("red: \x1b[31mtext\x1b[0m\n")
+
+
+def test_admin_never_shows_a_secret_value(admin_user, service):
+    services.set_secret(service, Actor.system("t"), "TOKEN", "admin-visible-value-42")
+    from pipelines.models import PipelineSecret
+
+    secret = PipelineSecret.objects.get()
+    c = browser_for(admin_user)
+    page = c.get(f"/admin/pipelines/pipelinesecret/{secret.pk}/change/").content.decode()
+    assert "TOKEN" in page and "admin-visible-value-42" not in page
+    assert c.get("/admin/pipelines/pipelinerun/").status_code == 200
