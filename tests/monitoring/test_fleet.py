@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -34,11 +35,16 @@ def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
             "20",
         ],
         cwd=ROOT,
-        env=_worker_env(),
+        env={**_worker_env(), "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    lines = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(proc.stdout.readline, b"")), daemon=True
+    )
+    reader.start()
     try:
         deadline = time.monotonic() + 30
         urls = []
@@ -61,6 +67,10 @@ def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
         canary = next(u["url"] for u in urls if u["track"] == "canary")
         set_behaviour_at(canary, error_rate=1.0)
         publish_weight("playback-api", 100)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and b"playback-api: canary weight 100 %\n" not in lines:
+            time.sleep(0.2)
+        assert b"playback-api: canary weight 100 %\n" in lines
         deadline = time.monotonic() + 15
         while (
             time.monotonic() < deadline and 'code="500"' not in requests.get(canary, timeout=2).text
@@ -79,10 +89,11 @@ def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
 
         cache.delete("backline:fleet:canary-weight:playback-api")
         os.kill(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        proc.wait(20)
+        reader.join(5)
+    out = b"".join(lines)
     assert proc.returncode == 0, out.decode()
     assert b"demo fleet stopped" in out
-    assert b"playback-api: canary weight 100 %" in out
     for u in urls:
         with pytest.raises(requests.ConnectionError):
             requests.get(u["url"], timeout=1)
