@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class InfraConfig(AppConfig):
     name = "infra"
+
+    def ready(self):
+        from infra.metrics import register
+
+        register()

@@ -56,6 +56,15 @@ def test_drift_on_service_squad_board_and_scorecard(alice, squad, tf_bin):
     assert "Drift detected" in detail and "output.upstream" in detail
     assert c.get("/infra/?drift_status=drifted").content.decode().count("Player network") >= 1
     assert "Clean network" not in c.get("/infra/?drift_status=drifted").content.decode()
+    metrics = c.get("/metrics").content.decode()
+    assert (
+        'backline_terraform_workspace_drifted{squad="playback",workspace="player-net"} 1.0'
+        in metrics
+    )
+    assert (
+        'backline_terraform_workspace_drifted{squad="playback",workspace="clean-net"} 0.0'
+        in metrics
+    )
 
 
 def _git(*args, cwd):
