@@ -28,6 +28,12 @@ class AlertRuleForm(forms.ModelForm):
             raise forms.ValidationError("Choose a signal or write a query.")
         if data.get("signal") and (data.get("query") or "").strip():
             raise forms.ValidationError("Choose a signal or write a query, not both.")
+        if (data.get("query") or "").strip():
+            from monitoring.services import query_error
+
+            problem = query_error(data["query"].strip())
+            if problem:
+                self.add_error("query", problem)
         return data
 
 

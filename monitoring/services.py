@@ -97,6 +97,20 @@ def delete_channel(actor, channel: NotificationChannel):
         channel.delete()
 
 
+def query_error(query: str, backend=None) -> str | None:
+    """Why ``query`` cannot be evaluated by the configured backend (None when it can, or when
+    the backend is unreachable and cannot tell)."""
+    backend = backend or get_backend()
+    try:
+        backend.instant(query)
+    except BackendError as exc:
+        message = str(exc)
+        if "unreachable" in message or "did not answer" in message:
+            return None
+        return message
+    return None
+
+
 # --- evaluation -----------------------------------------------------------------------------
 def rule_value(rule: AlertRule, backend=None) -> float | None:
     """The rule's current value (None: no data). Raises BackendError."""

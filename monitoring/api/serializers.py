@@ -72,6 +72,12 @@ class AlertRuleSerializer(serializers.ModelSerializer):
             and attrs["service"] != self.instance.service
         ):
             raise serializers.ValidationError({"service": "A rule cannot move to another service."})
+        if query and "query" in attrs:
+            from monitoring.services import query_error
+
+            problem = query_error(query)
+            if problem:
+                raise serializers.ValidationError({"query": problem})
         return attrs
 
 

@@ -189,6 +189,18 @@ def test_rule_api_permissions_and_validation(checkout, alice, bob, make_token, s
     assert r.status_code == 400 and "signal" in r.json()["errors"]
     r = client_for(alice).post("/api/v1/alert-rules/", {**body, "signal": "p42"}, format="json")
     assert r.status_code == 400 and "signal" in r.json()["message"]
+    r = client_for(alice).post(
+        "/api/v1/alert-rules/",
+        {**body, "signal": "", "query": "avg_over_time(x[5m])"},
+        format="json",
+    )
+    assert r.status_code == 400 and "builtin backend does not understand" in r.json()["message"]
+    r = client_for(alice).post(
+        "/api/v1/alert-rules/",
+        {**body, "signal": "", "query": 'sum(rate(http_requests_total{service="checkout"}[1m]))'},
+        format="json",
+    )
+    assert r.status_code == 201, r.content
     r = client_for(alice).post("/api/v1/alert-rules/", {**body, "comparison": "=="}, format="json")
     assert r.status_code == 400 and "comparison" in r.json()["message"]
     # the owning squad's token with the scope may
@@ -202,7 +214,7 @@ def test_rule_api_permissions_and_validation(checkout, alice, bob, make_token, s
     assert r.status_code == 200 and r.json()["threshold"] == 0.8
     r = client_for(bob).delete(f"/api/v1/alert-rules/{rule_id}/")
     assert r.status_code == 403
-    assert bot.get("/api/v1/alert-rules/?service=checkout").json()["count"] == 1
+    assert bot.get("/api/v1/alert-rules/?service=checkout").json()["count"] == 2
     assert bot.delete(f"/api/v1/alert-rules/{rule_id}").status_code == 204
     assert set(AuditEvent.objects.values_list("action", flat=True)) == {
         "alert_rule.create",
