@@ -170,9 +170,7 @@ def service_trigger(request, slug):
         )
     except (PermissionDenied, ValidationError) as exc:
         messages.error(request, _errors(exc))
-        return redirect(
-            request.POST.get("next") or reverse("pipelines:service_pipeline", args=[slug])
-        )
+        return redirect(reverse("pipelines:service_pipeline", args=[slug]))
     messages.success(request, f"Run #{run.number} of {service.name} queued.")
     return redirect(run.get_absolute_url())
 
