@@ -22,6 +22,8 @@ from squads.models import Service
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
+    driver = serializers.CharField(read_only=True, help_text="local | webhook")
+
     class Meta:
         model = Environment
         fields = ["name", "title", "order", "production", "driver", "strategy"]
@@ -33,6 +35,9 @@ class ReleaseSerializer(serializers.ModelSerializer):
     environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
     current_step = serializers.SerializerMethodField()
     steps_total = serializers.SerializerMethodField()
+    status = serializers.CharField(
+        read_only=True, help_text="pending | progressing | paused | succeeded | aborted | failed"
+    )
 
     class Meta:
         model = Release
@@ -91,6 +96,9 @@ class MeasurementSerializer(serializers.ModelSerializer):
 
 class AnalysisRunSerializer(serializers.ModelSerializer):
     measurements = MeasurementSerializer(many=True, read_only=True)
+    status = serializers.CharField(
+        read_only=True, help_text="pending | running | successful | failed | inconclusive | error"
+    )
 
     class Meta:
         model = AnalysisRun
