@@ -75,9 +75,9 @@ def _strip_call(text: str, fn: str):
 
 
 def load_samples(series_ids, start: float, end: float, step: float) -> dict:
-    """{series_id: (ts, vs)} in [start, end]; downsampled to the last sample per step bucket
-    when the step is coarser than the scrape interval (valid because counters are stored
-    monotonic)."""
+    """{series_id: (ts, vs)} in [start, end]; downsampled to the first and last sample per step
+    bucket when the step is coarser than the scrape interval (MIN/MAX of the value are those
+    samples' values because counters are stored monotonic)."""
     if not series_ids:
         return {}
     table = Sample._meta.db_table
@@ -86,11 +86,21 @@ def load_samples(series_ids, start: float, end: float, step: float) -> dict:
     if step > 30:
         bucket = "FLOOR(t / %s)" if connection.vendor == "postgresql" else "CAST(t / %s AS INTEGER)"
         sql = (
-            f"SELECT series_id, MAX(t), MAX(value) FROM {table} "
+            f"SELECT series_id, MIN(t), MIN(value), MAX(t), MAX(value) FROM {table} "
             f"WHERE series_id IN ({placeholders}) AND t >= %s AND t <= %s "
             f"GROUP BY series_id, {bucket} ORDER BY 1, 2"
         )
-        params = [*ids, start, end, step]
+        out: dict = {}
+        with connection.cursor() as cur:
+            cur.execute(sql, [*ids, start, end, step])
+            for sid, t0, v0, t1, v1 in cur.fetchall():
+                ts, vs = out.setdefault(sid, ([], []))
+                ts.append(t0)
+                vs.append(v0)
+                if t1 != t0:
+                    ts.append(t1)
+                    vs.append(v1)
+        return out
     elif connection.vendor == "postgresql":
         # one row per series with both arrays: the grouping happens in PostgreSQL, not Python
         sql = (

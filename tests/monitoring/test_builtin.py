@@ -214,7 +214,7 @@ def test_long_ranges_are_downsampled_in_sql_with_the_same_answer(db, squad):
     )
     full = load_samples([series.pk], start, T0, 15)[series.pk]
     coarse = load_samples([series.pk], start, T0, 300)[series.pk]
-    assert len(full[0]) == 961 and len(coarse[0]) == 49
+    assert len(full[0]) == 961 and 96 <= len(coarse[0]) <= 98  # first + last sample per bucket
     data = BuiltinBackend().golden_signals(svc, ["stable"], start + 3600, T0, 300, 600)["stable"]
     rates = [v for _, v in data["request_rate"]]
     assert len(rates) >= 36 and all(v == pytest.approx(2.0) for v in rates)
