@@ -215,6 +215,13 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Choice sets whose field names collide across apps get one stable name each.
+    "ENUM_NAME_OVERRIDES": {
+        "PipelineRunStatusEnum": "pipelines.models.RunStatus",
+        "TerraformRunStatusEnum": "infra.models.RunStatus",
+        "TerraformRunKindEnum": "infra.models.TerraformRun.Kind",
+        "SeverityEnum": "monitoring.models.Severity",
+    },
 }
 
 # --- Backline ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from monitoring.api import views
 from portal.api.routers import Router
@@ -11,7 +11,6 @@ router.register("alert-channels", views.NotificationChannelViewSet, basename="al
 urlpatterns = [
     path("services/<slug:slug>/signals", views.SignalsView.as_view(), name="service-signals"),
     path("prometheus/sd", views.PrometheusSDView.as_view(), name="prometheus-sd"),
-    path("dora/", views.DoraView.as_view(), name="dora"),
-    path("dora", views.DoraView.as_view()),
+    re_path(r"^dora/?$", views.DoraView.as_view(), name="dora"),
     *router.urls,
 ]
