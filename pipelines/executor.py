@@ -96,6 +96,8 @@ class Masker:
                             variants.add(frag)
         self.variants = sorted(variants, key=len, reverse=True)
         self.longest = len(self.variants[0]) if self.variants else 0
+        self._single_line = [v for v in self.variants if "\n" not in v and "\r" not in v]
+        self._firsts = {v[0] for v in self._single_line}
         self._re = (
             re.compile("|".join(re.escape(v) for v in self.variants)) if self.variants else None
         )
@@ -115,8 +117,18 @@ class Masker:
         """
         if self._re is None or final:
             return self.mask(text), ""
-        keep = self.longest - 1
-        cut = max(0, len(text) - keep)
+        n = len(text)
+        cut = n
+        # hold back the earliest tail that could still grow into a secret: it is within the
+        # last (partial) line, since multi-line secrets are also masked line by line
+        start = max(text.rfind("\n") + 1, n - (self.longest - 1))
+        for i in range(start, n):
+            if text[i] not in self._firsts:
+                continue
+            suffix = text[i:]
+            if any(len(v) > len(suffix) and v.startswith(suffix) for v in self._single_line):
+                cut = i
+                break
         for m in self._re.finditer(text):
             if m.start() < cut < m.end():
                 cut = m.end()  # never cut through a complete secret

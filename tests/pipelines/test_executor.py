@@ -132,3 +132,27 @@ def test_background_children_do_not_outlive_the_step(tmp_path):
         and "Z" not in open(f"/proc/{child}/stat").read().split()[2]
     )
     assert not alive
+
+
+def test_partial_lines_are_released_unless_they_may_begin_a_secret():
+    m = Masker(["hunter2-secret"])
+    assert m.split_safe("progress 10%") == ("progress 10%", "")
+    assert m.split_safe("token: hunt") == ("token: ", "hunt")
+    assert m.split_safe("token: hunter2-secret") == ("token: ***", "")
+    out, keep = m.split_safe("a hunter2-secret b hunter2-sec")
+    assert out == "a *** b " and keep == "hunter2-sec"
+    assert m.split_safe("line\n", final=False) == ("line\n", "")
+
+
+def test_a_progress_line_without_newline_is_streamed():
+    seen = []
+    t0 = time.monotonic()
+    run_process(
+        ["/bin/sh", "-c", "printf 'downloading...'; sleep 1; echo ' done'"],
+        cwd="/tmp",
+        env=ENV,
+        timeout=10,
+        secrets=["some-long-secret-value-that-is-not-printed"],
+        on_output=lambda s: seen.append((time.monotonic() - t0, s)),
+    )
+    assert seen[0][1] == "downloading..." and seen[0][0] < 0.8
