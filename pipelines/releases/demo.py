@@ -35,7 +35,9 @@ def _analysis():
             "template": "golden-signals",
             "interval": 15 * s,
             "count": 3,
-            "window": 60 * s,
+            # the bake (30 s) plus one interval: the first measurement sees only the new
+            # version's traffic, none from before the deploy
+            "window": 45 * s,
             "min_requests": 5,
         }
     }

@@ -219,6 +219,24 @@ def traffic(transactional_db, playback_api):
         t.stop()
 
 
+def wait_for_traffic(service, window=5.0, timeout=20.0):
+    """Until the builtin backend has seen requests on both tracks (scrapes are in)."""
+    from monitoring.backends import get_backend
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = time.time()
+        data = get_backend().golden_signals(service, ["stable", "canary"], now - 1, now, 1, window)
+        rates = [
+            next((v for _, v in reversed(data[t]["request_rate"]) if v is not None), None)
+            for t in ("stable", "canary")
+        ]
+        if all(r for r in rates):
+            return rates
+        time.sleep(0.3)
+    raise AssertionError(f"no traffic seen for {service.slug} in {timeout}s")
+
+
 def drive_until(release, predicate, timeout=30.0, every=0.25):
     """Tick the controller like beat does until ``predicate(release)`` holds."""
     deadline = time.monotonic() + timeout

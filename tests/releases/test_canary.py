@@ -11,9 +11,9 @@ from pipelines.releases.drivers import read_weight
 from pipelines.releases.models import AnalysisRun, Measurement, Release, ReleaseEvent
 from portal.actors import Actor
 from portal.models import AuditEvent
-from tests.releases.conftest import drive_until
+from tests.releases.conftest import drive_until, wait_for_traffic
 
-FAST = {"interval": 1, "count": 2, "window": 3, "min_requests": 5}
+FAST = {"interval": 1.5, "count": 2, "window": 5, "min_requests": 5}
 STEPS = [
     {"set_weight": 25},
     {"analysis": {"template": "golden-signals", **FAST}},
@@ -31,7 +31,7 @@ def _start(service, env, user, version, **kw):
 
 def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
     t = traffic()
-    time.sleep(1.5)  # a few scrapes of stable traffic
+    wait_for_traffic(t.service)
     r = _start(t.service, local_env, alice, "2.0.0", steps=STEPS)
     assert r.status == "progressing" and r.weight == 25
     assert read_weight("playback-api") == 25
@@ -67,7 +67,7 @@ def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
 
 def test_unhealthy_canary_fails_analysis_and_rolls_back(traffic, local_env, alice):
     t = traffic()
-    time.sleep(1.0)
+    wait_for_traffic(t.service)
     r = _start(
         t.service, local_env, alice, "2.1.0-bad", steps=STEPS, deploy_params={"error_rate": 0.6}
     )

@@ -12,12 +12,12 @@ from pipelines.releases.drivers import read_weight
 from pipelines.releases.models import Environment, Release
 from squads.models import Service
 from tests.factories import ServiceFactory
-from tests.releases.conftest import drive_until
+from tests.releases.conftest import drive_until, wait_for_traffic
 
 
 @pytest.mark.django_db(transaction=True)
 def test_demo_releases_pass_and_fail_by_themselves(squad, other_squad, settings):
-    settings.RELEASES_DEMO_TIME_SCALE = 0.1  # bake 3 s, measurements every 1.5 s over 6 s
+    settings.RELEASES_DEMO_TIME_SCALE = 0.2  # bake 6 s, measurements every 3 s over 12 s
     for name in ("staging", "production"):
         Environment.objects.update_or_create(name=name, defaults={"driver": "local"})
     ServiceFactory(slug="playback-api", name="Playback API", owner=squad)
@@ -58,11 +58,13 @@ def test_demo_releases_pass_and_fail_by_themselves(squad, other_squad, settings)
             Service.objects.filter(slug=slug).update(metrics_urls=fleet.metrics_urls(slug))
         fleet.start_traffic(rps=40)
         scraper.start()
+        for slug in ("playback-api", "search-api"):
+            wait_for_traffic(Service.objects.get(slug=slug))
         Release.objects.update(next_tick_at=None)
-        b = drive_until(b, lambda r: r.status == "failed", timeout=40)
+        b = drive_until(b, lambda r: r.status == "failed", timeout=60)
         assert b.weight == 0 and read_weight("search-api") == 0
         assert "error-ratio failed" in b.message
-        a = drive_until(a, lambda r: r.status == "paused" and r.step_index == 3, timeout=40)
+        a = drive_until(a, lambda r: r.status == "paused" and r.step_index == 3, timeout=60)
         assert a.weight == 10 and read_weight("playback-api") == 10
         assert a.analysis_runs.get().status == "successful"
         assert fleet.set_behaviour("playback-api", "canary")["error_rate"] == 0.005
