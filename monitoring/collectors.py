@@ -6,7 +6,8 @@ from the rows when /metrics is scraped (cheap aggregate queries), which is corre
 process did the work:
 
 - ``backline_pipeline_runs_finished_total{status}`` and ``backline_pipeline_run_seconds``
-  (sum/count of finished runs' durations),
+  (sum/count of finished runs' durations), ``backline_release_status_changes_total{to}``
+  (release transitions recorded in the release timelines),
 - ``backline_alerts{state,severity}`` (pending/firing now), ``backline_alert_deliveries_total
   {status}``, ``backline_scrape_targets{health}``, ``backline_builtin_series``.
 """
@@ -24,6 +25,7 @@ class DatabaseCollector(Collector):
         try:
             yield from self._monitoring()
             yield from self._pipelines()
+            yield from self._releases()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB is down
             log.warning("database metrics unavailable: %s", exc)
 
@@ -99,6 +101,27 @@ class DatabaseCollector(Collector):
             count_value=agg["n"] or 0,
             sum_value=total,
         )
+
+    def _releases(self):
+        try:
+            from pipelines.releases.models import ReleaseEvent
+        except ImportError:
+            return
+        from django.db.models import Count
+
+        changes = CounterMetricFamily(
+            "backline_release_status_changes",
+            "Release status transitions (from the release timelines in the database)",
+            labels=["to"],
+        )
+        for row in (
+            ReleaseEvent.objects.filter(kind="status")
+            .values("to_status")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
+            changes.add_metric([row["to_status"]], row["n"])
+        yield changes
 
 
 _registered = False

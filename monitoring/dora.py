@@ -205,6 +205,12 @@ def deployments_from_releases(services, start, end) -> list[Deployment]:
     ]
 
 
+SOURCES = {
+    "pipeline_runs": deployments_from_pipeline_runs,
+    "releases": deployments_from_releases,
+}
+
+
 def incidents_from_alerts(services, start, end) -> list[Incident]:
     from monitoring.models import Alert
 

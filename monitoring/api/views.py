@@ -94,7 +94,8 @@ class PrometheusSDView(APIView):
 class DoraView(APIView):
     """DORA metrics for a squad's (or one service's) deployments and incidents over ``days``.
 
-    Deployments are successful pipeline runs on the default branch until releases exist (see
+    Deployments: finished production releases when there are any in the window, else
+    successful pipeline runs on the default branch; ``?source=`` forces one (see
     ``monitoring/dora.py``)."""
 
     @extend_schema(
@@ -102,6 +103,7 @@ class DoraView(APIView):
             OpenApiParameter("squad", str),
             OpenApiParameter("service", str),
             OpenApiParameter("days", int, description="1–365, default 30"),
+            OpenApiParameter("source", str, enum=["pipeline_runs", "releases"]),
         ],
         responses={200: dict},
     )
@@ -119,6 +121,11 @@ class DoraView(APIView):
             ) from exc
         if not 1 <= days <= 365:
             raise ValidationError({"days": "days must be between 1 and 365"})
+        source_name = params.get("source") or ""
+        if source_name and source_name not in dora.SOURCES:
+            raise ValidationError(
+                {"source": f"source must be one of {', '.join(dora.SOURCES)} (default: automatic)"}
+            )
         if params.get("service"):
             services_qs = Service.objects.filter(slug=params["service"])
             if not services_qs.exists():
@@ -132,7 +139,9 @@ class DoraView(APIView):
             scope = {"squad": squad.slug}
         else:
             raise ValidationError({"squad": "give ?squad=<slug> or ?service=<slug>"})
-        return Response({**scope, **dora.report(services_qs, days=days)})
+        return Response(
+            {**scope, **dora.report(services_qs, days=days, source=dora.SOURCES.get(source_name))}
+        )
 
 
 class AlertRuleViewSet(viewsets.ModelViewSet):

@@ -54,6 +54,7 @@ def test_own_metrics_include_database_figures(db, squad):
         "backline_pipeline_runs_finished_total" in body or "backline_pipeline_run_seconds" in body
     )
     assert "backline_http_request_duration_seconds" in body
+    assert "# TYPE backline_release_status_changes_total counter" in body
 
 
 def test_board_panels_and_pages(db, squad, alice, bob):
