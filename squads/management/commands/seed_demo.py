@@ -39,11 +39,14 @@ class Counter:
         return f"{self.created} created, {self.updated} updated"
 
 
-def upsert(counter, model, lookup, values):
-    """Get the row matching ``lookup``, create it with ``values``, or save only changed fields."""
+def upsert(counter, model, lookup, values, create_only=None):
+    """Get the row matching ``lookup``, create it with ``values`` (and ``create_only``), or save
+    only changed fields of ``values``. ``create_only`` fields are left alone on existing rows:
+    other demo modules own them afterwards (e.g. pipelines.demo points repository_url at a
+    local git repository)."""
     obj = model.objects.filter(**lookup).first()
     if obj is None:
-        obj = model.objects.create(**lookup, **values)
+        obj = model.objects.create(**lookup, **values, **(create_only or {}))
         counter.created += 1
         return obj
     changed = [k for k, v in values.items() if getattr(obj, k) != v]
@@ -186,12 +189,12 @@ def seed_catalog(stdout=None):
                 "type": type_,
                 "lifecycle": lifecycle,
                 "tier": tier,
-                "repository_url": f"{data.GIT}/{owner}/{slug}",
                 "runbook_url": f"{data.RUNBOOKS}/{owner}/{slug}" if has_runbook else "",
                 "oncall": f"pagerduty:{owner}-primary" if has_oncall else "",
                 "links": links,
                 "annotations": annotations,
             },
+            create_only={"repository_url": f"{data.GIT}/{owner}/{slug}"},
         )
         set_m2m(c, services[slug].tags, [tags[t] for t in tag_list])
 
