@@ -15,10 +15,11 @@ Every process runs in its own process group, so ``stop()`` (and the ``demo_fleet
 SIGTERM handler) can always reap it.
 
 From *another* process (a deploy driver in a Celery worker), while ``manage.py demo_fleet``
-runs: ``publish_weight(slug, percent)`` sets the canary share of the generated traffic (the
-command picks it up within 2 s, through the Django cache, i.e. Redis), and
-``set_behaviour_at(metrics_url, error_rate=..., latency_ms=...)`` changes one instance directly
-over its ``/control`` endpoint (the URL is in the service's ``metrics_urls``).
+runs: ``publish_weight(slug, percent)`` sets the canary share of the generated traffic (a file
+under ``VAR_DIR/fleet-weights/``, the same one the releases' ``local`` driver writes; the
+fleet re-reads it every 0.5 s), and ``set_behaviour_at(metrics_url, error_rate=...,
+latency_ms=...)`` changes one instance directly over its ``/control`` endpoint (the URL is in
+the service's ``metrics_urls``).
 """
 
 import os
@@ -69,23 +70,19 @@ class Instance:
         return f"{self.base_url}/metrics"
 
 
-WEIGHT_KEY = "backline:fleet:canary-weight:{slug}"
-
-
-def publish_weight(slug: str, canary_percent: int):
+def publish_weight(slug: str, canary_percent: int, weights_dir=None):
     """Ask a running demo fleet (any process) to send ``canary_percent`` % of traffic to canary."""
-    from django.core.cache import cache
-
     if not 0 <= int(canary_percent) <= 100:
         raise ValueError("canary weight must be between 0 and 100")
-    cache.set(WEIGHT_KEY.format(slug=slug), int(canary_percent), timeout=None)
+    if weights_dir is None:
+        from django.conf import settings
 
-
-def published_weights(slugs) -> dict:
-    from django.core.cache import cache
-
-    keys = {WEIGHT_KEY.format(slug=s): s for s in slugs}
-    return {keys[k]: v for k, v in cache.get_many(list(keys)).items()}
+        weights_dir = settings.VAR_DIR / WEIGHTS_SUBDIR
+    folder = Path(weights_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{slug}.{os.getpid()}.tmp"
+    tmp.write_text(str(int(canary_percent)))
+    os.replace(tmp, folder / slug)  # atomic: readers never see a half-written file
 
 
 def set_behaviour_at(metrics_url: str, *, error_rate=None, latency_ms=None) -> dict:

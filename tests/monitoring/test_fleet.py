@@ -85,9 +85,11 @@ def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
         ).stdout.split()
         assert len(children) == 4  # stable + canary of two services
     finally:
-        from django.core.cache import cache
+        from django.conf import settings
 
-        cache.delete("backline:fleet:canary-weight:playback-api")
+        from monitoring.fleet import WEIGHTS_SUBDIR
+
+        (settings.VAR_DIR / WEIGHTS_SUBDIR / "playback-api").unlink(missing_ok=True)
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(20)
         reader.join(5)

@@ -11,7 +11,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring.fleet import Fleet, FleetService, published_weights
+from monitoring.fleet import Fleet, FleetService
 from portal import audit
 from portal.actors import Actor
 from squads.models import Service
@@ -79,20 +79,16 @@ class Command(BaseCommand):
                     f"{spec.slug}: " + ", ".join(f"{u['track']} {u['url']}" for u in urls)
                 )
             fleet.start_traffic(rps=rps)
+            shown = {}
             self.stdout.write(
                 f"demo fleet running ({len(fleet.instances)} processes, {rps:g} req/s per service)"
             )
             while not stop.wait(2.0):
-                try:
-                    for slug, weight in published_weights(fleet.services).items():
-                        if (
-                            fleet.services[slug].canary_weight != weight
-                            and "canary" in fleet.services[slug].tracks
-                        ):
-                            fleet.set_weight(slug, weight)
-                            self.stdout.write(f"{slug}: canary weight {weight} %")
-                except Exception as exc:  # noqa: BLE001 - Redis down must not stop the demo
-                    self.stderr.write(f"cannot read published weights: {exc}")
+                for slug, svc in fleet.services.items():
+                    weight = fleet.canary_weight(slug)
+                    if "canary" in svc.tracks and shown.get(slug) != weight:
+                        shown[slug] = weight
+                        self.stdout.write(f"{slug}: canary weight {weight} %")
                 for (slug, track), inst in fleet.instances.items():
                     if inst.proc.poll() is not None and not stop.is_set():
                         self.stdout.write(
