@@ -177,10 +177,21 @@ class Traffic:
         self.service.metrics_urls = self.fleet.metrics_urls(self.service.slug)
         self.service.save(update_fields=["metrics_urls"])
         if traffic:
-            self.fleet.start_traffic(rps=self.rps)
+            # a few senders (the fleet's own generator is one thread, paced by the replies)
+            self.senders = [threading.Thread(target=self._send, daemon=True) for _ in range(3)]
+            for t in self.senders:
+                t.start()
         self.scraper = threading.Thread(target=self._scrape, daemon=True)
         self.scraper.start()
         return self
+
+    def _send(self):
+        import requests
+
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                self.fleet.send(self.service.slug, 1, session=session)
+                self._stop.wait(3.0 / self.rps)
 
     def _scrape(self):
         from monitoring.scrape import scrape_service
@@ -200,6 +211,8 @@ class Traffic:
 
     def stop(self):
         self._stop.set()
+        for t in getattr(self, "senders", []):
+            t.join(5)
         self.fleet.stop()
         if getattr(self, "scraper", None):
             self.scraper.join(5)
