@@ -133,8 +133,8 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
     for _ in range(MAX_STEPS_PER_TICK):
         if r.status in FINAL_RELEASE:
             if r.driver_action:
-                driver = driver or get_driver(r.environment)
                 try:
+                    driver = driver or get_driver(r.environment)
                     if r.driver_action == "rollback":
                         driver.rollback(r)
                         r.weight = r.desired_weight = 0
@@ -162,21 +162,14 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
             if r.pause_until and now >= r.pause_until:
                 r.pause_until = None
                 r.step_index += 1
-                transition(
-                    r,
-                    ReleaseStatus.PROGRESSING,
-                    "pause over",
-                    actor=actor,
-                    door=door,
-                    event_type="release.promoted",
-                )
+                transition(r, ReleaseStatus.PROGRESSING, "pause over", actor=actor, door=door)
                 continue
             r.next_tick_at = r.pause_until
             break
         # progressing: traffic first
         if r.weight != r.desired_weight:
-            driver = driver or get_driver(r.environment)
             try:
+                driver = driver or get_driver(r.environment)
                 driver.set_weight(r, r.desired_weight)
             except DriverError as exc:
                 _driver_failed(r, f"set weight {r.desired_weight} %", exc, now)
