@@ -2,7 +2,6 @@
 ``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``. Thin: each action calls
 one function of ``pipelines.releases.services``."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -195,7 +194,9 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         ser = ReleaseCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
-        service = get_object_or_404(Service.objects.select_related("owner"), slug=data["service"])
+        service = Service.objects.select_related("owner").filter(slug=data["service"]).first()
+        if service is None:
+            raise serializers.ValidationError({"service": ["No such service."]})
         release = services.create(
             service,
             data["environment"],

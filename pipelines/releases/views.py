@@ -77,7 +77,7 @@ def _fmt(metric, v):
         return "—"
     if metric["kind"] == "p99":
         return f"{v:.0f} ms"
-    if metric["kind"] == "query":
+    if metric["kind"] in ("query", ""):
         return f"{v:.4g}"
     return f"{v * 100:.2f} %"
 
@@ -102,7 +102,17 @@ def _analysis(r):
                     "threshold": _fmt(metric, last.threshold if last else None),
                 }
             )
-        runs.append({"run": run, "rows": rows})
+        defs = {m["name"]: m for m in run.metrics}
+        every = [
+            {
+                "m": m,
+                "canary": _fmt(defs.get(m.metric, {"kind": ""}), m.value),
+                "stable": _fmt(defs.get(m.metric, {"kind": ""}), m.stable_value),
+                "threshold": _fmt(defs.get(m.metric, {"kind": ""}), m.threshold),
+            }
+            for m in sorted(run.measurements.all(), key=lambda m: (m.at, m.metric))
+        ]
+        runs.append({"run": run, "rows": rows, "all": every, "count": len(every)})
     return runs
 
 

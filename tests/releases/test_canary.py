@@ -11,6 +11,7 @@ from pipelines.releases.drivers import read_weight
 from pipelines.releases.models import AnalysisRun, Measurement, Release, ReleaseEvent
 from portal.actors import Actor
 from portal.models import AuditEvent
+from tests.conftest import client_for
 from tests.releases.conftest import drive_until, wait_for_traffic
 
 FAST = {"interval": 1.5, "count": 2, "window": 5, "min_requests": 5}
@@ -43,6 +44,10 @@ def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
     assert len(ms) == 4 and all(m.phase == "successful" for m in ms)  # 2 metrics × count 2
     err = [m for m in ms if m.metric == "error-ratio"]
     assert all(m.value == 0.0 and m.canary_requests >= 5 for m in err)
+    page = client_for(alice).get(r.get_absolute_url(), HTTP_HX_REQUEST="true").content.decode()
+    assert "canary error ratio ≤ 5 %" in page and "canary p99 ≤ 1000 ms" in page
+    assert page.count('class="phase-successful">pass') == 2 and "All 4 measurements" in page
+    assert "chart-error-ratio" in page and "chart-p99" in page
     canary_before = t.sent("canary")
     assert canary_before > 0  # the canary process really served traffic
 
