@@ -170,36 +170,44 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
     return len(rows)
 
 
-def scrape_target(target: ScrapeTarget, session=None, t: float | None = None) -> int:
+def fetch(url: str, session=None):
+    """GET one exposition: (text, None) or (None, error message). No database access, so
+    several can run in threads."""
     http = session or requests
+    try:
+        resp = http.get(url, timeout=SCRAPE_TIMEOUT, headers={"Accept": "text/plain;version=0.0.4"})
+        resp.raise_for_status()
+        return resp.text, None
+    except requests.RequestException as exc:
+        return None, f"{exc.__class__.__name__}: {exc}"
+
+
+def record(target: ScrapeTarget, text, error, t: float, started: float) -> int:
+    """Ingest a fetched exposition (or record the failure) and update the target's health."""
+    n = 0
+    if error is None:
+        try:
+            n = ingest(target, text, t)
+        except ValueError as exc:  # not Prometheus text format
+            error = f"unparsable exposition: {exc}"
+    fields = {
+        "last_scrape_at": timezone.now(),
+        "last_duration_ms": (time.monotonic() - started) * 1000,
+        "last_samples": n,
+        "health": "down" if error else "up",
+        "last_error": (error or "")[:2000],
+    }
+    ScrapeTarget.objects.filter(pk=target.pk).update(**fields)
+    if error:
+        log.info("scrape of %s failed: %s", target.url, error)
+    return n
+
+
+def scrape_target(target: ScrapeTarget, session=None, t: float | None = None) -> int:
     started = time.monotonic()
     t = round(t if t is not None else time.time(), 3)
-    try:
-        resp = http.get(
-            target.url,
-            timeout=SCRAPE_TIMEOUT,
-            headers={"Accept": "text/plain;version=0.0.4"},
-        )
-        resp.raise_for_status()
-        n = ingest(target, resp.text, t)
-    except (requests.RequestException, ValueError) as exc:
-        ScrapeTarget.objects.filter(pk=target.pk).update(
-            health="down",
-            last_scrape_at=timezone.now(),
-            last_error=f"{exc.__class__.__name__}: {exc}"[:2000],
-            last_duration_ms=(time.monotonic() - started) * 1000,
-            last_samples=0,
-        )
-        log.info("scrape of %s failed: %s", target.url, exc)
-        return 0
-    ScrapeTarget.objects.filter(pk=target.pk).update(
-        health="up",
-        last_scrape_at=timezone.now(),
-        last_error="",
-        last_duration_ms=(time.monotonic() - started) * 1000,
-        last_samples=n,
-    )
-    return n
+    text, error = fetch(target.url, session)
+    return record(target, text, error, t, started)
 
 
 def scrape_service(service: Service, t: float | None = None) -> int:
@@ -211,14 +219,30 @@ def scrape_service(service: Service, t: float | None = None) -> int:
     return total
 
 
-def scrape_all() -> dict:
+def scrape_all(workers: int = 8) -> dict:
+    """One round over every registered target: HTTP fetches in parallel threads (a slow or
+    dead target costs one timeout, not one per target), ingestion in this thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
     services = Service.objects.exclude(metrics_urls=[]).only("id", "slug", "metrics_urls")
-    summary = {"services": 0, "samples": 0}
+    targets = []
+    summary = {"services": 0, "samples": 0, "targets": 0}
     for service in services:
         if not normalise_entries(service.metrics_urls):
             continue
         summary["services"] += 1
-        summary["samples"] += scrape_service(service)
+        for target in sync_targets(service):
+            target.service = service
+            targets.append(target)
+    summary["targets"] = len(targets)
+    if not targets:
+        return summary
+    started = time.monotonic()
+    t = round(time.time(), 3)
+    with requests.Session() as session, ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda tg: fetch(tg.url, session), targets))
+    for target, (text, error) in zip(targets, results, strict=True):
+        summary["samples"] += record(target, text, error, t, started)
     return summary
 
 

@@ -3,7 +3,7 @@
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -80,11 +80,16 @@ class SignalsView(APIView):
         )
 
 
+class SDTargetGroupSerializer(serializers.Serializer):
+    targets = serializers.ListField(child=serializers.CharField())
+    labels = serializers.DictField(child=serializers.CharField())
+
+
 class PrometheusSDView(APIView):
     """Prometheus HTTP service discovery: every catalog service's metrics endpoints as targets,
     labelled with service, squad, tribe, tier, lifecycle and track."""
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: SDTargetGroupSerializer(many=True)})
     def get(self, request):
         from monitoring.sd import sd_targets
 

@@ -226,8 +226,11 @@ def test_scrape_task_runs_one_round_at_a_time(checkout, fleet):
     from monitoring.tasks import SCRAPE_LOCK, scrape_targets
 
     fleet.send("checkout", 3, track="stable")
+    ServiceFactory(slug="dead", owner=checkout.owner, metrics_urls=["http://127.0.0.1:9/metrics"])
     result = scrape_targets()
-    assert result["services"] == 1 and result["samples"] > 0
+    assert result["services"] == 2 and result["targets"] == 3 and result["samples"] > 0
+    health = dict(ScrapeTarget.objects.values_list("service__slug", "health").order_by("health"))
+    assert health == {"dead": "down", "checkout": "up"}
     cache.add(SCRAPE_LOCK, "1", timeout=30)  # a round in progress elsewhere
     try:
         assert scrape_targets() == {"skipped": True}
