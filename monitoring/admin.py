@@ -1,0 +1,57 @@
+from django.contrib import admin
+
+from monitoring.models import (
+    Alert,
+    AlertEvent,
+    AlertRule,
+    Delivery,
+    NotificationChannel,
+    ScrapeTarget,
+)
+
+
+@admin.register(ScrapeTarget)
+class ScrapeTargetAdmin(admin.ModelAdmin):
+    list_display = ["service", "url", "track", "health", "last_scrape_at", "last_samples"]
+    list_filter = ["health"]
+    search_fields = ["url", "service__slug"]
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "service", "signal", "comparison", "threshold", "severity", "enabled"]
+    list_filter = ["severity", "enabled", "signal"]
+    search_fields = ["name", "service__slug"]
+
+
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    extra = 0
+    readonly_fields = ["at", "from_state", "to_state", "value"]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["rule", "service", "state", "severity", "started_at", "fired_at", "resolved_at"]
+    list_filter = ["state", "severity"]
+    inlines = [AlertEventInline]
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    list_display = ["name", "squad", "kind", "url", "min_severity", "enabled"]
+    list_filter = ["kind", "enabled"]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "alert",
+        "channel",
+        "event",
+        "status",
+        "attempts",
+        "response_code",
+        "created_at",
+    ]
+    list_filter = ["status", "event"]
