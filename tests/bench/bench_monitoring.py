@@ -75,7 +75,9 @@ def run(report):
     from monitoring.backends import range_spec
     from monitoring.backends.builtin import BuiltinBackend
 
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = "bench_backline_monitoring"
+    test_settings = connection.settings_dict.setdefault("TEST", {})
+    old_test_name = test_settings.get("NAME")
+    test_settings["NAME"] = "bench_backline_monitoring"
     old = setup_databases(verbosity=0, interactive=False, keepdb=False, serialized_aliases=[])
     try:
         now = time.time()
@@ -143,3 +145,7 @@ def run(report):
     finally:
         connection.close()
         teardown_databases(old, verbosity=0)
+        if old_test_name is None:
+            test_settings.pop("NAME", None)
+        else:
+            test_settings["NAME"] = old_test_name
