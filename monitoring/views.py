@@ -180,6 +180,7 @@ def alert_list(request):
         "pending": Alert.objects.filter(state="pending").count(),
         "states": [s for s, _ in Alert.State.choices],
         "squads": Squad.objects.only("slug", "name"),
+        "filter_qs": _without(request.GET, "fragment"),
     }
     if request.htmx and request.GET.get("fragment") == "results":
         return render(request, "monitoring/alert_list.html#results", ctx)
@@ -215,6 +216,13 @@ def alert_detail(request, pk):
             "deliveries": alert.deliveries.select_related("channel"),
         },
     )
+
+
+def _without(query, *names):
+    q = query.copy()
+    for name in names:
+        q.pop(name, None)
+    return q.urlencode()
 
 
 def _writable_squads(actor):
