@@ -12,10 +12,31 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def catalog(squad, other_squad):
-    api = ServiceFactory(slug="playback-api", name="Playback API", description="Starts and resumes audio streams", owner=squad, tier=1)
-    state = ServiceFactory(slug="playback-state", name="Playback State", description="Keeps the listening position in sync", owner=squad)
-    cdn = ServiceFactory(slug="audio-cdn", name="Audio CDN", description="Edge cache for encoded audio", owner=SquadFactory(slug="delivery", name="Audio Delivery"))
-    ServiceFactory(slug="search-api", name="Search API", description="Finds tracks and artists", owner=other_squad)
+    api = ServiceFactory(
+        slug="playback-api",
+        name="Playback API",
+        description="Starts and resumes audio streams",
+        owner=squad,
+        tier=1,
+    )
+    state = ServiceFactory(
+        slug="playback-state",
+        name="Playback State",
+        description="Keeps the listening position in sync",
+        owner=squad,
+    )
+    cdn = ServiceFactory(
+        slug="audio-cdn",
+        name="Audio CDN",
+        description="Edge cache for encoded audio",
+        owner=SquadFactory(slug="delivery", name="Audio Delivery"),
+    )
+    ServiceFactory(
+        slug="search-api",
+        name="Search API",
+        description="Finds tracks and artists",
+        owner=other_squad,
+    )
     for i in range(30):
         ServiceFactory(slug=f"filler-{i:02d}", name=f"Filler {i:02d}", owner=other_squad)
     Dependency.objects.create(source=api, target_service=cdn)
@@ -31,14 +52,18 @@ def test_search_filter_open_service_and_follow_dependency(page, live_server, log
 
     # Full-text search updates the list in place (HTMX) and keeps the URL shareable.
     page.fill("#f-q", "audio")
-    page.wait_for_function("document.querySelector('#result-count').innerText.startsWith('2 services')")
+    page.wait_for_function(
+        "document.querySelector('#result-count').innerText.startsWith('2 services')"
+    )
     assert "q=audio" in page.url
     names = page.locator("#service-table .svc-link").all_inner_texts()
     assert sorted(names) == ["Audio CDN", "Playback API"]
 
     # Filter by squad on top of the search.
     page.select_option("#f-owner", "playback")
-    page.wait_for_function("document.querySelector('#result-count').innerText.startsWith('1 service')")
+    page.wait_for_function(
+        "document.querySelector('#result-count').innerText.startsWith('1 service')"
+    )
     assert "owner=playback" in page.url
     screenshot(page, "catalog-filtered")
 
@@ -66,5 +91,7 @@ def test_pagination_updates_in_place(page, live_server, login, alice, catalog):
     first = page.locator("#service-table .svc-link").first.inner_text()
     page.click(".next-page")
     page.wait_for_function("location.search.includes('page=2')")
-    page.wait_for_function(f"document.querySelector('#service-table .svc-link').innerText !== {first!r}")
+    page.wait_for_function(
+        f"document.querySelector('#service-table .svc-link').innerText !== {first!r}"
+    )
     assert page.locator("#service-table .svc-link").count() == 6
