@@ -10,6 +10,11 @@ log = logging.getLogger(__name__)
 
 
 class TerraformCollector:
+    def describe(self):
+        # Declared empty so registering does not call collect() (which reads the database)
+        # at start-up, before migrations may even have run.
+        return []
+
     def collect(self):
         from infra.models import DriftStatus, RunStatus, TerraformRun, Workspace
 
