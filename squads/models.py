@@ -196,7 +196,10 @@ class Service(models.Model):
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["owner", "name"])]
+        indexes = [
+            models.Index(fields=["owner", "name"]),
+            models.Index(fields=["name"], name="squads_service_name_idx"),  # default order
+        ]
 
     def __str__(self):
         return self.name

@@ -3,11 +3,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from portal.actors import Actor
@@ -66,6 +67,38 @@ def _extra_columns(services_page):
     return extra
 
 
+# A dropdown lists at most this many choices; a bigger catalog gets a text field instead (a
+# 10,000-option <select> is neither usable nor cheap to render).
+FILTER_SELECT_MAX = 300
+
+
+def _filter_field(name, choices, selected, empty_label, html_id=""):
+    """The HTML of one catalog filter: a <select> of ``choices`` ((value, label) pairs, one
+    query, at most FILTER_SELECT_MAX + 1 rows fetched), or a text input when there are more."""
+    choices = list(choices[: FILTER_SELECT_MAX + 1])
+    id_attr = format_html(' id="{}"', html_id) if html_id else ""
+    if len(choices) > FILTER_SELECT_MAX:
+        return format_html(
+            '<input type="search" name="{}"{} value="{}" placeholder="{} (slug)" style="width:140px">',
+            name,
+            id_attr,
+            selected or "",
+            empty_label.lower(),
+        )
+    options = format_html_join(
+        "",
+        '<option value="{}"{}>{}</option>',
+        ((v, mark_safe(" selected") if v == selected else "", label) for v, label in choices),
+    )
+    return format_html(
+        '<select name="{}"{}><option value="">{}</option>{}</select>',
+        name,
+        id_attr,
+        empty_label,
+        options,
+    )
+
+
 @login_required
 def service_list(request):
     base = Service.objects.select_related("owner", "owner__tribe", "system").prefetch_related(
@@ -99,16 +132,45 @@ def service_list(request):
     }
     if request.htmx and not request.htmx.boosted:
         return render(request, "squads/service_list.html#results", ctx)
-    ctx.update(
-        {
-            "squads": Squad.objects.only("slug", "name").order_by("name"),
-            "tribes": Tribe.objects.filter(squads__isnull=False).distinct().only("slug", "name"),
-            "systems": System.objects.only("slug", "name"),
-            "tags": Tag.objects.filter(services__isnull=False).distinct().only("name"),
-            "types": Service.objects.order_by("type").values_list("type", flat=True).distinct(),
-            "lifecycles": Lifecycle.choices,
-        }
-    )
+    get = request.GET.get
+    ctx["filter_fields"] = {
+        "owner": _filter_field(
+            "owner",
+            Squad.objects.order_by("name").values_list("slug", "name"),
+            get("owner"),
+            "All squads",
+            html_id="f-owner",
+        ),
+        "tribe": _filter_field(
+            "tribe",
+            Tribe.objects.filter(Exists(Squad.objects.filter(tribe=OuterRef("pk"))))
+            .order_by("name")
+            .values_list("slug", "name"),
+            get("tribe"),
+            "All tribes",
+        ),
+        "system": _filter_field(
+            "system",
+            System.objects.order_by("name").values_list("slug", "name"),
+            get("system"),
+            "All systems",
+        ),
+        "type": _filter_field(
+            "type",
+            Service.objects.order_by("type").values_list("type", "type").distinct(),
+            get("type"),
+            "Any",
+        ),
+        "tag": _filter_field(
+            "tag",
+            Tag.objects.filter(
+                Exists(Service.tags.through.objects.filter(tag_id=OuterRef("pk")))
+            ).values_list("name", "name"),
+            get("tag"),
+            "Any",
+        ),
+    }
+    ctx["lifecycles"] = Lifecycle.choices
     return render(request, "squads/service_list.html", ctx)
 
 

@@ -1,0 +1,526 @@
+"""The catalog at scale: 10,000 services (``BENCH_SCALE=100000`` for the large run) served by
+gunicorn on PostgreSQL, loaded by ``wrk`` from a second process, each page next to a bare Django
+view rendering a template of the same size, in the same run.
+
+Seeding uses COPY into a throwaway database ``bench_backline_catalog`` (migrated, dropped at the
+end): services, squads (scale / 10), tribes, people and memberships (6 per squad, one lead),
+systems, tags, dependencies (2 per service). SQL queries per page are counted with the test
+client at two catalog sizes (scale / 10 and scale) and must be equal.
+
+Environment: ``BENCH_SCALE`` (default 10000), ``BENCH_WRK_SECONDS`` (default 8 per figure),
+``BENCH_KEEP_DB=1`` keeps the database for profiling.
+"""
+
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+DB_NAME = "bench_backline_catalog"
+ROOT = Path(__file__).resolve().parents[2]
+SCALE = int(os.environ.get("BENCH_SCALE", "10000"))
+WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
+WORKERS, THREADS = 2, 4
+WORDS = (
+    "playback audio stream playlist recommendation search payment identity billing ledger "
+    "catalog artist album track podcast radio lyrics social share notification email push "
+    "ads insights metrics royalty licence upload transcode cdn cache session profile follow "
+    "queue shuffle offline sync device car speaker web mobile desktop partner label charts"
+).split()
+BARE = "bare signed-in Django view, same-size page"
+LIFECYCLES = ("production", "production", "production", "experimental", "deprecated")
+TYPES = ("service", "service", "service", "website", "library")
+# Descriptions, names and tags draw from compound words ("royaltyledger"): each one occurs in
+# well under 1 % of services, as a specific search term does in a real catalog.
+VOCAB = [a + b for a in WORDS for b in WORDS if a != b]
+TAGS = VOCAB[::7][:400]
+SEARCH_TERMS = ("royaltyledger", "podcastcache transcodecdn", "svc-0042", "lyricsqueue", "Audiocdn")
+
+
+# --- seeding ------------------------------------------------------------------------------------
+def _copy(cur, model, columns, rows):
+    table = model._meta.db_table
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+
+
+def _defaults(model, given):
+    """Columns of ``model`` not in ``given`` (other apps may add some) with their defaults."""
+    from django.db import models
+
+    extra = {}
+    for f in model._meta.concrete_fields:
+        if f.primary_key or f.column in given:
+            continue
+        value = f.get_default()
+        if isinstance(f, models.JSONField):
+            value = json.dumps(value)
+        extra[f.column] = value
+    return extra
+
+
+def seed(scale, rnd=None):
+    """Fill the (empty) catalog with ``scale`` services; returns the seconds it took."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from squads.models import (
+        Dependency,
+        Membership,
+        Person,
+        Service,
+        Squad,
+        System,
+        Tag,
+        Tribe,
+    )
+
+    rnd = rnd or random.Random(42)
+    n_squads = max(scale // 10, 10)
+    n_tribes = max(n_squads // 10, 3)
+    n_systems = max(scale // 20, 5)
+    n_people = n_squads * 6
+    n_deps = scale * 2
+    now = timezone.now()
+    start = time.perf_counter()
+    with connection.cursor() as c:
+        tables = ", ".join(
+            m._meta.db_table
+            for m in (Dependency, Membership, Person, Service, Squad, System, Tag, Tribe)
+        )
+        c.execute(
+            f"TRUNCATE {tables}, {Service.tags.through._meta.db_table} RESTART IDENTITY CASCADE"
+        )
+    cur = connection.connection.cursor()  # the psycopg 3 cursor: COPY
+    tribe_cols = {"id": 0, "slug": 0, "name": 0, "description": 0, "kind": 0}
+    tribe_extra = _defaults(Tribe, tribe_cols)
+    _copy(
+        cur,
+        Tribe,
+        [*tribe_cols, *tribe_extra],
+        (
+            [i, f"tribe-{i}", f"Tribe {i}", f"Tribe {i} of the bench org", "tribe"]
+            + list(tribe_extra.values())
+            for i in range(1, n_tribes + 1)
+        ),
+    )
+    squad_cols = {"id": 0, "slug": 0, "name": 0, "mission": 0, "tribe_id": 0, "oncall_contact": 0}
+    squad_extra = _defaults(Squad, squad_cols)
+    _copy(
+        cur,
+        Squad,
+        [*squad_cols, *squad_extra],
+        (
+            [
+                i,
+                f"squad-{i}",
+                f"Squad {i:05d}",
+                f"Own the {rnd.choice(WORDS)} experience",
+                1 + i % n_tribes,
+                f"oncall-{i}",
+            ]
+            + list(squad_extra.values())
+            for i in range(1, n_squads + 1)
+        ),
+    )
+    person_cols = {"id": 0, "slug": 0, "name": 0, "email": 0}
+    person_extra = _defaults(Person, person_cols)
+    _copy(
+        cur,
+        Person,
+        [*person_cols, *person_extra],
+        (
+            [i, f"person-{i}", f"Person {i}", f"person-{i}@example.org"]
+            + list(person_extra.values())
+            for i in range(1, n_people + 1)
+        ),
+    )
+    _copy(
+        cur,
+        Membership,
+        ["id", "person_id", "squad_id", "role"],
+        (
+            [i, i, 1 + (i - 1) // 6, "lead" if i % 6 == 1 else "member"]
+            for i in range(1, n_people + 1)
+        ),
+    )
+    system_cols = {"id": 0, "slug": 0, "name": 0, "description": 0, "owner_id": 0}
+    system_extra = _defaults(System, system_cols)
+    _copy(
+        cur,
+        System,
+        [*system_cols, *system_extra],
+        (
+            [i, f"system-{i}", f"System {i}", "", 1 + i % n_squads] + list(system_extra.values())
+            for i in range(1, n_systems + 1)
+        ),
+    )
+    _copy(cur, Tag, ["id", "name"], ([i, w] for i, w in enumerate(TAGS, start=1)))
+    svc_cols = {
+        "id": 0,
+        "slug": 0,
+        "name": 0,
+        "description": 0,
+        "owner_id": 0,
+        "system_id": 0,
+        "type": 0,
+        "lifecycle": 0,
+        "tier": 0,
+        "repository_url": 0,
+        "default_branch": 0,
+        "runbook_url": 0,
+        "oncall": 0,
+        "created_at": 0,
+        "updated_at": 0,
+    }
+    svc_extra = _defaults(Service, svc_cols)
+
+    def services():
+        for i in range(1, scale + 1):
+            words = rnd.sample(VOCAB, 7)
+            yield [
+                i,
+                f"svc-{i:06d}",
+                f"{words[0].title()} {i}",
+                f"Handles {' '.join(words[1:])} for the {words[0]} squad's listeners.",
+                1 + i % n_squads,
+                1 + i % n_systems,
+                TYPES[i % len(TYPES)],
+                LIFECYCLES[i % len(LIFECYCLES)],
+                1 + i % 3,
+                f"https://git.example.org/bench/svc-{i}.git" if i % 4 else "",
+                "main",
+                f"https://runbooks.example.org/svc-{i}" if i % 3 else "",
+                f"oncall-{i % 97}" if i % 5 else "",
+                now,
+                now,
+            ] + list(svc_extra.values())
+
+    _copy(cur, Service, [*svc_cols, *svc_extra], services())
+    _copy(
+        cur,
+        Service.tags.through,
+        ["service_id", "tag_id"],
+        ([i, t] for i in range(1, scale + 1) for t in rnd.sample(range(1, len(TAGS) + 1), 2)),
+    )
+    seen = set()
+    while len(seen) < n_deps:
+        a, b = rnd.randint(1, scale), rnd.randint(1, scale)
+        if a != b:
+            seen.add((a, b))
+    _copy(
+        cur,
+        Dependency,
+        ["id", "source_id", "target_service_id"],
+        ([i, a, b] for i, (a, b) in enumerate(sorted(seen), start=1)),
+    )
+    with connection.cursor() as c:
+        for model in (Tribe, Squad, Person, Membership, System, Tag, Service, Dependency):
+            t = model._meta.db_table
+            c.execute(
+                f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT MAX(id) FROM {t}))"
+            )
+        c.execute("ANALYZE")
+    return time.perf_counter() - start
+
+
+# --- query counts -------------------------------------------------------------------------------
+def pages(client_slug="svc-000042"):
+    return {
+        "catalog page": "/catalog/",
+        "catalog search": f"/catalog/?q={SEARCH_TERMS[0]}",
+        "service page": f"/services/{client_slug}/",
+        "API service list": "/api/v1/services/",
+    }
+
+
+def count_queries(user):
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(user)
+    counts = {}
+    for name, url in pages().items():
+        client.get(url)  # warm caches (content types, templates)
+        with CaptureQueriesContext(connection) as ctx:
+            resp = client.get(url)
+        assert resp.status_code == 200, (url, resp.status_code)
+        counts[name] = len(ctx.captured_queries)
+    return counts
+
+
+# --- gunicorn + wrk -----------------------------------------------------------------------------
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(db_name, port, logfile):
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("BACKLINE_TESTING", "TEST_DATABASE_NAME")
+    }
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
+        f"{db['PORT'] or 5432}/{db_name}",
+        DJANGO_SETTINGS_MODULE="tests.bench.bench_settings",
+        DEBUG="false",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        REDIS_URL=settings.REDIS_URL,
+        BACKLINE_VAR_DIR=str(settings.VAR_DIR),
+        PYTHONPATH=str(ROOT),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "portal.wsgi:application",
+            "--workers",
+            str(WORKERS),
+            "--threads",
+            str(THREADS),
+            "--worker-class",
+            "gthread",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("gunicorn exited early")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login/", timeout=2)
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("gunicorn did not answer in 60 s")
+
+
+def fetch(url, headers):
+    req = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        if resp.status != 200 or resp.url != url:
+            raise RuntimeError(f"{url}: {resp.status} {resp.url}")
+        return resp.read()
+
+
+LUA = """
+local paths = {%(paths)s}
+local headers = {%(headers)s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1], headers)
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    "RESULT {\\"requests\\": %%d, \\"seconds\\": %%f, \\"p50_us\\": %%d, \\"p95_us\\": %%d, \\"errors\\": %%d}\\n",
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(95), errors))
+end
+"""
+
+
+def wrk(base, paths, headers, tmp, seconds=WRK_SECONDS, connections=WORKERS * THREADS):
+    script = Path(tmp) / f"wrk-{time.monotonic_ns()}.lua"
+    script.write_text(
+        LUA
+        % {
+            "paths": ", ".join(json.dumps(p) for p in paths),
+            "headers": ", ".join(
+                f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()
+            ),
+        }
+    )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            base + paths[0],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result: {out.stdout[-500:]} {out.stderr[-500:]}")
+    res = json.loads(line.removeprefix("RESULT "))
+    if res["errors"]:
+        raise RuntimeError(f"wrk: {res['errors']} errors on {paths[0]}")
+    res["rps"] = res["requests"] / res["seconds"]
+    res["p95_ms"] = res["p95_us"] / 1000
+    return res
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+def _use_db():
+    from django.conf import settings
+    from django.db import connection
+
+    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+    old = (connection.settings_dict["NAME"], test_settings.get("NAME"))
+    test_settings["NAME"] = DB_NAME
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False, serialize=False)
+    return old
+
+
+def _drop_db(old):
+    from django.conf import settings
+    from django.db import connection
+
+    keep = os.environ.get("BENCH_KEEP_DB") == "1"
+    connection.creation.destroy_test_db(old[0], verbosity=0, keepdb=keep)
+    test_settings = settings.DATABASES["default"].setdefault("TEST", {})
+    if old[1] is None:
+        test_settings.pop("NAME", None)
+    else:
+        test_settings["NAME"] = old[1]
+
+
+def run(report):
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk not found: `make deps` installs it (apt-get install wrk)")
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from portal.models import ApiToken
+    from squads.models import Squad
+
+    limit_ms = 100 if SCALE <= 10_000 else 150
+    old = _use_db()
+    tmp = tempfile.mkdtemp(prefix="bench-catalog-")
+    gunicorn = None
+    try:
+        user = get_user_model().objects.create_user("bench", password="bench-pw-1")
+        small = max(SCALE // 10, 100)
+        seed(small)
+        counts_small = count_queries(user)
+        seed_s = seed(SCALE)
+        counts_big = count_queries(user)
+        report.add(
+            f"catalog seed of {SCALE:,} services, {SCALE // 10:,} squads, {SCALE * 2:,} deps (COPY)",
+            seed_s,
+            "s",
+            note="bulk COPY + ANALYZE",
+        )
+        for name in counts_big:
+            report.add(
+                f"SQL queries per request: {name} at {SCALE:,} services",
+                counts_big[name],
+                "queries",
+                baseline=counts_small[name],
+                baseline_label=f"same request at {small:,} services",
+                target="equal (constant in catalog size)",
+                ok=counts_big[name] == counts_small[name],
+            )
+
+        client = Client()
+        client.force_login(user)
+        cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+        squad = Squad.objects.get(slug="squad-1")
+        _, raw = ApiToken.generate(squad=squad, name="bench", scopes=["catalog:write"])
+        bearer = {"Authorization": f"Bearer {raw}"}
+
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = open(Path(tmp) / "gunicorn.log", "ab")
+        gunicorn = start_gunicorn(DB_NAME, port, log)
+
+        rnd = random.Random(7)
+        cases = [
+            ("catalog page", [f"/catalog/?page={p}" for p in range(1, 21)], cookie, 0.35),
+            (
+                "catalog search",
+                [f"/catalog/?q={t.replace(' ', '+')}" for t in SEARCH_TERMS],
+                cookie,
+                None,
+            ),
+            (
+                "service page",
+                [f"/services/svc-{rnd.randint(1, SCALE):06d}/" for _ in range(50)],
+                cookie,
+                None,
+            ),
+            (
+                "API service list",
+                [f"/api/v1/services/?page={p}" for p in range(1, 21)],
+                bearer,
+                0.35,
+            ),
+        ]
+        for name, paths, headers, min_ratio in cases:
+            sizes = [len(fetch(base + p, headers)) for p in paths[:5]]
+            size = sum(sizes) // len(sizes)
+            for p in paths[:3]:
+                fetch(base + p, headers)
+            bare_path = f"/bench/bare/?bytes={size}"
+            bare_size = len(fetch(base + bare_path, cookie))
+            bare = wrk(base, [bare_path], cookie, tmp)
+            res = wrk(base, paths, headers, tmp)
+            note = (
+                f"{len(paths)} URLs, ~{size // 1024} KiB; bare view {bare_size // 1024} KiB; "
+                f"{WORKERS} gunicorn workers x {THREADS} threads, wrk {WORKERS * THREADS} connections"
+            )
+            report.add(
+                f"{name} throughput at {SCALE:,} services",
+                res["rps"],
+                "req/s",
+                baseline=bare["rps"],
+                baseline_label=BARE,
+                target=f"≥ {min_ratio}× bare" if min_ratio else "",
+                ok=(res["rps"] >= min_ratio * bare["rps"]) if min_ratio else None,
+                note=note,
+            )
+            report.add(
+                f"{name} p95 latency at {SCALE:,} services",
+                res["p95_ms"],
+                "ms",
+                baseline=bare["p95_ms"],
+                baseline_label=BARE,
+                target=f"< {limit_ms} ms",
+                ok=res["p95_ms"] < limit_ms,
+                note=note,
+            )
+    finally:
+        if gunicorn is not None and gunicorn.poll() is None:
+            os.killpg(gunicorn.pid, 15)
+            try:
+                gunicorn.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(gunicorn.pid, 9)
+                gunicorn.wait(5)
+        from django.db import connections
+
+        connections.close_all()
+        _drop_db(old)
+        shutil.rmtree(tmp, ignore_errors=True)
