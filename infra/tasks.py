@@ -20,14 +20,14 @@ def apply_run(run_id: int) -> str:
     return execute_apply(run_id)
 
 
-@shared_task(acks_late=True, time_limit=120)
+@shared_task(acks_late=True, soft_time_limit=100, time_limit=120)
 def reap_lost_runs() -> int:
     from infra.services import reap_lost_runs as reap
 
     return reap()
 
 
-@shared_task(acks_late=True, time_limit=300)
+@shared_task(acks_late=True, soft_time_limit=270, time_limit=300)
 def schedule_drift_checks() -> list:
     from infra.services import schedule_drift_checks as schedule
 
