@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.releases.conftest import deployer, paused_release, playback_api, webhook_env  # noqa: F401
+
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "2"))
 ROOT = Path(__file__).resolve().parents[2]
 LEDGER = []  # dicts: fault, injected, outcome, lost
@@ -170,7 +172,16 @@ def test_database_url():
 
 
 @pytest.fixture
-def gunicorn(transactional_db, tmp_path):
+def chaos_root(tmp_path, settings, monkeypatch):
+    """Workspaces (checkouts, Terraform state) under tmp_path, for this process and children."""
+    root = tmp_path / "workspaces"
+    monkeypatch.setenv("BACKLINE_WORKSPACE_ROOT", str(root))
+    settings.WORKSPACE_ROOT = root
+    return root
+
+
+@pytest.fixture
+def gunicorn(transactional_db, chaos_root, tmp_path):
     """A real gunicorn serving the test database."""
     from django.conf import settings
 
