@@ -34,7 +34,10 @@ def _analysis():
         "analysis": {
             "template": "golden-signals",
             "interval": 15 * s,
-            "count": 3,
+            "count": 4,
+            # `make run` starts the fleet, scraper and releases together: tolerate the first
+            # measurements seeing no canary traffic yet instead of pausing for a human
+            "inconclusive_limit": 2,
             # the bake (30 s) plus one interval: the first measurement sees only the new
             # version's traffic, none from before the deploy
             "window": 45 * s,
@@ -45,7 +48,7 @@ def _analysis():
 
 def demo_steps():
     s = _scale()
-    steps = [{"set_weight": 10}, {"pause": {"duration": 30 * s}}, _analysis(), {"pause": {}}]
+    steps = [{"set_weight": 10}, {"pause": {"duration": 45 * s}}, _analysis(), {"pause": {}}]
     for w in (25, 50):
         steps += [{"set_weight": w}, _analysis(), {"pause": {}}]
     return [*steps, {"set_weight": 100}, _analysis()]
