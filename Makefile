@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## System packages: Chromium (browser tests) and Prometheus (monitoring tests), via apt-get.
+## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench), via apt-get.
 deps: venv
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus || missing="$$missing prometheus"; \
 	fc-list 2>/dev/null | grep -qi dejavu || missing="$$missing fonts-dejavu-core"; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -63,10 +64,13 @@ fmt: venv
 	$(BIN)/ruff format .
 
 bench: venv deps services
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) -m tests.bench.run
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) -m tests.bench.run $(ARGS)
 
+## Fault tests: worker SIGKILLs, Redis and PostgreSQL restarts (private servers), crowds.
+## `make test` runs them too, in a short form (CHAOS_ROUNDS=2).
+CHAOS_ROUNDS ?= 20
 chaos: venv deps services
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache
