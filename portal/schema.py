@@ -16,14 +16,25 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
 
 from drf_spectacular.openapi import AutoSchema  # noqa: E402
+from drf_spectacular.utils import extend_schema_field  # noqa: E402
 from rest_framework import serializers  # noqa: E402
+
+
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "object", "additionalProperties": True}, {"type": "string"}],
+        "description": "Current state, on a 409: the resource's state object, or its status",
+    }
+)
+class CurrentStateField(serializers.JSONField):
+    pass
 
 
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid, not_found")
     message = serializers.CharField(help_text="What went wrong, for people")
     errors = serializers.DictField(required=False, help_text="Field errors, by field name")
-    current = serializers.DictField(required=False, help_text="Current state, on a 409")
+    current = CurrentStateField(required=False)
 
 
 ERROR_DESCRIPTIONS = {

@@ -73,12 +73,16 @@ def create_subscription(actor, *, squad, name, url, secret, event_types, active=
 
 def update_subscription(actor, sub, **fields):
     _require_squad_admin(actor, sub.squad, "manage event subscriptions")
+    new_squad = fields.get("squad")
+    if new_squad is not None and new_squad.pk != sub.squad_id:
+        # the subscription would receive that squad's events: needs the right there too
+        _require_squad_admin(actor, new_squad, "move a subscription to that squad")
     with transaction.atomic():
         changed = {}
         for key, value in fields.items():
             if getattr(sub, key) != value:
                 setattr(sub, key, value)
-                changed[key] = "***" if key == "secret" else value
+                changed[key] = "***" if key == "secret" else getattr(value, "slug", value)
         sub.save()
         if changed:
             audit.record(

@@ -17,7 +17,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
     services = serializers.SlugRelatedField(
         slug_field="slug", queryset=Service.objects.all(), many=True, required=False
     )
-    lock = RunRefSerializer(source="lock_run", read_only=True)
+    lock = RunRefSerializer(source="lock_run", read_only=True, allow_null=True)
     url = serializers.SerializerMethodField()
     slug = serializers.SlugField(max_length=100)
 
@@ -81,12 +81,22 @@ class WorkspaceSerializer(serializers.ModelSerializer):
 
 
 class VariableSerializer(serializers.ModelSerializer):
-    value = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    value = serializers.CharField(
+        allow_blank=True,
+        allow_null=True,
+        trim_whitespace=False,
+        help_text="null when the variable is sensitive (values are write-only then)",
+    )
 
     class Meta:
         model = Variable
         fields = ["id", "key", "value", "category", "sensitive", "description", "updated_at"]
         read_only_fields = ["id", "updated_at"]
+
+    def validate_value(self, value):
+        if value is None:
+            raise serializers.ValidationError("This field may not be null.")
+        return value
 
     def to_representation(self, obj):
         data = super().to_representation(obj)

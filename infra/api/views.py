@@ -79,7 +79,7 @@ class WorkspaceViewSet(
         methods=["post"], request=VariableSerializer, responses={201: VariableSerializer}
     )
     @extend_schema(methods=["get"], responses=VariableSerializer(many=True))
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filter_backends=[])
     def variables(self, request, slug=None):
         """Variables (Terraform or environment). Sensitive values are never returned."""
         ws = self.get_object()

@@ -71,13 +71,13 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             }
         )
 
-    @extend_schema(request=None, responses=PipelineRunSerializer)
+    @extend_schema(request=None, responses={202: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = services.cancel(self.get_object(), Actor.from_request(request, door="api"))
         return Response(PipelineRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=PipelineRunSerializer)
+    @extend_schema(request=None, responses={201: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
         new = services.rerun(
@@ -101,7 +101,11 @@ class ServiceRunsView(generics.ListAPIView):
         service = get_object_or_404(Service, slug=self.kwargs["slug"])
         return PipelineRun.objects.filter(service=service).select_related("service__owner")
 
-    @extend_schema(request=TriggerSerializer, responses=PipelineRunSerializer)
+    @extend_schema(
+        request=TriggerSerializer,
+        responses={201: PipelineRunSerializer, 200: PipelineRunSerializer},
+        description="201 with the new run; 200 with the existing run on an idempotent repeat.",
+    )
     def post(self, request, slug):
         service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
         ser = TriggerSerializer(data=request.data)
@@ -129,7 +133,7 @@ class ServiceSecretsView(APIView):
         secrets = PipelineSecret.objects.filter(service=service)
         return Response(PipelineSecretSerializer(secrets, many=True).data)
 
-    @extend_schema(request=PipelineSecretSerializer, responses=PipelineSecretSerializer)
+    @extend_schema(request=PipelineSecretSerializer, responses={201: PipelineSecretSerializer})
     def post(self, request, slug):
         service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
         ser = PipelineSecretSerializer(data=request.data)

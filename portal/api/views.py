@@ -125,7 +125,7 @@ class EventDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
         actor = Actor.from_request(self.request)
         return qs if actor.is_admin else qs.filter(subscription__squad_id__in=actor.squad_ids())
 
-    @extend_schema(request=None, responses=EventDeliverySerializer)
+    @extend_schema(request=None, responses={201: EventDeliverySerializer})
     @action(detail=True, methods=["post"])
     def redeliver(self, request, pk=None):
         new = events.redeliver(Actor.from_request(request, door="api"), self.get_object())

@@ -15,6 +15,21 @@ from squads.models import (
 )
 
 
+class LinkSerializer(serializers.Serializer):
+    """One catalog link; http(s) URLs only (they are rendered as hrefs)."""
+
+    url = serializers.URLField(max_length=500)
+    title = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    icon = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    type = serializers.CharField(required=False, allow_blank=True, max_length=100)
+
+    def to_representation(self, instance):
+        # stored links come from imports too: show them as they are, keys we know only
+        if not isinstance(instance, dict):
+            return {"url": str(instance)}
+        return {k: str(v) for k, v in instance.items() if k in self.fields and v is not None}
+
+
 class TribeSerializer(serializers.ModelSerializer):
     parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     squads = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
@@ -38,6 +53,7 @@ class SquadSerializer(serializers.ModelSerializer):
     tribe = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     members = MemberSerializer(source="memberships", many=True, read_only=True)
     services = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    links = LinkSerializer(many=True, required=False)
 
     class Meta:
         model = Squad
@@ -97,6 +113,7 @@ class ServiceSerializer(serializers.ModelSerializer):
         slug_field="slug", queryset=System.objects.all(), allow_null=True, required=False
     )
     tags = TagListField(required=False)
+    links = LinkSerializer(many=True, required=False)
     lifecycle = serializers.ChoiceField(choices=Lifecycle.choices, required=False)
     tier = serializers.ChoiceField(choices=[1, 2, 3], required=False)
     dependencies = DependencyRefSerializer(many=True, read_only=True)

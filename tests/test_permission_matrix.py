@@ -1,0 +1,1042 @@
+"""Permission matrix: every mutating endpoint (API and HTML POST) × every persona, exact codes.
+
+Personas: ``member`` (alice, lead of the owning squad ``playback``), ``other`` (bob, member of
+``search``), ``viewer`` (charlie, signed in, no squad), ``admin`` (org admin), ``token`` (a
+``playback`` token with the scope the endpoint needs), ``token_noscope`` (a ``playback`` token
+with every other scope except ``admin``), ``expired`` (the scoped token, expired), ``anon``, and
+``csrf`` (alice's session without the CSRF token: every session POST must be refused).
+
+Each row builds the objects its action needs in the right state, so the allowed cases really
+succeed; every case also checks the effect: an allowed action writes its audit event (or the
+row's own ``changed`` check holds), a refused one changes nothing. ``test_matrix_covers_...``
+fails when an operation of the OpenAPI schema or an HTML URL accepting POST has no row.
+"""
+
+import inspect
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from infra.models import TerraformRun, Variable, Workspace
+from monitoring.models import AlertRule, NotificationChannel
+from pipelines.models import PipelineRun, PipelineSecret
+from pipelines.releases.models import Environment, Release
+from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
+from squads.models import Dependency
+from tests.factories import ServiceFactory
+
+PERSONAS = [
+    "member",
+    "other",
+    "viewer",
+    "admin",
+    "token",
+    "token_noscope",
+    "expired",
+    "anon",
+    "csrf",
+]
+PAUSING = [{"set_weight": 10}, {"pause": {}}, {"set_weight": 30}, {"pause": {}}]
+SPEC = "stages: [{name: build, steps: [{name: compile, run: 'true'}]}]\n"
+MAIN_TF = 'output "hello" {\n  value = "world"\n}\n'
+
+
+# --- the world every row starts from ------------------------------------------------------------
+class World:
+    def __init__(self, squad, other_squad, alice, bob, charlie, admin_user):
+        self.squad, self.other_squad = squad, other_squad
+        self.users = {"member": alice, "other": bob, "viewer": charlie, "admin": admin_user}
+        self.svc = ServiceFactory(slug="playback-api", name="Playback API", owner=squad)
+        self.other_svc = ServiceFactory(slug="search-api", name="Search API", owner=other_squad)
+
+    # objects, made on demand by the rows
+    def run(self, status="running"):
+        n = PipelineRun.objects.filter(service=self.svc).count() + 1
+        return PipelineRun.objects.create(
+            service=self.svc,
+            number=n,
+            status=status,
+            ref="main",
+            commit_sha="a" * 40,
+            finished_at=None if status in ("queued", "running") else timezone.now(),
+        )
+
+    def env(self):
+        return Environment.objects.update_or_create(
+            name="staging", defaults={"driver": "local", "driver_config": {}}
+        )[0]
+
+    def release(self, status="paused"):
+        return Release.objects.create(
+            service=self.svc,
+            environment=self.env(),
+            version="1.2.3",
+            strategy=PAUSING,
+            status=status,
+            step_index=1,
+            weight=10,
+            desired_weight=10,
+            started_at=timezone.now(),
+            finished_at=None if status in ("paused", "progressing") else timezone.now(),
+        )
+
+    def workspace(self, slug="net"):
+        return Workspace.objects.create(
+            slug=slug, name=slug.title(), owner=self.squad, files={"main.tf": MAIN_TF}
+        )
+
+    def tf_run(self, status="planned"):
+        ws = self.workspace()
+        run = TerraformRun.objects.create(
+            workspace=ws,
+            number=1,
+            status=status,
+            planned_at=timezone.now() if status == "planned" else None,
+            has_changes=True if status == "planned" else None,
+        )
+        if status == "planned":
+            ws.lock_run = run
+            ws.locked_at = timezone.now()
+            ws.save(update_fields=["lock_run", "locked_at"])
+        return run
+
+    def locked_workspace(self):
+        return self.tf_run("planned").workspace
+
+    def variable(self):
+        ws = self.workspace()
+        return Variable.objects.create(workspace=ws, key="region", value="eu-west-1")
+
+    def rule(self):
+        return AlertRule.objects.create(
+            service=self.svc, name="errors", signal="error_ratio", threshold=0.05
+        )
+
+    def channel(self):
+        return NotificationChannel.objects.create(
+            squad=self.squad, name="pager", kind="webhook", url="http://127.0.0.1:9/alerts"
+        )
+
+    def subscription(self):
+        return EventSubscription.objects.create(
+            squad=self.squad,
+            name="bot",
+            url="http://127.0.0.1:9/hook",
+            secret="topsecret1",
+            event_types=["catalog.*"],
+        )
+
+    def delivery(self):
+        return EventDelivery.objects.create(
+            subscription=self.subscription(),
+            delivery_id=uuid.uuid4(),
+            event_type="catalog.service.updated",
+            payload={"service": "playback-api"},
+            status="failed",
+        )
+
+    def secret(self):
+        return PipelineSecret.objects.create(service=self.svc, name="NPM_TOKEN", value="s3cret-1")
+
+    def dependency(self):
+        return Dependency.objects.create(source=self.svc, target_service=self.other_svc)
+
+    def bot_token(self):
+        return ApiToken.generate(squad=self.squad, name="old-bot", scopes=["catalog:write"])[0]
+
+
+CATALOG_YAML = """\
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: playback-imported
+spec:
+  type: service
+  lifecycle: production
+  owner: group:default/playback
+"""
+
+
+@dataclass
+class Row:
+    """One mutating endpoint. ``key`` is "METHOD route": the OpenAPI path for the API, the URL
+    pattern for HTML. ``make(w)`` builds what the action needs and returns ``(url, data)``."""
+
+    key: str
+    scope: str
+    make: Callable
+    ok: int  # the allowed answer
+    html: bool = False
+    fmt: str = "json"
+    deny: int | None = None  # refused person (other squad / viewer); default 403
+    deny_viewer: int | None = None
+    changed: Callable | None = None  # (w, ctx) -> bool; default: an audit event was written
+    admin_only: bool = False  # org admins (or an 'admin' token) only
+    anon: int | None = None  # HTML default 302 to /login/, API 401
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def method(self):
+        return self.key.split(" ", 1)[0].lower()
+
+    @property
+    def route(self):
+        return self.key.split(" ", 1)[1]
+
+
+def _api(key, scope, make, ok, **kw):
+    return Row(key=key, scope=scope, make=make, ok=ok, **kw)
+
+
+def _html(key, scope, make, ok=302, deny=302, **kw):
+    """HTML forms answer a refusal the way they answer success: a redirect (or the page again)
+    with the reason as a message; ``changed`` proves nothing happened."""
+    return Row(key=key, scope=scope, make=make, ok=ok, deny=deny, html=True, fmt="multipart", **kw)
+
+
+A = "/api/v1"
+
+
+def _svc_body(w):
+    return {"slug": "playback-new", "name": "Playback New", "owner": "playback"}
+
+
+API_ROWS = [
+    # catalog
+    _api(
+        "POST /api/v1/services/", "catalog:write", lambda w: (f"{A}/services/", _svc_body(w)), 201
+    ),
+    _api(
+        "PUT /api/v1/services/{slug}/",
+        "catalog:write",
+        lambda w: (
+            f"{A}/services/playback-api/",
+            {"slug": "playback-api", "name": "Playback API v2", "owner": "playback"},
+        ),
+        200,
+    ),
+    _api(
+        "PATCH /api/v1/services/{slug}/",
+        "catalog:write",
+        lambda w: (f"{A}/services/playback-api/", {"description": "Streams audio"}),
+        200,
+    ),
+    _api(
+        "DELETE /api/v1/services/{slug}/",
+        "catalog:write",
+        lambda w: (f"{A}/services/playback-api/", None),
+        204,
+    ),
+    _api(
+        "PUT /api/v1/squads/{slug}/",
+        "catalog:write",
+        lambda w: (f"{A}/squads/playback/", {"name": "Playback", "mission": "Play it all"}),
+        200,
+    ),
+    _api(
+        "PATCH /api/v1/squads/{slug}/",
+        "catalog:write",
+        lambda w: (f"{A}/squads/playback/", {"mission": "Play everything"}),
+        200,
+    ),
+    _api(
+        "POST /api/v1/dependencies/",
+        "catalog:write",
+        lambda w: (
+            f"{A}/dependencies/",
+            {"source": "playback-api", "target_service": "search-api"},
+        ),
+        201,
+    ),
+    _api(
+        "DELETE /api/v1/dependencies/{id}/",
+        "catalog:write",
+        lambda w: (f"{A}/dependencies/{w.dependency().pk}/", None),
+        204,
+    ),
+    _api(
+        "POST /api/v1/catalog/import",
+        "catalog:write",
+        lambda w: (f"{A}/catalog/import", CATALOG_YAML),
+        200,
+        fmt="yaml",
+    ),
+    # tokens and events
+    _api(
+        "POST /api/v1/tokens/",
+        "admin",
+        lambda w: (f"{A}/tokens/", {"squad": "playback", "name": "ci", "scopes": []}),
+        201,
+        notes="people: squad members and admins; tokens: 'admin' scope only",
+    ),
+    _api(
+        "POST /api/v1/tokens/{id}/revoke/",
+        "admin",
+        lambda w: (f"{A}/tokens/{w.bot_token().pk}/revoke/", None),
+        200,
+        deny=404,
+        notes="other squads' tokens are invisible (404)",
+    ),
+    _api(
+        "POST /api/v1/event-subscriptions/",
+        "catalog:write",
+        lambda w: (
+            f"{A}/event-subscriptions/",
+            {
+                "squad": "playback",
+                "name": "bot",
+                "url": "http://127.0.0.1:9/hook",
+                "secret": "topsecret1",
+                "event_types": ["catalog.*"],
+            },
+        ),
+        201,
+    ),
+    _api(
+        "PUT /api/v1/event-subscriptions/{id}/",
+        "catalog:write",
+        lambda w: (
+            f"{A}/event-subscriptions/{w.subscription().pk}/",
+            {
+                "squad": "playback",
+                "name": "bot2",
+                "url": "http://127.0.0.1:9/hook2",
+                "secret": "topsecret2",
+                "event_types": ["pipeline.*"],
+            },
+        ),
+        200,
+        deny=404,
+        notes="other squads' subscriptions are invisible (404)",
+    ),
+    _api(
+        "PATCH /api/v1/event-subscriptions/{id}/",
+        "catalog:write",
+        lambda w: (f"{A}/event-subscriptions/{w.subscription().pk}/", {"name": "renamed"}),
+        200,
+        deny=404,
+    ),
+    _api(
+        "DELETE /api/v1/event-subscriptions/{id}/",
+        "catalog:write",
+        lambda w: (f"{A}/event-subscriptions/{w.subscription().pk}/", None),
+        204,
+        deny=404,
+    ),
+    _api(
+        "POST /api/v1/event-deliveries/{id}/redeliver/",
+        "catalog:write",
+        lambda w: (f"{A}/event-deliveries/{w.delivery().pk}/redeliver/", None),
+        201,
+        deny=404,
+    ),
+    # pipelines
+    _api(
+        "POST /api/v1/services/{slug}/runs/",
+        "pipelines:run",
+        lambda w: (f"{A}/services/playback-api/runs/", {"ref": "main"}),
+        201,
+    ),
+    _api(
+        "POST /api/v1/runs/{id}/cancel/",
+        "pipelines:run",
+        lambda w: (f"{A}/runs/{w.run('running').pk}/cancel/", None),
+        202,
+    ),
+    _api(
+        "POST /api/v1/runs/{id}/rerun/",
+        "pipelines:run",
+        lambda w: (f"{A}/runs/{w.run('failed').pk}/rerun/", None),
+        201,
+    ),
+    _api(
+        "POST /api/v1/services/{slug}/pipeline-secrets/",
+        "pipelines:run",
+        lambda w: (
+            f"{A}/services/playback-api/pipeline-secrets/",
+            {"name": "NPM_TOKEN", "value": "s3cret-1"},
+        ),
+        201,
+    ),
+    _api(
+        "DELETE /api/v1/services/{slug}/pipeline-secrets/{name}/",
+        "pipelines:run",
+        lambda w: (f"{A}/services/playback-api/pipeline-secrets/{w.secret().name}/", None),
+        204,
+    ),
+    _api(
+        "PUT /api/v1/services/{slug}/pipeline-spec/",
+        "pipelines:run",
+        lambda w: (f"{A}/services/playback-api/pipeline-spec/", {"spec": SPEC}),
+        200,
+    ),
+    # releases
+    _api(
+        "POST /api/v1/releases/",
+        "releases:promote",
+        lambda w: (
+            f"{A}/releases/",
+            {"service": "playback-api", "version": "2.0.0", "environment": w.env().name},
+        ),
+        201,
+    ),
+    _api(
+        "POST /api/v1/releases/{id}/promote/",
+        "releases:promote",
+        lambda w: (f"{A}/releases/{w.release().pk}/promote/", {}),
+        200,
+    ),
+    _api(
+        "POST /api/v1/releases/{id}/promote-full/",
+        "releases:promote",
+        lambda w: (f"{A}/releases/{w.release().pk}/promote-full/", None),
+        200,
+    ),
+    _api(
+        "POST /api/v1/releases/{id}/abort/",
+        "releases:promote",
+        lambda w: (f"{A}/releases/{w.release().pk}/abort/", {"reason": "matrix"}),
+        200,
+    ),
+    _api(
+        "POST /api/v1/releases/{id}/retry/",
+        "releases:promote",
+        lambda w: (f"{A}/releases/{w.release('aborted').pk}/retry/", None),
+        200,
+    ),
+    # infrastructure
+    _api(
+        "POST /api/v1/workspaces/",
+        "infra:apply",
+        lambda w: (
+            f"{A}/workspaces/",
+            {"slug": "net2", "owner": "playback", "files": {"main.tf": MAIN_TF}},
+        ),
+        201,
+    ),
+    _api(
+        "PUT /api/v1/workspaces/{slug}/",
+        "infra:apply",
+        lambda w: (
+            f"{A}/workspaces/{w.workspace().slug}/",
+            {"slug": "net", "name": "Net 2", "owner": "playback", "files": {"main.tf": MAIN_TF}},
+        ),
+        200,
+    ),
+    _api(
+        "PATCH /api/v1/workspaces/{slug}/",
+        "infra:apply",
+        lambda w: (f"{A}/workspaces/{w.workspace().slug}/", {"description": "the network"}),
+        200,
+    ),
+    _api(
+        "POST /api/v1/workspaces/{slug}/force-unlock/",
+        "admin",
+        lambda w: (f"{A}/workspaces/{w.locked_workspace().slug}/force-unlock/", None),
+        200,
+        admin_only=True,
+    ),
+    _api(
+        "POST /api/v1/workspaces/{slug}/runs/",
+        "infra:apply",
+        lambda w: (f"{A}/workspaces/{w.workspace().slug}/runs/", {"message": "matrix"}),
+        201,
+    ),
+    _api(
+        "POST /api/v1/workspaces/{slug}/variables/",
+        "infra:apply",
+        lambda w: (
+            f"{A}/workspaces/{w.workspace().slug}/variables/",
+            {"key": "region", "value": "eu-north-1", "category": "terraform"},
+        ),
+        201,
+    ),
+    _api(
+        "PATCH /api/v1/workspaces/{slug}/variables/{var_id}/",
+        "infra:apply",
+        lambda w: (
+            (v := w.variable()) and f"{A}/workspaces/{v.workspace.slug}/variables/{v.pk}/",
+            {"value": "us-east-1"},
+        ),
+        200,
+    ),
+    _api(
+        "DELETE /api/v1/workspaces/{slug}/variables/{var_id}/",
+        "infra:apply",
+        lambda w: (
+            (v := w.variable()) and f"{A}/workspaces/{v.workspace.slug}/variables/{v.pk}/",
+            None,
+        ),
+        204,
+    ),
+    _api(
+        "POST /api/v1/terraform-runs/{id}/apply/",
+        "infra:apply",
+        lambda w: (f"{A}/terraform-runs/{w.tf_run('planned').pk}/apply/", None),
+        200,
+    ),
+    _api(
+        "POST /api/v1/terraform-runs/{id}/discard/",
+        "infra:apply",
+        lambda w: (f"{A}/terraform-runs/{w.tf_run('planned').pk}/discard/", {"reason": "no"}),
+        200,
+    ),
+    _api(
+        "POST /api/v1/terraform-runs/{id}/cancel/",
+        "infra:apply",
+        lambda w: (f"{A}/terraform-runs/{w.tf_run('pending').pk}/cancel/", None),
+        200,
+    ),
+    # alerts
+    _api(
+        "POST /api/v1/alert-rules/",
+        "alerts:write",
+        lambda w: (
+            f"{A}/alert-rules/",
+            {
+                "service": "playback-api",
+                "name": "errors",
+                "signal": "error_ratio",
+                "comparison": ">",
+                "threshold": 0.05,
+            },
+        ),
+        201,
+    ),
+    _api(
+        "PUT /api/v1/alert-rules/{id}/",
+        "alerts:write",
+        lambda w: (
+            f"{A}/alert-rules/{w.rule().pk}/",
+            {
+                "service": "playback-api",
+                "name": "errors",
+                "signal": "error_ratio",
+                "comparison": ">",
+                "threshold": 0.1,
+            },
+        ),
+        200,
+    ),
+    _api(
+        "PATCH /api/v1/alert-rules/{id}/",
+        "alerts:write",
+        lambda w: (f"{A}/alert-rules/{w.rule().pk}/", {"threshold": 0.2}),
+        200,
+    ),
+    _api(
+        "DELETE /api/v1/alert-rules/{id}/",
+        "alerts:write",
+        lambda w: (f"{A}/alert-rules/{w.rule().pk}/", None),
+        204,
+    ),
+    _api(
+        "POST /api/v1/alert-channels/",
+        "alerts:write",
+        lambda w: (
+            f"{A}/alert-channels/",
+            {
+                "squad": "playback",
+                "name": "pager",
+                "kind": "webhook",
+                "url": "http://127.0.0.1:9/alerts",
+            },
+        ),
+        201,
+    ),
+    _api(
+        "DELETE /api/v1/alert-channels/{id}/",
+        "alerts:write",
+        lambda w: (f"{A}/alert-channels/{w.channel().pk}/", None),
+        204,
+    ),
+]
+
+
+HTML_ROWS = [
+    # portal
+    _html(
+        "POST tokens/",
+        "catalog:write",
+        lambda w: ("/tokens/", {"squad": "playback", "name": "ci", "expires_in_days": ""}),
+        ok=200,
+        changed=lambda w, ctx: ApiToken.objects.filter(name="ci").exists(),
+    ),
+    _html(
+        "POST tokens/<int:pk>/revoke",
+        "catalog:write",
+        lambda w: (f"/tokens/{w.bot_token().pk}/revoke", {}),
+    ),
+    _html(
+        "POST events/",
+        "catalog:write",
+        lambda w: (
+            "/events/",
+            {
+                "squad": "playback",
+                "name": "bot",
+                "url": "http://127.0.0.1:9/hook",
+                "secret": "topsecret1",
+                "event_types": ["catalog.*"],
+            },
+        ),
+    ),
+    _html(
+        "POST events/deliveries/<int:pk>/redeliver",
+        "catalog:write",
+        lambda w: (f"/events/deliveries/{w.delivery().pk}/redeliver", {}),
+    ),
+    # catalog
+    _html(
+        "POST catalog/import/",
+        "catalog:write",
+        lambda w: ("/catalog/import/", {"yaml": CATALOG_YAML}),
+        ok=200,
+    ),
+    _html(
+        "POST services/<slug:slug>/edit/",
+        "catalog:write",
+        lambda w: (
+            "/services/playback-api/edit/",
+            {
+                "name": "Playback API",
+                "description": "Streams audio",
+                "type": "service",
+                "lifecycle": "production",
+                "tier": "2",
+                "default_branch": "main",
+                "owner": str(w.squad.pk),
+                "tags_text": "audio",
+            },
+        ),
+    ),
+    # pipelines
+    _html(
+        "POST pipelines/runs/<int:pk>/cancel",
+        "pipelines:run",
+        lambda w: (f"/pipelines/runs/{w.run('running').pk}/cancel", {}),
+    ),
+    _html(
+        "POST pipelines/runs/<int:pk>/rerun",
+        "pipelines:run",
+        lambda w: (f"/pipelines/runs/{w.run('failed').pk}/rerun", {}),
+    ),
+    _html(
+        "POST pipelines/services/<slug:slug>/run",
+        "pipelines:run",
+        lambda w: ("/pipelines/services/playback-api/run", {"ref": "main"}),
+    ),
+    _html(
+        "POST pipelines/services/<slug:slug>/spec",
+        "pipelines:run",
+        lambda w: ("/pipelines/services/playback-api/spec", {"spec": SPEC}),
+    ),
+    _html(
+        "POST pipelines/services/<slug:slug>/secrets",
+        "pipelines:run",
+        lambda w: (
+            "/pipelines/services/playback-api/secrets",
+            {"name": "NPM_TOKEN", "value": "s3cret-1"},
+        ),
+    ),
+    _html(
+        "POST pipelines/services/<slug:slug>/secrets/<str:name>/delete",
+        "pipelines:run",
+        lambda w: (f"/pipelines/services/playback-api/secrets/{w.secret().name}/delete", {}),
+    ),
+    # releases
+    _html(
+        "POST releases/services/<slug:slug>/start",
+        "releases:promote",
+        lambda w: (
+            "/releases/services/playback-api/start",
+            {"environment": w.env().name, "version": "2.0.0"},
+        ),
+    ),
+    _html(
+        "POST releases/<int:pk>/promote",
+        "releases:promote",
+        lambda w: (f"/releases/{w.release().pk}/promote", {}),
+    ),
+    _html(
+        "POST releases/<int:pk>/promote-full",
+        "releases:promote",
+        lambda w: (f"/releases/{w.release().pk}/promote-full", {}),
+    ),
+    _html(
+        "POST releases/<int:pk>/abort",
+        "releases:promote",
+        lambda w: (f"/releases/{w.release().pk}/abort", {}),
+    ),
+    _html(
+        "POST releases/<int:pk>/retry",
+        "releases:promote",
+        lambda w: (f"/releases/{w.release('aborted').pk}/retry", {}),
+    ),
+    # infrastructure
+    _html(
+        "POST infra/new",
+        "infra:apply",
+        lambda w: (
+            "/infra/new",
+            {
+                "slug": "net2",
+                "name": "Net 2",
+                "owner": "playback",
+                "source": "stored",
+                "main_tf": MAIN_TF,
+            },
+        ),
+    ),
+    _html(
+        "POST infra/<slug:slug>/edit",
+        "infra:apply",
+        lambda w: (
+            f"/infra/{w.workspace().slug}/edit",
+            {
+                "slug": "net",
+                "name": "Net 2",
+                "owner": "playback",
+                "source": "stored",
+                "main_tf": MAIN_TF,
+            },
+        ),
+    ),
+    _html(
+        "POST infra/<slug:slug>/plan",
+        "infra:apply",
+        lambda w: (f"/infra/{w.workspace().slug}/plan", {"message": "matrix"}),
+    ),
+    _html(
+        "POST infra/<slug:slug>/drift-check",
+        "infra:apply",
+        lambda w: (f"/infra/{w.workspace().slug}/drift-check", {}),
+    ),
+    _html(
+        "POST infra/<slug:slug>/unlock",
+        "admin",
+        lambda w: (f"/infra/{w.locked_workspace().slug}/unlock", {}),
+        admin_only=True,
+    ),
+    _html(
+        "POST infra/<slug:slug>/variables",
+        "infra:apply",
+        lambda w: (
+            f"/infra/{w.workspace().slug}/variables",
+            {"key": "region", "value": "eu-north-1", "category": "terraform"},
+        ),
+    ),
+    _html(
+        "POST infra/<slug:slug>/variables/<int:pk>/delete",
+        "infra:apply",
+        lambda w: (
+            (v := w.variable()) and f"/infra/{v.workspace.slug}/variables/{v.pk}/delete",
+            {},
+        ),
+    ),
+    _html(
+        "POST infra/runs/<int:pk>/apply",
+        "infra:apply",
+        lambda w: (f"/infra/runs/{w.tf_run('planned').pk}/apply", {}),
+    ),
+    _html(
+        "POST infra/runs/<int:pk>/discard",
+        "infra:apply",
+        lambda w: (f"/infra/runs/{w.tf_run('planned').pk}/discard", {"reason": "no"}),
+    ),
+    _html(
+        "POST infra/runs/<int:pk>/cancel",
+        "infra:apply",
+        lambda w: (f"/infra/runs/{w.tf_run('pending').pk}/cancel", {}),
+    ),
+    # alerts
+    _html(
+        "POST dashboards/services/<slug:slug>/rules",
+        "alerts:write",
+        lambda w: (
+            "/dashboards/services/playback-api/rules",
+            {
+                "name": "errors",
+                "signal": "error_ratio",
+                "track": "stable",
+                "comparison": ">",
+                "threshold": "0.05",
+                "window_seconds": "60",
+                "for_seconds": "0",
+                "severity": "warning",
+            },
+        ),
+    ),
+    _html(
+        "POST alerts/rules/<int:pk>/delete",
+        "alerts:write",
+        lambda w: (f"/alerts/rules/{w.rule().pk}/delete", {}),
+    ),
+    _html(
+        "POST alerts/channels/",
+        "alerts:write",
+        lambda w: (
+            "/alerts/channels/",
+            {
+                "squad": "playback",
+                "name": "pager",
+                "kind": "webhook",
+                "url": "http://127.0.0.1:9/alerts",
+                "min_severity": "info",
+            },
+        ),
+    ),
+]
+
+# How each HTML form answers a refusal (default: a redirect with the reason as a message).
+HTML_DENY = {
+    "POST tokens/": 200,  # the page again, with the reason
+    "POST events/": 200,
+    "POST catalog/import/": 200,
+    "POST infra/new": 200,  # the form again: the owner must be one of the person's squads
+    "POST infra/<slug:slug>/edit": 200,
+    "POST services/<slug:slug>/edit/": 403,
+    "POST releases/services/<slug:slug>/start": 403,
+    "POST releases/<int:pk>/promote": 403,
+    "POST releases/<int:pk>/promote-full": 403,
+    "POST releases/<int:pk>/abort": 403,
+    "POST releases/<int:pk>/retry": 403,
+}
+# Release buttons are HTMX: no session answers 401 (a redirect would be swapped into the page).
+HTML_NO_SESSION = {k: 401 for k in HTML_DENY if k.startswith("POST releases/")}
+for _row in HTML_ROWS:
+    _row.deny = HTML_DENY.get(_row.key, _row.deny)
+    _row.anon = HTML_NO_SESSION.get(_row.key)
+
+# HTML routes that accept POST but are not actions on a squad's things, and why.
+HTML_EXEMPT = {
+    "POST logout/": "Django's LogoutView: ends the caller's own session (CSRF-protected)",
+    "POST login/": "the sign-in form",
+    "POST hooks/github": "inbound GitHub webhook: HMAC-signed, no session (tests/pipelines)",
+    "POST hooks/github/": "same view as hooks/github",
+    "POST hooks/terraform": "inbound Terraform repository webhook: HMAC-signed, no session",
+}
+
+ROWS = {r.key: r for r in API_ROWS + HTML_ROWS}
+
+
+# --- expected answers ---------------------------------------------------------------------------
+def expected(row: Row, persona: str) -> tuple[int, bool]:
+    """(status code, whether the action takes effect)."""
+    if row.html:
+        if persona in ("token", "token_noscope", "expired", "anon"):
+            return (row.anon or 302), False  # HTML uses sessions: a bearer token is no one
+        if persona == "csrf":
+            return 403, False
+    else:
+        if persona in ("expired", "anon"):
+            return 401, False
+        if persona == "csrf":
+            return 403, False
+        if persona == "token":
+            return row.ok, True
+        if persona == "token_noscope":
+            return 403, False
+    if persona == "admin":
+        return row.ok, True
+    if persona == "member":
+        if row.admin_only:
+            return (row.deny_viewer or row.deny or 403), False
+        return row.ok, True
+    if persona == "viewer":
+        return (row.deny_viewer or row.deny or 403), False
+    return (row.deny or 403), False  # other
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    # instantiated before the personas: PBKDF2 for four users would cost a second per case
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(settings, tmp_path, squad, other_squad, alice, bob, charlie, admin_user):
+    settings.WORKSPACE_ROOT = tmp_path / "workspaces"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    return World(squad, other_squad, alice, bob, charlie, admin_user)
+
+
+def client_as(world, row, persona):
+    if persona == "csrf":
+        c = APIClient(enforce_csrf_checks=True)
+        c.force_login(world.users["member"])
+        return c
+    c = APIClient()
+    if persona in world.users:
+        c.force_login(world.users[persona])
+        return c
+    if persona == "anon":
+        return c
+    scopes = [row.scope]
+    expires = None
+    if persona == "token_noscope":
+        scopes = [s for s in SCOPE_NAMES if s not in (row.scope, "admin")]
+    if persona == "expired":
+        expires = timezone.now() - timedelta(minutes=1)
+    _, raw = ApiToken.generate(
+        squad=world.squad, name=f"matrix-{persona}", scopes=scopes, expires_at=expires
+    )
+    c.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return c
+
+
+def _send(client, row, url, data):
+    if row.html:
+        return client.post(url, data or {})
+    if row.fmt == "yaml":
+        return client.generic(
+            row.method.upper(), url, data.encode(), content_type="application/yaml"
+        )
+    return getattr(client, row.method)(url, data, format="json")
+
+
+CASES = [(k, p) for k in ROWS for p in PERSONAS]
+
+
+@pytest.mark.parametrize("key,persona", CASES, ids=[f"{k} | {p}" for k, p in CASES])
+def test_permission_matrix(world, key, persona):
+    row = ROWS[key]
+    url, data = row.make(world)
+    client = client_as(world, row, persona)
+    audit_before = AuditEvent.objects.count()
+    ctx = {"audit_before": audit_before}
+    resp = _send(client, row, url, data)
+    want_code, want_effect = expected(row, persona)
+    body = resp.content[:600].decode("utf-8", "replace")
+    assert resp.status_code == want_code, (
+        f"{key} as {persona}: {resp.status_code}, expected {want_code}\n{body}"
+    )
+    if row.html and want_code == 302 and persona in ("token", "token_noscope", "expired", "anon"):
+        assert resp["Location"].startswith("/login/"), resp["Location"]
+    if row.changed is not None:
+        effect = row.changed(world, ctx)
+    else:
+        effect = AuditEvent.objects.count() > audit_before
+    assert effect == want_effect, (
+        f"{key} as {persona}: effect {effect}, expected {want_effect} (code {resp.status_code})"
+        f"\n{body}"
+    )
+
+
+# --- nothing slips through ----------------------------------------------------------------------
+def _schema_operations():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    ops = set()
+    for path, item in schema["paths"].items():
+        for method in item:
+            if method in ("post", "put", "patch", "delete"):
+                ops.add(f"{method.upper()} {path}")
+    return ops
+
+
+def _walk(patterns, prefix=""):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, prefix + str(p.pattern))
+        elif isinstance(p, URLPattern):
+            yield prefix + str(p.pattern), p
+
+
+POST_MARKERS = re.compile(
+    r"require_POST|require_http_methods|request\.method\s*==\s*[\"']POST|request\.POST"
+    r"|request\.FILES|def post\b|def form_valid\b"
+)
+
+
+def _html_post_routes():
+    routes = set()
+    for route, pattern in _walk(get_resolver().url_patterns):
+        if route.startswith(("api/", "admin/")):
+            continue
+        view = pattern.callback
+        target = getattr(view, "view_class", None) or view
+        try:
+            src = inspect.getsource(target)
+        except (OSError, TypeError):
+            src = ""
+        if getattr(view, "view_class", None) is not None:
+            # class-based: any post() in its MRO (LoginView/LogoutView's come from Django)
+            if any("post" in vars(k) for k in view.view_class.__mro__ if k is not object):
+                routes.add(f"POST {route}")
+            continue
+        if POST_MARKERS.search(src):
+            routes.add(f"POST {route}")
+    return routes
+
+
+def test_matrix_covers_every_mutating_api_operation():
+    missing = sorted(_schema_operations() - set(ROWS))
+    assert not missing, "mutating API operations with no row in the permission matrix:\n" + (
+        "\n".join(missing)
+    )
+
+
+def test_matrix_covers_every_html_post():
+    routes = _html_post_routes()
+    assert "POST services/<slug:slug>/edit/" in routes  # the detector sees form views
+    missing = sorted(routes - set(ROWS) - set(HTML_EXEMPT))
+    assert not missing, "HTML URLs accepting POST with no row in the permission matrix:\n" + (
+        "\n".join(missing)
+    )
+    stale = sorted(k for k in ROWS if ROWS[k].html and k not in routes)
+    assert not stale, f"matrix rows for routes that no longer accept POST: {stale}"
+
+
+# --- moving things between squads needs the right on both sides ---------------------------------
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_a_subscription_cannot_be_moved_to_a_squad_the_actor_does_not_belong_to(
+    world, method, make_token
+):
+    sub = world.subscription()
+    body = {"squad": "search"}
+    if method == "put":
+        body.update(name="bot", url=sub.url, secret="topsecret1", event_types=["catalog.*"])
+    c = APIClient()
+    c.force_login(world.users["member"])
+    resp = getattr(c, method)(f"/api/v1/event-subscriptions/{sub.pk}/", body, format="json")
+    assert resp.status_code == 403, resp.content
+    token = APIClient()
+    token.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(world.squad, ['catalog:write'])}")
+    resp = getattr(token, method)(f"/api/v1/event-subscriptions/{sub.pk}/", body, format="json")
+    assert resp.status_code == 403, resp.content
+    sub.refresh_from_db()
+    assert sub.squad_id == world.squad.pk
+    admin = APIClient()
+    admin.force_login(world.users["admin"])
+    resp = getattr(admin, method)(f"/api/v1/event-subscriptions/{sub.pk}/", body, format="json")
+    assert resp.status_code == 200, resp.content
+    sub.refresh_from_db()
+    assert sub.squad_id == world.other_squad.pk
+
+
+@pytest.mark.parametrize(
+    "url,body",
+    [
+        ("/api/v1/services/playback-api/", {"owner": "search"}),
+        ("/api/v1/workspaces/net/", {"owner": "search"}),
+    ],
+)
+def test_handing_a_service_or_workspace_to_another_squad_needs_that_squad(world, url, body):
+    world.workspace()
+    c = APIClient()
+    c.force_login(world.users["member"])
+    assert c.patch(url, body, format="json").status_code == 403
+    bob = APIClient()
+    bob.force_login(world.users["other"])
+    assert bob.patch(url, body, format="json").status_code == 403
