@@ -12,16 +12,14 @@ import logging
 import os
 import shutil
 import socket
-import time
 from pathlib import Path
 
 from django.conf import settings
-from django.utils import timezone
 
 from infra import services
 from infra.models import DriftStatus, LogChunk, RunStatus, TerraformRun, Variable, Workspace
 from infra.planparse import SENSITIVE, PlanParseError, parse_plan, show, state_outputs
-from pipelines.executor import run_process
+from pipelines.executor import WatchedRun, run_process
 from portal.actors import Actor
 
 log = logging.getLogger(__name__)
@@ -145,16 +143,14 @@ def json_document(text: str):
 
 
 # --- the run log --------------------------------------------------------------------------------
-class RunLog:
+class RunLog(WatchedRun):
     """Appends masked, rendered text to the run's log; refreshes the heartbeat; sees cancels."""
 
+    model = TerraformRun
+
     def __init__(self, run, phase_status):
-        self.run_id = run.pk
+        self.init_watch(run.pk, phase_status)
         self.size = run.log_size
-        self.status = phase_status
-        self.gone = False
-        self._cancel = False
-        self._checked = 0.0
 
     def write(self, text: str):
         if not text:
@@ -163,32 +159,7 @@ class RunLog:
         size = len(text.encode())
         LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
         self.size += size
-        if not TerraformRun.objects.filter(pk=self.run_id, status=self.status).update(
-            log_size=self.size, heartbeat_at=timezone.now()
-        ):
-            self.gone = True
-
-    def heartbeat(self):
-        if not TerraformRun.objects.filter(pk=self.run_id, status=self.status).update(
-            heartbeat_at=timezone.now()
-        ):
-            self.gone = True
-
-    def should_cancel(self) -> bool:
-        if self.gone or self._cancel:
-            return True
-        now = time.monotonic()
-        if now - self._checked < 0.5:
-            return False
-        self._checked = now
-        row = (
-            TerraformRun.objects.filter(pk=self.run_id).values("status", "cancel_requested").first()
-        )
-        if row is None or row["status"] != self.status:
-            self.gone = True
-        elif row["cancel_requested"]:
-            self._cancel = True
-        return self.gone or self._cancel
+        self._still_mine(log_size=self.size)
 
 
 class JsonLines:

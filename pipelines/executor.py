@@ -286,3 +286,50 @@ def run_process(
         duration=time.monotonic() - started,
         output_bytes=output_bytes,
     )
+
+
+class WatchedRun:
+    """Heartbeat and cancel polling for a job row that a worker executes.
+
+    Subclasses set ``model`` (a model with ``status``, ``heartbeat_at`` and
+    ``cancel_requested``), ``run_id`` and ``status`` (the status the row must still be in while
+    this worker owns it). ``gone`` becomes true when the row left that status elsewhere (lost,
+    canceled, discarded): the executor then stops the process group.
+    """
+
+    model = None
+    cancel_poll_seconds = 0.5
+
+    def init_watch(self, run_id, status):
+        self.run_id = run_id
+        self.status = status
+        self.gone = False
+        self._cancel = False
+        self._checked = 0.0
+
+    def _still_mine(self, **fields) -> bool:
+        from django.utils import timezone
+
+        updated = self.model.objects.filter(pk=self.run_id, status=self.status).update(
+            heartbeat_at=timezone.now(), **fields
+        )
+        if not updated:
+            self.gone = True
+        return bool(updated)
+
+    def heartbeat(self):
+        self._still_mine()
+
+    def should_cancel(self) -> bool:
+        if self.gone or self._cancel:
+            return True
+        now = time.monotonic()
+        if now - self._checked < self.cancel_poll_seconds:
+            return False
+        self._checked = now
+        row = self.model.objects.filter(pk=self.run_id).values("status", "cancel_requested").first()
+        if row is None or row["status"] != self.status:
+            self.gone = True
+        elif row["cancel_requested"]:
+            self._cancel = True
+        return self.gone or self._cancel

@@ -7,13 +7,12 @@ import logging
 import os
 import re
 import socket
-import time
 from pathlib import Path
 
 from django.utils import timezone
 
 from pipelines import conf
-from pipelines.executor import run_process
+from pipelines.executor import WatchedRun, run_process
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -45,15 +44,14 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class RunLog:
+class RunLog(WatchedRun):
     """Appends masked text to the run's log in small chunks; refreshes the heartbeat."""
 
+    model = PipelineRun
+
     def __init__(self, run):
-        self.run_id = run.pk
+        self.init_watch(run.pk, RunStatus.RUNNING)  # gone: the run left `running` elsewhere
         self.size = run.log_size
-        self.gone = False  # the run left `running` (lost / canceled elsewhere)
-        self._cancel_checked = 0.0
-        self._cancel = False
         self._carry = ""
 
     def write(self, text: str):
@@ -70,34 +68,7 @@ class RunLog:
         size = len(text.encode())
         LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
         self.size += size
-        updated = PipelineRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-            log_size=self.size, heartbeat_at=timezone.now()
-        )
-        if not updated:
-            self.gone = True
-
-    def heartbeat(self):
-        updated = PipelineRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
-        if not updated:
-            self.gone = True
-
-    def should_cancel(self) -> bool:
-        if self.gone or self._cancel:
-            return True
-        now = time.monotonic()
-        if now - self._cancel_checked < 0.5:
-            return False
-        self._cancel_checked = now
-        row = (
-            PipelineRun.objects.filter(pk=self.run_id).values("status", "cancel_requested").first()
-        )
-        if row is None or row["status"] != RunStatus.RUNNING:
-            self.gone = True
-        elif row["cancel_requested"]:
-            self._cancel = True
-        return self.gone or self._cancel
+        self._still_mine(log_size=self.size)
 
 
 def claim(run_id) -> bool:
