@@ -74,7 +74,10 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.nav",
             ],
-            "builtins": ["template_partials.templatetags.partials"],
+            "builtins": [
+                "template_partials.templatetags.partials",
+                "portal.templatetags.safe_urls",
+            ],
         },
     }
 ]
