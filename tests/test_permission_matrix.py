@@ -3,7 +3,8 @@
 Personas: ``member`` (alice, lead of the owning squad ``playback``), ``other`` (bob, member of
 ``search``), ``viewer`` (charlie, signed in, no squad), ``admin`` (org admin), ``token`` (a
 ``playback`` token with the scope the endpoint needs), ``token_noscope`` (a ``playback`` token
-with every other scope except ``admin``), ``expired`` (the scoped token, expired), ``anon``, and
+with every other scope except ``admin``), ``other_token`` (a ``search`` token with the
+scope: right scope, wrong squad), ``expired`` (the scoped token, expired), ``anon``, and
 ``csrf`` (alice's session without the CSRF token: every session POST must be refused).
 
 Each row builds the objects its action needs in the right state, so the allowed cases really
@@ -39,6 +40,7 @@ PERSONAS = [
     "admin",
     "token",
     "token_noscope",
+    "other_token",
     "expired",
     "anon",
     "csrf",
@@ -832,7 +834,7 @@ ROWS = {r.key: r for r in API_ROWS + HTML_ROWS}
 def expected(row: Row, persona: str) -> tuple[int, bool]:
     """(status code, whether the action takes effect)."""
     if row.html:
-        if persona in ("token", "token_noscope", "expired", "anon"):
+        if persona in ("token", "token_noscope", "other_token", "expired", "anon"):
             return (row.anon or 302), False  # HTML uses sessions: a bearer token is no one
         if persona == "csrf":
             return 403, False
@@ -845,6 +847,10 @@ def expected(row: Row, persona: str) -> tuple[int, bool]:
             return row.ok, True
         if persona == "token_noscope":
             return 403, False
+        if persona == "other_token":
+            if row.scope == "admin":  # an 'admin' token acts for the organisation
+                return row.ok, True
+            return (row.deny or 403), False
     if persona == "admin":
         return row.ok, True
     if persona == "member":
@@ -887,8 +893,9 @@ def client_as(world, row, persona):
         scopes = [s for s in SCOPE_NAMES if s not in (row.scope, "admin")]
     if persona == "expired":
         expires = timezone.now() - timedelta(minutes=1)
+    squad = world.other_squad if persona == "other_token" else world.squad
     _, raw = ApiToken.generate(
-        squad=world.squad, name=f"matrix-{persona}", scopes=scopes, expires_at=expires
+        squad=squad, name=f"matrix-{persona}", scopes=scopes, expires_at=expires
     )
     c.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return c
@@ -920,7 +927,11 @@ def test_permission_matrix(world, key, persona):
     assert resp.status_code == want_code, (
         f"{key} as {persona}: {resp.status_code}, expected {want_code}\n{body}"
     )
-    if row.html and want_code == 302 and persona in ("token", "token_noscope", "expired", "anon"):
+    if (
+        row.html
+        and want_code == 302
+        and persona in ("token", "token_noscope", "other_token", "expired", "anon")
+    ):
         assert resp["Location"].startswith("/login/"), resp["Location"]
     if row.changed is not None:
         effect = row.changed(world, ctx)
