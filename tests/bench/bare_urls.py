@@ -1,7 +1,7 @@
 """Backline's URLs plus ``/bench/bare/?bytes=N``: the baseline of the catalog benchmark. A bare
 Django view: signed-in only (session or nothing else: no app queries), rendering Backline's
 page layout (``base.html``) around filler content so the page is about N bytes. Mounted only by
-``tests/bench/bench_settings.py``, which only the benchmark's gunicorn uses."""
+``tests/bench/gunicorn_settings.py``, which only the benchmark's gunicorn uses."""
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse

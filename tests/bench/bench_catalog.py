@@ -2,6 +2,10 @@
 gunicorn on PostgreSQL, loaded by ``wrk`` from a second process, each page next to a bare Django
 view rendering a template of the same size, in the same run.
 
+Throughput is measured at saturation (wrk with as many connections as gunicorn has threads);
+p95 latency with as many clients as gunicorn has processes (at saturation a closed-loop p95 is
+only queueing: connections / throughput, for the bare view as much as for Backline's pages).
+
 Seeding uses COPY into a throwaway database ``bench_backline_catalog`` (migrated, dropped at the
 end): services, squads (scale / 10), tribes, people and memberships (6 per squad, one lead),
 systems, tags, dependencies (2 per service). SQL queries per page are counted with the test
@@ -28,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCALE = int(os.environ.get("BENCH_SCALE", "10000"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
 WORKERS, THREADS = 2, 4
+LATENCY_CLIENTS = WORKERS
 WORDS = (
     "playback audio stream playlist recommendation search payment identity billing ledger "
     "catalog artist album track podcast radio lyrics social share notification email push "
@@ -276,7 +281,7 @@ def start_gunicorn(db_name, port, logfile):
     env.update(
         DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
         f"{db['PORT'] or 5432}/{db_name}",
-        DJANGO_SETTINGS_MODULE="tests.bench.bench_settings",
+        DJANGO_SETTINGS_MODULE="tests.bench.gunicorn_settings",
         DEBUG="false",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         REDIS_URL=settings.REDIS_URL,
@@ -487,9 +492,17 @@ def run(report):
             bare_size = len(fetch(base + bare_path, cookie))
             bare = wrk(base, [bare_path], cookie, tmp)
             res = wrk(base, paths, headers, tmp)
+            # latency with as many clients as gunicorn has processes: at saturation (above) a
+            # closed-loop p95 is only queueing (connections / throughput), for the bare view too
+            bare_lat = wrk(base, [bare_path], cookie, tmp, connections=LATENCY_CLIENTS)
+            res_lat = wrk(base, paths, headers, tmp, connections=LATENCY_CLIENTS)
             note = (
                 f"{len(paths)} URLs, ~{size // 1024} KiB; bare view {bare_size // 1024} KiB; "
                 f"{WORKERS} gunicorn workers x {THREADS} threads, wrk {WORKERS * THREADS} connections"
+            )
+            lat_note = (
+                f"{LATENCY_CLIENTS} concurrent clients; at saturation ({WORKERS * THREADS} "
+                f"connections) p95 {res['p95_ms']:.0f} ms vs bare {bare['p95_ms']:.0f} ms"
             )
             report.add(
                 f"{name} throughput at {SCALE:,} services",
@@ -502,14 +515,14 @@ def run(report):
                 note=note,
             )
             report.add(
-                f"{name} p95 latency at {SCALE:,} services",
-                res["p95_ms"],
+                f"{name} p95 latency at {SCALE:,} services ({LATENCY_CLIENTS} clients)",
+                res_lat["p95_ms"],
                 "ms",
-                baseline=bare["p95_ms"],
+                baseline=bare_lat["p95_ms"],
                 baseline_label=BARE,
                 target=f"< {limit_ms} ms",
-                ok=res["p95_ms"] < limit_ms,
-                note=note,
+                ok=res_lat["p95_ms"] < limit_ms,
+                note=lat_note,
             )
     finally:
         if gunicorn is not None and gunicorn.poll() is None:
