@@ -47,6 +47,7 @@ def audit_list(request):
 def token_list(request):
     actor = Actor.from_request(request)
     created = None
+    status = 200
     if request.method == "POST":
         squad = get_object_or_404(Squad, slug=request.POST.get("squad", ""))
         scopes = [s for s in request.POST.getlist("scopes") if s in dict(SCOPES)]
@@ -65,6 +66,7 @@ def token_list(request):
                 messages.error(request, "Expiry must be a whole number of days.")
             except PermissionDenied as exc:
                 messages.error(request, str(exc))
+                status = 403
     if actor.is_admin:
         tokens = ApiToken.objects.select_related("squad", "created_by")
         squads = Squad.objects.all()
@@ -76,6 +78,7 @@ def token_list(request):
         request,
         "portal/token_list.html",
         {"tokens": tokens, "squads": squads, "scopes": SCOPES, "created": created},
+        status=status,
     )
 
 
@@ -83,11 +86,8 @@ def token_list(request):
 @require_POST
 def token_revoke(request, pk):
     token = get_object_or_404(ApiToken.objects.select_related("squad"), pk=pk)
-    try:
-        services.revoke_token(Actor.from_request(request), token)
-        messages.success(request, f"Token “{token.name}” revoked.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
+    services.revoke_token(Actor.from_request(request), token)  # refused: the 403 page says why
+    messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("token_list")
 
 
@@ -122,6 +122,7 @@ def event_list(request):
     from portal.models import EVENT_FAMILIES, EventDelivery, EventSubscription
 
     actor = Actor.from_request(request)
+    status = 200
     if request.method == "POST":
         squad = get_object_or_404(Squad, slug=request.POST.get("squad", ""))
         types = request.POST.getlist("event_types")
@@ -143,6 +144,7 @@ def event_list(request):
             return redirect("event_list")
         except PermissionDenied as exc:
             messages.error(request, str(exc))
+            status = 403
         except Exception as exc:  # ValidationError / ValueError: show the message
             messages.error(request, getattr(exc, "messages", [str(exc)])[0])
     subs = EventSubscription.objects.select_related("squad")
@@ -158,6 +160,7 @@ def event_list(request):
         request,
         "portal/event_list.html",
         {"subs": subs, "deliveries": deliveries[:50], "squads": squads, "families": EVENT_FAMILIES},
+        status=status,
     )
 
 
@@ -168,9 +171,6 @@ def event_redeliver(request, pk):
     from portal.models import EventDelivery
 
     delivery = get_object_or_404(EventDelivery.objects.select_related("subscription__squad"), pk=pk)
-    try:
-        events.redeliver(Actor.from_request(request), delivery)
-        messages.success(request, "Redelivery queued.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
+    events.redeliver(Actor.from_request(request), delivery)  # refused: the 403 page says why
+    messages.success(request, "Redelivery queued.")
     return redirect("event_list")

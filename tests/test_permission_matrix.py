@@ -800,8 +800,10 @@ HTML_ROWS = [
 
 # How each HTML form answers a refusal (default: a redirect with the reason as a message).
 HTML_DENY = {
-    "POST tokens/": 200,  # the page again, with the reason
-    "POST events/": 200,
+    "POST tokens/": 403,  # the page again, with the reason
+    "POST tokens/<int:pk>/revoke": 403,
+    "POST events/": 403,
+    "POST events/deliveries/<int:pk>/redeliver": 403,
     "POST catalog/import/": 200,
     "POST infra/new": 200,  # the form again: the owner must be one of the person's squads
     "POST infra/<slug:slug>/edit": 200,
