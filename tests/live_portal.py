@@ -62,6 +62,10 @@ class PortalServer:
             "4",
             "--timeout",
             "60",
+            # no request-line limit in front of the app: a long query string must reach
+            # Django (gunicorn's own 414 page is not part of the API's contract)
+            "--limit-request-line",
+            "0",
             "--error-logfile",
             "-",
         ]

@@ -52,6 +52,16 @@ def test_api_refuses_script_links(squad, alice):
         {"runbook_url": "javascript:alert(1)"},
         {"links": None},
         {"links": "x"},
+        {"links": [{"title": "no url"}]},
+        {"annotations": None},
+        {"annotations": "x"},
     ):
         resp = c.patch("/api/v1/services/playback-api/", body, format="json")
         assert resp.status_code == 400, (body, resp.content)
+    # the same through a form body (found by schemathesis: a 500 and a link with no url)
+    resp = c.patch("/api/v1/services/playback-api/", {"annotations": "null"}, format="multipart")
+    assert resp.status_code in (200, 400), resp.content
+    assert isinstance(c.get("/api/v1/services/playback-api/").json()["annotations"], dict)
+    resp = c.patch("/api/v1/squads/playback/", {"links[0]title": "x"}, format="multipart")
+    assert resp.status_code == 400, resp.content
+    assert all(link.get("url") for link in c.get("/api/v1/squads/playback/").json()["links"])

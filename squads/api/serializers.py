@@ -23,11 +23,18 @@ class LinkSerializer(serializers.Serializer):
     icon = serializers.CharField(required=False, allow_blank=True, max_length=100)
     type = serializers.CharField(required=False, allow_blank=True, max_length=100)
 
+    def validate(self, attrs):
+        if not attrs.get("url"):  # partial updates (PATCH) relax nested required fields
+            raise serializers.ValidationError({"url": ["This field is required."]})
+        return attrs
+
     def to_representation(self, instance):
         # stored links come from imports too: show them as they are, keys we know only
         if not isinstance(instance, dict):
             return {"url": str(instance)}
-        return {k: str(v) for k, v in instance.items() if k in self.fields and v is not None}
+        out = {k: str(v) for k, v in instance.items() if k in self.fields and v is not None}
+        out.setdefault("url", "")
+        return out
 
 
 class TribeSerializer(serializers.ModelSerializer):
@@ -114,6 +121,9 @@ class ServiceSerializer(serializers.ModelSerializer):
     )
     tags = TagListField(required=False)
     links = LinkSerializer(many=True, required=False)
+    annotations = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=2000), required=False
+    )
     lifecycle = serializers.ChoiceField(choices=Lifecycle.choices, required=False)
     tier = serializers.ChoiceField(choices=[1, 2, 3], required=False)
     dependencies = DependencyRefSerializer(many=True, read_only=True)
