@@ -53,18 +53,28 @@ def _start_victims(ctx, repo, i):
     run, _ = pipe_services.trigger(ctx["service"], ctx["actor"], ref="main")
     tf = infra_services.queue_run(ctx["actor"], Workspace.objects.get(pk=ctx["ws"].pk))
     wait_for(lambda: f"before-kill-{i}" in _pipeline_log(run), 60, "the step's output")
-    ctx["tf_pids"] = wait_for(lambda: terraform_pids(tf), 60, "terraform plan to start")
+    wait_for(lambda: terraform_pids(tf), 60, "terraform plan to start")
     wait_for(lambda: _tf_log(tf), 30, "terraform output")
     ctx["marker"], ctx["flag"] = marker, flag
     return run, tf, (_pipeline_log(run), _tf_log(tf))
 
 
 def _reap(ctx, run, tf, i):
-    for pid in ctx["tf_pids"]:  # terraform and the step ran in their own sessions
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    # terraform (a wrapper and the real binary) and the step ran in their own sessions and
+    # outlive the worker; an orphaned terraform would keep the state lock, so end its group
+    for _ in range(50):
+        pids = terraform_pids(tf) or []
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                group = os.getpgid(pid)
+                if group != os.getpgrp():
+                    os.killpg(group, 9)
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
     kill_marked(ctx["marker"])
     ctx["flag"].unlink()
 
