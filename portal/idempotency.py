@@ -57,6 +57,9 @@ class IdempotencyMiddleware:
             existing = IdempotencyRecord.objects.filter(**ident).first()
             if existing is None:  # expired and deleted in between: just run it
                 return self.get_response(request)
+            refused = _credentials_refused(request)
+            if refused is not None:
+                return refused
             if existing.status_code is None:
                 return JsonResponse(
                     {
@@ -88,3 +91,24 @@ class IdempotencyMiddleware:
 
 def purge_expired():
     return IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - KEEP).delete()[0]
+
+
+def _credentials_refused(request):
+    """A replay is an answer like any other: a token revoked or expired since the first
+    request gets 401, not the stored answer."""
+    auth = request.META.get("HTTP_AUTHORIZATION", "")
+    if not auth:
+        return None
+    from rest_framework import exceptions
+
+    from portal.authentication import BearerTokenAuthentication
+
+    try:
+        BearerTokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed as exc:
+        resp = JsonResponse(
+            {"code": "authentication_failed", "message": str(exc.detail)}, status=401
+        )
+        resp["WWW-Authenticate"] = 'Bearer realm="api"'
+        return resp
+    return None

@@ -196,3 +196,19 @@ spec: {type: service, lifecycle: production, owner: playback}
     assert d.event_type == "catalog.imported" and d.payload["data"]["services"] == ["lyrics-api"]
     import_catalog([("lyrics.yaml", doc)], Actor(user=admin_user))  # unchanged: no second event
     assert EventDelivery.objects.count() == 1
+
+
+def test_idempotent_replay_is_refused_once_the_token_is_revoked(squad, make_token):
+    from django.utils import timezone
+
+    raw = make_token(squad, ["catalog:write"])
+    c = token_client(raw)
+    body = {"slug": "replay-svc", "name": "Replay", "owner": "playback"}
+    assert (
+        c.post("/api/v1/services/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-1").status_code
+        == 201
+    )
+    ApiToken.objects.update(revoked_at=timezone.now())
+    again = c.post("/api/v1/services/", body, format="json", HTTP_IDEMPOTENCY_KEY="r-1")
+    assert again.status_code == 401
+    assert "revoked" in again.json()["message"]
