@@ -23,7 +23,7 @@ from .constants import (
     TEAM_TYPES,
 )
 from .refs import KIND_NAMES, RefError, parse_ref, slug_for
-from .validate import _annotations, _email, _links, _ref_list, _tags, _text, _url
+from .validate import _annotations, _email, _links, _ref_list, _tags, _text, _url, link_url_ok
 
 
 class EntityBuilder:
@@ -542,6 +542,9 @@ class EntityBuilder:
         if not repo and ann.get(ANN_GITHUB):
             repo = f"https://github.com/{ann[ANN_GITHUB].strip('/')}"
         runbook = ann.get(ANN_RUNBOOK, "")
+        if runbook and not link_url_ok(runbook):
+            ctx.error(e.doc, e, f"metadata.annotations[{ANN_RUNBOOK}]", "must be an http(s) URL")
+            runbook = ""
         for key, value, limit in (
             (ANN_REPO, repo, 500),
             (ANN_RUNBOOK, runbook, 500),

@@ -23,6 +23,12 @@ def _text(ctx, e, obj, key, path, *, max_len=None, default=""):
     return value
 
 
+def link_url_ok(url: str) -> bool:
+    """Only web and mail links end up as hrefs on pages (no javascript:, data:, ...)."""
+    scheme = url.split(":", 1)[0].strip().lower() if ":" in url else ""
+    return scheme in ("http", "https", "mailto")
+
+
 def _links(ctx, e):
     links = e.metadata.get("links")
     if links is None:
@@ -34,6 +40,9 @@ def _links(ctx, e):
     for i, link in enumerate(links):
         if not isinstance(link, dict) or not isinstance(link.get("url"), str) or not link["url"]:
             ctx.error(e.doc, e, f"metadata.links[{i}]", "must be a mapping with a 'url'")
+            continue
+        if not link_url_ok(link["url"]):
+            ctx.error(e.doc, e, f"metadata.links[{i}].url", "must be an http(s) or mailto URL")
             continue
         out.append(
             {

@@ -391,3 +391,24 @@ def test_small_import_query_count_does_not_grow_with_the_catalog(db):
         Service.objects.filter(slug="one-more")._raw_delete("default")
     assert counts[0] == counts[1], counts
     assert counts[0] < 40, counts
+
+
+def test_javascript_urls_are_refused_at_import(db):
+    import pytest as _pytest
+
+    from portal.actors import Actor
+    from squads.backstage import ImportFailed, import_catalog
+
+    doc = """apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: sneaky
+  annotations: {backline.io/runbook: "javascript:alert(1)"}
+  links: [{url: "javascript:alert(2)", title: x}]
+spec: {type: service, lifecycle: production, owner: nobody-team}
+"""
+    with _pytest.raises(ImportFailed) as exc:
+        import_catalog([("sneaky.yaml", doc)], Actor.system("test"))
+    fields = {e.field for e in exc.value.errors}
+    assert "metadata.links[0].url" in fields
+    assert "metadata.annotations[backline.io/runbook]" in fields
