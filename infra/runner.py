@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
 
 from infra import services
 from infra.models import DriftStatus, LogChunk, RunStatus, TerraformRun, Variable, Workspace
@@ -157,9 +158,10 @@ class RunLog(WatchedRun):
             return
         text = text.replace("\x00", "\ufffd")
         size = len(text.encode())
-        LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
+        with transaction.atomic():  # chunk and log_size move together (a kill leaves neither)
+            LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
+            self._still_mine(log_size=self.size + size)
         self.size += size
-        self._still_mine(log_size=self.size)
 
 
 class JsonLines:

@@ -9,6 +9,7 @@ import re
 import socket
 from pathlib import Path
 
+from django.db import transaction
 from django.utils import timezone
 
 from pipelines import conf
@@ -66,9 +67,10 @@ class RunLog(WatchedRun):
             return
         text = text.replace("\x00", "\ufffd")
         size = len(text.encode())
-        LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
+        with transaction.atomic():  # chunk and log_size move together (a kill leaves neither)
+            LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
+            self._still_mine(log_size=self.size + size)
         self.size += size
-        self._still_mine(log_size=self.size)
 
 
 def claim(run_id) -> bool:

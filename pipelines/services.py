@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from pipelines import conf
@@ -278,6 +278,11 @@ def reap_lost(stale_seconds=None):
             ).replace("  ", " ")
             notice = f"\n[backline] {run.error}\n"
             size = len(notice.encode())
+            # append after the last stored chunk, whatever log_size says
+            end = LogChunk.objects.filter(run=run).aggregate(end=Max(F("offset") + F("size")))[
+                "end"
+            ]
+            run.log_size = max(run.log_size, end or 0)
             LogChunk.objects.create(run=run, offset=run.log_size, size=size, text=notice)
             run.log_size += size
             run.save(update_fields=["status", "finished_at", "error", "log_size"])

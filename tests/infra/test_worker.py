@@ -58,9 +58,10 @@ def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):
     services.cancel(Actor(user=alice), run)
     wait_for(lambda: status(run) == RunStatus.CANCELED, 20, "the run to be canceled")
     elapsed = time.monotonic() - started
-    # SIGTERM (terraform: "Interrupt received", but it stays blocked in the read), then SIGKILL
-    # of the process group after the 2 s grace
-    assert 1.5 < elapsed < 10, elapsed
+    # SIGTERM (terraform: "Interrupt received"), then SIGKILL of the process group after the
+    # 2 s grace if it is still there. Whether terraform 1.0.3 leaves the blocked read by itself
+    # on the interrupt depends on timing, so only the upper bound is asserted.
+    assert elapsed < 10, elapsed
     assert terraform_pids(run) == [], "terraform still running after cancel"
     text = log_text(TerraformRun.objects.get(pk=run.pk))
     assert (
