@@ -59,14 +59,19 @@ class Actor:
             return "admin" in (self.token.scopes or [])
         return bool(self.user.is_staff or self.user.is_superuser)
 
-    def squad_ids(self) -> set[int]:
+    def squad_ids(self) -> frozenset[int]:
+        return self._squad_ids
+
+    @cached_property
+    def _squad_ids(self) -> frozenset[int]:
+        # one query per actor, however many permission checks a request makes
         if self.token is not None:
-            return {self.token.squad_id}
+            return frozenset({self.token.squad_id})
         if self.user is None:
-            return set()
+            return frozenset()
         from squads.models import Membership
 
-        return set(
+        return frozenset(
             Membership.objects.filter(person__user=self.user).values_list("squad_id", flat=True)
         )
 

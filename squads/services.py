@@ -105,7 +105,6 @@ def update_service(
                 locked.owner,
                 {"service": locked.slug, "changed": sorted(changed)},
             )
-    service.refresh_from_db()
     return locked
 
 

@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q
+from django.db.models import Count, Exists, OuterRef, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
@@ -495,6 +495,3 @@ def catalog_export(request):
     resp = HttpResponse(backstage.export_catalog(), content_type="application/yaml")
     resp["Content-Disposition"] = 'attachment; filename="catalog-info.yaml"'
     return resp
-
-
-__all__ = ["Q"]

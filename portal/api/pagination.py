@@ -1,4 +1,4 @@
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 
 
@@ -22,15 +22,9 @@ class StandardPagination(PageNumberPagination):
         return number
 
     def paginate_queryset(self, queryset, request, view=None):
-        from django.core.paginator import InvalidPage
-
         try:
             return super().paginate_queryset(queryset, request, view)
-        except Exception as exc:  # DRF raises NotFound for an out-of-range page
-            if isinstance(exc, ValidationError):
-                raise
-            if isinstance(exc.__cause__, InvalidPage) or exc.__class__.__name__ == "NotFound":
-                raise ValidationError(
-                    {"page": [f"Page {request.query_params.get('page')} does not exist."]}
-                ) from None
-            raise
+        except NotFound:  # DRF's answer to a page past the end
+            raise ValidationError(
+                {"page": [f"Page {request.query_params.get('page')} does not exist."]}
+            ) from None

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -82,9 +82,6 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
     ordering_fields = ["created_at"]
-
-
-__all__ = ["serializers"]
 
 
 class EventSubscriptionViewSet(viewsets.ModelViewSet):

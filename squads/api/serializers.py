@@ -1,4 +1,3 @@
-from django.db import transaction
 from rest_framework import serializers
 
 from squads.models import (
@@ -299,6 +298,3 @@ class ScorecardSerializer(serializers.Serializer):
     applicable = serializers.IntegerField()
     percent = serializers.IntegerField()
     rules = serializers.ListField(child=serializers.DictField())
-
-
-__all__ = ["transaction"]

@@ -1,6 +1,5 @@
 from django.db import transaction
 from django.db.models import Prefetch
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -109,14 +108,6 @@ class ServiceViewSet(viewsets.ModelViewSet):
 
     def get_serializer_class(self):
         return ServiceListSerializer if self.action == "list" else ServiceSerializer
-
-    def filter_queryset(self, queryset):
-        qs = super().filter_queryset(queryset)
-        if self.request.query_params.get("search") and not self.request.query_params.get(
-            "ordering"
-        ):
-            return qs  # keep relevance order
-        return qs
 
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
@@ -263,6 +254,3 @@ class ResourceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ResourceSerializer
     lookup_field = "slug"
     filterset_class = ResourceFilter
-
-
-__all__ = ["get_object_or_404"]

@@ -285,3 +285,12 @@ def test_service_page_query_count_does_not_grow_with_dependencies(alice, squad):
     assert resp.status_code == 200
     assert b"up39" in resp.content and b"down39" in resp.content
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+def test_bad_page_numbers_are_400_with_the_field(alice, squad):
+    ServiceFactory(slug="only-one", owner=squad)
+    c = client_for(alice)
+    for page in ("0", "-3", "abc", "99"):
+        resp = c.get(f"/api/v1/services/?page={page}")
+        assert resp.status_code == 400, page
+        assert "page" in resp.json()["errors"]
