@@ -17,6 +17,10 @@ def load(service_ids) -> dict:
     return {"drift": dict(statuses)}
 
 
+# what load() and the rules read: changes to these refresh cached catalog rows (squads.cache)
+CATALOG_INPUTS = {"infra.Workspace": {"services", "drift_status"}}
+
+
 def _no_drift(service, ctx):
     statuses = ctx["infra"]["drift"].get(service.pk)
     if not statuses:

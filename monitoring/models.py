@@ -14,6 +14,7 @@ downsampled in SQL by taking the last sample per step bucket (``MAX(value)``).
 from django.db import models
 from django.utils import timezone
 
+from portal.cachegen import WatchedQuerySet
 from squads.models import Service, Squad
 
 TRACKS = ("stable", "canary")
@@ -119,6 +120,8 @@ class AlertRule(models.Model):
     last_value = models.FloatField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
+    objects = WatchedQuerySet.as_manager()
+
     class Meta:
         ordering = ["service__name", "name"]
 
@@ -173,6 +176,8 @@ class Alert(models.Model):
     value = models.FloatField(null=True, blank=True)  # value when it started firing
     last_value = models.FloatField(null=True, blank=True)
     summary = models.CharField(max_length=500, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

@@ -21,6 +21,13 @@ def load(service_ids) -> dict:
     }
 
 
+# what load() and the rules read: changes to these refresh cached catalog rows (squads.cache)
+CATALOG_INPUTS = {
+    "monitoring.AlertRule": {"service", "enabled"},
+    "monitoring.Alert": {"service", "state", "severity"},
+}
+
+
 def _service_only(check):
     return lambda s, ctx: check(s, ctx) if s.type in ("service", "website") else None
 

@@ -8,6 +8,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.cachegen import WatchedQuerySet
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued"
@@ -35,6 +37,8 @@ class PipelineConfig(models.Model):
     # the branch filters of the last spec seen (repository or portal); the webhook uses them to
     # decide quickly, before any checkout, whether a push starts a run
     known_branches = models.JSONField(null=True, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     def __str__(self):
         return f"pipeline spec of {self.service}"
@@ -98,6 +102,8 @@ class PipelineRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

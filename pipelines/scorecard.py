@@ -15,6 +15,7 @@ def load(service_ids) -> dict:
         .values_list("service_id", flat=True)
     ) | set(
         PipelineRun.objects.filter(service_id__in=ids, spec__isnull=False)
+        .order_by()
         .values_list("service_id", flat=True)
         .distinct()
     )
@@ -49,6 +50,14 @@ def _production_canary(ids) -> dict:
     )
     return {r.service_id: r.uses_canary_analysis for r in Release.objects.filter(pk__in=latest)}
 
+
+# what load() and the rules read: changes to these refresh cached catalog rows (squads.cache)
+CATALOG_INPUTS = {
+    "pipelines.PipelineConfig": None,
+    "pipelines.PipelineRun": {"service", "status", "ref", "spec"},
+    "pipelines.Environment": {"production"},
+    "pipelines.Release": {"service", "environment", "strategy"},
+}
 
 RULES = [
     Rule(

@@ -142,6 +142,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 
+# Catalog result rows (HTML and API pages) are cached until a catalog input changes
+# (squads/cache.py); this bounds staleness for writes made outside Backline. 0 turns it off.
+CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 120)
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

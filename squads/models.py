@@ -6,6 +6,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.cachegen import WatchedQuerySet
+
 
 class Lifecycle(models.TextChoices):
     EXPERIMENTAL = "experimental", "Experimental"
@@ -27,6 +29,8 @@ class Tribe(models.Model):
     email = models.EmailField(blank=True)
     picture = models.URLField(max_length=500, blank=True)
     links = models.JSONField(default=list, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -53,6 +57,8 @@ class Squad(models.Model):
     email = models.EmailField(blank=True)
     picture = models.URLField(max_length=500, blank=True)
     links = models.JSONField(default=list, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -94,6 +100,8 @@ class Membership(models.Model):
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="memberships")
     squad = models.ForeignKey(Squad, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -141,6 +149,8 @@ class System(models.Model):
     tags = models.JSONField(default=list, blank=True)
     links = models.JSONField(default=list, blank=True)
 
+    objects = WatchedQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
 
@@ -153,6 +163,8 @@ class System(models.Model):
 
 class Tag(models.Model):
     name = models.SlugField(max_length=63, unique=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -193,6 +205,8 @@ class Service(models.Model):
     consumes_apis = models.ManyToManyField("Api", blank=True, related_name="consumers")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -265,6 +279,8 @@ class Dependency(models.Model):
     target_resource = models.ForeignKey(
         Resource, null=True, blank=True, on_delete=models.CASCADE, related_name="dependents"
     )
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "dependencies"

@@ -73,15 +73,15 @@ def _catalog_ctx(services):
 
     squad_ids = {s.owner_id for s in services if s.owner_id}
     leads = set(
-        Membership.objects.filter(squad_id__in=squad_ids, role=Membership.Role.LEAD).values_list(
-            "squad_id", flat=True
-        )
+        Membership.objects.filter(squad_id__in=squad_ids, role=Membership.Role.LEAD)
+        .order_by()
+        .values_list("squad_id", flat=True)
     )
     ids = [s.pk for s in services]
     deprecated = set(
-        Dependency.objects.filter(
-            source_id__in=ids, target_service__lifecycle="deprecated"
-        ).values_list("source_id", flat=True)
+        Dependency.objects.filter(source_id__in=ids, target_service__lifecycle="deprecated")
+        .order_by()
+        .values_list("source_id", flat=True)
     )
     return {"leads": leads, "deprecated_deps": deprecated}
 

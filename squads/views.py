@@ -9,11 +9,12 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from portal.actors import Actor
 from squads import graph, scorecards, services
+from squads.cache import CATALOG
 from squads.filters import ServiceFilter
 from squads.models import (
     Api,
@@ -86,10 +87,12 @@ def _filter_field(name, choices, selected, empty_label, html_id=""):
             selected or "",
             empty_label.lower(),
         )
-    options = format_html_join(
-        "",
-        '<option value="{}"{}>{}</option>',
-        ((v, mark_safe(" selected") if v == selected else "", label) for v, label in choices),
+    options = mark_safe(  # noqa: S308 - every value and label escaped
+        "".join(
+            f'<option value="{escape(v)}"{" selected" if v == selected else ""}>'
+            f"{escape(label)}</option>"
+            for v, label in choices
+        )
     )
     return format_html(
         '<select name="{}"{}><option value="">{}</option>{}</select>',
@@ -119,8 +122,28 @@ def _service_types(limit):
         return [(t, t) for (t,) in cursor.fetchall()]
 
 
-@login_required
-def service_list(request):
+def _filter_choices():
+    """(value, label) pairs of every catalog filter, at most FILTER_SELECT_MAX + 1 each."""
+    limit = FILTER_SELECT_MAX + 1
+    return {
+        "owner": list(Squad.objects.order_by("name").values_list("slug", "name")[:limit]),
+        "tribe": list(
+            Tribe.objects.filter(Exists(Squad.objects.filter(tribe=OuterRef("pk"))))
+            .order_by("name")
+            .values_list("slug", "name")[:limit]
+        ),
+        "system": list(System.objects.order_by("name").values_list("slug", "name")[:limit]),
+        "type": list(_service_types(limit)),
+        "tag": list(
+            Tag.objects.filter(
+                Exists(Service.tags.through.objects.filter(tag_id=OuterRef("pk")))
+            ).values_list("name", "name")[:limit]
+        ),
+    }
+
+
+def _service_results(request):
+    """The HTML of the catalog's result table and pager for this query string."""
     base = Service.objects.select_related("owner", "owner__tribe", "system").prefetch_related(
         Prefetch("tags", queryset=Tag.objects.only("name"))
     )
@@ -143,54 +166,40 @@ def service_list(request):
         for s in page.object_list
     ]
     ctx = {
-        "filter": flt,
         "page": page,
         "rows": rows,
-        "sort": sort,
         "has_runs": "last_runs" in extra,
         "pager_target": "#results",
     }
+    return get_template("squads/_service_results.html").render(ctx, request)
+
+
+@login_required
+def service_list(request):
+    """The catalog. Result rows (and the filters' choices) are cached until a catalog input
+    changes (squads/cache.py): a page of rows is rendered once per change, not per visit."""
+    results = CATALOG.cached(
+        ("html-results", request.path, request.GET.urlencode()),
+        lambda: _service_results(request),
+    )
     if request.htmx and not request.htmx.boosted:
-        return render(request, "squads/service_list.html#results", ctx)
+        return HttpResponse(results)
+    choices = CATALOG.cached(("filter-choices",), _filter_choices)
     get = request.GET.get
-    ctx["filter_fields"] = {
-        "owner": _filter_field(
-            "owner",
-            Squad.objects.order_by("name").values_list("slug", "name"),
-            get("owner"),
-            "All squads",
-            html_id="f-owner",
-        ),
-        "tribe": _filter_field(
-            "tribe",
-            Tribe.objects.filter(Exists(Squad.objects.filter(tribe=OuterRef("pk"))))
-            .order_by("name")
-            .values_list("slug", "name"),
-            get("tribe"),
-            "All tribes",
-        ),
-        "system": _filter_field(
-            "system",
-            System.objects.order_by("name").values_list("slug", "name"),
-            get("system"),
-            "All systems",
-        ),
-        "type": _filter_field(
-            "type",
-            _service_types(FILTER_SELECT_MAX + 1),
-            get("type"),
-            "Any",
-        ),
-        "tag": _filter_field(
-            "tag",
-            Tag.objects.filter(
-                Exists(Service.tags.through.objects.filter(tag_id=OuterRef("pk")))
-            ).values_list("name", "name"),
-            get("tag"),
-            "Any",
-        ),
+    ctx = {
+        "results": mark_safe(results),  # noqa: S308 - rendered by our template (autoescaped)
+        "sort": get("sort", ""),
+        "lifecycles": Lifecycle.choices,
+        "filter_fields": {
+            "owner": _filter_field(
+                "owner", choices["owner"], get("owner"), "All squads", html_id="f-owner"
+            ),
+            "tribe": _filter_field("tribe", choices["tribe"], get("tribe"), "All tribes"),
+            "system": _filter_field("system", choices["system"], get("system"), "All systems"),
+            "type": _filter_field("type", choices["type"], get("type"), "Any"),
+            "tag": _filter_field("tag", choices["tag"], get("tag"), "Any"),
+        },
     }
-    ctx["lifecycles"] = Lifecycle.choices
     return render(request, "squads/service_list.html", ctx)
 
 

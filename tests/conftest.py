@@ -33,6 +33,17 @@ PASSWORD = "pw-for-tests-1"
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop
 
 
+@pytest.fixture(autouse=True)
+def _fresh_catalog_cache():
+    """Each test starts a new catalog cache generation: the test database is rolled back
+    between tests, Redis is not, so rows cached by an earlier test must not be found."""
+    from django.core.cache import cache
+
+    from squads.cache import CATALOG
+
+    cache.delete(CATALOG.key)
+
+
 @pytest.fixture
 def shared_data():
     assert DATA.is_dir(), f"shared sample data not found at {DATA}"

@@ -14,6 +14,8 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.cachegen import WatchedQuerySet
+
 
 class Environment(models.Model):
     class Driver(models.TextChoices):
@@ -30,6 +32,8 @@ class Environment(models.Model):
     # steps overriding the built-in default for every service in this environment (or null)
     strategy = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["order", "name"]
@@ -128,6 +132,8 @@ class Release(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WatchedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

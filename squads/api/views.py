@@ -19,6 +19,7 @@ from squads.api.serializers import (
     SystemSerializer,
     TribeSerializer,
 )
+from squads.cache import CATALOG
 from squads.filters import (
     ApiFilter,
     PersonFilter,
@@ -110,13 +111,18 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return ServiceListSerializer if self.action == "list" else ServiceSerializer
 
     def list(self, request, *args, **kwargs):
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        cards = scorecards.evaluate(page)
-        serializer = self.get_serializer(
-            page, many=True, context={**self.get_serializer_context(), "scorecards": cards}
-        )
-        return self.get_paginated_response(serializer.data)
+        """A page of services; cached until a catalog input changes (squads/cache.py)."""
+
+        def build():
+            queryset = self.filter_queryset(self.get_queryset())
+            page = self.paginate_queryset(queryset)
+            cards = scorecards.evaluate(page)
+            serializer = self.get_serializer(
+                page, many=True, context={**self.get_serializer_context(), "scorecards": cards}
+            )
+            return self.get_paginated_response(serializer.data).data
+
+        return Response(CATALOG.cached(("api-services", request.build_absolute_uri()), build))
 
     def _fields(self, data):
         tags = data.pop("tags", None)

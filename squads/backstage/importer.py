@@ -407,10 +407,11 @@ class _Importer(EntityBuilder):
             raise PermissionDenied("; ".join(denied[:5]) + more)
 
     # ---- phase 6: write
-
-    # ---- phase 6: write
     def write(self):
+        from squads.cache import CATALOG
+
         writer.write(self)
+        CATALOG.bump()  # COPY and through-table writes send no model signals
 
 
 def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:

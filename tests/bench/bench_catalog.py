@@ -6,6 +6,12 @@ Throughput is measured at saturation (wrk with as many connections as gunicorn h
 p95 latency with as many clients as gunicorn has processes (at saturation a closed-loop p95 is
 only queueing: connections / throughput, for the bare view as much as for Backline's pages).
 
+The catalog page, search and API list are served from the catalog cache (squads/cache.py):
+rows are rendered once per catalog change, so the throughput figures are cache hits once wrk
+has seen each URL. The same pages are also measured on a second gunicorn with the cache off
+(``CATALOG_CACHE_SECONDS=0``: every request does a miss's work), and the catalog page while a
+service is edited every second (each edit invalidates every cached page).
+
 Seeding uses COPY into a throwaway database ``bench_backline_catalog`` (migrated, dropped at the
 end): services, squads (scale / 10), tribes, people and memberships (6 per squad, one lead),
 systems, tags, dependencies (2 per service). SQL queries per page are counted with the test
@@ -15,6 +21,7 @@ Environment: ``BENCH_SCALE`` (default 10000), ``BENCH_WRK_SECONDS`` (default 8 p
 ``BENCH_KEEP_DB=1`` keeps the database for profiling.
 """
 
+import contextlib
 import json
 import os
 import random
@@ -23,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -40,6 +48,8 @@ WORDS = (
     "queue shuffle offline sync device car speaker web mobile desktop partner label charts"
 ).split()
 BARE = "bare signed-in Django view, same-size page"
+CACHED = ("catalog page", "catalog search", "API service list")  # served from the catalog cache
+WRITE_EVERY = 1.0  # seconds between edits in the read/write mix
 LIFECYCLES = ("production", "production", "production", "experimental", "deprecated")
 TYPES = ("service", "service", "service", "website", "library")
 # Descriptions, names and tags draw from compound words ("royaltyledger"): each one occurs in
@@ -234,6 +244,9 @@ def seed(scale, rnd=None):
                 f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT MAX(id) FROM {t}))"
             )
         c.execute("ANALYZE")
+    from squads.cache import CATALOG
+
+    CATALOG.bump()  # COPY sends no model signals
     return time.perf_counter() - start
 
 
@@ -247,20 +260,23 @@ def pages(client_slug="svc-000042"):
     }
 
 
-def count_queries(user):
+def count_queries(user, cache_seconds=0):
+    """SQL queries per page; by default with the catalog cache off (the work of a miss), with
+    ``cache_seconds`` the queries of a cache hit."""
     from django.db import connection
-    from django.test import Client
+    from django.test import Client, override_settings
     from django.test.utils import CaptureQueriesContext
 
     client = Client()
     client.force_login(user)
     counts = {}
-    for name, url in pages().items():
-        client.get(url)  # warm caches (content types, templates)
-        with CaptureQueriesContext(connection) as ctx:
-            resp = client.get(url)
-        assert resp.status_code == 200, (url, resp.status_code)
-        counts[name] = len(ctx.captured_queries)
+    with override_settings(CATALOG_CACHE_SECONDS=cache_seconds):
+        for name, url in pages().items():
+            client.get(url)  # warm caches (content types, templates, the catalog cache)
+            with CaptureQueriesContext(connection) as ctx:
+                resp = client.get(url)
+            assert resp.status_code == 200, (url, resp.status_code)
+            counts[name] = len(ctx.captured_queries)
     return counts
 
 
@@ -271,7 +287,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def start_gunicorn(db_name, port, logfile):
+def start_gunicorn(db_name, port, logfile, **extra_env):
     from django.conf import settings
 
     db = settings.DATABASES["default"]
@@ -287,6 +303,7 @@ def start_gunicorn(db_name, port, logfile):
         REDIS_URL=settings.REDIS_URL,
         BACKLINE_VAR_DIR=str(settings.VAR_DIR),
         PYTHONPATH=str(ROOT),
+        **extra_env,
     )
     proc = subprocess.Popen(
         [
@@ -387,6 +404,63 @@ def wrk(base, paths, headers, tmp, seconds=WRK_SECONDS, connections=WORKERS * TH
     return res
 
 
+@contextlib.contextmanager
+def _writing(scale):
+    """Edit a random service's description every WRITE_EVERY seconds (in a thread, through the
+    ORM as the portal does) while the block runs."""
+    from django.db import connection
+
+    from squads.models import Service
+
+    stop, writes = threading.Event(), {"n": 0}
+
+    def loop():
+        rnd = random.Random(11)
+        try:
+            while not stop.wait(WRITE_EVERY):
+                Service.objects.filter(slug=f"svc-{rnd.randint(1, scale):06d}").update(
+                    description=f"Edited {time.time():.3f}"
+                )
+                writes["n"] += 1
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield writes
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def _add_pair(
+    report, name, lat_name, results, bares, min_ratio=None, limit_ms=None, notes=("", "")
+):
+    """Two figures: throughput at saturation and p95 with LATENCY_CLIENTS, each vs the bare view."""
+    (res, res_lat), (bare, bare_lat) = results, bares
+    report.add(
+        name,
+        res["rps"],
+        "req/s",
+        baseline=bare["rps"],
+        baseline_label=BARE,
+        target=f"≥ {min_ratio}× bare" if min_ratio else "",
+        ok=(res["rps"] >= min_ratio * bare["rps"]) if min_ratio else None,
+        note=notes[0],
+    )
+    report.add(
+        lat_name,
+        res_lat["p95_ms"],
+        "ms",
+        baseline=bare_lat["p95_ms"],
+        baseline_label=BARE,
+        target=f"< {limit_ms} ms" if limit_ms else "",
+        ok=(res_lat["p95_ms"] < limit_ms) if limit_ms else None,
+        note=notes[1],
+    )
+
+
 # --- the benchmark ------------------------------------------------------------------------------
 def _use_db():
     from django.conf import settings
@@ -424,7 +498,7 @@ def run(report):
     limit_ms = 100 if SCALE <= 10_000 else 150
     old = _use_db()
     tmp = tempfile.mkdtemp(prefix="bench-catalog-")
-    gunicorn = None
+    gunicorn = cold = None
     try:
         user = get_user_model().objects.create_user("bench", password="bench-pw-1")
         small = max(SCALE // 10, 100)
@@ -438,9 +512,10 @@ def run(report):
             "s",
             note="bulk COPY + ANALYZE",
         )
+        hits = count_queries(user, cache_seconds=300)
         for name in counts_big:
             report.add(
-                f"SQL queries per request: {name} at {SCALE:,} services",
+                f"SQL queries per request: {name} at {SCALE:,} services (catalog cache miss)",
                 counts_big[name],
                 "queries",
                 baseline=counts_small[name],
@@ -448,18 +523,35 @@ def run(report):
                 target="equal (constant in catalog size)",
                 ok=counts_big[name] == counts_small[name],
             )
+        for name in CACHED:
+            report.add(
+                f"SQL queries per request: {name}, catalog cache hit",
+                hits[name],
+                "queries",
+                baseline=counts_big[name],
+                baseline_label="same request, cache miss",
+                note="session, user, the header's person",
+            )
 
         client = Client()
         client.force_login(user)
         cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
         squad = Squad.objects.get(slug="squad-1")
-        _, raw = ApiToken.generate(squad=squad, name="bench", scopes=["catalog:write"])
+        token, raw = ApiToken.generate(squad=squad, name="bench", scopes=["catalog:write"])
+        # a load-generating bot: its operator raises the per-token limit (default 600/min),
+        # otherwise wrk measures 429s
+        token.rate_limit_per_minute = 1_000_000
+        token.save(update_fields=["rate_limit_per_minute"])
         bearer = {"Authorization": f"Bearer {raw}"}
 
+        log = open(Path(tmp) / "gunicorn.log", "ab")
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        log = open(Path(tmp) / "gunicorn.log", "ab")
         gunicorn = start_gunicorn(DB_NAME, port, log)
+        # the same pages with the catalog cache off: every request does a cache miss's work
+        cold_port = _free_port()
+        cold_base = f"http://127.0.0.1:{cold_port}"
+        cold = start_gunicorn(DB_NAME, cold_port, log, CATALOG_CACHE_SECONDS="0")
 
         rnd = random.Random(7)
         cases = [
@@ -483,10 +575,11 @@ def run(report):
                 0.35,
             ),
         ]
+        bare_of = {}
         for name, paths, headers, min_ratio in cases:
             sizes = [len(fetch(base + p, headers)) for p in paths[:5]]
             size = sum(sizes) // len(sizes)
-            for p in paths[:3]:
+            for p in paths:  # every URL seen once: the steady state of a browsed catalog
                 fetch(base + p, headers)
             bare_path = f"/bench/bare/?bytes={size}"
             bare_size = len(fetch(base + bare_path, cookie))
@@ -496,42 +589,70 @@ def run(report):
             # closed-loop p95 is only queueing (connections / throughput), for the bare view too
             bare_lat = wrk(base, [bare_path], cookie, tmp, connections=LATENCY_CLIENTS)
             res_lat = wrk(base, paths, headers, tmp, connections=LATENCY_CLIENTS)
+            bare_of[name] = (bare_path, bare, bare_lat)
+            served = "cache hits once each URL was seen" if name in CACHED else "not cached"
             note = (
                 f"{len(paths)} URLs, ~{size // 1024} KiB; bare view {bare_size // 1024} KiB; "
-                f"{WORKERS} gunicorn workers x {THREADS} threads, wrk {WORKERS * THREADS} connections"
+                f"{WORKERS} gunicorn workers x {THREADS} threads, wrk {WORKERS * THREADS} "
+                f"connections; {served}"
             )
             lat_note = (
                 f"{LATENCY_CLIENTS} concurrent clients; at saturation ({WORKERS * THREADS} "
                 f"connections) p95 {res['p95_ms']:.0f} ms vs bare {bare['p95_ms']:.0f} ms"
             )
-            report.add(
+            _add_pair(
+                report,
                 f"{name} throughput at {SCALE:,} services",
-                res["rps"],
-                "req/s",
-                baseline=bare["rps"],
-                baseline_label=BARE,
-                target=f"≥ {min_ratio}× bare" if min_ratio else "",
-                ok=(res["rps"] >= min_ratio * bare["rps"]) if min_ratio else None,
-                note=note,
-            )
-            report.add(
                 f"{name} p95 latency at {SCALE:,} services ({LATENCY_CLIENTS} clients)",
-                res_lat["p95_ms"],
-                "ms",
-                baseline=bare_lat["p95_ms"],
-                baseline_label=BARE,
-                target=f"< {limit_ms} ms",
-                ok=res_lat["p95_ms"] < limit_ms,
-                note=lat_note,
+                (res, res_lat),
+                (bare, bare_lat),
+                min_ratio=min_ratio,
+                limit_ms=limit_ms,
+                notes=(note, lat_note),
             )
+            if name not in CACHED:
+                continue
+            for p in paths[:3]:  # warm the process (templates, connections)
+                fetch(cold_base + p, headers)
+            miss = wrk(cold_base, paths, headers, tmp)
+            miss_lat = wrk(cold_base, paths, headers, tmp, connections=LATENCY_CLIENTS)
+            _add_pair(
+                report,
+                f"{name} throughput at {SCALE:,} services, every request a cache miss",
+                f"{name} p95 latency at {SCALE:,} services, every request a cache miss "
+                f"({LATENCY_CLIENTS} clients)",
+                (miss, miss_lat),
+                (bare, bare_lat),
+                notes=("CATALOG_CACHE_SECONDS=0: the rows rendered for every request", ""),
+            )
+
+        # browsing while the catalog changes: a service is edited every WRITE_EVERY seconds
+        # (each edit invalidates every cached page)
+        bare_path, bare, bare_lat = bare_of["catalog page"]
+        paths = [f"/catalog/?page={p}" for p in range(1, 21)]
+        with _writing(SCALE) as writes:
+            mixed = wrk(base, paths, cookie, tmp)
+            mixed_lat = wrk(base, paths, cookie, tmp, connections=LATENCY_CLIENTS)
+        _add_pair(
+            report,
+            f"catalog page throughput at {SCALE:,} services, a service edited every "
+            f"{WRITE_EVERY:g} s",
+            f"catalog page p95 latency at {SCALE:,} services, a service edited every "
+            f"{WRITE_EVERY:g} s ({LATENCY_CLIENTS} clients)",
+            (mixed, mixed_lat),
+            (bare, bare_lat),
+            limit_ms=limit_ms,
+            notes=(f"{writes['n']} edits during the two wrk runs; each invalidates the cache", ""),
+        )
     finally:
-        if gunicorn is not None and gunicorn.poll() is None:
-            os.killpg(gunicorn.pid, 15)
-            try:
-                gunicorn.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(gunicorn.pid, 9)
-                gunicorn.wait(5)
+        for proc in (gunicorn, cold):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, 15)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, 9)
+                    proc.wait(5)
         from django.db import connections
 
         connections.close_all()
