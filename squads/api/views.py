@@ -1,8 +1,10 @@
 from django.db import transaction
 from django.db.models import Prefetch
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from portal.actors import Actor
@@ -82,12 +84,25 @@ class PersonViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["name", "slug"]
 
 
+class RelevanceOrdering(OrderingFilter):
+    """With a full-text search (``search=`` or ``q=``) and no ``ordering=``, results keep the
+    search's order (relevance, then name) instead of the view's default ordering."""
+
+    def get_default_ordering(self, view):
+        params = view.request.query_params
+        if (params.get("search") or params.get("q") or "").strip():
+            return None
+        return super().get_default_ordering(view)
+
+
 class ServiceViewSet(viewsets.ModelViewSet):
     """Services (Backstage Components). Filters: owner, tribe, system, lifecycle, tier, type,
-    tag; `search=` is full-text (PostgreSQL) over name, slug and description."""
+    tag; `search=` is full-text (PostgreSQL) over name, slug and description, ordered by
+    relevance unless `ordering=` is given."""
 
     lookup_field = "slug"
     filterset_class = ServiceFilter
+    filter_backends = [DjangoFilterBackend, RelevanceOrdering]
     ordering_fields = ["name", "slug", "tier", "lifecycle", "updated_at"]
     ordering = ["name"]
 

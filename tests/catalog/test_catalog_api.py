@@ -296,3 +296,18 @@ def test_bad_page_numbers_are_400_with_the_field(alice, squad):
         resp = c.get(f"/api/v1/services/?page={page}")
         assert resp.status_code == 400, page
         assert "page" in resp.json()["errors"]
+
+
+def test_api_search_is_ordered_by_relevance_unless_ordering_is_given(alice, squad):
+    ServiceFactory(slug="alpha", name="Alpha", description="Mentions a playlist once", owner=squad)
+    ServiceFactory(slug="zeta", name="Playlist Zeta", description="Playlist editor", owner=squad)
+    ServiceFactory(slug="beta", name="Beta", description="Nothing relevant", owner=squad)
+    c = client_for(alice)
+
+    def slugs(q):
+        return [r["slug"] for r in c.get(f"/api/v1/services/?{q}").json()["results"]]
+
+    assert slugs("search=playlist") == ["zeta", "alpha"]  # name match ranks first
+    assert slugs("q=playlist") == ["zeta", "alpha"]
+    assert slugs("search=playlist&ordering=name") == ["alpha", "zeta"]
+    assert slugs("search=+") == ["alpha", "beta", "zeta"]  # blank search: default order
