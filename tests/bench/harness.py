@@ -74,12 +74,50 @@ def p95(samples):
     return statistics.quantiles(samples, n=100)[94]
 
 
+DEFAULT_SCALE = 10_000
+
+
+def scale():
+    return int(os.environ.get("BENCH_SCALE", DEFAULT_SCALE))
+
+
+def _marker(n):
+    return f"<!-- bench scale {n} -->"
+
+
+def merge_markdown(existing, md):
+    """BENCHMARKS.md: the last default-scale run on top, then the last run at each other
+    ``BENCH_SCALE`` in its own section (a run replaces only its own part)."""
+    parts = {}
+    chunks = existing.split("<!-- bench scale ")
+    if chunks[0].strip():  # a file written before sections existed: the default-scale run
+        parts[DEFAULT_SCALE] = chunks[0].strip("\n")
+    for chunk in chunks[1:]:
+        n, _, body = chunk.partition(" -->")
+        if n.strip().isdigit():
+            parts[int(n)] = body.strip("\n")
+    parts[scale()] = md.strip("\n")
+    order = [DEFAULT_SCALE] + sorted(n for n in parts if n != DEFAULT_SCALE)
+    out = []
+    for n in order:
+        if n in parts:
+            out += [_marker(n), parts[n], ""]
+    return "\n".join(out)
+
+
 def render_markdown(report, sections):
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    n = scale()
+    title = (
+        "# Backline benchmarks"
+        if n == DEFAULT_SCALE
+        else f"## Large catalog run: BENCH_SCALE={n} (`make bench ARGS=catalog BENCH_SCALE={n}`)"
+    )
     lines = [
-        "# Backline benchmarks",
+        title,
         "",
-        f"Last run: {now} · machine: {machine()} · sections: {', '.join(sections)}",
+        f"Last run: {now} · machine: {machine()} · sections: {', '.join(sections)}"
+        f" · catalog scale: {n:,} services",
         "",
         "| figure | value | baseline | ratio | target | result |",
         "|---|---|---|---|---|---|",

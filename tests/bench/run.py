@@ -12,7 +12,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from tests.bench.harness import Report, render_markdown  # noqa: E402
+from tests.bench.harness import Report, merge_markdown, render_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,8 @@ def main(argv):
             traceback.print_exc()
             report.errors.append(f"{name}: {exc.__class__.__name__}: {exc}")
     md = render_markdown(report, names)
-    (ROOT / "BENCHMARKS.md").write_text(md)
+    path = ROOT / "BENCHMARKS.md"
+    path.write_text(merge_markdown(path.read_text() if path.exists() else "", md))
     print(md)
     return 1 if report.failed or report.errors else 0
 
