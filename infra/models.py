@@ -20,6 +20,7 @@ RESERVED_ENV = {
     "TF_IN_AUTOMATION",
     "TF_INPUT",
     "CHECKPOINT_DISABLE",
+    "TF_FORK",
     "TF_CLI_ARGS",
     "TF_CLI_ARGS_plan",
     "TF_CLI_ARGS_apply",

@@ -108,6 +108,9 @@ def build_env(ws, data_dir: Path):
             "TF_INPUT": "0",
             "CHECKPOINT_DISABLE": "1",
             "TF_DATA_DIR": str(data_dir),
+            # one process, no panicwrap child: the executor's die-with-the-worker signal then
+            # reaches the terraform that holds the state lock (ignored by versions without it)
+            "TF_FORK": "0",
         }
     )
     return env, secrets

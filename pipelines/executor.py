@@ -3,7 +3,8 @@
 Used by pipeline steps (``pipelines.tasks``) and by the Terraform runner (``infra``).
 
 - The command runs in its own process group (``start_new_session``); timeout and cancel kill the
-  whole group: SIGTERM, ``grace`` seconds, then SIGKILL.
+  whole group: SIGTERM, ``grace`` seconds, then SIGKILL. If the worker itself dies (SIGKILL,
+  OOM), the kernel kills the command too (``PR_SET_PDEATHSIG``).
 - stdout and stderr are merged and read incrementally with ``select`` (no pipe deadlock, no
   unbounded buffering); text is handed to ``on_output`` at least every ~0.25 s or 8 KiB.
 - Everything handed out is masked first (``Masker``): the exact value of each secret, its
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import codecs
+import ctypes
+import functools
 import os
 import re
 import selectors
@@ -137,6 +140,34 @@ class Masker:
         return self.mask(text[:cut]), text[cut:]
 
 
+PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl():
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not glibc Linux
+        return None
+
+
+def _die_with_parent_fn():
+    """A ``preexec_fn`` asking the kernel to SIGKILL the child when the process that started
+    it dies, so a worker killed with SIGKILL leaves no step or terraform running on (an
+    orphaned terraform would keep its state lock). None where prctl is unavailable."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec():
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 def _kill_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -170,6 +201,7 @@ def run_process(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         close_fds=True,
+        preexec_fn=_die_with_parent_fn(),
     )
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)

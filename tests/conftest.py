@@ -123,6 +123,22 @@ def token_client(raw):
     return c
 
 
+def pids_with_cmdline(needle: str) -> list[int]:
+    """Live processes (not this one) whose command line contains ``needle``; a zombie's
+    command line is empty."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if needle.encode() in fh.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 # --- a real Celery worker -----------------------------------------------------------------------
 def _worker_env():
     db = settings.DATABASES["default"]

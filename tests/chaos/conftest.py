@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import pids_with_cmdline
 from tests.releases.conftest import deployer, paused_release, playback_api, webhook_env  # noqa: F401
 
 ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "2"))
@@ -66,21 +67,9 @@ def wait_for(fn, timeout=30.0, what="condition", interval=0.1):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def kill_marked(marker: str):
-    """SIGKILL the processes whose command line holds ``marker`` (orphaned steps we started)."""
-    killed = []
-    needle = marker.encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if needle in fh.read():
-                    os.kill(int(entry), 9)
-                    killed.append(int(entry))
-        except (OSError, ProcessLookupError):
-            continue
-    return killed
+def marked_pids(marker: str):
+    """Live processes whose command line holds ``marker`` (a step we started)."""
+    return pids_with_cmdline(marker)
 
 
 class Gunicorn:

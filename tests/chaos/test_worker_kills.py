@@ -15,7 +15,7 @@ from infra.models import TerraformRun, Variable, Workspace
 from pipelines import services as pipe_services
 from pipelines import tasks as pipe_tasks
 from pipelines.models import LogChunk, PipelineRun, RunStatus
-from tests.chaos.conftest import ROUNDS, kill_marked, record, wait_for
+from tests.chaos.conftest import ROUNDS, marked_pids, record, wait_for
 from tests.conftest import WorkerProcess
 from tests.infra.test_worker import terraform_pids
 
@@ -60,22 +60,14 @@ def _start_victims(ctx, repo, i):
 
 
 def _reap(ctx, run, tf, i):
-    # terraform (a wrapper and the real binary) and the step ran in their own sessions and
-    # outlive the worker; an orphaned terraform would keep the state lock, so end its group
-    for _ in range(50):
-        pids = terraform_pids(tf) or []
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                group = os.getpgid(pid)
-                if group != os.getpgrp():
-                    os.killpg(group, 9)
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    kill_marked(ctx["marker"])
+    # the kernel ends the step's shell and terraform with the worker (PR_SET_PDEATHSIG): no
+    # orphan keeps running the step or holding Terraform's state lock
+    wait_for(
+        lambda: not terraform_pids(tf) and not marked_pids(ctx["marker"]),
+        10,
+        f"terraform and the step of round {i} to die with the worker",
+        interval=0.1,
+    )
     ctx["flag"].unlink()
 
     def final():

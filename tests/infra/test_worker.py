@@ -10,6 +10,7 @@ import pytest
 from infra import runner, services
 from infra.models import RunStatus, TerraformRun, Workspace
 from portal.actors import Actor
+from tests.conftest import pids_with_cmdline
 from tests.infra.conftest import CONFIG, log_text
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -31,18 +32,7 @@ def status(run):
 
 def terraform_pids(run) -> list[int]:
     """Processes whose command line names this run's plan file (unique per run)."""
-    needle = str(runner.plan_file(run)).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                if needle in fh.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
+    return pids_with_cmdline(str(runner.plan_file(run)))
 
 
 def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):

@@ -156,3 +156,37 @@ def test_a_progress_line_without_newline_is_streamed():
         on_output=lambda s: seen.append((time.monotonic() - t0, s)),
     )
     assert seen[0][1] == "downloading..." and seen[0][0] < 0.8
+
+
+def test_the_command_dies_with_the_process_that_started_it(tmp_path):
+    """A worker killed with SIGKILL cannot stop its step's process group itself: the kernel
+    does (PR_SET_PDEATHSIG), so no step keeps running after its run is declared lost."""
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from tests.conftest import pids_with_cmdline
+
+    marker = f"orphan-check-{uuid.uuid4().hex}"
+    code = (  # the marker comes from the environment: only the step's command line holds it
+        "import os\n"
+        "from pipelines.executor import run_process\n"
+        "run_process(['sh', '-c', 'sleep 300; echo ' + os.environ['MARKER']], cwd=None,"
+        " env={'PATH': '/usr/bin:/bin'}, timeout=None, secrets=[], on_output=print)\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "MARKER": marker},
+    )
+    deadline = time.monotonic() + 20
+    while not pids_with_cmdline(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids_with_cmdline(marker), "the step never started"
+    worker.kill()
+    worker.wait(10)
+    deadline = time.monotonic() + 5
+    while pids_with_cmdline(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pids_with_cmdline(marker) == []
