@@ -23,6 +23,7 @@ from infra.models import (
 )
 from portal.actors import Actor
 from portal.api.errors import Conflict
+from portal.params import log_offset
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = 512 * 1024
@@ -332,11 +333,9 @@ def run_log(request, pk):
     """The live tail: log text after ``offset`` and the next poller; 286 when the run is over."""
     run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=pk)
     try:
-        offset = int(request.GET.get("offset", "0"))
-        if offset < 0:
-            raise ValueError
-    except ValueError:
-        return HttpResponse("offset must be a whole number of bytes ≥ 0", status=400)
+        offset = log_offset(request.GET.get("offset"))
+    except ValueError as exc:
+        return HttpResponse(str(exc), status=400)
     over = run.is_over  # read first: nothing written after it is missed
     text, next_offset = services.read_log(run, offset, limit=LOG_PAGE_BYTES)
     done = over and next_offset >= run.log_size

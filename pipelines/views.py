@@ -16,6 +16,7 @@ from pipelines.filters import PipelineRunFilter
 from pipelines.models import LogChunk, PipelineConfig, PipelineRun, PipelineSecret, RunStatus
 from portal.actors import Actor
 from portal.api.errors import Conflict
+from portal.params import log_offset
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = 512 * 1024  # the most a single tail response carries
@@ -96,9 +97,9 @@ def run_log(request, pk):
     the next poller. Answers 286 when the run is over so HTMX stops polling."""
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
     try:
-        offset = max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        return HttpResponse("offset must be a whole number of bytes", status=400)
+        offset = log_offset(request.GET.get("offset"))
+    except ValueError as exc:
+        return HttpResponse(str(exc), status=400)
     over = run.is_over  # read before the log so that nothing written after is missed
     text, next_offset = services.read_log(run, offset, limit=LOG_PAGE_BYTES)
     more = next_offset < run.log_size

@@ -20,6 +20,7 @@ from infra.api.serializers import (
 from infra.filters import TerraformRunFilter, WorkspaceFilter
 from infra.models import TerraformRun, Variable, Workspace
 from portal.actors import Actor
+from portal.params import log_offset
 from squads.models import Service
 
 
@@ -187,13 +188,10 @@ class TerraformRunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
         run = self.get_object()
-        raw = request.query_params.get("offset", "0")
         try:
-            offset = int(raw)
-            if offset < 0:
-                raise ValueError
-        except ValueError:
-            raise ValidationError({"offset": f"must be a whole number ≥ 0, not {raw!r}"}) from None
+            offset = log_offset(request.query_params.get("offset"))
+        except ValueError as exc:
+            raise ValidationError({"offset": [str(exc)]}) from None
         text, nxt = services.read_log(run, offset)
         return Response(
             {

@@ -18,6 +18,7 @@ from pipelines.api.serializers import (
 from pipelines.filters import PipelineRunFilter
 from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret
 from portal.actors import Actor
+from portal.params import log_offset
 from squads.models import Service
 
 LOG_LIMIT = 1024 * 1024
@@ -49,15 +50,10 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
         run = self.get_object()
-        raw = request.query_params.get("offset", "0")
         try:
-            offset = int(raw)
-            if offset < 0:
-                raise ValueError
-        except ValueError:
-            raise ValidationError(
-                {"offset": [f"{raw!r} is not a byte offset (0 or more)."]}
-            ) from None
+            offset = log_offset(request.query_params.get("offset"))
+        except ValueError as exc:
+            raise ValidationError({"offset": [str(exc)]}) from None
         over = run.is_over
         text, next_offset = services.read_log(run, offset, limit=LOG_LIMIT)
         return Response(

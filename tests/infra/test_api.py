@@ -118,7 +118,8 @@ def test_plan_apply_discard_cancel_log_via_api(ws_root, alice, squad, upstream, 
     assert "terraform plan" in log["text"] and log["complete"] is False
     tail = c.get(f"/api/v1/terraform-runs/{run_id}/log?offset={log['next_offset']}").json()
     assert tail["text"] == "" and tail["next_offset"] == log["next_offset"]
-    assert c.get(f"/api/v1/terraform-runs/{run_id}/log?offset=-3").status_code == 400
+    bad = c.get(f"/api/v1/terraform-runs/{run_id}/log?offset=-3")
+    assert bad.status_code == 400 and "-3" in bad.json()["errors"]["offset"][0]
     assert c.post(f"/api/v1/terraform-runs/{run_id}/cancel").status_code == 409
     r = c.post(f"/api/v1/terraform-runs/{run_id}/apply")
     assert r.status_code == 200 and r.json()["status"] == "confirmed"
@@ -156,7 +157,8 @@ def test_pages_render_and_buttons(ws_root, alice, charlie, squad, upstream, make
     assert 'id="apply-btn"' in page and "(sensitive)" in page and SECRET not in page
     # the live tail: 200 while the run is active, 286 once over and fully read
     assert c.get(f"/infra/runs/{run.pk}/log?offset=0", HTTP_HX_REQUEST="true").status_code == 200
-    assert c.get(f"/infra/runs/{run.pk}/log?offset=x").status_code == 400
+    bad = c.get(f"/infra/runs/{run.pk}/log?offset=x")
+    assert bad.status_code == 400 and b"offset must be a whole number" in bad.content
     c.post(f"/infra/runs/{run.pk}/apply")
     runner.execute_apply(run.pk)
     run.refresh_from_db()

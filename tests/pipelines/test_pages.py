@@ -83,6 +83,8 @@ def test_tail_appends_and_stops_with_286(alice, service):
     assert resp.status_code == 286
     assert "hx-trigger" not in resp.content.decode()
     assert c.get(f"{url}?offset=abc").status_code == 400
+    neg = c.get(f"{url}?offset=-5")
+    assert neg.status_code == 400 and b"offset must be a whole number" in neg.content
 
 
 def test_buttons_call_the_domain(alice, bob, service):
