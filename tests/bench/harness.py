@@ -66,6 +66,11 @@ def machine():
     return f"{platform.machine()}, {cpus} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
+def machine_short():
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB"
+
+
 def p95(samples):
     if not samples:
         return float("nan")
@@ -119,15 +124,17 @@ def render_markdown(report, sections):
         f"Last run: {now} · machine: {machine()} · sections: {', '.join(sections)}"
         f" · catalog scale: {n:,} services",
         "",
-        "| figure | value | baseline | ratio | target | result |",
-        "|---|---|---|---|---|---|",
+        "| figure | value | baseline | ratio | target | result | machine |",
+        "|---|---|---|---|---|---|---|",
     ]
+    box = machine_short()
     for f in report.figures:
         base = f"{f.baseline:.4g} {f.unit} ({f.baseline_label})" if f.baseline is not None else "—"
         ratio = f"{f.ratio:.3g}×" if f.ratio is not None else "—"
         result = "—" if f.ok is None else ("pass" if f.ok else "**MISSED**")
         lines.append(
-            f"| {f.name} | {f.value:.4g} {f.unit} | {base} | {ratio} | {f.target or '—'} | {result} |"
+            f"| {f.name} | {f.value:.4g} {f.unit} | {base} | {ratio} | {f.target or '—'} | {result} "
+            f"| {box} |"
         )
     if report.errors:
         lines += ["", "## Errors", ""] + [f"- {e}" for e in report.errors]
