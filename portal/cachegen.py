@@ -28,7 +28,7 @@ from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import Signal
 
@@ -97,12 +97,22 @@ class Generation:
             value = MISS
         if value is MISS:
             value = build()
+            if _in_transaction():
+                # what this transaction sees may include its own uncommitted writes (and may
+                # be rolled back): never share it
+                return value
             try:
                 cache.set(key, value, timeout)
             except Exception:  # noqa: BLE001
                 log.warning("cache %s unreachable: result not stored", self.name)
         self._local.put(key, value, timeout)
         return value
+
+
+def _in_transaction():
+    """Inside an atomic block of the application (a test case's own wrapping block aside)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    return any(not getattr(a, "_from_testcase", False) for a in conn.atomic_blocks)
 
 
 class LocalEntries:

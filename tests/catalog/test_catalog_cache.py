@@ -252,3 +252,15 @@ def test_local_entries_evict_the_oldest_and_expire():
     assert local.get("b") is MISS and local.get("a") == 1 and local.get("c") == 3
     local.put("d", 4, -1)  # already expired
     assert local.get("d") is MISS
+
+
+def test_rows_rendered_inside_a_transaction_are_not_shared(alice, svc):
+    """A page rendered after an uncommitted write shows that write; it must not be cached for
+    others (the transaction may still roll back)."""
+    c = client_for(alice)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Service.objects.filter(pk=svc.pk).update(name="Never Committed")
+        assert b"Never Committed" in c.get("/catalog/").content
+        raise RuntimeError("roll back")
+    page = c.get("/catalog/").content
+    assert b"Player API" in page and b"Never Committed" not in page
