@@ -28,7 +28,7 @@ from rest_framework.test import APIClient
 from infra.models import TerraformRun, Variable, Workspace
 from monitoring.models import AlertRule, NotificationChannel
 from pipelines.models import PipelineRun, PipelineSecret
-from pipelines.releases.models import Environment, Release
+from pipelines.releases.models import AnalysisTemplate, Environment, Release, StrategyOverride
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 from squads.models import Dependency
 from tests.factories import ServiceFactory
@@ -46,6 +46,8 @@ PERSONAS = [
     "csrf",
 ]
 PAUSING = [{"set_weight": 10}, {"pause": {}}, {"set_weight": 30}, {"pause": {}}]
+STRATEGY = [{"set_weight": 25}, {"analysis": {"template": "golden-signals"}}, {"set_weight": 100}]
+METRICS = [{"name": "errors", "kind": "error_ratio", "max": 0.02}]
 SPEC = "stages: [{name: build, steps: [{name: compile, run: 'true'}]}]\n"
 MAIN_TF = 'output "hello" {\n  value = "world"\n}\n'
 
@@ -69,6 +71,12 @@ class World:
             commit_sha="a" * 40,
             finished_at=None if status in ("queued", "running") else timezone.now(),
         )
+
+    def strategy(self):
+        return StrategyOverride.objects.create(service=self.svc, steps=PAUSING)
+
+    def template(self):
+        return AnalysisTemplate.objects.create(name="matrix", metrics=METRICS)
 
     def env(self):
         return Environment.objects.update_or_create(
@@ -413,6 +421,64 @@ API_ROWS = [
         "releases:promote",
         lambda w: (f"{A}/releases/{w.release('aborted').pk}/retry/", None),
         200,
+    ),
+    _api(
+        "POST /api/v1/release-strategies/",
+        "releases:promote",
+        lambda w: (f"{A}/release-strategies/", {"service": "playback-api", "steps": STRATEGY}),
+        201,
+    ),
+    _api(
+        "PUT /api/v1/release-strategies/{id}/",
+        "releases:promote",
+        lambda w: (
+            f"{A}/release-strategies/{w.strategy().pk}/",
+            {"service": "playback-api", "environment": None, "steps": STRATEGY},
+        ),
+        200,
+    ),
+    _api(
+        "PATCH /api/v1/release-strategies/{id}/",
+        "releases:promote",
+        lambda w: (f"{A}/release-strategies/{w.strategy().pk}/", {"steps": STRATEGY}),
+        200,
+    ),
+    _api(
+        "DELETE /api/v1/release-strategies/{id}/",
+        "releases:promote",
+        lambda w: (f"{A}/release-strategies/{w.strategy().pk}/", None),
+        204,
+    ),
+    _api(
+        "POST /api/v1/analysis-templates/",
+        "admin",
+        lambda w: (f"{A}/analysis-templates/", {"name": "matrix", "metrics": METRICS}),
+        201,
+        admin_only=True,
+    ),
+    _api(
+        "PUT /api/v1/analysis-templates/{name}/",
+        "admin",
+        lambda w: (
+            f"{A}/analysis-templates/{w.template().name}/",
+            {"name": "matrix", "description": "changed", "metrics": METRICS},
+        ),
+        200,
+        admin_only=True,
+    ),
+    _api(
+        "PATCH /api/v1/analysis-templates/{name}/",
+        "admin",
+        lambda w: (f"{A}/analysis-templates/{w.template().name}/", {"description": "changed"}),
+        200,
+        admin_only=True,
+    ),
+    _api(
+        "DELETE /api/v1/analysis-templates/{name}/",
+        "admin",
+        lambda w: (f"{A}/analysis-templates/{w.template().name}/", None),
+        204,
+        admin_only=True,
     ),
     # infrastructure
     _api(

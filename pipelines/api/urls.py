@@ -8,6 +8,8 @@ router = Router()
 router.register("runs", views.RunViewSet, basename="pipelinerun")
 router.register("releases", release_api.ReleaseViewSet, basename="release")
 router.register("environments", release_api.EnvironmentViewSet, basename="environment")
+router.register("release-strategies", release_api.StrategyViewSet, basename="release-strategy")
+router.register("analysis-templates", release_api.TemplateViewSet, basename="analysis-template")
 
 SLUG = r"(?P<slug>[-a-zA-Z0-9_]+)"
 

@@ -1,5 +1,6 @@
 """Releases API: ``/api/v1/releases/`` (list, create, detail) with the actions ``promote``,
-``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``. Thin: each action calls
+``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``; services' own strategies
+(``/api/v1/release-strategies/``) and analysis templates (``/api/v1/analysis-templates/``). Thin: each action calls
 one function of ``pipelines.releases.services``."""
 
 from drf_spectacular.utils import extend_schema
@@ -8,13 +9,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from pipelines.releases import services, strategy
-from pipelines.releases.filters import ReleaseFilter
+from pipelines.releases.filters import ReleaseFilter, StrategyFilter
 from pipelines.releases.models import (
     AnalysisRun,
+    AnalysisTemplate,
     Environment,
     Measurement,
     Release,
     ReleaseEvent,
+    StrategyOverride,
 )
 from portal.actors import Actor
 from squads.models import Service
@@ -252,3 +255,139 @@ class EnvironmentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = EnvironmentSerializer
     lookup_field = "name"
     pagination_class = None
+
+
+def _django_errors(fn, value):
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    try:
+        return fn(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+
+
+class StrategySerializer(serializers.ModelSerializer):
+    service = serializers.SlugRelatedField(slug_field="slug", queryset=Service.objects.all())
+    environment = serializers.SlugRelatedField(
+        slug_field="name",
+        queryset=Environment.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="Environment name; null: every environment without its own strategy.",
+    )
+    steps = serializers.JSONField(
+        help_text="Canary steps: [{set_weight: N}, {pause: {duration: s}}, "
+        "{analysis: {template: name}}, ...]"
+    )
+    describe = serializers.SerializerMethodField()
+
+    class Meta:
+        model = StrategyOverride
+        fields = ["id", "service", "environment", "steps", "describe", "updated_at"]
+        read_only_fields = ["id", "updated_at"]
+        validators = []  # (service, environment) taken: a 409 from the domain, not a 400
+
+    def get_describe(self, obj) -> list[str]:
+        return [strategy.describe(s) for s in obj.steps]
+
+    def validate_steps(self, value):
+        return _django_errors(strategy.validate, value)
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            for key in ("service", "environment"):
+                if key in attrs and attrs[key] != getattr(self.instance, key):
+                    raise serializers.ValidationError(
+                        {key: ["cannot change; delete this strategy and create another"]}
+                    )
+        return attrs
+
+
+class StrategyViewSet(viewsets.ModelViewSet):
+    """A service's own canary steps, per environment (or for every environment): they replace
+    the environment's default strategy for the service's next releases. Owners of the service
+    (tokens: ``releases:promote``) and org admins."""
+
+    serializer_class = StrategySerializer
+    filterset_class = StrategyFilter
+    queryset = StrategyOverride.objects.select_related(
+        "service", "service__owner", "environment"
+    ).order_by("service__slug", "environment__name", "id")
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.save_strategy(
+            Actor.from_request(self.request, door="api"),
+            data["service"],
+            data.get("environment"),
+            data["steps"],
+        )
+
+    def perform_update(self, serializer):
+        inst = serializer.instance
+        serializer.instance = services.save_strategy(
+            Actor.from_request(self.request, door="api"),
+            inst.service,
+            inst.environment,
+            serializer.validated_data.get("steps", inst.steps),
+            override=inst,
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_strategy(Actor.from_request(self.request, door="api"), instance)
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    name = serializers.SlugField(max_length=100)  # taken: a 409 from the domain, not a 400
+    metrics = serializers.JSONField(
+        help_text="Metrics: golden-signal shortcuts or raw queries with limits (DESIGN.md)."
+    )
+
+    class Meta:
+        model = AnalysisTemplate
+        fields = ["name", "description", "metrics", "updated_at"]
+        read_only_fields = ["updated_at"]
+        validators = []
+
+    def validate_metrics(self, value):
+        from pipelines.releases import analysis
+
+        return _django_errors(analysis.validate_metrics, value)
+
+    def validate_name(self, value):
+        if self.instance is not None and value != self.instance.name:
+            raise serializers.ValidationError("cannot change; strategies refer to it by name")
+        return value
+
+
+class TemplateViewSet(viewsets.ModelViewSet):
+    """Analysis templates: the metrics a canary analysis measures. Org admins (tokens:
+    ``admin``) change them; deleting one in use by a strategy or active release is a 409."""
+
+    serializer_class = TemplateSerializer
+    queryset = AnalysisTemplate.objects.order_by("name")
+    lookup_field = "name"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.save_template(
+            Actor.from_request(self.request, door="api"),
+            data["name"],
+            data.get("description", ""),
+            data["metrics"],
+        )
+
+    def perform_update(self, serializer):
+        inst = serializer.instance
+        data = serializer.validated_data
+        serializer.instance = services.save_template(
+            Actor.from_request(self.request, door="api"),
+            inst.name,
+            data.get("description", inst.description),
+            data.get("metrics", inst.metrics),
+            template=inst,
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_template(Actor.from_request(self.request, door="api"), instance)

@@ -1,6 +1,6 @@
 import django_filters
 
-from pipelines.releases.models import Release, ReleaseStatus
+from pipelines.releases.models import Release, ReleaseStatus, StrategyOverride
 
 
 class ReleaseFilter(django_filters.FilterSet):
@@ -15,3 +15,12 @@ class ReleaseFilter(django_filters.FilterSet):
     class Meta:
         model = Release
         fields = ["squad", "service", "environment", "status", "version"]
+
+
+class StrategyFilter(django_filters.FilterSet):
+    service = django_filters.CharFilter(field_name="service__slug", label="Service (slug)")
+    environment = django_filters.CharFilter(field_name="environment__name", label="Environment")
+
+    class Meta:
+        model = StrategyOverride
+        fields = ["service", "environment"]

@@ -296,3 +296,129 @@ def retry(release, actor):
         controller.drive(r, actor=actor.label, door=actor.door)
         _enqueue(r.pk)
     return r
+
+
+# --- strategies and analysis templates (the API; admins also have Django admin) ------------------
+def _strategy_audit(actor, action, override, steps):
+    record(
+        actor,
+        action,
+        override,
+        squad=override.service.owner,
+        data={
+            "service": override.service.slug,
+            "environment": override.environment.name if override.environment else None,
+            "steps": steps,
+        },
+    )
+
+
+def _create_or_conflict(model, message, **fields):
+    """A new row, or 409 with ``message`` when a unique constraint says it exists."""
+    try:
+        with transaction.atomic():
+            return model.objects.create(**fields)
+    except IntegrityError:
+        raise Conflict(message, current="exists") from None
+
+
+def save_strategy(actor, service, environment, steps, override=None):
+    """Create a service's own canary steps for ``environment`` (None: every environment) or,
+    given ``override``, replace its steps. Owners of the service and org admins."""
+    from pipelines.releases.models import StrategyOverride
+
+    actor.require(SCOPE, service.owner, f"the release strategy of {service.slug}")
+    steps = strategy.validate(steps)
+    with transaction.atomic():
+        if override is None:
+            where = environment.name if environment else "every environment"
+            override = _create_or_conflict(
+                StrategyOverride,
+                f"{service.slug} already has a release strategy for {where}: change that one.",
+                service=service,
+                environment=environment,
+                steps=steps,
+            )
+            _strategy_audit(actor, "release.strategy_created", override, steps)
+        else:
+            override.steps = steps
+            override.save(update_fields=["steps", "updated_at"])
+            _strategy_audit(actor, "release.strategy_changed", override, steps)
+    return override
+
+
+def delete_strategy(actor, override):
+    """Back to the environment's default steps. Owners of the service and org admins."""
+    actor.require(SCOPE, override.service.owner, f"the release strategy of {override.service.slug}")
+    with transaction.atomic():
+        _strategy_audit(actor, "release.strategy_deleted", override, override.steps)
+        override.delete()
+
+
+def _require_admin(actor):
+    from django.core.exceptions import PermissionDenied
+
+    if not actor.is_admin:
+        raise PermissionDenied("Only org admins may change analysis templates.")
+
+
+def template_users(name) -> list[str]:
+    """Where the analysis template ``name`` is referenced: strategies and active releases."""
+    from pipelines.releases.models import StrategyOverride
+
+    def uses(steps):
+        return any(
+            isinstance(s, dict) and (s.get("analysis") or {}).get("template") == name
+            for s in steps or []
+        )
+
+    found = [
+        f"the strategy of {o.service.slug}" + (f" in {o.environment.name}" if o.environment else "")
+        for o in StrategyOverride.objects.select_related("service", "environment")
+        if uses(o.steps)
+    ]
+    found += [
+        f"release #{r.pk} ({r.service.slug})"
+        for r in Release.objects.filter(status__in=ACTIVE_RELEASE).select_related("service")
+        if uses(r.strategy)
+    ]
+    return found
+
+
+def save_template(actor, name, description, metrics, template=None):
+    """Create (``template`` None) or change an analysis template. Org admins only."""
+    from pipelines.releases import analysis
+    from pipelines.releases.models import AnalysisTemplate
+
+    _require_admin(actor)
+    metrics = analysis.validate_metrics(metrics)
+    with transaction.atomic():
+        if template is None:
+            template = _create_or_conflict(
+                AnalysisTemplate,
+                f"An analysis template named {name!r} exists: change that one.",
+                name=name,
+                description=description,
+                metrics=metrics,
+            )
+            action = "release.template_created"
+        else:
+            template.description, template.metrics = description, metrics
+            template.save(update_fields=["description", "metrics", "updated_at"])
+            action = "release.template_changed"
+        record(actor, action, template, data={"name": template.name, "metrics": metrics})
+    return template
+
+
+def delete_template(actor, template):
+    """Org admins only; refused (409) while a strategy or an active release uses it."""
+    _require_admin(actor)
+    users = template_users(template.name)
+    if users:
+        raise Conflict(
+            f"The analysis template {template.name!r} is in use by " + "; ".join(users[:5]),
+            current="in_use",
+        )
+    with transaction.atomic():
+        record(actor, "release.template_deleted", template, data={"name": template.name})
+        template.delete()
