@@ -4,6 +4,8 @@ import base64
 import os
 import time
 
+import pytest
+
 from pipelines.executor import Masker, run_process
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -158,7 +160,8 @@ def test_a_progress_line_without_newline_is_streamed():
     assert seen[0][1] == "downloading..." and seen[0][0] < 0.8
 
 
-def test_the_command_dies_with_the_process_that_started_it(tmp_path):
+@pytest.mark.parametrize("via", ["setpriv", "preexec_fn"])
+def test_the_command_dies_with_the_process_that_started_it(tmp_path, via):
     """A worker killed with SIGKILL cannot stop its step's process group itself: the kernel
     does (PR_SET_PDEATHSIG), so no step keeps running after its run is declared lost."""
     import subprocess
@@ -171,14 +174,17 @@ def test_the_command_dies_with_the_process_that_started_it(tmp_path):
     marker = f"orphan-check-{uuid.uuid4().hex}"
     code = (  # the marker comes from the environment: only the step's command line holds it
         "import os\n"
+        "from pipelines import executor\n"
         "from pipelines.executor import run_process\n"
+        "if os.environ['VIA'] == 'preexec_fn':\n"
+        "    executor.SETPRIV = None\n"
         "run_process(['sh', '-c', 'sleep 300; echo ' + os.environ['MARKER']], cwd=None,"
         " env={'PATH': '/usr/bin:/bin'}, timeout=None, secrets=[], on_output=print)\n"
     )
     worker = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "MARKER": marker},
+        env={**os.environ, "MARKER": marker, "VIA": via},
     )
     deadline = time.monotonic() + 20
     while not pids_with_cmdline(marker) and time.monotonic() < deadline:
@@ -190,3 +196,24 @@ def test_the_command_dies_with_the_process_that_started_it(tmp_path):
     while pids_with_cmdline(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pids_with_cmdline(marker) == []
+
+
+def test_a_missing_command_raises_as_popen_would(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        run_process(
+            ["no-such-command-here"],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=5,
+            secrets=[],
+            on_output=lambda text: None,
+        )
+    with pytest.raises(FileNotFoundError):
+        run_process(
+            ["./missing.sh"],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=5,
+            secrets=[],
+            on_output=lambda text: None,
+        )
