@@ -9,7 +9,7 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -88,8 +88,8 @@ def create_workspace(actor, *, slug, owner, services=(), **fields) -> Workspace:
     actor.require(SCOPE, owner, "creating a Terraform workspace for this squad")
     if slug in RESERVED_SLUGS:
         raise ValidationError({"slug": f"{slug!r} is reserved; choose another slug"})
-    if "terraform_bin" in fields and fields["terraform_bin"] and not actor.is_admin:
-        raise PermissionDenied("Only org admins may choose the terraform binary of a workspace.")
+    if fields.get("terraform_bin"):
+        actor.require_admin("choose the terraform binary of a workspace")
     ws = Workspace(slug=slug, owner=owner, **{k: v for k, v in fields.items() if v is not None})
     _validate_workspace(ws)
     try:
@@ -113,8 +113,8 @@ def update_workspace(actor, ws: Workspace, *, services=None, owner=None, **field
     actor.require(SCOPE, ws.owner, "changing this workspace")
     if owner is not None and owner != ws.owner:
         actor.require(SCOPE, owner, "moving the workspace to that squad")
-    if fields.get("terraform_bin") and not actor.is_admin:
-        raise PermissionDenied("Only org admins may choose the terraform binary of a workspace.")
+    if fields.get("terraform_bin"):
+        actor.require_admin("choose the terraform binary of a workspace")
     with transaction.atomic():
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
         changed = []
@@ -435,8 +435,7 @@ def cancel(actor, run: TerraformRun) -> TerraformRun:
 
 def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
     """Admins only. A running holder is marked errored (its worker stops at its next check)."""
-    if not actor.is_admin:
-        raise PermissionDenied("Only org admins may force-unlock a workspace.")
+    actor.require_admin("force-unlock a workspace")
     with transaction.atomic():
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
         if ws.lock_run_id is None:

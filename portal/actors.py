@@ -103,3 +103,8 @@ class Actor:
             raise PermissionDenied(
                 f"Only members of the owning squad and org admins may do {what}."
             )
+
+    def require_admin(self, what: str):
+        """Org admins (an ``admin`` token, the system) only: "Only org admins may <what>."."""
+        if not self.is_admin:
+            raise PermissionDenied(f"Only org admins may {what}.")

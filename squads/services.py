@@ -1,6 +1,6 @@
 """Domain operations on the catalog. Every door (HTML, API, command, import) calls these."""
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from portal import audit, events
@@ -28,8 +28,7 @@ SECRET_FIELDS = {"webhook_secret"}
 
 def _require_write(actor, squad, what):
     if squad is None:
-        if not actor.is_admin:
-            raise PermissionDenied(f"Only org admins may {what} without an owning squad.")
+        actor.require_admin(f"{what} without an owning squad")
         return
     actor.require("catalog:write", squad, what)
 

@@ -355,13 +355,6 @@ def delete_strategy(actor, override):
         override.delete()
 
 
-def _require_admin(actor):
-    from django.core.exceptions import PermissionDenied
-
-    if not actor.is_admin:
-        raise PermissionDenied("Only org admins may change analysis templates.")
-
-
 def template_users(name) -> list[str]:
     """Where the analysis template ``name`` is referenced: strategies and active releases."""
     from pipelines.releases.models import StrategyOverride
@@ -390,7 +383,7 @@ def save_template(actor, name, description, metrics, template=None):
     from pipelines.releases import analysis
     from pipelines.releases.models import AnalysisTemplate
 
-    _require_admin(actor)
+    actor.require_admin("change analysis templates")
     metrics = analysis.validate_metrics(metrics)
     with transaction.atomic():
         if template is None:
@@ -412,7 +405,7 @@ def save_template(actor, name, description, metrics, template=None):
 
 def delete_template(actor, template):
     """Org admins only; refused (409) while a strategy or an active release uses it."""
-    _require_admin(actor)
+    actor.require_admin("change analysis templates")
     users = template_users(template.name)
     if users:
         raise Conflict(
