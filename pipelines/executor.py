@@ -216,10 +216,11 @@ def run_process(
     masker = Masker(secrets)
     started = time.monotonic()
     env = {k: str(v) for k, v in env.items()}
-    argv, preexec = _die_with_parent(list(argv), str(cwd) if cwd is not None else None, env)
+    cwd = str(cwd) if cwd is not None else None
+    argv, preexec = _die_with_parent(list(argv), cwd, env)
     proc = subprocess.Popen(
         argv,
-        cwd=str(cwd) if cwd is not None else None,
+        cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

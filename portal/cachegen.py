@@ -142,10 +142,6 @@ class LocalEntries:
             while len(self.entries) > self.size:
                 self.entries.popitem(last=False)
 
-    def clear(self):
-        with self.lock:
-            self.entries.clear()
-
 
 class WatchedQuerySet(models.QuerySet):
     """A QuerySet whose bulk writes (which send no model signals) announce themselves."""

@@ -34,12 +34,8 @@ def inputs():
     found = dict(CATALOG_INPUTS)
     for mod in scorecards._extra_modules():
         for label, fields in getattr(mod, "CATALOG_INPUTS", {}).items():
-            if label in found and (found[label] is None or fields is None):
-                found[label] = None
-            elif label in found:
-                found[label] = set(found[label]) | set(fields)
-            else:
-                found[label] = fields
+            have = found.get(label, set())
+            found[label] = None if have is None or fields is None else {*have, *fields}
     return found
 
 

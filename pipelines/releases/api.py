@@ -1,6 +1,7 @@
 """Releases API: ``/api/v1/releases/`` (list, create, detail) with the actions ``promote``,
-``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``; services' own strategies
-(``/api/v1/release-strategies/``) and analysis templates (``/api/v1/analysis-templates/``). Thin: each action calls
+``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``; services' own
+strategies (``/api/v1/release-strategies/``) and analysis templates
+(``/api/v1/analysis-templates/``). Thin: each action calls
 one function of ``pipelines.releases.services``."""
 
 from drf_spectacular.utils import extend_schema
