@@ -175,7 +175,8 @@ def measure(backend, service, m, now=None) -> dict:
         return {
             **out,
             "phase": "inconclusive",
-            "message": f"too little canary traffic: {got:.0f} requests in {window:g} s "
+            # counts come from extrapolated rates: 4.8 must not read as "5 (need 5)"
+            "message": f"too little canary traffic: {got:.3g} requests in {window:g} s "
             f"(need {need:g})",
         }
     if out.get("value") is None:
