@@ -298,6 +298,8 @@ def load_plan(plan) -> dict:
 def parse_plan(plan, *, refresh_only: bool = False) -> dict:
     """``plan``: the decoded JSON (dict) or its text. Returns the summary dict."""
     plan = load_plan(plan)
+    if "values" in plan and "planned_values" not in plan:
+        raise PlanParseError("a Terraform state, not a plan: no planned_values")
     counts = dict.fromkeys(("add", "change", "destroy", "replace", "forget", "read"), 0)
     counts["unchanged"] = 0
     all_resources = [_resource(rc) for rc in plan.get("resource_changes") or []]
@@ -322,7 +324,7 @@ def parse_plan(plan, *, refresh_only: bool = False) -> dict:
     applyable = plan["applyable"] if isinstance(plan.get("applyable"), bool) else computed
     actions = plan.get("action_invocations") or []
     resource_changes = counts["add"] + counts["change"] + counts["destroy"] + counts["replace"]
-    return {
+    summary = {
         "format_version": plan.get("format_version"),
         "terraform_version": plan.get("terraform_version", ""),
         **counts,
@@ -342,6 +344,8 @@ def parse_plan(plan, *, refresh_only: bool = False) -> dict:
         "refresh_only": refresh_only,
         "errored": plan.get("errored", False),
     }
+    summary["plan_line"] = plan_line(summary)
+    return summary
 
 
 def plan_line(s: dict) -> str:
