@@ -496,7 +496,7 @@ def summary_line(s: dict) -> str:
         return "\nPlan summary: no changes.\n"
     moves = "".join(f"\n  moved: {m['from']} -> {m['to']}" for m in s.get("moves", []))
     return (
-        f"\nPlan summary: {plan_line(s)} {s['output_changes']} output change"
+        f"\n{plan_line(s)} {s['output_changes']} output change"
         f"{'s' if s['output_changes'] != 1 else ''}.{moves}\n"
     )
 

@@ -153,6 +153,7 @@ def test_a_moved_block_alone_is_planned_and_applied(ws111, alice):
     assert run.status == RunStatus.PLANNED  # was planned_and_finished: never applyable
     assert counts(run) == {"move": 1} and run.summary["resource_changes"] == 0
     assert run.summary["moves"] == [{"from": "terraform_data.old", "to": "terraform_data.new"}]
+    assert "moved: terraform_data.old -> terraform_data.new" in log_text(run)
     page = client_for(alice).get(f"/infra/runs/{run.pk}/").content.decode()
     assert (
         'id="apply-btn"' in page and "terraform_data.old</code> → <code>terraform_data.new" in page
@@ -175,6 +176,8 @@ def test_an_import_block_alone_is_planned_and_applied(ws111, alice):
     assert run.summary["plan_line"] == "Plan: 1 to import, 0 to add, 0 to change, 0 to destroy."
     assert run.summary["resources"][0]["importing"] is True
     assert "1 to import" in log_text(run)
+    page = client_for(alice).get(f"/infra/runs/{run.pk}/").content.decode()
+    assert "Plan: 1 to import, 0 to add" in page and 'id="apply-btn"' in page
     apply(run, alice)
     assert state(ws111)["terraform_data.c"]["id"] == "imported-id-1"
 
@@ -187,6 +190,9 @@ def test_a_removed_block_forgets_without_destroying(ws111, alice):
     assert run.status == RunStatus.PLANNED
     assert counts(run) == {"forget": 1}  # not a change, not a destroy
     assert run.summary["plan_line"] == "Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget."
+    page = client_for(alice).get(f"/infra/runs/{run.pk}/").content.decode()
+    assert "1 to forget" in page and "not destroyed" in page
+    assert "Plan: 0 to add, 0 to change, 0 to destroy, 1 to forget." in log_text(run)
     apply(run, alice)
     assert set(state(ws111)) == {"terraform_data.a"}
 
@@ -231,6 +237,7 @@ def test_a_value_turning_sensitive_is_never_shown(ws111, alice, how):
     assert row["sensitivity_changed"] is True
     shown = everything_shown(run, alice)
     assert "(sensitive value)" in shown and value not in shown
+    assert "sensitivity changes; the value is hidden on both sides" in shown  # the run page
     apply(run, alice)
     assert value not in everything_shown(TerraformRun.objects.get(pk=run.pk), alice)
 
