@@ -217,23 +217,18 @@ def _output(name: str, oc: dict) -> dict:
         oc.get("before_sensitive")
     )
     unknown = oc.get("after_unknown") is True
-    hidden = SENSITIVE if sensitive else None
+    if sensitive:
+        before, after = SENSITIVE, SENSITIVE
+    else:
+        before = show(oc.get("before"))
+        after = UNKNOWN if unknown else show(redact(oc.get("after"), None, oc.get("after_unknown")))
     return {
         "name": name,
         "action": action,
         "sensitive": sensitive,
         "unknown": unknown,
-        "before": None
-        if action == "create" or oc.get("before") is None
-        else (hidden or show(oc.get("before"))),
-        "after": None
-        if action == "delete"
-        else (
-            hidden
-            or (
-                UNKNOWN if unknown else show(redact(oc.get("after"), None, oc.get("after_unknown")))
-            )
-        ),
+        "before": None if action == "create" or oc.get("before") is None else before,
+        "after": None if action == "delete" else after,
     }
 
 
@@ -284,6 +279,18 @@ def _refresh_only_drift(drift: list, resources: list, changed_outputs: list) -> 
     return drift
 
 
+def _counts(resources: list) -> dict:
+    counts = dict.fromkeys(("add", "change", "destroy", "replace", "forget", "read"), 0)
+    counts["unchanged"] = 0
+    for res in resources:
+        bucket = _bucket(res)
+        if bucket:
+            counts[bucket] += 1
+        if "forget" in res["actions"] and bucket != "forget":
+            counts["forget"] += 1  # create-then-forget: the old object is forgotten
+    return counts
+
+
 def load_plan(plan) -> dict:
     if isinstance(plan, (str, bytes)):
         try:
@@ -300,15 +307,8 @@ def parse_plan(plan, *, refresh_only: bool = False) -> dict:
     plan = load_plan(plan)
     if "values" in plan and "planned_values" not in plan:
         raise PlanParseError("a Terraform state, not a plan: no planned_values")
-    counts = dict.fromkeys(("add", "change", "destroy", "replace", "forget", "read"), 0)
-    counts["unchanged"] = 0
     all_resources = [_resource(rc) for rc in plan.get("resource_changes") or []]
-    for res in all_resources:
-        bucket = _bucket(res)
-        if bucket:
-            counts[bucket] += 1
-        if "forget" in res["actions"] and bucket != "forget":
-            counts["forget"] += 1  # create-then-forget: the old object is forgotten
+    counts = _counts(all_resources)
     resources = [r for r in all_resources if _shown(r)]
     moves = [{"from": r["moved_from"], "to": r["address"]} for r in resources if r["moved_from"]]
     outputs = [_output(name, oc) for name, oc in sorted((plan.get("output_changes") or {}).items())]
