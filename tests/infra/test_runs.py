@@ -1,5 +1,6 @@
-"""Plan → apply with the real terraform 1.0.3, run in-process (the same code the Celery task
-calls); queue, stale plans, drift and errors. Worker-process behaviour is in test_worker.py."""
+"""Plan → apply with the real Terraform the settings find (1.11 on this machine), run
+in-process (the same code the Celery task calls); queue, stale plans, drift and errors.
+Worker-process behaviour is in test_worker.py."""
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice
     outs = {o["name"]: o for o in s["outputs"]}
     assert outs["greeting"]["after"] == '"hello world"'
     assert outs["upstream"]["after"] == '"one"'
-    assert outs["token"]["after"] == "(sensitive)"
+    assert outs["token"]["after"] == "(sensitive value)"
     ws.refresh_from_db()
     assert ws.lock_run_id == run.pk  # awaiting confirmation holds the lock
     assert runner.plan_file(run).exists()
@@ -52,10 +53,10 @@ def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice
         "sensitive": True,
         "type": "string",
         "value": None,
-        "display": "(sensitive)",
+        "display": "(sensitive value)",
     }
     text = log_text(run)
-    assert "Apply complete!" in text and "token = (sensitive)" in text
+    assert "Apply complete!" in text and "token = (sensitive value)" in text
     assert SECRET not in text and SECRET not in str(run.summary) and SECRET not in str(ws.outputs)
     actions = set(AuditEvent.objects.values_list("action", flat=True))
     assert {"infra.run.plan", "infra.run.apply"} <= actions

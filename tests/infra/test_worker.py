@@ -49,7 +49,7 @@ def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):
     wait_for(lambda: status(run) == RunStatus.CANCELED, 20, "the run to be canceled")
     elapsed = time.monotonic() - started
     # SIGTERM (terraform: "Interrupt received"), then SIGKILL of the process group after the
-    # 2 s grace if it is still there. Whether terraform 1.0.3 leaves the blocked read by itself
+    # 2 s grace if it is still there. Whether terraform leaves the blocked read by itself
     # on the interrupt depends on timing, so only the upper bound is asserted.
     assert elapsed < 10, elapsed
     assert terraform_pids(run) == [], "terraform still running after cancel"
