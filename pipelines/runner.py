@@ -5,15 +5,13 @@ Called by the Celery task ``pipelines.tasks.execute_run`` with a run id.
 
 import logging
 import os
-import re
 import socket
 from pathlib import Path
 
-from django.db import transaction
 from django.utils import timezone
 
-from pipelines import conf
-from pipelines.executor import WatchedRun, run_process
+from pipelines import conf, services
+from pipelines.executor import Masker, run_process
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -24,6 +22,7 @@ from pipelines.models import (
 )
 from pipelines.source import Checkout, SourceError, redact_url
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from portal.joblog import LogWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,73 +37,18 @@ BOLD, CYAN, GREEN, RED, YELLOW, DIM, RESET = (
 )
 
 
-PARTIAL_ESCAPE_RE = re.compile(r"\x1b(?:\[[0-9;?]{0,16})?$")
-
-
 def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class RunLog(WatchedRun):
-    """Appends masked text to the run's log in small chunks; refreshes the heartbeat."""
+class RunLog(LogWriter):
+    """The run's log (``portal.joblog.LogWriter``): owned while the run is ``running``."""
 
     model = PipelineRun
+    chunk_model = LogChunk
 
-    def __init__(self, run):
-        self.init_watch(run.pk, RunStatus.RUNNING)  # gone: the run left `running` elsewhere
-        self.size = run.log_size
-        self._carry = ""
-
-    def write(self, text: str):
-        # an escape sequence cut in two by a flush is held back and sent with the next text,
-        # so that the page renders (or strips) it whole
-        text = self._carry + (text or "")
-        self._carry = ""
-        m = PARTIAL_ESCAPE_RE.search(text)
-        if m:
-            self._carry, text = text[m.start() :], text[: m.start()]
-        if not text:
-            return
-        text = text.replace("\x00", "\ufffd")
-        size = len(text.encode())
-        with transaction.atomic():  # chunk and log_size move together (a kill leaves neither)
-            LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
-            self._still_mine(log_size=self.size + size)
-        self.size += size
-
-
-def claim(run_id) -> bool:
-    now = timezone.now()
-    return bool(
-        PipelineRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker_name()
-        )
-    )
-
-
-def _finish(run_id, status, error=""):
-    fields = {"status": status, "finished_at": timezone.now()}
-    if error:
-        fields["error"] = error[:5000]
-    done = PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**fields)
-    if done:
-        count_finished(run_id)
-    StepRun.objects.filter(run_id=run_id, status=RunStatus.QUEUED).update(status=RunStatus.CANCELED)
-    return done
-
-
-def count_finished(run_id):
-    """Backline's own metrics (portal.metrics): finished runs by status, and their duration."""
-    from portal import metrics
-
-    row = (
-        PipelineRun.objects.filter(pk=run_id).values("status", "started_at", "finished_at").first()
-    )
-    if not row:
-        return
-    metrics.PIPELINE_RUNS.labels(status=row["status"]).inc()
-    if row["started_at"] and row["finished_at"]:
-        metrics.PIPELINE_DURATION.observe((row["finished_at"] - row["started_at"]).total_seconds())
+    def __init__(self, run, mask=None):
+        super().__init__(run, RunStatus.RUNNING, mask=mask)  # gone: it left `running` elsewhere
 
 
 def _load_spec(run, workdir: Path):
@@ -143,15 +87,16 @@ def step_env(run, spec, step, secrets: dict, workdir) -> dict:
 
 
 def execute(run_id):
-    if not claim(run_id):
+    run = services.start_run(run_id, worker=worker_name())
+    if run is None:
         return None
-    run = PipelineRun.objects.select_related("service").get(pk=run_id)
-    runlog = RunLog(run)
     hb = conf.heartbeat_seconds()
     secrets = dict(
         PipelineSecret.objects.filter(service_id=run.service_id).values_list("name", "value")
     )
     secret_values = list(secrets.values())
+    masker = Masker(secret_values)
+    runlog = RunLog(run, mask=masker.mask if masker else None)
     checkout = None
     try:
         shown = redact_url(run.service.repository_url) or "(none)"
@@ -168,9 +113,9 @@ def execute(run_id):
                 workdir, sha = checkout.prepare()
             except SourceError as exc:
                 if runlog.should_cancel():
-                    return _finish(run_id, RunStatus.CANCELED)
+                    return services.finish_run(run_id, RunStatus.CANCELED)
                 runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
-                return _finish(run_id, RunStatus.FAILED, f"Source: {exc}")
+                return services.finish_run(run_id, RunStatus.FAILED, f"Source: {exc}")
             author, message = checkout.commit_info(sha)
             run.commit_sha = sha
             fields = {"commit_sha": sha}
@@ -188,14 +133,14 @@ def execute(run_id):
         if source is None:
             msg = "No pipeline spec: add backline.yml to the repository or store one in the portal."
             runlog.write(f"{RED}✖ {msg}{RESET}\n")
-            return _finish(run_id, RunStatus.FAILED, msg)
+            return services.finish_run(run_id, RunStatus.FAILED, msg)
         try:
             spec = parse(text)
         except SpecError as exc:
             msg = f"Invalid pipeline spec in {where}: {exc}"
             runlog.write(f"{RED}✖ {msg}{RESET}\n")
             PipelineRun.objects.filter(pk=run_id).update(spec_source=source)
-            return _finish(run_id, RunStatus.FAILED, msg)
+            return services.finish_run(run_id, RunStatus.FAILED, msg)
         PipelineRun.objects.filter(pk=run_id).update(spec_source=source, spec=spec.data)
         PipelineConfig.objects.update_or_create(
             service_id=run.service_id, defaults={"known_branches": spec.data.get("branches")}
@@ -203,12 +148,12 @@ def execute(run_id):
         if run.trigger == PipelineRun.Trigger.PUSH and not spec.branch_matches(run.ref):
             msg = f"Branch {run.ref!r} is not matched by the spec's branch filters; nothing to run."
             runlog.write(f"{YELLOW}{msg}{RESET}\n")
-            return _finish(run_id, RunStatus.CANCELED, msg)
+            return services.finish_run(run_id, RunStatus.CANCELED, msg)
         missing = [n for n in spec.secret_names() if n not in secrets]
         if missing:
             msg = f"Secrets not defined for {run.service.slug}: {', '.join(missing)}"
             runlog.write(f"{RED}✖ {msg}{RESET}\n")
-            return _finish(run_id, RunStatus.FAILED, msg)
+            return services.finish_run(run_id, RunStatus.FAILED, msg)
 
         steps = []
         for i, (si, stage, step_spec) in enumerate(spec.steps()):
@@ -292,6 +237,7 @@ def execute(run_id):
                 status=status,
                 exit_code=res.exit_code,
                 finished_at=timezone.now(),
+                log_end=runlog.size,
                 truncated=res.truncated,
                 output_bytes=res.output_bytes,
             )
@@ -309,13 +255,15 @@ def execute(run_id):
                 RunStatus.CANCELED: f"{YELLOW}{BOLD}■ pipeline canceled{RESET}\n",
             }.get(final, f"{RED}{BOLD}✖ pipeline {final.replace('_', ' ')}{RESET}\n")
         )
-        return _finish(run_id, final, error)
+        return services.finish_run(run_id, final, error)
     except Exception as exc:
         log.exception("pipeline run %s crashed", run_id)
         try:
             runlog.write(f"\n{RED}✖ internal error: {exc.__class__.__name__}: {exc}{RESET}\n")
         finally:
-            _finish(run_id, RunStatus.FAILED, f"Internal error: {exc.__class__.__name__}: {exc}")
+            services.finish_run(
+                run_id, RunStatus.FAILED, f"Internal error: {exc.__class__.__name__}: {exc}"
+            )
         return None
     finally:
         if checkout is not None:
@@ -332,4 +280,4 @@ def conf_workdir(run_id):
     return workspace_root() / "runs" / str(run_id)
 
 
-__all__ = ["execute", "claim", "RunLog"]
+__all__ = ["execute", "RunLog"]
