@@ -47,8 +47,8 @@ class RunLog(LogWriter):
     model = PipelineRun
     chunk_model = LogChunk
 
-    def __init__(self, run, mask=None):
-        super().__init__(run, RunStatus.RUNNING, mask=mask)  # gone: it left `running` elsewhere
+    def __init__(self, run, **options):  # mask, max_bytes: see LogWriter
+        super().__init__(run, RunStatus.RUNNING, **options)  # gone: it left `running` elsewhere
 
 
 def _load_spec(run, workdir: Path):
