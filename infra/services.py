@@ -351,6 +351,7 @@ def _discard(ws, run, actor, reason, action):
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "discard_reason", "finished_at"])
     audit.record(actor, action, run, squad=ws.owner, data={"workspace": ws.slug, "reason": reason})
+    _announce(ws, run, RunStatus.DISCARDED, reason=reason)
     _release(ws, run)
 
 
@@ -422,6 +423,7 @@ def cancel(actor, run: TerraformRun) -> TerraformRun:
             run.status = RunStatus.CANCELED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
+            _announce(ws, run, RunStatus.CANCELED, by=actor.label)
             _release(ws, run)
         elif run.status in EXECUTING:
             run.cancel_requested = True
@@ -452,6 +454,7 @@ def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
             holder.cancel_requested = True
             holder.finished_at = timezone.now()
             holder.save(update_fields=["status", "error", "cancel_requested", "finished_at"])
+            _announce(ws, holder, RunStatus.ERRORED, error=holder.error)
         ws.lock_run = None
         ws.locked_at = None
         ws.save(update_fields=["lock_run", "locked_at", "updated_at"])
@@ -466,7 +469,6 @@ def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
     return holder
 
 
-# --- run transitions (worker) -------------------------------------------------------------------
 # --- worker transitions: each one writes its audit event and emits ``infra.run.<what>`` -------
 def _worker():
     from portal.actors import Actor
@@ -474,7 +476,9 @@ def _worker():
     return Actor.system("terraform-runner", door="worker")
 
 
-def _announce(ws, run, what, *, actor, **extra):
+def _announce(ws, run, what, *, actor=None, **extra):
+    """Emit ``infra.run.<what>``; with ``actor``, record the audit event of the same name (a
+    person's action records its own audit event and passes no actor)."""
     payload = {
         "run": run.pk,
         "number": run.number,
@@ -483,7 +487,8 @@ def _announce(ws, run, what, *, actor, **extra):
         "status": run.status,
         **extra,
     }
-    audit.record(actor, f"infra.run.{what}", run, squad=ws.owner, data=payload)
+    if actor is not None:
+        audit.record(actor, f"infra.run.{what}", run, squad=ws.owner, data=payload)
     emit(f"infra.run.{what}", ws.owner, payload)
 
 

@@ -154,6 +154,7 @@ def cancel(run, actor):
             run.cancel_requested = True
             run.save(update_fields=["status", "finished_at", "error", "cancel_requested"])
             run.steps.filter(status__in=ACTIVE_STATUSES).update(status=RunStatus.CANCELED)
+            _announce(run, RunStatus.CANCELED, by=actor.label)
             _count(run)
         else:
             if run.cancel_requested:
@@ -256,7 +257,9 @@ def delete_secret(service, actor, name):
 
 
 # --- worker transitions: each one writes its audit event and emits ``pipeline.run.<what>`` ---
-def _announce(run, what, *, actor, **extra):
+def _announce(run, what, *, actor=None, **extra):
+    """Emit ``pipeline.run.<what>``; with ``actor``, record the audit event of the same name (a
+    person's action records its own audit event and passes no actor)."""
     payload = {
         "run": run.pk,
         "number": run.number,
@@ -267,7 +270,8 @@ def _announce(run, what, *, actor, **extra):
         **extra,
     }
     squad = run.service.owner
-    record(actor, f"pipeline.run.{what}", run, squad=squad, data=payload)
+    if actor is not None:
+        record(actor, f"pipeline.run.{what}", run, squad=squad, data=payload)
     emit(f"pipeline.run.{what}", squad, payload)
 
 
