@@ -146,7 +146,7 @@ class StepRun(Job):
     log_end = models.BigIntegerField(null=True, blank=True)
     truncated = models.BooleanField(default=False)
     output_bytes = models.BigIntegerField(default=0)
-    created_at = None  # a step is created with its run (Job.created_at dropped)
+    created_at = None  # type: ignore[assignment]  # a step is created with its run
 
     finished_statuses = FINISHED_STATUSES
 
