@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
+from portal.jobs import LogChunkBase, LoggedJob
 
 FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\.(tf|tf\.json|tfvars)$")
 VAR_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
@@ -170,7 +171,7 @@ class Variable(models.Model):
         return "(sensitive)" if self.sensitive else self.value
 
 
-class TerraformRun(models.Model):
+class TerraformRun(LoggedJob):
     class Kind(models.TextChoices):
         PLAN = "plan", "Plan and apply"
         DRIFT = "drift", "Drift check (refresh-only)"
@@ -199,19 +200,18 @@ class TerraformRun(models.Model):
     state_serial_at_plan = models.BigIntegerField(null=True, blank=True)
     state_lineage_at_plan = models.CharField(max_length=100, blank=True)
 
-    cancel_requested = models.BooleanField(default=False)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # cancel_requested, worker, heartbeat_at, log_size, created_at, finished_at: LoggedJob
     enqueued_at = models.DateTimeField(null=True, blank=True)
-    worker = models.CharField(max_length=200, blank=True)
-    log_size = models.BigIntegerField(default=0)
 
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = None  # two phases: plan_started_at and apply_started_at
     plan_started_at = models.DateTimeField(null=True, blank=True)
     planned_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     confirmed_by = models.CharField(max_length=200, blank=True)
     apply_started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    finished_statuses = TERMINAL
+    running_statuses = EXECUTING
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -225,10 +225,6 @@ class TerraformRun(models.Model):
 
     def get_absolute_url(self):
         return reverse("infra:run_detail", args=[self.pk])
-
-    @property
-    def is_over(self) -> bool:
-        return self.status in TERMINAL
 
     @property
     def is_active(self) -> bool:
@@ -248,13 +244,10 @@ class TerraformRun(models.Model):
         return (end - start).total_seconds()
 
 
-class LogChunk(models.Model):
-    """A piece of a run's log, already masked. ``offset`` is its first byte in the whole log."""
+class LogChunk(LogChunkBase):
+    """A piece of a run's log (``portal.jobs.LogChunkBase``)."""
 
     run = models.ForeignKey(TerraformRun, on_delete=models.CASCADE, related_name="log_chunks")
-    offset = models.BigIntegerField()
-    size = models.PositiveIntegerField()
-    text = models.TextField()
 
     class Meta:
         ordering = ["run", "offset"]

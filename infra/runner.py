@@ -15,7 +15,6 @@ import socket
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
 from infra import services
 from infra.models import DriftStatus, LogChunk, RunStatus, TerraformRun, Variable, Workspace
@@ -27,8 +26,9 @@ from infra.planparse import (
     show,
     state_outputs,
 )
-from pipelines.executor import WatchedRun, run_process
+from pipelines.executor import Masker, run_process
 from portal.actors import Actor
+from portal.joblog import LogWriter
 
 log = logging.getLogger(__name__)
 
@@ -154,24 +154,16 @@ def json_document(text: str):
 
 
 # --- the run log --------------------------------------------------------------------------------
-class RunLog(WatchedRun):
-    """Appends masked, rendered text to the run's log; refreshes the heartbeat; sees cancels."""
+class RunLog(LogWriter):
+    """The run's log (``portal.joblog.LogWriter``): owned while the run is in ``phase_status``;
+    refreshes the heartbeat, sees cancels, masks sensitive values."""
 
     model = TerraformRun
+    chunk_model = LogChunk
 
-    def __init__(self, run, phase_status):
-        self.init_watch(run.pk, phase_status)
-        self.size = run.log_size
-
-    def write(self, text: str):
-        if not text:
-            return
-        text = text.replace("\x00", "\ufffd")
-        size = len(text.encode())
-        with transaction.atomic():  # chunk and log_size move together (a kill leaves neither)
-            LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
-            self._still_mine(log_size=self.size + size)
-        self.size += size
+    def __init__(self, run, phase_status, secrets=()):
+        masker = Masker(secrets)
+        super().__init__(run, phase_status, mask=masker.mask if masker else None)
 
 
 class JsonLines:
@@ -251,12 +243,12 @@ class Job:
     def __init__(self, run: TerraformRun, phase_status: str):
         self.run = run
         self.ws = run.workspace
-        self.runlog = RunLog(run, phase_status)
         self.root = ws_root(self.ws)
         self.data_dir = self.root / "tfdata"
         self.dir = run_dir(run)
         self.src = self.dir / "src"
         self.env, self.secrets = build_env(self.ws, self.data_dir)
+        self.runlog = RunLog(run, phase_status, self.secrets)
 
     def header(self, argv):
         shown = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv))

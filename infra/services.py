@@ -22,13 +22,17 @@ from infra.models import (
     TERMINAL,
     VAR_KEY_RE,
     DriftStatus,
+    LogChunk,
     RunStatus,
     TerraformRun,
     Variable,
     Workspace,
 )
-from portal import audit
+from portal import audit, joblog
 from portal.api.errors import Conflict
+from portal.events import emit
+from portal.joblog import append_notice
+from portal.jobs import reap_stale, requeue_waiting
 
 SCOPE = "infra:apply"
 RESERVED_SLUGS = {"new", "board", "runs"}
@@ -347,6 +351,7 @@ def _discard(ws, run, actor, reason, action):
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "discard_reason", "finished_at"])
     audit.record(actor, action, run, squad=ws.owner, data={"workspace": ws.slug, "reason": reason})
+    _announce(ws, run, RunStatus.DISCARDED, reason=reason)
     _release(ws, run)
 
 
@@ -418,6 +423,7 @@ def cancel(actor, run: TerraformRun) -> TerraformRun:
             run.status = RunStatus.CANCELED
             run.finished_at = timezone.now()
             run.save(update_fields=["status", "finished_at"])
+            _announce(ws, run, RunStatus.CANCELED, by=actor.label)
             _release(ws, run)
         elif run.status in EXECUTING:
             run.cancel_requested = True
@@ -448,6 +454,7 @@ def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
             holder.cancel_requested = True
             holder.finished_at = timezone.now()
             holder.save(update_fields=["status", "error", "cancel_requested", "finished_at"])
+            _announce(ws, holder, RunStatus.ERRORED, error=holder.error)
         ws.lock_run = None
         ws.locked_at = None
         ws.save(update_fields=["lock_run", "locked_at", "updated_at"])
@@ -462,26 +469,52 @@ def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
     return holder
 
 
-# --- run transitions (worker) -------------------------------------------------------------------
+# --- worker transitions: each one writes its audit event and emits ``infra.run.<what>`` -------
+def _worker():
+    from portal.actors import Actor
+
+    return Actor.system("terraform-runner", door="worker")
+
+
+def _announce(ws, run, what, *, actor=None, **extra):
+    """Emit ``infra.run.<what>``; with ``actor``, record the audit event of the same name (a
+    person's action records its own audit event and passes no actor)."""
+    payload = {
+        "run": run.pk,
+        "number": run.number,
+        "workspace": ws.slug,
+        "kind": run.kind,
+        "status": run.status,
+        **extra,
+    }
+    if actor is not None:
+        audit.record(actor, f"infra.run.{what}", run, squad=ws.owner, data=payload)
+    emit(f"infra.run.{what}", ws.owner, payload)
+
+
 def claim(run_id, phase: str, worker: str) -> bool:
+    """pending → planning (phase "plan") or confirmed → applying ("apply") for the lock
+    holder, with a conditional UPDATE (a duplicate delivery claims nothing)."""
     now = timezone.now()
-    if phase == "plan":
-        return bool(
-            TerraformRun.objects.filter(
-                pk=run_id, status=RunStatus.PENDING, workspace__lock_run_id=run_id
-            ).update(
+    runs = TerraformRun.objects.filter(pk=run_id, workspace__lock_run_id=run_id)
+    with transaction.atomic():
+        if phase == "plan":
+            claimed = runs.filter(status=RunStatus.PENDING).update(
                 status=RunStatus.PLANNING, plan_started_at=now, heartbeat_at=now, worker=worker
             )
-        )
-    return bool(
-        TerraformRun.objects.filter(
-            pk=run_id, status=RunStatus.CONFIRMED, workspace__lock_run_id=run_id
-        ).update(status=RunStatus.APPLYING, apply_started_at=now, heartbeat_at=now, worker=worker)
-    )
+        else:
+            claimed = runs.filter(status=RunStatus.CONFIRMED).update(
+                status=RunStatus.APPLYING, apply_started_at=now, heartbeat_at=now, worker=worker
+            )
+        if claimed:
+            run = TerraformRun.objects.select_related("workspace__owner").get(pk=run_id)
+            _announce(run.workspace, run, run.status, actor=_worker(), worker=worker)
+    return bool(claimed)
 
 
 def finish(run_id, expected, status, *, actor=None, **fields) -> bool:
-    """Move a run from ``expected`` to ``status`` (conditional); release the lock when over."""
+    """Move a run from ``expected`` to ``status`` (conditional); release the lock when over.
+    Emits ``infra.run.<status>`` (planned, planned_and_finished, applied, errored, ...)."""
     with transaction.atomic():
         ws, run = _locked(run_id)
         if run.status != expected:
@@ -496,15 +529,9 @@ def finish(run_id, expected, status, *, actor=None, **fields) -> bool:
         elif "planned_at" not in fields and status == RunStatus.PLANNED_AND_FINISHED:
             run.planned_at = timezone.now()
         run.save()
+        extra = {"error": run.error[:500]} if status == RunStatus.ERRORED else {}
+        _announce(ws, run, status, actor=actor or _worker(), **extra)
         if status in TERMINAL:
-            if status == RunStatus.ERRORED and actor is not None:
-                audit.record(
-                    actor,
-                    "infra.run.errored",
-                    run,
-                    squad=ws.owner,
-                    data={"workspace": ws.slug, "error": run.error[:500]},
-                )
             _release(ws, run)
     return True
 
@@ -575,46 +602,52 @@ def record_drift(run: TerraformRun, status: str, drift: list):
 
 
 # --- beat: reaper and drift schedule ------------------------------------------------------------
+def _mark_lost(run, silent):
+    ws = run.workspace
+    phase = run.status
+    run.status = RunStatus.ERRORED
+    run.lost = True
+    run.error = (
+        f"Lost: the worker {run.worker or ''} stopped sending heartbeats while "
+        f"{phase} (last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC). The lock was "
+        "released; check the state before planning again."
+    )
+    run.finished_at = timezone.now()
+    append_notice(run, f"\n[backline] {run.error}\n")
+    run.save(update_fields=["status", "lost", "error", "finished_at", "log_size"])
+    from portal.actors import Actor
+
+    actor = Actor.system("reaper", door="beat")
+    _announce(ws, run, "lost", actor=actor, phase=phase, silent_seconds=silent)
+    _release(ws, run)
+
+
+def _requeue(run_id):
+    from infra import tasks
+
+    status = TerraformRun.objects.values_list("status", flat=True).get(pk=run_id)
+    task = tasks.plan_run if status == RunStatus.PENDING else tasks.apply_run
+    transaction.on_commit(lambda: task.delay(run_id))
+
+
 def reap_lost_runs(stale_seconds=None) -> int:
     """Runs whose worker stopped heartbeating become errored (lost) and release the lock; lock
     holders whose task never started are enqueued again."""
-    from portal.actors import Actor
-
     stale = stale_seconds if stale_seconds is not None else settings.HEARTBEAT_STALE_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=stale)
-    actor = Actor.system("reaper", door="beat")
-    lost = 0
-    for run_id in TerraformRun.objects.filter(
-        status__in=EXECUTING, heartbeat_at__lt=cutoff
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            ws, run = _locked(run_id)
-            if run.status not in EXECUTING or run.heartbeat_at >= cutoff:
-                continue
-            phase = run.status
-            run.status = RunStatus.ERRORED
-            run.lost = True
-            run.error = (
-                f"Lost: the worker {run.worker or ''} stopped sending heartbeats while "
-                f"{phase} (last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC). The lock was "
-                "released; check the state before planning again."
-            )
-            run.finished_at = timezone.now()
-            run.save(update_fields=["status", "lost", "error", "finished_at"])
-            audit.record(actor, "infra.run.lost", run, squad=ws.owner, data={"workspace": ws.slug})
-            _release(ws, run)
-            lost += 1
+    lost = reap_stale(
+        TerraformRun, stale_seconds=stale, on_lost=_mark_lost, lock=lambda pk: _locked(pk)[1]
+    )
     # Tasks lost before they started (broker flushed, worker died before ack): enqueue again,
     # at most every few minutes (a claimed task makes the duplicates no-ops).
-    requeue_cutoff = timezone.now() - timedelta(seconds=max(4 * stale, 120))
-    for run in TerraformRun.objects.filter(
-        status__in=[RunStatus.PENDING, RunStatus.CONFIRMED],
-        workspace__lock_run_id=F("pk"),
-        enqueued_at__lt=requeue_cutoff,
-    ):
-        with transaction.atomic():
-            _enqueue(run, "plan" if run.status == RunStatus.PENDING else "apply")
-    return lost
+    requeue_waiting(
+        TerraformRun.objects.filter(
+            status__in=[RunStatus.PENDING, RunStatus.CONFIRMED], workspace__lock_run_id=F("pk")
+        ),
+        stamp_field="enqueued_at",
+        older_than=max(4 * stale, 120),
+        enqueue=_requeue,
+    )
+    return len(lost)
 
 
 def schedule_drift_checks(now=None) -> list[int]:
@@ -644,26 +677,9 @@ def schedule_drift_checks(now=None) -> list[int]:
 # --- reading ------------------------------------------------------------------------------------
 def read_log(run: TerraformRun, offset=0, limit=256 * 1024):
     """(text, next_offset) of the run's log from byte ``offset``, at most about ``limit``."""
-    from infra.models import LogChunk
+    return joblog.read(LogChunk, run.pk, offset, limit=limit)
 
-    offset = max(0, int(offset))
-    first = (
-        LogChunk.objects.filter(run=run, offset__lte=offset)
-        .order_by("-offset")
-        .values_list("offset", flat=True)
-        .first()
-    )
-    qs = LogChunk.objects.filter(run=run, offset__gte=offset if first is None else first)
-    parts, size, pos = [], 0, offset
-    for chunk in qs.order_by("offset").iterator():
-        if chunk.offset + chunk.size <= offset:
-            continue
-        data = chunk.text.encode()
-        if chunk.offset < offset:
-            data = data[offset - chunk.offset :]
-        parts.append(data)
-        pos = chunk.offset + chunk.size
-        size += len(data)
-        if size >= limit:
-            break
-    return b"".join(parts).decode(errors="replace"), pos
+
+def log_page(run: TerraformRun, offset, *, limit):
+    """The log answer (``portal.joblog.page``) of a run; ``run`` read just before."""
+    return joblog.page(run, offset, limit=limit)

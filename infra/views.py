@@ -7,8 +7,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from infra import services
@@ -21,12 +21,12 @@ from infra.models import (
     Variable,
     Workspace,
 )
+from portal import logviews
 from portal.actors import Actor
 from portal.api.errors import Conflict
-from portal.params import log_offset
 from squads.models import Service, Squad
 
-LOG_PAGE_BYTES = 512 * 1024
+LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
 
 
 def _message(exc) -> str:
@@ -323,30 +323,23 @@ def run_detail(request, pk):
         if run.is_over:
             response.status_code = 286
         return response
-    text, offset = services.read_log(run, 0, limit=LOG_PAGE_BYTES)
-    ctx.update({"log_text": text, "offset": offset, "over": run.is_over and offset >= run.log_size})
+    ctx["log"] = services.log_page(run, 0, limit=LOG_PAGE_BYTES)
+    ctx["log_url"] = reverse("infra:run_log", args=[run.pk])
     return render(request, "infra/run_detail.html", ctx)
 
 
 @login_required
 def run_log(request, pk):
-    """The live tail: log text after ``offset`` and the next poller; 286 when the run is over."""
+    """The live tail: log text after ``offset`` and the next poller; 286 when complete."""
+    # the run is read before the log, so that nothing written after its status is missed
     run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=pk)
-    try:
-        offset = log_offset(request.GET.get("offset"))
-    except ValueError as exc:
-        return HttpResponse(str(exc), status=400)
-    over = run.is_over  # read first: nothing written after it is missed
-    text, next_offset = services.read_log(run, offset, limit=LOG_PAGE_BYTES)
-    done = over and next_offset >= run.log_size
-    response = render(
+    ctx = {"run": run, "log_url": reverse("infra:run_log", args=[run.pk])}
+    return logviews.tail(
         request,
         "infra/run_detail.html#tail",
-        {"run": run, "log_text": text, "offset": next_offset, "over": done},
+        ctx,
+        lambda offset: services.log_page(run, offset, limit=LOG_PAGE_BYTES),
     )
-    if done:
-        response.status_code = 286
-    return response
 
 
 def _run_action(request, pk, fn, ok, **kw):

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
+from portal.jobs import Job, LogChunkBase, LoggedJob
 
 
 class RunStatus(models.TextChoices):
@@ -66,7 +67,7 @@ class PipelineSecret(models.Model):
         return f"{self.service.slug}:{self.name}"
 
 
-class PipelineRun(models.Model):
+class PipelineRun(LoggedJob):
     class Trigger(models.TextChoices):
         PUSH = "push"
         MANUAL = "manual"
@@ -95,15 +96,11 @@ class PipelineRun(models.Model):
     spec_source = models.CharField(max_length=20, blank=True)  # repository | portal
     spec = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    worker = models.CharField(max_length=200, blank=True)
-    log_size = models.BigIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # cancel_requested, worker, heartbeat_at, log_size, created/started/finished_at: LoggedJob
 
     objects = WatchedQuerySet.as_manager()
+    finished_statuses = FINISHED_STATUSES
+    running_statuses = (RunStatus.RUNNING,)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -127,22 +124,11 @@ class PipelineRun(models.Model):
         return reverse("pipelines:run_detail", args=[self.pk])
 
     @property
-    def is_over(self) -> bool:
-        return self.status in FINISHED_STATUSES
-
-    @property
     def short_sha(self) -> str:
         return (self.commit_sha or self.requested_commit)[:10]
 
-    @property
-    def duration(self):
-        if not self.started_at:
-            return None
-        end = self.finished_at or timezone.now()
-        return (end - self.started_at).total_seconds()
 
-
-class StepRun(models.Model):
+class StepRun(Job):
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="steps")
     stage = models.CharField(max_length=100)
     stage_index = models.PositiveIntegerField(default=0)
@@ -155,13 +141,14 @@ class StepRun(models.Model):
         max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True
     )
     exit_code = models.IntegerField(null=True, blank=True)
-    log_offset = models.BigIntegerField(
-        null=True, blank=True
-    )  # where its log starts in the run log
+    # its part of the run log: [log_offset, log_end); log_end is set when the step is over
+    log_offset = models.BigIntegerField(null=True, blank=True)
+    log_end = models.BigIntegerField(null=True, blank=True)
     truncated = models.BooleanField(default=False)
     output_bytes = models.BigIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = None  # type: ignore[assignment]  # a step is created with its run
+
+    finished_statuses = FINISHED_STATUSES
 
     class Meta:
         ordering = ["run", "index"]
@@ -170,22 +157,11 @@ class StepRun(models.Model):
     def __str__(self):
         return f"{self.stage}/{self.name}"
 
-    @property
-    def duration(self):
-        if not self.started_at:
-            return None
-        end = self.finished_at or timezone.now()
-        return (end - self.started_at).total_seconds()
 
-
-class LogChunk(models.Model):
-    """A piece of a run's log, already masked. ``offset`` is its first byte in the whole log."""
+class LogChunk(LogChunkBase):
+    """A piece of a run's log (``portal.jobs.LogChunkBase``)."""
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="log_chunks")
-    offset = models.BigIntegerField()
-    size = models.PositiveIntegerField()
-    text = models.TextField()
-    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["run", "offset"]

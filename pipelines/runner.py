@@ -5,15 +5,15 @@ Called by the Celery task ``pipelines.tasks.execute_run`` with a run id.
 
 import logging
 import os
-import re
+import shutil
 import socket
 from pathlib import Path
+from typing import NoReturn
 
-from django.db import transaction
 from django.utils import timezone
 
-from pipelines import conf
-from pipelines.executor import WatchedRun, run_process
+from pipelines import conf, services
+from pipelines.executor import Masker, run_process
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -24,6 +24,7 @@ from pipelines.models import (
 )
 from pipelines.source import Checkout, SourceError, redact_url
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from portal.joblog import LogWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,73 +39,18 @@ BOLD, CYAN, GREEN, RED, YELLOW, DIM, RESET = (
 )
 
 
-PARTIAL_ESCAPE_RE = re.compile(r"\x1b(?:\[[0-9;?]{0,16})?$")
-
-
 def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class RunLog(WatchedRun):
-    """Appends masked text to the run's log in small chunks; refreshes the heartbeat."""
+class RunLog(LogWriter):
+    """The run's log (``portal.joblog.LogWriter``): owned while the run is ``running``."""
 
     model = PipelineRun
+    chunk_model = LogChunk
 
-    def __init__(self, run):
-        self.init_watch(run.pk, RunStatus.RUNNING)  # gone: the run left `running` elsewhere
-        self.size = run.log_size
-        self._carry = ""
-
-    def write(self, text: str):
-        # an escape sequence cut in two by a flush is held back and sent with the next text,
-        # so that the page renders (or strips) it whole
-        text = self._carry + (text or "")
-        self._carry = ""
-        m = PARTIAL_ESCAPE_RE.search(text)
-        if m:
-            self._carry, text = text[m.start() :], text[: m.start()]
-        if not text:
-            return
-        text = text.replace("\x00", "\ufffd")
-        size = len(text.encode())
-        with transaction.atomic():  # chunk and log_size move together (a kill leaves neither)
-            LogChunk.objects.create(run_id=self.run_id, offset=self.size, size=size, text=text)
-            self._still_mine(log_size=self.size + size)
-        self.size += size
-
-
-def claim(run_id) -> bool:
-    now = timezone.now()
-    return bool(
-        PipelineRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker_name()
-        )
-    )
-
-
-def _finish(run_id, status, error=""):
-    fields = {"status": status, "finished_at": timezone.now()}
-    if error:
-        fields["error"] = error[:5000]
-    done = PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**fields)
-    if done:
-        count_finished(run_id)
-    StepRun.objects.filter(run_id=run_id, status=RunStatus.QUEUED).update(status=RunStatus.CANCELED)
-    return done
-
-
-def count_finished(run_id):
-    """Backline's own metrics (portal.metrics): finished runs by status, and their duration."""
-    from portal import metrics
-
-    row = (
-        PipelineRun.objects.filter(pk=run_id).values("status", "started_at", "finished_at").first()
-    )
-    if not row:
-        return
-    metrics.PIPELINE_RUNS.labels(status=row["status"]).inc()
-    if row["started_at"] and row["finished_at"]:
-        metrics.PIPELINE_DURATION.observe((row["finished_at"] - row["started_at"]).total_seconds())
+    def __init__(self, run, **options):  # mask, max_bytes: see LogWriter
+        super().__init__(run, RunStatus.RUNNING, **options)  # gone: it left `running` elsewhere
 
 
 def _load_spec(run, workdir: Path):
@@ -142,188 +88,220 @@ def step_env(run, spec, step, secrets: dict, workdir) -> dict:
     return env
 
 
-def execute(run_id):
-    if not claim(run_id):
-        return None
-    run = PipelineRun.objects.select_related("service").get(pk=run_id)
-    runlog = RunLog(run)
-    hb = conf.heartbeat_seconds()
-    secrets = dict(
-        PipelineSecret.objects.filter(service_id=run.service_id).values_list("name", "value")
+class Stop(Exception):
+    """Ends a run early with ``status`` (and ``error``, the run's error text)."""
+
+    def __init__(self, status, error=""):
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+def outcome(step, res):
+    """(status, log line, run error) of a finished step."""
+    if res.canceled:
+        return RunStatus.CANCELED, f"\n{YELLOW}■ canceled after {res.duration:.1f}s{RESET}\n", ""
+    if res.timed_out:
+        return (
+            RunStatus.TIMED_OUT,
+            f"\n{RED}✖ timed out after {step.timeout:g}s; the step's processes were killed{RESET}\n",
+            f"Step {step.stage}/{step.name} timed out after {step.timeout:g}s.",
+        )
+    if res.exit_code == 0:
+        return (
+            RunStatus.SUCCEEDED,
+            f"{GREEN}✔ {step.name} succeeded in {res.duration:.2f}s{RESET}\n",
+            "",
+        )
+    return (
+        RunStatus.FAILED,
+        f"{RED}✖ {step.name} failed with exit code {res.exit_code} after {res.duration:.2f}s{RESET}\n",
+        f"Step {step.stage}/{step.name} failed with exit code {res.exit_code}.",
     )
-    secret_values = list(secrets.values())
-    checkout = None
-    try:
+
+
+class Execution:
+    """One claimed run on this worker, phase by phase: source, spec, steps, outcome."""
+
+    def __init__(self, run):
+        self.run = run
+        self.secrets = dict(
+            PipelineSecret.objects.filter(service_id=run.service_id).values_list("name", "value")
+        )
+        masker = Masker(list(self.secrets.values()))
+        self.runlog = RunLog(run, mask=masker.mask if masker else None)
+        self.checkout = None
+        self.watch = {
+            "should_cancel": self.runlog.should_cancel,
+            "on_heartbeat": self.runlog.heartbeat,
+            "heartbeat_every": conf.heartbeat_seconds(),
+        }
+
+    def stop(self, status, msg, color=RED, mark="✖ ") -> NoReturn:
+        self.runlog.write(f"{color}{mark}{msg}{RESET}\n")
+        raise Stop(status, msg)
+
+    def source(self) -> Path:
+        run, runlog = self.run, self.runlog
         shown = redact_url(run.service.repository_url) or "(none)"
         runlog.write(f"{BOLD}{CYAN}▶ source{RESET} {shown} @ {run.ref}\n")
-        if run.service.repository_url:
-            try:
-                checkout = Checkout(
-                    run,
-                    on_output=runlog.write,
-                    should_cancel=runlog.should_cancel,
-                    on_heartbeat=runlog.heartbeat,
-                    heartbeat_every=hb,
-                )
-                workdir, sha = checkout.prepare()
-            except SourceError as exc:
-                if runlog.should_cancel():
-                    return _finish(run_id, RunStatus.CANCELED)
-                runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
-                return _finish(run_id, RunStatus.FAILED, f"Source: {exc}")
-            author, message = checkout.commit_info(sha)
-            run.commit_sha = sha
-            fields = {"commit_sha": sha}
-            if not run.commit_message and message:
-                fields["commit_message"] = message[:5000]
-                fields["commit_author"] = author[:200]
-            PipelineRun.objects.filter(pk=run_id).update(**fields)
-            runlog.write(f"{DIM}checked out {sha}{RESET}\n")
-        else:
-            workdir = Path(conf_workdir(run_id))
+        if not run.service.repository_url:
+            workdir = Path(conf_workdir(run.pk))
             workdir.mkdir(parents=True, exist_ok=True)
             runlog.write(f"{DIM}no repository: running in an empty workspace{RESET}\n")
+            return workdir
+        try:
+            self.checkout = Checkout(run, on_output=runlog.write, **self.watch)
+            workdir, sha = self.checkout.prepare()
+        except SourceError as exc:
+            if runlog.should_cancel():
+                raise Stop(RunStatus.CANCELED) from None
+            self.runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
+            raise Stop(RunStatus.FAILED, f"Source: {exc}") from None
+        author, message = self.checkout.commit_info(sha)
+        run.commit_sha = sha
+        fields = {"commit_sha": sha}
+        if not run.commit_message and message:
+            fields["commit_message"] = message[:5000]
+            fields["commit_author"] = author[:200]
+        PipelineRun.objects.filter(pk=run.pk).update(**fields)
+        runlog.write(f"{DIM}checked out {sha}{RESET}\n")
+        return workdir
 
+    def spec(self, workdir: Path):
+        run = self.run
         source, where, text = _load_spec(run, workdir)
         if source is None:
-            msg = "No pipeline spec: add backline.yml to the repository or store one in the portal."
-            runlog.write(f"{RED}✖ {msg}{RESET}\n")
-            return _finish(run_id, RunStatus.FAILED, msg)
+            self.stop(
+                RunStatus.FAILED,
+                "No pipeline spec: add backline.yml to the repository or store one in the portal.",
+            )
         try:
             spec = parse(text)
         except SpecError as exc:
-            msg = f"Invalid pipeline spec in {where}: {exc}"
-            runlog.write(f"{RED}✖ {msg}{RESET}\n")
-            PipelineRun.objects.filter(pk=run_id).update(spec_source=source)
-            return _finish(run_id, RunStatus.FAILED, msg)
-        PipelineRun.objects.filter(pk=run_id).update(spec_source=source, spec=spec.data)
+            PipelineRun.objects.filter(pk=run.pk).update(spec_source=source)
+            self.stop(RunStatus.FAILED, f"Invalid pipeline spec in {where}: {exc}")
+        PipelineRun.objects.filter(pk=run.pk).update(spec_source=source, spec=spec.data)
         PipelineConfig.objects.update_or_create(
             service_id=run.service_id, defaults={"known_branches": spec.data.get("branches")}
         )
         if run.trigger == PipelineRun.Trigger.PUSH and not spec.branch_matches(run.ref):
             msg = f"Branch {run.ref!r} is not matched by the spec's branch filters; nothing to run."
-            runlog.write(f"{YELLOW}{msg}{RESET}\n")
-            return _finish(run_id, RunStatus.CANCELED, msg)
-        missing = [n for n in spec.secret_names() if n not in secrets]
+            self.stop(RunStatus.CANCELED, msg, color=YELLOW, mark="")
+        missing = [n for n in spec.secret_names() if n not in self.secrets]
         if missing:
-            msg = f"Secrets not defined for {run.service.slug}: {', '.join(missing)}"
-            runlog.write(f"{RED}✖ {msg}{RESET}\n")
-            return _finish(run_id, RunStatus.FAILED, msg)
+            names = ", ".join(missing)
+            self.stop(RunStatus.FAILED, f"Secrets not defined for {run.service.slug}: {names}")
+        return spec
 
-        steps = []
-        for i, (si, stage, step_spec) in enumerate(spec.steps()):
-            steps.append(
-                StepRun(
-                    run_id=run_id,
-                    stage=stage,
-                    stage_index=si,
-                    index=i,
-                    name=step_spec["name"],
-                    kind=step_spec["kind"],
-                    command=step_spec["run"],
-                    timeout=step_spec["timeout"] or spec.data["timeout"],
-                )
+    def create_steps(self, spec) -> list:
+        StepRun.objects.bulk_create(
+            StepRun(
+                run_id=self.run.pk,
+                stage=stage,
+                stage_index=si,
+                index=i,
+                name=step_spec["name"],
+                kind=step_spec["kind"],
+                command=step_spec["run"],
+                timeout=step_spec["timeout"] or spec.data["timeout"],
             )
-        StepRun.objects.bulk_create(steps)
-        step_specs = [s for _si, _st, s in spec.steps()]
-        steps = list(StepRun.objects.filter(run_id=run_id).order_by("index"))
-        final = RunStatus.SUCCEEDED
-        error = ""
-        max_bytes = conf.max_step_log_bytes()
-        grace = conf.kill_grace_seconds()
-        for step, step_spec in zip(steps, step_specs, strict=True):
+            for i, (si, stage, step_spec) in enumerate(spec.steps())
+        )
+        steps = list(StepRun.objects.filter(run_id=self.run.pk).order_by("index"))
+        for step, (_si, _stage, step_spec) in zip(steps, spec.steps(), strict=True):
             step.spec = step_spec
-            if runlog.should_cancel():
-                final = RunStatus.CANCELED
-                break
-            now = timezone.now()
-            StepRun.objects.filter(pk=step.pk).update(
-                status=RunStatus.RUNNING, started_at=now, log_offset=runlog.size
-            )
-            runlog.write(f"{BOLD}{CYAN}▶ {step.stage} / {step.name}{RESET}\n")
-            lines = step.command.strip().splitlines() or [""]
-            more = " …" if len(lines) > 1 else ""
-            runlog.write(f"{DIM}$ {lines[0]}{more}{RESET}\n")
-            if step_spec.get("kind") == "release":  # start a release, wait for its outcome
-                from pipelines.releases.pipeline import run_release_step
+        return steps
 
-                res = run_release_step(
-                    run,
-                    step,
-                    step_spec,
-                    on_output=runlog.write,
-                    should_cancel=runlog.should_cancel,
-                    on_heartbeat=runlog.heartbeat,
-                    heartbeat_every=hb,
-                )
-            else:
-                res = run_process(
-                    ["/bin/sh", "-c", step.command],
-                    cwd=workdir,
-                    env=step_env(run, spec, step, secrets, workdir),
-                    timeout=step.timeout,
-                    secrets=secret_values,
-                    on_output=runlog.write,
-                    should_cancel=runlog.should_cancel,
-                    on_heartbeat=runlog.heartbeat,
-                    heartbeat_every=hb,
-                    max_output_bytes=max_bytes,
-                    grace=grace,
-                )
-            if res.canceled:
-                status = RunStatus.CANCELED
-                runlog.write(f"\n{YELLOW}■ canceled after {res.duration:.1f}s{RESET}\n")
-            elif res.timed_out:
-                status = RunStatus.TIMED_OUT
-                runlog.write(
-                    f"\n{RED}✖ timed out after {step.timeout:g}s; the step's processes were killed{RESET}\n"
-                )
-                error = f"Step {step.stage}/{step.name} timed out after {step.timeout:g}s."
-            elif res.exit_code == 0:
-                status = RunStatus.SUCCEEDED
-                runlog.write(f"{GREEN}✔ {step.name} succeeded in {res.duration:.2f}s{RESET}\n")
-            else:
-                status = RunStatus.FAILED
-                runlog.write(
-                    f"{RED}✖ {step.name} failed with exit code {res.exit_code} after {res.duration:.2f}s{RESET}\n"
-                )
-                error = f"Step {step.stage}/{step.name} failed with exit code {res.exit_code}."
-            StepRun.objects.filter(pk=step.pk, status=RunStatus.RUNNING).update(
-                status=status,
-                exit_code=res.exit_code,
-                finished_at=timezone.now(),
-                truncated=res.truncated,
-                output_bytes=res.output_bytes,
+    def run_step(self, step, spec, workdir):
+        """Run one step; returns (status, run error)."""
+        runlog = self.runlog
+        StepRun.objects.filter(pk=step.pk).update(
+            status=RunStatus.RUNNING, started_at=timezone.now(), log_offset=runlog.size
+        )
+        runlog.write(f"{BOLD}{CYAN}▶ {step.stage} / {step.name}{RESET}\n")
+        lines = step.command.strip().splitlines() or [""]
+        runlog.write(f"{DIM}$ {lines[0]}{' …' if len(lines) > 1 else ''}{RESET}\n")
+        if step.spec.get("kind") == "release":  # start a release, wait for its outcome
+            from pipelines.releases.pipeline import run_release_step
+
+            res = run_release_step(self.run, step, step.spec, on_output=runlog.write, **self.watch)
+        else:
+            res = run_process(
+                ["/bin/sh", "-c", step.command],
+                cwd=workdir,
+                env=step_env(self.run, spec, step, self.secrets, workdir),
+                timeout=step.timeout,
+                secrets=list(self.secrets.values()),
+                on_output=runlog.write,
+                max_output_bytes=conf.max_step_log_bytes(),
+                grace=conf.kill_grace_seconds(),
+                **self.watch,
             )
+        status, line, error = outcome(step, res)
+        runlog.write(line)
+        StepRun.objects.filter(pk=step.pk, status=RunStatus.RUNNING).update(
+            status=status,
+            exit_code=res.exit_code,
+            finished_at=timezone.now(),
+            log_end=runlog.size,
+            truncated=res.truncated,
+            output_bytes=res.output_bytes,
+        )
+        return status, error
+
+    def run_steps(self, spec, workdir):
+        """Run the steps in order until one does not succeed; returns (final status, error)."""
+        for step in self.create_steps(spec):
+            if self.runlog.should_cancel():
+                return RunStatus.CANCELED, ""
+            status, error = self.run_step(step, spec, workdir)
             if status != RunStatus.SUCCEEDED:
-                final = status
-                break
-        if final == RunStatus.CANCELED and runlog.gone:
+                return status, error
+        return RunStatus.SUCCEEDED, ""
+
+    def finish(self, final, error):
+        if final == RunStatus.CANCELED and self.runlog.gone:
             return None  # lost or canceled elsewhere: the row already says so
         if final == RunStatus.CANCELED:
-            row = PipelineRun.objects.filter(pk=run_id).values("error").first() or {}
+            row = PipelineRun.objects.filter(pk=self.run.pk).values("error").first() or {}
             error = row.get("error") or "Canceled."
-        runlog.write(
+        self.runlog.write(
             {
                 RunStatus.SUCCEEDED: f"{GREEN}{BOLD}✔ pipeline succeeded{RESET}\n",
                 RunStatus.CANCELED: f"{YELLOW}{BOLD}■ pipeline canceled{RESET}\n",
             }.get(final, f"{RED}{BOLD}✖ pipeline {final.replace('_', ' ')}{RESET}\n")
         )
-        return _finish(run_id, final, error)
+        return services.finish_run(self.run.pk, final, error)
+
+    def cleanup(self):
+        if self.checkout is not None:
+            self.checkout.cleanup()
+        else:
+            shutil.rmtree(conf_workdir(self.run.pk), ignore_errors=True)
+
+
+def execute(run_id):
+    """Claim the run (a duplicate delivery does nothing), execute it phase by phase, finish it."""
+    run = services.start_run(run_id, worker=worker_name())
+    if run is None:
+        return None
+    job = Execution(run)
+    try:
+        workdir = job.source()
+        spec = job.spec(workdir)
+        return job.finish(*job.run_steps(spec, workdir))
+    except Stop as stop:
+        return services.finish_run(run_id, stop.status, stop.error)
     except Exception as exc:
         log.exception("pipeline run %s crashed", run_id)
+        what = f"{exc.__class__.__name__}: {exc}"
         try:
-            runlog.write(f"\n{RED}✖ internal error: {exc.__class__.__name__}: {exc}{RESET}\n")
+            job.runlog.write(f"\n{RED}✖ internal error: {what}{RESET}\n")
         finally:
-            _finish(run_id, RunStatus.FAILED, f"Internal error: {exc.__class__.__name__}: {exc}")
+            services.finish_run(run_id, RunStatus.FAILED, f"Internal error: {what}")
         return None
     finally:
-        if checkout is not None:
-            checkout.cleanup()
-        else:
-            import shutil
-
-            shutil.rmtree(conf_workdir(run_id), ignore_errors=True)
+        job.cleanup()
 
 
 def conf_workdir(run_id):
@@ -332,4 +310,4 @@ def conf_workdir(run_id):
     return workspace_root() / "runs" / str(run_id)
 
 
-__all__ = ["execute", "claim", "RunLog"]
+__all__ = ["execute", "RunLog"]

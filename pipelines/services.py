@@ -5,11 +5,10 @@ work with ``transaction.on_commit`` (tasks take ids).
 """
 
 import shutil
-from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from pipelines import conf
@@ -25,9 +24,13 @@ from pipelines.models import (
 )
 from pipelines.source import valid_ref, valid_sha
 from pipelines.spec import SpecError, parse
+from portal import joblog, metrics
 from portal.actors import Actor
 from portal.api.errors import Conflict
 from portal.audit import record
+from portal.events import emit
+from portal.joblog import append_notice
+from portal.jobs import reap_stale, requeue_waiting
 from squads.models import Service
 
 
@@ -38,9 +41,14 @@ def _enqueue(run_id):
 
 
 def _count(run):
-    from portal import metrics
-
+    """Backline's own metrics (portal.metrics): finished runs by status, and their duration."""
     metrics.PIPELINE_RUNS.labels(status=run.status).inc()
+    if run.started_at and run.finished_at:
+        metrics.PIPELINE_DURATION.observe((run.finished_at - run.started_at).total_seconds())
+
+
+WORKER = Actor.system("pipelines.worker", door="worker")
+REAPER = Actor.system("pipelines.reaper", door="beat")
 
 
 def _state(run):
@@ -146,6 +154,7 @@ def cancel(run, actor):
             run.cancel_requested = True
             run.save(update_fields=["status", "finished_at", "error", "cancel_requested"])
             run.steps.filter(status__in=ACTIVE_STATUSES).update(status=RunStatus.CANCELED)
+            _announce(run, RunStatus.CANCELED, by=actor.label)
             _count(run)
         else:
             if run.cancel_requested:
@@ -247,125 +256,137 @@ def delete_secret(service, actor, name):
     return bool(deleted)
 
 
+# --- worker transitions: each one writes its audit event and emits ``pipeline.run.<what>`` ---
+def _announce(run, what, *, actor=None, **extra):
+    """Emit ``pipeline.run.<what>``; with ``actor``, record the audit event of the same name (a
+    person's action records its own audit event and passes no actor)."""
+    payload = {
+        "run": run.pk,
+        "number": run.number,
+        "service": run.service.slug,
+        "status": run.status,
+        "ref": run.ref,
+        "commit": run.commit_sha or run.requested_commit,
+        **extra,
+    }
+    squad = run.service.owner
+    if actor is not None:
+        record(actor, f"pipeline.run.{what}", run, squad=squad, data=payload)
+    emit(f"pipeline.run.{what}", squad, payload)
+
+
+def start_run(run_id, *, worker: str):
+    """queued → running, claimed by ``worker`` with a conditional UPDATE (a duplicate delivery
+    claims nothing and gets None). Emits ``pipeline.run.started``."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = PipelineRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker
+        )
+        if not claimed:
+            return None
+        run = PipelineRun.objects.select_related("service", "service__owner").get(pk=run_id)
+        _announce(run, "started", actor=WORKER, worker=worker)
+    return run
+
+
+def finish_run(run_id, status, error="") -> bool:
+    """running → ``status`` (succeeded, failed, canceled, timed_out); steps still queued are
+    canceled. Conditional: False when the run already left ``running`` (lost, canceled
+    elsewhere). Emits ``pipeline.run.<status>``."""
+    fields = {"status": status, "finished_at": timezone.now()}
+    if error:
+        fields["error"] = error[:5000]
+    with transaction.atomic():
+        done = PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**fields)
+        StepRun.objects.filter(run_id=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.CANCELED
+        )
+        if done:
+            run = PipelineRun.objects.select_related("service", "service__owner").get(pk=run_id)
+            _announce(run, run.status, actor=WORKER, error=run.error[:500])
+            _count(run)
+    return bool(done)
+
+
+def _mark_lost(run, silent):
+    now = timezone.now()
+    run.status = RunStatus.LOST
+    run.finished_at = now
+    run.error = (
+        f"The worker {run.worker or ''} stopped sending heartbeats "
+        f"({silent:.0f}s without one); the run was marked lost. Re-run it."
+    ).replace("  ", " ")
+    append_notice(run, f"\n[backline] {run.error}\n")
+    run.save(update_fields=["status", "finished_at", "error", "log_size"])
+    run.steps.filter(status=RunStatus.RUNNING).update(
+        status=RunStatus.LOST, finished_at=now, log_end=run.log_size
+    )
+    run.steps.filter(status=RunStatus.QUEUED).update(status=RunStatus.CANCELED)
+    _announce(run, "lost", actor=REAPER, worker=run.worker, silent_seconds=silent)
+    _count(run)
+
+
 def reap_lost(stale_seconds=None):
     """Mark running runs whose heartbeat is stale as ``lost``, keeping the log so far."""
     stale = conf.lost_after_seconds() if stale_seconds is None else stale_seconds
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=stale)
-    actor = Actor.system("pipelines.reaper", door="beat")
-    reaped = []
-    ids = list(
-        PipelineRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )
+    reaped = reap_stale(
+        PipelineRun,
+        stale_seconds=stale,
+        on_lost=_mark_lost,
+        lock=lambda pk: (
+            PipelineRun.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("service", "service__owner")
+            .filter(pk=pk)
+            .first()
+        ),
     )
-    for run_id in ids:
-        with transaction.atomic():
-            run = (
-                PipelineRun.objects.select_for_update(skip_locked=True)
-                .select_related("service")
-                .filter(pk=run_id, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
-                .first()
-            )
-            if run is None:
-                continue
-            silent = (now - run.heartbeat_at).total_seconds()
-            run.status = RunStatus.LOST
-            run.finished_at = now
-            run.error = (
-                f"The worker {run.worker or ''} stopped sending heartbeats "
-                f"({silent:.0f}s without one); the run was marked lost. Re-run it."
-            ).replace("  ", " ")
-            notice = f"\n[backline] {run.error}\n"
-            size = len(notice.encode())
-            # append after the last stored chunk, whatever log_size says
-            end = LogChunk.objects.filter(run=run).aggregate(end=Max(F("offset") + F("size")))[
-                "end"
-            ]
-            run.log_size = max(run.log_size, end or 0)
-            LogChunk.objects.create(run=run, offset=run.log_size, size=size, text=notice)
-            run.log_size += size
-            run.save(update_fields=["status", "finished_at", "error", "log_size"])
-            run.steps.filter(status=RunStatus.RUNNING).update(
-                status=RunStatus.LOST, finished_at=now
-            )
-            run.steps.filter(status=RunStatus.QUEUED).update(status=RunStatus.CANCELED)
-            record(
-                actor,
-                "pipeline.lost",
-                run,
-                squad=run.service.owner,
-                data={"service": run.service.slug, "worker": run.worker, "silent_seconds": silent},
-            )
-            reaped.append(run.pk)
-            _count(run)
-        # the dead worker could not remove its checkout (same machine installs)
+    for run_id in reaped:  # the dead worker could not remove its checkout (same machine)
         shutil.rmtree(workspace_root() / "runs" / str(run_id), ignore_errors=True)
     return reaped
 
 
 def requeue_stale(after_seconds=None):
-    """Send queued runs whose message may have been lost (broker restart) to the broker again.
-
-    A run is sent again when it has waited ``after_seconds`` since it was last sent; a
-    duplicate message is harmless (the worker claims a run with a conditional UPDATE).
-    """
+    """Send queued runs whose message may have been lost (broker restart) to the broker again,
+    once they waited ``after_seconds`` since they were last sent (``heartbeat_at`` of a queued
+    run is when it was last sent)."""
     after = conf.requeue_after_seconds() if after_seconds is None else after_seconds
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=after)
-    from django.db.models import Q
-
-    ids = list(
-        PipelineRun.objects.filter(status=RunStatus.QUEUED)
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True))
-        .values_list("pk", flat=True)[:1000]
+    return requeue_waiting(
+        PipelineRun.objects.filter(status=RunStatus.QUEUED),
+        stamp_field="heartbeat_at",
+        older_than=after,
+        enqueue=_enqueue,
     )
-    if ids:
-        PipelineRun.objects.filter(pk__in=ids, status=RunStatus.QUEUED).update(heartbeat_at=now)
-        for run_id in ids:
-            _enqueue(run_id)
-    return ids
 
 
 # --- reads used by pages and the API -------------------------------------------------------------
 def read_log(run, offset=0, limit=None):
     """Log text from byte ``offset``; returns (text, next_offset)."""
-    offset = max(0, int(offset or 0))
-    chunks = LogChunk.objects.filter(run_id=run.pk, offset__gte=offset).order_by("offset")
-    # the chunk containing ``offset`` may start before it
-    head = (
-        LogChunk.objects.filter(run_id=run.pk, offset__lt=offset)
-        .order_by("-offset")
-        .only("offset", "size", "text")
-        .first()
+    return joblog.read(LogChunk, run.pk, offset, limit=limit)
+
+
+def log_page(run, offset, *, limit):
+    """The log answer (``portal.joblog.page``) of a run; ``run`` read just before."""
+    return joblog.page(run, offset, limit=limit)
+
+
+def step_log_page(step, offset, *, limit):
+    """The log answer of one step: its part of the run log, offsets from the step's start."""
+    if step.log_offset is None:
+        return joblog.empty_page(offset, complete=step.is_over)
+    end = step.log_end
+    if end is None and step.is_over:  # finished before log_end was recorded
+        later = step.run.steps.filter(index__gt=step.index, log_offset__isnull=False)
+        end = later.order_by("index").values_list("log_offset", flat=True).first()
+        end = step.run.log_size if end is None else end
+    return joblog.page(
+        step.run, offset, limit=limit, over=step.is_over, start=step.log_offset, end=end
     )
-    parts = []
-    end = offset
-    if head is not None and head.offset + head.size > offset:
-        raw = head.text.encode()[offset - head.offset :]
-        parts.append(raw.decode("utf-8", errors="replace"))
-        end = head.offset + head.size
-    total = sum(len(p.encode()) for p in parts)
-    for chunk in chunks.only("offset", "size", "text").iterator(chunk_size=200):
-        if limit is not None and total >= limit:
-            break
-        parts.append(chunk.text)
-        total += chunk.size
-        end = chunk.offset + chunk.size
-    return "".join(parts), end
 
 
 def log_window_start(run, window):
     """Offset of the first chunk of the last ``window`` bytes of the log (0 for short logs)."""
-    if run.log_size <= window:
-        return 0
-    first = (
-        LogChunk.objects.filter(run_id=run.pk, offset__gte=run.log_size - window)
-        .order_by("offset")
-        .values_list("offset", flat=True)
-        .first()
-    )
-    return first if first is not None else 0
+    return joblog.window_start(run, window)
 
 
 def step_groups(steps):
@@ -395,8 +416,13 @@ __all__ = [
     "save_spec",
     "set_secret",
     "delete_secret",
+    "start_run",
+    "finish_run",
     "reap_lost",
+    "requeue_stale",
     "read_log",
+    "log_page",
+    "step_log_page",
     "step_groups",
     "StepRun",
 ]

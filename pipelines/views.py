@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -13,13 +13,13 @@ from pipelines import services
 from pipelines.ansi import strip, to_html
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import LogChunk, PipelineConfig, PipelineRun, PipelineSecret, RunStatus
+from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus, StepRun
+from portal import joblog, logviews
 from portal.actors import Actor
 from portal.api.errors import Conflict
-from portal.params import log_offset
 from squads.models import Service, Squad
 
-LOG_PAGE_BYTES = 512 * 1024  # the most a single tail response carries
+LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
 
 
 def _nav(view):
@@ -64,14 +64,18 @@ def _run_context(request, run):
     }
 
 
+def _log_ctx(run, text):
+    return {"log_html": to_html(text), "log_url": reverse("pipelines:run_log", args=[run.pk])}
+
+
 @_nav
 @login_required
 def run_detail(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
     ctx = _run_context(request, run)
     start = services.log_window_start(run, LOG_PAGE_BYTES)
-    text, offset = services.read_log(run, start, limit=LOG_PAGE_BYTES)
-    ctx.update({"log_html": to_html(text), "offset": offset, "log_start": start})
+    log = services.log_page(run, start, limit=LOG_PAGE_BYTES)
+    ctx.update(_log_ctx(run, log["text"]), log=log, log_start=start)
     return render(request, "pipelines/run_detail.html", ctx)
 
 
@@ -79,14 +83,9 @@ def run_detail(request, pk):
 def run_log_text(request, pk):
     """The whole log as plain text (ANSI stripped), streamed chunk by chunk."""
     run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-
-    def chunks():
-        for text in (
-            LogChunk.objects.filter(run=run).order_by("offset").values_list("text", flat=True)
-        ).iterator(chunk_size=100):
-            yield strip(text)
-
-    response = StreamingHttpResponse(chunks(), content_type="text/plain; charset=utf-8")
+    response = StreamingHttpResponse(
+        (strip(text) for text in joblog.full_text(run)), content_type="text/plain; charset=utf-8"
+    )
     response["Content-Disposition"] = f'inline; filename="{run.service.slug}-{run.number}.log"'
     return response
 
@@ -94,21 +93,34 @@ def run_log_text(request, pk):
 @login_required
 def run_log(request, pk):
     """The live tail: new log text after ``offset`` (appended out of band), the steps table and
-    the next poller. Answers 286 when the run is over so HTMX stops polling."""
+    the next poller. Answers 286 when the log is complete so HTMX stops polling."""
+    # the run is read before the log, so that nothing written after its status is missed
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
-    try:
-        offset = log_offset(request.GET.get("offset"))
-    except ValueError as exc:
-        return HttpResponse(str(exc), status=400)
-    over = run.is_over  # read before the log so that nothing written after is missed
-    text, next_offset = services.read_log(run, offset, limit=LOG_PAGE_BYTES)
-    more = next_offset < run.log_size
-    ctx = _run_context(request, run)
-    ctx.update({"log_html": to_html(text), "offset": next_offset, "over": over and not more})
-    response = render(request, "pipelines/run_detail.html#tail", ctx)
-    if over and not more:
-        response.status_code = 286
-    return response
+
+    def read_page(offset):
+        log = services.log_page(run, offset, limit=LOG_PAGE_BYTES)
+        ctx.update(_run_context(request, run), **_log_ctx(run, log["text"]))
+        return log
+
+    ctx: dict = {}
+    return logviews.tail(request, "pipelines/run_detail.html#tail", ctx, read_page)
+
+
+@login_required
+def step_log(request, pk, index):
+    """One step's part of the run log: a page with a live tail (HTMX: the tail alone)."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
+    step = get_object_or_404(StepRun.objects.select_related("run"), run=run, index=index)
+    ctx = {"run": run, "service": run.service, "step": step}
+    ctx["log_url"] = reverse("pipelines:step_log", args=[run.pk, step.index])
+
+    def read_page(offset):
+        log = services.step_log_page(step, offset, limit=LOG_PAGE_BYTES)
+        ctx["log_html"] = to_html(log["text"])
+        return log
+
+    template = "pipelines/step_log.html#tail" if request.htmx else "pipelines/step_log.html"
+    return logviews.tail(request, template, ctx, read_page)
 
 
 @require_POST

@@ -263,6 +263,8 @@ TERRAFORM_BIN = env_executable(
 GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET", "")
 WORKSPACE_ROOT = Path(env_str("BACKLINE_WORKSPACE_ROOT", str(VAR_DIR / "workspaces")))
 HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 30)
+# the most bytes one job log (pipeline run, Terraform run) keeps; the rest is discarded
+JOB_LOG_MAX_BYTES = env_int("JOB_LOG_MAX_BYTES", 256 * 2**20)
 CATALOG_LOCATION_REFRESH_SECONDS = env_int("CATALOG_LOCATION_REFRESH_SECONDS", 300)
 DEMO_FLEET = env_bool("BACKLINE_DEMO_FLEET", False)
 # builtin metrics backend: how long scraped samples are kept, how often beat scrapes

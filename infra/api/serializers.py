@@ -155,11 +155,3 @@ class PlanRequestSerializer(serializers.Serializer):
 
 class DiscardSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True)
-
-
-class TerraformLogSerializer(serializers.Serializer):
-    offset = serializers.IntegerField()
-    next_offset = serializers.IntegerField()
-    text = serializers.CharField()
-    complete = serializers.BooleanField()
-    status = serializers.CharField()

@@ -2,7 +2,7 @@
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -12,7 +12,6 @@ from infra import services
 from infra.api.serializers import (
     DiscardSerializer,
     PlanRequestSerializer,
-    TerraformLogSerializer,
     TerraformRunSerializer,
     VariableSerializer,
     WorkspaceSerializer,
@@ -20,7 +19,7 @@ from infra.api.serializers import (
 from infra.filters import TerraformRunFilter, WorkspaceFilter
 from infra.models import TerraformRun, Variable, Workspace
 from portal.actors import Actor
-from portal.params import log_offset
+from portal.api.logs import LOG_LIMIT, OFFSET_PARAMETER, LogPageSerializer, log_response
 from squads.models import Service
 
 
@@ -181,24 +180,8 @@ class TerraformRunViewSet(viewsets.ReadOnlyModelViewSet):
     def cancel(self, request, pk=None):
         return self._do(services.cancel)
 
-    @extend_schema(
-        parameters=[OpenApiParameter("offset", int, description="byte offset to read from")],
-        responses=TerraformLogSerializer,
-    )
+    @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
-        run = self.get_object()
-        try:
-            offset = log_offset(request.query_params.get("offset"))
-        except ValueError as exc:
-            raise ValidationError({"offset": [str(exc)]}) from None
-        text, nxt = services.read_log(run, offset)
-        return Response(
-            {
-                "offset": offset,
-                "next_offset": nxt,
-                "text": text,
-                "complete": run.is_over and nxt >= run.log_size,
-                "status": run.status,
-            }
-        )
+        run = self.get_object()  # read before the log: nothing written after its status is missed
+        return log_response(request, lambda offset: services.log_page(run, offset, limit=LOG_LIMIT))

@@ -92,15 +92,6 @@ class TriggerSerializer(serializers.Serializer):
     commit = serializers.CharField(required=False, allow_blank=True, max_length=64, default="")
 
 
-class LogSerializer(serializers.Serializer):
-    run = serializers.IntegerField()
-    status = serializers.CharField()
-    offset = serializers.IntegerField()
-    next_offset = serializers.IntegerField()
-    text = serializers.CharField()
-    over = serializers.BooleanField()
-
-
 class PipelineSecretSerializer(serializers.ModelSerializer):
     """Write-only value: the API never answers with it."""
 

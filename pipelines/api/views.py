@@ -1,14 +1,12 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines import services
 from pipelines.api.serializers import (
-    LogSerializer,
     PipelineRunDetailSerializer,
     PipelineRunSerializer,
     PipelineSecretSerializer,
@@ -16,12 +14,10 @@ from pipelines.api.serializers import (
     TriggerSerializer,
 )
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret
+from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, StepRun
 from portal.actors import Actor
-from portal.params import log_offset
+from portal.api.logs import LOG_LIMIT, OFFSET_PARAMETER, LogPageSerializer, log_response
 from squads.models import Service
-
-LOG_LIMIT = 1024 * 1024
 
 
 def _idem(request):
@@ -43,28 +39,20 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     def get_serializer_class(self):
         return PipelineRunDetailSerializer if self.action == "retrieve" else PipelineRunSerializer
 
-    @extend_schema(
-        parameters=[OpenApiParameter("offset", int, description="byte offset to read from")],
-        responses=LogSerializer,
-    )
+    @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
+        run = self.get_object()  # read before the log: nothing written after its status is missed
+        return log_response(request, lambda offset: services.log_page(run, offset, limit=LOG_LIMIT))
+
+    @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
+    @action(detail=True, methods=["get"], url_path=r"steps/(?P<index>\d+)/log")
+    def step_log(self, request, pk=None, index=None):
+        """One step's part of the run log; offsets count from the step's first byte."""
         run = self.get_object()
-        try:
-            offset = log_offset(request.query_params.get("offset"))
-        except ValueError as exc:
-            raise ValidationError({"offset": [str(exc)]}) from None
-        over = run.is_over
-        text, next_offset = services.read_log(run, offset, limit=LOG_LIMIT)
-        return Response(
-            {
-                "run": run.pk,
-                "status": run.status,
-                "offset": offset,
-                "next_offset": next_offset,
-                "text": text,
-                "over": over and next_offset >= run.log_size,
-            }
+        step = get_object_or_404(StepRun.objects.select_related("run"), run=run, index=index)
+        return log_response(
+            request, lambda offset: services.step_log_page(step, offset, limit=LOG_LIMIT)
         )
 
     @extend_schema(request=None, responses={202: PipelineRunSerializer})

@@ -108,7 +108,7 @@ def test_list_filters_and_detail(bot, service, squad, other_squad):
 def test_log_with_offset(bot, service):
     run = make_run(service, "running", log=("héllo\n", "world\n"))
     full = bot.get(f"/api/v1/runs/{run.pk}/log").json()
-    assert full["text"] == "héllo\nworld\n" and full["over"] is False
+    assert full["text"] == "héllo\nworld\n" and full["complete"] is False
     assert full["next_offset"] == len("héllo\nworld\n".encode())
     part = bot.get(f"/api/v1/runs/{run.pk}/log?offset=7").json()
     assert part["text"] == "world\n"
@@ -119,7 +119,7 @@ def test_log_with_offset(bot, service):
     bad = bot.get(f"/api/v1/runs/{run.pk}/log?offset=-1")
     assert bad.status_code == 400 and "offset" in bad.json()["errors"]
     PipelineRun.objects.filter(pk=run.pk).update(status="succeeded")
-    assert bot.get(f"/api/v1/runs/{run.pk}/log").json()["over"] is True
+    assert bot.get(f"/api/v1/runs/{run.pk}/log").json()["complete"] is True
 
 
 def test_cancel_and_rerun_transitions(bot, service):

@@ -221,7 +221,7 @@ def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
         text = log_text(lost)
         assert "before-kill" in text and "marked lost" in text
         assert lost.steps.get().status == RunStatus.LOST
-        assert AuditEvent.objects.filter(action="pipeline.lost", target_id=str(run.pk)).exists()
+        assert AuditEvent.objects.filter(action="pipeline.run.lost", target_id=str(run.pk)).exists()
         assert not (_runs_dir() / str(run.pk)).exists()  # the reaper removed the orphaned checkout
     finally:
         worker.stop()
