@@ -3,7 +3,7 @@
 Layout under ``WORKSPACE_ROOT/infra/ws-<id>/``: ``state/terraform.tfstate`` (local backend),
 ``tfdata/`` (``TF_DATA_DIR``: backend and provider cache), ``runs/<run id>/src`` (the
 configuration of that run) and ``runs/<run id>/plan.tfplan`` (its saved plan; apply uses exactly
-that file). Every terraform call is an argv list run by ``pipelines.executor.run_process`` in its
+that file). Every terraform call is an argv list run by ``portal.executor.run_process`` in its
 own process group, with sensitive values masked before anything is stored.
 """
 
@@ -20,8 +20,8 @@ from django.db import transaction
 from infra import services
 from infra.models import DriftStatus, LogChunk, RunStatus, TerraformRun, Variable, Workspace
 from infra.planparse import SENSITIVE, PlanParseError, parse_plan, show, state_outputs
-from pipelines.executor import WatchedRun, run_process
 from portal.actors import Actor
+from portal.executor import WatchedRun, run_process
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ class Job:
             )
 
     def checkout(self):
-        from pipelines.source import clone_url, git_env, valid_ref
+        from portal.gitsource import clone_url, git_env, valid_ref
 
         ws = self.ws
         if not valid_ref(ws.ref):

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.models import Sample, ScrapeTarget, Series
+from metrics.models import Sample, ScrapeTarget, Series
 from squads.models import Service
 
 log = logging.getLogger(__name__)

@@ -5,17 +5,21 @@ pipeline runs finish in Celery workers and alerts change in beat, so those figur
 from the rows when /metrics is scraped (cheap aggregate queries), which is correct whatever
 process did the work:
 
-- ``backline_pipeline_runs_finished_total{status}`` and ``backline_pipeline_run_seconds``
-  (sum/count of finished runs' durations), ``backline_release_status_changes_total{to}``
-  (release transitions recorded in the release timelines),
+- from the apps that register collectors (``portal.registry.collector``):
+  ``backline_pipeline_runs_finished_total{status}`` and ``backline_pipeline_run_seconds``
+  (sum/count of finished runs' durations, ``pipelines.collectors``),
+  ``backline_release_status_changes_total{to}`` (release transitions recorded in the release
+  timelines, ``releases.collectors``),
 - ``backline_alerts{state,severity}`` (pending/firing now), ``backline_alert_deliveries_total
   {status}``, ``backline_scrape_targets{health}``, ``backline_builtin_series``.
 """
 
 import logging
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from portal.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +28,8 @@ class DatabaseCollector(Collector):
     def collect(self):
         try:
             yield from self._monitoring()
-            yield from self._pipelines()
-            yield from self._releases()
+            for families in registry.collectors:  # pipelines, releases, ... (AppConfig.ready)
+                yield from families()
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB is down
             log.warning("database metrics unavailable: %s", exc)
 
@@ -35,7 +39,8 @@ class DatabaseCollector(Collector):
     def _monitoring(self):
         from django.db.models import Count
 
-        from monitoring.models import Alert, Delivery, ScrapeTarget, Series
+        from metrics.models import ScrapeTarget, Series
+        from monitoring.models import Alert, Delivery
 
         alerts = GaugeMetricFamily(
             "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
@@ -65,63 +70,6 @@ class DatabaseCollector(Collector):
             "Series stored by the builtin backend",
             value=Series.objects.count(),
         )
-
-    def _pipelines(self):
-        try:
-            from pipelines.models import FINISHED_STATUSES, PipelineRun
-        except ImportError:
-            return
-        from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
-
-        runs = CounterMetricFamily(
-            "backline_pipeline_runs_finished",
-            "Pipeline runs finished, by final status (from the database)",
-            labels=["status"],
-        )
-        for row in (
-            PipelineRun.objects.filter(status__in=FINISHED_STATUSES)
-            .values("status")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            runs.add_metric([row["status"]], row["n"])
-        yield runs
-        agg = PipelineRun.objects.filter(
-            status__in=FINISHED_STATUSES, started_at__isnull=False, finished_at__isnull=False
-        ).aggregate(
-            n=Count("id"),
-            total=Sum(
-                ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-            ),
-        )
-        total = agg["total"].total_seconds() if agg["total"] else 0.0
-        yield SummaryMetricFamily(
-            "backline_pipeline_run_seconds",
-            "Durations of finished pipeline runs (from the database)",
-            count_value=agg["n"] or 0,
-            sum_value=total,
-        )
-
-    def _releases(self):
-        try:
-            from pipelines.releases.models import ReleaseEvent
-        except ImportError:
-            return
-        from django.db.models import Count
-
-        changes = CounterMetricFamily(
-            "backline_release_status_changes",
-            "Release status transitions (from the release timelines in the database)",
-            labels=["to"],
-        )
-        for row in (
-            ReleaseEvent.objects.filter(kind="status")
-            .values("to_status")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            changes.add_metric([row["to_status"]], row["n"])
-        yield changes
 
 
 _registered = False

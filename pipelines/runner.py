@@ -13,7 +13,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from pipelines import conf
-from pipelines.executor import WatchedRun, run_process
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -22,8 +21,10 @@ from pipelines.models import (
     RunStatus,
     StepRun,
 )
-from pipelines.source import Checkout, SourceError, redact_url
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from portal.executor import WatchedRun, run_process
+from portal.gitsource import Checkout, SourceError, redact_url
+from portal.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +245,9 @@ def execute(run_id):
             lines = step.command.strip().splitlines() or [""]
             more = " …" if len(lines) > 1 else ""
             runlog.write(f"{DIM}$ {lines[0]}{more}{RESET}\n")
-            if step_spec.get("kind") == "release":  # start a release, wait for its outcome
-                from pipelines.releases.pipeline import run_release_step
-
-                res = run_release_step(
+            step_kind = registry.step_kinds.get(step_spec.get("kind") or "")
+            if step_kind is not None:  # e.g. "release" (releases app): start one, await it
+                res = step_kind(
                     run,
                     step,
                     step_spec,

@@ -23,11 +23,11 @@ from pipelines.models import (
     StepRun,
     workspace_root,
 )
-from pipelines.source import valid_ref, valid_sha
 from pipelines.spec import SpecError, parse
 from portal.actors import Actor
 from portal.api.errors import Conflict
 from portal.audit import record
+from portal.gitsource import valid_ref, valid_sha
 from squads.models import Service
 
 

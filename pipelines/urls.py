@@ -1,7 +1,6 @@
 from django.urls import path
 
 from pipelines import views, webhooks
-from pipelines.releases import urls as release_urls
 
 app_name = "pipelines"
 
@@ -26,5 +25,4 @@ urlpatterns = [
         views.secret_delete,
         name="secret_delete",
     ),
-    *release_urls.urlpatterns,
 ]

@@ -6,4 +6,10 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
-        from portal import schema  # noqa: F401 - registers OpenAPI extensions
+        from portal import (
+            registry,
+            schedule,
+            schema,  # noqa: F401 - registers OpenAPI extensions
+        )
+
+        registry.beat(schedule.BEAT_SCHEDULE)

@@ -14,8 +14,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from pipelines.executor import run_process
-from pipelines.models import workspace_root
+from django.conf import settings
+
+from portal.executor import run_process
+
+
+def workspace_root() -> Path:
+    """Where the bare caches and git's HOME live (shared by pipelines and infra checkouts; the
+    directory keeps the name it had when only pipelines cloned)."""
+    return settings.WORKSPACE_ROOT / "pipelines"
+
 
 REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+\-@]{1,255}(?<![./])$")
 SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")

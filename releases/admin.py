@@ -4,7 +4,7 @@ releases (read-mostly: act on them through the pages or the API, which audit).""
 from django import forms
 from django.contrib import admin
 
-from pipelines.releases.models import (
+from releases.models import (
     AnalysisTemplate,
     Environment,
     Release,
@@ -23,7 +23,7 @@ class StrategyForm(forms.ModelForm):
         fields = ["service", "environment", "steps"]
 
     def clean_steps(self):
-        from pipelines.releases.strategy import validate
+        from releases.strategy import validate
 
         return validate(self.cleaned_data["steps"])
 
@@ -34,7 +34,7 @@ class TemplateForm(forms.ModelForm):
         fields = ["name", "description", "metrics"]
 
     def clean_metrics(self):
-        from pipelines.releases.analysis import validate_metrics
+        from releases.analysis import validate_metrics
 
         return validate_metrics(self.cleaned_data["metrics"])
 

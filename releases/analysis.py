@@ -9,7 +9,7 @@ A metric (in an ``AnalysisTemplate``'s ``metrics`` list) is one of these kinds::
     {"name": "queue", "kind": "query", "query": "sum(rate(jobs_failed_total[1m]))",
      "condition": "result < 0.5"}                   # raw query, success condition
 
-and these common fields (defaults from ``pipelines.releases.conf``): ``interval`` (s between
+and these common fields (defaults from ``releases.conf``): ``interval`` (s between
 measurements), ``count`` (measurements wanted), ``window`` (s of data per measurement),
 ``min_requests`` (fewer canary requests in the window is *inconclusive*), ``failure_limit``
 (0), ``inconclusive_limit`` (0), ``consecutive_error_limit`` (4).
@@ -26,7 +26,7 @@ import time
 
 from django.core.exceptions import ValidationError
 
-from pipelines.releases import conf
+from releases import conf
 
 KINDS = ("error_ratio", "p99", "error_ratio_vs_stable", "query")
 CONDITION = re.compile(r"^\s*result\s*(<=|<|>=|>|==|!=)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$")
@@ -58,7 +58,7 @@ DEFAULT_TEMPLATES = {
 
 
 def ensure_default_templates():
-    from pipelines.releases.models import AnalysisTemplate
+    from releases.models import AnalysisTemplate
 
     for name, spec in DEFAULT_TEMPLATES.items():
         AnalysisTemplate.objects.get_or_create(name=name, defaults=spec)
@@ -132,7 +132,7 @@ def _latest(points):
 
 def measure(backend, service, m, now=None) -> dict:
     """Take one measurement of metric ``m``: a dict of Measurement fields."""
-    from monitoring.backends import BackendError
+    from metrics.backends import BackendError
 
     now = now or time.time()
     out = {"condition": condition_text(m)[:200]}

@@ -2,16 +2,17 @@
 ``promote-full``, ``abort`` and ``retry``; ``/api/v1/environments/``; services' own
 strategies (``/api/v1/release-strategies/``) and analysis templates
 (``/api/v1/analysis-templates/``). Thin: each action calls
-one function of ``pipelines.releases.services``."""
+one function of ``releases.services``."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from pipelines.releases import services, strategy
-from pipelines.releases.filters import ReleaseFilter, StrategyFilter
-from pipelines.releases.models import (
+from portal.actors import Actor
+from releases import services, strategy
+from releases.filters import ReleaseFilter, StrategyFilter
+from releases.models import (
     AnalysisRun,
     AnalysisTemplate,
     Environment,
@@ -20,7 +21,6 @@ from pipelines.releases.models import (
     ReleaseEvent,
     StrategyOverride,
 )
-from portal.actors import Actor
 from squads.models import Service
 
 
@@ -351,7 +351,7 @@ class TemplateSerializer(serializers.ModelSerializer):
         validators = []
 
     def validate_metrics(self, value):
-        from pipelines.releases import analysis
+        from releases import analysis
 
         return _django_errors(analysis.validate_metrics, value)
 

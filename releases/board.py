@@ -1,7 +1,7 @@
 """Status board section: releases in flight (weight and step) and recent deploys."""
 
-from pipelines.releases import strategy
-from pipelines.releases.models import ACTIVE_RELEASE, FINAL_RELEASE, Release
+from releases import strategy
+from releases.models import ACTIVE_RELEASE, FINAL_RELEASE, Release
 
 
 def board_section(request):

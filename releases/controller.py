@@ -21,9 +21,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from pipelines.releases import analysis, conf, strategy
-from pipelines.releases.drivers import DriverError, get_driver
-from pipelines.releases.models import (
+from portal import events, metrics
+from releases import analysis, conf, strategy
+from releases.drivers import DriverError, get_driver
+from releases.models import (
     ACTIVE_RELEASE,
     FINAL_RELEASE,
     AnalysisRun,
@@ -34,7 +35,6 @@ from pipelines.releases.models import (
     ReleaseEvent,
     ReleaseStatus,
 )
-from portal import events, metrics
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def _analysis_step(r, spec, now) -> str:
 
 def _measure(r, run, now):
     """Take the measurements that are due; judge the run."""
-    from monitoring.backends import get_backend
+    from metrics.backends import get_backend
 
     backend = get_backend()
     existing: dict[str, list] = {}

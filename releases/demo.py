@@ -18,9 +18,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from pipelines.releases import services
-from pipelines.releases.models import Environment, Release
 from portal.actors import Actor
+from releases import services
+from releases.models import Environment, Release
 from squads.models import Service
 
 

@@ -1,6 +1,6 @@
 import django_filters
 
-from pipelines.releases.models import Release, ReleaseStatus, StrategyOverride
+from releases.models import Release, ReleaseStatus, StrategyOverride
 
 
 class ReleaseFilter(django_filters.FilterSet):

@@ -4,7 +4,7 @@ Release: pending → progressing (step i, weight w) ⇄ paused → succeeded; �
 back to stable); → failed (analysis failed, automatic rollback).
 AnalysisRun: pending → running → successful | failed | inconclusive | error.
 
-The controller (``pipelines.releases.controller``) drives every release from these rows alone:
+The controller (``releases.controller``) drives every release from these rows alone:
 ``weight`` is what the deploy driver last confirmed, ``desired_weight`` what the current step
 wants, ``driver_action`` a promote/rollback still owed to the driver after a final transition.
 """
@@ -36,6 +36,7 @@ class Environment(models.Model):
     objects = WatchedQuerySet.as_manager()
 
     class Meta:
+        db_table = "pipelines_environment"
         ordering = ["order", "name"]
 
     def __str__(self):
@@ -55,6 +56,7 @@ class StrategyOverride(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "pipelines_strategyoverride"
         constraints = [
             models.UniqueConstraint(
                 fields=["service", "environment"], name="release_strategy_unique"
@@ -71,12 +73,15 @@ class StrategyOverride(models.Model):
 
 
 class AnalysisTemplate(models.Model):
-    """Named list of metrics (see ``pipelines.releases.analysis`` for the metric fields)."""
+    """Named list of metrics (see ``releases.analysis`` for the metric fields)."""
 
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     metrics = models.JSONField(default=list)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "pipelines_analysistemplate"
 
     def __str__(self):
         return self.name
@@ -136,6 +141,7 @@ class Release(models.Model):
     objects = WatchedQuerySet.as_manager()
 
     class Meta:
+        db_table = "pipelines_release"
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
@@ -149,7 +155,7 @@ class Release(models.Model):
         return f"{self.service.slug} {self.version} → {self.environment.name}"
 
     def get_absolute_url(self):
-        return reverse("pipelines:release_detail", args=[self.pk])
+        return reverse("releases:release_detail", args=[self.pk])
 
     @property
     def is_active(self):
@@ -184,6 +190,7 @@ class ReleaseEvent(models.Model):
     door = models.CharField(max_length=20, blank=True)
 
     class Meta:
+        db_table = "pipelines_releaseevent"
         ordering = ["at", "id"]
 
 
@@ -212,6 +219,7 @@ class AnalysisRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "pipelines_analysisrun"
         ordering = ["started_at", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -242,13 +250,10 @@ class Measurement(models.Model):
     message = models.TextField(blank=True)
 
     class Meta:
+        db_table = "pipelines_measurement"
         ordering = ["analysis_run", "metric", "index"]
         constraints = [
             models.UniqueConstraint(
                 fields=["analysis_run", "metric", "index"], name="measurement_unique_index"
             )
         ]
-
-
-# The controller's Celery tasks: imported with the models so every worker registers them.
-from pipelines.releases import tasks as _tasks  # noqa: E402, F401

@@ -21,11 +21,11 @@ import time
 
 from django.core.exceptions import ValidationError
 
-from pipelines.executor import ExecResult
-from pipelines.releases import services, strategy
-from pipelines.releases.models import FINAL_RELEASE, Release
 from portal.actors import Actor
 from portal.api.errors import Conflict
+from portal.executor import ExecResult
+from releases import services, strategy
+from releases.models import FINAL_RELEASE, Release
 
 POLL_SECONDS = 1.0
 

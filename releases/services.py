@@ -13,16 +13,16 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pipelines.releases import conf, controller, strategy
-from pipelines.releases.models import (
+from portal.api.errors import Conflict
+from portal.audit import record
+from releases import conf, controller, strategy
+from releases.models import (
     ACTIVE_RELEASE,
     AnalysisStatus,
     Environment,
     Release,
     ReleaseStatus,
 )
-from portal.api.errors import Conflict
-from portal.audit import record
 
 SCOPE = "releases:promote"
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def _enqueue(release_id):
     """Nudge a worker after commit; beat drives the release anyway if the broker is away."""
-    from pipelines.releases.tasks import advance_release
+    from releases.tasks import advance_release
 
     def send():
         try:
@@ -325,7 +325,7 @@ def _create_or_conflict(model, message, **fields):
 def save_strategy(actor, service, environment, steps, override=None):
     """Create a service's own canary steps for ``environment`` (None: every environment) or,
     given ``override``, replace its steps. Owners of the service and org admins."""
-    from pipelines.releases.models import StrategyOverride
+    from releases.models import StrategyOverride
 
     actor.require(SCOPE, service.owner, f"the release strategy of {service.slug}")
     steps = strategy.validate(steps)
@@ -357,7 +357,7 @@ def delete_strategy(actor, override):
 
 def template_users(name) -> list[str]:
     """Where the analysis template ``name`` is referenced: strategies and active releases."""
-    from pipelines.releases.models import StrategyOverride
+    from releases.models import StrategyOverride
 
     def uses(steps):
         return any(
@@ -380,8 +380,8 @@ def template_users(name) -> list[str]:
 
 def save_template(actor, name, description, metrics, template=None):
     """Create (``template`` None) or change an analysis template. Org admins only."""
-    from pipelines.releases import analysis
-    from pipelines.releases.models import AnalysisTemplate
+    from releases import analysis
+    from releases.models import AnalysisTemplate
 
     actor.require_admin("change analysis templates")
     metrics = analysis.validate_metrics(metrics)

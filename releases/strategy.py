@@ -110,7 +110,7 @@ def validate(steps) -> list:
 
 def resolve(service, environment, requested=None) -> tuple[list, str]:
     """(steps, source) for a new release."""
-    from pipelines.releases.models import StrategyOverride
+    from releases.models import StrategyOverride
 
     if requested:
         return validate(requested), "request"

@@ -6,7 +6,7 @@ from celery import shared_task
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=150)
 def advance_release(release_id):
     """Drive one release now (after an action; beat does the same for every due release)."""
-    from pipelines.releases import controller
+    from releases import controller
 
     return controller.advance(release_id)
 
@@ -14,6 +14,6 @@ def advance_release(release_id):
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
 def tick_releases():
     """Beat: drive every release that is due (from the database state alone)."""
-    from pipelines.releases import controller
+    from releases import controller
 
     return controller.tick_all()

@@ -1,8 +1,9 @@
 from django.urls import path
 
-from pipelines.releases import views
+from releases import views
 
-# included by pipelines/urls.py (namespace "pipelines")
+app_name = "releases"
+
 urlpatterns = [
     path("releases/", views.release_list, name="release_list"),
     path("releases/board/", views.board, name="release_board"),

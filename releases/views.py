@@ -1,4 +1,4 @@
-"""Release pages. Thin: every POST calls one function of ``pipelines.releases.services``.
+"""Release pages. Thin: every POST calls one function of ``releases.services``.
 
 The release page and its live fragment are one view (``request.htmx`` answers the fragment,
 polled every 2 s while the release is in flight). Actions answer the fragment too, with 403 /
@@ -15,16 +15,16 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from pipelines.releases import services, strategy
-from pipelines.releases.filters import ReleaseFilter
-from pipelines.releases.models import (
+from portal.actors import Actor
+from portal.api.errors import Conflict
+from releases import services, strategy
+from releases.filters import ReleaseFilter
+from releases.models import (
     ACTIVE_RELEASE,
     Environment,
     Release,
     ReleaseStatus,
 )
-from portal.actors import Actor
-from portal.api.errors import Conflict
 from squads.models import Service, Squad
 
 
@@ -118,7 +118,7 @@ def _analysis(r):
 
 def _charts(r):
     """Canary vs stable error ratio and p99 over the release (from the metrics backend)."""
-    from monitoring.backends import BackendError, get_backend
+    from metrics.backends import BackendError, get_backend
     from monitoring.charts import line_chart
 
     start = (r.started_at or r.created_at).timestamp() - 60
@@ -304,7 +304,7 @@ def service_panel(request, slug):
 
 @login_required
 def board(request):
-    from pipelines.releases.board import board_section
+    from releases.board import board_section
 
     return render(
         request, "pipelines/releases/board_section.html", {"section": board_section(request)}

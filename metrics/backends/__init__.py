@@ -5,7 +5,7 @@
 
 from django.conf import settings
 
-from monitoring.backends.base import (  # noqa: F401
+from metrics.backends.base import (  # noqa: F401
     RANGES,
     BackendError,
     MetricsBackend,
@@ -18,9 +18,9 @@ from monitoring.backends.base import (  # noqa: F401
 def get_backend(name: str | None = None) -> MetricsBackend:
     name = name or settings.METRICS_BACKEND
     if name == "prometheus":
-        from monitoring.backends.prometheus import PrometheusBackend
+        from metrics.backends.prometheus import PrometheusBackend
 
         return PrometheusBackend(settings.PROMETHEUS_URL, timeout=settings.PROMETHEUS_TIMEOUT)
-    from monitoring.backends.builtin import BuiltinBackend
+    from metrics.backends.builtin import BuiltinBackend
 
     return BuiltinBackend()

@@ -1,4 +1,4 @@
-"""The builtin backend: answers from samples Backline scraped itself (``monitoring.scrape``).
+"""The builtin backend: answers from samples Backline scraped itself (``metrics.scrape``).
 
 Queries understand a small PromQL subset, enough for alert rules and ad-hoc checks:
 ``name{label="v",label!="v",label=~"re",label!~"re"}``, ``rate(<selector>[5m])``,
@@ -12,9 +12,9 @@ import re
 from django.conf import settings
 from django.db import connection
 
-from monitoring import signals as sig
-from monitoring.backends.base import BackendError, MetricsBackend, QueryResult
-from monitoring.models import Sample, Series
+from metrics import signals as sig
+from metrics.backends.base import BackendError, MetricsBackend, QueryResult
+from metrics.models import Sample, Series
 
 REQUESTS_METRIC = "http_requests_total"
 LATENCY_METRIC = "http_request_duration_seconds"

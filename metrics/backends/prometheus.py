@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from monitoring.backends.base import BackendError, MetricsBackend, QueryResult
+from metrics.backends.base import BackendError, MetricsBackend, QueryResult
 
 # Plain strings (not str.format): the placeholders below are replaced textually.
 _REQ = "http_requests_total{{selector}}"
@@ -119,7 +119,7 @@ class PrometheusBackend(MetricsBackend):
         ]
 
     def golden_signals(self, service, tracks, start, end, step, window):
-        from monitoring.signals import eval_times
+        from metrics.signals import eval_times
 
         times = eval_times(start, end, step)
         result = {}
