@@ -6,11 +6,11 @@ class MonitoringConfig(AppConfig):
 
     def ready(self):
         from monitoring import board, schedule, scorecard
-        from monitoring.collectors import register
+        from monitoring.collectors import monitoring_families
         from portal import registry
         from squads import scorecards
 
-        register()
+        registry.collector(monitoring_families)
         registry.urls("monitoring.urls", api="monitoring.api.urls")
         registry.nav("Dashboards", "monitoring:dashboard_index", "dashboards", order=60)
         registry.nav("Alerts", "monitoring:alert_list", "alerts", order=70)

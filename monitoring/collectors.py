@@ -1,4 +1,6 @@
-"""Backline's own /metrics, the parts read from the database at scrape time.
+"""Backline's own /metrics, the parts read from the database at scrape time (each app
+registers a function yielding its families, ``portal.registry.collector``; the base's
+``portal.collectors.DatabaseCollector`` serves them all).
 
 Counters incremented in memory (``portal.metrics``) only count what the *web* process did;
 pipeline runs finish in Celery workers and alerts change in beat, so those figures are read
@@ -14,69 +16,40 @@ process did the work:
   {status}``, ``backline_scrape_targets{health}``, ``backline_builtin_series``.
 """
 
-import logging
-
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
-
-from portal.registry import registry
-
-log = logging.getLogger(__name__)
 
 
-class DatabaseCollector(Collector):
-    def collect(self):
-        try:
-            yield from self._monitoring()
-            for families in registry.collectors:  # pipelines, releases, ... (AppConfig.ready)
-                yield from families()
-        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the DB is down
-            log.warning("database metrics unavailable: %s", exc)
+def monitoring_families():
+    from django.db.models import Count
 
-    def describe(self):
-        return []  # collected lazily; nothing at registration time
+    from metrics.models import ScrapeTarget, Series
+    from monitoring.models import Alert, Delivery
 
-    def _monitoring(self):
-        from django.db.models import Count
-
-        from metrics.models import ScrapeTarget, Series
-        from monitoring.models import Alert, Delivery
-
-        alerts = GaugeMetricFamily(
-            "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
-        )
-        for row in (
-            Alert.objects.filter(state__in=["pending", "firing"])
-            .values("state", "severity")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            alerts.add_metric([row["state"], row["severity"]], row["n"])
-        yield alerts
-        deliveries = CounterMetricFamily(
-            "backline_alert_deliveries", "Alert notifications by status", labels=["status"]
-        )
-        for row in Delivery.objects.values("status").annotate(n=Count("id")).order_by():
-            deliveries.add_metric([row["status"]], row["n"])
-        yield deliveries
-        targets = GaugeMetricFamily(
-            "backline_scrape_targets", "Builtin backend scrape targets by health", labels=["health"]
-        )
-        for row in ScrapeTarget.objects.values("health").annotate(n=Count("id")).order_by():
-            targets.add_metric([row["health"]], row["n"])
-        yield targets
-        yield GaugeMetricFamily(
-            "backline_builtin_series",
-            "Series stored by the builtin backend",
-            value=Series.objects.count(),
-        )
-
-
-_registered = False
-
-
-def register():
-    global _registered
-    if not _registered:
-        REGISTRY.register(DatabaseCollector())
-        _registered = True
+    alerts = GaugeMetricFamily(
+        "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
+    )
+    for row in (
+        Alert.objects.filter(state__in=["pending", "firing"])
+        .values("state", "severity")
+        .annotate(n=Count("id"))
+        .order_by()
+    ):
+        alerts.add_metric([row["state"], row["severity"]], row["n"])
+    yield alerts
+    deliveries = CounterMetricFamily(
+        "backline_alert_deliveries", "Alert notifications by status", labels=["status"]
+    )
+    for row in Delivery.objects.values("status").annotate(n=Count("id")).order_by():
+        deliveries.add_metric([row["status"]], row["n"])
+    yield deliveries
+    targets = GaugeMetricFamily(
+        "backline_scrape_targets", "Builtin backend scrape targets by health", labels=["health"]
+    )
+    for row in ScrapeTarget.objects.values("health").annotate(n=Count("id")).order_by():
+        targets.add_metric([row["health"]], row["n"])
+    yield targets
+    yield GaugeMetricFamily(
+        "backline_builtin_series",
+        "Series stored by the builtin backend",
+        value=Series.objects.count(),
+    )

@@ -7,9 +7,11 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         from portal import (
+            collectors,
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
         )
 
+        collectors.register()
         registry.beat(schedule.BEAT_SCHEDULE)

@@ -65,6 +65,11 @@ def test_beat_and_sources_of_every_app():
     assert tasks == {"portal", "squads", "pipelines", "infra", "monitoring", "releases"}
     assert [s.name for s in registry.deployment_sources] == ["releases", "pipeline_runs"]
     assert set(registry.step_kinds) == {"release"}
+    assert [f.__name__ for f in registry.collectors] == [
+        "pipeline_families",
+        "monitoring_families",
+        "release_families",
+    ]
     assert registry.member_squads is not None
     assert [u.module for u in registry.urls] == [
         "squads.urls",
