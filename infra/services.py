@@ -59,7 +59,7 @@ def _validate_workspace(ws: Workspace):
     if ws.source == Workspace.Source.STORED:
         validate_files(ws.files)
     else:
-        from pipelines.source import valid_ref
+        from portal.gitsource import valid_ref
 
         if not ws.repository_url.strip():
             raise ValidationError({"repository_url": "a git workspace needs a repository URL"})

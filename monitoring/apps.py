@@ -5,22 +5,19 @@ class MonitoringConfig(AppConfig):
     name = "monitoring"
 
     def ready(self):
-        from monitoring.collectors import register
+        from monitoring import board, schedule, scorecard
+        from monitoring.collectors import monitoring_families
+        from portal import registry
+        from squads import scorecards
 
-        register()
-
-        from django.db.models.signals import post_delete
-
-        from monitoring.models import Series
-
-        post_delete.connect(_drop_samples, sender=Series, dispatch_uid="monitoring-drop-samples")
-
-
-def _drop_samples(sender, instance, **kwargs):
-    """Samples have no foreign-key constraint (cheap inserts); remove them with their series."""
-    from django.db import connection
-
-    from monitoring.models import Sample
-
-    with connection.cursor() as cur:
-        cur.execute(f"DELETE FROM {Sample._meta.db_table} WHERE series_id = %s", [instance.pk])
+        registry.collector(monitoring_families)
+        registry.urls("monitoring.urls", api="monitoring.api.urls")
+        registry.nav("Dashboards", "monitoring:dashboard_index", "dashboards", order=60)
+        registry.nav("Alerts", "monitoring:alert_list", "alerts", order=70)
+        registry.nav_section("monitoring", "dashboards")
+        registry.beat(schedule.BEAT_SCHEDULE)
+        registry.demo_seed("monitoring.demo", order=30)
+        registry.board_section(board.board_section)
+        registry.panel("service", "monitoring/service_panel.html", order=30)
+        registry.panel("squad", "monitoring/squad_panel.html", order=30)
+        scorecards.register(scorecard.SOURCE)

@@ -2,7 +2,7 @@
 
 import time
 
-from monitoring.backends import BackendError, get_backend, range_spec
+from metrics.backends import BackendError, get_backend, range_spec
 from monitoring.charts import format_value, line_chart
 from monitoring.models import SIGNAL_LABELS, TRACKS
 

@@ -3,10 +3,11 @@
 Inputs are plain records (``Deployment``, ``Incident``) so the source can change without
 touching the maths:
 
-- **Deployments** — finished production releases (``deployments_from_releases``: succeeded =
-  deployment; aborted/failed = failed change) when the services have any in the window;
-  otherwise *successful pipeline runs on the service's default branch*
-  (``deployments_from_pipeline_runs``). ``report(source=...)`` forces one. ``commit_at`` is
+- **Deployments** — finished production releases (``releases.dora.deployments_from_releases``:
+  succeeded = deployment; aborted/failed = failed change) when the services have any in the
+  window; otherwise *successful pipeline runs on the service's default branch*
+  (``pipelines.dora.deployments_from_pipeline_runs``). Both register as deployment sources
+  (``portal.registry``). ``report(source=...)`` forces one. ``commit_at`` is
   the time the change entered the pipeline (run created: the push webhook or manual trigger;
   for a release without a run, its creation); Backline does not store commit timestamps yet,
   so lead time is *trigger → deployed*.
@@ -27,8 +28,11 @@ time to restore service     ≤ 1 hour            ≤ 1 day         ≤ 1 week  
 """
 
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from portal.registry import registry
 
 DAY = 86400.0
 LEVELS = ("elite", "high", "medium", "low")
@@ -153,62 +157,33 @@ def trend(deployments, incidents, end: datetime, days: int, buckets: int = 4) ->
 
 
 # --- sources ----------------------------------------------------------------------------------
-def deployments_from_pipeline_runs(services, start, end) -> list[Deployment]:
-    """Successful pipeline runs on each service's default branch (see the module docstring)."""
-    try:
-        from pipelines.models import PipelineRun
-    except ImportError:
-        return []
-    branches = {s.pk: s.default_branch for s in services}
-    rows = PipelineRun.objects.filter(
-        service_id__in=list(branches),
-        status="succeeded",
-        finished_at__gte=start,
-        finished_at__lt=end,
-    ).values_list("service_id", "ref", "created_at", "finished_at")
-    out = []
-    for service_id, ref, created, finished in rows:
-        branch = branches.get(service_id) or "main"
-        if ref in (branch, f"refs/heads/{branch}"):
-            out.append(Deployment(service_id, finished, created, False, ref))
-    return out
+# Deployments come from the apps that record them (``portal.registry.deployment_source``:
+# ``pipelines.dora``, ``releases.dora``), as (service_id, at, commit_at, failed, ref) tuples.
+def _loader(source):
+    def load(services, start, end) -> list[Deployment]:
+        return [Deployment(*row) for row in source.load(services, start, end)]
+
+    load.__name__ = source.load.__name__
+    return load
 
 
-def deployments_from_releases(services, start, end) -> list[Deployment]:
-    """Finished production releases (``pipelines.releases``): succeeded = a deployment,
-    failed / aborted = a failed change. Lead time from the pipeline run that started the
-    release (else the release's creation) to the release's end."""
-    try:
-        from pipelines.releases.models import Release
-    except ImportError:
-        return []
-    rows = (
-        Release.objects.filter(
-            service_id__in=[s.pk for s in services],
-            environment__production=True,
-            status__in=["succeeded", "failed", "aborted"],
-            finished_at__gte=start,
-            finished_at__lt=end,
-        )
-        .select_related("pipeline_run")
-        .only("service_id", "status", "created_at", "finished_at", "version", "pipeline_run")
-    )
-    return [
-        Deployment(
-            r.service_id,
-            r.finished_at,
-            r.pipeline_run.created_at if r.pipeline_run_id else r.created_at,
-            r.status != "succeeded",
-            r.version,
-        )
-        for r in rows
-    ]
+class _Sources(Mapping):
+    """name -> loader of every registered deployment source, highest priority first."""
+
+    def __getitem__(self, name):
+        for source in registry.deployment_sources:
+            if source.name == name:
+                return _loader(source)
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter([source.name for source in registry.deployment_sources])
+
+    def __len__(self):
+        return len(registry.deployment_sources)
 
 
-SOURCES = {
-    "pipeline_runs": deployments_from_pipeline_runs,
-    "releases": deployments_from_releases,
-}
+SOURCES = _Sources()
 
 
 def incidents_from_alerts(services, start, end) -> list[Incident]:
@@ -223,6 +198,10 @@ def incidents_from_alerts(services, start, end) -> list[Incident]:
     return [Incident(sid, fired, resolved) for sid, fired, resolved in rows]
 
 
+def _none(services, start, end) -> list[Deployment]:
+    return []
+
+
 def report(services, days: int = 30, now=None, source=None) -> dict:
     """``source`` None: production releases where the services have any in the window, else
     pipeline runs (installs deploying without Backline releases keep their figures)."""
@@ -231,10 +210,12 @@ def report(services, days: int = 30, now=None, source=None) -> dict:
     end = now or timezone.now()
     start = end - timedelta(days=days)
     services = list(services)
-    if source is None:
-        deps = deployments_from_releases(services, start, end)
-        source = deployments_from_releases if deps else deployments_from_pipeline_runs
-        deps = deps or source(services, start, end)
+    if source is None:  # the first source (by priority) with deployments in the window
+        deps, source = [], _none
+        for source in SOURCES.values():
+            deps = source(services, start, end)
+            if deps:
+                break
     else:
         deps = source(services, start, end)
     incs = incidents_from_alerts(services, start, end)

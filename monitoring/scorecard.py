@@ -2,7 +2,7 @@
 critical alert firing. Two queries for any number of services."""
 
 from monitoring.models import Alert, AlertRule
-from squads.scorecards import Rule
+from squads.scorecards import Rule, ScorecardSource
 
 
 def load(service_ids) -> dict:
@@ -54,3 +54,6 @@ RULES = [
         _service_only(lambda s, ctx: s.pk not in ctx["monitoring"]["critical_firing"]),
     ),
 ]
+
+# registered by MonitoringConfig.ready() (squads.scorecards.register)
+SOURCE = ScorecardSource("monitoring", tuple(RULES), load, CATALOG_INPUTS, order=20)

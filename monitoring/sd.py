@@ -13,7 +13,7 @@ Prometheus config::
 
 from urllib.parse import urlsplit
 
-from monitoring.scrape import normalise_entries
+from metrics.scrape import normalise_entries
 from squads.models import Service
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from monitoring.backends import BackendError, get_backend
+from metrics.backends import BackendError, get_backend
 from monitoring.models import (
     Alert,
     AlertEvent,

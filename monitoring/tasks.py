@@ -17,7 +17,7 @@ SCRAPE_LOCK = "monitoring:scrape-round"
 def scrape_targets():
     from django.conf import settings
 
-    from monitoring.scrape import scrape_all
+    from metrics.scrape import scrape_all
 
     if settings.METRICS_BACKEND != "builtin":
         return None
@@ -35,7 +35,7 @@ def scrape_targets():
 
 @shared_task(ignore_result=True)
 def purge_samples():
-    from monitoring.scrape import purge_old_samples
+    from metrics.scrape import purge_old_samples
 
     return purge_old_samples()
 

@@ -9,8 +9,8 @@ from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from metrics.backends import RANGES
 from monitoring import dashboards, services
-from monitoring.backends import RANGES
 from monitoring.filters import AlertFilter
 from monitoring.forms import AlertRuleForm, NotificationChannelForm
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel

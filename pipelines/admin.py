@@ -61,7 +61,3 @@ class PipelineSecretAdmin(admin.ModelAdmin):
     list_display = ["service", "name", "updated_at", "updated_by"]
     search_fields = ["service__slug", "name"]
     raw_id_fields = ["service"]
-
-
-# Releases register their own admin (environments, strategies, templates, releases).
-from pipelines.releases import admin as _release_admin  # noqa: E402, F401

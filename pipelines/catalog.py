@@ -30,3 +30,7 @@ def last_runs(service_ids) -> dict:
         "finished_at",
     )
     return {r.service_id: r for r in runs}
+
+
+# what last_runs() reads: changes to these refresh cached catalog rows (squads.cache)
+CATALOG_INPUTS = {"pipelines.PipelineRun": {"service", "number", "status", "ref", "commit_sha"}}

@@ -97,8 +97,3 @@ def seed(stdout=None):
             services.trigger(service, actor, ref="main")
         if stdout is not None:
             stdout.write(f"  pipelines: {slug} repository at {path}, runs queued")
-
-    # canary releases on the demo fleet (pipelines/releases/demo.py)
-    from pipelines.releases import demo as release_demo
-
-    release_demo.seed(stdout)

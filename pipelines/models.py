@@ -172,15 +172,3 @@ class LogChunk(LogChunkBase):
 
 def workspace_root():
     return settings.WORKSPACE_ROOT / "pipelines"
-
-
-# Releases (canary rollouts) live in their own modules; imported here so Django sees them.
-from pipelines.releases.models import (  # noqa: E402, F401
-    AnalysisRun,
-    AnalysisTemplate,
-    Environment,
-    Measurement,
-    Release,
-    ReleaseEvent,
-    StrategyOverride,
-)

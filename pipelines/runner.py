@@ -13,7 +13,6 @@ from typing import NoReturn
 from django.utils import timezone
 
 from pipelines import conf, services
-from pipelines.executor import Masker, run_process
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -22,9 +21,11 @@ from pipelines.models import (
     RunStatus,
     StepRun,
 )
-from pipelines.source import Checkout, SourceError, redact_url
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from portal.executor import Masker, run_process
+from portal.gitsource import Checkout, SourceError, redact_url
 from portal.joblog import LogWriter
+from portal.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -221,10 +222,9 @@ class Execution:
         runlog.write(f"{BOLD}{CYAN}▶ {step.stage} / {step.name}{RESET}\n")
         lines = step.command.strip().splitlines() or [""]
         runlog.write(f"{DIM}$ {lines[0]}{' …' if len(lines) > 1 else ''}{RESET}\n")
-        if step.spec.get("kind") == "release":  # start a release, wait for its outcome
-            from pipelines.releases.pipeline import run_release_step
-
-            res = run_release_step(self.run, step, step.spec, on_output=runlog.write, **self.watch)
+        step_kind = registry.step_kinds.get(step.spec.get("kind") or "")
+        if step_kind is not None:  # e.g. "release" (releases app): start one, await it
+            res = step_kind(self.run, step, step.spec, on_output=runlog.write, **self.watch)
         else:
             res = run_process(
                 ["/bin/sh", "-c", step.command],

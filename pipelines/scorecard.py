@@ -1,10 +1,10 @@
-"""Scorecard rules from pipelines: has a pipeline; last run on the default branch succeeded;
-production releases use a canary with analysis."""
+"""Scorecard rules from pipelines: has a pipeline; last run on the default branch succeeded.
+(Production releases using a canary with analysis: ``releases.scorecard``.)"""
 
 from django.db.models import F, Max, Q
 
 from pipelines.models import PipelineConfig, PipelineRun, RunStatus
-from squads.scorecards import Rule
+from squads.scorecards import Rule, ScorecardSource
 
 
 def load(service_ids) -> dict:
@@ -33,30 +33,13 @@ def load(service_ids) -> dict:
     return {
         "has_pipeline": with_spec,
         "default_status": default_status,
-        "production_canary": _production_canary(ids),
     }
-
-
-def _production_canary(ids) -> dict:
-    """{service id: latest production release uses a canary with analysis} (releases rule)."""
-    from pipelines.releases.models import Release
-
-    latest = (
-        Release.objects.filter(service_id__in=ids, environment__production=True)
-        .order_by()
-        .values("service_id")
-        .annotate(m=Max("id"))
-        .values("m")
-    )
-    return {r.service_id: r.uses_canary_analysis for r in Release.objects.filter(pk__in=latest)}
 
 
 # what load() and the rules read: changes to these refresh cached catalog rows (squads.cache)
 CATALOG_INPUTS = {
     "pipelines.PipelineConfig": None,
     "pipelines.PipelineRun": {"service", "status", "ref", "spec"},
-    "pipelines.Environment": {"production"},
-    "pipelines.Release": {"service", "environment", "strategy"},
 }
 
 RULES = [
@@ -74,12 +57,7 @@ RULES = [
         lambda s, ctx: ctx["pipelines"]["default_status"].get(s.pk) == RunStatus.SUCCEEDED,
         help="The most recent finished run on the default branch succeeded.",
     ),
-    Rule(
-        "production_canary",
-        "Production releases use a canary with analysis",
-        "gold",
-        lambda s, ctx: ctx["pipelines"]["production_canary"].get(s.pk),
-        help="The latest production release sent part of the traffic to a canary and ran an "
-        "analysis before going further (not applicable until the service has one).",
-    ),
 ]
+
+# registered by PipelinesConfig.ready() (squads.scorecards.register)
+SOURCE = ScorecardSource("pipelines", tuple(RULES), load, CATALOG_INPUTS, order=10)

@@ -22,13 +22,13 @@ from pipelines.models import (
     StepRun,
     workspace_root,
 )
-from pipelines.source import valid_ref, valid_sha
 from pipelines.spec import SpecError, parse
 from portal import joblog, metrics
 from portal.actors import Actor
 from portal.api.errors import Conflict
 from portal.audit import record
 from portal.events import emit
+from portal.gitsource import valid_ref, valid_sha
 from portal.joblog import append_notice
 from portal.jobs import reap_stale, requeue_waiting
 from squads.models import Service

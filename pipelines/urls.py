@@ -1,7 +1,6 @@
 from django.urls import path
 
 from pipelines import views, webhooks
-from pipelines.releases import urls as release_urls
 
 app_name = "pipelines"
 
@@ -27,5 +26,4 @@ urlpatterns = [
         views.secret_delete,
         name="secret_delete",
     ),
-    *release_urls.urlpatterns,
 ]

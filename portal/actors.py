@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from django.core.exceptions import PermissionDenied
 from django.utils.functional import cached_property
 
+from portal.registry import registry
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -67,13 +69,10 @@ class Actor:
         # one query per actor, however many permission checks a request makes
         if self.token is not None:
             return frozenset({self.token.squad_id})
-        if self.user is None:
+        lookup = registry.member_squads  # the catalog's membership lookup
+        if self.user is None or lookup is None:
             return frozenset()
-        from squads.models import Membership
-
-        return frozenset(
-            Membership.objects.filter(person__user=self.user).values_list("squad_id", flat=True)
-        )
+        return frozenset(lookup(self.user.pk))
 
     def can(self, scope: str, squad) -> bool:
         """May this actor perform an action needing ``scope`` on something owned by ``squad``?

@@ -6,4 +6,12 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
-        from portal import schema  # noqa: F401 - registers OpenAPI extensions
+        from portal import (
+            collectors,
+            registry,
+            schedule,
+            schema,  # noqa: F401 - registers OpenAPI extensions
+        )
+
+        collectors.register()
+        registry.beat(schedule.BEAT_SCHEDULE)

@@ -165,6 +165,16 @@ class WatchedQuerySet(models.QuerySet):
         return n
 
 
+def unwatch(model, generation):
+    """Undo ``watch(model, generation)`` (to watch it again with other fields)."""
+    uid = f"{generation.name}:{model._meta.label}"
+    post_save.disconnect(sender=model, dispatch_uid=uid)
+    post_delete.disconnect(sender=model, dispatch_uid=uid)
+    rows_changed.disconnect(sender=model, dispatch_uid=uid)
+    for field in model._meta.local_many_to_many:
+        m2m_changed.disconnect(sender=field.remote_field.through, dispatch_uid=uid + field.name)
+
+
 def watch(model, generation, fields=None):
     """Bump ``generation`` whenever rows of ``model`` change; with ``fields`` (names), only
     when a write may touch one of them (a save() without update_fields always may)."""

@@ -1,12 +1,12 @@
 """Celery app: `celery -A portal worker` / `celery -A portal beat`.
 
-Each app may define ``BEAT_SCHEDULE`` in ``<app>/schedule.py``; they are merged here.
+Each app registers its ``BEAT_SCHEDULE`` (``<app>/schedule.py``) into ``portal.registry`` from
+its ``AppConfig.ready()``; beat reads the merged schedule once Django is set up.
 """
 
-import importlib
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -14,29 +14,21 @@ app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-SCHEDULE_MODULES = (
-    "portal.schedule",
-    "squads.schedule",
-    "pipelines.schedule",
-    "infra.schedule",
-    "monitoring.schedule",
-)
-
 
 def _beat_schedule():
-    schedule = {}
-    for name in SCHEDULE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        schedule.update(getattr(module, "BEAT_SCHEDULE", {}))
-    return schedule
+    from portal.registry import registry
+
+    return dict(registry.beat)
 
 
-@app.on_after_configure.connect
+@signals.import_modules.connect
 def _setup_beat(sender, **kwargs):
-    sender.conf.beat_schedule = _beat_schedule()
+    """Worker and beat import their task modules once the Django fixup has set Django up (it
+    listens to the same signal, connected first): the registry is filled by then."""
+    from django.apps import apps
+
+    if apps.ready:
+        sender.conf.beat_schedule = _beat_schedule()
 
 
 @app.on_after_finalize.connect

@@ -1,21 +1,13 @@
 from django.urls import NoReverseMatch, reverse
 
-NAV = [
-    ("Catalog", "squads:service_list", "catalog"),
-    ("Squads", "squads:squad_list", "squads"),
-    ("Pipelines", "pipelines:run_list", "pipelines"),
-    ("Releases", "pipelines:release_list", "releases"),
-    ("Infrastructure", "infra:workspace_list", "infra"),
-    ("Dashboards", "monitoring:dashboard_index", "dashboards"),
-    ("Alerts", "monitoring:alert_list", "alerts"),
-]
+from portal.registry import registry
 
 
 def _nav_items():
     items = []
-    for label, name, section in NAV:
+    for item in registry.nav:  # registered by each app's AppConfig.ready()
         try:
-            items.append((label, reverse(name), section))
+            items.append((item.label, reverse(item.url_name), item.section))
         except NoReverseMatch:
             continue
     return items
@@ -25,10 +17,7 @@ def nav(request):
     section = ""
     match = getattr(request, "resolver_match", None)
     if match is not None:
-        section = getattr(match.func, "nav_section", "") or {
-            "squads": "catalog",
-            "pipelines": "pipelines",
-            "infra": "infra",
-            "monitoring": "dashboards",
-        }.get(match.app_name or "", "")
+        section = getattr(match.func, "nav_section", "") or registry.nav_sections.get(
+            match.app_name or "", ""
+        )
     return {"nav_items": _nav_items(), "nav_section": section}

@@ -25,7 +25,9 @@ class ApiToken(models.Model):
     """A bot token. Only its SHA-256 is stored; the clear value is shown once on creation."""
 
     name = models.CharField(max_length=100)
-    squad = models.ForeignKey("squads.Squad", on_delete=models.CASCADE, related_name="tokens")
+    squad = models.ForeignKey(
+        settings.BACKLINE_SQUAD_MODEL, on_delete=models.CASCADE, related_name="tokens"
+    )
     scopes = models.JSONField(default=list, blank=True)
     key_prefix = models.CharField(max_length=16, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
@@ -87,7 +89,11 @@ class AuditEvent(models.Model):
     target_id = models.CharField(max_length=64, blank=True)
     target_repr = models.CharField(max_length=300, blank=True)
     squad = models.ForeignKey(
-        "squads.Squad", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.BACKLINE_SQUAD_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     ip = models.GenericIPAddressField(null=True, blank=True)
     data = models.JSONField(default=dict, blank=True)
@@ -126,7 +132,7 @@ class EventSubscription(models.Model):
     (patterns like ``pipeline.*`` or exact names like ``release.promoted``)."""
 
     squad = models.ForeignKey(
-        "squads.Squad", on_delete=models.CASCADE, related_name="event_subscriptions"
+        settings.BACKLINE_SQUAD_MODEL, on_delete=models.CASCADE, related_name="event_subscriptions"
     )
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500)

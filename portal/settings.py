@@ -48,10 +48,16 @@ INSTALLED_APPS = [
     "template_partials",
     "portal",
     "squads",
+    "metrics",
     "pipelines",
     "infra",
     "monitoring",
+    "releases",
 ]
+
+# The catalog's squad model: tokens, audit events and event subscriptions point at it (the base
+# layer names it only through this setting; see portal/catalog.py).
+BACKLINE_SQUAD_MODEL = "squads.Squad"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -4,13 +4,12 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from portal import views
+from portal.registry import registry
 
+# every app registers its HTML and API URL modules from AppConfig.ready() (portal.registry.urls)
 api_v1 = [
     path("", include("portal.api.urls")),
-    path("", include("squads.api.urls")),
-    path("", include("pipelines.api.urls")),
-    path("", include("infra.api.urls")),
-    path("", include("monitoring.api.urls")),
+    *[path("", include(u.api)) for u in registry.urls if u.api],
 ]
 
 urlpatterns = [
@@ -28,10 +27,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
-    path("", include("squads.urls")),
-    path("", include("pipelines.urls")),
-    path("", include("infra.urls")),
-    path("", include("monitoring.urls")),
+    *[path("", include(u.module)) for u in registry.urls if u.module],
 ]
 
 handler400 = "portal.handlers.bad_request"

@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from portal import services
 from portal.actors import Actor
+from portal.catalog import squad_model
 from portal.filters import AuditEventFilter
 from portal.models import SCOPES, ApiToken, AuditEvent
-from squads.models import Squad
 
 
 @login_required
@@ -38,7 +38,7 @@ def audit_list(request):
             "filter": flt,
             "page": page,
             "doors": [d for d, _ in AuditEvent.DOORS],
-            "squads": Squad.objects.only("slug", "name"),
+            "squads": squad_model().objects.only("slug", "name"),
         },
     )
 
@@ -49,7 +49,7 @@ def token_list(request):
     created = None
     status = 200
     if request.method == "POST":
-        squad = get_object_or_404(Squad, slug=request.POST.get("squad", ""))
+        squad = get_object_or_404(squad_model(), slug=request.POST.get("squad", ""))
         scopes = [s for s in request.POST.getlist("scopes") if s in dict(SCOPES)]
         name = (request.POST.get("name") or "").strip()
         days = request.POST.get("expires_in_days") or ""
@@ -69,11 +69,11 @@ def token_list(request):
                 status = 403
     if actor.is_admin:
         tokens = ApiToken.objects.select_related("squad", "created_by")
-        squads = Squad.objects.all()
+        squads = squad_model().objects.all()
     else:
         ids = actor.squad_ids()
         tokens = ApiToken.objects.select_related("squad", "created_by").filter(squad_id__in=ids)
-        squads = Squad.objects.filter(pk__in=ids)
+        squads = squad_model().objects.filter(pk__in=ids)
     return render(
         request,
         "portal/token_list.html",
@@ -124,7 +124,7 @@ def event_list(request):
     actor = Actor.from_request(request)
     status = 200
     if request.method == "POST":
-        squad = get_object_or_404(Squad, slug=request.POST.get("squad", ""))
+        squad = get_object_or_404(squad_model(), slug=request.POST.get("squad", ""))
         types = request.POST.getlist("event_types")
         name = (request.POST.get("name") or "").strip()
         url = (request.POST.get("url") or "").strip()
@@ -153,9 +153,9 @@ def event_list(request):
         ids = actor.squad_ids()
         subs = subs.filter(squad_id__in=ids)
         deliveries = deliveries.filter(subscription__squad_id__in=ids)
-        squads = Squad.objects.filter(pk__in=ids)
+        squads = squad_model().objects.filter(pk__in=ids)
     else:
-        squads = Squad.objects.all()
+        squads = squad_model().objects.all()
     return render(
         request,
         "portal/event_list.html",

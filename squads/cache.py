@@ -2,17 +2,21 @@
 generation, bumped whenever anything a row shows or a scorecard rule reads changes.
 
 What a row depends on is declared next to the code that reads it: ``CATALOG_INPUTS`` here for
-the catalog's own models, and ``CATALOG_INPUTS`` in each ``<app>/scorecard.py`` (models and the
-fields its ``load()``/rules read). ``connect()`` watches them all (``portal.cachegen.watch``).
+the catalog's own models (``connect()``), and the ``inputs`` of each scorecard source and
+catalog column other apps register (``squads.scorecards.register``,
+``squads.cache.register_column``), watched as they register (``portal.cachegen.watch``).
 ``CATALOG_CACHE_SECONDS`` (0 turns the cache off) bounds staleness for writes made outside the
 ORM; code that writes catalog rows with COPY calls ``CATALOG.bump()`` itself.
 """
 
 from django.apps import apps
 
-from portal.cachegen import Generation, watch
+from portal.cachegen import Generation, unwatch, watch
+from portal.registry import CatalogColumn, registry
+from portal.registry import catalog_column as _register_column
 
 CATALOG = Generation("catalog", "CATALOG_CACHE_SECONDS")
+_watched: set[str] = set()
 
 # model label -> fields that matter (None: all of them)
 CATALOG_INPUTS = {
@@ -23,22 +27,36 @@ CATALOG_INPUTS = {
     "squads.Tag": None,
     "squads.Service": None,  # incl. its tags
     "squads.Dependency": None,  # deprecated dependencies (scorecard)
-    # the catalog's "Last run" column (pipelines.catalog.last_runs)
-    "pipelines.PipelineRun": {"service", "number", "status", "ref", "commit_sha"},
 }
 
 
 def inputs():
-    from squads import scorecards
-
+    """Every model label the catalog rows depend on -> fields (None: all of them)."""
     found = dict(CATALOG_INPUTS)
-    for mod in scorecards._extra_modules():
-        for label, fields in getattr(mod, "CATALOG_INPUTS", {}).items():
-            have = found.get(label, set())
-            found[label] = None if have is None or fields is None else {*have, *fields}
+    sources = [*registry.scorecards, *registry.catalog_columns]
+    for label, fields in ((k, v) for src in sources for k, v in src.inputs.items()):
+        have = found.get(label, set())
+        found[label] = None if have is None or fields is None else {*have, *fields}
     return found
 
 
+def watch_inputs(labels) -> None:
+    """(Re)watch these models with every field registered for them so far: one receiver per
+    model, so two sources reading one model merge their fields."""
+    merged = inputs()
+    for label in labels:
+        model = apps.get_model(label)
+        if label in _watched:
+            unwatch(model, CATALOG)
+        _watched.add(label)
+        watch(model, CATALOG, merged[label])
+
+
+def register_column(column: CatalogColumn) -> None:
+    """A per-service column of the catalog list (from another app's ``AppConfig.ready()``)."""
+    _register_column(column)
+    watch_inputs(column.inputs)
+
+
 def connect():
-    for label, fields in inputs().items():
-        watch(apps.get_model(label), CATALOG, fields)
+    watch_inputs(CATALOG_INPUTS)

@@ -4,26 +4,26 @@ A service reaches a level when it passes every rule of that level and of all low
 Rules are evaluated in bulk: ``evaluate(services)`` loads what every rule needs in a fixed
 number of queries (whatever the number of services), then checks each service in Python.
 
-Other apps contribute rules with a module ``<app>/scorecard.py`` defining ``RULES`` (a list of
-``Rule``) and optionally ``load(service_ids) -> dict`` whose result is passed to their checks
-as ``ctx[<app>]``.
+Other apps contribute rules from their ``AppConfig.ready()`` with ``register(ScorecardSource(
+key, rules, load, inputs))`` (``portal.registry``): ``load(service_ids) -> dict`` is passed to
+their checks as ``ctx[key]``, and ``inputs`` (model label -> fields read) refresh cached
+catalog rows when they change.
 """
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from portal.registry import ScorecardRule, ScorecardSource, registry
+from portal.registry import scorecard as _register
+from squads import cache
+
 LEVELS = ("bronze", "silver", "gold")
-RULE_MODULES = ("pipelines.scorecard", "monitoring.scorecard", "infra.scorecard")
+Rule = ScorecardRule
 
 
-@dataclass(frozen=True)
-class Rule:
-    key: str
-    label: str
-    level: str
-    check: Callable  # (service, ctx) -> bool | None (None: rule does not apply)
-    help: str = ""
+def register(source: ScorecardSource) -> None:
+    """Add an app's rules (from its ``AppConfig.ready()``) and watch what they read."""
+    _register(source)
+    cache.watch_inputs(source.inputs)
 
 
 @dataclass
@@ -119,20 +119,10 @@ CATALOG_RULES = [
 ]
 
 
-def _extra_modules():
-    mods = []
-    for name in RULE_MODULES:
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError:
-            continue
-    return mods
-
-
 def all_rules():
     rules = list(CATALOG_RULES)
-    for mod in _extra_modules():
-        rules.extend(getattr(mod, "RULES", []))
+    for source in registry.scorecards:
+        rules.extend(source.rules)
     return rules
 
 
@@ -143,9 +133,9 @@ def evaluate(services) -> dict:
         return {}
     ctx = {"catalog": _catalog_ctx(services)}
     ids = [s.pk for s in services]
-    for mod in _extra_modules():
-        if hasattr(mod, "load"):
-            ctx[mod.__name__.split(".")[0]] = mod.load(ids)
+    for source in registry.scorecards:
+        if source.load is not None:
+            ctx[source.key] = source.load(ids)
     rules = sorted(all_rules(), key=lambda r: LEVELS.index(r.level))
     cards = {}
     for s in services:

@@ -7,12 +7,12 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from portal.actors import Actor
+from portal.registry import registry
 from squads import graph, scorecards, services
 from squads.cache import CATALOG
 from squads.filters import ServiceFilter
@@ -29,7 +29,6 @@ from squads.models import (
     Tribe,
 )
 
-PANEL_APPS = ("pipelines/releases", "pipelines", "monitoring", "infra")
 SORTS = {
     "name": "name",
     "-name": "-name",
@@ -45,28 +44,14 @@ PAGE_SIZE = 25
 
 
 def _panels(kind):
-    found = []
-    for app in PANEL_APPS:
-        name = f"{app}/{kind}_panel.html"
-        try:
-            get_template(name)
-        except TemplateDoesNotExist:
-            continue
-        found.append(name)
-    return found
+    """Templates other apps registered for this page kind (``portal.registry.panel``)."""
+    return [p.template for p in registry.panels[kind]]
 
 
 def _extra_columns(services_page):
     """Per-service facts contributed by other apps, loaded in one query each."""
     ids = [s.pk for s in services_page]
-    extra = {}
-    try:
-        from pipelines.catalog import last_runs
-    except ImportError:
-        last_runs = None
-    if last_runs is not None:
-        extra["last_runs"] = last_runs(ids)
-    return extra
+    return {column.key: column.load(ids) for column in registry.catalog_columns}
 
 
 # A dropdown lists at most this many choices; a bigger catalog gets a text field instead (a

@@ -31,8 +31,8 @@ def seed_everything():
     from infra.models import TerraformRun, Variable, Workspace
     from monitoring.models import Alert, AlertRule, NotificationChannel
     from pipelines.models import PipelineRun, PipelineSecret
-    from pipelines.releases.models import Environment, Release
     from portal.models import AuditEvent
+    from releases.models import Environment, Release
     from squads.models import Api, Dependency, Person, Resource, Service, Squad, System, Tribe
 
     call_command("seed_demo", stdout=open(os.devnull, "w"))

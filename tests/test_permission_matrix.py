@@ -28,8 +28,8 @@ from rest_framework.test import APIClient
 from infra.models import TerraformRun, Variable, Workspace
 from monitoring.models import AlertRule, NotificationChannel
 from pipelines.models import PipelineRun, PipelineSecret
-from pipelines.releases.models import AnalysisTemplate, Environment, Release, StrategyOverride
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
+from releases.models import AnalysisTemplate, Environment, Release, StrategyOverride
 from squads.models import Dependency
 from tests.factories import ServiceFactory
 

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from portal.models import AuditEvent
-from squads.management.commands import seed_demo
+from portal.registry import registry
 from squads.models import (
     Api,
     Dependency,
@@ -137,17 +137,23 @@ def test_seed_demo_logins(db):
     assert User.objects.get(username="admin").is_superuser
 
 
-def test_seed_demo_calls_optional_modules(db, monkeypatch):
+def test_seed_demo_calls_registered_modules(db, monkeypatch):
+    """Apps register their demo module (portal.registry.demo_seed); the catalog's command
+    names none of them. (It used to probe a fixed list and skip missing modules; a registered
+    module is imported, so there is no missing one to skip.)"""
     calls = []
     fake = types.ModuleType("squads._fake_demo")
     fake.seed = lambda stdout: calls.append(stdout)
     monkeypatch.setitem(sys.modules, "squads._fake_demo", fake)
-    monkeypatch.setattr(
-        seed_demo, "OPTIONAL_MODULES", ("squads._fake_demo", "squads._missing_demo")
-    )
+    monkeypatch.setattr(registry, "demo_seeds", [(10, "squads._fake_demo")])
     out = seed()
     assert len(calls) == 1
-    assert "seeding squads._fake_demo" in out and "_missing_demo" not in out
+    assert "seeding squads._fake_demo" in out
+
+
+def test_registered_demo_modules_cover_every_app(db):
+    names = [name for _order, name in registry.demo_seeds]
+    assert names == ["pipelines.demo", "releases.demo", "monitoring.demo", "infra.demo"]
 
 
 def test_seed_demo_optional_module_import_errors_surface(db, monkeypatch):
@@ -158,7 +164,7 @@ def test_seed_demo_optional_module_import_errors_surface(db, monkeypatch):
         raise RuntimeError("boom")
 
     broken.seed = seed_fn
-    monkeypatch.setattr(seed_demo, "OPTIONAL_MODULES", ("squads._broken_demo",))
+    monkeypatch.setattr(registry, "demo_seeds", [(10, "squads._broken_demo")])
     with pytest.raises(RuntimeError, match="boom"):
         seed()
 

@@ -8,13 +8,13 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from metrics.backends import BackendError, get_backend, range_spec
 from monitoring import services
 from monitoring.api.serializers import (
     AlertRuleSerializer,
     AlertSerializer,
     NotificationChannelSerializer,
 )
-from monitoring.backends import BackendError, get_backend, range_spec
 from monitoring.dashboards import parse_track
 from monitoring.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter
 from monitoring.models import SIGNAL_LABELS, Alert, AlertEvent, AlertRule, NotificationChannel

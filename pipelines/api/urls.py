@@ -1,15 +1,10 @@
 from django.urls import re_path
 
 from pipelines.api import views
-from pipelines.releases import api as release_api
 from portal.api.routers import Router
 
 router = Router()
 router.register("runs", views.RunViewSet, basename="pipelinerun")
-router.register("releases", release_api.ReleaseViewSet, basename="release")
-router.register("environments", release_api.EnvironmentViewSet, basename="environment")
-router.register("release-strategies", release_api.StrategyViewSet, basename="release-strategy")
-router.register("analysis-templates", release_api.TemplateViewSet, basename="analysis-template")
 
 SLUG = r"(?P<slug>[-a-zA-Z0-9_]+)"
 

@@ -5,6 +5,26 @@ import django.utils.timezone
 from django.db import migrations, models
 
 
+# the built-in templates as they were when this migration was written (releases.analysis
+# keeps the current ones and ensures them at run time)
+DEFAULT_TEMPLATES = {
+    "golden-signals": {
+        "description": "Canary error ratio ≤ 5 % and canary p99 ≤ 1000 ms.",
+        "metrics": [
+            {"name": "error-ratio", "kind": "error_ratio", "max": 0.05},
+            {"name": "latency-p99", "kind": "p99", "max_ms": 1000},
+        ],
+    },
+    "compare-to-stable": {
+        "description": "Canary error ratio ≤ stable × 2 + 1 %, canary p99 ≤ 1000 ms.",
+        "metrics": [
+            {"name": "error-ratio-vs-stable", "kind": "error_ratio_vs_stable", "k": 2, "c": 0.01},
+            {"name": "latency-p99", "kind": "p99", "max_ms": 1000},
+        ],
+    },
+}
+
+
 def environments(apps, schema_editor):
     """staging and production, both on the `local` (demo) driver until an admin sets a
     webhook deployer; and the built-in analysis templates."""
@@ -16,8 +36,6 @@ def environments(apps, schema_editor):
         Environment.objects.get_or_create(
             name=name, defaults={"title": title, "order": order, "production": prod}
         )
-    from pipelines.releases.analysis import DEFAULT_TEMPLATES
-
     for name, spec in DEFAULT_TEMPLATES.items():
         AnalysisTemplate.objects.get_or_create(name=name, defaults=spec)
 

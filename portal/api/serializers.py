@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
+from portal.catalog import squad_model
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent
-from squads.models import Squad
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -31,7 +31,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
 class ApiTokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
+    squad = serializers.SlugRelatedField(slug_field="slug", queryset=squad_model().objects.all())
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=SCOPE_NAMES), allow_empty=True, default=list
     )
@@ -68,7 +68,9 @@ class MeSerializer(serializers.Serializer):
 
     @staticmethod
     def for_actor(actor):
-        squads = list(Squad.objects.filter(pk__in=actor.squad_ids()).values_list("slug", flat=True))
+        squads = list(
+            squad_model().objects.filter(pk__in=actor.squad_ids()).values_list("slug", flat=True)
+        )
         return {
             "username": actor.label,
             "kind": "token" if actor.token else "person",
@@ -96,7 +98,7 @@ def _validate_patterns(value):
 
 
 class EventSubscriptionSerializer(serializers.ModelSerializer):
-    squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
+    squad = serializers.SlugRelatedField(slug_field="slug", queryset=squad_model().objects.all())
     secret = serializers.CharField(write_only=True, min_length=8, max_length=200)
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=64), help_text=EVENT_PATTERN_HELP

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from portal.api.routers import Router
-from squads.api import views
+from squads.api import backstage, views
 
 router = Router()
 router.register("tribes", views.TribeViewSet, basename="tribe")
@@ -16,12 +16,7 @@ router.register("resources", views.ResourceViewSet, basename="resource")
 
 urlpatterns = list(router.urls)
 
-try:  # Backstage import/export (squads/api/backstage.py)
-    from squads.api import backstage
-except ImportError:  # pragma: no cover - only while the module is being written
-    backstage = None
-if backstage is not None:
-    urlpatterns += [
-        path("catalog/import", backstage.CatalogImportView.as_view(), name="catalog-import"),
-        path("catalog/export", backstage.CatalogExportView.as_view(), name="catalog-export"),
-    ]
+urlpatterns += [
+    path("catalog/import", backstage.CatalogImportView.as_view(), name="catalog-import"),
+    path("catalog/export", backstage.CatalogExportView.as_view(), name="catalog-export"),
+]

@@ -19,7 +19,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
 
 
 def _seed(now):
-    from monitoring.models import Sample, ScrapeTarget, Series
+    from metrics.models import Sample, ScrapeTarget, Series
     from tests.factories import ServiceFactory, SquadFactory
 
     squad = SquadFactory(slug="bench-squad")
@@ -72,8 +72,8 @@ def run(report):
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from monitoring.backends import range_spec
-    from monitoring.backends.builtin import BuiltinBackend
+    from metrics.backends import range_spec
+    from metrics.backends.builtin import BuiltinBackend
 
     test_settings = connection.settings_dict.setdefault("TEST", {})
     old_test_name = test_settings.get("NAME")

@@ -188,7 +188,7 @@ def test_dependencies_api_create_and_delete(alice, squad):
 def test_scorecard_levels(alice, squad, monkeypatch):
     from squads import scorecards
 
-    monkeypatch.setattr(scorecards, "RULE_MODULES", ())  # the catalog's own rules only
+    monkeypatch.setattr(scorecards.registry, "scorecards", [])  # the catalog's own rules only
     full = ServiceFactory(
         slug="full",
         owner=squad,

@@ -34,8 +34,8 @@ def crowd(n, fn):
 
 
 def test_50_concurrent_promotes_move_one_step(gunicorn, paused_release, squad, make_token):
-    from pipelines.releases.models import Release, ReleaseEvent
     from portal.models import AuditEvent
+    from releases.models import Release, ReleaseEvent
 
     r = paused_release()
     token = make_token(squad, scopes=["releases:promote"])

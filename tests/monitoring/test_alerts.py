@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from metrics.scrape import scrape_service
 from monitoring import notify, services
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel
-from monitoring.scrape import scrape_service
 from portal.actors import Actor
 from portal.models import AuditEvent
 from tests.conftest import client_for, token_client

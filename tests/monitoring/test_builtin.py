@@ -5,10 +5,10 @@ import math
 
 import pytest
 
-from monitoring import signals as sig
-from monitoring.backends.builtin import BuiltinBackend
-from monitoring.models import Sample, ScrapeTarget, Series
-from monitoring.scrape import purge_old_samples, scrape_service
+from metrics import signals as sig
+from metrics.backends.builtin import BuiltinBackend
+from metrics.models import Sample, ScrapeTarget, Series
+from metrics.scrape import purge_old_samples, scrape_service
 from tests.conftest import client_for
 from tests.factories import ServiceFactory
 
@@ -120,7 +120,7 @@ def test_retention_purges_old_samples(checkout, fleet, settings):
     assert Sample.objects.filter(series_id__in=stable_series).exists()
     checkout.metrics_urls = [u for u in checkout.metrics_urls if u["track"] != "stable"]
     checkout.save()
-    from monitoring.scrape import sync_targets
+    from metrics.scrape import sync_targets
 
     sync_targets(checkout)
     assert ScrapeTarget.objects.filter(service=checkout).count() == 1
@@ -146,7 +146,7 @@ def test_small_promql_subset(checkout, fleet):
         at=T0 + 30,
     )
     assert 0 < q[0].points[0][1] < 1
-    from monitoring.backends import BackendError
+    from metrics.backends import BackendError
 
     with pytest.raises(BackendError, match="does not understand"):
         b.instant("avg_over_time(x[5m])")
@@ -191,7 +191,7 @@ def test_quantile_matches_prometheus_semantics():
 def test_long_ranges_are_downsampled_in_sql_with_the_same_answer(db, squad):
     """24 h / 7 d ranges read one sample per step bucket (MAX of a monotonic counter); the rate
     they give equals the one computed from every sample."""
-    from monitoring.backends.builtin import load_samples
+    from metrics.backends.builtin import load_samples
 
     svc = ServiceFactory(slug="long", owner=squad, metrics_urls=["http://127.0.0.1:1/metrics"])
     target = ScrapeTarget.objects.create(service=svc, url="http://127.0.0.1:1/metrics")

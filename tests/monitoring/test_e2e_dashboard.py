@@ -7,8 +7,8 @@ import time
 import pytest
 from django.db import connection
 
+from metrics.scrape import scrape_service
 from monitoring.models import Alert, AlertRule
-from monitoring.scrape import scrape_service
 from tests.conftest import screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from monitoring.backends import BackendError
-from monitoring.backends.prometheus import PROMQL_TEMPLATES, PrometheusBackend, signal_query
+from metrics.backends import BackendError
+from metrics.backends.prometheus import PROMQL_TEMPLATES, PrometheusBackend, signal_query
 from monitoring.fleet import free_port
 from tests.conftest import client_for
 from tests.factories import ServiceFactory

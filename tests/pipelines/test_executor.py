@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipelines.executor import Masker, run_process
+from portal.executor import Masker, run_process
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 SECRET = "s3cr3t-Value-42"
@@ -174,8 +174,8 @@ def test_the_command_dies_with_the_process_that_started_it(tmp_path, via):
     marker = f"orphan-check-{uuid.uuid4().hex}"
     code = (  # the marker comes from the environment: only the step's command line holds it
         "import os\n"
-        "from pipelines import executor\n"
-        "from pipelines.executor import run_process\n"
+        "from portal import executor\n"
+        "from portal.executor import run_process\n"
         "if os.environ['VIA'] == 'preexec_fn':\n"
         "    executor.SETPRIV = None\n"
         "run_process(['sh', '-c', 'sleep 300; echo ' + os.environ['MARKER']], cwd=None,"

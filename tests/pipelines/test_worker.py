@@ -273,7 +273,7 @@ def test_queued_runs_whose_message_was_lost_are_sent_again(transactional_db, ser
 
 
 def test_credentials_in_the_repository_url_never_reach_the_log(service):
-    from pipelines.source import redact_url, url_secrets
+    from portal.gitsource import redact_url, url_secrets
 
     url = "https://ci-bot:ghp_TopSecret123@github.invalid/acme/player.git"
     assert redact_url(url) == "https://***@github.invalid/acme/player.git"

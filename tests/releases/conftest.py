@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import connection
 
 from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
-from pipelines.releases import controller
-from pipelines.releases.models import Environment, Release
 from portal.events import verify
+from releases import controller
+from releases.models import Environment, Release
 from tests.factories import ServiceFactory
 
 SECRET = "deployer-secret-1"
@@ -144,8 +144,8 @@ PAUSING = [
 
 @pytest.fixture
 def paused_release(playback_api, webhook_env, alice):
-    from pipelines.releases import services
     from portal.actors import Actor
+    from releases import services
 
     def make(version="1.0.0", steps=PAUSING):
         r = services.create(
@@ -194,7 +194,7 @@ class Traffic:
                 self._stop.wait(3.0 / self.rps)
 
     def _scrape(self):
-        from monitoring.scrape import scrape_service
+        from metrics.scrape import scrape_service
         from squads.models import Service
 
         try:
@@ -234,7 +234,7 @@ def traffic(transactional_db, playback_api):
 
 def wait_for_traffic(service, window=5.0, timeout=20.0):
     """Until the builtin backend has seen requests on both tracks (scrapes are in)."""
-    from monitoring.backends import get_backend
+    from metrics.backends import get_backend
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

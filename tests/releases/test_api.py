@@ -7,8 +7,8 @@ import pytest
 import requests
 from django.urls import reverse
 
-from pipelines.releases.models import Release, ReleaseEvent
 from portal.models import AuditEvent
+from releases.models import Release, ReleaseEvent
 from tests.conftest import PASSWORD, client_for, token_client
 from tests.releases.conftest import PAUSING
 
@@ -68,7 +68,7 @@ def test_create_detail_list_and_environments(playback_api, webhook_env, alice, d
 
 
 def test_default_strategy(playback_api, webhook_env, alice):
-    from pipelines.releases.strategy import default_steps
+    from releases.strategy import default_steps
 
     steps = default_steps()
     weights = [s["set_weight"] for s in steps if "set_weight" in s]
@@ -229,7 +229,7 @@ def test_permissions_api(
 def test_permissions_ui(paused_release, alice, bob, charlie, client):
     r = paused_release()
     for action, name in UI.items():
-        url = reverse(f"pipelines:{name}", args=[r.pk])
+        url = reverse(f"releases:{name}", args=[r.pk])
         assert client.post(url).status_code == 401, action
         assert client_for(bob).post(url).status_code == 403, action
         assert client_for(charlie).post(url, HTTP_HX_REQUEST="true").status_code == 403, action
@@ -240,9 +240,9 @@ def test_permissions_ui(paused_release, alice, bob, charlie, client):
     c = client_for(alice)
     page = c.get(r.get_absolute_url())
     assert b"btn-promote" in page.content and b"hx-confirm" in page.content
-    resp = c.post(reverse("pipelines:release_promote", args=[r.pk]), HTTP_HX_REQUEST="true")
+    resp = c.post(reverse("releases:release_promote", args=[r.pk]), HTTP_HX_REQUEST="true")
     assert resp.status_code == 200 and b'data-weight="30"' in resp.content
-    resp = c.post(reverse("pipelines:release_retry", args=[r.pk]), HTTP_HX_REQUEST="true")
+    resp = c.post(reverse("releases:release_retry", args=[r.pk]), HTTP_HX_REQUEST="true")
     assert resp.status_code == 409 and b"release-error" in resp.content
     assert AuditEvent.objects.get(action="release.promote").door == "ui"
 
@@ -250,16 +250,16 @@ def test_permissions_ui(paused_release, alice, bob, charlie, client):
 def test_pages(paused_release, alice, client):
     r = paused_release()
     c = client_for(alice)
-    lst = c.get(reverse("pipelines:release_list") + "?squad=playback&status=paused")
+    lst = c.get(reverse("releases:release_list") + "?squad=playback&status=paused")
     assert lst.status_code == 200 and b"1.0.0" in lst.content
-    empty = c.get(reverse("pipelines:release_list") + "?status=failed")
+    empty = c.get(reverse("releases:release_list") + "?status=failed")
     assert b"No releases match" in empty.content
     frag = c.get(r.get_absolute_url(), HTTP_HX_REQUEST="true")
     assert frag.status_code == 200 and b'id="release-live"' in frag.content
     assert b"<html" not in frag.content
     svc = c.get(reverse("squads:service_detail", args=["playback-api"]))
     assert b"release-panel" in svc.content
-    panel = c.get(reverse("pipelines:release_service_panel", args=["playback-api"]))
+    panel = c.get(reverse("releases:release_service_panel", args=["playback-api"]))
     assert b"1.0.0" in panel.content and b"Start release" in panel.content
     home = c.get("/")
     assert b"Releases in flight" in home.content and b"1.0.0" in home.content

@@ -6,11 +6,11 @@ import time
 from django.conf import settings
 
 from monitoring.fleet import WEIGHTS_SUBDIR
-from pipelines.releases import services
-from pipelines.releases.drivers import read_weight
-from pipelines.releases.models import AnalysisRun, Measurement, Release, ReleaseEvent
 from portal.actors import Actor
 from portal.models import AuditEvent
+from releases import services
+from releases.drivers import read_weight
+from releases.models import AnalysisRun, Measurement, Release, ReleaseEvent
 from tests.conftest import client_for
 from tests.releases.conftest import drive_until, wait_for_traffic
 

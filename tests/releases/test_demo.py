@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 
 from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
-from pipelines.releases import controller, demo
-from pipelines.releases.drivers import read_weight
-from pipelines.releases.models import Environment, Release
+from releases import controller, demo
+from releases.drivers import read_weight
+from releases.models import Environment, Release
 from squads.models import Service
 from tests.factories import ServiceFactory
 from tests.releases.conftest import drive_until, wait_for_traffic
@@ -45,7 +45,7 @@ def test_demo_releases_pass_and_fail_by_themselves(squad, other_squad, settings)
     stop = threading.Event()
 
     def scrape():
-        from monitoring.scrape import scrape_all
+        from metrics.scrape import scrape_all
 
         while not stop.is_set():
             scrape_all()

@@ -3,7 +3,7 @@ reload; Abort another and see it roll back."""
 
 import pytest
 
-from pipelines.releases.models import Release
+from releases.models import Release
 from tests.conftest import screenshot
 
 

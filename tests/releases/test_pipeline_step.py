@@ -7,10 +7,10 @@ import pytest
 from pipelines import runner
 from pipelines import services as pipeline_services
 from pipelines.models import PipelineRun, StepRun
-from pipelines.releases import controller, services
-from pipelines.releases.models import Release
 from pipelines.spec import SpecError, parse
 from portal.actors import Actor
+from releases import controller, services
+from releases.models import Release
 from tests.factories import ServiceFactory
 from tests.pipelines.conftest import GitRepo, wait_for
 

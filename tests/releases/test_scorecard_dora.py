@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from monitoring import dora
-from pipelines.releases.models import Environment, Release
+from releases.models import Environment, Release
 from squads.scorecards import evaluate_one
 from tests.factories import ServiceFactory
 

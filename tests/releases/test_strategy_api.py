@@ -3,10 +3,10 @@ Django admin, bots can do too, with the same validation, permissions and audit."
 
 import pytest
 
-from pipelines.releases import services
-from pipelines.releases.models import AnalysisTemplate, Release, StrategyOverride
 from portal.actors import Actor
 from portal.models import AuditEvent
+from releases import services
+from releases.models import AnalysisTemplate, Release, StrategyOverride
 from tests.conftest import client_for, token_client
 
 pytestmark = pytest.mark.django_db

@@ -3,11 +3,11 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from pipelines.releases import analysis, services
-from pipelines.releases.models import Environment, StrategyOverride
-from pipelines.releases.strategy import default_steps, resolve, validate
 from portal.actors import Actor
 from portal.models import EventDelivery, EventSubscription
+from releases import analysis, services
+from releases.models import Environment, StrategyOverride
+from releases.strategy import default_steps, resolve, validate
 from tests.conftest import client_for
 from tests.releases.conftest import PAUSING
 
@@ -83,10 +83,10 @@ def test_admin_pages(admin_user, paused_release):
     r = paused_release(steps=PAUSING)
     c = client_for(admin_user)
     for url in (
-        "/admin/pipelines/environment/",
-        "/admin/pipelines/release/",
-        f"/admin/pipelines/release/{r.pk}/change/",
-        "/admin/pipelines/analysistemplate/",
-        "/admin/pipelines/strategyoverride/add/",
+        "/admin/releases/environment/",
+        "/admin/releases/release/",
+        f"/admin/releases/release/{r.pk}/change/",
+        "/admin/releases/analysistemplate/",
+        "/admin/releases/strategyoverride/add/",
     ):
         assert c.get(url).status_code == 200, url

@@ -6,10 +6,10 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from pipelines.releases import controller, services
-from pipelines.releases.drivers import DriverError, WebhookDriver
-from pipelines.releases.models import Environment, Release, ReleaseEvent
 from portal.actors import Actor
+from releases import controller, services
+from releases.drivers import DriverError, WebhookDriver
+from releases.models import Environment, Release, ReleaseEvent
 from tests.conftest import WorkerProcess
 from tests.releases.conftest import SECRET, drive_until
 

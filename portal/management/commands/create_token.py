@@ -5,8 +5,8 @@ from django.utils import timezone
 
 from portal import services
 from portal.actors import Actor
+from portal.catalog import squad_model
 from portal.models import SCOPE_NAMES
-from squads.models import Squad
 
 
 class Command(BaseCommand):
@@ -22,8 +22,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, squad, scopes, name, expires_in_days, **options):
         try:
-            squad_obj = Squad.objects.get(slug=squad)
-        except Squad.DoesNotExist:
+            squad_obj = squad_model().objects.get(slug=squad)
+        except squad_model().DoesNotExist:
             raise CommandError(f"No squad with slug '{squad}'.") from None
         unknown = [s for s in scopes if s not in SCOPE_NAMES]
         if unknown:

@@ -330,17 +330,19 @@ class _Prefixed:
 
 
 def _module_exists(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+    """Is ``name`` importable? (A dotted name's parents are checked first: ``find_spec`` of
+    ``a.b`` imports ``a``.)"""
+    parts = name.split(".")
+    return all(
+        importlib.util.find_spec(".".join(parts[: i + 1])) is not None for i in range(len(parts))
+    )
 
 
 def _gunicorn_has(setting):
-    try:
-        from gunicorn.config import KNOWN_SETTINGS
-    except ImportError:
+    if not _module_exists("gunicorn.config"):
         return False
+    from gunicorn.config import KNOWN_SETTINGS
+
     return any(s.name == setting for s in KNOWN_SETTINGS)
 
 

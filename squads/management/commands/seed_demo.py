@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from portal.registry import registry
 from squads import demo_data as data
 from squads.models import (
     Api,
@@ -26,8 +27,6 @@ from squads.models import (
     Tag,
     Tribe,
 )
-
-OPTIONAL_MODULES = ("pipelines.demo", "monitoring.demo", "infra.demo")
 
 
 class Counter:
@@ -257,17 +256,10 @@ def seed_catalog(stdout=None):
 
 
 def run_optional_seeds(stdout):
-    for name in OPTIONAL_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # Only "this app has no demo module (yet)" is tolerated; a missing import inside
-            # an existing demo module is a real error.
-            if exc.name != name:
-                raise
-            continue
+    """The demo data of every app that registered some (``portal.registry.demo_seed``)."""
+    for _order, name in registry.demo_seeds:
         stdout.write(f"seeding {name}")
-        module.seed(stdout)
+        importlib.import_module(name).seed(stdout)
 
 
 class Command(BaseCommand):

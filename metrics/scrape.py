@@ -1,0 +1,266 @@
+"""Builtin backend, ingestion: scrape Prometheus-format `/metrics` endpoints into the database.
+
+``Service.metrics_urls`` lists a service's endpoints, each either a URL string or an object
+``{"url": ..., "track": "canary"}``. The track of a series is the entry's ``track`` if set,
+else the series' own ``track`` label, else ``stable``. Every series gets the labels
+``service`` (the catalog slug unless the exposition sets one) and ``track``.
+"""
+
+import logging
+import math
+import time
+
+import requests
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from metrics.models import Sample, ScrapeTarget, Series
+from squads.models import Service
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT = 5.0
+CUMULATIVE_TYPES = {"counter", "histogram", "summary"}
+MAX_SAMPLES_PER_TARGET = 5000
+
+
+def retention_seconds() -> int:
+    return int(getattr(settings, "MONITORING_RETENTION_HOURS", 0) or 192) * 3600
+
+
+def normalise_entries(metrics_urls) -> list[dict]:
+    """``metrics_urls`` as a list of {"url", "track"}; bad entries are skipped."""
+    out = []
+    for entry in metrics_urls or []:
+        if isinstance(entry, str) and entry.strip():
+            out.append({"url": entry.strip(), "track": ""})
+        elif isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            out.append({"url": entry["url"].strip(), "track": str(entry.get("track") or "")})
+    return out
+
+
+def sync_targets(service: Service) -> list[ScrapeTarget]:
+    """Make the service's ScrapeTarget rows mirror its ``metrics_urls``."""
+    entries = {e["url"]: e for e in normalise_entries(service.metrics_urls)}
+    existing = {t.url: t for t in ScrapeTarget.objects.filter(service=service)}
+    for url, target in existing.items():
+        if url not in entries:
+            target.delete()
+    targets = []
+    for url, entry in entries.items():
+        target = existing.get(url)
+        if target is None:
+            target, _ = ScrapeTarget.objects.get_or_create(
+                service=service, url=url, defaults={"track": entry["track"]}
+            )
+        elif target.track != entry["track"]:
+            target.track = entry["track"]
+            target.save(update_fields=["track"])
+        targets.append(target)
+    return targets
+
+
+def label_key(labels: dict) -> str:
+    return ",".join(f'{k}="{labels[k]}"' for k in sorted(labels))
+
+
+SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def _base(name: str) -> str:
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _created_key(name: str, labels: dict) -> tuple:
+    return _base(name), label_key({k: v for k, v in labels.items() if k != "le"})
+
+
+def parse_exposition(text: str):
+    """Yield (sample_name, kind, labels, value, created) from Prometheus text format.
+
+    ``created`` is the child's ``_created`` timestamp when the exposition has one."""
+    created, samples = {}, []
+    for family in text_string_to_metric_families(text):
+        cumulative = family.type in CUMULATIVE_TYPES
+        for s in family.samples:
+            if s.name.endswith("_created"):
+                created[(s.name[: -len("_created")], label_key(s.labels))] = float(s.value)
+                continue
+            if family.type == "summary" and "quantile" in s.labels:
+                kind = "gauge"
+            else:
+                kind = "counter" if cumulative else "gauge"
+            samples.append((s.name, kind, dict(s.labels), float(s.value)))
+    for name, kind, labels, value in samples:
+        c = created.get(_created_key(name, labels)) if kind == "counter" else None
+        yield name, kind, labels, value, c
+
+
+def ingest(target: ScrapeTarget, text: str, t: float) -> int:
+    """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
+    service = target.service
+    known = {(s.name, s.key): s for s in Series.objects.filter(target=target)}
+    new_series, changed, rows = [], [], []
+    pending = []
+    for n, (name, kind, labels, value, created) in enumerate(parse_exposition(text)):
+        if n >= MAX_SAMPLES_PER_TARGET:
+            break
+        if math.isnan(value):
+            continue
+        labels.setdefault("service", service.slug)
+        if target.track:
+            labels["track"] = target.track
+        labels.setdefault("track", "stable")
+        key = label_key(labels)
+        series = known.get((name, key))
+        if series is None:
+            le = labels.get("le")
+            series = Series(
+                target=target,
+                service=service,
+                name=name,
+                kind=kind,
+                labels=labels,
+                key=key,
+                track=labels["track"][:20],
+                code=str(labels.get("code") or labels.get("status") or "")[:10],
+                le=float(le) if le is not None else None,
+            )
+            known[(name, key)] = series
+            new_series.append(series)
+        pending.append((series, value, created))
+    if new_series:
+        Series.objects.bulk_create(new_series, ignore_conflicts=True)
+        # re-read ids (ignore_conflicts does not set them)
+        ids = {
+            (s.name, s.key): s
+            for s in Series.objects.filter(target=target, key__in=[x.key for x in new_series])
+        }
+        for s in new_series:
+            got = ids.get((s.name, s.key))
+            if got is not None:
+                s.pk = got.pk
+    for series, raw, created in pending:
+        if series.pk is None:
+            continue
+        if series.last_t is not None and t <= series.last_t:
+            continue  # out of order / duplicate scrape
+        stored = raw
+        if series.kind == "counter":
+            restarted = created is not None and series.created not in (None, created)
+            if series.last_raw is not None and (raw < series.last_raw or restarted):
+                series.offset += series.last_raw  # counter reset: keep the stored value monotonic
+            stored = raw + series.offset
+            series.created = created
+        series.last_raw = raw
+        series.last_t = t
+        changed.append(series)
+        rows.append(Sample(series_id=series.pk, t=t, value=stored))
+    with transaction.atomic():
+        Sample.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+        if changed:
+            Series.objects.bulk_update(
+                changed, ["last_raw", "offset", "last_t", "created"], batch_size=500
+            )
+    return len(rows)
+
+
+def fetch(url: str, session=None):
+    """GET one exposition: (text, None) or (None, error message). No database access, so
+    several can run in threads."""
+    http = session or requests
+    try:
+        resp = http.get(url, timeout=SCRAPE_TIMEOUT, headers={"Accept": "text/plain;version=0.0.4"})
+        resp.raise_for_status()
+        return resp.text, None
+    except requests.RequestException as exc:
+        return None, f"{exc.__class__.__name__}: {exc}"
+
+
+def record(target: ScrapeTarget, text, error, t: float, started: float) -> int:
+    """Ingest a fetched exposition (or record the failure) and update the target's health."""
+    n = 0
+    if error is None:
+        try:
+            n = ingest(target, text, t)
+        except ValueError as exc:  # not Prometheus text format
+            error = f"unparsable exposition: {exc}"
+    fields = {
+        "last_scrape_at": timezone.now(),
+        "last_duration_ms": (time.monotonic() - started) * 1000,
+        "last_samples": n,
+        "health": "down" if error else "up",
+        "last_error": (error or "")[:2000],
+    }
+    ScrapeTarget.objects.filter(pk=target.pk).update(**fields)
+    if error:
+        log.info("scrape of %s failed: %s", target.url, error)
+    return n
+
+
+def scrape_target(target: ScrapeTarget, session=None, t: float | None = None) -> int:
+    started = time.monotonic()
+    t = round(t if t is not None else time.time(), 3)
+    text, error = fetch(target.url, session)
+    return record(target, text, error, t, started)
+
+
+def scrape_service(service: Service, t: float | None = None) -> int:
+    total = 0
+    with requests.Session() as session:
+        for target in sync_targets(service):
+            target.service = service
+            total += scrape_target(target, session=session, t=t)
+    return total
+
+
+def scrape_all(workers: int = 8) -> dict:
+    """One round over every registered target: HTTP fetches in parallel threads (a slow or
+    dead target costs one timeout, not one per target), ingestion in this thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    services = Service.objects.exclude(metrics_urls=[]).only("id", "slug", "metrics_urls")
+    targets = []
+    summary = {"services": 0, "samples": 0, "targets": 0}
+    for service in services:
+        if not normalise_entries(service.metrics_urls):
+            continue
+        summary["services"] += 1
+        for target in sync_targets(service):
+            target.service = service
+            targets.append(target)
+    summary["targets"] = len(targets)
+    if not targets:
+        return summary
+    started = time.monotonic()
+    t = round(time.time(), 3)
+    with requests.Session() as session, ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda tg: fetch(tg.url, session), targets))
+    for target, (text, error) in zip(targets, results, strict=True):
+        summary["samples"] += record(target, text, error, t, started)
+    return summary
+
+
+def purge_old_samples(now: float | None = None, batch: int = 200) -> int:
+    """Drop samples older than the retention window.
+
+    Deletes go series by series (batches of ids) so they use the (series_id, t) primary key.
+    Samples of deleted series go with them (``monitoring.signals_db``)."""
+    cutoff = (now or time.time()) - retention_seconds()
+    table = Sample._meta.db_table
+    ids = list(Series.objects.order_by("pk").values_list("pk", flat=True))
+    n = 0
+    with connection.cursor() as cur:
+        for k in range(0, len(ids), batch):
+            chunk = ids[k : k + batch]
+            marks = ",".join(["%s"] * len(chunk))
+            cur.execute(
+                f"DELETE FROM {table} WHERE series_id IN ({marks}) AND t < %s", [*chunk, cutoff]
+            )
+            n += cur.rowcount
+    return n

@@ -1,0 +1,218 @@
+"""Real git source: a bare cache per repository under WORKSPACE_ROOT, one checkout per run.
+
+Local paths, ``file://`` URLs and remote URLs work; ``owner/name`` means a GitHub repository.
+Branch names and commits are passed to git as separate arguments (never through a shell) and
+validated first (no option injection).
+"""
+
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from portal.executor import run_process
+
+
+def workspace_root() -> Path:
+    """Where the bare caches and git's HOME live (shared by pipelines and infra checkouts; the
+    directory keeps the name it had when only pipelines cloned)."""
+    return settings.WORKSPACE_ROOT / "pipelines"
+
+
+REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+\-@]{1,255}(?<![./])$")
+SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
+GITHUB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
+GIT_TIMEOUT = 600
+
+
+class SourceError(Exception):
+    pass
+
+
+def valid_ref(ref: str) -> bool:
+    return bool(REF_RE.match(ref or ""))
+
+
+def valid_sha(sha: str) -> bool:
+    return bool(SHA_RE.match(sha or ""))
+
+
+def clone_url(repository_url: str) -> str:
+    url = (repository_url or "").strip()
+    if not url:
+        raise SourceError("the service has no repository URL")
+    if url.startswith("-"):
+        raise SourceError(f"{url!r} is not a repository URL")
+    if GITHUB_NAME_RE.match(url) and not Path(url).exists():
+        return f"https://github.com/{url}.git"
+    return url
+
+
+USERINFO_RE = re.compile(r"^([a-z][a-z0-9+.\-]*://)([^@/]+)@", re.I)
+
+
+def url_secrets(url: str) -> list[str]:
+    """Credentials written into a repository URL (https://user:token@host/...)."""
+    m = USERINFO_RE.match(url or "")
+    if not m:
+        return []
+    user, _, password = m.group(2).partition(":")
+    return [v for v in (m.group(2), password or user) if v]
+
+
+def redact_url(url: str) -> str:
+    return USERINFO_RE.sub(r"\1***@", url or "")
+
+
+def git_env() -> dict:
+    home = workspace_root() / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_ASKPASS": "/bin/false",
+    }
+
+
+def _git_capture(args, cwd) -> str:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=git_env(), capture_output=True, text=True, timeout=60
+    )
+    if proc.returncode != 0:
+        raise SourceError(proc.stderr.strip() or f"git {args[0]} failed")
+    return proc.stdout.strip()
+
+
+class Checkout:
+    """Fetch the repository into the cache and check out one commit in a fresh directory."""
+
+    def __init__(self, run, *, on_output, should_cancel, on_heartbeat, heartbeat_every=5.0):
+        self.run = run
+        self.on_output = on_output
+        self.should_cancel = should_cancel
+        self.on_heartbeat = on_heartbeat
+        self.heartbeat_every = heartbeat_every
+        self.url = clone_url(run.service.repository_url)
+        key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        root = workspace_root()
+        self.cache = root / "cache" / f"{run.service_id}-{key}.git"
+        self.workdir = root / "runs" / str(run.pk)
+
+    def _git(self, args, cwd):
+        self.on_output(f"$ git {' '.join(redact_url(a) for a in args)}\n")
+        res = run_process(
+            ["git", *args],
+            cwd=cwd,
+            env=git_env(),
+            timeout=GIT_TIMEOUT,
+            secrets=url_secrets(self.url),
+            on_output=self.on_output,
+            should_cancel=self.should_cancel,
+            on_heartbeat=self.on_heartbeat,
+            heartbeat_every=self.heartbeat_every,
+            grace=2.0,
+        )
+        if res.canceled:
+            raise SourceError("canceled while fetching the source")
+        if res.timed_out:
+            raise SourceError(f"git {args[0]} timed out after {GIT_TIMEOUT}s")
+        if res.exit_code != 0:
+            raise SourceError(f"git {args[0]} failed with exit code {res.exit_code}")
+
+    def _lock(self, lock):
+        """Wait for the cache lock (another run may be fetching), heartbeating meanwhile."""
+        last_beat = time.monotonic()
+        waited = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if not waited:
+                    self.on_output("waiting for another run to finish fetching this repository\n")
+                    waited = True
+                if self.should_cancel():
+                    raise SourceError("canceled while waiting for the repository cache") from None
+                if time.monotonic() - last_beat >= self.heartbeat_every:
+                    last_beat = time.monotonic()
+                    self.on_heartbeat()
+                time.sleep(0.1)
+
+    def prepare(self) -> tuple[Path, str]:
+        run = self.run
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.cache.with_suffix(".lock")
+        with open(lock_path, "w") as lock:
+            self._lock(lock)
+            if not (self.cache / "HEAD").exists():
+                shutil.rmtree(self.cache, ignore_errors=True)
+                _git_capture(["init", "--bare", "-q", str(self.cache)], cwd=self.cache.parent)
+            self._git(
+                [
+                    "fetch",
+                    "--force",
+                    "--prune",
+                    "--no-tags",
+                    "--",
+                    self.url,
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                cwd=self.cache,
+            )
+            sha = self._resolve(run)
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        self._git(
+            ["clone", "--shared", "--no-checkout", "-q", str(self.cache), str(self.workdir)],
+            cwd=self.workdir.parent,
+        )
+        self._git(["checkout", "-q", "--detach", sha], cwd=self.workdir)
+        return self.workdir, sha
+
+    def _resolve(self, run) -> str:
+        if run.requested_commit:
+            sha = run.requested_commit
+            if not valid_sha(sha):
+                raise SourceError(f"{sha!r} is not a commit id")
+            try:
+                return _git_capture(
+                    ["rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}"], self.cache
+                )
+            except SourceError:
+                raise SourceError(
+                    f"commit {sha} is not in the repository (was it pushed?)"
+                ) from None
+        ref = run.ref
+        if not valid_ref(ref):
+            raise SourceError(f"{ref!r} is not a valid branch or tag name")
+        candidates = [ref] if ref.startswith("refs/") else [f"refs/heads/{ref}", f"refs/tags/{ref}"]
+        for candidate in candidates:
+            try:
+                return _git_capture(
+                    ["rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], self.cache
+                )
+            except SourceError:
+                continue
+        raise SourceError(f"branch or tag {ref!r} not found in {redact_url(self.url)}")
+
+    def commit_info(self, sha) -> tuple[str, str]:
+        try:
+            out = _git_capture(["log", "-1", "--format=%an%x00%B", sha], self.workdir)
+        except SourceError:
+            return "", ""
+        author, _, message = out.partition("\0")
+        return author, message.strip()
+
+    def cleanup(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)

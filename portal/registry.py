@@ -1,0 +1,184 @@
+"""The registry: what the apps above the base contribute to it, filled from ``AppConfig.ready()``.
+
+The base layer (``portal``) and the catalog (``squads``) never import the apps above them;
+those apps register here instead (NetBox's registry): home-board sections, service and squad
+panels, scorecard rules and what they read, catalog list columns, beat entries, navigation,
+URL includes, Prometheus collectors, DORA deployment sources, pipeline step kinds, demo data
+and the catalog's membership lookup. Pages and tasks read the collections; the order of registration
+is the order of ``INSTALLED_APPS`` unless an entry carries an ``order``.
+
+Event types and outbound senders are registered in ``portal.events`` / ``portal.outbound``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PanelKind = Literal["service", "squad"]
+
+
+@dataclass(frozen=True)
+class ScorecardRule:
+    """One rule: ``check(service, ctx) -> bool | None`` (None: the rule does not apply)."""
+
+    key: str
+    label: str
+    level: str
+    check: Callable[[Any, dict], bool | None]
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class ScorecardSource:
+    """An app's scorecard rules; ``load(service_ids)`` is handed to the checks as
+    ``ctx[key]``; ``inputs`` names the models (label -> fields read, None: all) whose changes
+    refresh cached catalog rows."""
+
+    key: str
+    rules: tuple[ScorecardRule, ...]
+    load: Callable[[list[int]], Any] | None = None
+    inputs: dict[str, set[str] | None] = field(default_factory=dict)
+    order: int = 100  # rules are listed by source order, then as given
+
+
+@dataclass(frozen=True)
+class CatalogColumn:
+    """A per-service fact shown in the catalog list: ``load(service_ids)`` (one query) is
+    passed to the template as ``extra[key]``; ``inputs`` as for ``ScorecardSource``."""
+
+    key: str
+    load: Callable[[list[int]], Any]
+    inputs: dict[str, set[str] | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Panel:
+    template: str
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    section: str
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class UrlInclude:
+    """``module``'s ``urlpatterns`` are included at the site root; ``api`` at ``/api/v1/``."""
+
+    module: str | None = None
+    api: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentSource:
+    """``load(services, start, end)`` returns deployments as tuples
+    ``(service_id, deployed_at, commit_at, failed, ref)``; DORA uses the source of highest
+    ``priority`` that has any in the window."""
+
+    name: str
+    load: Callable[[list, Any, Any], list[tuple]]
+    priority: int = 0
+
+
+class Registry:
+    def __init__(self):
+        self.clear()
+
+    def clear(self):
+        self.board_sections: list[Callable[[Any], dict | None]] = []
+        self.home_context: list[Callable[[Any], dict]] = []
+        self.panels: dict[str, list[Panel]] = {"service": [], "squad": []}
+        self.scorecards: list[ScorecardSource] = []
+        self.catalog_columns: list[CatalogColumn] = []
+        self.beat: dict[str, dict] = {}
+        self.nav: list[NavItem] = []
+        self.nav_sections: dict[str, str] = {}
+        self.urls: list[UrlInclude] = []
+        self.collectors: list[Callable[[], Iterable[Any]]] = []
+        self.deployment_sources: list[DeploymentSource] = []
+        self.step_kinds: dict[str, Callable[..., Any]] = {}
+        self.member_squads: Callable[[int], Iterable[int]] | None = None
+        self.demo_seeds: list[tuple[int, str]] = []
+
+
+registry = Registry()
+
+
+def board_section(fn: Callable[[Any], dict | None]) -> Callable[[Any], dict | None]:
+    """``fn(request) -> {"template": ..., "order": int, ...context} | None`` on the home page."""
+    registry.board_sections.append(fn)
+    return fn
+
+
+def home_context(fn: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    """``fn(request) -> dict`` merged into the home page's context (counts, my squads, ...)."""
+    registry.home_context.append(fn)
+    return fn
+
+
+def panel(kind: PanelKind, template: str, order: int = 100) -> None:
+    """A template included on every service (or squad) page; it loads itself over HTMX."""
+    registry.panels[kind].append(Panel(template, order))
+    registry.panels[kind].sort(key=lambda p: p.order)
+
+
+def scorecard(source: ScorecardSource) -> None:
+    registry.scorecards.append(source)
+    registry.scorecards.sort(key=lambda s: s.order)
+
+
+def catalog_column(column: CatalogColumn) -> None:
+    registry.catalog_columns.append(column)
+
+
+def beat(entries: dict[str, dict]) -> None:
+    """Celery beat entries (name -> {"task": ..., "schedule": ...})."""
+    registry.beat.update(entries)
+
+
+def nav(label: str, url_name: str, section: str, order: int = 100) -> None:
+    registry.nav.append(NavItem(label, url_name, section, order))
+    registry.nav.sort(key=lambda n: n.order)
+
+
+def nav_section(app_name: str, section: str) -> None:
+    """Pages of URL namespace ``app_name`` highlight ``section`` (unless a view says otherwise)."""
+    registry.nav_sections[app_name] = section
+
+
+def urls(module: str | None = None, api: str | None = None) -> None:
+    registry.urls.append(UrlInclude(module, api))
+
+
+def collector(fn: Callable[[], Iterable[Any]]) -> Callable[[], Iterable[Any]]:
+    """``fn()`` yields Prometheus metric families read from the database at scrape time."""
+    registry.collectors.append(fn)
+    return fn
+
+
+def deployment_source(source: DeploymentSource) -> None:
+    registry.deployment_sources.append(source)
+    registry.deployment_sources.sort(key=lambda s: -s.priority)
+
+
+def step_kind(kind: str, run: Callable[..., Any]) -> None:
+    """A pipeline step of ``kind: <kind>`` is run by ``run(run, step, spec, **callbacks)``."""
+    registry.step_kinds[kind] = run
+
+
+def member_squads(fn: Callable[[int], Iterable[int]]) -> None:
+    """The catalog's lookup: ids of the squads a user (by id) is a member of."""
+    registry.member_squads = fn
+
+
+def demo_seed(module: str, order: int = 100) -> None:
+    """``module.seed(stdout)`` loads the app's demo data (``manage.py seed_demo``); imported
+    only when the demo is seeded."""
+    registry.demo_seeds.append((order, module))
+    registry.demo_seeds.sort()

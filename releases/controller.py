@@ -1,0 +1,360 @@
+"""The release controller: drives releases from their database rows alone.
+
+``drive(release)`` works on a row the caller has locked (``select_for_update``) inside a
+transaction, and goes as far as it can without waiting: applies the desired weight through the
+deploy driver, walks ``set_weight`` steps, stops at a pause, starts / measures / judges an
+analysis, finishes the release and owes the driver a promote or a rollback. It saves the row
+and sets ``next_tick_at`` for when it wants to be called again.
+
+Celery beat calls ``tick_all`` every few seconds; actions call ``drive`` inline (so a click
+moves traffic at once) and enqueue ``advance_release`` after commit. A worker killed in the
+middle rolls the transaction back: the row is as before, and the next tick does the same work
+again (driver calls are idempotent; measurements are unique per index, so nothing is counted
+twice and nothing is lost).
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from portal import events, metrics
+from releases import analysis, conf, strategy
+from releases.drivers import DriverError, get_driver
+from releases.models import (
+    ACTIVE_RELEASE,
+    FINAL_RELEASE,
+    AnalysisRun,
+    AnalysisStatus,
+    AnalysisTemplate,
+    Measurement,
+    Release,
+    ReleaseEvent,
+    ReleaseStatus,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_STEPS_PER_TICK = 200
+EVENT_FOR = {
+    ReleaseStatus.PAUSED: "release.paused",
+    ReleaseStatus.SUCCEEDED: "release.succeeded",
+    ReleaseStatus.ABORTED: "release.aborted",
+    ReleaseStatus.FAILED: "release.failed",
+}
+CONTROLLER = "controller"
+
+
+def state(r) -> dict:
+    """The current state, as answered with a 409."""
+    step = r.current_step
+    return {
+        "id": r.pk,
+        "status": r.status,
+        "step_index": r.step_index,
+        "step": strategy.describe(step) if step else None,
+        "steps": len(r.strategy or []),
+        "weight": r.weight,
+        "desired_weight": r.desired_weight,
+        "message": r.message,
+    }
+
+
+def event_data(r) -> dict:
+    return {
+        "release": r.pk,
+        "service": r.service.slug,
+        "version": r.version,
+        "environment": r.environment.name,
+        "status": r.status,
+        "step_index": r.step_index,
+        "weight": r.weight,
+        "message": r.message,
+    }
+
+
+def note(r, kind, message="", *, actor=CONTROLLER, door="beat", frm="", to=""):
+    return ReleaseEvent.objects.create(
+        release=r,
+        kind=kind,
+        from_status=frm,
+        to_status=to,
+        step_index=r.step_index,
+        weight=r.weight,
+        message=message[:2000],
+        actor=actor[:200],
+        door=door[:20],
+    )
+
+
+def transition(r, to, message="", *, actor=CONTROLLER, door="beat", event_type=None):
+    """Change status (the caller checked it is legal), count it, log it, emit the event."""
+    frm = r.status
+    r.status = to
+    if message:
+        r.message = message
+    now = timezone.now()
+    if to == ReleaseStatus.PROGRESSING and r.started_at is None:
+        r.started_at = now
+    if to in FINAL_RELEASE:
+        r.finished_at = now
+    elif r.finished_at is not None:
+        r.finished_at = None
+    metrics.RELEASE_TRANSITIONS.labels(to=to).inc()
+    note(r, "status", message, actor=actor, door=door, frm=frm, to=to)
+    event_type = event_type or EVENT_FOR.get(to)
+    if event_type:
+        events.emit(event_type, r.service.owner, event_data(r))
+
+
+def _driver_failed(r, what, exc, now):
+    r.driver_failures += 1
+    r.driver_error = f"{what}: {exc}"[:2000]
+    r.next_tick_at = now + timedelta(seconds=conf.driver_retry_seconds())
+    if r.driver_failures == 1 or r.driver_failures % 10 == 0:
+        note(r, "driver", r.driver_error)
+    log.warning("release %s: %s", r.pk, r.driver_error)
+
+
+def _driver_ok(r):
+    if r.driver_error:
+        r.driver_error = ""
+    r.driver_failures = 0
+
+
+def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
+    """Advance a locked release as far as it goes now; saves the row."""
+    now = timezone.now()
+    r.next_tick_at = None
+    driver = None
+    for _ in range(MAX_STEPS_PER_TICK):
+        if r.status in FINAL_RELEASE:
+            if r.driver_action:
+                try:
+                    driver = driver or get_driver(r.environment)
+                    if r.driver_action == "rollback":
+                        driver.rollback(r)
+                        r.weight = r.desired_weight = 0
+                        note(r, "weight", "traffic back to stable (rollback)")
+                    else:
+                        driver.promote(r)
+                        r.weight = r.desired_weight = 100
+                        note(r, "weight", "new version promoted to stable")
+                    r.driver_action = ""
+                    _driver_ok(r)
+                except DriverError as exc:
+                    _driver_failed(r, r.driver_action, exc, now)
+            break
+        if r.status == ReleaseStatus.PENDING:
+            transition(
+                r,
+                ReleaseStatus.PROGRESSING,
+                "",
+                event_type="release.started",
+                actor=actor,
+                door=door,
+            )
+            continue
+        if r.status == ReleaseStatus.PAUSED:
+            if r.pause_until and now >= r.pause_until:
+                r.pause_until = None
+                r.step_index += 1
+                transition(r, ReleaseStatus.PROGRESSING, "pause over", actor=actor, door=door)
+                continue
+            r.next_tick_at = r.pause_until
+            break
+        # progressing: traffic first
+        if r.weight != r.desired_weight:
+            try:
+                driver = driver or get_driver(r.environment)
+                driver.set_weight(r, r.desired_weight)
+            except DriverError as exc:
+                _driver_failed(r, f"set weight {r.desired_weight} %", exc, now)
+                break
+            _driver_ok(r)
+            r.weight = r.desired_weight
+            note(r, "weight", f"canary weight {r.weight} %")
+        steps = r.strategy or []
+        if r.step_index >= len(steps):
+            r.message = ""
+            transition(r, ReleaseStatus.SUCCEEDED, "all steps done", actor=actor, door=door)
+            r.driver_action = "promote"
+            continue
+        step = steps[r.step_index]
+        if "set_weight" in step:
+            r.desired_weight = step["set_weight"]
+            if r.weight != r.desired_weight:
+                continue  # apply it (above), then move on
+            r.step_index += 1
+            continue
+        if "pause" in step:
+            duration = (step["pause"] or {}).get("duration")
+            r.pause_until = now + timedelta(seconds=duration) if duration else None
+            msg = f"pausing {duration:g} s" if duration else "waiting for promote"
+            transition(r, ReleaseStatus.PAUSED, msg, actor=actor, door=door)
+            if duration:
+                r.next_tick_at = r.pause_until
+            break
+        if "analysis" in step:
+            outcome = _analysis_step(r, step["analysis"], now)
+            if outcome == AnalysisStatus.SUCCESSFUL:
+                r.step_index += 1
+                continue
+            if outcome == AnalysisStatus.FAILED:
+                r.desired_weight = 0
+                r.driver_action = "rollback"
+                transition(r, ReleaseStatus.FAILED, r.message, actor=actor, door=door)
+                continue
+            if outcome in (AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR):
+                r.pause_until = None
+                transition(r, ReleaseStatus.PAUSED, r.message, actor=actor, door=door)
+                break
+            break  # running: next_tick_at set
+        break
+    r.save()
+    return r
+
+
+def _analysis_step(r, spec, now) -> str:
+    run = AnalysisRun.objects.filter(
+        release=r, generation=r.generation, step_index=r.step_index
+    ).first()
+    if run is None:
+        template = AnalysisTemplate.objects.filter(name=spec.get("template")).first()
+        if template is None:
+            analysis.ensure_default_templates()
+            template = AnalysisTemplate.objects.filter(name=spec.get("template")).first()
+        if template is None:
+            r.message = f"analysis template {spec.get('template')!r} does not exist"
+            return AnalysisStatus.ERROR
+        mets = analysis.resolve_metrics(template, spec)
+        first = min(float(m["interval"]) for m in mets)
+        run = AnalysisRun.objects.create(
+            release=r,
+            generation=r.generation,
+            step_index=r.step_index,
+            weight=r.weight,
+            template=template.name,
+            metrics=mets,
+            status=AnalysisStatus.RUNNING,
+            started_at=now,
+            next_measure_at=now + timedelta(seconds=first),
+        )
+        note(r, "analysis", f"analysis {template.name} started at {r.weight} %")
+        r.next_tick_at = run.next_measure_at
+        return AnalysisStatus.RUNNING
+    if run.status == AnalysisStatus.RUNNING and run.next_measure_at and run.next_measure_at <= now:
+        _measure(r, run, now)
+    if run.status == AnalysisStatus.RUNNING:
+        r.next_tick_at = run.next_measure_at
+    elif run.status != AnalysisStatus.SUCCESSFUL:
+        r.message = run.message
+    return run.status
+
+
+def _measure(r, run, now):
+    """Take the measurements that are due; judge the run."""
+    from metrics.backends import get_backend
+
+    backend = get_backend()
+    existing: dict[str, list] = {}
+    for m in run.measurements.order_by("index"):
+        existing.setdefault(m.metric, []).append(m)
+    verdicts, next_due, reasons = [], [], []
+    for m in run.metrics:
+        done = existing.get(m["name"], [])
+        phases = [x.phase for x in done]
+        verdict = analysis.metric_verdict(m, phases)
+        interval = float(m["interval"])
+        due = (
+            (done[-1].at + timedelta(seconds=interval))
+            if done
+            else run.started_at + timedelta(seconds=interval)
+        )
+        if verdict == "running" and due <= now + timedelta(seconds=0.25):
+            values = analysis.measure(backend, r.service, m, now=time.time())
+            meas = Measurement.objects.create(
+                analysis_run=run, metric=m["name"], index=len(done), at=now, **values
+            )
+            phases.append(meas.phase)
+            verdict = analysis.metric_verdict(m, phases)
+            due = now + timedelta(seconds=interval)
+            if verdict != "running" and verdict != "successful":
+                reasons.append(_reason(m, meas, verdict))
+        elif verdict not in ("running", "successful"):
+            reasons.append(f"{m['name']}: {verdict}")
+        verdicts.append(verdict)
+        if verdict == "running":
+            next_due.append(due)
+    outcome = analysis.run_verdict(verdicts)
+    run.status = outcome
+    if outcome == "running":
+        run.next_measure_at = min(next_due) if next_due else now
+    else:
+        run.finished_at = now
+        run.next_measure_at = None
+        run.message = {
+            "successful": "every metric within its threshold",
+            "failed": "analysis failed: ",
+            "inconclusive": "analysis inconclusive, a human decides: ",
+            "error": "analysis could not measure, a human decides: ",
+        }[outcome] + "; ".join(reasons)
+        note(r, "analysis", f"analysis {run.template}: {run.message}")
+    run.save()
+
+
+def _reason(m, meas, verdict):
+    if meas.message:
+        return f"{m['name']}: {meas.message}"
+    val = meas.value
+    if m["kind"] == "p99":
+        shown = f"{val:.0f} ms" if val is not None else "no data"
+        thr = f"{meas.threshold:.0f} ms" if meas.threshold is not None else "?"
+    elif m["kind"] == "query":
+        shown, thr = f"{val:g}" if val is not None else "no data", meas.condition
+    else:
+        shown = f"{val * 100:.2f} %" if val is not None else "no data"
+        thr = f"{meas.threshold * 100:.2f} %" if meas.threshold is not None else "?"
+    return f"{m['name']} {verdict}: canary {shown} against {thr} ({meas.condition})"
+
+
+# --- entry points for tasks ----------------------------------------------------------------------
+def advance(release_id, *, wait=True) -> str:
+    """Drive one release under its row lock. ``wait=False`` skips a row locked by someone else."""
+    with transaction.atomic():
+        qs = Release.objects.select_related("service", "service__owner", "environment")
+        qs = qs.select_for_update(of=("self",), skip_locked=not wait)
+        r = (
+            qs.filter(pk=release_id)
+            .filter(Q(status__in=ACTIVE_RELEASE) | ~Q(driver_action=""))
+            .first()
+        )
+        if r is None:
+            return "skipped"
+        drive(r)
+        return r.status
+
+
+def due_ids(now=None):
+    now = now or timezone.now()
+    return list(
+        Release.objects.filter(Q(status__in=ACTIVE_RELEASE) | ~Q(driver_action=""))
+        .filter(Q(next_tick_at__isnull=True) | Q(next_tick_at__lte=now))
+        .exclude(status=ReleaseStatus.PAUSED, pause_until__isnull=True, driver_action="")
+        .order_by("next_tick_at")
+        .values_list("pk", flat=True)[:200]
+    )
+
+
+def tick_all() -> int:
+    n = 0
+    for pk in due_ids():
+        try:
+            advance(pk, wait=False)
+            n += 1
+        except Exception:  # noqa: BLE001 - one broken release must not stop the others
+            log.exception("release %s: controller error", pk)
+    return n

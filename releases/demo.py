@@ -1,0 +1,120 @@
+"""Demo releases for ``seed_demo`` (called from ``pipelines.demo``), driven by the `local`
+driver against the demo fleet (``manage.py demo_fleet``, started by ``make run``).
+
+Without anyone touching it, within a few minutes of ``make run``:
+
+- ``playback-api 2.4.0`` to staging: 10 % of the traffic, a short bake, an analysis that passes
+  (the canary serves as well as stable), then it **waits at a pause for a click** on Promote.
+- ``search-api 7.1.0-rc1`` to staging: its canary process really serves ~35 % errors
+  (``deploy_params``), the analysis fails and Backline **rolls it back by itself**.
+
+Until the fleet is up, the driver cannot reach the canary and the controller retries every
+few seconds. A little history (finished production releases) feeds the board and DORA.
+Idempotent: nothing is created when the demo services already have releases.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from portal.actors import Actor
+from releases import services
+from releases.models import Environment, Release
+from squads.models import Service
+
+
+def _scale() -> float:
+    return float(getattr(settings, "RELEASES_DEMO_TIME_SCALE", None) or 1.0)
+
+
+def _analysis():
+    s = _scale()
+    return {
+        "analysis": {
+            "template": "golden-signals",
+            "interval": 15 * s,
+            "count": 4,
+            # `make run` starts the fleet, scraper and releases together: tolerate the first
+            # measurements seeing no canary traffic yet instead of pausing for a human
+            "inconclusive_limit": 2,
+            # the bake (30 s) plus one interval: the first measurement sees only the new
+            # version's traffic, none from before the deploy
+            "window": 45 * s,
+            "min_requests": 5,
+        }
+    }
+
+
+def demo_steps():
+    s = _scale()
+    steps = [{"set_weight": 10}, {"pause": {"duration": 45 * s}}, _analysis(), {"pause": {}}]
+    for w in (25, 50):
+        steps += [{"set_weight": w}, _analysis(), {"pause": {}}]
+    return [*steps, {"set_weight": 100}, _analysis()]
+
+
+DEMO = (
+    # slug, version, deploy params (the canary's behaviour)
+    ("playback-api", "2.4.0", {"error_rate": 0.005, "latency_ms": 35}),
+    ("search-api", "7.1.0-rc1", {"error_rate": 0.35, "latency_ms": 60}),
+)
+HISTORY = (
+    # slug, version, status, days ago, minutes it took
+    ("playback-api", "2.3.1", "succeeded", 2, 38),
+    ("playback-api", "2.3.0", "failed", 3, 9),
+    ("search-api", "7.0.4", "succeeded", 1, 52),
+    ("home-feed-api", "5.12.0", "succeeded", 4, 44),
+    ("home-feed-api", "5.11.2", "aborted", 6, 14),
+)
+
+
+def seed(stdout=None):
+    staging = Environment.objects.filter(name="staging").first()
+    production = Environment.objects.filter(name="production").first()
+    if staging is None or production is None:
+        return
+    slugs = {d[0] for d in DEMO} | {h[0] for h in HISTORY}
+    svcs = {s.slug: s for s in Service.objects.filter(slug__in=slugs).select_related("owner")}
+    if Release.objects.filter(service__slug__in=slugs).exists():
+        return
+    now = timezone.now()
+    steps = [{"set_weight": w} for w in (10, 25, 50, 100)]
+    for slug, version, status, days, minutes in HISTORY:
+        if slug not in svcs:
+            continue
+        started = now - timedelta(days=days)
+        Release.objects.create(
+            service=svcs[slug],
+            environment=production,
+            version=version,
+            strategy=[*steps[:1], {"analysis": {"template": "golden-signals"}}, *steps[1:]],
+            status=status,
+            step_index=5 if status == "succeeded" else 1,
+            weight=100 if status == "succeeded" else 0,
+            desired_weight=100 if status == "succeeded" else 0,
+            message={
+                "failed": "analysis failed: error-ratio failed",
+                "aborted": "aborted by a squad member",
+            }.get(status, "all steps done"),
+            started_by="pipeline",
+            trigger="pipeline",
+            created_at=started,
+            started_at=started,
+            finished_at=started + timedelta(minutes=minutes),
+        )
+    actor = Actor.system("seed_demo", door="command")
+    for slug, version, params in DEMO:
+        if slug not in svcs:
+            continue
+        r = services.create(
+            svcs[slug],
+            staging,
+            version,
+            actor,
+            steps=demo_steps(),
+            trigger="demo",
+            deploy_params=params,
+        )
+        if stdout is not None:
+            stdout.write(f"  releases: {slug} {version} → staging ({r.status})")

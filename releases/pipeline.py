@@ -1,0 +1,110 @@
+"""A pipeline step that starts a release and waits for its outcome.
+
+In ``backline.yml``::
+
+    stages:
+      - name: deploy
+        steps:
+          - name: canary
+            release: {environment: production}     # optional: version (default: the commit)
+            timeout: 2h
+
+The runner calls ``run_release_step`` instead of a subprocess for such a step. It starts the
+release (door ``pipeline``, linked to the run), writes the release's progress to the run log,
+and finishes when the release does: succeeded → the step succeeds; failed / aborted → the step
+fails. Canceling the run aborts the release (traffic back to stable); the step's timeout
+aborts it too. If the worker dies, the release goes on by itself (beat drives it) and the run
+is reaped as lost like any other.
+"""
+
+import time
+
+from django.core.exceptions import ValidationError
+
+from portal.actors import Actor
+from portal.api.errors import Conflict
+from portal.executor import ExecResult
+from releases import services, strategy
+from releases.models import FINAL_RELEASE, Release
+
+POLL_SECONDS = 1.0
+
+
+def _result(code, started, canceled=False, timed_out=False, written=0):
+    return ExecResult(
+        exit_code=code,
+        timed_out=timed_out,
+        canceled=canceled,
+        truncated=False,
+        duration=time.monotonic() - started,
+        output_bytes=written,
+    )
+
+
+def run_release_step(
+    run, step, step_spec, *, on_output, should_cancel, on_heartbeat, heartbeat_every=5.0
+):
+    started = time.monotonic()
+    written = 0
+
+    def say(text):
+        nonlocal written
+        written += len(text.encode())
+        on_output(text)
+
+    spec = step_spec.get("release") or {}
+    version = spec.get("version") or (run.commit_sha or run.requested_commit)[:12] or run.ref
+    actor = Actor.system(f"pipeline {run.service.slug} #{run.number}", door="pipeline")
+    try:
+        release = services.create(
+            run.service,
+            spec.get("environment", ""),
+            version,
+            actor,
+            commit=run.commit_sha,
+            trigger="pipeline",
+            pipeline_run=run,
+        )
+    except ValidationError as exc:
+        say(f"✖ cannot start the release: {'; '.join(exc.messages)}\n")
+        return _result(1, started, written=written)
+    except Conflict as exc:
+        say(f"✖ cannot start the release: {exc.detail}\n")
+        return _result(1, started, written=written)
+    say(
+        f"release #{release.pk}: {run.service.slug} {version} → {release.environment.name} "
+        f"({len(release.strategy)} steps, strategy: {release.strategy_source})\n"
+    )
+    seen = None
+    last_beat = time.monotonic()
+    while True:
+        r = Release.objects.get(pk=release.pk)
+        now_state = (r.status, r.step_index, r.weight)
+        if now_state != seen:
+            seen = now_state
+            step_text = strategy.describe(r.current_step) if r.current_step else "—"
+            say(
+                f"  {r.status:<11} step {min(r.step_index + 1, len(r.strategy))}/"
+                f"{len(r.strategy)} ({step_text}), canary {r.weight} %"
+                + (f" — {r.message}" if r.message else "")
+                + "\n"
+            )
+        if r.status in FINAL_RELEASE:
+            ok = r.status == "succeeded"
+            say("✔ release succeeded\n" if ok else f"✖ release {r.status}: {r.message}\n")
+            return _result(0 if ok else 1, started, written=written)
+        timeout = step.timeout
+        cancel = should_cancel()
+        timed_out = bool(timeout and time.monotonic() - started > timeout)
+        if cancel or timed_out:
+            why = "the pipeline run was canceled" if cancel else f"timed out after {timeout:g}s"
+            try:
+                services.abort(r, actor, reason=why)
+                say(f"■ release #{r.pk} aborted: {why}; traffic back to stable\n")
+            except Conflict:
+                pass
+            return _result(None, started, canceled=cancel, timed_out=timed_out, written=written)
+        if time.monotonic() - last_beat >= heartbeat_every:
+            on_heartbeat()
+            last_beat = time.monotonic()
+        time.sleep(POLL_SECONDS)

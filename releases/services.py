@@ -1,0 +1,417 @@
+"""Release domain operations: one function per action, called by every door.
+
+Each takes the row lock, checks the transition is legal (409 with the current state
+otherwise), writes the audit event with the actor's door, emits the outbound event, and lets
+the controller apply the change at once (``controller.drive``) so traffic moves with the click.
+Permissions: members of the owning squad, org admins, tokens of that squad with
+``releases:promote``.
+"""
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal.api.errors import Conflict
+from portal.audit import record
+from releases import conf, controller, strategy
+from releases.models import (
+    ACTIVE_RELEASE,
+    AnalysisStatus,
+    Environment,
+    Release,
+    ReleaseStatus,
+)
+
+SCOPE = "releases:promote"
+log = logging.getLogger(__name__)
+
+
+def _enqueue(release_id):
+    """Nudge a worker after commit; beat drives the release anyway if the broker is away."""
+    from releases.tasks import advance_release
+
+    def send():
+        try:
+            advance_release.delay(release_id)
+        except Exception as exc:  # noqa: BLE001 - the next beat tick does the same work
+            log.warning("release %s: could not enqueue advance_release: %s", release_id, exc)
+
+    transaction.on_commit(send)
+
+
+def _locked(release_id) -> Release:
+    return (
+        Release.objects.select_for_update(of=("self",))
+        .select_related("service", "service__owner", "environment")
+        .get(pk=getattr(release_id, "pk", release_id))
+    )
+
+
+def _audit(actor, action, r, **data):
+    record(
+        actor,
+        action,
+        r,
+        squad=r.service.owner,
+        data={
+            "service": r.service.slug,
+            "version": r.version,
+            "environment": r.environment.name,
+            "status": r.status,
+            "step_index": r.step_index,
+            "weight": r.weight,
+            **data,
+        },
+    )
+
+
+def create(
+    service,
+    environment,
+    version,
+    actor,
+    *,
+    commit="",
+    steps=None,
+    trigger="api",
+    pipeline_run=None,
+    deploy_params=None,
+):
+    """Start a release of ``version`` of ``service`` to ``environment``.
+
+    409 when the service already has a release in flight there."""
+    actor.require(SCOPE, service.owner, "starting a release")
+    if isinstance(environment, str):
+        environment = Environment.objects.filter(name=environment).first()
+        if environment is None:
+            raise ValidationError({"environment": ["No such environment."]})
+    version = (version or "").strip()
+    if not version:
+        raise ValidationError({"version": ["A version is required."]})
+    try:
+        resolved, source = strategy.resolve(service, environment, steps)
+    except ValidationError as exc:
+        raise ValidationError({"strategy": exc.messages}) from None
+    with transaction.atomic():
+        active = (
+            Release.objects.select_for_update()
+            .filter(service=service, environment=environment, status__in=ACTIVE_RELEASE)
+            .first()
+        )
+        if active is not None:
+            raise Conflict(
+                f"{service.slug} already has release {active.pk} ({active.version}) "
+                f"{active.status} in {environment.name}.",
+                current=controller.state(active),
+            )
+        try:
+            with transaction.atomic():
+                r = Release.objects.create(
+                    service=service,
+                    environment=environment,
+                    version=version[:200],
+                    commit_sha=(commit or "")[:64],
+                    strategy=resolved,
+                    strategy_source=source,
+                    started_by=actor.label[:200],
+                    trigger=trigger,
+                    pipeline_run=pipeline_run,
+                    deploy_params=deploy_params or {},
+                )
+        except IntegrityError:
+            active = Release.objects.filter(
+                service=service, environment=environment, status__in=ACTIVE_RELEASE
+            ).first()
+            raise Conflict(
+                f"{service.slug} already has a release in flight in {environment.name}.",
+                current=controller.state(active) if active else None,
+            ) from None
+        r = _locked(r.pk)
+        controller.note(
+            r, "action", f"release created by {actor.label}", actor=actor.label, door=actor.door
+        )
+        _audit(actor, "release.create", r, strategy_source=source)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def promote(release, actor, *, step=None):
+    """A paused release goes on to its next step.
+
+    ``step`` is the step index the caller saw paused (the page sends it): a promote meant for a
+    pause that is already behind is refused, so two clicks never move the release two steps.
+    Without ``step`` (bots), a pause that a promote reached less than
+    ``conf.promote_debounce_seconds()`` ago is refused too: concurrent promotes of one pause
+    cannot also promote the next one.
+    """
+    actor.require(SCOPE, release.service.owner, "promoting a release")
+    with transaction.atomic():
+        r = _locked(release)
+        if r.status != ReleaseStatus.PAUSED:
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; only a paused release can be promoted.",
+                current=controller.state(r),
+            )
+        if step is not None and int(step) != r.step_index:
+            raise Conflict(
+                f"Release {r.pk} is no longer at step {int(step) + 1}: it was promoted already "
+                f"and is now paused at step {r.step_index + 1}.",
+                current=controller.state(r),
+            )
+        if step is None:
+            last = list(r.events.filter(kind="status").order_by("-at", "-id")[:2])
+            debounce = conf.promote_debounce_seconds()
+            if (
+                len(last) == 2
+                and last[0].to_status == ReleaseStatus.PAUSED
+                and last[1].from_status == ReleaseStatus.PAUSED  # a promote led here
+                and (timezone.now() - last[1].at).total_seconds() < debounce
+            ):
+                raise Conflict(
+                    f"Release {r.pk} reached this pause {debounce:g} s ago or less (another "
+                    "promote just moved it); promote again, or send the step you mean.",
+                    current=controller.state(r),
+                )
+        was = r.step_index
+        r.step_index += 1
+        r.pause_until = None
+        r.message = ""
+        controller.transition(
+            r,
+            ReleaseStatus.PROGRESSING,
+            f"promoted by {actor.label}",
+            actor=actor.label,
+            door=actor.door,
+            event_type="release.promoted",
+        )
+        _audit(actor, "release.promote", r, from_step=was)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def promote_full(release, actor):
+    """Skip the remaining steps: all traffic to the new version, release succeeded."""
+    actor.require(SCOPE, release.service.owner, "promoting a release to 100 %")
+    with transaction.atomic():
+        r = _locked(release)
+        if r.status not in (ReleaseStatus.PROGRESSING, ReleaseStatus.PAUSED, ReleaseStatus.PENDING):
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; it cannot be promoted to 100 %.",
+                current=controller.state(r),
+            )
+        was = r.step_index
+        r.step_index = len(r.strategy or [])
+        r.desired_weight = 100
+        r.pause_until = None
+        r.message = ""
+        controller.transition(
+            r,
+            ReleaseStatus.PROGRESSING,
+            f"promoted to 100 % by {actor.label}",
+            actor=actor.label,
+            door=actor.door,
+            event_type="release.promoted",
+        )
+        _audit(actor, "release.promote_full", r, from_step=was)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def abort(release, actor, reason=""):
+    """All traffic back to stable at once; the release ends aborted."""
+    actor.require(SCOPE, release.service.owner, "aborting a release")
+    with transaction.atomic():
+        r = _locked(release)
+        if r.status not in ACTIVE_RELEASE:
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; only a release in flight can be aborted.",
+                current=controller.state(r),
+            )
+        r.desired_weight = 0
+        r.driver_action = "rollback"
+        r.pause_until = None
+        controller.transition(
+            r,
+            ReleaseStatus.ABORTED,
+            f"aborted by {actor.label}" + (f": {reason}" if reason else ""),
+            actor=actor.label,
+            door=actor.door,
+        )
+        _audit(actor, "release.abort", r, reason=reason[:500])
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+def retry(release, actor):
+    """Start a failed or aborted release again from its first step, or repeat the analysis a
+    paused release stopped at (inconclusive / error)."""
+    actor.require(SCOPE, release.service.owner, "retrying a release")
+    with transaction.atomic():
+        r = _locked(release)
+        step = r.current_step or {}
+        paused_at_analysis = (
+            r.status == ReleaseStatus.PAUSED
+            and "analysis" in step
+            and r.analysis_runs.filter(
+                generation=r.generation,
+                step_index=r.step_index,
+                status__in=[AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR],
+            ).exists()
+        )
+        if r.status not in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED) and not paused_at_analysis:
+            raise Conflict(
+                f"Release {r.pk} is {r.status}; only a failed or aborted release, or one paused "
+                "by an inconclusive analysis, can be retried.",
+                current=controller.state(r),
+            )
+        r.generation += 1
+        r.message = ""
+        r.pause_until = None
+        if not paused_at_analysis:
+            r.step_index = 0
+            r.driver_action = ""
+        try:
+            with transaction.atomic():
+                controller.transition(
+                    r,
+                    ReleaseStatus.PROGRESSING,
+                    f"retried by {actor.label}",
+                    actor=actor.label,
+                    door=actor.door,
+                    event_type="release.started",
+                )
+                r.save()
+        except IntegrityError:
+            raise Conflict(
+                f"{r.service.slug} already has another release in flight in {r.environment.name}.",
+                current=controller.state(Release.objects.get(pk=r.pk)),
+            ) from None
+        _audit(actor, "release.retry", r)
+        controller.drive(r, actor=actor.label, door=actor.door)
+        _enqueue(r.pk)
+    return r
+
+
+# --- strategies and analysis templates (the API; admins also have Django admin) ------------------
+def _strategy_audit(actor, action, override, steps):
+    record(
+        actor,
+        action,
+        override,
+        squad=override.service.owner,
+        data={
+            "service": override.service.slug,
+            "environment": override.environment.name if override.environment else None,
+            "steps": steps,
+        },
+    )
+
+
+def _create_or_conflict(model, message, **fields):
+    """A new row, or 409 with ``message`` when a unique constraint says it exists."""
+    try:
+        with transaction.atomic():
+            return model.objects.create(**fields)
+    except IntegrityError:
+        raise Conflict(message, current="exists") from None
+
+
+def save_strategy(actor, service, environment, steps, override=None):
+    """Create a service's own canary steps for ``environment`` (None: every environment) or,
+    given ``override``, replace its steps. Owners of the service and org admins."""
+    from releases.models import StrategyOverride
+
+    actor.require(SCOPE, service.owner, f"the release strategy of {service.slug}")
+    steps = strategy.validate(steps)
+    with transaction.atomic():
+        if override is None:
+            where = environment.name if environment else "every environment"
+            override = _create_or_conflict(
+                StrategyOverride,
+                f"{service.slug} already has a release strategy for {where}: change that one.",
+                service=service,
+                environment=environment,
+                steps=steps,
+            )
+            _strategy_audit(actor, "release.strategy_created", override, steps)
+        else:
+            override.steps = steps
+            override.save(update_fields=["steps", "updated_at"])
+            _strategy_audit(actor, "release.strategy_changed", override, steps)
+    return override
+
+
+def delete_strategy(actor, override):
+    """Back to the environment's default steps. Owners of the service and org admins."""
+    actor.require(SCOPE, override.service.owner, f"the release strategy of {override.service.slug}")
+    with transaction.atomic():
+        _strategy_audit(actor, "release.strategy_deleted", override, override.steps)
+        override.delete()
+
+
+def template_users(name) -> list[str]:
+    """Where the analysis template ``name`` is referenced: strategies and active releases."""
+    from releases.models import StrategyOverride
+
+    def uses(steps):
+        return any(
+            isinstance(s, dict) and (s.get("analysis") or {}).get("template") == name
+            for s in steps or []
+        )
+
+    found = [
+        f"the strategy of {o.service.slug}" + (f" in {o.environment.name}" if o.environment else "")
+        for o in StrategyOverride.objects.select_related("service", "environment")
+        if uses(o.steps)
+    ]
+    found += [
+        f"release #{r.pk} ({r.service.slug})"
+        for r in Release.objects.filter(status__in=ACTIVE_RELEASE).select_related("service")
+        if uses(r.strategy)
+    ]
+    return found
+
+
+def save_template(actor, name, description, metrics, template=None):
+    """Create (``template`` None) or change an analysis template. Org admins only."""
+    from releases import analysis
+    from releases.models import AnalysisTemplate
+
+    actor.require_admin("change analysis templates")
+    metrics = analysis.validate_metrics(metrics)
+    with transaction.atomic():
+        if template is None:
+            template = _create_or_conflict(
+                AnalysisTemplate,
+                f"An analysis template named {name!r} exists: change that one.",
+                name=name,
+                description=description,
+                metrics=metrics,
+            )
+            action = "release.template_created"
+        else:
+            template.description, template.metrics = description, metrics
+            template.save(update_fields=["description", "metrics", "updated_at"])
+            action = "release.template_changed"
+        record(actor, action, template, data={"name": template.name, "metrics": metrics})
+    return template
+
+
+def delete_template(actor, template):
+    """Org admins only; refused (409) while a strategy or an active release uses it."""
+    actor.require_admin("change analysis templates")
+    users = template_users(template.name)
+    if users:
+        raise Conflict(
+            f"The analysis template {template.name!r} is in use by " + "; ".join(users[:5]),
+            current="in_use",
+        )
+    with transaction.atomic():
+        record(actor, "release.template_deleted", template, data={"name": template.name})
+        template.delete()

@@ -1,0 +1,19 @@
+"""Celery tasks of the release controller (registered through ``pipelines.tasks``)."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=150)
+def advance_release(release_id):
+    """Drive one release now (after an action; beat does the same for every due release)."""
+    from releases import controller
+
+    return controller.advance(release_id)
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def tick_releases():
+    """Beat: drive every release that is due (from the database state alone)."""
+    from releases import controller
+
+    return controller.tick_all()

@@ -1,0 +1,311 @@
+"""Release pages. Thin: every POST calls one function of ``releases.services``.
+
+The release page and its live fragment are one view (``request.htmx`` answers the fragment,
+polled every 2 s while the release is in flight). Actions answer the fragment too, with 403 /
+409 and the reason shown in place when refused; anonymous POSTs get 401.
+"""
+
+import time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.actors import Actor
+from portal.api.errors import Conflict
+from releases import services, strategy
+from releases.filters import ReleaseFilter
+from releases.models import (
+    ACTIVE_RELEASE,
+    Environment,
+    Release,
+    ReleaseStatus,
+)
+from squads.models import Service, Squad
+
+
+def _nav(view):
+    view.nav_section = "releases"
+    return view
+
+
+def _qs():
+    return Release.objects.select_related("service", "service__owner", "environment")
+
+
+@_nav
+@login_required
+def release_list(request):
+    flt = ReleaseFilter(request.GET, queryset=_qs())
+    page = Paginator(flt.qs, 30).get_page(request.GET.get("page"))
+    ctx = {
+        "filter": flt,
+        "page": page,
+        "statuses": ReleaseStatus.values,
+        "squads": Squad.objects.only("slug", "name"),
+        "environments": Environment.objects.all(),
+        "in_flight": Release.objects.filter(status__in=ACTIVE_RELEASE).count(),
+    }
+    template = (
+        "pipelines/releases/list.html#results" if request.htmx else "pipelines/releases/list.html"
+    )
+    return render(request, template, ctx)
+
+
+def _timeline(r):
+    """The strategy's steps with done / current / upcoming."""
+    out = []
+    final = r.status in (ReleaseStatus.SUCCEEDED, ReleaseStatus.ABORTED, ReleaseStatus.FAILED)
+    for i, step in enumerate(r.strategy or []):
+        if i < r.step_index:
+            state = "done"
+        elif i == r.step_index and not (final and r.status == ReleaseStatus.SUCCEEDED):
+            state = r.status if final else ("paused" if r.status == "paused" else "current")
+        else:
+            state = "skipped" if final and r.status == ReleaseStatus.SUCCEEDED else "upcoming"
+        ((kind, _),) = step.items()
+        out.append({"index": i, "kind": kind, "text": strategy.describe(step), "state": state})
+    return out
+
+
+def _fmt(metric, v):
+    if v is None:
+        return "—"
+    if metric["kind"] == "p99":
+        return f"{v:.0f} ms"
+    if metric["kind"] in ("query", ""):
+        return f"{v:.4g}"
+    return f"{v * 100:.2f} %"
+
+
+def _analysis(r):
+    runs = []
+    for run in r.analysis_runs.prefetch_related("measurements").order_by("-started_at", "-id"):
+        by_metric = {}
+        for m in run.measurements.all():
+            by_metric.setdefault(m.metric, []).append(m)
+        rows = []
+        for metric in run.metrics:
+            ms = by_metric.get(metric["name"], [])
+            last = ms[-1] if ms else None
+            rows.append(
+                {
+                    "metric": metric,
+                    "measurements": ms,
+                    "last": last,
+                    "canary": _fmt(metric, last.value if last else None),
+                    "stable": _fmt(metric, last.stable_value if last else None),
+                    "threshold": _fmt(metric, last.threshold if last else None),
+                }
+            )
+        defs = {m["name"]: m for m in run.metrics}
+        every = [
+            {
+                "m": m,
+                "canary": _fmt(defs.get(m.metric, {"kind": ""}), m.value),
+                "stable": _fmt(defs.get(m.metric, {"kind": ""}), m.stable_value),
+                "threshold": _fmt(defs.get(m.metric, {"kind": ""}), m.threshold),
+            }
+            for m in sorted(run.measurements.all(), key=lambda m: (m.at, m.metric))
+        ]
+        runs.append({"run": run, "rows": rows, "all": every, "count": len(every)})
+    return runs
+
+
+def _charts(r):
+    """Canary vs stable error ratio and p99 over the release (from the metrics backend)."""
+    from metrics.backends import BackendError, get_backend
+    from monitoring.charts import line_chart
+
+    start = (r.started_at or r.created_at).timestamp() - 60
+    end = r.finished_at.timestamp() + 30 if r.finished_at else time.time()
+    span = max(end - start, 60)
+    step = max(round(span / 60), 2)
+    window = max(step * 2, 30)
+    try:
+        data = get_backend().golden_signals(
+            r.service, ["stable", "canary"], start, end, step, window
+        )
+    except BackendError as exc:
+        return {"error": str(exc)}
+    stable, canary = data.get("stable", {}), data.get("canary", {})
+    return {
+        "error_ratio": line_chart(
+            "Error ratio, canary vs stable",
+            "%",
+            {"stable": stable.get("error_ratio", []), "canary": canary.get("error_ratio", [])},
+            start,
+            end,
+            chart_id="chart-error-ratio",
+        ),
+        "p99": line_chart(
+            "p99 latency, canary vs stable",
+            "s",
+            {"stable": stable.get("p99", []), "canary": canary.get("p99", [])},
+            start,
+            end,
+            chart_id="chart-p99",
+        ),
+        "rate": line_chart(
+            "Requests, canary vs stable",
+            "req/s",
+            {
+                "stable": stable.get("request_rate", []),
+                "canary": canary.get("request_rate", []),
+            },
+            start,
+            end,
+            chart_id="chart-rate",
+        ),
+    }
+
+
+def _context(request, r, error=""):
+    actor = Actor.from_request(request)
+    live = r.is_active or bool(r.driver_action)
+    return {
+        "release": r,
+        "service": r.service,
+        "steps": _timeline(r),
+        "current": strategy.describe(r.current_step) if r.current_step else None,
+        "analysis": _analysis(r),
+        "events": list(r.events.order_by("-at", "-id")[:60]),
+        "charts": _charts(r),
+        "can_act": actor.can(services.SCOPE, r.service.owner),
+        "live": live,
+        "error": error,
+        "can_retry": r.status in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED)
+        or (r.status == ReleaseStatus.PAUSED and "analysis" in (r.current_step or {})),
+    }
+
+
+@_nav
+@login_required
+def release_detail(request, pk):
+    r = get_object_or_404(_qs(), pk=pk)
+    ctx = _context(request, r)
+    if request.htmx:
+        return render(request, "pipelines/releases/detail.html#live", ctx)
+    return render(request, "pipelines/releases/detail.html", ctx)
+
+
+ACTIONS = {
+    "promote": services.promote,
+    "promote_full": services.promote_full,
+    "abort": services.abort,
+    "retry": services.retry,
+}
+
+
+def _act(request, pk, name):
+    if not request.user.is_authenticated:
+        return HttpResponse("Sign in to act on releases.", status=401)
+    r = get_object_or_404(_qs(), pk=pk)
+    actor = Actor.from_request(request, door="ui")
+    code, error = 200, ""
+    kwargs = {}
+    if name == "promote" and request.POST.get("step", "").isdigit():
+        kwargs["step"] = int(request.POST["step"])
+    try:
+        r = ACTIONS[name](r, actor, **kwargs)
+    except PermissionDenied as exc:
+        code, error = 403, str(exc) or "You may not act on this release."
+    except Conflict as exc:
+        code, error = 409, str(exc.detail)
+    r = get_object_or_404(_qs(), pk=pk)
+    if request.htmx:
+        return render(
+            request, "pipelines/releases/detail.html#live", _context(request, r, error), status=code
+        )
+    if error:
+        if code == 403:
+            raise PermissionDenied(error)
+        messages.error(request, error)
+        resp = redirect(r.get_absolute_url())
+        return resp
+    return redirect(r.get_absolute_url())
+
+
+@require_POST
+def release_promote(request, pk):
+    return _act(request, pk, "promote")
+
+
+@require_POST
+def release_promote_full(request, pk):
+    return _act(request, pk, "promote_full")
+
+
+@require_POST
+def release_abort(request, pk):
+    return _act(request, pk, "abort")
+
+
+@require_POST
+def release_retry(request, pk):
+    return _act(request, pk, "retry")
+
+
+@require_POST
+def release_start(request, slug):
+    """The Start release button on the service page."""
+    if not request.user.is_authenticated:
+        return HttpResponse("Sign in to start a release.", status=401)
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    actor = Actor.from_request(request, door="ui")
+    try:
+        r = services.create(
+            service,
+            request.POST.get("environment", ""),
+            request.POST.get("version", ""),
+            actor,
+            commit=request.POST.get("commit", ""),
+            trigger="ui",
+        )
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect(service.get_absolute_url())
+    except Conflict as exc:
+        messages.error(request, str(exc.detail))
+        return redirect(service.get_absolute_url())
+    return redirect(r.get_absolute_url())
+
+
+def current_releases(service):
+    """The release in flight (or the latest) per environment of a service."""
+    out = []
+    for env in Environment.objects.all():
+        r = (
+            Release.objects.filter(service=service, environment=env)
+            .select_related("environment")
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if r is not None:
+            out.append(r)
+    return out
+
+
+@login_required
+def service_panel(request, slug):
+    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    ctx = {
+        "service": service,
+        "releases": current_releases(service),
+        "environments": Environment.objects.all(),
+        "can_act": Actor.from_request(request).can(services.SCOPE, service.owner),
+    }
+    return render(request, "pipelines/releases/service_panel.html#body", ctx)
+
+
+@login_required
+def board(request):
+    from releases.board import board_section
+
+    return render(
+        request, "pipelines/releases/board_section.html", {"section": board_section(request)}
+    )
