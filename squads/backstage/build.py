@@ -23,8 +23,8 @@ from .constants import (
 )
 from .definitions import resolve_placeholder
 from .lifecycles import map_lifecycle
-from .render import NO_DEFINITION
 from .refs import KIND_NAMES, RefError, parse_ref, ref_of_slug, slug_for
+from .render import NO_DEFINITION
 from .schema import is_placeholder
 from .validate import _annotations, _email, _links, _ref_list, _tags, _text, _url, link_url_ok
 

@@ -211,9 +211,8 @@ def test_every_error_is_collected_and_named(db):
         "bad.yaml: document 3 (component:default/broken): spec.owner: group:default/team-nowhere does not exist"
         in "\n".join(lines)
     )
-    assert (
-        "bad.yaml: document 1 (component:default/ok-one): spec.owner: is required"
-        in "\n".join(lines)
+    assert "bad.yaml: document 1 (component:default/ok-one): spec.owner: is required" in "\n".join(
+        lines
     )
     assert (
         "bad.yaml: document 4 (system:default/dotted.name): spec.owner: group:default/nobody does not exist"
