@@ -267,3 +267,13 @@ def test_placeholders_stay_inside_the_imported_folder(db, tmp_path):
 def test_remote_placeholder_is_fetched_like_a_location(db, http_catalog):  # noqa: F811
     run_import([f"{http_catalog}/acme-corp.yaml", f"{http_catalog}/apis/petstore-api.yaml"])
     assert "Swagger Petstore" in Api.objects.get(slug="petstore").definition
+
+
+def test_dotted_names_have_pages_and_api_rows(imported, client, admin_user):
+    client.force_login(admin_user)
+    assert client.get("/services/cncf-site/").status_code == 200
+    s = Service.objects.create(slug="my.service", name="My service")
+    assert s.get_absolute_url() == "/services/my.service/"
+    assert client.get(s.get_absolute_url()).status_code == 200
+    assert client.get("/systems/ledger.core/").status_code == 200
+    assert client.get("/api/v1/services/my.service/").json()["slug"] == "my.service"
