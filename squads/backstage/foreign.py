@@ -9,9 +9,14 @@ from squads.models import ForeignEntity
 from .refs import RefError, parse_ref, slug_for
 
 
+def dumps(value) -> str:
+    """JSON text as stored (key order kept; YAML dates become strings)."""
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
 def document(e) -> str:
-    """The descriptor as JSON text (key order kept; YAML dates become strings)."""
-    return json.dumps(e.doc.data, ensure_ascii=False, default=str, separators=(",", ":"))
+    """The entity's descriptor as stored."""
+    return getattr(e, "text", None) or dumps(e.doc.data)
 
 
 def key(e):

@@ -31,7 +31,7 @@ from .constants import ENTITY_KINDS
 from .reading import Entity, YamlLoader, _Ctx, _read_documents
 from .refs import DEFAULT_NAMESPACE, ref_of_slug, ref_string, slug_for, valid_name, valid_namespace
 from .report import ImportFailed, ImportIssue, ImportReport
-from .schema import data_for_schema, validate_entity
+from .schema import validate_document
 from .shape import row_shape, same
 
 TABLES = {
@@ -95,7 +95,8 @@ class _Importer(EntityBuilder):
         name = metadata.get("name")
         namespace = metadata.get("namespace") or DEFAULT_NAMESPACE
         label = ref_string(kind.lower(), namespace, name) if name else kind.lower()
-        problems = validate_entity(data_for_schema(data))
+        text = foreign.dumps(data)
+        problems = validate_document(data, text)
         for path, message in problems:
             ctx.error(doc, label, path, message)
         if not valid_name(name):
@@ -117,7 +118,9 @@ class _Importer(EntityBuilder):
         spec = data.get("spec") or {}
         if not isinstance(spec, dict):
             return None  # the schema said so; other entities may still name this one
-        return Entity(kind_l, namespace, name, slug_for(namespace, name), doc, spec, metadata)
+        e = Entity(kind_l, namespace, name, slug_for(namespace, name), doc, spec, metadata)
+        e.text = text
+        return e
 
     # ---- phase 2: load the database state (a fixed number of queries, whatever the size)
     def load_db(self):

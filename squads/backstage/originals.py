@@ -2,15 +2,10 @@
 the row right after the import (``backstage_seen``): the export is the descriptor with only the
 differences between that rendering and today's written over it."""
 
-import json
-
 from .exporter import group_children
 from .foreign import document
+from .foreign import dumps as _dumps
 from .render import render
-
-
-def _dumps(value) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def _group_parents(imp):

@@ -68,6 +68,22 @@ def _join(path, key):
     return f"{path}.{key}" if path else key
 
 
+_RESULTS: dict[str, list] = {}  # document JSON → problems (re-imports of unchanged files)
+_RESULTS_MAX = 50_000
+
+
+def validate_document(data, text) -> list[tuple[str, str]]:
+    """``validate_entity`` for a document whose JSON text is ``text``, remembered per process:
+    the same document always gets the same answer, and locations are re-imported unchanged."""
+    found = _RESULTS.get(text)
+    if found is None:
+        found = validate_entity(data_for_schema(data))
+        if len(_RESULTS) >= _RESULTS_MAX:
+            _RESULTS.clear()
+        _RESULTS[text] = found
+    return found
+
+
 def validate_entity(data) -> list[tuple[str, str]]:
     """``[(field, message)]``: what Backstage's schemas refuse in ``data`` (an entity mapping)."""
     errors = []
