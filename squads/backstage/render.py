@@ -176,10 +176,13 @@ def _overlay(target, seen, now):
         old, new = seen.get(key), now[key]
         if old == new:
             continue
-        if isinstance(old, dict) and isinstance(new, dict) and isinstance(target.get(key), dict):
-            _overlay(target[key], old, new)
-        else:
-            target[key] = copy.deepcopy(new)
+        if isinstance(old, dict) and isinstance(new, dict):
+            if key not in target:
+                target[key] = {}
+            if isinstance(target[key], dict):  # only the keys that changed
+                _overlay(target[key], old, new)
+                continue
+        target[key] = copy.deepcopy(new)
 
 
 def overlay(original, seen, now):

@@ -277,3 +277,11 @@ def test_dotted_names_have_pages_and_api_rows(imported, client, admin_user):
     assert client.get(s.get_absolute_url()).status_code == 200
     assert client.get("/systems/ledger.core/").status_code == 200
     assert client.get("/api/v1/services/my.service/").json()["slug"] == "my.service"
+
+
+def test_an_edit_adds_only_what_changed(imported):
+    Service.objects.filter(slug="cncf-site").update(tier=2)
+    exported = {_key(d): d for d in _docs(backstage.export_catalog())}
+    doc = exported[("component", "default", "cncf-site")]
+    assert doc["metadata"] == {"name": "cncf-site", "annotations": {"backline.io/tier": "2"}}
+    assert doc["spec"] == {"type": "website", "lifecycle": "production", "owner": "CNCF"}
