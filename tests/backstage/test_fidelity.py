@@ -285,3 +285,11 @@ def test_an_edit_adds_only_what_changed(imported):
     doc = exported[("component", "default", "cncf-site")]
     assert doc["metadata"] == {"name": "cncf-site", "annotations": {"backline.io/tier": "2"}}
     assert doc["spec"] == {"type": "website", "lifecycle": "production", "owner": "CNCF"}
+
+
+def test_the_api_shows_the_lifecycle_as_written(imported, client, admin_user):
+    client.force_login(admin_user)
+    row = client.get("/api/v1/services/ledger/").json()
+    assert (row["lifecycle"], row["lifecycle_label"]) == ("deprecated", "decommissioned")
+    page = client.get("/services/ledger/").content.decode()
+    assert "decommissioned" in page
