@@ -2,6 +2,7 @@
 is validated against the envelope, the entity shape and its kind's schema, as Backstage does."""
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 
@@ -68,19 +69,21 @@ def _join(path, key):
     return f"{path}.{key}" if path else key
 
 
-_RESULTS: dict[str, list] = {}  # document JSON → problems (re-imports of unchanged files)
-_RESULTS_MAX = 50_000
+_RESULTS: dict[bytes, list] = {}  # digest of the document JSON → problems
+_RESULTS_MAX = 100_000
 
 
 def validate_document(data, text) -> list[tuple[str, str]]:
-    """``validate_entity`` for a document whose JSON text is ``text``, remembered per process:
-    the same document always gets the same answer, and locations are re-imported unchanged."""
-    found = _RESULTS.get(text)
+    """``validate_entity`` for a document whose JSON text is ``text``, remembered per process
+    (by digest): the same document always gets the same answer, and registered locations are
+    mostly re-imported unchanged."""
+    key = hashlib.blake2b(text.encode(), digest_size=16).digest()
+    found = _RESULTS.get(key)
     if found is None:
         found = validate_entity(data_for_schema(data))
         if len(_RESULTS) >= _RESULTS_MAX:
             _RESULTS.clear()
-        _RESULTS[text] = found
+        _RESULTS[key] = found
     return found
 
 
