@@ -30,14 +30,52 @@ class Lifecycle(models.TextChoices):
     DEPRECATED = "deprecated", "Deprecated"
 
 
+# Backstage lifecycles are free strings; Backline files each under one of its three. Words seen
+# in public catalogs (Backstage examples, backstage/demo, Red Hat Developer Hub, openedx...),
+# compared lower-case; anything else counts as experimental.
+_WORDS = {
+    Lifecycle.PRODUCTION.value: (
+        "production",
+        "prod",
+        "live",
+        "ga",
+        "stable",
+        "released",
+        "active",
+        "mature",
+        "supported",
+        "operational",
+    ),
+    Lifecycle.DEPRECATED.value: (
+        "deprecated",
+        "decommissioned",
+        "retired",
+        "sunset",
+        "sunsetting",
+        "eol",
+        "end-of-life",
+        "legacy",
+        "obsolete",
+        "archived",
+        "unmaintained",
+        "inactive",
+        "removed",
+    ),
+}
+_MAP = {word: value for value, words in _WORDS.items() for word in words}
+
+
+def map_lifecycle(raw: str) -> str:
+    """experimental | production | deprecated for any Backstage lifecycle string."""
+    return _MAP.get(raw.strip().lower(), Lifecycle.EXPERIMENTAL.value)
+
+
 class LifecycleLabel:
     """``lifecycle_label``: the lifecycle as the descriptor wrote it (``decommissioned``,
     ``sandbox``...) while it still maps to the stored one, else the stored one's label."""
 
     @property
     def lifecycle_label(self):
-        from squads.backstage.lifecycles import map_lifecycle
-
         raw = getattr(self, "lifecycle_raw", "")
         if raw and map_lifecycle(raw) == self.lifecycle:
             return raw

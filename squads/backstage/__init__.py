@@ -24,7 +24,7 @@ another namespace ``ns`` gives the slug ``ns--name``; messages name entities by 
 - User → Person; ``memberOf`` → memberships (teams only). Roles: annotations
   ``backline.io/lead-of`` / ``backline.io/product-owner-of`` (comma-separated teams).
 - Component → Service, System, Domain, API, Resource as before; any lifecycle string
-  (``lifecycle`` = experimental | production | deprecated via ``lifecycles.map_lifecycle``,
+  (``lifecycle`` = experimental | production | deprecated via ``models.map_lifecycle``,
   ``lifecycle_raw`` = the word as written); ``$text`` / ``$json`` / ``$yaml`` / ``$openapi`` /
   ``$asyncapi`` definitions read at import (``definitions.py``).
 - Owners: any Group or User. Backline's owner FK (permissions) is the team, a User's first

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import yaml
 
-from squads.models import Lifecycle, Membership
+from squads.models import Lifecycle, Membership, map_lifecycle
 
 from . import foreign, originals
 from .constants import (
@@ -22,7 +22,6 @@ from .constants import (
     TEAM_TYPES,
 )
 from .definitions import resolve_placeholder
-from .lifecycles import map_lifecycle
 from .refs import KIND_NAMES, RefError, parse_ref, ref_of_slug, slug_for
 from .render import NO_DEFINITION
 from .schema import is_placeholder
