@@ -293,3 +293,18 @@ def test_the_api_shows_the_lifecycle_as_written(imported, client, admin_user):
     assert (row["lifecycle"], row["lifecycle_label"]) == ("deprecated", "decommissioned")
     page = client.get("/services/ledger/").content.decode()
     assert "decommissioned" in page
+
+
+def test_a_service_differing_only_in_case_is_refused(db, alice, squad):
+    from rest_framework.test import APIClient
+
+    Service.objects.create(slug="queue-svc", name="Queue", owner=squad)
+    c = APIClient()
+    c.force_authenticate(alice)
+    resp = c.post(
+        "/api/v1/services/",
+        {"slug": "Queue-Svc", "name": "Queue again", "owner": squad.slug},
+        format="json",
+    )
+    assert resp.status_code == 400 and "queue-svc" in resp.content.decode()
+    assert Service.objects.count() == 1
