@@ -37,7 +37,10 @@ def within(root: str | None, resolved: str) -> bool:
         return False
     if is_url(root):
         return resolved.startswith(root)
-    return os.path.commonpath([root, resolved]) == root if os.path.isabs(resolved) else False
+    if is_url(resolved) or not os.path.isabs(resolved):
+        return False
+    real_root, real = os.path.realpath(root), os.path.realpath(resolved)  # symlinks too
+    return os.path.commonpath([real_root, real]) == real_root
 
 
 class Source(tuple):

@@ -308,3 +308,14 @@ def test_a_service_differing_only_in_case_is_refused(db, alice, squad):
     )
     assert resp.status_code == 400 and "queue-svc" in resp.content.decode()
     assert Service.objects.count() == 1
+
+
+def test_a_symlink_out_of_the_imported_folder_is_refused(db, tmp_path):
+    (tmp_path / "secret.txt").write_text("top secret")
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "org.yaml").write_text(ORG)
+    (tmp_path / "cat" / "ledger.oas.yaml").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "cat" / "api.yaml").write_text(API)
+    with pytest.raises(backstage.ImportFailed) as info:
+        run_import([tmp_path / "cat"])
+    assert "outside the imported folder" in str(info.value)
