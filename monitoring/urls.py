@@ -6,11 +6,11 @@ app_name = "monitoring"
 
 urlpatterns = [
     path("dashboards/", views.dashboard_index, name="dashboard_index"),
-    path("dashboards/services/<slug:slug>/", views.service_dashboard, name="service_dashboard"),
-    path("dashboards/services/<slug:slug>/panel", views.service_panel, name="service_panel"),
-    path("dashboards/services/<slug:slug>/rules", views.rule_create, name="rule_create"),
-    path("dashboards/squads/<slug:slug>/", views.squad_dashboard, name="squad_dashboard"),
-    path("dashboards/squads/<slug:slug>/panel", views.squad_panel, name="squad_panel"),
+    path("dashboards/services/<entity:slug>/", views.service_dashboard, name="service_dashboard"),
+    path("dashboards/services/<entity:slug>/panel", views.service_panel, name="service_panel"),
+    path("dashboards/services/<entity:slug>/rules", views.rule_create, name="rule_create"),
+    path("dashboards/squads/<entity:slug>/", views.squad_dashboard, name="squad_dashboard"),
+    path("dashboards/squads/<entity:slug>/panel", views.squad_panel, name="squad_panel"),
     path("alerts/", views.alert_list, name="alert_list"),
     path("alerts/board", views.board, name="board"),
     path("alerts/<int:pk>/", views.alert_detail, name="alert_detail"),

@@ -13,9 +13,9 @@ urlpatterns = [
     path("releases/<int:pk>/abort", views.release_abort, name="release_abort"),
     path("releases/<int:pk>/retry", views.release_retry, name="release_retry"),
     path(
-        "releases/services/<slug:slug>/panel",
+        "releases/services/<entity:slug>/panel",
         views.service_panel,
         name="release_service_panel",
     ),
-    path("releases/services/<slug:slug>/start", views.release_start, name="release_start"),
+    path("releases/services/<entity:slug>/start", views.release_start, name="release_start"),
 ]

@@ -8,6 +8,21 @@ from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
 
+# Backstage namespace (63) + "--" + name (63): see squads.backstage.refs.
+SLUG_MAX = 130
+
+
+class BackstageSource(models.Model):
+    """The Backstage descriptor a row was imported from (JSON text, key order kept) and what
+    Backline's own export of the row looked like right after that import; the exporter starts
+    from the original and overlays only what changed in Backline since."""
+
+    backstage_entity = models.TextField(blank=True, default="")
+    backstage_seen = models.TextField(blank=True, default="")
+
+    class Meta:
+        abstract = True
+
 
 class Lifecycle(models.TextChoices):
     EXPERIMENTAL = "experimental", "Experimental"
@@ -15,11 +30,63 @@ class Lifecycle(models.TextChoices):
     DEPRECATED = "deprecated", "Deprecated"
 
 
-class Tribe(models.Model):
+# Backstage lifecycles are free strings; Backline files each under one of its three. Words seen
+# in public catalogs (Backstage examples, backstage/demo, Red Hat Developer Hub, openedx...),
+# compared lower-case; anything else counts as experimental.
+_WORDS = {
+    Lifecycle.PRODUCTION.value: (
+        "production",
+        "prod",
+        "live",
+        "ga",
+        "stable",
+        "released",
+        "active",
+        "mature",
+        "supported",
+        "operational",
+    ),
+    Lifecycle.DEPRECATED.value: (
+        "deprecated",
+        "decommissioned",
+        "retired",
+        "sunset",
+        "sunsetting",
+        "eol",
+        "end-of-life",
+        "legacy",
+        "obsolete",
+        "archived",
+        "unmaintained",
+        "inactive",
+        "removed",
+    ),
+}
+_MAP = {word: value for value, words in _WORDS.items() for word in words}
+
+
+def map_lifecycle(raw: str) -> str:
+    """experimental | production | deprecated for any Backstage lifecycle string."""
+    return _MAP.get(raw.strip().lower(), Lifecycle.EXPERIMENTAL.value)
+
+
+class LifecycleLabel:
+    """``lifecycle_label``: the lifecycle as the descriptor wrote it (``decommissioned``,
+    ``sandbox``...) while it still maps to the stored one, else the stored one's label."""
+
+    @property
+    def lifecycle_label(self):
+        raw = getattr(self, "lifecycle_raw", "")
+        if raw and map_lifecycle(raw) == self.lifecycle:
+            return raw
+        return self.get_lifecycle_display()
+
+
+class Tribe(BackstageSource):
     """A group of squads (Backstage Group of type business-unit, product-area, tribe, or any
     other non-team group such as organization or department)."""
 
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=50, default="tribe")
@@ -42,8 +109,8 @@ class Tribe(models.Model):
         return reverse("squads:tribe_detail", args=[self.slug])
 
 
-class Squad(models.Model):
-    slug = models.SlugField(max_length=100, unique=True)
+class Squad(BackstageSource):
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     mission = models.TextField(blank=True)
     tribe = models.ForeignKey(
@@ -70,7 +137,7 @@ class Squad(models.Model):
         return reverse("squads:squad_detail", args=[self.slug])
 
 
-class Person(models.Model):
+class Person(BackstageSource):
     slug = models.SlugField(max_length=150, unique=True)
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True)
@@ -113,8 +180,8 @@ class Membership(models.Model):
         return f"{self.person} in {self.squad} ({self.role})"
 
 
-class Domain(models.Model):
-    slug = models.SlugField(max_length=100, unique=True)
+class Domain(BackstageSource):
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(
@@ -133,8 +200,8 @@ class Domain(models.Model):
         return self.name
 
 
-class System(models.Model):
-    slug = models.SlugField(max_length=100, unique=True)
+class System(BackstageSource):
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(
@@ -173,10 +240,10 @@ class Tag(models.Model):
         return self.name
 
 
-class Service(models.Model):
+class Service(LifecycleLabel, BackstageSource):
     """A Backstage Component: a service, website, library, ..."""
 
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(
@@ -189,6 +256,8 @@ class Service(models.Model):
     lifecycle = models.CharField(
         max_length=20, choices=Lifecycle.choices, default=Lifecycle.EXPERIMENTAL, db_index=True
     )
+    # Backstage allows any lifecycle string: as written in the descriptor ("" = ``lifecycle``).
+    lifecycle_raw = models.CharField(max_length=200, blank=True, default="")
     tier = models.PositiveSmallIntegerField(
         default=3, choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3")], db_index=True
     )
@@ -222,14 +291,15 @@ class Service(models.Model):
         return reverse("squads:service_detail", args=[self.slug])
 
 
-class Api(models.Model):
-    slug = models.SlugField(max_length=100, unique=True)
+class Api(LifecycleLabel, BackstageSource):
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     type = models.CharField(max_length=50, default="openapi")
     lifecycle = models.CharField(
         max_length=20, choices=Lifecycle.choices, default=Lifecycle.PRODUCTION
     )
+    lifecycle_raw = models.CharField(max_length=200, blank=True, default="")
     owner = models.ForeignKey(
         Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="apis"
     )
@@ -248,8 +318,8 @@ class Api(models.Model):
         return self.name
 
 
-class Resource(models.Model):
-    slug = models.SlugField(max_length=100, unique=True)
+class Resource(BackstageSource):
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     type = models.CharField(max_length=50, default="database")
@@ -310,6 +380,30 @@ class Dependency(models.Model):
     @property
     def target(self):
         return self.target_service or self.target_resource
+
+
+class ForeignEntity(models.Model):
+    """An imported Backstage entity of a kind Backline does not model (Template, Environment,
+    AiResource, custom kinds): stored as written and exported again."""
+
+    kind = models.CharField(max_length=63)  # lower-case
+    namespace = models.CharField(max_length=63, default="default")  # lower-case
+    name = models.CharField(max_length=63)  # lower-case
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="foreign_entities"
+    )
+    backstage_entity = models.TextField()
+
+    class Meta:
+        ordering = ["kind", "namespace", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "namespace", "name"], name="foreign_entity_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.kind}:{self.namespace}/{self.name}"
 
 
 class Location(models.Model):

@@ -50,6 +50,9 @@ def create_service(
     if unknown:
         raise ValidationError({k: "Unknown field." for k in unknown})
     with transaction.atomic():
+        clash = Service.objects.filter(slug__iexact=slug).exclude(slug=slug).first()
+        if clash is not None:  # Backstage compares names case-insensitively; so does an import
+            raise ValidationError({"slug": f"Service '{clash.slug}' already exists."})
         service = Service(slug=slug, **fields)
         service.full_clean()
         service.save()

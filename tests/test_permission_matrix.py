@@ -670,7 +670,7 @@ HTML_ROWS = [
         ok=200,
     ),
     _html(
-        "POST services/<slug:slug>/edit/",
+        "POST services/<entity:slug>/edit/",
         "catalog:write",
         lambda w: (
             "/services/playback-api/edit/",
@@ -698,17 +698,17 @@ HTML_ROWS = [
         lambda w: (f"/pipelines/runs/{w.run('failed').pk}/rerun", {}),
     ),
     _html(
-        "POST pipelines/services/<slug:slug>/run",
+        "POST pipelines/services/<entity:slug>/run",
         "pipelines:run",
         lambda w: ("/pipelines/services/playback-api/run", {"ref": "main"}),
     ),
     _html(
-        "POST pipelines/services/<slug:slug>/spec",
+        "POST pipelines/services/<entity:slug>/spec",
         "pipelines:run",
         lambda w: ("/pipelines/services/playback-api/spec", {"spec": SPEC}),
     ),
     _html(
-        "POST pipelines/services/<slug:slug>/secrets",
+        "POST pipelines/services/<entity:slug>/secrets",
         "pipelines:run",
         lambda w: (
             "/pipelines/services/playback-api/secrets",
@@ -716,13 +716,13 @@ HTML_ROWS = [
         ),
     ),
     _html(
-        "POST pipelines/services/<slug:slug>/secrets/<str:name>/delete",
+        "POST pipelines/services/<entity:slug>/secrets/<str:name>/delete",
         "pipelines:run",
         lambda w: (f"/pipelines/services/playback-api/secrets/{w.secret().name}/delete", {}),
     ),
     # releases
     _html(
-        "POST releases/services/<slug:slug>/start",
+        "POST releases/services/<entity:slug>/start",
         "releases:promote",
         lambda w: (
             "/releases/services/playback-api/start",
@@ -827,7 +827,7 @@ HTML_ROWS = [
     ),
     # alerts
     _html(
-        "POST dashboards/services/<slug:slug>/rules",
+        "POST dashboards/services/<entity:slug>/rules",
         "alerts:write",
         lambda w: (
             "/dashboards/services/playback-api/rules",
@@ -873,8 +873,8 @@ HTML_DENY = {
     "POST catalog/import/": 200,
     "POST infra/new": 200,  # the form again: the owner must be one of the person's squads
     "POST infra/<slug:slug>/edit": 200,
-    "POST services/<slug:slug>/edit/": 403,
-    "POST releases/services/<slug:slug>/start": 403,
+    "POST services/<entity:slug>/edit/": 403,
+    "POST releases/services/<entity:slug>/start": 403,
     "POST releases/<int:pk>/promote": 403,
     "POST releases/<int:pk>/promote-full": 403,
     "POST releases/<int:pk>/abort": 403,
@@ -1068,7 +1068,7 @@ def test_matrix_covers_every_mutating_api_operation():
 
 def test_matrix_covers_every_html_post():
     routes = _html_post_routes()
-    assert "POST services/<slug:slug>/edit/" in routes  # the detector sees form views
+    assert "POST services/<entity:slug>/edit/" in routes  # the detector sees form views
     missing = sorted(routes - set(ROWS) - set(HTML_EXEMPT))
     assert not missing, "HTML URLs accepting POST with no row in the permission matrix:\n" + (
         "\n".join(missing)

@@ -9,7 +9,7 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("alert-channels", views.NotificationChannelViewSet, basename="alertchannel")
 
 urlpatterns = [
-    path("services/<slug:slug>/signals", views.SignalsView.as_view(), name="service-signals"),
+    path("services/<entity:slug>/signals", views.SignalsView.as_view(), name="service-signals"),
     path("prometheus/sd", views.PrometheusSDView.as_view(), name="prometheus-sd"),
     re_path(r"^dora/?$", views.DoraView.as_view(), name="dora"),
     *router.urls,

@@ -75,10 +75,12 @@ class CatalogImportReportSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField()
     counts = serializers.DictField(
         child=CatalogImportCountsSerializer(),
-        help_text="per kind: tribe, squad, person, domain, system, api, resource, component",
+        help_text="per kind: tribe, squad, person, domain, system, api, resource, component, "
+        "other (kinds Backline does not model, stored as written)",
     )
     skipped = serializers.DictField(
-        child=serializers.IntegerField(), help_text="unsupported kinds skipped"
+        child=serializers.IntegerField(),
+        help_text="always empty: kinds Backline does not model are stored (counts.other)",
     )
     warnings = serializers.ListField(child=serializers.CharField())
     summary = serializers.CharField()

@@ -13,6 +13,11 @@ from squads.models import (
     Tribe,
 )
 
+LIFECYCLE_LABEL_HELP = (
+    "the lifecycle as the Backstage descriptor wrote it (any string, e.g. 'decommissioned'), "
+    "else the label of `lifecycle`"
+)
+
 
 class LinkSerializer(serializers.Serializer):
     """One catalog link; http(s) URLs only (they are rendered as hrefs)."""
@@ -140,6 +145,7 @@ class ServiceSerializer(serializers.ModelSerializer):
     metrics_urls = serializers.ListField(child=serializers.URLField(), required=False)
     scorecard = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    lifecycle_label = serializers.CharField(read_only=True, help_text=LIFECYCLE_LABEL_HELP)
 
     class Meta:
         model = Service
@@ -151,6 +157,7 @@ class ServiceSerializer(serializers.ModelSerializer):
             "system",
             "type",
             "lifecycle",
+            "lifecycle_label",
             "tier",
             "repository_url",
             "default_branch",
@@ -262,6 +269,7 @@ class ApiSerializer(serializers.ModelSerializer):
     system = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     providers = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
     consumers = serializers.SlugRelatedField(slug_field="slug", many=True, read_only=True)
+    lifecycle_label = serializers.CharField(read_only=True, help_text=LIFECYCLE_LABEL_HELP)
 
     class Meta:
         model = Api
@@ -271,6 +279,7 @@ class ApiSerializer(serializers.ModelSerializer):
             "description",
             "type",
             "lifecycle",
+            "lifecycle_label",
             "owner",
             "system",
             "tags",

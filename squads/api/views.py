@@ -49,6 +49,7 @@ class TribeViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Tribe.objects.select_related("parent").prefetch_related("squads")
     serializer_class = TribeSerializer
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = TribeFilter
     ordering_fields = ["name", "slug"]
 
@@ -63,6 +64,7 @@ class SquadViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
     )
     serializer_class = SquadSerializer
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = SquadFilter
     ordering_fields = ["name", "slug"]
 
@@ -80,6 +82,7 @@ class PersonViewSet(viewsets.ReadOnlyModelViewSet):
     )
     serializer_class = PersonSerializer
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = PersonFilter
     ordering_fields = ["name", "slug"]
 
@@ -101,6 +104,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
     relevance unless `ordering=` is given."""
 
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = ServiceFilter
     filter_backends = [DjangoFilterBackend, RelevanceOrdering]
     ordering_fields = ["name", "slug", "tier", "lifecycle", "updated_at"]
@@ -258,6 +262,7 @@ class SystemViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = System.objects.select_related("owner", "domain").prefetch_related("services")
     serializer_class = SystemSerializer
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = SystemFilter
 
 
@@ -267,6 +272,7 @@ class ApiViewSet(viewsets.ReadOnlyModelViewSet):
     )
     serializer_class = ApiSerializer
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = ApiFilter
 
 
@@ -274,4 +280,5 @@ class ResourceViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Resource.objects.select_related("owner", "system")
     serializer_class = ResourceSerializer
     lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots
     filterset_class = ResourceFilter

@@ -13,27 +13,26 @@ Public entry points (one operation, many doors: UI, API, command, beat):
   ``refresh_location(location, actor=None)``, ``refresh_all_locations(actor=None)``
 - ``generate.generate_catalog(total) -> str`` (big valid catalogs for benchmarks)
 
-Mapping (slugs are ``metadata.name``; another namespace ``ns`` gives the slug ``ns--name``):
+Mapping (slugs are ``metadata.name`` lower-cased: Backstage compares refs case-insensitively;
+another namespace ``ns`` gives the slug ``ns--name``; messages name entities by ref):
 
+- Every entity is validated against Backstage's JSON Schemas (``schema/``, ``schema.py``).
 - Group ``type: team`` → Squad; any other type → Tribe (``kind`` = the type). ``parent`` /
   ``children`` kept: squad.parent = parent team, squad.tribe = nearest tribe above,
   tribe.parent = nearest tribe above. ``spec.members`` adds memberships.
   Annotations ``backline.io/chat-channel`` and ``backline.io/oncall`` → chat channel, on-call.
 - User → Person; ``memberOf`` → memberships (teams only). Roles: annotations
-  ``backline.io/lead-of`` / ``backline.io/product-owner-of`` (comma-separated teams); without
-  them existing roles are kept and new memberships are ``member``.
-- Component → Service: type, lifecycle (experimental | production | deprecated), owner,
-  system, dependsOn (``component:`` / ``resource:``), providesApis, consumesApis, tags, links,
-  annotations; ``backline.io/tier`` (1-3), ``backline.io/runbook``, ``backline.io/oncall``,
-  ``backline.io/repository``, ``backline.io/default-branch`` and ``github.com/project-slug``
-  map to fields (and are written back on export).
-- System (owner, domain), Domain (owner), API (type, lifecycle, owner, system, definition;
-  ``$text`` relative to the file is read, remote URLs are not fetched), Resource (type, owner,
-  system). A squad-owned system or domain also gets the squad's tribe as ``owner_tribe``.
-- An owner that is a User stands for the user's first team; a tribe may own systems and
-  domains only (elsewhere: no owner, with a warning).
-- Not stored (warned or ignored): other kinds (Template, AiResource, ...), Resource dependsOn,
-  subcomponentOf, subdomainOf, System type, labels.
+  ``backline.io/lead-of`` / ``backline.io/product-owner-of`` (comma-separated teams).
+- Component → Service, System, Domain, API, Resource as before; any lifecycle string
+  (``lifecycle`` = experimental | production | deprecated via ``models.map_lifecycle``,
+  ``lifecycle_raw`` = the word as written); ``$text`` / ``$json`` / ``$yaml`` / ``$openapi`` /
+  ``$asyncapi`` definitions read at import (``definitions.py``).
+- Owners: any Group or User. Backline's owner FK (permissions) is the team, a User's first
+  team, or none (a non-team Group owns systems and domains as ``owner_tribe``).
+- Each row keeps its descriptor (``backstage_entity``) and Backline's rendering right after the
+  import (``backstage_seen``); the export overlays only what changed since (``render.py``).
+- Other kinds (Template, Environment, AiResource, custom) → ``ForeignEntity``, exported as
+  written. Location entities are followed, not stored.
 """
 
 from .exporter import catalog_entities, export_catalog

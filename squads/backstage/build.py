@@ -5,9 +5,9 @@ from collections import defaultdict
 
 import yaml
 
-from squads.models import Lifecycle, Membership
+from squads.models import Lifecycle, Membership, map_lifecycle
 
-from . import sources as src
+from . import foreign, originals
 from .constants import (
     ANN_BRANCH,
     ANN_CHAT,
@@ -18,11 +18,13 @@ from .constants import (
     ANN_REPO,
     ANN_RUNBOOK,
     ANN_TIER,
-    LIFECYCLES,
     SERVICE_MAPPED_ANNOTATIONS,
     TEAM_TYPES,
 )
-from .refs import KIND_NAMES, RefError, parse_ref, slug_for
+from .definitions import resolve_placeholder
+from .refs import KIND_NAMES, RefError, parse_ref, ref_of_slug, slug_for
+from .render import NO_DEFINITION
+from .schema import is_placeholder
 from .validate import _annotations, _email, _links, _ref_list, _tags, _text, _url, link_url_ok
 
 
@@ -58,7 +60,7 @@ class EntityBuilder:
         return slug in self.entities[kind] or slug in self.ids[kind]
 
     def _missing(self, e, path, kind, slug):
-        self.ctx.error(e.doc, e, path, f"{KIND_NAMES[kind]} '{slug}' does not exist")
+        self.ctx.error(e.doc, e, path, f"{ref_of_slug(kind, slug)} does not exist")
 
     def _resolve(self, e, path, value, default_kind, allowed=None):
         """Resolve a reference that must exist; returns (kind, slug) or (None, None)."""
@@ -71,7 +73,9 @@ class EntityBuilder:
         return kind, slug
 
     def _owner(self, e, allow_tribe):
-        """spec.owner → (squad slug, tribe slug)."""
+        """spec.owner → (squad slug, tribe slug). Backstage allows any Group or User; the
+        descriptor's owner is kept as written for export, Backline's permissions follow the
+        owning team (a User's first team; a non-team Group owns systems and domains only)."""
         value = e.spec.get("owner")
         if value is None:
             return None, None
@@ -81,7 +85,6 @@ class EntityBuilder:
         if not self._exists(kind, slug):
             explicit_kind = isinstance(value, str) and ":" in value
             if kind == "group" and not explicit_kind and self._exists("user", slug):
-                self.ctx.warn(e.doc, e, f"spec.owner: no Group '{slug}'; using User '{slug}'")
                 kind = "user"
             else:
                 self._missing(e, "spec.owner", kind, slug)
@@ -89,26 +92,16 @@ class EntityBuilder:
         if kind == "user":
             squads = self.person_squads(slug)
             if not squads:
-                self.ctx.error(
+                self.ctx.warn(
                     e.doc,
                     e,
-                    "spec.owner",
-                    f"owner User '{slug}' is a member of no team; Backline needs an owning team",
+                    f"spec.owner: {ref_of_slug('user', slug)} is in no team; only org admins "
+                    "may change this entity in Backline",
                 )
                 return None, None
-            self.ctx.warn(
-                e.doc, e, f"spec.owner: User '{slug}' stands for their team '{squads[0]}'"
-            )
             return squads[0], None
         if self.group_type(slug) == "tribe":
-            if allow_tribe:
-                return None, slug
-            self.ctx.warn(
-                e.doc,
-                e,
-                f"spec.owner: Group '{slug}' is not a team; Backline records no owner for this {KIND_NAMES[e.kind]}",
-            )
-            return None, None
+            return (None, slug) if allow_tribe else (None, None)
         return slug, None
 
     def person_squads(self, slug):
@@ -136,7 +129,10 @@ class EntityBuilder:
                 and slug not in self.db_squads
             ):
                 ctx.error(
-                    e.doc, e, "spec.type", f"'{slug}' exists as a tribe; it cannot become a team"
+                    e.doc,
+                    e,
+                    "spec.type",
+                    f"{ref_of_slug('group', slug)} exists as a tribe; it cannot become a team",
                 )
             if (
                 self.group_kind[slug] == "tribe"
@@ -144,7 +140,10 @@ class EntityBuilder:
                 and slug not in self.db_tribes
             ):
                 ctx.error(
-                    e.doc, e, "spec.type", f"'{slug}' exists as a team; it cannot become a {gtype}"
+                    e.doc,
+                    e,
+                    "spec.type",
+                    f"{ref_of_slug('group', slug)} exists as a team; it cannot become a {gtype}",
                 )
         # parents and children
         parent = {}
@@ -172,14 +171,16 @@ class EntityBuilder:
                             e.doc,
                             e,
                             path,
-                            f"Group '{child}' names '{parent[child]}' as its parent, not '{slug}'",
+                            f"{ref_of_slug('group', child)} names "
+                            f"{ref_of_slug('group', parent[child])} as its parent, not {e.ref}",
                         )
                     elif claimed_by.get(child, slug) != slug:
                         ctx.error(
                             e.doc,
                             e,
                             path,
-                            f"Group '{child}' is also a child of '{claimed_by[child]}'",
+                            f"{ref_of_slug('group', child)} is also a child of "
+                            f"{ref_of_slug('group', claimed_by[child])}",
                         )
                     else:
                         claimed_by[child] = slug
@@ -188,7 +189,8 @@ class EntityBuilder:
                     ctx.warn(
                         e.doc,
                         e,
-                        f"{path}: Group '{child}' is not in this import; its parent is left as it is",
+                        f"{path}: {ref_of_slug('group', child)} is not in this import; its "
+                        "parent is left as it is",
                     )
         self.group_parent = parent
 
@@ -232,6 +234,8 @@ class EntityBuilder:
         self.service_desired = {
             s: self._build_component(e) for s, e in self.entities["component"].items()
         }
+        originals.attach(self)
+        foreign.build(self)
 
     def _squad_tribe(self, squad):
         """The tribe a squad sits in (a squad-owned system or domain also belongs to it)."""
@@ -264,7 +268,10 @@ class EntityBuilder:
         while p:
             if p in seen:
                 self.ctx.error(
-                    e.doc, e, "spec.parent", f"the parent chain loops back through '{p}'"
+                    e.doc,
+                    e,
+                    "spec.parent",
+                    f"the parent chain loops back through {ref_of_slug('group', p)}",
                 )
                 return None
             seen.add(p)
@@ -279,8 +286,8 @@ class EntityBuilder:
             ctx.error(e.doc, e, "spec.profile", "must be a mapping")
             profile = {}
         name = (
-            _text(ctx, e, profile, "displayName", "spec.profile.displayName", max_len=200)
-            or _text(ctx, e, e.metadata, "title", "metadata.title", max_len=200)
+            _text(ctx, e, profile, "displayName", "spec.profile.displayName", clip=200)
+            or _text(ctx, e, e.metadata, "title", "metadata.title", clip=200)
             or e.slug[:200]
         )
         description = _text(ctx, e, e.metadata, "description", "metadata.description")
@@ -303,8 +310,8 @@ class EntityBuilder:
                 ctx.warn(
                     e.doc,
                     e,
-                    f"spec.parent: '{direct}' is a team; the tribe is placed under the nearest "
-                    f"tribe above it ({nearest_tribe or 'none'})",
+                    f"spec.parent: {ref_of_slug('group', direct)} is a team; the tribe is placed "
+                    f"under the nearest tribe above it ({nearest_tribe or 'none'})",
                 )
             self.tribe_desired[e.slug] = {
                 "name": name,
@@ -336,8 +343,8 @@ class EntityBuilder:
             ctx.error(e.doc, e, "spec.profile", "must be a mapping")
             profile = {}
         name = (
-            _text(ctx, e, profile, "displayName", "spec.profile.displayName", max_len=200)
-            or _text(ctx, e, e.metadata, "title", "metadata.title", max_len=200)
+            _text(ctx, e, profile, "displayName", "spec.profile.displayName", clip=200)
+            or _text(ctx, e, e.metadata, "title", "metadata.title", clip=200)
             or e.name[:200]
         )
         email = _email(
@@ -356,10 +363,7 @@ class EntityBuilder:
                 continue
             gk = self.group_kind.get(g) if g in self.entities["group"] else self.group_type(g)
             if gk == "tribe":
-                ctx.warn(
-                    e.doc, e, f"spec.memberOf[{i}]: '{g}' is not a team; membership not recorded"
-                )
-                continue
+                continue  # a department or other non-team group: kept in the descriptor only
             if g not in squads:
                 squads.append(g)
         for g in extra_squads:
@@ -372,7 +376,7 @@ class EntityBuilder:
             (ANN_PO_OF, Membership.Role.PRODUCT_OWNER),
             (ANN_LEAD_OF, Membership.Role.LEAD),
         ):
-            for s in [x.strip() for x in ann.get(key, "").split(",") if x.strip()]:
+            for s in [x.strip().lower() for x in ann.get(key, "").split(",") if x.strip()]:
                 if s not in squads:
                     ctx.error(
                         e.doc, e, f"metadata.annotations[{key}]", f"'{s}' is not in spec.memberOf"
@@ -399,8 +403,7 @@ class EntityBuilder:
     def _common(self, e):
         ctx = self.ctx
         return {
-            "name": _text(ctx, e, e.metadata, "title", "metadata.title", max_len=200)
-            or e.slug[:200],
+            "name": _text(ctx, e, e.metadata, "title", "metadata.title", clip=200) or e.slug[:200],
             "description": _text(ctx, e, e.metadata, "description", "metadata.description"),
         }
 
@@ -409,26 +412,19 @@ class EntityBuilder:
             return None
         return self._resolve(e, "spec.system", e.spec["system"], "system")[1]
 
-    def _lifecycle(self, e, required=True):
-        value = _text(self.ctx, e, e.spec, "lifecycle", "spec.lifecycle")
+    def _lifecycle(self, e):
+        """(Backline's lifecycle, the descriptor's word when it differs): Backstage allows any
+        string (``sandbox``, ``decommissioned``...)."""
+        value = _text(self.ctx, e, e.spec, "lifecycle", "spec.lifecycle", clip=200)
         if not value:
-            if required:
-                self.ctx.error(
-                    e.doc, e, "spec.lifecycle", f"is required (one of {', '.join(LIFECYCLES)})"
-                )
-            return Lifecycle.EXPERIMENTAL.value
-        if value not in LIFECYCLES:
-            self.ctx.error(
-                e.doc, e, "spec.lifecycle", f"'{value}' is not one of {', '.join(LIFECYCLES)}"
-            )
-            return Lifecycle.EXPERIMENTAL.value
-        return value
+            return Lifecycle.EXPERIMENTAL.value, ""
+        mapped = map_lifecycle(value)
+        return mapped, "" if value == mapped else value
 
     def _build_domain(self, e):
         squad, tribe = self._owner(e, allow_tribe=True)
         tribe = tribe or self._squad_tribe(squad)
-        if e.spec.get("subdomainOf") is not None:
-            # syntax only: Backline does not store sub-domains
+        if e.spec.get("subdomainOf") is not None:  # kept in the descriptor
             self._ref(e, "spec.subdomainOf", e.spec["subdomainOf"], "domain", ("domain",))
         return {
             **self._common(e),
@@ -457,10 +453,12 @@ class EntityBuilder:
         ctx = self.ctx
         squad, _ = self._owner(e, allow_tribe=False)
         definition = self._definition(e)
+        lifecycle, lifecycle_raw = self._lifecycle(e)
         return {
             **self._common(e),
             "type": _text(ctx, e, e.spec, "type", "spec.type", max_len=50) or "openapi",
-            "lifecycle": self._lifecycle(e),
+            "lifecycle": lifecycle,
+            "lifecycle_raw": lifecycle_raw,
             "owner": squad,
             "system": self._system_ref(e),
             "definition": definition,
@@ -473,44 +471,15 @@ class EntityBuilder:
         if value is None:
             return ""
         if isinstance(value, str):
-            return value
-        if (
-            isinstance(value, dict)
-            and len(value) == 1
-            and next(iter(value)) in ("$text", "$json", "$yaml")
-        ):
-            key, target = next(iter(value.items()))
-            path = f"spec.definition.{key}"
-            if not isinstance(target, str) or not target:
-                self.ctx.error(e.doc, e, path, "must be a path or URL")
-                return ""
+            return "" if value == NO_DEFINITION else value
+        if is_placeholder(value):
             existing = self.db_apis.get(e.slug)
-            keep = existing.definition if existing else ""
-            if src.is_url(target):
-                self.ctx.warn(
-                    e.doc,
-                    e,
-                    f"{path}: remote definition {target} is not fetched; "
-                    f"{'the stored definition is kept' if keep else 'definition left empty'}",
-                )
-                return keep
-            if e.doc.origin is None:
-                self.ctx.warn(
-                    e.doc, e, f"{path}: '{target}' not read: uploaded text has no base path or URL"
-                )
-                return keep
-            try:
-                return src.read(src.resolve(e.doc.origin, target))
-            except src.SourceError as exc:
-                self.ctx.error(e.doc, e, path, f"definition '{target}' {exc}")
-                return ""
+            return resolve_placeholder(self.ctx, e, value, existing.definition if existing else "")
         return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
 
     def _build_resource(self, e):
         ctx = self.ctx
         squad, _ = self._owner(e, allow_tribe=False)
-        if e.spec.get("dependsOn"):
-            ctx.warn(e.doc, e, "spec.dependsOn of a Resource is not stored by Backline")
         return {
             **self._common(e),
             "type": _text(ctx, e, e.spec, "type", "spec.type", max_len=50) or "database",
@@ -577,8 +546,8 @@ class EntityBuilder:
                 _, slug = self._resolve(e, f"spec.{fld}[{i}]", value, "api")
                 if slug:
                     apis[fld].add(slug)
-        if e.spec.get("subcomponentOf") is not None:
-            # syntax only: Backline does not store sub-components
+        lifecycle, lifecycle_raw = self._lifecycle(e)
+        if e.spec.get("subcomponentOf") is not None:  # kept in the descriptor
             self._ref(
                 e, "spec.subcomponentOf", e.spec["subcomponentOf"], "component", ("component",)
             )
@@ -587,7 +556,8 @@ class EntityBuilder:
             "owner": squad,
             "system": self._system_ref(e),
             "type": _text(ctx, e, e.spec, "type", "spec.type", max_len=50) or "service",
-            "lifecycle": self._lifecycle(e),
+            "lifecycle": lifecycle,
+            "lifecycle_raw": lifecycle_raw,
             "tier": tier,
             "repository_url": repo,
             "default_branch": ann.get(ANN_BRANCH, "") or "main",

@@ -5,7 +5,17 @@ import re
 from squads.models import Lifecycle
 
 ENTITY_KINDS = ("group", "user", "domain", "system", "api", "resource", "component")
-REPORT_KINDS = ("tribe", "squad", "person", "domain", "system", "api", "resource", "component")
+REPORT_KINDS = (
+    "tribe",
+    "squad",
+    "person",
+    "domain",
+    "system",
+    "api",
+    "resource",
+    "component",
+    "other",  # kinds Backline does not model, stored as written
+)
 LIFECYCLES = [c.value for c in Lifecycle]
 TAG_RE = re.compile(r"^[a-z0-9:+#]+(-[a-z0-9:+#]+)*$")
 TEAM_TYPES = {"team"}

@@ -42,7 +42,7 @@ def generate_entities(total: int = 10_000, *, seed: int = 1) -> list[dict]:
         }
 
     for i, t in enumerate(tribes):
-        spec = {"type": "tribe" if i else "organization"}
+        spec = {"type": "tribe" if i else "organization", "children": []}
         if i:
             spec["parent"] = tribes[0]
         out.append(ent("Group", t, spec, description=f"Tribe {i}"))
@@ -55,6 +55,7 @@ def generate_entities(total: int = 10_000, *, seed: int = 1) -> list[dict]:
                     "type": "team",
                     "parent": tribes[i % n_tribes],
                     "profile": {"displayName": f"Squad {i}", "email": f"{s}@example.com"},
+                    "children": [],
                 },
             )
         )

@@ -25,12 +25,14 @@ from squads.models import (
     Tribe,
 )
 
-from . import writer
+from . import foreign, writer
 from .build import EntityBuilder
 from .constants import ENTITY_KINDS
 from .reading import Entity, YamlLoader, _Ctx, _read_documents
-from .refs import DEFAULT_NAMESPACE, NAME_RE, NAMESPACE_RE, ref_string, slug_for
+from .refs import DEFAULT_NAMESPACE, ref_of_slug, ref_string, slug_for, valid_name, valid_namespace
 from .report import ImportFailed, ImportIssue, ImportReport
+from .schema import validate_document
+from .shape import row_shape, same
 
 TABLES = {
     "user": Person,
@@ -54,82 +56,71 @@ class _Importer(EntityBuilder):
 
     # ---- phase 1: documents → entities
     def parse(self):
-        ctx = self.ctx
         self.entities = {k: {} for k in ENTITY_KINDS}  # kind → slug → Entity
-        for doc in _read_documents(self.sources, ctx):
-            data = doc.data
-            if not isinstance(data, dict):
-                ctx.error(doc, "", "", "a document must be a mapping (an entity)")
+        self.foreign = {}  # (kind, namespace, name), lower-case → Entity of an unmodelled kind
+        for doc in _read_documents(self.sources, self.ctx):
+            e = self._parse_doc(doc)
+            if e is None:
                 continue
-            if "apiVersion" not in data and "kind" not in data:
-                ctx.warn(doc, "", "not a Backstage entity (no apiVersion or kind); skipped")
-                continue
-            kind = data.get("kind")
-            if not isinstance(kind, str) or not kind:
-                ctx.error(doc, "", "kind", "is required")
-                continue
-            api_version = data.get("apiVersion")
-            if not isinstance(api_version, str) or "/" not in api_version:
-                ctx.error(doc, "", "apiVersion", "is required (e.g. backstage.io/v1alpha1)")
-            metadata = data.get("metadata")
-            if not isinstance(metadata, dict):
-                ctx.error(doc, kind.lower(), "metadata", "is required and must be a mapping")
-                continue
-            name = metadata.get("name")
-            namespace = metadata.get("namespace") or DEFAULT_NAMESPACE
-            label = ref_string(kind.lower(), namespace, name) if name else kind.lower()
-            if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 63:
-                ctx.error(
-                    doc,
-                    label,
-                    "metadata.name",
-                    f"'{name}' is not a valid name (letters, digits and single [-_.] "
-                    "separators, at most 63 characters)"
-                    if name
-                    else "is required",
-                )
-                continue
-            if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
-                ctx.error(
-                    doc, label, "metadata.namespace", f"'{namespace}' is not a valid namespace"
-                )
-                continue
-            kind_l = kind.lower()
-            if kind_l == "location":
-                continue  # followed while reading
-            if kind_l not in ENTITY_KINDS:
-                self.report.skipped[kind] = self.report.skipped.get(kind, 0) + 1
-                ctx.warn(doc, label, f"kind '{kind}' is not supported by Backline; skipped")
-                continue
-            spec = data.get("spec") or {}
-            if not isinstance(spec, dict):
-                ctx.error(doc, label, "spec", "must be a mapping")
-                continue
-            if "." in name and kind_l != "user":
-                # Backline pages address these by slug (letters, digits, '-' and '_' only).
-                ctx.error(
-                    doc,
-                    label,
-                    "metadata.name",
-                    f"'{name}' contains '.'; Backline allows dots only in User names "
-                    "(use '-' instead)",
-                )
-                continue
-            slug = slug_for(namespace, name)
-            if len(slug) > 100:
-                ctx.error(doc, label, "metadata.name", "namespace and name are too long together")
-                continue
-            e = Entity(kind_l, namespace, name, slug, doc, spec, metadata)
-            first = self.entities[kind_l].get(slug)
+            table = self.entities.get(e.kind, self.foreign)
+            key = e.slug if e.kind in self.entities else foreign.key(e)
+            first = table.get(key)
             if first is not None:
-                ctx.error(
+                self.ctx.error(
                     doc,
                     e,
                     "metadata.name",
                     f"{e.ref} is defined twice (also in {first.doc.file}, document {first.doc.index})",
                 )
                 continue
-            self.entities[kind_l][slug] = e
+            table[key] = e
+
+    def _parse_doc(self, doc):
+        """One document → an Entity (None when it is not one, or is refused)."""
+        ctx, data = self.ctx, doc.data
+        if not isinstance(data, dict):
+            ctx.error(doc, "", "", "a document must be a mapping (an entity)")
+            return None
+        if "apiVersion" not in data and "kind" not in data:
+            ctx.warn(doc, "", "not a Backstage entity (no apiVersion or kind); skipped")
+            return None
+        kind = data.get("kind")
+        if not isinstance(kind, str) or not kind:
+            ctx.error(doc, "", "kind", "is required")
+            return None
+        metadata = data.get("metadata")
+        if not isinstance(metadata, dict):
+            ctx.error(doc, kind.lower(), "metadata", "is required and must be a mapping")
+            return None
+        name = metadata.get("name")
+        namespace = metadata.get("namespace") or DEFAULT_NAMESPACE
+        label = ref_string(kind.lower(), namespace, name) if name else kind.lower()
+        text = foreign.dumps(data)
+        problems = validate_document(data, text)
+        for path, message in problems:
+            ctx.error(doc, label, path, message)
+        if not valid_name(name):
+            if name and not any(p == "metadata.name" for p, _ in problems):
+                ctx.error(
+                    doc,
+                    label,
+                    "metadata.name",
+                    f"'{name}' is not a valid name (letters, digits and [-_.] inside, "
+                    "at most 63 characters)",
+                )
+            return None
+        if not valid_namespace(namespace):
+            ctx.error(doc, label, "metadata.namespace", f"'{namespace}' is not a valid namespace")
+            return None
+        kind_l = kind.lower()
+        if kind_l == "location":
+            return None  # followed while reading
+        spec = data.get("spec") or {}
+        if not isinstance(spec, dict):
+            return None  # the schema said so; other entities may still name this one
+        e = Entity(kind_l, namespace, name, slug_for(namespace, name), doc, spec, metadata)
+        e.text = text
+        return e
 
     # ---- phase 2: load the database state (a fixed number of queries, whatever the size)
     def load_db(self):
@@ -225,99 +216,6 @@ class _Importer(EntityBuilder):
             self.db_persons[slug] = Person.objects.get(slug=slug)
         return self.db_persons[slug]
 
-    # ---- reference resolution
-    def _current(self, kind, obj):
-        """The database row in the same shape as the desired dicts (FKs as slugs)."""
-        t, s, d, sy = self.tribe_by_id, self.squad_by_id, self.domain_by_id, self.system_by_id
-        if kind == "tribe":
-            return {
-                "name": obj.name,
-                "description": obj.description,
-                "kind": obj.kind,
-                "parent": t.get(obj.parent_id),
-                "email": obj.email,
-                "picture": obj.picture,
-                "links": obj.links,
-            }
-        if kind == "squad":
-            return {
-                "name": obj.name,
-                "mission": obj.mission,
-                "tribe": t.get(obj.tribe_id),
-                "parent": s.get(obj.parent_id),
-                "chat_channel": obj.chat_channel,
-                "oncall_contact": obj.oncall_contact,
-                "email": obj.email,
-                "picture": obj.picture,
-                "links": obj.links,
-            }
-        if kind == "person":
-            return {
-                "name": obj.name,
-                "email": obj.email,
-                "picture": obj.picture,
-                "memberships": frozenset(
-                    (sq, r) for sq, (_, r) in self.memberships_of(obj.slug).items()
-                ),
-            }
-        base = {"name": obj.name, "description": obj.description}
-        if kind == "domain":
-            return {
-                **base,
-                "owner": s.get(obj.owner_id),
-                "owner_tribe": t.get(obj.owner_tribe_id),
-                "tags": obj.tags,
-                "links": obj.links,
-            }
-        if kind == "system":
-            return {
-                **base,
-                "owner": s.get(obj.owner_id),
-                "owner_tribe": t.get(obj.owner_tribe_id),
-                "domain": d.get(obj.domain_id),
-                "tags": obj.tags,
-                "links": obj.links,
-            }
-        if kind == "api":
-            return {
-                **base,
-                "type": obj.type,
-                "lifecycle": obj.lifecycle,
-                "owner": s.get(obj.owner_id),
-                "system": sy.get(obj.system_id),
-                "definition": obj.definition,
-                "tags": obj.tags,
-                "links": obj.links,
-            }
-        if kind == "resource":
-            return {
-                **base,
-                "type": obj.type,
-                "owner": s.get(obj.owner_id),
-                "system": sy.get(obj.system_id),
-                "tags": obj.tags,
-                "links": obj.links,
-            }
-        slug = obj.slug
-        return {
-            **base,
-            "owner": s.get(obj.owner_id),
-            "system": sy.get(obj.system_id),
-            "type": obj.type,
-            "lifecycle": obj.lifecycle,
-            "tier": obj.tier,
-            "repository_url": obj.repository_url,
-            "default_branch": obj.default_branch,
-            "runbook_url": obj.runbook_url,
-            "oncall": obj.oncall,
-            "links": obj.links,
-            "annotations": obj.annotations,
-            "tags": frozenset(self.db_tags.get(slug, {})),
-            "provides": frozenset(self.db_provides.get(slug, {})),
-            "consumes": frozenset(self.db_consumes.get(slug, {})),
-            "deps": frozenset(self.db_deps.get(slug, {})),
-        }
-
     def diff(self):
         self.plan = {}  # kind → {"create": {slug: desired}, "update": {slug: (desired, current)}}
         for kind, desired, db in (
@@ -338,16 +236,19 @@ class _Importer(EntityBuilder):
                     create[slug] = want
                     counts["created"] += 1
                     continue
-                have = self._current(kind, obj)
-                if have == want:
+                have = row_shape(kind, obj, self)
+                if same(want, have):
                     counts["unchanged"] += 1
                 else:
                     update[slug] = (want, have)
                     counts["updated"] += 1
             self.plan[kind] = {"create": create, "update": update}
+        self.plan["foreign"] = foreign.diff(self)
 
     # ---- phase 5: permissions
     def _entity_for(self, kind, slug):
+        if kind == "foreign":
+            return self.foreign.get(slug)
         table = {"tribe": "group", "squad": "group", "person": "user"}.get(kind, kind)
         return self.entities[table].get(slug)
 
@@ -360,7 +261,7 @@ class _Importer(EntityBuilder):
 
         def deny(kind, slug, why):
             e = self._entity_for(kind, slug)
-            where = f"{e.doc.file}: document {e.doc.index} ({e.ref})" if e else f"{kind} '{slug}'"
+            where = f"{e.doc.file}: document {e.doc.index} ({e.ref})" if e else _label(kind, slug)
             denied.append(f"{where}: {why}")
 
         def need(kind, slug, action, owners):
@@ -397,7 +298,7 @@ class _Importer(EntityBuilder):
                 "change",
                 sorted({s for s, _ in want["memberships"] | have["memberships"]}),
             )
-        for kind in ("domain", "system", "api", "resource", "component"):
+        for kind in ("domain", "system", "api", "resource", "component", "foreign"):
             for slug, want in self.plan[kind]["create"].items():
                 need(kind, slug, "create", [want["owner"]])
             for slug, (want, have) in self.plan[kind]["update"].items():
@@ -412,6 +313,11 @@ class _Importer(EntityBuilder):
 
         writer.write(self)
         CATALOG.bump()  # COPY and through-table writes send no model signals
+
+
+def _label(kind, slug):
+    table = {"tribe": "group", "squad": "group", "person": "user"}.get(kind, kind)
+    return ref_of_slug(table, slug)
 
 
 def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:

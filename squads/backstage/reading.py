@@ -18,6 +18,7 @@ class Doc:
     index: int
     data: dict
     origin: str | None  # absolute path or URL of the file, None for uploads
+    root: str | None = None  # the folder (or URL prefix) ``$text`` placeholders must stay in
 
 
 @dataclass
@@ -64,22 +65,27 @@ def _read_documents(sources, ctx: _Ctx) -> list[Doc]:
     docs: list[Doc] = []
     visited = set()
     queue = []
+    given = set()
     for item in sources:
         name, text = item[0], item[1]
         origin = getattr(item, "origin", None)
+        key = origin or (name, text)
+        if key in given:  # the same file given twice is read once
+            continue
+        given.add(key)
         if origin:
             visited.add(origin)
-        queue.append((name, text, origin))
+        queue.append((name, text, origin, getattr(item, "root", None) or src.folder_of(origin)))
         ctx.report.sources.append(name)
     while queue:
-        name, text, origin = queue.pop(0)
+        name, text, origin, root = queue.pop(0)
         ctx.report.files_read += 1
         index = 0
         try:
             for index, data in enumerate(yaml.load_all(text, Loader=YamlLoader), start=1):  # noqa: B007
                 if data is None:
                     continue
-                doc = Doc(name, index, data, origin)
+                doc = Doc(name, index, data, origin, root)
                 docs.append(doc)
                 if isinstance(data, dict) and str(data.get("kind", "")).lower() == "location":
                     queue.extend(_follow_location(doc, ctx, visited))
@@ -138,8 +144,13 @@ def _follow_location(doc, ctx, visited):
         try:
             text = src.read(resolved)
         except src.SourceError as exc:
+            if spec.get("presence") == "optional" and src.is_missing(exc):
+                ctx.warn(doc, label, f"{path}: optional target '{target}' {exc}; skipped")
+                continue
             ctx.error(doc, label, path, f"location target '{target}' {exc}")
             continue
         ctx.report.locations_followed += 1
-        out.append((src.display_name(doc.file, doc.origin, target, resolved), text, resolved))
+        root = doc.root if src.within(doc.root, resolved) else src.folder_of(resolved)
+        name = src.display_name(doc.file, doc.origin, target, resolved)
+        out.append((name, text, resolved, root))
     return out

@@ -14,15 +14,45 @@ class SourceError(Exception):
     """A path or URL could not be read."""
 
 
+class SourceMissing(SourceError):
+    """The path does not exist or the URL answered 404."""
+
+
+def is_missing(exc: Exception) -> bool:
+    return isinstance(exc, SourceMissing)
+
+
+def folder_of(origin: str | None) -> str | None:
+    """The folder of a file (a path or a URL ending in ``/``)."""
+    if not origin:
+        return None
+    if is_url(origin):
+        return origin.rsplit("/", 1)[0] + "/"
+    return os.path.dirname(origin)
+
+
+def within(root: str | None, resolved: str) -> bool:
+    """Whether ``resolved`` (a path or URL) lies inside the folder ``root``."""
+    if not root:
+        return False
+    if is_url(root):
+        return resolved.startswith(root)
+    if is_url(resolved) or not os.path.isabs(resolved):
+        return False
+    real_root, real = os.path.realpath(root), os.path.realpath(resolved)  # symlinks too
+    return os.path.commonpath([real_root, real]) == real_root
+
+
 class Source(tuple):
     """A ``(name, text)`` pair that also knows where it came from (``origin``: an absolute
     path or an http(s) URL), so Location targets and ``$text`` placeholders inside it can be
     resolved relative to it. Plain ``(name, text)`` tuples (uploads, pasted text) have no
     origin: nothing they name is read from the server's disk or the network."""
 
-    def __new__(cls, name, text, origin=None):
+    def __new__(cls, name, text, origin=None, root=None):
         obj = super().__new__(cls, (name, text))
         obj.origin = origin
+        obj.root = root  # the folder given to ``load_sources`` (default: the file's own)
         return obj
 
     @property
@@ -75,7 +105,7 @@ def read(origin: str) -> str:
         except requests.RequestException as exc:
             raise SourceError(f"could not fetch {origin}: {exc.__class__.__name__}") from exc
         if resp.status_code == 404:
-            raise SourceError(f"not found ({origin} answered 404)")
+            raise SourceMissing(f"not found ({origin} answered 404)")
         if resp.status_code >= 400:
             raise SourceError(f"{origin} answered HTTP {resp.status_code}")
         if len(resp.content) > MAX_SOURCE_BYTES:
@@ -84,7 +114,7 @@ def read(origin: str) -> str:
         return resp.text
     path = Path(origin)
     if not path.is_file():
-        raise SourceError(f"not found ({origin} does not exist)")
+        raise SourceMissing(f"not found ({origin} does not exist)")
     if path.stat().st_size > MAX_SOURCE_BYTES:
         raise SourceError(f"{origin} is larger than {MAX_SOURCE_BYTES // 2**20} MB")
     try:
@@ -109,9 +139,10 @@ def load_sources(paths_or_urls) -> list[Source]:
             )
             if not files:
                 raise SourceError(f"{item}: no *.yaml or *.yml files in this directory")
+            root = os.path.normpath(str(path.resolve()))
             for f in files:
                 origin = os.path.normpath(str(f.resolve()))
-                out.append(Source(str(f), read(origin), origin))
+                out.append(Source(str(f), read(origin), origin, root))
         elif path.is_file():
             origin = os.path.normpath(str(path.resolve()))
             out.append(Source(str(path), read(origin), origin))

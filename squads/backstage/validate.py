@@ -7,7 +7,9 @@ from .constants import TAG_RE
 
 
 # --- validation helpers -------------------------------------------------------------------------
-def _text(ctx, e, obj, key, path, *, max_len=None, default=""):
+def _text(ctx, e, obj, key, path, *, max_len=None, clip=None, default=""):
+    """A string field; ``max_len`` refuses longer values, ``clip`` shortens them (Backstage sets
+    no limit on titles and display names: the descriptor keeps the whole text)."""
     value = obj.get(key) if isinstance(obj, dict) else None
     if value is None:
         return default
@@ -17,6 +19,8 @@ def _text(ctx, e, obj, key, path, *, max_len=None, default=""):
         ctx.error(e.doc, e, path, "must be a string")
         return default
     value = value.strip()
+    if clip:
+        return value[:clip]
     if max_len and len(value) > max_len:
         ctx.error(e.doc, e, path, f"is {len(value)} characters long; at most {max_len} allowed")
         return value[:max_len]

@@ -18,6 +18,7 @@ from squads.models import (
     Tribe,
 )
 
+from . import foreign
 from .constants import BATCH
 
 
@@ -83,6 +84,7 @@ def write(imp):
     def upsert(model, kind, db, fk_maps, field_names, *, late_fks=()):
         """Create new rows and update changed ones; FKs in ``late_fks`` point to the same
         table and are set after every row exists. Returns slug → id for the table."""
+        field_names = [*field_names, "backstage_entity", "backstage_seen"]
         if kind in ("tribe", "squad"):  # loaded in full
             ids = {s: o.pk for s, o in db.items()}
         else:  # every row's id, not only the rows the import names
@@ -168,6 +170,7 @@ def write(imp):
             "description",
             "type",
             "lifecycle",
+            "lifecycle_raw",
             "owner",
             "system",
             "definition",
@@ -194,6 +197,7 @@ def write(imp):
             "system",
             "type",
             "lifecycle",
+            "lifecycle_raw",
             "tier",
             "repository_url",
             "default_branch",
@@ -278,3 +282,4 @@ def write(imp):
                 )
     Dependency.objects.filter(pk__in=delete).delete()
     _insert(Dependency, new)
+    foreign.write(imp, squad_ids, _insert)

@@ -32,7 +32,7 @@ def test_import_command_success_prints_summary(db, complete_catalog):
         stdout=out,
     )
     text = out.getvalue()
-    assert "created 57, updated 0, unchanged 0" in text
+    assert "created 59, updated 0, unchanged 0" in text  # 57 + the 2 AiResources, now stored
     assert "component  created    13" in text
     assert Service.objects.count() == 13
     assert AuditEvent.objects.filter(action="catalog.import", door="command").count() == 1
@@ -52,7 +52,7 @@ def test_import_command_failure_prints_every_error(db, catalog_dir, alice):
     assert len(lines) == 2
     assert "all-apis.yaml: document 1 (location:default/example-apis): spec.targets[2]:" in lines[0]
     assert (
-        "petstore-component.yaml: document 1 (component:default/petstore): spec.providesApis[2]: API 'hello-world' does not exist"
+        "petstore-component.yaml: document 1 (component:default/petstore): spec.providesApis[2]: api:default/hello-world does not exist"
         in lines[1]
     )
     assert snapshot() == before
@@ -94,7 +94,7 @@ def test_command_exit_codes_in_a_real_process(transactional_db, catalog_dir, com
         "import_backstage", str(catalog_dir / "all.yaml"), str(catalog_dir / "acme" / "org.yaml")
     )
     assert bad.returncode != 0
-    assert "spec.providesApis[2]: API 'hello-world' does not exist" in bad.stderr
+    assert "spec.providesApis[2]: api:default/hello-world does not exist" in bad.stderr
     assert "spec.targets[2]" in bad.stderr
     assert not Tribe.objects.exists()
     good = _manage(
@@ -103,7 +103,7 @@ def test_command_exit_codes_in_a_real_process(transactional_db, catalog_dir, com
         str(complete_catalog / "acme-corp.yaml"),
     )
     assert good.returncode == 0, good.stderr
-    assert "created 57" in good.stdout
+    assert "created 59" in good.stdout  # 57 + the 2 AiResources, now stored
     assert Service.objects.count() == 13
     exported = _manage("export_backstage")
     assert exported.returncode == 0 and exported.stdout.startswith(

@@ -30,7 +30,7 @@ EXTRA = textwrap.dedent(
     apiVersion: backstage.io/v1alpha1
     kind: Group
     metadata: {name: infra-db-team}
-    spec: {type: team}
+    spec: {type: team, children: []}
     ---
     apiVersion: backstage.io/v1alpha1
     kind: User
@@ -127,15 +127,22 @@ def test_round_trip_export_wipe_import(db, complete_catalog, alice, bob):
         "Domain",
         "API",
         "Resource",
+        "AiResource",  # not modelled by Backline: stored and exported as written
     }
     # re-importing the export on the same database changes nothing
     again = backstage.import_catalog(_source(text, "export.yaml"), Actor.command())
     assert again.created == again.updated == 0
+    assert backstage.export_catalog() == text  # byte-stable
     wipe_catalog()
     assert snapshot() != before
-    report = backstage.import_catalog(_source(text, "export.yaml"), Actor.command())
+    # The export keeps the descriptors' `$text: ./x.oas.yaml` placeholders: read from where the
+    # API descriptors were, they resolve to the same definitions.
+    exported = complete_catalog / "apis" / "export.yaml"
+    exported.write_text(text)
+    report = run_import([exported])
     assert report.updated == 0 and report.created == again.unchanged
     assert snapshot() == before
+    assert backstage.export_catalog() == text
 
 
 def test_every_error_is_collected_and_named(db):
@@ -148,7 +155,7 @@ def test_every_error_is_collected_and_named(db):
         ---
         apiVersion: backstage.io/v1alpha1
         kind: Component
-        metadata: {name: Bad--Name}
+        metadata: {name: bad-name-}
         spec: {type: service, lifecycle: production}
         ---
         apiVersion: backstage.io/v1alpha1
@@ -182,26 +189,33 @@ def test_every_error_is_collected_and_named(db):
     with pytest.raises(backstage.ImportFailed) as info:
         backstage.import_catalog([("bad.yaml", text)], Actor.command())
     got = {(e.document, e.field) for e in info.value.errors}
+    # Backstage's Component and System schemas require spec.owner (documents 1, 2, 6); any
+    # lifecycle string is allowed ('beta'); dotted names are valid for every kind.
     assert got == {
+        (1, "spec.owner"),
         (2, "metadata.name"),
+        (2, "spec.owner"),
         (3, "metadata.tags[0]"),
         (3, f"metadata.annotations[{'backline.io/tier'}]"),
-        (3, "spec.lifecycle"),
         (3, "spec.owner"),
         (3, "spec.system"),
         (3, "spec.dependsOn[0]"),
         (3, "spec.consumesApis[0]"),
-        (4, "metadata.name"),
+        (4, "spec.owner"),
         (5, "kind"),
         (6, "metadata.name"),
+        (6, "spec.owner"),
     }
     lines = str(info.value).splitlines()
     assert (
-        "bad.yaml: document 3 (component:default/broken): spec.owner: Group 'team-nowhere' does not exist"
+        "bad.yaml: document 3 (component:default/broken): spec.owner: group:default/team-nowhere does not exist"
         in "\n".join(lines)
     )
+    assert "bad.yaml: document 1 (component:default/ok-one): spec.owner: is required" in "\n".join(
+        lines
+    )
     assert (
-        "bad.yaml: document 3 (component:default/broken): spec.lifecycle: 'beta' is not one of experimental, production, deprecated"
+        "bad.yaml: document 4 (system:default/dotted.name): spec.owner: group:default/nobody does not exist"
         in "\n".join(lines)
     )
     assert "defined twice" in str(info.value)
@@ -222,7 +236,7 @@ def test_group_cycle_and_conflicting_parent(db):
         apiVersion: backstage.io/v1alpha1
         kind: Group
         metadata: {name: a}
-        spec: {type: tribe, parent: b}
+        spec: {type: tribe, parent: b, children: []}
         ---
         apiVersion: backstage.io/v1alpha1
         kind: Group
@@ -232,7 +246,7 @@ def test_group_cycle_and_conflicting_parent(db):
         apiVersion: backstage.io/v1alpha1
         kind: Group
         metadata: {name: c}
-        spec: {type: team, parent: a}
+        spec: {type: team, parent: a, children: []}
         """
     )
     with pytest.raises(backstage.ImportFailed) as info:
@@ -240,7 +254,7 @@ def test_group_cycle_and_conflicting_parent(db):
     messages = str(info.value)
     assert "loops back" in messages
     assert (
-        "g.yaml: document 2 (group:default/b): spec.children[0]: Group 'c' names 'a' as its parent"
+        "g.yaml: document 2 (group:default/b): spec.children[0]: group:default/c names group:default/a as its parent"
         in messages
     )
     assert not Tribe.objects.exists()
@@ -257,7 +271,7 @@ def test_location_cycle_is_followed_once(db, tmp_path):
         "spec: {targets: [../a.yaml, ./t.yaml]}\n"
     )
     (tmp_path / "sub" / "t.yaml").write_text(
-        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: t}\nspec: {type: tribe}\n"
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: t}\nspec: {type: tribe, children: []}\n"
     )
     report = run_import([tmp_path / "a.yaml"])
     assert report.counts["tribe"]["created"] == 1 and report.files_read == 3
@@ -305,7 +319,7 @@ def test_member_may_import_for_own_squad_only(db, alice, squad, other_squad):
 
 
 def test_non_admin_cannot_create_squads_or_tribes(db, alice):
-    text = "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: new-team}\nspec: {type: team}\n"
+    text = "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: new-team}\nspec: {type: team, children: []}\n"
     with pytest.raises(PermissionDenied, match="only an org admin may create a new team"):
         backstage.import_catalog(_source(text), Actor(user=alice))
     assert not Squad.objects.filter(slug="new-team").exists()
@@ -315,7 +329,7 @@ def test_admin_may_import_anything(db, admin_user, complete_catalog):
     report = run_import(
         [complete_catalog / "all.yaml", complete_catalog / "acme-corp.yaml"], Actor(user=admin_user)
     )
-    assert report.created == 57
+    assert report.created == 59  # 57 + the 2 AiResources, now stored
 
 
 def test_token_needs_catalog_write_for_the_owning_squad(db, squad, other_squad):
@@ -356,7 +370,7 @@ def test_group_members_add_people_already_in_the_catalog(db, alice, squad):
         apiVersion: backstage.io/v1alpha1
         kind: Group
         metadata: {name: guild}
-        spec: {type: team, members: [alice]}
+        spec: {type: team, members: [alice], children: []}
         """
     )
     report = backstage.import_catalog(_source(text), Actor.command())

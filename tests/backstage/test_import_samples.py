@@ -4,7 +4,18 @@ import pytest
 
 from portal.models import AuditEvent
 from squads import backstage
-from squads.models import Api, Dependency, Domain, Membership, Person, Service, Squad, System, Tribe
+from squads.models import (
+    Api,
+    Dependency,
+    Domain,
+    ForeignEntity,
+    Membership,
+    Person,
+    Service,
+    Squad,
+    System,
+    Tribe,
+)
 from tests.backstage.conftest import run_import, snapshot
 from tests.conftest import DATA
 
@@ -41,7 +52,7 @@ HELLO_WORLD = (
     "components/petstore-component.yaml",
     "component:default/petstore",
     "spec.providesApis[2]",
-    "API 'hello-world' does not exist",
+    "api:default/hello-world does not exist",
 )
 EXPECTED_ERRORS = {
     "all-apis.yaml": [MISSING_TARGET],
@@ -125,7 +136,7 @@ def test_all_and_org_together_fail_with_the_two_known_defects(db, alice):
     assert "all-apis.yaml: document 1 (location:default/example-apis): spec.targets[2]" in message
     assert (
         "petstore-component.yaml: document 1 (component:default/petstore): "
-        "spec.providesApis[2]: API 'hello-world' does not exist" in message
+        "spec.providesApis[2]: api:default/hello-world does not exist" in message
     )
     assert snapshot() == before
     assert not AuditEvent.objects.filter(action="catalog.import").exists()
@@ -143,10 +154,11 @@ def test_complete_catalog_imports_with_relations(db, complete_catalog):
         "api": 11,
         "resource": 1,
         "component": 13,
+        "other": 2,  # the two AiResources, stored as written (Backline does not model them)
     }
     assert report.updated == report.unchanged == 0
-    assert report.skipped == {"AiResource": 2}
-    assert any("AiResource" in w for w in report.warnings)
+    assert report.skipped == {}
+    assert ForeignEntity.objects.filter(kind="airesource").count() == 2
     # groups: tribes keep their parents, squads their nearest tribe
     assert Tribe.objects.get(slug="acme-corp").kind == "organization"
     assert Tribe.objects.get(slug="backstage").parent.slug == "infrastructure"
@@ -217,6 +229,6 @@ def test_dry_run_writes_nothing(db, complete_catalog):
     report = run_import(
         [complete_catalog / "all.yaml", complete_catalog / "acme-corp.yaml"], dry_run=True
     )
-    assert report.dry_run and report.created == 57
+    assert report.dry_run and report.created == 59  # with the 2 AiResources
     assert not Service.objects.exists() and not Tribe.objects.exists()
     assert not AuditEvent.objects.exists()

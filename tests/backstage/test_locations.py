@@ -86,7 +86,8 @@ def test_refresh_task_in_process_a_bad_location_does_not_block_others(
     assert good.last_status == "ok" and good.last_refreshed_at and good.last_error == ""
     assert good.last_summary["counts"]["squad"]["created"] == 5
     assert (
-        bad.last_status == "error" and "spec.owner: Group 'team-c' does not exist" in bad.last_error
+        bad.last_status == "error"
+        and "spec.owner: group:default/team-c does not exist" in bad.last_error
     )
     assert bad.last_summary["errors"][0]["entity"] == "component:default/petstore"
     assert "no such file" in gone.last_error and gone.last_refreshed_at
