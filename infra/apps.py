@@ -6,5 +6,8 @@ class InfraConfig(AppConfig):
 
     def ready(self):
         from infra.metrics import register
+        from infra.webhooks import RECEIVER
+        from portal.inbound import register_receiver
 
         register()
+        register_receiver(RECEIVER)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pipelines.executor import run_process
 from pipelines.models import workspace_root
+from portal.gitref import valid_branch
 
-REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+\-@]{1,255}(?<![./])$")
 SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 GITHUB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
 GIT_TIMEOUT = 600
@@ -28,7 +28,8 @@ class SourceError(Exception):
 
 
 def valid_ref(ref: str) -> bool:
-    return bool(REF_RE.match(ref or ""))
+    """A branch or tag name git accepts (``git check-ref-format --branch``), never ``-...``."""
+    return valid_branch(ref or "")
 
 
 def valid_sha(sha: str) -> bool:

@@ -1,13 +1,11 @@
 from django.urls import path
 
-from pipelines import views, webhooks
+from pipelines import views
 from pipelines.releases import urls as release_urls
 
 app_name = "pipelines"
 
 urlpatterns = [
-    path("hooks/github", webhooks.github, name="github_webhook"),
-    path("hooks/github/", webhooks.github),
     path("pipelines/", views.run_list, name="run_list"),
     path("pipelines/board/", views.board, name="board"),
     path("pipelines/runs/<int:pk>/", views.run_detail, name="run_detail"),

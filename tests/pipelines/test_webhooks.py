@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from pipelines.models import PipelineConfig, PipelineRun
-from pipelines.webhooks import signature_for
+from portal.inbound import signature_for
 from portal.models import AuditEvent
 from tests.factories import ServiceFactory
 
@@ -156,8 +156,11 @@ def test_oversized_body_is_413(hello):
     assert resp.status_code == 413 and "25 MB" in resp.json()["message"]
 
 
-def test_bad_json_is_400_and_get_is_405(hello):
-    assert post(b"not json").status_code == 400
+def test_bad_json_is_400_and_get_is_405(hello, settings):
+    # a body that names no repository can only be verified with the installation-wide secret
+    assert post(b"not json").status_code == 401
+    settings.GITHUB_WEBHOOK_SECRET = "installation-wide"
+    assert post(b"not json", secret="installation-wide").status_code == 400
     assert Client().get(URL).status_code == 405
 
 
