@@ -80,7 +80,7 @@ def check_yaml(
     sizes: dict[str, int] = {}  # anchor -> node count with its aliases expanded
     frames: list[list] = []  # open collections: [anchor, node count so far]
     aliases = expanded = 0
-    for event in yaml.parse(text, Loader=YamlLoader):
+    for event in _events(text, max_depth):
         if isinstance(event, yaml.CollectionStartEvent):
             frames.append([event.anchor, 1])
             if len(frames) > max_depth:
@@ -106,6 +106,16 @@ def check_yaml(
             sizes[anchor] = size
         if frames:
             frames[-1][1] += size
+
+
+def _events(text: str, max_depth: int) -> Iterator:
+    """The event stream; libyaml's own nesting limit (1,000 flow levels) reported as ours."""
+    try:
+        yield from yaml.parse(text, Loader=YamlLoader)
+    except yaml.MarkedYAMLError as exc:
+        if "maximum nesting depth" not in str(exc.problem):
+            raise
+        raise YamlTooComplex(f"nested deeper than {max_depth} levels", exc.problem_mark) from None
 
 
 def load_yaml_all(text: str, **limits) -> Iterator:

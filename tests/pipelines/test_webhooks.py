@@ -2,6 +2,7 @@
 
 import json
 import time
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -165,8 +166,6 @@ def test_bad_json_is_400_and_get_is_405(hello, settings):
 
 
 def test_form_encoded_payload(hello, push):
-    from urllib.parse import urlencode
-
     raw = urlencode({"payload": json.dumps(push)}).encode()
     resp = post(raw, content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 202
@@ -179,3 +178,97 @@ def test_default_secret_applies_when_the_service_has_none(db, squad, push, setti
     )
     assert post(push, secret=SECRET).status_code == 401
     assert post(push, secret="org-default").status_code == 202
+
+
+# --- verification before parsing, bounded nesting -------------------------------------------------
+def nested(depth=1000):
+    """A ~2 KB JSON object nested ``depth`` levels deep."""
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+def test_a_deeply_nested_body_never_answers_500(hello, settings):
+    body = nested()
+    assert len(body) < 8 * 1024
+    assert post(body, secret=None).status_code == 401  # unsigned
+    assert post(body, secret="guess").status_code == 401  # signed with a wrong secret
+    settings.GITHUB_WEBHOOK_SECRET = "installation-wide"
+    resp = post(body, secret="installation-wide")  # signed: parsed, and refused as too deep
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["code"] == "too_complex"
+    assert "nested deeper than 64 levels" in resp.json()["message"]
+    form = urlencode({"payload": body.decode()}).encode()
+    resp = post(form, secret="installation-wide", content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 400 and resp.json()["code"] == "too_complex"
+
+
+def test_a_body_that_fails_verification_is_never_parsed(hello, push, monkeypatch):
+    from portal import inbound
+
+    parsed = []
+    real = inbound.parse_payload
+    monkeypatch.setattr(inbound, "parse_payload", lambda *a: parsed.append(a) or real(*a))
+    assert post(push, secret="not the secret").status_code == 401
+    assert post(push, signature="sha256=" + "0" * 64).status_code == 401
+    assert parsed == []
+    assert post(push).status_code == 202
+    assert len(parsed) == 1
+
+
+# --- git's ref rules ----------------------------------------------------------------------------
+@pytest.mark.parametrize("branch", ["feature/ümlaut", "fix#12", "a,b=c", "x+y@z", "wip!", "日本"])
+def test_pushes_to_branch_names_git_accepts_start_runs(hello, push, branch):
+    push["ref"] = f"refs/heads/{branch}"
+    resp = post(push)
+    assert resp.status_code == 202, resp.content
+    assert PipelineRun.objects.get(pk=resp.json()["run_id"]).ref == branch
+
+
+@pytest.mark.parametrize(
+    "branch", ["-x", "--upload-pack=evil", "a..b", "a b", "a~1", "x.lock", "HEAD"]
+)
+def test_pushes_to_names_git_refuses_are_400(hello, push, branch):
+    push["ref"] = f"refs/heads/{branch}"
+    resp = post(push)
+    assert resp.status_code == 400, resp.content
+    assert (
+        resp.json()["message"].startswith("ref: ")
+        and "not a branch name git accepts" in (resp.json()["message"])
+    )
+    assert not PipelineRun.objects.exists()
+
+
+# --- tags ---------------------------------------------------------------------------------------
+def test_a_tag_deletion_is_a_tag_deletion(hello, shared_data):
+    body = load(shared_data, "push-payload.json")  # GitHub's example: refs/tags/simple-tag deleted
+    assert body["ref"] == "refs/tags/simple-tag" and body["deleted"] is True
+    resp = post(body)
+    assert resp.status_code == 200
+    assert resp.json()["reason"] == "tag simple-tag deleted; nothing to run"
+    assert not PipelineRun.objects.exists()
+
+
+def test_a_tag_push_starts_no_pipeline_run(hello, push):
+    # a spec's filters (`branches:`) only name branches: a tag matches none of them
+    push["ref"] = "refs/tags/v1.2.0"
+    resp = post(push)
+    assert resp.status_code == 200
+    assert resp.json()["reason"] == "tag v1.2.0 is not a branch; pipelines run on branch pushes"
+    assert not PipelineRun.objects.exists()
+
+
+# --- form-encoded bodies ------------------------------------------------------------------------
+def test_form_encoded_payloads_are_verified_over_the_raw_body(hello, push, shared_data):
+    raw = urlencode({"payload": json.dumps(push)}).encode()
+    form = "application/x-www-form-urlencoded"
+    sig = signature_for(SECRET, raw)
+    # the signature of the JSON inside does not do: GitHub signs the form body as sent
+    inner = signature_for(SECRET, json.dumps(push).encode())
+    assert post(raw, signature=inner, content_type=form).status_code == 401
+    assert post(raw, signature=sig, content_type=form).status_code == 202
+    ping_body = load(shared_data, "ping-payload.json")
+    ping_body["repository"]["clone_url"] = "https://github.com/Codertocat/Hello-World.git"
+    ping = urlencode({"payload": json.dumps(ping_body)}).encode()
+    resp = post(ping, event="ping", content_type=form)
+    assert resp.status_code == 200 and resp.json()["message"] == "pong"
+    no_payload = urlencode({"other": "x"}).encode()
+    assert post(no_payload, content_type=form).status_code == 401  # names no repository
