@@ -219,7 +219,7 @@ def github(request):
         return _error(400, exc.code, f"The payload is refused: {exc}.")
     except ValueError as exc:
         return _error(400, "invalid", f"The body is not a JSON payload: {exc}")
-    repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
+    repo = _field(data, "repository", dict)
     default = settings.GITHUB_WEBHOOK_SECRET
     matches = {n: r.match(repo, signed_with, default) for n, r in RECEIVERS.items()}
     if not any(m.verified for m in matches.values()) and (
@@ -249,6 +249,12 @@ def _bad_signature():
     )
 
 
+def _field(data: dict, key: str, kind: type):
+    """``data[key]`` when it is a ``kind``, else an empty ``kind``."""
+    value = data.get(key)
+    return value if isinstance(value, kind) else kind()
+
+
 def describe_push(request, data: dict) -> Push:
     """A :class:`Push` from a verified payload; raises ValueError naming the bad field."""
     ref = data.get("ref")
@@ -260,13 +266,11 @@ def describe_push(request, data: dict) -> Push:
             kind, name = what, ref.removeprefix(prefix)
     if kind != "other" and not valid_branch(name):
         raise ValueError(f"ref: {ref[:300]!r} is not a {kind} name git accepts")
-    after = data.get("after") if isinstance(data.get("after"), str) else ""
+    after: str = _field(data, "after", str)
     if after and not SHA_RE.match(after):
         raise ValueError(f"after: {after[:100]!r} is not a commit id")
     deleted = bool(data.get("deleted"))
-    sender = data.get("sender") if isinstance(data.get("sender"), dict) else {}
-    pusher = data.get("pusher") if isinstance(data.get("pusher"), dict) else {}
-    who = sender.get("login") or pusher.get("name") or "push"
+    who = _field(data, "sender", dict).get("login") or _field(data, "pusher", dict).get("name")
     return Push(
         data=data,
         ref=ref,
@@ -276,9 +280,11 @@ def describe_push(request, data: dict) -> Push:
         after="" if deleted or set(after) == {"0"} else after,
         delivery=request.headers.get("X-GitHub-Delivery", "")[:100] or None,
         actor=Actor(
-            door="webhook", ip=request.META.get("REMOTE_ADDR"), system_name=f"github:{who}"
+            door="webhook",
+            ip=request.META.get("REMOTE_ADDR"),
+            system_name=f"github:{who or 'push'}",
         ),
-        head=data.get("head_commit") if isinstance(data.get("head_commit"), dict) else {},
+        head=_field(data, "head_commit", dict),
     )
 
 

@@ -89,7 +89,7 @@ def check_yaml(
         if isinstance(event, yaml.CollectionEndEvent):
             anchor, size = frames.pop()
         elif isinstance(event, yaml.AliasEvent):
-            anchor, size = None, sizes.get(event.anchor, 1)
+            anchor, size = None, sizes.get(event.anchor or "", 1)
             aliases += 1
             expanded += size
             if aliases > max_aliases or expanded > max_alias_nodes:
