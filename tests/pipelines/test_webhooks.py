@@ -272,3 +272,29 @@ def test_form_encoded_payloads_are_verified_over_the_raw_body(hello, push, share
     assert resp.status_code == 200 and resp.json()["message"] == "pong"
     no_payload = urlencode({"other": "x"}).encode()
     assert post(no_payload, content_type=form).status_code == 401  # names no repository
+
+
+# --- which secrets are tried --------------------------------------------------------------------
+def test_a_secret_only_reaches_its_own_repository(hello, push, db, squad):
+    """The raw body's repository strings only choose the secrets to try: a body that mentions
+    hello-world's URL somewhere but is a push to another repository, signed with hello-world's
+    secret, reaches neither service."""
+    ServiceFactory(
+        slug="other",
+        owner=squad,
+        repository_url="https://github.com/acme/other",
+        webhook_secret="o",
+    )
+    push["repository"] = {"clone_url": "https://github.com/acme/other.git"}
+    push["sender"]["html_url"] = "https://github.com/Codertocat/Hello-World"  # planted
+    resp = post(push)  # signed with hello-world's secret
+    assert resp.status_code == 401
+    assert not PipelineRun.objects.exists()
+    assert post(push, secret="o").status_code == 202
+
+
+def test_escaped_repository_urls_are_found(hello, push):
+    raw = json.dumps(push).replace("/", "\\/").encode()  # some encoders escape '/'
+    assert b"https:\\/\\/github.com" in raw
+    resp = post(raw)
+    assert resp.status_code == 202, resp.content
