@@ -40,6 +40,7 @@ from portal.gitref import valid_branch
 MAX_BYTES = 25 * 1024 * 1024
 REPOSITORY_FIELDS = ("clone_url", "ssh_url", "html_url", "git_url", "url", "full_name")
 MAX_HINTS = 200
+MAX_HMAC_BYTES = 2**30  # bytes hashed to verify one delivery (about 40 secrets at 25 MB)
 SHA_RE = re.compile(r"^[0-9a-fA-F]{40}([0-9a-fA-F]{24})?$")
 
 _HINT = re.compile(
@@ -179,10 +180,17 @@ def _content_type(request) -> str:
 
 
 def _signed_with(body: bytes, header: str, content_type: str) -> frozenset[str]:
+    """The secrets (of those the body's repositories use) that signed the body; raises
+    Refused when checking them all would hash more than MAX_HMAC_BYTES."""
     keys = repository_hints(body, content_type)
-    secrets = {settings.GITHUB_WEBHOOK_SECRET}
+    secrets = {settings.GITHUB_WEBHOOK_SECRET} - {""}
     for receiver in RECEIVERS.values():
         secrets |= receiver.secrets(keys)
+    if len(secrets) * len(body) > MAX_HMAC_BYTES:
+        raise Refused(
+            f"The body names repositories with {len(secrets)} different secrets; at "
+            f"{len(body)} bytes that is more than can be checked."
+        )
     return frozenset(s for s in secrets if valid_signature(s, body, header))
 
 
@@ -210,7 +218,10 @@ def github(request):
     if not header:
         return _error(401, "unsigned", "The X-Hub-Signature-256 header is missing.")
     ctype = _content_type(request)
-    signed_with = _signed_with(body, header, ctype)
+    try:
+        signed_with = _signed_with(body, header, ctype)
+    except Refused as exc:
+        return _error(400, "too_many_secrets", str(exc))
     if not signed_with:
         return _bad_signature()
     try:

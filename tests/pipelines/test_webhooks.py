@@ -298,3 +298,20 @@ def test_escaped_repository_urls_are_found(hello, push):
     assert b"https:\\/\\/github.com" in raw
     resp = post(raw)
     assert resp.status_code == 202, resp.content
+
+
+def test_the_work_of_verifying_one_body_is_bounded(hello, push, db, squad, monkeypatch):
+    from portal import inbound
+
+    for i in range(3):
+        ServiceFactory(
+            slug=f"r{i}", owner=squad, repository_url=f"acme/r{i}", webhook_secret=f"s{i}"
+        )
+    push["sender"]["url"] = "acme/r0"  # names more repositories, each with its own secret
+    push["sender"]["html_url"], push["pusher"]["url"] = "acme/r1", "acme/r2"
+    raw = json.dumps(push).encode()
+    assert post(raw).status_code == 202
+    monkeypatch.setattr(inbound, "MAX_HMAC_BYTES", 3 * len(raw))  # 4 secrets to try: too many
+    resp = post(raw, delivery="d-2")
+    assert resp.status_code == 400 and resp.json()["code"] == "too_many_secrets"
+    assert "4 different secrets" in resp.json()["message"]
