@@ -7,10 +7,13 @@ class InfraConfig(AppConfig):
     def ready(self):
         from infra import board, schedule, scorecard
         from infra.metrics import register
+        from infra.webhooks import RECEIVER
         from portal import registry
+        from portal.inbound import register_receiver
         from squads import scorecards
 
         register()
+        register_receiver(RECEIVER)
         registry.urls("infra.urls", api="infra.api.urls")
         registry.nav("Infrastructure", "infra:workspace_list", "infra", order=50)
         registry.nav_section("infra", "infra")

@@ -31,6 +31,7 @@ from infra.models import (
 from portal import audit, joblog
 from portal.api.errors import Conflict
 from portal.events import emit
+from portal.gitref import valid_branch
 from portal.joblog import append_notice
 from portal.jobs import reap_stale, requeue_waiting
 
@@ -59,13 +60,11 @@ def _validate_workspace(ws: Workspace):
     if ws.source == Workspace.Source.STORED:
         validate_files(ws.files)
     else:
-        from portal.gitsource import valid_ref
-
         if not ws.repository_url.strip():
             raise ValidationError({"repository_url": "a git workspace needs a repository URL"})
         if ws.repository_url.strip().startswith("-"):
             raise ValidationError({"repository_url": "not a repository URL"})
-        if not valid_ref(ws.ref or ""):
+        if not valid_branch(ws.ref or ""):  # git's own rules (portal.gitref)
             raise ValidationError({"ref": f"{ws.ref!r} is not a valid branch or tag name"})
         parts = [p for p in (ws.path or "").split("/") if p]
         if ws.path.startswith("/") or ".." in parts:

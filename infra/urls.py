@@ -1,6 +1,6 @@
 from django.urls import path
 
-from infra import views, webhooks
+from infra import views
 
 app_name = "infra"
 
@@ -8,7 +8,6 @@ urlpatterns = [
     path("infra/", views.workspace_list, name="workspace_list"),
     path("infra/new", views.workspace_new, name="workspace_new"),
     path("infra/board", views.board, name="board"),
-    path("hooks/terraform", webhooks.github, name="github_webhook"),
     path("infra/runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("infra/runs/<int:pk>/log", views.run_log, name="run_log"),
     path("infra/runs/<int:pk>/apply", views.run_apply, name="run_apply"),

@@ -1,25 +1,14 @@
-"""``POST /hooks/terraform``: a GitHub push to a git workspace's branch that touches files
-under its path starts a plan (same signature rules as the pipelines webhook: the secret of a
-linked service, or ``GITHUB_WEBHOOK_SECRET``)."""
+"""Infra's receiver of verified GitHub pushes (the endpoint is ``portal.inbound``;
+``/hooks/terraform`` is an alias of ``/hooks/github``).
 
-import json
-
-from django.conf import settings
-from django.db.models import Q
-from django.http import JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+A git workspace is reached when its ``repository_url`` is one of the payload repository's forms
+and the body was signed with the secret of a service linked to it or ``GITHUB_WEBHOOK_SECRET``.
+A push to the workspace's branch that touches files under its path starts a plan.
+"""
 
 from infra import services
 from infra.models import Workspace
-from pipelines.webhooks import _valid, repository_keys
-from portal.actors import Actor
-
-MAX_BYTES = 25 * 2**20
-
-
-def _error(status, code, message):
-    return JsonResponse({"code": code, "message": message}, status=status)
+from portal.inbound import Match, Push, Receiver, repository_keys, using_repository
 
 
 def changed_paths(data) -> list[str] | None:
@@ -31,7 +20,8 @@ def changed_paths(data) -> list[str] | None:
     for c in commits:
         if isinstance(c, dict):
             for key in ("added", "modified", "removed"):
-                paths += [p for p in c.get(key) or [] if isinstance(p, str)]
+                files = c.get(key)
+                paths += [p for p in files if isinstance(p, str)] if isinstance(files, list) else []
     return paths
 
 
@@ -42,60 +32,40 @@ def touches(path: str, paths) -> bool:
     return any(p == prefix or p.startswith(prefix + "/") for p in paths)
 
 
-@csrf_exempt
-@require_POST
-def github(request):
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BYTES:
-        return _error(413, "too_large", "The body is larger than 25 MB.")
-    body = request.body
-    header = request.headers.get("X-Hub-Signature-256", "")
-    if not header:
-        return _error(401, "unsigned", "The X-Hub-Signature-256 header is missing.")
-    try:
-        data = json.loads(body.decode("utf-8", errors="replace"))
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as exc:
-        return _error(400, "invalid", f"The body is not a JSON payload: {exc}")
-    repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
-    q = Q()
-    for key in repository_keys(repo):
-        q |= Q(repository_url__iexact=key)
-    candidates = (
-        list(Workspace.objects.filter(q, source=Workspace.Source.GIT).prefetch_related("services"))
-        if q
-        else []
-    )
-    default = settings.GITHUB_WEBHOOK_SECRET
+def _git_workspaces():
+    return Workspace.objects.filter(source=Workspace.Source.GIT)
 
-    def verified(ws):
+
+def _secrets(keys) -> set[str]:
+    rows = using_repository(_git_workspaces(), keys).exclude(services__webhook_secret="")
+    return {s for s in rows.values_list("services__webhook_secret", flat=True) if s}
+
+
+def _match(repo, signed_with, default) -> Match:
+    keys = repository_keys(repo)
+    candidates = list(using_repository(_git_workspaces(), keys).prefetch_related("services"))
+
+    def signed(ws):
         secrets = {s.webhook_secret for s in ws.services.all() if s.webhook_secret} | {default}
-        return any(_valid(secret, body, header) for secret in secrets)
+        return bool(secrets & signed_with)
 
-    matched = [ws for ws in candidates if verified(ws)]
-    if not matched and not (not candidates and _valid(default, body, header)):
-        return _error(401, "bad_signature", "X-Hub-Signature-256 does not match the body.")
-    event = request.headers.get("X-GitHub-Event", "")
-    if event != "push":
-        return JsonResponse({"ok": True, "ignored": f"event {event or '(none)'} is not handled"})
-    ref = data.get("ref") if isinstance(data.get("ref"), str) else ""
-    if data.get("deleted") or not ref.startswith("refs/heads/"):
-        return JsonResponse(
-            {"ok": True, "runs": [], "reason": f"{ref or 'ref'} is not a branch push"}
-        )
-    branch = ref.removeprefix("refs/heads/")
-    paths = changed_paths(data)
-    sender = (data.get("sender") or {}).get("login") or (data.get("pusher") or {}).get("name")
-    actor = Actor(
-        door="webhook", ip=request.META.get("REMOTE_ADDR"), system_name=f"github:{sender or 'push'}"
-    )
-    head = data.get("head_commit") if isinstance(data.get("head_commit"), dict) else {}
+    verified = [ws for ws in candidates if signed(ws)]
+    return Match(candidates, verified, [ws.slug for ws in verified])
+
+
+def _push(push: Push, verified: list) -> dict:
+    if push.kind != "branch":
+        return {"runs": [], "reason": f"{push.ref} is not a branch push"}
+    paths = changed_paths(push.data)
     runs = []
-    for ws in matched:
-        if ws.ref != branch or not touches(ws.path, paths):
+    for ws in verified:
+        if ws.ref != push.name or not touches(ws.path, paths):
             continue
         run = services.queue_run(
-            actor, ws, message=f"push to {branch}: {str(head.get('message') or '')[:200]}"
+            push.actor, ws, message=f"push to {push.name}: {push.message[:200]}"
         )
-        runs.append({"id": run.pk, "workspace": ws.slug, "number": run.number})
-    return JsonResponse({"ok": True, "runs": runs}, status=202 if runs else 200)
+        runs.append({"id": run.pk, "kind": "terraform", "workspace": ws.slug, "number": run.number})
+    return {"runs": runs}
+
+
+RECEIVER = Receiver(name="infra", label="workspaces", secrets=_secrets, match=_match, push=_push)

@@ -6,7 +6,9 @@ class PipelinesConfig(AppConfig):
 
     def ready(self):
         from pipelines import board, catalog, collectors, dora, schedule, scorecard
+        from pipelines.webhooks import RECEIVER
         from portal import registry
+        from portal.inbound import register_receiver
         from squads import cache, scorecards
 
         registry.urls("pipelines.urls", api="pipelines.api.urls")
@@ -25,3 +27,4 @@ class PipelinesConfig(AppConfig):
         registry.deployment_source(
             registry.DeploymentSource("pipeline_runs", dora.deployments_from_pipeline_runs)
         )
+        register_receiver(RECEIVER)

@@ -221,11 +221,12 @@ def set_secret(service, actor, name, value):
 
     actor.require("pipelines:run", service.owner, "setting a pipeline secret")
     name = (name or "").strip()
-    if not ENV_NAME_RE.match(name):
+    if not ENV_NAME_RE.match(name) or len(name) > 100:
         raise ValidationError(
             {
                 "name": [
-                    f"{name[:100]!r} is not a valid name (letters, digits, _; not first a digit)."
+                    f"{name[:100]!r} is not a valid name (letters, digits, _; not first a digit;"
+                    " at most 100 characters)."
                 ]
             }
         )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from portal import safeparse
+
 SPEC_FILENAMES = ("backline.yml", "backline.yaml", ".backline.yml")
 DEFAULT_TIMEOUT = 3600.0
 MAX_TIMEOUT = 24 * 3600.0
@@ -207,7 +209,7 @@ def parse(text: str) -> Spec:
     if not text or not text.strip():
         raise SpecError("the spec is empty", 1, "")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = safeparse.compose_yaml(text)  # depth and aliases bounded
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise SpecError(

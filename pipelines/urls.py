@@ -1,12 +1,10 @@
 from django.urls import path
 
-from pipelines import views, webhooks
+from pipelines import views
 
 app_name = "pipelines"
 
 urlpatterns = [
-    path("hooks/github", webhooks.github, name="github_webhook"),
-    path("hooks/github/", webhooks.github),
     path("pipelines/", views.run_list, name="run_list"),
     path("pipelines/board/", views.board, name="board"),
     path("pipelines/runs/<int:pk>/", views.run_detail, name="run_detail"),

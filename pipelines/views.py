@@ -164,7 +164,7 @@ def service_pipeline(request, slug):
             "name", "updated_at", "updated_by"
         ),
         "can_write": actor.can("pipelines:run", service.owner),
-        "webhook_url": request.build_absolute_uri(reverse("pipelines:github_webhook")),
+        "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
     }
     return render(request, "pipelines/service_pipeline.html", ctx)
 
@@ -243,7 +243,7 @@ def service_panel(request, slug):
         "service": service,
         "runs": PipelineRun.objects.filter(service=service).select_related("service")[:5],
         "can_write": actor.can("pipelines:run", service.owner),
-        "webhook_url": request.build_absolute_uri(reverse("pipelines:github_webhook")),
+        "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
     }
     return render(request, "pipelines/_service_panel_body.html", ctx)
 

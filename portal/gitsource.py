@@ -17,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 
 from portal.executor import run_process
+from portal.gitref import valid_branch
 
 
 def workspace_root() -> Path:
@@ -25,7 +26,6 @@ def workspace_root() -> Path:
     return settings.WORKSPACE_ROOT / "pipelines"
 
 
-REF_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+\-@]{1,255}(?<![./])$")
 SHA_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 GITHUB_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")
 GIT_TIMEOUT = 600
@@ -36,7 +36,8 @@ class SourceError(Exception):
 
 
 def valid_ref(ref: str) -> bool:
-    return bool(REF_RE.match(ref or ""))
+    """A branch or tag name git accepts (``git check-ref-format --branch``), never ``-...``."""
+    return valid_branch(ref or "")
 
 
 def valid_sha(sha: str) -> bool:

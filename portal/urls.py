@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from portal import views
+from portal import inbound, views
 from portal.registry import registry
 
 # every app registers its HTML and API URL modules from AppConfig.ready() (portal.registry.urls)
@@ -21,6 +21,9 @@ urlpatterns = [
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
     path("events/", views.event_list, name="event_list"),
     path("events/deliveries/<int:pk>/redeliver", views.event_redeliver, name="event_redeliver"),
+    path("hooks/github", inbound.github, name="github_webhook"),
+    path("hooks/github/", inbound.github),
+    path("hooks/terraform", inbound.github, name="terraform_webhook"),  # alias, kept for old hooks
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from portal import safeparse
+
 from . import sources as src
 from .refs import DEFAULT_NAMESPACE, ref_string
 from .report import ImportIssue
@@ -82,7 +84,7 @@ def _read_documents(sources, ctx: _Ctx) -> list[Doc]:
         ctx.report.files_read += 1
         index = 0
         try:
-            for index, data in enumerate(yaml.load_all(text, Loader=YamlLoader), start=1):  # noqa: B007
+            for index, data in enumerate(safeparse.load_yaml_all(text), start=1):  # noqa: B007
                 if data is None:
                     continue
                 doc = Doc(name, index, data, origin, root)

@@ -72,7 +72,7 @@ def _celery_rss(worker):
 
 def run(report):
     from pipelines.models import LogChunk, PipelineRun, RunStatus, StepRun
-    from pipelines.webhooks import signature_for
+    from portal.inbound import signature_for
     from squads.models import Service, Squad, Tribe
     from tests.conftest import WorkerProcess
 

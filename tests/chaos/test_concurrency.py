@@ -57,7 +57,7 @@ def test_50_concurrent_promotes_move_one_step(gunicorn, paused_release, squad, m
 
 def test_20_duplicate_webhook_deliveries_start_one_run(gunicorn, squad, shared_data):
     from pipelines.models import PipelineRun
-    from pipelines.webhooks import signature_for
+    from portal.inbound import signature_for
     from tests.factories import ServiceFactory
 
     secret = "chaos-webhook-secret"

@@ -123,7 +123,7 @@ def test_push_webhook_plans_git_workspaces_touching_their_path(
 ):
     import json
 
-    from pipelines.webhooks import signature_for
+    from portal.inbound import signature_for
 
     settings.GITHUB_WEBHOOK_SECRET = "hook-secret"
     payload = json.loads((shared_data / "github-webhooks" / "push-payload.json").read_text())
@@ -166,4 +166,6 @@ def test_push_webhook_plans_git_workspaces_touching_their_path(
     assert [x["workspace"] for x in r.json()["runs"]] == ["hit"]
     run = hit.runs.get()
     assert run.trigger == "webhook" and run.status == RunStatus.PENDING
-    assert post(signature_for("hook-secret", body), event="ping").json()["ignored"]
+    pong = post(signature_for("hook-secret", body), event="ping").json()  # one endpoint: a pong
+    assert pong["message"] == "pong" and sorted(pong["workspaces"]) == ["elsewhere", "hit"]
+    assert post(signature_for("hook-secret", body), event="issues").json()["ignored"]

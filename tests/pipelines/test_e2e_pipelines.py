@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from pipelines.models import PipelineRun
-from pipelines.webhooks import signature_for
+from portal.inbound import signature_for
 from tests.conftest import screenshot
 from tests.pipelines.conftest import wait_for
 
