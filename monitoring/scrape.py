@@ -105,7 +105,7 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
     """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
     service = target.service
     known = {(s.name, s.key): s for s in Series.objects.filter(target=target)}
-    new_series, changed, rows = [], [], []
+    new_series, changed, rows, reset = [], [], [], []
     pending = []
     for n, (name, kind, labels, value, created) in enumerate(parse_exposition(text)):
         if n >= MAX_SAMPLES_PER_TARGET:
@@ -155,6 +155,8 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
             restarted = created is not None and series.created not in (None, created)
             if series.last_raw is not None and (raw < series.last_raw or restarted):
                 series.offset += series.last_raw  # counter reset: keep the stored value monotonic
+                series.resets = [*series.resets, [t, series.offset]]
+                reset.append(series)
             stored = raw + series.offset
             series.created = created
         series.last_raw = raw
@@ -167,6 +169,8 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
             Series.objects.bulk_update(
                 changed, ["last_raw", "offset", "last_t", "created"], batch_size=500
             )
+        if reset:  # rare (a process restarted): not part of every scrape's update
+            Series.objects.bulk_update(reset, ["resets"], batch_size=500)
     return len(rows)
 
 

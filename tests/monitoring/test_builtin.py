@@ -43,9 +43,15 @@ def test_rate_and_error_ratio_survive_a_counter_reset(checkout, fleet):
     stored = list(Sample.objects.filter(series=err).order_by("t").values_list("value", flat=True))
     assert stored == [2, 2, 5]
     data = signals_at(checkout, T0 + 30)["stable"]
-    # over (T0-30, T0+30]: total 12 → 40 in 30 s, errors 2 → 5
-    assert data["request_rate"][0][1] == pytest.approx(28 / 30, rel=1e-9)
-    assert data["error_ratio"][0][1] == pytest.approx(3 / 28, rel=1e-9)
+    # Prometheus' rate over [T0-30, T0+30] (samples at T0, +15, +30; 15 s apart, so the
+    # extrapolation threshold is 16.5 s). ok: 10 → 35 (+25); the zero point is
+    # 30 s · 10/25 = 12 s before the first sample (< 16.5: extrapolate to it), none at the end.
+    ok_rate = 25 * (30 + 12) / 30 / 60
+    # errors 2 → 5 (+3, the new _created makes 3 a reset); zero point 30 · 2/3 = 20 s away,
+    # beyond the threshold: half an interval (7.5 s)
+    err_rate = 3 * (30 + 7.5) / 30 / 60
+    assert data["request_rate"][0][1] == pytest.approx(ok_rate + err_rate, rel=1e-9)
+    assert data["error_ratio"][0][1] == pytest.approx(err_rate / (ok_rate + err_rate), rel=1e-9)
     # the raw (unadjusted) view would have been a negative rate; nothing is ever negative here
     assert all(v is None or v >= 0 for _, v in data["request_rate"])
 
@@ -72,8 +78,19 @@ def test_latency_quantiles_from_real_histograms(checkout, fleet):
         for le, s in buckets.items()
     }
     increases = [(le, v[-1] - v[0]) for le, v in values.items()]
-    assert sig.histogram_quantile(0.95, increases) == pytest.approx(p95)
     assert max(inc for _, inc in increases) == 200
+
+    # Prometheus extrapolates each bucket's rate over [T0-45, T0+15] (two samples 15 s apart,
+    # threshold 16.5 s): to the counter's zero point when it is that close, else by 7.5 s
+    def extrapolated(v):
+        inc = v[-1] - v[0]
+        if inc <= 0:
+            return inc
+        to_zero = 15 * v[0] / inc
+        return inc * (15 + (to_zero if to_zero < 16.5 else 7.5)) / 15
+
+    rates = [(le, extrapolated(v)) for le, v in values.items()]
+    assert sig.histogram_quantile(0.95, rates) == pytest.approx(p95)
 
 
 def test_no_traffic_and_missing_series_are_no_data_not_zero(checkout, fleet, squad):
@@ -138,18 +155,21 @@ def test_small_promql_subset(checkout, fleet):
     res = b.instant(
         'sum(rate(http_requests_total{service="checkout",track="stable"}[1m]))', at=T0 + 30
     )
-    assert res[0].points[0][1] == pytest.approx(1.0)
+    # 10 → 40 over [T0-30, T0+30], samples 30 s apart: extrapolated to the zero point
+    # 30 · 10/30 = 10 s before the first sample (Prometheus: 30 · 40/30 / 60)
+    assert res[0].points[0][1] == pytest.approx(30 * (30 + 10) / 30 / 60)
     res = b.instant('http_requests_total{service="checkout",code="200"}', at=T0 + 30)
     assert [r.points[0][1] for r in res] == [40]
     q = b.instant(
-        'histogram_quantile(0.5, rate(http_request_duration_seconds_bucket{service="checkout"}[1m]))',
+        "histogram_quantile(0.5, sum by (le) "
+        '(rate(http_request_duration_seconds_bucket{service="checkout"}[1m])))',
         at=T0 + 30,
     )
     assert 0 < q[0].points[0][1] < 1
     from monitoring.backends import BackendError
 
-    with pytest.raises(BackendError, match="does not understand"):
-        b.instant("avg_over_time(x[5m])")
+    with pytest.raises(BackendError, match="does not support the quantile_over_time"):
+        b.instant("quantile_over_time(0.5, x[5m])")
     with pytest.raises(BackendError, match="bad duration"):
         b.instant("rate(x[5 minutes])")
 
@@ -184,8 +204,8 @@ def test_quantile_matches_prometheus_semantics():
     assert sig.histogram_quantile(0.5, buckets) == pytest.approx(0.1)
     assert sig.histogram_quantile(0.7, buckets) == pytest.approx(0.1 + 0.4 * 20 / 40)
     assert sig.histogram_quantile(0.95, buckets) == 0.5  # in the +Inf bucket: last finite bound
-    assert sig.histogram_quantile(0.5, [(0.1, 0), (inf, 0)]) is None
-    assert sig.histogram_quantile(0.5, [(0.1, 3)]) is None  # no +Inf bucket
+    assert math.isnan(sig.histogram_quantile(0.5, [(0.1, 0), (inf, 0)]))  # no observations
+    assert math.isnan(sig.histogram_quantile(0.5, [(0.1, 3)]))  # no +Inf bucket
 
 
 def test_long_ranges_are_downsampled_in_sql_with_the_same_answer(db, squad):
@@ -254,4 +274,5 @@ def test_batched_quantiles_equal_the_reference_function():
     for k in range(300):
         buckets = [(le, columns[le][k]) for le in les]
         for q in (0.5, 0.9, 0.99):
-            assert got[q][k] == sig.histogram_quantile(q, buckets)
+            want = sig.histogram_quantile(q, buckets)  # NaN (no data) → None
+            assert got[q][k] == (None if math.isnan(want) else want)
