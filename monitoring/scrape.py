@@ -101,6 +101,29 @@ def parse_exposition(text: str):
         yield name, kind, labels, value, c
 
 
+def stored_value(series: Series, raw: float, t: float, created=None) -> tuple[float, bool]:
+    """The value to store for a sample of ``series`` exposed as ``raw`` at ``t``, and whether
+    it was a counter reset; moves the series' reset state on (the caller saves it).
+
+    Counter-like series are stored reset-adjusted (see ``monitoring.models``): a drop, or a
+    changed ``_created`` timestamp, adds the previous raw value to the offset, and the new
+    offset is logged in ``Series.resets`` with the time it starts at. A drop from or to an
+    infinite value is stored as it is (rate() still sees it as a reset)."""
+    stored, was_reset = raw, False
+    if series.kind == "counter":
+        restarted = created is not None and series.created not in (None, created)
+        finite = series.last_raw is not None and math.isfinite(series.last_raw + raw)
+        if finite and (raw < series.last_raw or restarted):
+            series.offset += series.last_raw  # counter reset: keep the stored value monotonic
+            series.resets = [*series.resets, [t, series.offset]]
+            was_reset = True
+        stored = raw + series.offset
+        series.created = created
+    series.last_raw = raw
+    series.last_t = t
+    return stored, was_reset
+
+
 def ingest(target: ScrapeTarget, text: str, t: float) -> int:
     """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
     service = target.service
@@ -150,17 +173,9 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
             continue
         if series.last_t is not None and t <= series.last_t:
             continue  # out of order / duplicate scrape
-        stored = raw
-        if series.kind == "counter":
-            restarted = created is not None and series.created not in (None, created)
-            if series.last_raw is not None and (raw < series.last_raw or restarted):
-                series.offset += series.last_raw  # counter reset: keep the stored value monotonic
-                series.resets = [*series.resets, [t, series.offset]]
-                reset.append(series)
-            stored = raw + series.offset
-            series.created = created
-        series.last_raw = raw
-        series.last_t = t
+        stored, was_reset = stored_value(series, raw, t, created)
+        if was_reset:
+            reset.append(series)
         changed.append(series)
         rows.append(Sample(series_id=series.pk, t=t, value=stored))
     with transaction.atomic():

@@ -5,7 +5,6 @@ Prometheus' semantics); anything outside it is a BackendError naming the constru
 """
 
 import math
-import re
 from bisect import bisect_right
 
 from django.conf import settings
@@ -28,9 +27,9 @@ def _match(labels: dict, matchers) -> bool:
             return False
         if op == "!=" and have == value:
             return False
-        if op == "=~" and not re.fullmatch(value, have):
+        if op == "=~" and not promql.compile_regex(value).fullmatch(have):
             return False
-        if op == "!~" and re.fullmatch(value, have):
+        if op == "!~" and promql.compile_regex(value).fullmatch(have):
             return False
     return True
 
@@ -176,9 +175,12 @@ class BuiltinBackend(MetricsBackend):
 
         return load
 
+    def query_value(self, query, times, step=1):
+        """The evaluator's own answer (``Scalar`` or ``Vector``) at ``times``."""
+        return Evaluator(self._loader(step), times).evaluate(promql.parse(query))
+
     def _evaluate(self, query, times, step):
-        tree = promql.parse(query)
-        result = Evaluator(self._loader(step), times).evaluate(tree)
+        result = self.query_value(query, times, step)
         if isinstance(result, Scalar):
             return [QueryResult({}, list(zip(times, result.values, strict=True)))]
         return [

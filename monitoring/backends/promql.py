@@ -141,6 +141,48 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def re2_to_python(pattern: str) -> str:
+    """RE2 (Prometheus) allows flags such as ``(?i)`` anywhere, applying to the rest of the
+    enclosing group; Python only at the start. Rewrite them as scoped ``(?i:...)`` groups."""
+    out, closers, depth_stack, k, in_class = [], 0, [], 0, False
+    while k < len(pattern):
+        ch = pattern[k]
+        if ch == "\\":
+            out.append(pattern[k : k + 2])
+            k += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        else:
+            flags = re.match(r"\(\?([a-zA-Z]+)\)", pattern[k:])
+            if flags and k > 0:
+                out.append(f"(?{flags.group(1)}:")
+                depth_stack.append(closers)
+                k += flags.end()
+                continue
+            if ch == "(":
+                closers += 1
+            elif ch == ")":
+                closers -= 1
+                while depth_stack and depth_stack[-1] > closers:
+                    depth_stack.pop()
+                    out.append(")")
+        out.append(ch)
+        k += 1
+    out.extend(")" * len(depth_stack))
+    return "".join(out)
+
+
+def compile_regex(value: str):
+    """A label matcher's regular expression (anchored by the caller, as Prometheus)."""
+    try:
+        return re.compile(re2_to_python(value))
+    except re.error as exc:
+        raise PromQLSyntaxError(f"bad regular expression {value!r}: {exc}") from exc
+
+
 def _unquote(text: str) -> str:
     if text[0] == "`":
         return text[1:-1]
@@ -372,10 +414,7 @@ class Parser:
                 raise PromQLSyntaxError(f"expected a quoted label value at {v_pos}")
             value = _unquote(value)
             if op in ("=~", "!~"):
-                try:
-                    re.compile(value)
-                except re.error as exc:
-                    raise PromQLSyntaxError(f"bad regular expression {value!r}: {exc}") from exc
+                compile_regex(value)
             out.append((label, op, value))
             if self.peek()[:2] == ("op", ","):
                 self.take()

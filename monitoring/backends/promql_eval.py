@@ -57,11 +57,30 @@ class _Builder:
         if row is None:
             row = self.rows[key] = (labels, [None] * self.n)
         elif row[1][k] is not None:
-            raise BackendError(f"duplicate series {_text(labels)} in {what}")
+            raise BackendError(
+                f"vector cannot contain metrics with the same labelset {_text(labels)} ({what})"
+            )
         row[1][k] = value
 
     def vector(self):
         return Vector(list(self.rows.values()))
+
+
+def _unique(series: list, n: int) -> list:
+    """Prometheus refuses a result with two series of the same labels at one time (e.g. a
+    function dropped the metric names that told them apart)."""
+    for k in range(n):
+        seen = set()
+        for labels, vs in series:
+            if vs[k] is None:
+                continue
+            key = _key(labels)
+            if key in seen:
+                raise BackendError(
+                    f"vector cannot contain metrics with the same labelset {_text(labels)}"
+                )
+            seen.add(key)
+    return series
 
 
 def _text(labels) -> str:
@@ -104,11 +123,37 @@ def arith(op, a, b):
     }[op]
 
 
+def _kahan_inc(inc, total, c):
+    t = total + inc
+    if abs(total) >= abs(inc):  # Neumaier's improvement, as Prometheus
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def _mean(values, kahan):
+    """Prometheus' incremental mean (no overflow to Inf on large values; an infinite mean stays
+    infinite unless an opposite Inf or a NaN comes)."""
+    mean, c = 0.0, 0.0
+    for count, v in enumerate(values, 1):
+        if math.isinf(mean):
+            if math.isinf(v) and (mean > 0) == (v > 0):
+                continue
+            if not math.isinf(v) and not math.isnan(v):
+                continue
+        if kahan:
+            mean, c = _kahan_inc(v / count - mean / count, mean, c)
+        else:
+            mean += v / count - mean / count
+    return mean if math.isinf(mean) else mean + c
+
+
 def _aggregate(op, values):
     if op == "sum":
         return sum(values)
     if op == "avg":
-        return sum(values) / len(values)
+        return _mean(values, kahan=False)
     if op == "count":
         return float(len(values))
     if op == "group":
@@ -124,9 +169,12 @@ def _over_time(fn, values):
     if fn == "count_over_time":
         return float(len(values))
     if fn == "sum_over_time":
-        return sum(values)
+        total, c = 0.0, 0.0
+        for v in values:
+            total, c = _kahan_inc(v, total, c)
+        return total if math.isinf(total) else total + c
     if fn == "avg_over_time":
-        return sum(values) / len(values)
+        return _mean(values, kahan=True)
     return _aggregate("min" if fn == "min_over_time" else "max", values)
 
 
@@ -148,12 +196,11 @@ class Evaluator:
         value = self.evaluate(node.expr)
         if isinstance(value, Scalar):
             return Scalar([-v for v in value.values])
-        return Vector(
-            [
-                (_without(labels, (NAME,)), [None if v is None else -v for v in vs])
-                for labels, vs in value.series
-            ]
-        )
+        series = [
+            (_without(labels, (NAME,)), [None if v is None else -v for v in vs])
+            for labels, vs in value.series
+        ]
+        return Vector(_unique(series, self.n))
 
     # --- selectors ----------------------------------------------------------------------------
     def _series(self, node, window):
@@ -189,7 +236,7 @@ class Evaluator:
                 values.append(self._window_value(fn, ts, vs, raw, i, j, T, window))
             if any(v is not None for v in values):
                 out.append((_without(s.labels, (NAME,)), values))
-        return Vector(out)
+        return Vector(_unique(out, self.n))
 
     @staticmethod
     def _window_value(fn, ts, vs, raw, i, j, T, window):
@@ -235,9 +282,8 @@ class Evaluator:
                 return v
             return float(f(v))
 
-        return Vector(
-            [(_without(labels, (NAME,)), [apply(v) for v in vs]) for labels, vs in arg.series]
-        )
+        series = [(_without(lb, (NAME,)), [apply(v) for v in vs]) for lb, vs in arg.series]
+        return Vector(_unique(series, self.n))
 
     def _histogram_quantile(self, node):
         q = self.evaluate(node.args[0])
@@ -251,7 +297,9 @@ class Evaluator:
             except ValueError:
                 continue  # Prometheus skips series without a parsable `le`
             rest = _without(labels, (NAME, "le"))
-            groups.setdefault(_key(rest), (rest, []))[1].append((le, vs))
+            # the metric name is part of the group: two histograms are never merged
+            group = (_key(rest), labels.get(NAME))
+            groups.setdefault(group, (rest, []))[1].append((le, vs))
         out = _Builder(self.n)
         for rest, buckets in groups.values():
             for k in range(self.n):
@@ -317,7 +365,7 @@ class Evaluator:
                 out.append(
                     (_without(labels, (NAME,)) if self._drops_name(node) else labels, values)
                 )
-        return Vector(out)
+        return Vector(_unique(out, self.n))
 
     @staticmethod
     def _apply(node, a, b, keep):
