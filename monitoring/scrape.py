@@ -282,4 +282,17 @@ def purge_old_samples(now: float | None = None, batch: int = 200) -> int:
                 f"DELETE FROM {table} WHERE series_id IN ({marks}) AND t < %s", [*chunk, cutoff]
             )
             n += cur.rowcount
+    trim_reset_logs(cutoff)
     return n
+
+
+def trim_reset_logs(cutoff: float) -> None:
+    """Forget reset-log entries older than ``cutoff`` but the one in force at it (the offset of
+    the oldest kept sample), so a series restarted daily does not grow its log forever."""
+    changed = []
+    for series in Series.objects.exclude(resets=[]).only("pk", "resets"):
+        old = [r for r in series.resets if r[0] <= cutoff]
+        if len(old) > 1:
+            series.resets = series.resets[len(old) - 1 :]
+            changed.append(series)
+    Series.objects.bulk_update(changed, ["resets"], batch_size=500)

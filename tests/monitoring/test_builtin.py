@@ -128,8 +128,14 @@ def test_retention_purges_old_samples(checkout, fleet, settings):
     scrape_service(checkout, t=T0)
     scrape_service(checkout, t=T0 + 7200)
     before = Sample.objects.count()
+    series = Series.objects.filter(kind="counter").first()
+    series.resets = [[T0 - 10, 5.0], [T0 + 1, 7.0], [T0 + 3700, 9.0]]
+    series.save(update_fields=["resets"])
     removed = purge_old_samples(now=T0 + 7200)
     assert removed > 0
+    # the reset log keeps the entry in force at the cutoff (T0 + 3600) and the later ones
+    series.refresh_from_db()
+    assert series.resets == [[T0 + 1, 7.0], [T0 + 3700, 9.0]]
     assert Sample.objects.count() == before - removed
     assert not Sample.objects.filter(t__lt=T0 + 3600).exists()
     # removing the endpoint from the catalog drops its series and their samples
@@ -276,3 +282,35 @@ def test_batched_quantiles_equal_the_reference_function():
         for q in (0.5, 0.9, 0.99):
             want = sig.histogram_quantile(q, buckets)  # NaN (no data) → None
             assert got[q][k] == (None if math.isnan(want) else want)
+
+
+def test_histogram_quantile_edge_cases_as_prometheus():
+    inf = math.inf
+    buckets = [(0.1, 50), (0.5, 90), (inf, 100)]
+    assert math.isnan(sig.histogram_quantile(math.nan, buckets))
+    assert sig.histogram_quantile(-0.1, buckets) == -inf
+    assert sig.histogram_quantile(1.5, buckets) == inf
+    assert sig.histogram_quantile(-0.1, [(0.1, 3)]) == -inf  # q is checked before the buckets
+    assert math.isnan(sig.histogram_quantile(0.5, [(inf, 10)]))  # fewer than two buckets
+    # an empty first bucket: interpolated from the lower bound 0 of the next one up
+    assert sig.histogram_quantile(0.5, [(0.1, 0), (0.2, 10), (inf, 10)]) == pytest.approx(0.15)
+    # counts that go down are made monotonic; equal bounds ("0.2" and "2e-1") are merged
+    assert sig.histogram_quantile(0.5, [(0.1, 4), (0.2, 3), (inf, 8)]) == pytest.approx(0.1)
+    assert sig.histogram_quantile(0.5, [(0.2, 2), (0.2, 2), (inf, 4)]) == pytest.approx(0.1)
+
+
+def test_rate_extrapolates_like_prometheus_for_a_new_series():
+    # 10 s of a counter at 20/s (0 → 200, one sample a second) in a 1 m window: Prometheus
+    # extrapolates to the zero point and the window's end, 200 / 60 = 3.33/s (not 20/s)
+    ts = [1000.0 + k for k in range(11)]
+    vs = [20.0 * k for k in range(11)]
+    assert sig.rate(ts, vs, [1010.0], 60) == [pytest.approx(200 / 60)]
+    # the series ended 30 s ago: extrapolated by half an interval only
+    assert sig.rate(ts, vs, [1040.0], 60) == [pytest.approx(200 * 10.5 / 10 / 60)]
+    # a reset (200 → 5): the lost 200 is added back; irate sees the raw 5 over 1 s
+    ts2, vs2 = [*ts, 1011.0], [*vs, 5.0]
+    i, j = sig.window_bounds(ts2, 1011.0, 60)
+    assert sig.extrapolated_rate(ts2, vs2, i, j, 1011.0, 60, per_second=False) == pytest.approx(
+        205 * 11 / 11
+    )
+    assert sig.instant_rate(ts2, vs2, i, j) == 5.0
