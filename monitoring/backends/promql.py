@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from monitoring.backends.base import BackendError
+from monitoring.backends.promql_math import SIMPLE
 
 
 class PromQLSyntaxError(BackendError):
@@ -77,8 +78,18 @@ class Neg:
     expr: object
 
 
-# name -> argument kinds ("v" instant vector, "m" range vector, "s" scalar), optional tail
+# name -> argument kinds ("v" instant vector, "m" range vector, "s" scalar; upper case: optional)
 FUNCTIONS = {
+    **{fn: "v" for fn in SIMPLE},
+    "round": "vS",
+    "clamp": "vss",
+    "clamp_min": "vs",
+    "clamp_max": "vs",
+    "pi": "",
+    "changes": "m",
+    "resets": "m",
+    "last_over_time": "m",
+    "present_over_time": "m",
     "rate": "m",
     "increase": "m",
     "irate": "m",
@@ -90,9 +101,6 @@ FUNCTIONS = {
     "min_over_time": "m",
     "max_over_time": "m",
     "histogram_quantile": "sv",
-    "abs": "v",
-    "ceil": "v",
-    "floor": "v",
     "vector": "s",
     "scalar": "v",
     "time": "",
@@ -109,6 +117,7 @@ KNOWN_FUNCTIONS = {
 AGGREGATIONS = {"sum", "avg", "min", "max", "count", "group"}
 KNOWN_AGGREGATIONS = {*AGGREGATIONS, "stddev", "stdvar", "topk", "bottomk", "quantile"}
 KNOWN_AGGREGATIONS |= {"count_values"}
+MAX_DEPTH = 64  # nesting of parentheses / calls / operators (bounds the recursion)
 COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
 # binding power of binary operators, loosest first
 LEVELS = [{"or"}, {"and", "unless"}, COMPARISONS, {"+", "-"}, {"*", "/", "%", "atan2"}]
@@ -209,6 +218,7 @@ class Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
 
     # token helpers
     def peek(self, k=0):
@@ -231,7 +241,7 @@ class Parser:
 
     def error(self, what):
         _, v, pos = self.peek()
-        found = repr(v) if v else "the end of the query"
+        found = repr(v) if v else "end of the query"
         raise PromQLSyntaxError(f"unexpected {found} at {pos}: expected {what}")
 
     # grammar
@@ -242,6 +252,10 @@ class Parser:
         return node
 
     def expr(self, level):
+        if level == 0:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise PromQLSyntaxError(f"the query nests more than {MAX_DEPTH} levels deep")
         if level == len(LEVELS):
             return self.unary()
         lhs = self.expr(level + 1)
@@ -251,6 +265,8 @@ class Parser:
             self.modifiers(node)
             node.rhs = self.expr(level + 1)
             lhs = node
+        if level == 0:
+            self.depth -= 1
         return lhs
 
     def modifiers(self, node):
@@ -272,6 +288,15 @@ class Parser:
                 raise UnsupportedConstruct(f"{word} (many-to-one matching)")
 
     def unary(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise PromQLSyntaxError(f"the query nests more than {MAX_DEPTH} levels deep")
+        try:
+            return self._unary()
+        finally:
+            self.depth -= 1
+
+    def _unary(self):
         if self.peek()[:2] in (("op", "-"), ("op", "+")):
             sign = self.take()[1]
             inner = self.unary()
@@ -389,9 +414,10 @@ class Parser:
                 self.error(f"',' or ')' in the arguments of {fn}()")
         self.take()
         kinds = FUNCTIONS[fn]
-        if len(args) != len(kinds):
+        required = len(kinds.rstrip("VMS"))
+        if not required <= len(args) <= len(kinds):
             raise PromQLSyntaxError(f"{fn}() takes {len(kinds)} argument(s), got {len(args)}")
-        for arg, kind in zip(args, kinds, strict=True):
+        for arg, kind in zip(args, kinds.lower(), strict=False):
             is_range = isinstance(arg, Selector) and arg.range is not None
             if kind == "m" and not is_range:
                 raise PromQLSyntaxError(f"{fn}() needs a range selector like x[5m]")

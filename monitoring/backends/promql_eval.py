@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from monitoring import signals as sig
 from monitoring.backends import promql as ast
+from monitoring.backends import promql_math as pm
 from monitoring.backends.base import BackendError
 
 LOOKBACK = 300.0  # Prometheus' default lookback delta: an instant selector looks back 5 min
@@ -235,7 +236,8 @@ class Evaluator:
                 i, j = sig.window_bounds(ts, T, window)
                 values.append(self._window_value(fn, ts, vs, raw, i, j, T, window))
             if any(v is not None for v in values):
-                out.append((_without(s.labels, (NAME,)), values))
+                keep_name = fn == "last_over_time"  # Prometheus keeps the name for this one
+                out.append((s.labels if keep_name else _without(s.labels, (NAME,)), values))
         return Vector(_unique(out, self.n))
 
     @staticmethod
@@ -253,7 +255,12 @@ class Evaluator:
             return sig.instant_rate(ts, raw, i, j, per_second=False)
         if j < i:
             return None
-        return _over_time(fn, raw[i : j + 1])
+        values = raw[i : j + 1]
+        if fn in ("changes", "resets"):
+            return pm.changes(values) if fn == "changes" else pm.resets(values)
+        if fn in ("last_over_time", "present_over_time"):
+            return values[-1] if fn == "last_over_time" else 1.0
+        return _over_time(fn, values)
 
     # --- functions ----------------------------------------------------------------------------
     def _call(self, node):
@@ -262,6 +269,8 @@ class Evaluator:
             return self._range_function(fn, node.args[0])
         if fn == "time":
             return Scalar(list(self.times))
+        if fn == "pi":
+            return Scalar([math.pi] * self.n)
         if fn == "vector":
             return Vector([({}, list(self.evaluate(node.args[0]).values))])
         if fn == "histogram_quantile":
@@ -275,15 +284,27 @@ class Evaluator:
                 present = [vs[k] for _, vs in arg.series if vs[k] is not None]
                 out.append(present[0] if len(present) == 1 else math.nan)
             return Scalar(out)
-        f = {"abs": abs, "ceil": math.ceil, "floor": math.floor}[fn]
+        params = [self.evaluate(a).values for a in node.args[1:]]
+        if fn == "clamp":
+            keep = [not hi < lo for lo, hi in zip(*params, strict=True)]  # else: no result
+            params.append(keep)
 
-        def apply(v):
-            if v is None or math.isnan(v) or math.isinf(v):
-                return v
-            return float(f(v))
+        def apply(k, v):
+            if v is None:
+                return None
+            if fn == "round":
+                return pm.round_to(v, params[0][k] if params else 1.0)
+            if fn == "clamp":
+                return pm.clamp(v, params[0][k], params[1][k]) if params[2][k] else None
+            if fn in ("clamp_min", "clamp_max"):
+                return (pm.go_max if fn == "clamp_min" else pm.go_min)(v, params[0][k])
+            return pm.simple(fn, v)
 
-        series = [(_without(lb, (NAME,)), [apply(v) for v in vs]) for lb, vs in arg.series]
-        return Vector(_unique(series, self.n))
+        series = [
+            (_without(lb, (NAME,)), [apply(k, v) for k, v in enumerate(vs)])
+            for lb, vs in arg.series
+        ]
+        return Vector(_unique([s for s in series if any(v is not None for v in s[1])], self.n))
 
     def _histogram_quantile(self, node):
         q = self.evaluate(node.args[0])
@@ -348,7 +369,7 @@ class Evaluator:
         return self._vector_scalar(node, lhs, rhs)
 
     def _drops_name(self, node):
-        return node.op not in ast.COMPARISONS or node.bool_mode
+        return node.op in ("+", "-", "*", "/", "%", "^") or node.bool_mode
 
     def _vector_scalar(self, node, lhs, rhs):
         swap = isinstance(lhs, Scalar)

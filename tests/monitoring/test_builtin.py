@@ -2,6 +2,7 @@
 PostgreSQL), including a counter reset."""
 
 import math
+import re
 
 import pytest
 
@@ -314,3 +315,26 @@ def test_rate_extrapolates_like_prometheus_for_a_new_series():
         205 * 11 / 11
     )
     assert sig.instant_rate(ts2, vs2, i, j) == 5.0
+
+
+def test_bad_queries_are_errors_naming_the_construct(db):
+    from monitoring.backends import BackendError
+
+    b = BuiltinBackend()
+    cases = {
+        "sum by le (rate(x_bucket[5m]))": "`by` needs a parenthesised label list",
+        "rate(x[5m]": "unexpected end of the query at 10: expected ',' or ')'",
+        "rate(x)": "rate() needs a range selector",
+        "x offset 5m": "the offset modifier (unsupported construct)",
+        "topk(3, x)": "the topk() aggregation",
+        "rate(x[5m:1m])": "subqueries",
+        "x * on(a) group_left y": "group_left",
+        "nosuchfn(x)": "unknown function nosuchfn()",
+        "(" * 500 + "x" + ")" * 500: "nests more than 64 levels",
+        "-" * 5000 + "1": "nests more than 64 levels",
+        'x{a=~"("}': "bad regular expression",
+        "{}": "a metric name or at least one label matcher",
+    }
+    for query, message in cases.items():
+        with pytest.raises(BackendError, match=re.escape(message)):
+            b.instant(query, at=T0)
