@@ -161,10 +161,11 @@ class BuiltinBackend(MetricsBackend):
             if _match(row[2], matchers)
         ]
 
-    def _loader(self, step):
+    def _loader(self):
         def load(node, start, end):
             selected = self._select(node)
-            samples = load_samples([row[0] for row in selected], start, end, step)
+            # every sample (step 1): the downsampled read is only right for monotonic counters
+            samples = load_samples([row[0] for row in selected], start, end, 1)
             out = []
             for sid, name, labels, resets in selected:
                 if sid in samples:
@@ -175,32 +176,37 @@ class BuiltinBackend(MetricsBackend):
 
         return load
 
-    def query_value(self, query, times, step=1):
+    def query_value(self, query, times):
         """The evaluator's own answer (``Scalar`` or ``Vector``) at ``times``."""
-        return Evaluator(self._loader(step), times).evaluate(promql.parse(query))
+        return Evaluator(self._loader(), times).evaluate(promql.parse(query))
 
-    def _evaluate(self, query, times, step):
-        result = self.query_value(query, times, step)
+    def _evaluate(self, query, times):
+        """QueryResults; NaN and ±Inf become None (no data), as the Prometheus backend's."""
+        result = self.query_value(query, times)
         if isinstance(result, Scalar):
-            return [QueryResult({}, list(zip(times, result.values, strict=True)))]
-        return [
-            QueryResult(labels, list(zip(times, values, strict=True)))
-            for labels, values in result.series
-        ]
+            return [QueryResult({}, _points(times, result.values))]
+        return [QueryResult(labels, _points(times, values)) for labels, values in result.series]
 
     def range(self, query, start, end, step):
         times = sig.eval_times(start, end, step)
         if not times:
             promql.parse(query)
             return []
-        return self._evaluate(query, times, step)
+        return self._evaluate(query, times)
 
     def instant(self, query, at=None):
         import time
 
         at = at if at is not None else time.time()
-        results = self._evaluate(query, [at], 1)
+        results = self._evaluate(query, [at])
         return [r for r in results if r.points and r.points[-1][1] is not None]
+
+
+def _points(times, values) -> list:
+    return [
+        (t, v if v is not None and math.isfinite(v) else None)
+        for t, v in zip(times, values, strict=True)
+    ]
 
 
 def _first_raw(ts, vs, resets):

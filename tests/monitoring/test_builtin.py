@@ -338,3 +338,15 @@ def test_bad_queries_are_errors_naming_the_construct(db):
     for query, message in cases.items():
         with pytest.raises(BackendError, match=re.escape(message)):
             b.instant(query, at=T0)
+
+
+def test_a_series_no_longer_scraped_disappears_after_the_lookback(checkout, fleet):
+    fleet.send("checkout", 3, track="stable")
+    scrape_service(checkout, t=T0)
+    q = 'http_requests_total{service="checkout",track="stable"}'
+    b = BuiltinBackend()
+    assert [r.points[0][1] for r in b.instant(q, at=T0 + 300)] == [3]  # 5 min: still there
+    assert b.instant(q, at=T0 + 301) == []  # Prometheus' lookback delta has passed
+    assert b.instant(f"sum({q})", at=T0 + 301) == []
+    # a range function needs samples in its own window, not the lookback
+    assert b.instant(f"rate({q}[5m])", at=T0 + 60) == []  # one sample: no rate
