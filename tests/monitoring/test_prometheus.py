@@ -231,8 +231,8 @@ class ScriptedCounter:
             return ""
         e = time.time() - self.t0
         return (
-            "# TYPE demo_requests_total counter\n"
-            f'demo_requests_total{{code="200"}} {self.value(e)}\n'
+            "# TYPE http_requests_total counter\n"
+            f'http_requests_total{{code="200"}} {self.value(e)}\n'
         )
 
 
@@ -259,21 +259,24 @@ scrape_configs:
     svc = ServiceFactory(slug="scripted", owner=squad, metrics_urls=[target.url])
     builtin = BuiltinBackend()
     queries = [
-        "rate(demo_requests_total[1m])",
-        "increase(demo_requests_total[1m])",
-        "irate(demo_requests_total[1m])",
-        "demo_requests_total",
+        "rate(http_requests_total[1m])",
+        "increase(http_requests_total[1m])",
+        "irate(http_requests_total[1m])",
+        "http_requests_total",
     ]
     with run_prometheus(tmp_path, config) as url:
         _wait_for(url, 'up{job="scripted"}', lambda r: len(r) == 1 and r[0]["value"][1] == "1")
         target.t0 = time.time()
-        checkpoints = {"new series": 9.5, "after the reset": 19.0}
-        answers = {}
+        # whole seconds (the golden signals evaluate at step-aligned times): the first one
+        # 8.5-9.5 s into the ramp, the second 1.5-2.5 s into the final plateau
+        checkpoints = {"new series": 9.5, "after the reset": 20.5}
+        answers, elapsed = {}, {}
         for label, at_e in checkpoints.items():
-            while time.time() < target.t0 + at_e + 0.6:  # both scrape past the moment
+            at = math.floor(target.t0 + at_e)
+            elapsed[label] = at - target.t0
+            while time.time() < at + 0.6:  # both scrape past the moment
                 scrape_service(svc)
                 time.sleep(0.25)
-            at = target.t0 + at_e
             answers[label] = {}
             for q in queries:
                 ref = requests.get(
@@ -282,15 +285,23 @@ scrape_configs:
                 got = builtin.instant(q, at=at)
                 assert len(ref) == len(got) == 1, (label, q, ref, got)
                 answers[label][q] = (got[0].points[0][1], float(ref[0]["value"][1]))
+            # the golden signal (what canary analysis counts requests with) is the same rate
+            signals = builtin.golden_signals(svc, ["stable"], at, at, 1, 60)["stable"]
+            answers[label]["request_rate signal"] = (
+                signals["request_rate"][0][1],
+                answers[label]["rate(http_requests_total[1m])"][1],
+            )
     target.server.shutdown()
     for label, by_query in answers.items():
         for q, (got, want) in by_query.items():
             # the samples' times differ by up to one interval between the two scrapers
             assert got == pytest.approx(want, rel=0.03, abs=0.05), (label, q, got, want)
     new, reset = answers["new series"], answers["after the reset"]
-    # 9.5 s of a counter at 20/s in a 1 m window: ~190 requests, not 20/s (the issue's 3.33/s)
-    assert new["rate(demo_requests_total[1m])"][1] == pytest.approx(190 / 60, rel=0.05)
+    # ~9 s of a counter at 20/s in a 1 m window: ~180 requests / 60 s, not 20/s (the issue's
+    # "10 s at 20/s: 3.33/s")
+    expected = 20 * elapsed["new series"] / 60
+    assert new["rate(http_requests_total[1m])"][1] == pytest.approx(expected, rel=0.05)
     # after the reset: 200 before it + 100 after, the exposed value is the raw 100
-    assert reset["increase(demo_requests_total[1m])"][1] == pytest.approx(300, rel=0.05)
-    assert reset["demo_requests_total"] == (100.0, 100.0)
-    assert reset["irate(demo_requests_total[1m])"] == (0.0, 0.0)
+    assert reset["increase(http_requests_total[1m])"][1] == pytest.approx(300, rel=0.05)
+    assert reset["http_requests_total"] == (100.0, 100.0)
+    assert reset["irate(http_requests_total[1m])"] == (0.0, 0.0)
