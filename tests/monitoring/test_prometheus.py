@@ -278,7 +278,9 @@ scrape_configs:
                 scrape_service(svc)
                 time.sleep(0.25)
             answers[label] = {}
-            for q in queries:
+            # on the ramp, a single sample's value (instant, irate) depends on when each scraper
+            # took it; rate/increase extrapolate along the ramp and do not: compare those there
+            for q in queries if label == "after the reset" else queries[:2]:
                 ref = requests.get(
                     f"{url}/api/v1/query", params={"query": q, "time": at}, timeout=5
                 ).json()["data"]["result"]
