@@ -272,7 +272,7 @@ class Evaluator:
         if fn == "pi":
             return Scalar([math.pi] * self.n)
         if fn == "vector":
-            return Vector([({}, list(self.evaluate(node.args[0]).values))])
+            return Vector([({}, self._scalar(node.args[0], fn))])
         if fn == "histogram_quantile":
             return self._histogram_quantile(node)
         arg = self.evaluate(node.args[0])
@@ -284,7 +284,7 @@ class Evaluator:
                 present = [vs[k] for _, vs in arg.series if vs[k] is not None]
                 out.append(present[0] if len(present) == 1 else math.nan)
             return Scalar(out)
-        params = [self.evaluate(a).values for a in node.args[1:]]
+        params = [self._scalar(a, fn) for a in node.args[1:]]
         if fn == "clamp":
             keep = [not hi < lo for lo, hi in zip(*params, strict=True)]  # else: no result
             params.append(keep)
@@ -305,6 +305,12 @@ class Evaluator:
             for lb, vs in arg.series
         ]
         return Vector(_unique([s for s in series if any(v is not None for v in s[1])], self.n))
+
+    def _scalar(self, node, fn) -> list:
+        value = self.evaluate(node)
+        if not isinstance(value, Scalar):
+            raise BackendError(f"{fn}() needs a number (a scalar) there, not an instant vector")
+        return list(value.values)
 
     def _histogram_quantile(self, node):
         q = self.evaluate(node.args[0])
