@@ -22,7 +22,20 @@ def window_bounds(ts, T, window):
     return bisect_left(ts, T - window), bisect_right(ts, T) - 1
 
 
-def extrapolated_rate(ts, vs, i, j, T, window, counter=True, per_second=True, first_raw=None):
+def reset_corrections(vs) -> list:
+    """Prefix sums of what counter resets lost: ``c[j] - c[i]`` is what Prometheus adds back
+    to ``vs[j] - vs[i]`` (the value before each drop), in O(1) per window."""
+    out, total = [0.0], 0.0
+    for k in range(1, len(vs)):
+        if vs[k] < vs[k - 1]:
+            total += vs[k - 1]
+        out.append(total)
+    return out
+
+
+def extrapolated_rate(
+    ts, vs, i, j, T, window, counter=True, per_second=True, first_raw=None, corrections=None
+):
     """Prometheus' ``extrapolatedRate`` (promql/functions.go, as in the 2.x Prometheus this
     project tests against) over the samples ``i..j`` of a range ``[T - window, T]``.
 
@@ -34,7 +47,9 @@ def extrapolated_rate(ts, vs, i, j, T, window, counter=True, per_second=True, fi
     if j - i < 1:
         return None
     result = vs[j] - vs[i]
-    if counter:
+    if counter and corrections is not None:
+        result += corrections[j] - corrections[i]
+    elif counter:
         for k in range(i + 1, j + 1):
             if vs[k] < vs[k - 1]:
                 result += vs[k - 1]
@@ -76,10 +91,13 @@ def rate(ts, vs, times, window, first_raw=None) -> list:
     ``None`` where the window holds fewer than two samples (missing series, scrape gaps).
     ``first_raw(i)`` gives sample i's value as exposed (``vs`` are stored reset-adjusted)."""
     out = []
+    corrections = reset_corrections(vs)
     for T in times:
         i, j = window_bounds(ts, T, window)
         raw = first_raw(i) if first_raw is not None and j > i else None
-        out.append(extrapolated_rate(ts, vs, i, j, T, window, first_raw=raw))
+        out.append(
+            extrapolated_rate(ts, vs, i, j, T, window, first_raw=raw, corrections=corrections)
+        )
     return out
 
 

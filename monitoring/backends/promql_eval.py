@@ -232,20 +232,30 @@ class Evaluator:
             vs = [s.values[k] for k in keep]
             raw = [s.raw[k] for k in keep]
             values = []
+            corrections = sig.reset_corrections(vs) if fn in ("rate", "increase") else None
             for T in self.times:
                 i, j = sig.window_bounds(ts, T, window)
-                values.append(self._window_value(fn, ts, vs, raw, i, j, T, window))
+                values.append(self._window_value(fn, ts, vs, raw, i, j, T, window, corrections))
             if any(v is not None for v in values):
                 keep_name = fn == "last_over_time"  # Prometheus keeps the name for this one
                 out.append((s.labels if keep_name else _without(s.labels, (NAME,)), values))
         return Vector(_unique(out, self.n))
 
     @staticmethod
-    def _window_value(fn, ts, vs, raw, i, j, T, window):
+    def _window_value(fn, ts, vs, raw, i, j, T, window, corrections=None):
         if fn in ("rate", "increase"):
             first = raw[i] if j > i else None
+            per_second = fn == "rate"
             return sig.extrapolated_rate(
-                ts, vs, i, j, T, window, per_second=fn == "rate", first_raw=first
+                ts,
+                vs,
+                i,
+                j,
+                T,
+                window,
+                per_second=per_second,
+                first_raw=first,
+                corrections=corrections,
             )
         if fn == "delta":
             return sig.extrapolated_rate(ts, raw, i, j, T, window, counter=False, per_second=False)
