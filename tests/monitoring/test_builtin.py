@@ -55,6 +55,17 @@ def test_rate_and_error_ratio_survive_a_counter_reset(checkout, fleet):
     assert data["error_ratio"][0][1] == pytest.approx(err_rate / (ok_rate + err_rate), rel=1e-9)
     # the raw (unadjusted) view would have been a negative rate; nothing is ever negative here
     assert all(v is None or v >= 0 for _, v in data["request_rate"])
+    # an instant selector answers what the target exposes now (5 and 3), not the stored 35 / 5
+    b = BuiltinBackend()
+    got = {
+        r.labels["code"]: r.points[0][1]
+        for r in b.instant('http_requests_total{service="checkout",track="stable"}', at=T0 + 30)
+    }
+    assert got == {"200": 5, "500": 3}
+    assert ok.resets[-1] == [T0 + 30, 30] and err.resets[-1] == [T0 + 30, 2]
+    # before the reset, the value exposed then
+    got = b.instant('http_requests_total{service="checkout",code="200"}', at=T0 + 15)
+    assert [r.points[0][1] for r in got] == [30]
 
 
 def test_latency_quantiles_from_real_histograms(checkout, fleet):
