@@ -7,7 +7,8 @@ Sample storage: one narrow row per (series, scrape time) with a composite
 primary key, no surrogate id. Counter-like samples (counters, histogram buckets/counts/sums)
 are stored *reset-adjusted*: when a scrape sees a raw value lower than the previous one (the
 process restarted), the previous raw value is added to the series' ``offset`` and every later
-sample is stored as ``raw + offset``. A changed ``<name>_created`` timestamp (prometheus_client
+sample is stored as ``raw + offset``; ``Series.resets`` records each new offset and when it
+began, so the exposed value is recovered as ``stored - offset`` (PromQL's instant selectors). A changed ``<name>_created`` timestamp (prometheus_client
 exposes one per counter/histogram child) is a reset too, even when the new value is higher.
 Stored counters are therefore monotonic, so a rate over any window needs only the first and
 last sample in the window, and range queries can be downsampled in SQL by taking the last
@@ -60,6 +61,9 @@ class Series(models.Model):
     offset = models.FloatField(default=0)
     last_t = models.FloatField(null=True, blank=True)
     created = models.FloatField(null=True, blank=True)  # the exposition's `_created` timestamp
+    # [[t, offset], ...]: the offset added to samples from t on (one entry per reset), so the
+    # value the target exposed is ``stored - offset`` (instant selectors, rate's zero point)
+    resets = models.JSONField(default=list, blank=True)
 
     class Meta:
         db_table = "monitoring_series"

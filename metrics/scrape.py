@@ -101,11 +101,34 @@ def parse_exposition(text: str):
         yield name, kind, labels, value, c
 
 
+def stored_value(series: Series, raw: float, t: float, created=None) -> tuple[float, bool]:
+    """The value to store for a sample of ``series`` exposed as ``raw`` at ``t``, and whether
+    it was a counter reset; moves the series' reset state on (the caller saves it).
+
+    Counter-like series are stored reset-adjusted (see ``metrics.models``): a drop, or a
+    changed ``_created`` timestamp, adds the previous raw value to the offset, and the new
+    offset is logged in ``Series.resets`` with the time it starts at. A drop from or to an
+    infinite value is stored as it is (rate() still sees it as a reset)."""
+    stored, was_reset = raw, False
+    if series.kind == "counter":
+        restarted = created is not None and series.created not in (None, created)
+        finite = series.last_raw is not None and math.isfinite(series.last_raw + raw)
+        if finite and (raw < series.last_raw or restarted):
+            series.offset += series.last_raw  # counter reset: keep the stored value monotonic
+            series.resets = [*series.resets, [t, series.offset]]
+            was_reset = True
+        stored = raw + series.offset
+        series.created = created
+    series.last_raw = raw
+    series.last_t = t
+    return stored, was_reset
+
+
 def ingest(target: ScrapeTarget, text: str, t: float) -> int:
     """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
     service = target.service
     known = {(s.name, s.key): s for s in Series.objects.filter(target=target)}
-    new_series, changed, rows = [], [], []
+    new_series, changed, rows, reset = [], [], [], []
     pending = []
     for n, (name, kind, labels, value, created) in enumerate(parse_exposition(text)):
         if n >= MAX_SAMPLES_PER_TARGET:
@@ -150,15 +173,9 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
             continue
         if series.last_t is not None and t <= series.last_t:
             continue  # out of order / duplicate scrape
-        stored = raw
-        if series.kind == "counter":
-            restarted = created is not None and series.created not in (None, created)
-            if series.last_raw is not None and (raw < series.last_raw or restarted):
-                series.offset += series.last_raw  # counter reset: keep the stored value monotonic
-            stored = raw + series.offset
-            series.created = created
-        series.last_raw = raw
-        series.last_t = t
+        stored, was_reset = stored_value(series, raw, t, created)
+        if was_reset:
+            reset.append(series)
         changed.append(series)
         rows.append(Sample(series_id=series.pk, t=t, value=stored))
     with transaction.atomic():
@@ -167,6 +184,8 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
             Series.objects.bulk_update(
                 changed, ["last_raw", "offset", "last_t", "created"], batch_size=500
             )
+        if reset:  # rare (a process restarted): not part of every scrape's update
+            Series.objects.bulk_update(reset, ["resets"], batch_size=500)
     return len(rows)
 
 
@@ -263,4 +282,17 @@ def purge_old_samples(now: float | None = None, batch: int = 200) -> int:
                 f"DELETE FROM {table} WHERE series_id IN ({marks}) AND t < %s", [*chunk, cutoff]
             )
             n += cur.rowcount
+    trim_reset_logs(cutoff)
     return n
+
+
+def trim_reset_logs(cutoff: float) -> None:
+    """Forget reset-log entries older than ``cutoff`` but the one in force at it (the offset of
+    the oldest kept sample), so a series restarted daily does not grow its log forever."""
+    changed = []
+    for series in Series.objects.exclude(resets=[]).only("pk", "resets"):
+        old = [r for r in series.resets if r[0] <= cutoff]
+        if len(old) > 1:
+            series.resets = series.resets[len(old) - 1 :]
+            changed.append(series)
+    Series.objects.bulk_update(changed, ["resets"], batch_size=500)

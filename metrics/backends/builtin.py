@@ -1,57 +1,23 @@
 """The builtin backend: answers from samples Backline scraped itself (``metrics.scrape``).
 
-Queries understand a small PromQL subset, enough for alert rules and ad-hoc checks:
-``name{label="v",label!="v",label=~"re",label!~"re"}``, ``rate(<selector>[5m])``,
-``increase(<selector>[5m])``, ``sum(...)`` around either, and
-``histogram_quantile(0.95, rate(<name>_bucket{...}[5m]))`` (summed by ``le``).
+Queries are a PromQL subset (``metrics.backends.promql``, evaluated by ``promql_eval`` with
+Prometheus' semantics); anything outside it is a BackendError naming the construct.
 """
 
 import math
-import re
+from bisect import bisect_right
 
 from django.conf import settings
 from django.db import connection
 
 from metrics import signals as sig
-from metrics.backends.base import BackendError, MetricsBackend, QueryResult
+from metrics.backends import promql
+from metrics.backends.base import MetricsBackend, QueryResult
+from metrics.backends.promql_eval import NAME, Evaluator, RawSeries, Scalar
 from metrics.models import Sample, Series
 
 REQUESTS_METRIC = "http_requests_total"
 LATENCY_METRIC = "http_request_duration_seconds"
-SCRAPE_LOOKBACK = 300  # instant selectors look back this far for a sample
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?\s*(\[[^\]]+\])?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise BackendError(f"bad duration {text!r}: use e.g. 30s, 5m, 1h")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def parse_selector(text: str):
-    """-> (name, [(label, op, value)], window seconds | None)"""
-    m = _SELECTOR.match(text)
-    if not m:
-        raise BackendError(f"cannot parse selector {text!r}")
-    name, body, window = m.group(1), m.group(2), m.group(3)
-    matchers = []
-    if body:
-        inner = body[1:-1]
-        pos = 0
-        while pos < len(inner):
-            mm = _MATCHER.match(inner, pos)
-            if not mm:
-                if inner[pos:].strip():
-                    raise BackendError(f"cannot parse label matchers in {body!r}")
-                break
-            matchers.append((mm.group(1), mm.group(2), mm.group(3)))
-            pos = mm.end()
-    return name, matchers, parse_duration(window[1:-1]) if window else None
 
 
 def _match(labels: dict, matchers) -> bool:
@@ -61,17 +27,11 @@ def _match(labels: dict, matchers) -> bool:
             return False
         if op == "!=" and have == value:
             return False
-        if op == "=~" and not re.fullmatch(value, have):
+        if op == "=~" and not promql.compile_regex(value).fullmatch(have):
             return False
-        if op == "!~" and re.fullmatch(value, have):
+        if op == "!~" and promql.compile_regex(value).fullmatch(have):
             return False
     return True
-
-
-def _strip_call(text: str, fn: str):
-    text = text.strip()
-    m = re.match(rf"^{fn}\s*\((.*)\)$", text, re.S)
-    return m.group(1) if m else None
 
 
 def load_samples(series_ids, start: float, end: float, step: float) -> dict:
@@ -144,7 +104,7 @@ class BuiltinBackend(MetricsBackend):
         req, bucket = self.metric_names(service)
         rows = list(
             Series.objects.filter(service=service, name__in=[req, bucket], track__in=list(tracks))
-            .values_list("id", "name", "track", "code", "le")
+            .values_list("id", "name", "track", "code", "le", "resets")
             .order_by()
         )
         samples = load_samples([r[0] for r in rows], start - window, end, step)
@@ -152,11 +112,11 @@ class BuiltinBackend(MetricsBackend):
         result = {}
         for track in tracks:
             req_cols, err_cols, le_cols = [], [], {}
-            for sid, name, s_track, code, le in rows:
+            for sid, name, s_track, code, le, resets in rows:
                 if s_track != track or sid not in samples:
                     continue
                 ts, vs = samples[sid]
-                col = sig.rate(ts, vs, times, window)
+                col = sig.rate(ts, vs, times, window, _first_raw(ts, vs, resets))
                 if name == req:
                     req_cols.append(col)
                     if code.startswith("5"):
@@ -177,102 +137,96 @@ class BuiltinBackend(MetricsBackend):
             result[track] = data
         return result
 
-    # --- queries (small PromQL subset) --------------------------------------------------------
-    def _select(self, name, matchers):
-        qs = Series.objects.filter(name=name)
+    # --- queries (PromQL subset, see metrics.backends.promql) ------------------------------
+    def _select(self, node) -> list:
+        """[(series id, name, labels, resets)] matching a selector."""
+        name_matchers = [m for m in node.matchers if m[0] == NAME]
+        matchers = [m for m in node.matchers if m[0] != NAME]
+        if node.name is not None:
+            names = [node.name]
+        elif any(op == "=" for _, op, _ in name_matchers):
+            names = [v for _, op, v in name_matchers if op == "="][:1]
+        else:
+            names = list(Series.objects.values_list("name", flat=True).distinct().order_by())
+        names = [n for n in names if _match({NAME: n}, name_matchers)]
+        qs = Series.objects.filter(name__in=names)
         for label, op, value in matchers:
             if op == "=" and label == "service":
                 qs = qs.filter(service__slug=value)
             elif op == "=" and label == "track":
                 qs = qs.filter(track=value)
         return [
-            (sid, labels)
-            for sid, labels in qs.values_list("id", "labels")
-            if _match(labels, matchers)
+            row
+            for row in qs.values_list("id", "name", "labels", "resets").order_by()
+            if _match(row[2], matchers)
         ]
 
-    def _evaluate(self, query, times, step):
-        query = query.strip()
-        inner = _strip_call(query, "histogram_quantile")
-        if inner is not None:
-            q_text, _, rest = inner.partition(",")
-            try:
-                q = float(q_text)
-            except ValueError as exc:
-                raise BackendError(
-                    f"histogram_quantile needs a number first, got {q_text!r}"
-                ) from exc
-            rest = _strip_call(rest, "sum by (le)") or rest
-            rated = self._evaluate(rest, times, step)
-            by_le: dict = {}
-            for res in rated:
-                le = res.labels.get("le")
-                if le is None:
-                    continue
-                by_le.setdefault(float(le), []).append([v for _, v in res.points])
-            cols = {le: sig.sum_values(c) for le, c in by_le.items()}
-            values = sig.quantile_over_time(q, cols) if cols else []
-            if not values:
-                return []
-            return [QueryResult({}, list(zip(times, values, strict=True)))]
-        inner = _strip_call(query, "sum")
-        if inner is not None:
-            parts = self._evaluate(inner, times, step)
-            if not parts:
-                return []
-            total = sig.sum_values([[v for _, v in r.points] for r in parts])
-            return [QueryResult({}, list(zip(times, total, strict=True)))]
-        for fn in ("rate", "increase"):
-            inner = _strip_call(query, fn)
-            if inner is None:
-                continue
-            name, matchers, window = parse_selector(inner)
-            if window is None:
-                raise BackendError(f"{fn}() needs a range selector like {name}[5m]")
-            selected = self._select(name, matchers)
-            samples = load_samples([s for s, _ in selected], times[0] - window, times[-1], step)
+    def _loader(self):
+        def load(node, start, end):
+            selected = self._select(node)
+            # every sample (step 1): the downsampled read is only right for monotonic counters
+            samples = load_samples([row[0] for row in selected], start, end, 1)
             out = []
-            for sid, labels in selected:
-                if sid not in samples:
-                    continue
-                ts, vs = samples[sid]
-                col = sig.rate(ts, vs, times, window)
-                if fn == "increase":
-                    col = [None if v is None else v * window for v in col]
-                out.append(QueryResult(labels, list(zip(times, col, strict=True))))
+            for sid, name, labels, resets in selected:
+                if sid in samples:
+                    ts, vs = samples[sid]
+                    raw = raw_values(ts, vs, resets)
+                    out.append(RawSeries({**labels, NAME: name}, list(ts), list(vs), raw))
             return out
-        if "(" in query:
-            raise BackendError(
-                f"the builtin backend does not understand {query!r}; it supports selectors, "
-                "rate(), increase(), sum() and histogram_quantile()"
-            )
-        name, matchers, window = parse_selector(query)
-        if window is not None:
-            raise BackendError("a range selector needs rate() or increase() around it")
-        selected = self._select(name, matchers)
-        samples = load_samples(
-            [s for s, _ in selected], times[0] - SCRAPE_LOOKBACK, times[-1], step
-        )
-        out = []
-        for sid, labels in selected:
-            if sid in samples:
-                ts, vs = samples[sid]
-                col = sig.last_value(ts, vs, times, SCRAPE_LOOKBACK)
-                out.append(QueryResult(labels, list(zip(times, col, strict=True))))
-        return out
+
+        return load
+
+    def query_value(self, query, times):
+        """The evaluator's own answer (``Scalar`` or ``Vector``) at ``times``."""
+        return Evaluator(self._loader(), times).evaluate(promql.parse(query))
+
+    def _evaluate(self, query, times):
+        """QueryResults; NaN and ±Inf become None (no data), as the Prometheus backend's."""
+        result = self.query_value(query, times)
+        if isinstance(result, Scalar):
+            return [QueryResult({}, _points(times, result.values))]
+        return [QueryResult(labels, _points(times, values)) for labels, values in result.series]
 
     def range(self, query, start, end, step):
         times = sig.eval_times(start, end, step)
         if not times:
+            promql.parse(query)
             return []
-        return self._evaluate(query, times, step)
+        return self._evaluate(query, times)
 
     def instant(self, query, at=None):
         import time
 
         at = at if at is not None else time.time()
-        results = self._evaluate(query, [at], 1)
+        results = self._evaluate(query, [at])
         return [r for r in results if r.points and r.points[-1][1] is not None]
+
+
+def _points(times, values) -> list:
+    return [
+        (t, v if v is not None and math.isfinite(v) else None)
+        for t, v in zip(times, values, strict=True)
+    ]
+
+
+def _first_raw(ts, vs, resets):
+    """``sig.rate``'s ``first_raw``: sample i's exposed value (stored value minus offset)."""
+    if not resets:
+        return None
+    return lambda i: raw_values(ts[i : i + 1], vs[i : i + 1], resets)[0]
+
+
+def raw_values(ts, vs, resets) -> list:
+    """The values as the target exposed them: stored counter values minus the reset offset in
+    force at each sample (``Series.resets``: [[t, offset from t on], ...])."""
+    if not resets:
+        return list(vs)
+    marks = [r[0] for r in resets]
+    out = []
+    for t, v in zip(ts, vs, strict=True):
+        k = bisect_right(marks, t) - 1
+        out.append(v - resets[k][1] if k >= 0 else v)
+    return out
 
 
 def storage_figures() -> dict:

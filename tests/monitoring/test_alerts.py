@@ -191,10 +191,24 @@ def test_rule_api_permissions_and_validation(checkout, alice, bob, make_token, s
     assert r.status_code == 400 and "signal" in r.json()["message"]
     r = client_for(alice).post(
         "/api/v1/alert-rules/",
-        {**body, "signal": "", "query": "avg_over_time(x[5m])"},
+        {**body, "signal": "", "query": "quantile_over_time(0.5, x[5m])"},
         format="json",
     )
-    assert r.status_code == 400 and "builtin backend does not understand" in r.json()["message"]
+    assert r.status_code == 400
+    assert "does not support the quantile_over_time() function" in r.json()["message"]
+    # not PromQL (`by` takes a parenthesised list): refused, naming the construct, not saved
+    bad = "histogram_quantile(0.9, sum by le (rate(http_request_duration_seconds_bucket[5m])))"
+    r = client_for(alice).post(
+        "/api/v1/alert-rules/", {**body, "signal": "", "query": bad}, format="json"
+    )
+    assert r.status_code == 400 and "`by` needs a parenthesised label list" in r.json()["message"]
+    assert not AlertRule.objects.filter(query=bad).exists()
+    good = "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))"
+    r = client_for(alice).post(
+        "/api/v1/alert-rules/", {**body, "signal": "", "query": good}, format="json"
+    )
+    assert r.status_code == 201, r.content
+    AlertRule.objects.filter(query=good).delete()  # the rest of this test counts rules
     r = client_for(alice).post(
         "/api/v1/alert-rules/",
         {**body, "signal": "", "query": 'sum(rate(http_requests_total{service="checkout"}[1m]))'},
