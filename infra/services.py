@@ -28,7 +28,7 @@ from infra.models import (
     Workspace,
 )
 from portal import audit
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 
 SCOPE = "infra:apply"
 RESERVED_SLUGS = {"new", "board", "runs"}
@@ -360,13 +360,13 @@ def apply(actor, run: TerraformRun) -> TerraformRun:
             raise Conflict(
                 f"Run #{run.number} is {run.status}; only a run awaiting confirmation (planned) "
                 "can be applied.",
-                current=run.status,
+                state=run.status,
             )
         if ws.lock_run_id not in (None, run.pk):
             holder = TerraformRun.objects.get(pk=ws.lock_run_id)
             raise Conflict(
                 f"The workspace is locked by run #{holder.number} ({holder.status}).",
-                current=run.status,
+                state=run.status,
             )
         stale = stale_reason(ws, run)
         if stale:
@@ -387,7 +387,7 @@ def apply(actor, run: TerraformRun) -> TerraformRun:
             f"The plan of run #{run.number} is stale: {stale}. The run was discarded; "
             "start a new plan.",
             code="stale_plan",
-            current=RunStatus.DISCARDED,
+            state=RunStatus.DISCARDED,
         )
     run.refresh_from_db()
     return run
@@ -401,7 +401,7 @@ def discard(actor, run: TerraformRun, reason="") -> TerraformRun:
             raise Conflict(
                 f"Run #{run.number} is {run.status}; only a planned run can be discarded "
                 "(cancel a pending or running one).",
-                current=run.status,
+                state=run.status,
             )
         _discard(ws, run, actor, reason or f"Discarded by {actor.label}.", "infra.run.discard")
     run.refresh_from_db()
@@ -426,7 +426,7 @@ def cancel(actor, run: TerraformRun) -> TerraformRun:
             raise Conflict(
                 f"Run #{run.number} is {run.status} and cannot be canceled"
                 + (" (discard it instead)." if run.status == RunStatus.PLANNED else "."),
-                current=run.status,
+                state=run.status,
             )
         audit.record(actor, "infra.run.cancel", run, squad=ws.owner, data={"workspace": ws.slug})
     run.refresh_from_db()
@@ -439,7 +439,7 @@ def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
     with transaction.atomic():
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
         if ws.lock_run_id is None:
-            raise Conflict("The workspace is not locked.", current="unlocked")
+            raise Conflict("The workspace is not locked.", state="unlocked")
         holder = TerraformRun.objects.select_for_update().get(pk=ws.lock_run_id)
         before = holder.status
         if holder.status in EXECUTING:

@@ -22,7 +22,7 @@ from infra.models import (
     Workspace,
 )
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 from portal.params import log_offset
 from squads.models import Service, Squad
 
@@ -35,7 +35,7 @@ def _message(exc) -> str:
             return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
         return " ".join(exc.messages)
     if isinstance(exc, Conflict):
-        return str(exc.detail)
+        return exc.message
     return str(exc)
 
 

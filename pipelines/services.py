@@ -26,7 +26,7 @@ from pipelines.models import (
 from pipelines.source import valid_ref, valid_sha
 from pipelines.spec import SpecError, parse
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 from portal.audit import record
 from squads.models import Service
 
@@ -137,7 +137,7 @@ def cancel(run, actor):
     with transaction.atomic():
         run = PipelineRun.objects.select_for_update().select_related("service").get(pk=run.pk)
         if run.status not in ACTIVE_STATUSES:
-            raise Conflict(f"Run #{run.number} is already {run.status}.", current=_state(run))
+            raise Conflict(f"Run #{run.number} is already {run.status}.", state=_state(run))
         now = timezone.now()
         if run.status == RunStatus.QUEUED:
             run.status = RunStatus.CANCELED
@@ -169,7 +169,7 @@ def rerun(run, actor, *, idempotency_key=None):
     if run.status in ACTIVE_STATUSES:
         raise Conflict(
             f"Run #{run.number} is still {run.status}; cancel it or wait for it to finish.",
-            current=_state(run),
+            state=_state(run),
         )
     new, _created = trigger(
         run.service,

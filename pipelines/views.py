@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,8 +14,9 @@ from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
 from pipelines.models import LogChunk, PipelineConfig, PipelineRun, PipelineSecret, RunStatus
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import DomainError
 from portal.params import log_offset
+from portal.web import domain_error_response
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = 512 * 1024  # the most a single tail response carries
@@ -25,12 +25,6 @@ LOG_PAGE_BYTES = 512 * 1024  # the most a single tail response carries
 def _nav(view):
     view.nav_section = "pipelines"
     return view
-
-
-def _errors(exc):
-    if isinstance(exc, ValidationError):
-        return "; ".join(exc.messages)
-    return str(exc.detail if isinstance(exc, Conflict) else exc)
 
 
 @_nav
@@ -118,8 +112,8 @@ def run_cancel(request, pk):
     try:
         services.cancel(run, Actor.from_request(request))
         messages.success(request, f"Cancel requested for run #{run.number}.")
-    except (PermissionDenied, Conflict) as exc:
-        messages.error(request, _errors(exc))
+    except DomainError as exc:
+        return domain_error_response(request, exc, run.get_absolute_url())
     return redirect(run.get_absolute_url())
 
 
@@ -129,9 +123,8 @@ def run_rerun(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
     try:
         new = services.rerun(run, Actor.from_request(request))
-    except (PermissionDenied, Conflict, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-        return redirect(run.get_absolute_url())
+    except DomainError as exc:
+        return domain_error_response(request, exc, run.get_absolute_url())
     messages.success(request, f"Re-run of #{run.number} queued as #{new.number}.")
     return redirect(new.get_absolute_url())
 
@@ -169,9 +162,10 @@ def service_trigger(request, slug):
             commit=request.POST.get("commit", ""),
             trigger=PipelineRun.Trigger.MANUAL,
         )
-    except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-        return redirect(reverse("pipelines:service_pipeline", args=[slug]))
+    except DomainError as exc:
+        return domain_error_response(
+            request, exc, reverse("pipelines:service_pipeline", args=[slug])
+        )
     messages.success(request, f"Run #{run.number} of {service.name} queued.")
     return redirect(run.get_absolute_url())
 
@@ -180,18 +174,20 @@ def service_trigger(request, slug):
 @login_required
 def spec_save(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    back = reverse("pipelines:service_pipeline", args=[slug])
     try:
         services.save_spec(service, Actor.from_request(request), request.POST.get("spec", ""))
         messages.success(request, "Pipeline spec saved.")
-    except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#spec")
+    except DomainError as exc:
+        return domain_error_response(request, exc, back + "#spec")
+    return redirect(back + "#spec")
 
 
 @require_POST
 @login_required
 def secret_set(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    back = reverse("pipelines:service_pipeline", args=[slug])
     try:
         secret = services.set_secret(
             service,
@@ -200,21 +196,22 @@ def secret_set(request, slug):
             request.POST.get("value", ""),
         )
         messages.success(request, f"Secret {secret.name} saved.")
-    except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#secrets")
+    except DomainError as exc:
+        return domain_error_response(request, exc, back + "#secrets")
+    return redirect(back + "#secrets")
 
 
 @require_POST
 @login_required
 def secret_delete(request, slug, name):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    back = reverse("pipelines:service_pipeline", args=[slug])
     try:
         if services.delete_secret(service, Actor.from_request(request), name):
             messages.success(request, f"Secret {name} deleted.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#secrets")
+    except DomainError as exc:
+        return domain_error_response(request, exc, back + "#secrets")
+    return redirect(back + "#secrets")
 
 
 @login_required

@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "portal.idempotency.IdempotencyMiddleware",
     "portal.middleware.DatabaseUnavailableMiddleware",
+    "portal.web.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"

@@ -25,7 +25,7 @@ from pipelines.executor import ExecResult
 from pipelines.releases import services, strategy
 from pipelines.releases.models import FINAL_RELEASE, Release
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 
 POLL_SECONDS = 1.0
 
@@ -69,7 +69,7 @@ def run_release_step(
         say(f"✖ cannot start the release: {'; '.join(exc.messages)}\n")
         return _result(1, started, written=written)
     except Conflict as exc:
-        say(f"✖ cannot start the release: {exc.detail}\n")
+        say(f"✖ cannot start the release: {exc.message}\n")
         return _result(1, started, written=written)
     say(
         f"release #{release.pk}: {run.service.slug} {version} → {release.environment.name} "

@@ -21,7 +21,7 @@ from pipelines.releases.models import (
     Release,
     ReleaseStatus,
 )
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 from portal.audit import record
 
 SCOPE = "releases:promote"
@@ -104,7 +104,7 @@ def create(
             raise Conflict(
                 f"{service.slug} already has release {active.pk} ({active.version}) "
                 f"{active.status} in {environment.name}.",
-                current=controller.state(active),
+                state=controller.state(active),
             )
         try:
             with transaction.atomic():
@@ -126,7 +126,7 @@ def create(
             ).first()
             raise Conflict(
                 f"{service.slug} already has a release in flight in {environment.name}.",
-                current=controller.state(active) if active else None,
+                state=controller.state(active) if active else None,
             ) from None
         r = _locked(r.pk)
         controller.note(
@@ -153,13 +153,13 @@ def promote(release, actor, *, step=None):
         if r.status != ReleaseStatus.PAUSED:
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a paused release can be promoted.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         if step is not None and int(step) != r.step_index:
             raise Conflict(
                 f"Release {r.pk} is no longer at step {int(step) + 1}: it was promoted already "
                 f"and is now paused at step {r.step_index + 1}.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         if step is None:
             last = list(r.events.filter(kind="status").order_by("-at", "-id")[:2])
@@ -173,7 +173,7 @@ def promote(release, actor, *, step=None):
                 raise Conflict(
                     f"Release {r.pk} reached this pause {debounce:g} s ago or less (another "
                     "promote just moved it); promote again, or send the step you mean.",
-                    current=controller.state(r),
+                    state=controller.state(r),
                 )
         was = r.step_index
         r.step_index += 1
@@ -201,7 +201,7 @@ def promote_full(release, actor):
         if r.status not in (ReleaseStatus.PROGRESSING, ReleaseStatus.PAUSED, ReleaseStatus.PENDING):
             raise Conflict(
                 f"Release {r.pk} is {r.status}; it cannot be promoted to 100 %.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         was = r.step_index
         r.step_index = len(r.strategy or [])
@@ -230,7 +230,7 @@ def abort(release, actor, reason=""):
         if r.status not in ACTIVE_RELEASE:
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a release in flight can be aborted.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         r.desired_weight = 0
         r.driver_action = "rollback"
@@ -268,7 +268,7 @@ def retry(release, actor):
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a failed or aborted release, or one paused "
                 "by an inconclusive analysis, can be retried.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         r.generation += 1
         r.message = ""
@@ -290,7 +290,7 @@ def retry(release, actor):
         except IntegrityError:
             raise Conflict(
                 f"{r.service.slug} already has another release in flight in {r.environment.name}.",
-                current=controller.state(Release.objects.get(pk=r.pk)),
+                state=controller.state(Release.objects.get(pk=r.pk)),
             ) from None
         _audit(actor, "release.retry", r)
         controller.drive(r, actor=actor.label, door=actor.door)
@@ -319,7 +319,7 @@ def _create_or_conflict(model, message, **fields):
         with transaction.atomic():
             return model.objects.create(**fields)
     except IntegrityError:
-        raise Conflict(message, current="exists") from None
+        raise Conflict(message, state="exists") from None
 
 
 def save_strategy(actor, service, environment, steps, override=None):
@@ -410,7 +410,7 @@ def delete_template(actor, template):
     if users:
         raise Conflict(
             f"The analysis template {template.name!r} is in use by " + "; ".join(users[:5]),
-            current="in_use",
+            state="in_use",
         )
     with transaction.atomic():
         record(actor, "release.template_deleted", template, data={"name": template.name})

@@ -24,7 +24,7 @@ from pipelines.releases.models import (
     ReleaseStatus,
 )
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 from squads.models import Service, Squad
 
 
@@ -215,7 +215,7 @@ def _act(request, pk, name):
     except PermissionDenied as exc:
         code, error = 403, str(exc) or "You may not act on this release."
     except Conflict as exc:
-        code, error = 409, str(exc.detail)
+        code, error = 409, exc.message
     r = get_object_or_404(_qs(), pk=pk)
     if request.htmx:
         return render(
@@ -270,7 +270,7 @@ def release_start(request, slug):
         messages.error(request, "; ".join(exc.messages))
         return redirect(service.get_absolute_url())
     except Conflict as exc:
-        messages.error(request, str(exc.detail))
+        messages.error(request, exc.message)
         return redirect(service.get_absolute_url())
     return redirect(r.get_absolute_url())
 

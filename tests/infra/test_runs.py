@@ -6,7 +6,7 @@ import pytest
 from infra import runner, services
 from infra.models import DriftStatus, RunStatus, TerraformRun
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 from portal.models import AuditEvent
 from tests.infra.conftest import CONFIG, SECRET, log_text, write_state
 
@@ -88,7 +88,7 @@ def test_stale_plan_refused_after_a_second_apply(
     assert apply(second, alice).status == RunStatus.APPLIED
     with pytest.raises(Conflict, match="stale") as exc:
         services.apply(Actor(user=alice), first)
-    assert exc.value.current == RunStatus.DISCARDED
+    assert exc.value.state == RunStatus.DISCARDED
     first.refresh_from_db()
     assert first.status == RunStatus.DISCARDED
     assert f"run #{second.number} was applied after this plan" in first.discard_reason

@@ -96,7 +96,7 @@ def test_two_people_click_apply_at_once_one_wins(worker_root, make_workspace, al
 
     from django.db import connection
 
-    from portal.api.errors import Conflict
+    from portal.errors import Conflict
 
     upstream = worker_root / "up2.tfstate"
     from tests.infra.conftest import write_state
@@ -114,7 +114,7 @@ def test_two_people_click_apply_at_once_one_wins(worker_root, make_workspace, al
             services.apply(Actor(user=user), TerraformRun.objects.get(pk=run.pk))
             results.append("ok")
         except Conflict as exc:
-            results.append(f"409 {exc.detail}")
+            results.append(f"409 {exc.message}")
         finally:
             connection.close()
 
