@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent
+from portal.services import SUBSCRIPTION_FIELDS
 from squads.models import Squad
 
 
@@ -81,20 +82,6 @@ class MeSerializer(serializers.Serializer):
 EVENT_PATTERN_HELP = "Event types or patterns: pipeline.*, release.*, terraform.*, alert.*, catalog.*, or exact names."
 
 
-def _validate_patterns(value):
-    from portal.models import EVENT_FAMILIES
-
-    if not value:
-        raise serializers.ValidationError("Choose at least one event type.")
-    for p in value:
-        family = p.split(".", 1)[0]
-        if p != "*" and family not in EVENT_FAMILIES:
-            raise serializers.ValidationError(
-                f"Unknown event family in '{p}'; use one of {', '.join(EVENT_FAMILIES)}."
-            )
-    return value
-
-
 class EventSubscriptionSerializer(serializers.ModelSerializer):
     squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
     secret = serializers.CharField(write_only=True, min_length=8, max_length=200)
@@ -106,11 +93,8 @@ class EventSubscriptionSerializer(serializers.ModelSerializer):
         from portal.models import EventSubscription
 
         model = EventSubscription
-        fields = ["id", "squad", "name", "url", "secret", "event_types", "active", "created_at"]
+        fields = ["id", *SUBSCRIPTION_FIELDS, "created_at"]
         read_only_fields = ["id", "created_at"]
-
-    def validate_event_types(self, value):
-        return _validate_patterns(value)
 
 
 class DeliveryAttemptSerializer(serializers.Serializer):
