@@ -107,11 +107,11 @@ def seed(stdout=None):
     for slug, version, params in DEMO:
         if slug not in svcs:
             continue
-        r = services.create(
+        r = services.create_release(
             svcs[slug],
-            staging,
-            version,
-            actor,
+            actor=actor,
+            environment=staging,
+            version=version,
             steps=demo_steps(),
             trigger="demo",
             deploy_params=params,

@@ -7,7 +7,10 @@ Permissions: members of the owning squad, org admins, tokens of that squad with
 ``releases:promote``.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -21,8 +24,9 @@ from pipelines.releases.models import (
     Release,
     ReleaseStatus,
 )
-from portal.errors import Conflict
+from portal.actors import Actor
 from portal.audit import record
+from portal.errors import Conflict, Invalid
 
 SCOPE = "releases:promote"
 log = logging.getLogger(__name__)
@@ -67,18 +71,18 @@ def _audit(actor, action, r, **data):
     )
 
 
-def create(
-    service,
-    environment,
-    version,
-    actor,
+def create_release(
+    service: Any,
     *,
-    commit="",
-    steps=None,
-    trigger="api",
-    pipeline_run=None,
-    deploy_params=None,
-):
+    actor: Actor,
+    environment: Environment | str,
+    version: str,
+    commit: str = "",
+    steps: list | None = None,
+    trigger: str = "api",
+    pipeline_run: Any = None,
+    deploy_params: dict | None = None,
+) -> Release:
     """Start a release of ``version`` of ``service`` to ``environment``.
 
     409 when the service already has a release in flight there."""
@@ -86,14 +90,14 @@ def create(
     if isinstance(environment, str):
         environment = Environment.objects.filter(name=environment).first()
         if environment is None:
-            raise ValidationError({"environment": ["No such environment."]})
+            raise Invalid(errors={"environment": ["No such environment."]})
     version = (version or "").strip()
     if not version:
-        raise ValidationError({"version": ["A version is required."]})
+        raise Invalid(errors={"version": ["A version is required."]})
     try:
         resolved, source = strategy.resolve(service, environment, steps)
     except ValidationError as exc:
-        raise ValidationError({"strategy": exc.messages}) from None
+        raise Invalid(errors={"strategy": exc.messages}) from None
     with transaction.atomic():
         active = (
             Release.objects.select_for_update()
@@ -138,7 +142,7 @@ def create(
     return r
 
 
-def promote(release, actor, *, step=None):
+def promote_release(release: Release, *, actor: Actor, step: int | None = None) -> Release:
     """A paused release goes on to its next step.
 
     ``step`` is the step index the caller saw paused (the page sends it): a promote meant for a
@@ -193,7 +197,7 @@ def promote(release, actor, *, step=None):
     return r
 
 
-def promote_full(release, actor):
+def promote_release_full(release: Release, *, actor: Actor) -> Release:
     """Skip the remaining steps: all traffic to the new version, release succeeded."""
     actor.require(SCOPE, release.service.owner, "promoting a release to 100 %")
     with transaction.atomic():
@@ -222,7 +226,7 @@ def promote_full(release, actor):
     return r
 
 
-def abort(release, actor, reason=""):
+def abort_release(release: Release, *, actor: Actor, reason: str = "") -> Release:
     """All traffic back to stable at once; the release ends aborted."""
     actor.require(SCOPE, release.service.owner, "aborting a release")
     with transaction.atomic():
@@ -248,22 +252,46 @@ def abort(release, actor, reason=""):
     return r
 
 
-def retry(release, actor):
+def _paused_at_analysis(r: Release) -> bool:
+    """Paused by an inconclusive (or errored) analysis of the current step."""
+    return (
+        r.status == ReleaseStatus.PAUSED
+        and "analysis" in (r.current_step or {})
+        and r.analysis_runs.filter(
+            generation=r.generation,
+            step_index=r.step_index,
+            status__in=[AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR],
+        ).exists()
+    )
+
+
+def _retryable(r: Release) -> bool:
+    return r.status in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED) or _paused_at_analysis(r)
+
+
+def allowed_actions(release: Release, actor: Actor) -> set[str]:
+    """What ``actor`` may do next with ``release`` (the same rules the actions enforce)."""
+    if not actor.can(SCOPE, release.service.owner):
+        return set()
+    allowed = set()
+    if release.status == ReleaseStatus.PAUSED:
+        allowed.add("promote")
+    if release.status in (ReleaseStatus.PROGRESSING, ReleaseStatus.PAUSED, ReleaseStatus.PENDING):
+        allowed.add("promote_full")
+    if release.status in ACTIVE_RELEASE:
+        allowed.add("abort")
+    if _retryable(release):
+        allowed.add("retry")
+    return allowed
+
+
+def retry_release(release: Release, *, actor: Actor) -> Release:
     """Start a failed or aborted release again from its first step, or repeat the analysis a
     paused release stopped at (inconclusive / error)."""
     actor.require(SCOPE, release.service.owner, "retrying a release")
     with transaction.atomic():
         r = _locked(release)
-        step = r.current_step or {}
-        paused_at_analysis = (
-            r.status == ReleaseStatus.PAUSED
-            and "analysis" in step
-            and r.analysis_runs.filter(
-                generation=r.generation,
-                step_index=r.step_index,
-                status__in=[AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR],
-            ).exists()
-        )
+        paused_at_analysis = _paused_at_analysis(r)
         if r.status not in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED) and not paused_at_analysis:
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a failed or aborted release, or one paused "
@@ -322,13 +350,23 @@ def _create_or_conflict(model, message, **fields):
         raise Conflict(message, state="exists") from None
 
 
-def save_strategy(actor, service, environment, steps, override=None):
+def save_strategy(
+    service: Any,
+    *,
+    actor: Actor,
+    environment: Environment | None,
+    steps: list,
+    override: Any = None,
+) -> Any:
     """Create a service's own canary steps for ``environment`` (None: every environment) or,
     given ``override``, replace its steps. Owners of the service and org admins."""
     from pipelines.releases.models import StrategyOverride
 
     actor.require(SCOPE, service.owner, f"the release strategy of {service.slug}")
-    steps = strategy.validate(steps)
+    try:
+        steps = strategy.validate(steps)
+    except ValidationError as exc:
+        raise Invalid.from_django(exc, field="steps") from None
     with transaction.atomic():
         if override is None:
             where = environment.name if environment else "every environment"
@@ -347,7 +385,7 @@ def save_strategy(actor, service, environment, steps, override=None):
     return override
 
 
-def delete_strategy(actor, override):
+def delete_strategy(override: Any, *, actor: Actor) -> None:
     """Back to the environment's default steps. Owners of the service and org admins."""
     actor.require(SCOPE, override.service.owner, f"the release strategy of {override.service.slug}")
     with transaction.atomic():
@@ -355,7 +393,7 @@ def delete_strategy(actor, override):
         override.delete()
 
 
-def template_users(name) -> list[str]:
+def template_users(name: str) -> list[str]:
     """Where the analysis template ``name`` is referenced: strategies and active releases."""
     from pipelines.releases.models import StrategyOverride
 
@@ -378,13 +416,18 @@ def template_users(name) -> list[str]:
     return found
 
 
-def save_template(actor, name, description, metrics, template=None):
+def save_template(
+    template: Any, *, actor: Actor, name: str, description: str, metrics: list
+) -> Any:
     """Create (``template`` None) or change an analysis template. Org admins only."""
     from pipelines.releases import analysis
     from pipelines.releases.models import AnalysisTemplate
 
     actor.require_admin("change analysis templates")
-    metrics = analysis.validate_metrics(metrics)
+    try:
+        metrics = analysis.validate_metrics(metrics)
+    except ValidationError as exc:
+        raise Invalid.from_django(exc, field="metrics") from None
     with transaction.atomic():
         if template is None:
             template = _create_or_conflict(
@@ -403,7 +446,7 @@ def save_template(actor, name, description, metrics, template=None):
     return template
 
 
-def delete_template(actor, template):
+def delete_template(template: Any, *, actor: Actor) -> None:
     """Org admins only; refused (409) while a strategy or an active release uses it."""
     actor.require_admin("change analysis templates")
     users = template_users(template.name)

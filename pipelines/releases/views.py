@@ -7,9 +7,7 @@ polled every 2 s while the release is in flight). Actions answer the fragment to
 
 import time
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -24,7 +22,8 @@ from pipelines.releases.models import (
     ReleaseStatus,
 )
 from portal.actors import Actor
-from portal.errors import Conflict
+from portal.errors import DomainError
+from portal.web import domain_error_response
 from squads.models import Service, Squad
 
 
@@ -176,10 +175,9 @@ def _context(request, r, error=""):
         "events": list(r.events.order_by("-at", "-id")[:60]),
         "charts": _charts(r),
         "can_act": actor.can(services.SCOPE, r.service.owner),
+        "allowed": services.allowed_actions(r, actor),
         "live": live,
         "error": error,
-        "can_retry": r.status in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED)
-        or (r.status == ReleaseStatus.PAUSED and "analysis" in (r.current_step or {})),
     }
 
 
@@ -194,10 +192,10 @@ def release_detail(request, pk):
 
 
 ACTIONS = {
-    "promote": services.promote,
-    "promote_full": services.promote_full,
-    "abort": services.abort,
-    "retry": services.retry,
+    "promote": services.promote_release,
+    "promote_full": services.promote_release_full,
+    "abort": services.abort_release,
+    "retry": services.retry_release,
 }
 
 
@@ -206,27 +204,21 @@ def _act(request, pk, name):
         return HttpResponse("Sign in to act on releases.", status=401)
     r = get_object_or_404(_qs(), pk=pk)
     actor = Actor.from_request(request, door="ui")
-    code, error = 200, ""
     kwargs = {}
     if name == "promote" and request.POST.get("step", "").isdigit():
         kwargs["step"] = int(request.POST["step"])
     try:
-        r = ACTIONS[name](r, actor, **kwargs)
-    except PermissionDenied as exc:
-        code, error = 403, str(exc) or "You may not act on this release."
-    except Conflict as exc:
-        code, error = 409, exc.message
+        r = ACTIONS[name](r, actor=actor, **kwargs)
+    except DomainError as exc:
+        if not request.htmx:
+            return domain_error_response(request, exc, r.get_absolute_url())
+        # the live part again, with the reason in place
+        r = get_object_or_404(_qs(), pk=pk)
+        ctx = _context(request, r, exc.text)
+        return render(request, "pipelines/releases/detail.html#live", ctx, status=exc.status)
     r = get_object_or_404(_qs(), pk=pk)
     if request.htmx:
-        return render(
-            request, "pipelines/releases/detail.html#live", _context(request, r, error), status=code
-        )
-    if error:
-        if code == 403:
-            raise PermissionDenied(error)
-        messages.error(request, error)
-        resp = redirect(r.get_absolute_url())
-        return resp
+        return render(request, "pipelines/releases/detail.html#live", _context(request, r))
     return redirect(r.get_absolute_url())
 
 
@@ -258,20 +250,16 @@ def release_start(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     actor = Actor.from_request(request, door="ui")
     try:
-        r = services.create(
+        r = services.create_release(
             service,
-            request.POST.get("environment", ""),
-            request.POST.get("version", ""),
-            actor,
+            actor=actor,
+            environment=request.POST.get("environment", ""),
+            version=request.POST.get("version", ""),
             commit=request.POST.get("commit", ""),
             trigger="ui",
         )
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(service.get_absolute_url())
-    except Conflict as exc:
-        messages.error(request, exc.message)
-        return redirect(service.get_absolute_url())
+    except DomainError as exc:
+        return domain_error_response(request, exc, service.get_absolute_url())
     return redirect(r.get_absolute_url())
 
 

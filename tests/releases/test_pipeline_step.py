@@ -86,7 +86,7 @@ def test_pipeline_waits_for_the_release(tmp_path, squad, alice, webhook_env, dep
     t = _run_in_thread(run2)
     r2 = wait_for(lambda: Release.objects.filter(pipeline_run=run2).first(), 30, what="release")
     wait_for(lambda: Release.objects.get(pk=r2.pk).status == "paused", 10, what="pause")
-    services.abort(r2, Actor(user=alice), reason="not today")
+    services.abort_release(r2, actor=Actor(user=alice), reason="not today")
     t.join(20)
     run2 = PipelineRun.objects.get(pk=run2.pk)
     assert run2.status == "failed" and "canary" in run2.error
