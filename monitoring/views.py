@@ -2,11 +2,11 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from monitoring import dashboards, services
@@ -15,6 +15,8 @@ from monitoring.filters import AlertFilter
 from monitoring.forms import AlertRuleForm, NotificationChannelForm
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel
 from portal.actors import Actor
+from portal.errors import DomainError
+from portal.web import domain_error_response
 from squads.models import Service, Squad
 
 
@@ -240,24 +242,26 @@ def rule_create(request, slug):
         for field, errs in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errs)}")
         return redirect("monitoring:service_dashboard", slug=slug)
+    back = reverse("monitoring:service_dashboard", args=[slug])
     try:
-        services.create_rule(Actor.from_request(request), service, form.cleaned_data)
-        messages.success(request, "Alert rule created.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect("monitoring:service_dashboard", slug=slug)
+        services.create_alert_rule(service, actor=Actor.from_request(request), **form.cleaned_data)
+    except DomainError as exc:
+        return domain_error_response(request, exc, back)
+    messages.success(request, "Alert rule created.")
+    return redirect(back)
 
 
 @login_required
 @require_POST
 def rule_delete(request, pk):
     rule = get_object_or_404(AlertRule.objects.select_related("service"), pk=pk)
+    back = reverse("monitoring:service_dashboard", args=[rule.service.slug])
     try:
-        services.delete_rule(Actor.from_request(request), rule)
-        messages.success(request, f"Alert rule “{rule.name}” deleted.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect("monitoring:service_dashboard", slug=rule.service.slug)
+        services.delete_alert_rule(rule, actor=Actor.from_request(request))
+    except DomainError as exc:
+        return domain_error_response(request, exc, back)
+    messages.success(request, f"Alert rule “{rule.name}” deleted.")
+    return redirect(back)
 
 
 @login_required
@@ -269,11 +273,12 @@ def channel_create(request):
         for field, errs in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errs)}")
         return redirect("monitoring:alert_list")
+    data = dict(form.cleaned_data)
     try:
-        services.create_channel(actor, form.cleaned_data)
-        messages.success(request, "Notification channel added.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
+        services.create_channel(data.pop("squad"), actor=actor, **data)
+    except DomainError as exc:
+        return domain_error_response(request, exc, reverse("monitoring:alert_list"))
+    messages.success(request, "Notification channel added.")
     return redirect("monitoring:alert_list")
 
 
