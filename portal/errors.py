@@ -32,6 +32,7 @@ class DomainError(Exception):
         errors: dict[str, Any] | None = None,
     ) -> None:
         self.errors: FieldErrors = _normalise(errors or {})
+        self._summary = bool(message)  # a message that sums the field errors up
         self.message: str = message or _first(self.errors) or self.default_message
         self.code: str = code or self.default_code
         self.state = state
@@ -42,8 +43,8 @@ class DomainError(Exception):
 
     @property
     def text(self) -> str:
-        """One line for a person: the message, or every field error."""
-        if not self.errors or set(self.errors) == {"non_field_errors"}:
+        """One line for a person: the message given, or every field error."""
+        if self._summary or not self.errors or set(self.errors) == {"non_field_errors"}:
             return self.message
         return "; ".join(
             " ".join(msgs) if key == "non_field_errors" else f"{key}: {' '.join(msgs)}"
