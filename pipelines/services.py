@@ -4,10 +4,11 @@ Each takes the row lock, checks the transition is legal, writes the audit event,
 work with ``transaction.on_commit`` (tasks take ids).
 """
 
+from __future__ import annotations
+
 import shutil
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -26,8 +27,8 @@ from pipelines.models import (
 from pipelines.source import valid_ref, valid_sha
 from pipelines.spec import SpecError, parse
 from portal.actors import Actor
-from portal.errors import Conflict
 from portal.audit import record
+from portal.errors import Conflict, Invalid
 from squads.models import Service
 
 
@@ -47,20 +48,20 @@ def _state(run):
     return {"id": run.pk, "status": run.status}
 
 
-def trigger(
-    service,
-    actor,
+def trigger_run(
+    service: Service,
     *,
-    ref="",
-    commit="",
-    trigger=PipelineRun.Trigger.MANUAL,
-    delivery_id=None,
-    idempotency_key=None,
-    commit_message="",
-    commit_author="",
-    rerun_of=None,
-    action="pipeline.trigger",
-):
+    actor: Actor,
+    ref: str = "",
+    commit: str = "",
+    trigger: str = PipelineRun.Trigger.MANUAL,
+    delivery_id: str | None = None,
+    idempotency_key: str | None = None,
+    commit_message: str = "",
+    commit_author: str = "",
+    rerun_of: PipelineRun | None = None,
+    action: str = "pipeline.trigger",
+) -> tuple[PipelineRun, bool]:
     """Queue a run of ``service`` at ``ref`` (default branch) or an exact ``commit``.
 
     Returns ``(run, created)``; a repeated delivery id or idempotency key returns the first run.
@@ -71,13 +72,13 @@ def trigger(
         ref = ref.removeprefix("refs/heads/")
     ref = ref or service.default_branch or "main"
     commit = (commit or "").strip()
-    errors = {}
+    errors: dict[str, list[str]] = {}
     if not valid_ref(ref):
         errors["ref"] = [f"{ref[:100]!r} is not a valid branch or tag name."]
     if commit and not valid_sha(commit):
         errors["commit"] = [f"{commit[:100]!r} is not a commit id (4 to 64 hex digits)."]
     if errors:
-        raise ValidationError(errors)
+        raise Invalid(errors=errors)
     for field, value in (("delivery_id", delivery_id), ("idempotency_key", idempotency_key)):
         if value:
             existing = PipelineRun.objects.filter(service=service, **{field: value}).first()
@@ -131,7 +132,14 @@ def trigger(
     return run, True
 
 
-def cancel(run, actor):
+def allowed_actions(run: PipelineRun, actor: Actor) -> set[str]:
+    """What ``actor`` may do next with ``run`` (the rules ``cancel_run`` / ``rerun_run`` apply)."""
+    if not actor.can("pipelines:run", run.service.owner):
+        return set()
+    return {"cancel"} if run.status in ACTIVE_STATUSES else {"rerun"}
+
+
+def cancel_run(run: PipelineRun, *, actor: Actor) -> PipelineRun:
     """Cancel a queued run at once; ask the worker to stop a running one (TERM, grace, KILL)."""
     actor.require("pipelines:run", run.service.owner, "canceling a pipeline run")
     with transaction.atomic():
@@ -163,7 +171,7 @@ def cancel(run, actor):
     return run
 
 
-def rerun(run, actor, *, idempotency_key=None):
+def rerun_run(run: PipelineRun, *, actor: Actor, idempotency_key: str | None = None) -> PipelineRun:
     """Start a new run of the same service, ref and commit as a finished one."""
     actor.require("pipelines:run", run.service.owner, "re-running a pipeline")
     if run.status in ACTIVE_STATUSES:
@@ -171,9 +179,9 @@ def rerun(run, actor, *, idempotency_key=None):
             f"Run #{run.number} is still {run.status}; cancel it or wait for it to finish.",
             state=_state(run),
         )
-    new, _created = trigger(
+    new, _created = trigger_run(
         run.service,
-        actor,
+        actor=actor,
         ref=run.ref,
         commit=run.commit_sha or run.requested_commit,
         trigger=PipelineRun.Trigger.RERUN,
@@ -186,7 +194,7 @@ def rerun(run, actor, *, idempotency_key=None):
     return new
 
 
-def save_spec(service, actor, text):
+def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
     """Store the portal spec (used when the repository has no backline.yml)."""
     actor.require("pipelines:run", service.owner, "editing the pipeline spec")
     text = (text or "").replace("\r\n", "\n")
@@ -195,7 +203,7 @@ def save_spec(service, actor, text):
         try:
             spec = parse(text)
         except SpecError as exc:
-            raise ValidationError({"spec": [str(exc)]}) from None
+            raise Invalid(errors={"spec": [str(exc)]}) from None
     with transaction.atomic():
         config, _ = PipelineConfig.objects.select_for_update().get_or_create(service=service)
         config.spec_yaml = text
@@ -207,21 +215,21 @@ def save_spec(service, actor, text):
     return config
 
 
-def set_secret(service, actor, name, value):
+def set_secret(service: Service, *, actor: Actor, name: str, value: str) -> PipelineSecret:
     from pipelines.spec import ENV_NAME_RE
 
     actor.require("pipelines:run", service.owner, "setting a pipeline secret")
     name = (name or "").strip()
     if not ENV_NAME_RE.match(name):
-        raise ValidationError(
-            {
+        raise Invalid(
+            errors={
                 "name": [
                     f"{name[:100]!r} is not a valid name (letters, digits, _; not first a digit)."
                 ]
             }
         )
     if not value:
-        raise ValidationError({"value": ["The secret value must not be empty."]})
+        raise Invalid(errors={"value": ["The secret value must not be empty."]})
     with transaction.atomic():
         secret, created = PipelineSecret.objects.update_or_create(
             service=service, name=name, defaults={"value": value, "updated_by": actor.label[:200]}
@@ -236,7 +244,7 @@ def set_secret(service, actor, name, value):
     return secret
 
 
-def delete_secret(service, actor, name):
+def delete_secret(service: Service, *, actor: Actor, name: str) -> bool:
     actor.require("pipelines:run", service.owner, "deleting a pipeline secret")
     with transaction.atomic():
         deleted, _ = PipelineSecret.objects.filter(service=service, name=name).delete()
@@ -389,9 +397,10 @@ def step_groups(steps):
 
 
 __all__ = [
-    "trigger",
-    "cancel",
-    "rerun",
+    "allowed_actions",
+    "trigger_run",
+    "cancel_run",
+    "rerun_run",
     "save_spec",
     "set_secret",
     "delete_secret",

@@ -55,6 +55,7 @@ def _run_context(request, run):
         "stages": services.step_groups(steps),
         "steps": steps,
         "can_write": actor.can("pipelines:run", run.service.owner),
+        "allowed": services.allowed_actions(run, actor),
     }
 
 
@@ -110,7 +111,7 @@ def run_log(request, pk):
 def run_cancel(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
     try:
-        services.cancel(run, Actor.from_request(request))
+        services.cancel_run(run, actor=Actor.from_request(request))
         messages.success(request, f"Cancel requested for run #{run.number}.")
     except DomainError as exc:
         return domain_error_response(request, exc, run.get_absolute_url())
@@ -122,7 +123,7 @@ def run_cancel(request, pk):
 def run_rerun(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
     try:
-        new = services.rerun(run, Actor.from_request(request))
+        new = services.rerun_run(run, actor=Actor.from_request(request))
     except DomainError as exc:
         return domain_error_response(request, exc, run.get_absolute_url())
     messages.success(request, f"Re-run of #{run.number} queued as #{new.number}.")
@@ -155,9 +156,9 @@ def service_pipeline(request, slug):
 def service_trigger(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     try:
-        run, _ = services.trigger(
+        run, _ = services.trigger_run(
             service,
-            Actor.from_request(request),
+            actor=Actor.from_request(request),
             ref=request.POST.get("ref", ""),
             commit=request.POST.get("commit", ""),
             trigger=PipelineRun.Trigger.MANUAL,
@@ -176,7 +177,9 @@ def spec_save(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     back = reverse("pipelines:service_pipeline", args=[slug])
     try:
-        services.save_spec(service, Actor.from_request(request), request.POST.get("spec", ""))
+        services.save_spec(
+            service, actor=Actor.from_request(request), text=request.POST.get("spec", "")
+        )
         messages.success(request, "Pipeline spec saved.")
     except DomainError as exc:
         return domain_error_response(request, exc, back + "#spec")
@@ -191,9 +194,9 @@ def secret_set(request, slug):
     try:
         secret = services.set_secret(
             service,
-            Actor.from_request(request),
-            request.POST.get("name", ""),
-            request.POST.get("value", ""),
+            actor=Actor.from_request(request),
+            name=request.POST.get("name", ""),
+            value=request.POST.get("value", ""),
         )
         messages.success(request, f"Secret {secret.name} saved.")
     except DomainError as exc:
@@ -207,7 +210,7 @@ def secret_delete(request, slug, name):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     back = reverse("pipelines:service_pipeline", args=[slug])
     try:
-        if services.delete_secret(service, Actor.from_request(request), name):
+        if services.delete_secret(service, actor=Actor.from_request(request), name=name):
             messages.success(request, f"Secret {name} deleted.")
     except DomainError as exc:
         return domain_error_response(request, exc, back + "#secrets")

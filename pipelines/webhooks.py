@@ -24,6 +24,7 @@ from pipelines import conf, services
 from pipelines.models import PipelineConfig, PipelineRun
 from pipelines.spec import branch_matches
 from portal.actors import Actor
+from portal.errors import Invalid
 from squads.models import Service
 
 
@@ -153,9 +154,9 @@ def github(request):
             continue
         author = (head.get("author") or {}).get("name") or ""
         try:
-            run, created = services.trigger(
+            run, created = services.trigger_run(
                 service,
-                actor,
+                actor=actor,
                 ref=branch,
                 commit=after,
                 trigger=PipelineRun.Trigger.PUSH,
@@ -163,8 +164,8 @@ def github(request):
                 commit_message=str(head.get("message") or ""),
                 commit_author=str(author),
             )
-        except services.ValidationError as exc:
-            return _error(400, "invalid", "; ".join(exc.messages))
+        except Invalid as exc:
+            return _error(400, "invalid", exc.text)
         duplicate = duplicate or not created
         runs.append(
             {
