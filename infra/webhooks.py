@@ -95,7 +95,7 @@ def github(request):
         if ws.ref != branch or not touches(ws.path, paths):
             continue
         run = services.queue_run(
-            actor, ws, message=f"push to {branch}: {str(head.get('message') or '')[:200]}"
+            ws, actor=actor, message=f"push to {branch}: {str(head.get('message') or '')[:200]}"
         )
         runs.append({"id": run.pk, "workspace": ws.slug, "number": run.number})
     return JsonResponse({"ok": True, "runs": runs}, status=202 if runs else 200)
