@@ -12,6 +12,7 @@ from squads.models import (
     System,
     Tribe,
 )
+from squads.services import SERVICE_FIELDS
 
 
 class LinkSerializer(serializers.Serializer):
@@ -145,27 +146,13 @@ class ServiceSerializer(serializers.ModelSerializer):
         model = Service
         fields = [
             "slug",
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "tier",
-            "repository_url",
-            "default_branch",
-            "runbook_url",
-            "oncall",
+            *SERVICE_FIELDS,
             "tags",
-            "links",
-            "annotations",
             "provides_apis",
             "consumes_apis",
             "dependencies",
             "dependents",
-            "webhook_secret",
             "has_webhook_secret",
-            "metrics_urls",
             "scorecard",
             "url",
             "created_at",

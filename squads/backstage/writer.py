@@ -17,6 +17,7 @@ from squads.models import (
     Tag,
     Tribe,
 )
+from squads.services import SERVICE_DESCRIPTOR_FIELDS
 
 from .constants import BATCH
 
@@ -187,21 +188,7 @@ def write(imp):
         "component",
         imp.db_services,
         {"owner": squad_ids, "system": system_ids},
-        [
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "tier",
-            "repository_url",
-            "default_branch",
-            "runbook_url",
-            "oncall",
-            "links",
-            "annotations",
-        ],
+        list(SERVICE_DESCRIPTOR_FIELDS),
     )
     # memberships
     m_new, m_update, m_delete = [], [], []
