@@ -869,6 +869,7 @@ HTML_DENY = {
     "POST catalog/import/": 200,
     "POST infra/new": 200,  # the form again: the owner must be one of the person's squads
     "POST infra/<slug:slug>/edit": 200,
+    "POST alerts/channels/": 302,  # the form offers only the person's squads: back with the reason
 }
 # Release buttons are HTMX: no session answers 401 (a redirect would be swapped into the page).
 HTML_NO_SESSION = {k: 401 for k in (r.key for r in HTML_ROWS) if k.startswith("POST releases/")}
