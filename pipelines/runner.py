@@ -9,10 +9,10 @@ import re
 import socket
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from pipelines import conf
 from pipelines.executor import WatchedRun, run_process
 from pipelines.models import (
     LogChunk,
@@ -147,7 +147,7 @@ def execute(run_id):
         return None
     run = PipelineRun.objects.select_related("service").get(pk=run_id)
     runlog = RunLog(run)
-    hb = conf.heartbeat_seconds()
+    hb = settings.PIPELINES_HEARTBEAT_SECONDS
     secrets = dict(
         PipelineSecret.objects.filter(service_id=run.service_id).values_list("name", "value")
     )
@@ -229,8 +229,8 @@ def execute(run_id):
         steps = list(StepRun.objects.filter(run_id=run_id).order_by("index"))
         final = RunStatus.SUCCEEDED
         error = ""
-        max_bytes = conf.max_step_log_bytes()
-        grace = conf.kill_grace_seconds()
+        max_bytes = settings.PIPELINES_MAX_STEP_LOG_BYTES
+        grace = settings.PIPELINES_KILL_GRACE_SECONDS
         for step, step_spec in zip(steps, step_specs, strict=True):
             step.spec = step_spec
             if runlog.should_cancel():

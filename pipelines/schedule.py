@@ -1,14 +1,13 @@
-from pipelines import conf
-from pipelines.releases import conf as release_conf
+from django.conf import settings
 
 BEAT_SCHEDULE = {
     "pipelines-reap-lost-runs": {
         "task": "pipelines.tasks.reap_lost_runs",
-        "schedule": conf.reap_every_seconds(),
+        "schedule": settings.PIPELINES_REAP_EVERY_SECONDS,
     },
     "pipelines-tick-releases": {
         "task": "pipelines.releases.tasks.tick_releases",
-        "schedule": release_conf.tick_seconds(),
-        "options": {"expires": release_conf.tick_seconds() * 2},
+        "schedule": settings.RELEASES_TICK_SECONDS,
+        "options": {"expires": settings.RELEASES_TICK_SECONDS * 2},
     },
 }

@@ -9,11 +9,11 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from pipelines import conf
 from pipelines.models import (
     ACTIVE_STATUSES,
     LogChunk,
@@ -257,7 +257,7 @@ def delete_secret(service: Service, *, actor: Actor, name: str) -> bool:
 
 def reap_lost(stale_seconds=None):
     """Mark running runs whose heartbeat is stale as ``lost``, keeping the log so far."""
-    stale = conf.lost_after_seconds() if stale_seconds is None else stale_seconds
+    stale = settings.PIPELINES_LOST_AFTER_SECONDS if stale_seconds is None else stale_seconds
     now = timezone.now()
     cutoff = now - timedelta(seconds=stale)
     actor = Actor.system("pipelines.reaper", door="beat")
@@ -318,7 +318,7 @@ def requeue_stale(after_seconds=None):
     A run is sent again when it has waited ``after_seconds`` since it was last sent; a
     duplicate message is harmless (the worker claims a run with a conditional UPDATE).
     """
-    after = conf.requeue_after_seconds() if after_seconds is None else after_seconds
+    after = settings.PIPELINES_REQUEUE_AFTER_SECONDS if after_seconds is None else after_seconds
     now = timezone.now()
     cutoff = now - timedelta(seconds=after)
     from django.db.models import Q

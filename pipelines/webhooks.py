@@ -20,12 +20,14 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from pipelines import conf, services
+from pipelines import services
 from pipelines.models import PipelineConfig, PipelineRun
 from pipelines.spec import branch_matches
 from portal.actors import Actor
 from portal.errors import Invalid
 from squads.models import Service
+
+WEBHOOK_MAX_BYTES = 25 * 1024 * 1024  # the largest push payload GitHub sends
 
 
 def _error(status, code, message):
@@ -72,10 +74,10 @@ def _read_body(request):
         declared = int(length) if length else None
     except ValueError:
         declared = None
-    if declared is not None and declared > conf.WEBHOOK_MAX_BYTES:
+    if declared is not None and declared > WEBHOOK_MAX_BYTES:
         return None
-    body = request.read(conf.WEBHOOK_MAX_BYTES + 1)
-    if len(body) > conf.WEBHOOK_MAX_BYTES:
+    body = request.read(WEBHOOK_MAX_BYTES + 1)
+    if len(body) > WEBHOOK_MAX_BYTES:
         return None
     return body
 
@@ -98,9 +100,7 @@ def _payload(request, body):
 def github(request):
     body = _read_body(request)
     if body is None:
-        return _error(
-            413, "too_large", f"The body is larger than {conf.WEBHOOK_MAX_BYTES // 2**20} MB."
-        )
+        return _error(413, "too_large", f"The body is larger than {WEBHOOK_MAX_BYTES // 2**20} MB.")
     header = request.headers.get("X-Hub-Signature-256", "")
     if not header:
         return _error(401, "unsigned", "The X-Hub-Signature-256 header is missing.")

@@ -279,7 +279,7 @@ def storage_figures() -> dict:
     """Rows and series stored, for the dashboards index and /metrics."""
     return {
         "series": Series.objects.count(),
-        "retention_hours": int(getattr(settings, "MONITORING_RETENTION_HOURS", 0) or 192),
+        "retention_hours": int(settings.MONITORING_RETENTION_HOURS or 192),
     }
 
 

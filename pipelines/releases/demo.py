@@ -25,7 +25,7 @@ from squads.models import Service
 
 
 def _scale() -> float:
-    return float(getattr(settings, "RELEASES_DEMO_TIME_SCALE", None) or 1.0)
+    return settings.RELEASES_DEMO_TIME_SCALE or 1.0
 
 
 def _analysis():

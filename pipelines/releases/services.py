@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pipelines.releases import conf, controller, strategy
+from pipelines.releases import controller, strategy
 from pipelines.releases.models import (
     ACTIVE_RELEASE,
     AnalysisStatus,
@@ -148,7 +149,7 @@ def promote_release(release: Release, *, actor: Actor, step: int | None = None) 
     ``step`` is the step index the caller saw paused (the page sends it): a promote meant for a
     pause that is already behind is refused, so two clicks never move the release two steps.
     Without ``step`` (bots), a pause that a promote reached less than
-    ``conf.promote_debounce_seconds()`` ago is refused too: concurrent promotes of one pause
+    ``RELEASES_PROMOTE_DEBOUNCE_SECONDS`` ago is refused too: concurrent promotes of one pause
     cannot also promote the next one.
     """
     actor.require(SCOPE, release.service.owner, "promoting a release")
@@ -167,7 +168,7 @@ def promote_release(release: Release, *, actor: Actor, step: int | None = None) 
             )
         if step is None:
             last = list(r.events.filter(kind="status").order_by("-at", "-id")[:2])
-            debounce = conf.promote_debounce_seconds()
+            debounce = settings.RELEASES_PROMOTE_DEBOUNCE_SECONDS
             if (
                 len(last) == 2
                 and last[0].to_status == ReleaseStatus.PAUSED
