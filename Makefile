@@ -49,6 +49,7 @@ migrate: venv
 test: venv deps services
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
@@ -58,6 +59,7 @@ e2e: venv deps services
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 fmt: venv
 	$(BIN)/ruff check --fix .

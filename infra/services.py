@@ -320,13 +320,14 @@ def waiting_for(run: TerraformRun) -> str:
     ).count()
     parts = []
     if holder is not None:
-        what: dict[str, str] = {
+        doing: dict[str, str] = {
             RunStatus.PLANNED: "awaiting confirmation",
             RunStatus.PLANNING: "planning",
             RunStatus.APPLYING: "applying",
             RunStatus.CONFIRMED: "confirmed, about to apply",
             RunStatus.PENDING: "waiting for a worker",
-        }.get(holder.status, holder.status)
+        }
+        what = doing.get(holder.status, holder.status)
         parts.append(f"Waiting for run #{holder.number} ({what}) to finish")
     else:
         parts.append("Waiting for the workspace lock")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -122,10 +123,10 @@ def trigger_run(
             _enqueue(run.pk)
     except IntegrityError:
         # a concurrent redelivery / retry with the same key won the race
-        field = (
+        key: dict[str, str | None] = (
             {"delivery_id": delivery_id} if delivery_id else {"idempotency_key": idempotency_key}
         )
-        existing = PipelineRun.objects.filter(service=service, **field).first()
+        existing = PipelineRun.objects.filter(service=service, **key).first()
         if existing is None:
             raise
         return existing, False
@@ -277,7 +278,7 @@ def reap_lost(stale_seconds=None):
             )
             if run is None:
                 continue
-            silent = (now - run.heartbeat_at).total_seconds()
+            silent = (now - (run.heartbeat_at or cutoff)).total_seconds()
             run.status = RunStatus.LOST
             run.finished_at = now
             run.error = (
@@ -378,7 +379,7 @@ def log_window_start(run, window):
 
 def step_groups(steps):
     """Steps grouped by stage, in order, with a stage status."""
-    stages = []
+    stages: list[dict[str, Any]] = []
     for step in steps:
         if not stages or stages[-1]["name"] != step.stage:
             stages.append({"name": step.stage, "steps": []})

@@ -24,7 +24,7 @@ SCHEDULE_MODULES = (
 
 
 def _beat_schedule():
-    schedule = {}
+    schedule: dict[str, dict] = {}
     for name in SCHEDULE_MODULES:
         try:
             module = importlib.import_module(name)

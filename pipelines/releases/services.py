@@ -72,11 +72,20 @@ def _audit(actor, action, r, **data):
     )
 
 
+def _environment(environment: Environment | str) -> Environment:
+    if isinstance(environment, Environment):
+        return environment
+    found = Environment.objects.filter(name=environment).first()
+    if found is None:
+        raise Invalid(errors={"environment": ["No such environment."]})
+    return found
+
+
 def create_release(
     service: Any,
     *,
     actor: Actor,
-    environment: Environment | str,
+    environment: Environment | str,  # an Environment or its name
     version: str,
     commit: str = "",
     steps: list | None = None,
@@ -88,34 +97,31 @@ def create_release(
 
     409 when the service already has a release in flight there."""
     actor.require(SCOPE, service.owner, "starting a release")
-    if isinstance(environment, str):
-        environment = Environment.objects.filter(name=environment).first()
-        if environment is None:
-            raise Invalid(errors={"environment": ["No such environment."]})
+    env = _environment(environment)
     version = (version or "").strip()
     if not version:
         raise Invalid(errors={"version": ["A version is required."]})
     try:
-        resolved, source = strategy.resolve(service, environment, steps)
+        resolved, source = strategy.resolve(service, env, steps)
     except ValidationError as exc:
         raise Invalid(errors={"strategy": exc.messages}) from None
     with transaction.atomic():
         active = (
             Release.objects.select_for_update()
-            .filter(service=service, environment=environment, status__in=ACTIVE_RELEASE)
+            .filter(service=service, environment=env, status__in=ACTIVE_RELEASE)
             .first()
         )
         if active is not None:
             raise Conflict(
                 f"{service.slug} already has release {active.pk} ({active.version}) "
-                f"{active.status} in {environment.name}.",
+                f"{active.status} in {env.name}.",
                 state=controller.state(active),
             )
         try:
             with transaction.atomic():
                 r = Release.objects.create(
                     service=service,
-                    environment=environment,
+                    environment=env,
                     version=version[:200],
                     commit_sha=(commit or "")[:64],
                     strategy=resolved,
@@ -127,10 +133,10 @@ def create_release(
                 )
         except IntegrityError:
             active = Release.objects.filter(
-                service=service, environment=environment, status__in=ACTIVE_RELEASE
+                service=service, environment=env, status__in=ACTIVE_RELEASE
             ).first()
             raise Conflict(
-                f"{service.slug} already has a release in flight in {environment.name}.",
+                f"{service.slug} already has a release in flight in {env.name}.",
                 state=controller.state(active) if active else None,
             ) from None
         r = _locked(r.pk)

@@ -6,7 +6,9 @@ from squads.models import Squad
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
-    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    squad: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
     created_by = serializers.CharField(
         source="created_by.username", read_only=True, allow_null=True, default=None
     )
@@ -40,7 +42,9 @@ class ApiTokenCreateSerializer(serializers.Serializer):
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    squad: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AuditEvent
@@ -105,7 +109,9 @@ class DeliveryAttemptSerializer(serializers.Serializer):
 
 
 class EventDeliverySerializer(serializers.ModelSerializer):
-    subscription = serializers.PrimaryKeyRelatedField(read_only=True)
+    subscription: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(
+        read_only=True
+    )
     attempt_log = DeliveryAttemptSerializer(many=True, read_only=True)
 
     class Meta:
