@@ -165,10 +165,6 @@ class Variable(models.Model):
     def __str__(self):
         return f"{self.key} ({self.category})"
 
-    @property
-    def display_value(self):
-        return "(sensitive)" if self.sensitive else self.value
-
 
 class TerraformRun(models.Model):
     class Kind(models.TextChoices):
@@ -233,10 +229,6 @@ class TerraformRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
-
-    @property
-    def awaiting_confirmation(self) -> bool:
-        return self.status == RunStatus.PLANNED
 
     @property
     def duration(self):

@@ -285,11 +285,11 @@ def evaluate_all(backend=None) -> dict:
         counts[outcome] = counts.get(outcome, 0) + 1
     # alerts of rules that were disabled resolve
     for alert_id in Alert.objects.filter(
-        rule__enabled=False, state__in=["pending", "firing"]
+        rule__enabled=False, state__in=[Alert.State.PENDING, Alert.State.FIRING]
     ).values_list("pk", flat=True):
         with transaction.atomic():
             alert = Alert.objects.select_for_update().get(pk=alert_id)
-            was_firing = alert.state == "firing"
+            was_firing = alert.state == Alert.State.FIRING
             alert.resolved_at = timezone.now()
             _save_and_log(alert, "resolved", None, alert.resolved_at)
             if was_firing:

@@ -33,7 +33,7 @@ def _dashboard_args(request):
 def dashboard_index(request):
     services_qs = (
         Service.objects.select_related("owner")
-        .annotate(firing=Count("alerts", filter=Q(alerts__state="firing")))
+        .annotate(firing=Count("alerts", filter=Q(alerts__state=Alert.State.FIRING)))
         .order_by("owner__name", "name")
     )
     with_metrics = [s for s in services_qs if s.metrics_urls or s.firing]
@@ -46,7 +46,7 @@ def dashboard_index(request):
         {
             "squads": squads.items(),
             "others": Service.objects.exclude(pk__in=[s.pk for s in with_metrics]).count(),
-            "firing": Alert.objects.filter(state="firing").count(),
+            "firing": Alert.objects.filter(state=Alert.State.FIRING).count(),
             "backend": dashboards.get_backend().name,
         },
     )
@@ -66,7 +66,9 @@ def service_dashboard(request, slug):
         {
             "ranges": list(RANGES),
             "track_choices": ["all", "stable", "canary"],
-            "alerts": Alert.objects.filter(service=service, state__in=["pending", "firing"]),
+            "alerts": Alert.objects.filter(
+                service=service, state__in=[Alert.State.PENDING, Alert.State.FIRING]
+            ),
             "rules": AlertRule.objects.filter(service=service),
             "can_write": Actor.from_request(request).can("alerts:write", service.owner_id),
             "rule_form": AlertRuleForm(),
@@ -80,7 +82,9 @@ def service_panel(request, slug):
     """The service page's lazy-loaded live panel (1 h, both tracks)."""
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     ctx = dashboards.service_dashboard(service, "1h", "all")
-    ctx["alerts"] = Alert.objects.filter(service=service, state="firing").select_related("rule")
+    ctx["alerts"] = Alert.objects.filter(service=service, state=Alert.State.FIRING).select_related(
+        "rule"
+    )
     return render(request, "monitoring/_service_panel_body.html", ctx)
 
 
@@ -97,7 +101,7 @@ def squad_dashboard(request, slug):
             "dora": dora_context(squad),
             "ranges": list(RANGES),
             "alerts": Alert.objects.filter(
-                service__owner=squad, state__in=["pending", "firing"]
+                service__owner=squad, state__in=[Alert.State.PENDING, Alert.State.FIRING]
             ).select_related("rule", "service"),
         }
     )
@@ -164,9 +168,9 @@ def squad_panel(request, slug):
     squad = get_object_or_404(Squad, slug=slug)
     ctx = dashboards.squad_overview(squad, "1h")
     ctx["squad"] = squad
-    ctx["alerts"] = Alert.objects.filter(service__owner=squad, state="firing").select_related(
-        "rule", "service"
-    )
+    ctx["alerts"] = Alert.objects.filter(
+        service__owner=squad, state=Alert.State.FIRING
+    ).select_related("rule", "service")
     return render(request, "monitoring/_squad_panel_body.html", ctx)
 
 
@@ -178,8 +182,8 @@ def alert_list(request):
     ctx = {
         "filter": flt,
         "page": page,
-        "firing": Alert.objects.filter(state="firing").count(),
-        "pending": Alert.objects.filter(state="pending").count(),
+        "firing": Alert.objects.filter(state=Alert.State.FIRING).count(),
+        "pending": Alert.objects.filter(state=Alert.State.PENDING).count(),
         "states": [s for s, _ in Alert.State.choices],
         "squads": Squad.objects.only("slug", "name"),
         "filter_qs": _without(request.GET, "fragment"),

@@ -12,7 +12,13 @@ from pipelines import services
 from pipelines.ansi import strip, to_html
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import LogChunk, PipelineConfig, PipelineRun, PipelineSecret, RunStatus
+from pipelines.models import (
+    LogChunk,
+    PipelineConfig,
+    PipelineRun,
+    PipelineSecret,
+    RunStatus,
+)
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.params import log_offset
@@ -39,7 +45,9 @@ def run_list(request):
         "statuses": RunStatus.values,
         "squads": Squad.objects.only("slug", "name"),
         "counts": {
-            "active": PipelineRun.objects.filter(status__in=["queued", "running"]).count(),
+            "active": PipelineRun.objects.filter(
+                status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
+            ).count(),
         },
     }
     template = "pipelines/run_list.html#results" if request.htmx else "pipelines/run_list.html"

@@ -10,7 +10,6 @@ mapping to an error no view handled (redirecting back to the page the request ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -46,23 +45,6 @@ def _back(request: HttpRequest) -> str:
     ):
         return referer
     return request.path if request.method == "GET" else "/"
-
-
-def domain_errors(redirect_to: Callable[..., str]) -> Callable:
-    """View decorator: a ``DomainError`` from the view becomes ``domain_error_response`` with
-    ``redirect_to(request, **view_kwargs)`` as the next page."""
-
-    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            try:
-                return view(request, *args, **kwargs)
-            except DomainError as exc:
-                return domain_error_response(request, exc, redirect_to(request, *args, **kwargs))
-
-        return wrapper
-
-    return decorate
 
 
 def add_form_errors(form: Any, exc: DomainError) -> None:

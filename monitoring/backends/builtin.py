@@ -6,10 +6,8 @@ Queries understand a small PromQL subset, enough for alert rules and ad-hoc chec
 ``histogram_quantile(0.95, rate(<name>_bucket{...}[5m]))`` (summed by ``le``).
 """
 
-import math
 import re
 
-from django.conf import settings
 from django.db import connection
 
 from monitoring import signals as sig
@@ -273,15 +271,3 @@ class BuiltinBackend(MetricsBackend):
         at = at if at is not None else time.time()
         results = self._evaluate(query, [at], 1)
         return [r for r in results if r.points and r.points[-1][1] is not None]
-
-
-def storage_figures() -> dict:
-    """Rows and series stored, for the dashboards index and /metrics."""
-    return {
-        "series": Series.objects.count(),
-        "retention_hours": int(settings.MONITORING_RETENTION_HOURS or 192),
-    }
-
-
-def is_nan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)

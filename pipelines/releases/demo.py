@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pipelines.releases import services
-from pipelines.releases.models import Environment, Release
+from pipelines.releases.models import Environment, Release, ReleaseStatus
 from portal.actors import Actor
 from squads.models import Service
 
@@ -90,9 +90,9 @@ def seed(stdout=None):
             version=version,
             strategy=[*steps[:1], {"analysis": {"template": "golden-signals"}}, *steps[1:]],
             status=status,
-            step_index=5 if status == "succeeded" else 1,
-            weight=100 if status == "succeeded" else 0,
-            desired_weight=100 if status == "succeeded" else 0,
+            step_index=5 if status == ReleaseStatus.SUCCEEDED else 1,
+            weight=100 if status == ReleaseStatus.SUCCEEDED else 0,
+            desired_weight=100 if status == ReleaseStatus.SUCCEEDED else 0,
             message={
                 "failed": "analysis failed: error-ratio failed",
                 "aborted": "aborted by a squad member",

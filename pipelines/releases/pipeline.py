@@ -21,7 +21,7 @@ import time
 
 from pipelines.executor import ExecResult
 from pipelines.releases import services, strategy
-from pipelines.releases.models import FINAL_RELEASE, Release
+from pipelines.releases.models import FINAL_RELEASE, Release, ReleaseStatus
 from portal.actors import Actor
 from portal.errors import DomainError
 
@@ -85,7 +85,7 @@ def run_release_step(
                 + "\n"
             )
         if r.status in FINAL_RELEASE:
-            ok = r.status == "succeeded"
+            ok = r.status == ReleaseStatus.SUCCEEDED
             say("✔ release succeeded\n" if ok else f"✖ release {r.status}: {r.message}\n")
             return _result(0 if ok else 1, started, written=written)
         timeout = step.timeout

@@ -63,7 +63,9 @@ def _timeline(r):
         if i < r.step_index:
             state = "done"
         elif i == r.step_index and not (final and r.status == ReleaseStatus.SUCCEEDED):
-            state = r.status if final else ("paused" if r.status == "paused" else "current")
+            state = (
+                r.status if final else ("paused" if r.status == ReleaseStatus.PAUSED else "current")
+            )
         else:
             state = "skipped" if final and r.status == ReleaseStatus.SUCCEEDED else "upcoming"
         ((kind, _),) = step.items()

@@ -66,11 +66,3 @@ def parse_ref(value, default_kind: str, default_namespace: str = DEFAULT_NAMESPA
 
 def ref_string(kind: str, namespace: str, name: str) -> str:
     return f"{kind}:{namespace or DEFAULT_NAMESPACE}/{name}"
-
-
-def ref_for_slug(kind: str, slug: str, *, short=True) -> str:
-    """The ref an export writes for a slug: just ``name`` when the namespace is default."""
-    ns, name = split_slug(slug)
-    if short and ns == DEFAULT_NAMESPACE:
-        return name
-    return f"{ns}/{name}"
