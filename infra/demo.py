@@ -114,7 +114,7 @@ def _run_once(ws, stdout, message):
     if TerraformRun.objects.filter(workspace=ws).exists():
         return None
     actor = Actor.system("seed_demo", door="command")
-    run = services.queue_run(actor, ws, message=message)
+    run = services.queue_run(ws, actor=actor, message=message)
     if shutil.which(ws.binary):
         runner.execute_plan(run.pk)
         run.refresh_from_db()

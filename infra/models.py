@@ -166,10 +166,6 @@ class Variable(models.Model):
     def __str__(self):
         return f"{self.key} ({self.category})"
 
-    @property
-    def display_value(self):
-        return "(sensitive)" if self.sensitive else self.value
-
 
 class TerraformRun(LoggedJob):
     class Kind(models.TextChoices):
@@ -229,10 +225,6 @@ class TerraformRun(LoggedJob):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
-
-    @property
-    def awaiting_confirmation(self) -> bool:
-        return self.status == RunStatus.PLANNED
 
     @property
     def duration(self):

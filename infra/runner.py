@@ -44,19 +44,12 @@ PASS_ENV = (
 OVERRIDE_FILE = "zz_backline_backend_override.tf"
 
 
-def _env_float(name, default):
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+def run_timeout() -> float:
+    return settings.INFRA_RUN_TIMEOUT
 
 
-def run_timeout():
-    return _env_float("INFRA_RUN_TIMEOUT", 3600)
-
-
-def cancel_grace():
-    return _env_float("INFRA_CANCEL_GRACE", 10)
+def cancel_grace() -> float:
+    return settings.INFRA_CANCEL_GRACE
 
 
 def worker_name():

@@ -5,11 +5,14 @@ Locking order, everywhere: the workspace row first, then the run row. The worksp
 creation and are dispatched when the lock is released.
 """
 
+from __future__ import annotations
+
 import json
+from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -29,7 +32,8 @@ from infra.models import (
     Workspace,
 )
 from portal import audit, joblog
-from portal.api.errors import Conflict
+from portal.actors import Actor
+from portal.errors import Conflict, Invalid
 from portal.events import emit
 from portal.gitref import valid_branch
 from portal.joblog import append_notice
@@ -40,35 +44,35 @@ RESERVED_SLUGS = {"new", "board", "runs"}
 
 
 # --- workspaces and variables ------------------------------------------------------------------
-def validate_files(files):
+def validate_files(files: Any) -> None:
     if not isinstance(files, dict):
-        raise ValidationError({"files": "must be an object of {filename: content}"})
+        raise Invalid(errors={"files": "must be an object of {filename: content}"})
     for name, content in files.items():
         if not FILENAME_RE.match(str(name)):
-            raise ValidationError(
-                {
+            raise Invalid(
+                errors={
                     "files": f"{name!r} is not an allowed file name (letters, digits, ._-; ending .tf, .tf.json or .tfvars)"
                 }
             )
         if not isinstance(content, str):
-            raise ValidationError({"files": f"the content of {name!r} must be text"})
+            raise Invalid(errors={"files": f"the content of {name!r} must be text"})
     if sum(len(c) for c in files.values()) > 2 * 2**20:
-        raise ValidationError({"files": "the stored configuration is limited to 2 MiB"})
+        raise Invalid(errors={"files": "the stored configuration is limited to 2 MiB"})
 
 
-def _validate_workspace(ws: Workspace):
+def _validate_workspace(ws: Workspace) -> None:
     if ws.source == Workspace.Source.STORED:
         validate_files(ws.files)
     else:
         if not ws.repository_url.strip():
-            raise ValidationError({"repository_url": "a git workspace needs a repository URL"})
+            raise Invalid(errors={"repository_url": "a git workspace needs a repository URL"})
         if ws.repository_url.strip().startswith("-"):
-            raise ValidationError({"repository_url": "not a repository URL"})
+            raise Invalid(errors={"repository_url": "not a repository URL"})
         if not valid_branch(ws.ref or ""):  # git's own rules (portal.gitref)
-            raise ValidationError({"ref": f"{ws.ref!r} is not a valid branch or tag name"})
+            raise Invalid(errors={"ref": f"{ws.ref!r} is not a valid branch or tag name"})
         parts = [p for p in (ws.path or "").split("/") if p]
         if ws.path.startswith("/") or ".." in parts:
-            raise ValidationError({"path": "must be a relative path inside the repository"})
+            raise Invalid(errors={"path": "must be a relative path inside the repository"})
 
 
 WORKSPACE_FIELDS = (
@@ -87,10 +91,12 @@ WORKSPACE_FIELDS = (
 )
 
 
-def create_workspace(actor, *, slug, owner, services=(), **fields) -> Workspace:
+def create_workspace(
+    owner: Any, *, actor: Actor, slug: str, services: Iterable[Any] = (), **fields: Any
+) -> Workspace:
     actor.require(SCOPE, owner, "creating a Terraform workspace for this squad")
     if slug in RESERVED_SLUGS:
-        raise ValidationError({"slug": f"{slug!r} is reserved; choose another slug"})
+        raise Invalid(errors={"slug": f"{slug!r} is reserved; choose another slug"})
     if fields.get("terraform_bin"):
         actor.require_admin("choose the terraform binary of a workspace")
     ws = Workspace(slug=slug, owner=owner, **{k: v for k, v in fields.items() if v is not None})
@@ -108,11 +114,18 @@ def create_workspace(actor, *, slug, owner, services=(), **fields) -> Workspace:
                 data={"source": ws.source, "services": [s.slug for s in services]},
             )
     except IntegrityError as exc:
-        raise ValidationError({"slug": f"a workspace with slug {slug!r} already exists"}) from exc
+        raise Invalid(errors={"slug": f"a workspace with slug {slug!r} already exists"}) from exc
     return ws
 
 
-def update_workspace(actor, ws: Workspace, *, services=None, owner=None, **fields) -> Workspace:
+def update_workspace(
+    ws: Workspace,
+    *,
+    actor: Actor,
+    services: Iterable[Any] | None = None,
+    owner: Any = None,
+    **fields: Any,
+) -> Workspace:
     actor.require(SCOPE, ws.owner, "changing this workspace")
     if owner is not None and owner != ws.owner:
         actor.require(SCOPE, owner, "moving the workspace to that squad")
@@ -120,7 +133,7 @@ def update_workspace(actor, ws: Workspace, *, services=None, owner=None, **field
         actor.require_admin("choose the terraform binary of a workspace")
     with transaction.atomic():
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
-        changed = []
+        changed: list[str] = []
         for key, value in fields.items():
             if key in WORKSPACE_FIELDS and value is not None and getattr(ws, key) != value:
                 setattr(ws, key, value)
@@ -138,18 +151,25 @@ def update_workspace(actor, ws: Workspace, *, services=None, owner=None, **field
 
 
 def set_variable(
-    actor, ws: Workspace, *, key, value, category="terraform", sensitive=False, description=""
+    ws: Workspace,
+    *,
+    actor: Actor,
+    key: str,
+    value: Any,
+    category: str = "terraform",
+    sensitive: bool = False,
+    description: str = "",
 ) -> Variable:
     actor.require(SCOPE, ws.owner, "changing this workspace's variables")
     key = (key or "").strip()
     if category not in Variable.Category.values:
-        raise ValidationError({"category": f"must be one of {', '.join(Variable.Category.values)}"})
+        raise Invalid(errors={"category": f"must be one of {', '.join(Variable.Category.values)}"})
     pattern = ENV_KEY_RE if category == "env" else VAR_KEY_RE
     if not pattern.match(key):
-        raise ValidationError({"key": f"{key!r} is not a valid {category} variable name"})
+        raise Invalid(errors={"key": f"{key!r} is not a valid {category} variable name"})
     if category == "env" and (key in RESERVED_ENV or key.startswith("TF_VAR_")):
-        raise ValidationError(
-            {"key": f"{key} is set by Backline (use a Terraform variable for TF_VAR_*)"}
+        raise Invalid(
+            errors={"key": f"{key} is set by Backline (use a Terraform variable for TF_VAR_*)"}
         )
     if not isinstance(value, str):
         value = json.dumps(value) if not isinstance(value, (int, float)) else str(value)
@@ -163,8 +183,10 @@ def set_variable(
         if var is None:
             var = Variable(workspace=ws, key=key, category=category)
         elif var.sensitive and not sensitive:
-            raise ValidationError(
-                {"sensitive": f"{key} is sensitive; a sensitive variable cannot be made plain"}
+            raise Invalid(
+                errors={
+                    "sensitive": f"{key} is sensitive; a sensitive variable cannot be made plain"
+                }
             )
         var.value = value
         var.sensitive = bool(sensitive)
@@ -185,7 +207,7 @@ def set_variable(
     return var
 
 
-def delete_variable(actor, var: Variable):
+def delete_variable(var: Variable, *, actor: Actor) -> None:
     ws = var.workspace
     actor.require(SCOPE, ws.owner, "changing this workspace's variables")
     with transaction.atomic():
@@ -245,7 +267,12 @@ def _locked(run_id):
 
 
 def queue_run(
-    actor, ws: Workspace, *, message="", kind=TerraformRun.Kind.PLAN, auto_apply=None
+    ws: Workspace,
+    *,
+    actor: Actor,
+    message: str = "",
+    kind: str = TerraformRun.Kind.PLAN,
+    auto_apply: bool | None = None,
 ) -> TerraformRun:
     """Start a plan (or a drift check): the run waits in order for the workspace lock."""
     if kind == TerraformRun.Kind.PLAN:
@@ -277,10 +304,10 @@ def queue_run(
     return run
 
 
-def check_drift(actor, ws: Workspace) -> TerraformRun:
+def check_drift(ws: Workspace, *, actor: Actor) -> TerraformRun:
     """A drift check now (refresh-only plan), queued like any run."""
     actor.require(SCOPE, ws.owner, "checking this workspace for drift")
-    return queue_run(actor, ws, kind=TerraformRun.Kind.DRIFT, message="Drift check")
+    return queue_run(ws, actor=actor, kind=TerraformRun.Kind.DRIFT, message="Drift check")
 
 
 def waiting_for(run: TerraformRun) -> str:
@@ -296,13 +323,14 @@ def waiting_for(run: TerraformRun) -> str:
     ).count()
     parts = []
     if holder is not None:
-        what = {
+        doing: dict[str, str] = {
             RunStatus.PLANNED: "awaiting confirmation",
             RunStatus.PLANNING: "planning",
             RunStatus.APPLYING: "applying",
             RunStatus.CONFIRMED: "confirmed, about to apply",
             RunStatus.PENDING: "waiting for a worker",
-        }.get(holder.status, holder.status)
+        }
+        what = doing.get(holder.status, holder.status)
         parts.append(f"Waiting for run #{holder.number} ({what}) to finish")
     else:
         parts.append("Waiting for the workspace lock")
@@ -354,7 +382,18 @@ def _discard(ws, run, actor, reason, action):
     _release(ws, run)
 
 
-def apply(actor, run: TerraformRun) -> TerraformRun:
+def allowed_actions(run: TerraformRun, actor: Actor) -> set[str]:
+    """What ``actor`` may do next with ``run`` (the rules the actions below apply)."""
+    if not actor.can(SCOPE, run.workspace.owner):
+        return set()
+    if run.status == RunStatus.PLANNED:
+        return {"apply", "discard"}
+    if run.status in (RunStatus.PENDING, RunStatus.CONFIRMED) or run.status in EXECUTING:
+        return {"cancel"}
+    return set()
+
+
+def apply_run(run: TerraformRun, *, actor: Actor) -> TerraformRun:
     """Confirm a planned run: exactly its saved plan file will be applied by a worker."""
     actor.require(SCOPE, run.workspace.owner, "applying this workspace")
     stale = ""
@@ -364,13 +403,13 @@ def apply(actor, run: TerraformRun) -> TerraformRun:
             raise Conflict(
                 f"Run #{run.number} is {run.status}; only a run awaiting confirmation (planned) "
                 "can be applied.",
-                current=run.status,
+                state=run.status,
             )
         if ws.lock_run_id not in (None, run.pk):
             holder = TerraformRun.objects.get(pk=ws.lock_run_id)
             raise Conflict(
                 f"The workspace is locked by run #{holder.number} ({holder.status}).",
-                current=run.status,
+                state=run.status,
             )
         stale = stale_reason(ws, run)
         if stale:
@@ -391,13 +430,13 @@ def apply(actor, run: TerraformRun) -> TerraformRun:
             f"The plan of run #{run.number} is stale: {stale}. The run was discarded; "
             "start a new plan.",
             code="stale_plan",
-            current=RunStatus.DISCARDED,
+            state=RunStatus.DISCARDED,
         )
     run.refresh_from_db()
     return run
 
 
-def discard(actor, run: TerraformRun, reason="") -> TerraformRun:
+def discard_run(run: TerraformRun, *, actor: Actor, reason: str = "") -> TerraformRun:
     actor.require(SCOPE, run.workspace.owner, "discarding this run")
     with transaction.atomic():
         ws, run = _locked(run.pk)
@@ -405,14 +444,14 @@ def discard(actor, run: TerraformRun, reason="") -> TerraformRun:
             raise Conflict(
                 f"Run #{run.number} is {run.status}; only a planned run can be discarded "
                 "(cancel a pending or running one).",
-                current=run.status,
+                state=run.status,
             )
         _discard(ws, run, actor, reason or f"Discarded by {actor.label}.", "infra.run.discard")
     run.refresh_from_db()
     return run
 
 
-def cancel(actor, run: TerraformRun) -> TerraformRun:
+def cancel_run(run: TerraformRun, *, actor: Actor) -> TerraformRun:
     """Pending/confirmed: canceled at once. Planning/applying: the worker interrupts terraform,
     then kills its process group, and marks the run canceled."""
     actor.require(SCOPE, run.workspace.owner, "canceling this run")
@@ -431,20 +470,20 @@ def cancel(actor, run: TerraformRun) -> TerraformRun:
             raise Conflict(
                 f"Run #{run.number} is {run.status} and cannot be canceled"
                 + (" (discard it instead)." if run.status == RunStatus.PLANNED else "."),
-                current=run.status,
+                state=run.status,
             )
         audit.record(actor, "infra.run.cancel", run, squad=ws.owner, data={"workspace": ws.slug})
     run.refresh_from_db()
     return run
 
 
-def force_unlock(actor, ws: Workspace) -> TerraformRun | None:
+def force_unlock(ws: Workspace, *, actor: Actor) -> TerraformRun | None:
     """Admins only. A running holder is marked errored (its worker stops at its next check)."""
     actor.require_admin("force-unlock a workspace")
     with transaction.atomic():
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
         if ws.lock_run_id is None:
-            raise Conflict("The workspace is not locked.", current="unlocked")
+            raise Conflict("The workspace is not locked.", state="unlocked")
         holder = TerraformRun.objects.select_for_update().get(pk=ws.lock_run_id)
         before = holder.status
         if holder.status in EXECUTING:
@@ -668,7 +707,9 @@ def schedule_drift_checks(now=None) -> list[int]:
             status__in=[RunStatus.PENDING, RunStatus.PLANNING],
         ).exists():
             continue
-        run = queue_run(actor, ws, kind=TerraformRun.Kind.DRIFT, message="Scheduled drift check")
+        run = queue_run(
+            ws, actor=actor, kind=TerraformRun.Kind.DRIFT, message="Scheduled drift check"
+        )
         queued.append(run.pk)
     return queued
 

@@ -4,7 +4,6 @@ Each button calls one function of ``infra.services``."""
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
@@ -23,20 +22,11 @@ from infra.models import (
 )
 from portal import logviews
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import DomainError
+from portal.web import add_form_errors, domain_error_response
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
-
-
-def _message(exc) -> str:
-    if isinstance(exc, ValidationError):
-        if hasattr(exc, "error_dict"):
-            return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-        return " ".join(exc.messages)
-    if isinstance(exc, Conflict):
-        return str(exc.detail)
-    return str(exc)
 
 
 def _can_write(request, ws) -> bool:
@@ -145,9 +135,9 @@ def _save_form(request, form, ws=None):
     try:
         if ws is None:
             ws = services.create_workspace(
-                actor,
+                form.cleaned_data["owner"],
+                actor=actor,
                 slug=form.cleaned_data["slug"],
-                owner=form.cleaned_data["owner"],
                 services=list(form.cleaned_data["services"]),
                 **form.workspace_fields(),
             )
@@ -158,18 +148,14 @@ def _save_form(request, form, ws=None):
                 files.update(fields["files"])
             fields["files"] = files
             ws = services.update_workspace(
-                actor,
                 ws,
+                actor=actor,
                 owner=form.cleaned_data["owner"],
                 services=list(form.cleaned_data["services"]),
                 **fields,
             )
-    except ValidationError as exc:
-        for field, errs in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errs)
-        return None
-    except PermissionDenied as exc:
-        form.add_error(None, str(exc))
+    except DomainError as exc:
+        add_form_errors(form, exc)
         return None
     return ws
 
@@ -239,49 +225,55 @@ def workspace_detail(request, slug):
     return render(request, "infra/workspace_detail.html", ctx)
 
 
-def _post_action(request, fn, *args, ok=None, **kwargs):
+def _post_action(request, fn, obj, back: str, *, ok=None, to_result=False, **kwargs):
+    """Call ``fn(obj, actor=..., **kwargs)``; go to ``back`` (or the result's page), or answer
+    the domain error as every page does (``portal.web``)."""
     try:
-        result = fn(Actor.from_request(request), *args, **kwargs)
-        if ok:
-            messages.success(request, ok)
-        return result
-    except (PermissionDenied, ValidationError, Conflict) as exc:
-        messages.error(request, _message(exc))
-        return None
+        result = fn(obj, actor=Actor.from_request(request), **kwargs)
+    except DomainError as exc:
+        return domain_error_response(request, exc, back)
+    if ok:
+        messages.success(request, ok)
+    return redirect(result if to_result and result is not None else back)
 
 
 @login_required
 @require_POST
 def workspace_plan(request, slug):
     ws = get_object_or_404(Workspace, slug=slug)
-    run = _post_action(request, services.queue_run, ws, message=request.POST.get("message", ""))
-    return redirect(run or ws)
+    message = request.POST.get("message", "")
+    return _post_action(
+        request, services.queue_run, ws, ws.get_absolute_url(), to_result=True, message=message
+    )
 
 
 @login_required
 @require_POST
 def workspace_drift_check(request, slug):
     ws = get_object_or_404(Workspace, slug=slug)
-    run = _post_action(request, services.check_drift, ws, ok="Drift check queued.")
-    return redirect(run or ws)
+    back = ws.get_absolute_url()
+    return _post_action(
+        request, services.check_drift, ws, back, ok="Drift check queued.", to_result=True
+    )
 
 
 @login_required
 @require_POST
 def workspace_unlock(request, slug):
     ws = get_object_or_404(Workspace, slug=slug)
-    _post_action(request, services.force_unlock, ws, ok="Workspace unlocked.")
-    return redirect(ws)
+    back = ws.get_absolute_url()
+    return _post_action(request, services.force_unlock, ws, back, ok="Workspace unlocked.")
 
 
 @login_required
 @require_POST
 def variable_add(request, slug):
     ws = get_object_or_404(Workspace, slug=slug)
-    _post_action(
+    return _post_action(
         request,
         services.set_variable,
         ws,
+        ws.get_absolute_url() + "#variables",
         key=request.POST.get("key", ""),
         value=request.POST.get("value", ""),
         category=request.POST.get("category", "terraform"),
@@ -289,7 +281,6 @@ def variable_add(request, slug):
         description=request.POST.get("description", ""),
         ok="Variable saved.",
     )
-    return redirect(ws.get_absolute_url() + "#variables")
 
 
 @login_required
@@ -297,8 +288,10 @@ def variable_add(request, slug):
 def variable_delete(request, slug, pk):
     ws = get_object_or_404(Workspace, slug=slug)
     var = get_object_or_404(Variable, workspace=ws, pk=pk)
-    _post_action(request, services.delete_variable, var, ok=f"Variable {var.key} deleted.")
-    return redirect(ws.get_absolute_url() + "#variables")
+    back = ws.get_absolute_url() + "#variables"
+    return _post_action(
+        request, services.delete_variable, var, back, ok=f"Variable {var.key} deleted."
+    )
 
 
 def _run_ctx(request, run):
@@ -308,6 +301,7 @@ def _run_ctx(request, run):
         "s": run.summary or {},
         "waiting_for": services.waiting_for(run),
         "can_write": _can_write(request, run.workspace),
+        "allowed": services.allowed_actions(run, Actor.from_request(request)),
         "active": run.status in ACTIVE,
     }
 
@@ -344,28 +338,29 @@ def run_log(request, pk):
 
 def _run_action(request, pk, fn, ok, **kw):
     run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=pk)
-    _post_action(request, fn, run, ok=ok, **kw)
-    return redirect(run)
+    return _post_action(request, fn, run, run.get_absolute_url(), ok=ok, **kw)
 
 
 @login_required
 @require_POST
 def run_apply(request, pk):
-    return _run_action(request, pk, services.apply, "Apply confirmed: the saved plan is applying.")
+    return _run_action(
+        request, pk, services.apply_run, "Apply confirmed: the saved plan is applying."
+    )
 
 
 @login_required
 @require_POST
 def run_discard(request, pk):
     return _run_action(
-        request, pk, services.discard, "Run discarded.", reason=request.POST.get("reason", "")
+        request, pk, services.discard_run, "Run discarded.", reason=request.POST.get("reason", "")
     )
 
 
 @login_required
 @require_POST
 def run_cancel(request, pk):
-    return _run_action(request, pk, services.cancel, "Cancel requested.")
+    return _run_action(request, pk, services.cancel_run, "Cancel requested.")
 
 
 @login_required

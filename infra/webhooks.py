@@ -62,7 +62,7 @@ def _push(push: Push, verified: list) -> dict:
         if ws.ref != push.name or not touches(ws.path, paths):
             continue
         run = services.queue_run(
-            push.actor, ws, message=f"push to {push.name}: {push.message[:200]}"
+            ws, actor=push.actor, message=f"push to {push.name}: {push.message[:200]}"
         )
         runs.append({"id": run.pk, "kind": "terraform", "workspace": ws.slug, "number": run.number})
     return {"runs": runs}

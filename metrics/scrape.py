@@ -27,7 +27,7 @@ MAX_SAMPLES_PER_TARGET = 5000
 
 
 def retention_seconds() -> int:
-    return int(getattr(settings, "MONITORING_RETENTION_HOURS", 0) or 192) * 3600
+    return int(settings.MONITORING_RETENTION_HOURS or 192) * 3600
 
 
 def normalise_entries(metrics_urls) -> list[dict]:

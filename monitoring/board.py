@@ -5,7 +5,7 @@ from monitoring.models import Alert
 
 def board_section(request):
     firing = list(
-        Alert.objects.filter(state__in=["firing", "pending"])
+        Alert.objects.filter(state__in=[Alert.State.FIRING, Alert.State.PENDING])
         .select_related("rule", "service", "service__owner")
         .order_by("state", "-started_at")[:20]
     )
@@ -13,5 +13,5 @@ def board_section(request):
         "template": "monitoring/board_section.html",
         "order": 30,
         "alerts": firing,
-        "firing": sum(1 for a in firing if a.state == "firing"),
+        "firing": sum(1 for a in firing if a.state == Alert.State.FIRING),
     }

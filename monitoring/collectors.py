@@ -29,7 +29,7 @@ def monitoring_families():
         "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
     )
     for row in (
-        Alert.objects.filter(state__in=["pending", "firing"])
+        Alert.objects.filter(state__in=[Alert.State.PENDING, Alert.State.FIRING])
         .values("state", "severity")
         .annotate(n=Count("id"))
         .order_by()

@@ -1,6 +1,6 @@
 from django.conf import settings
 
-SCRAPE_INTERVAL = float(getattr(settings, "MONITORING_SCRAPE_INTERVAL", 0) or 15)
+SCRAPE_INTERVAL = float(settings.MONITORING_SCRAPE_INTERVAL or 15)
 
 BEAT_SCHEDULE = {
     "monitoring-scrape": {

@@ -1,7 +1,7 @@
 """Scorecard rules from monitoring: observable (metrics endpoints), alerted (rules), and no
 critical alert firing. Two queries for any number of services."""
 
-from monitoring.models import Alert, AlertRule
+from monitoring.models import Alert, AlertRule, Severity
 from squads.scorecards import Rule, ScorecardSource
 
 
@@ -15,7 +15,7 @@ def load(service_ids) -> dict:
         ),
         "critical_firing": set(
             Alert.objects.filter(
-                service_id__in=ids, state="firing", severity="critical"
+                service_id__in=ids, state=Alert.State.FIRING, severity=Severity.CRITICAL
             ).values_list("service_id", flat=True)
         ),
     }

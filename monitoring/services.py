@@ -2,21 +2,28 @@
 (pending → firing → resolved), and notification fan-out (one Delivery per channel, sent by a
 Celery task after commit)."""
 
+from __future__ import annotations
+
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from metrics.backends import BackendError, get_backend
 from monitoring.models import (
+    SIGNALS,
     Alert,
     AlertEvent,
     AlertRule,
     Delivery,
     NotificationChannel,
+    Severity,
 )
 from portal import audit
+from portal.actors import Actor
+from portal.errors import Invalid
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +42,59 @@ RULE_FIELDS = (
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 
 
+CHANNEL_FIELDS = ("squad", "name", "kind", "url", "secret", "min_severity")
+
+
 # --- rules and channels ---------------------------------------------------------------------
-def create_rule(actor, service, data: dict) -> AlertRule:
+def validate_alert_rule(signal: str, query: str, *, check_query: bool = True) -> None:
+    """A rule watches a golden signal or a raw query (one of them), and the query must be one
+    the metrics backend can evaluate."""
+    query = (query or "").strip()
+    if not signal and not query:
+        raise Invalid(
+            "Choose a signal or write a query.",
+            errors={"signal": "Give a signal (one of " + ", ".join(SIGNALS) + ") or a query."},
+        )
+    if signal and query:
+        raise Invalid(
+            "Choose a signal or write a query, not both.",
+            errors={"query": "Give either a signal or a query, not both."},
+        )
+    problem = query_error(query) if query and check_query else None
+    if problem:
+        raise Invalid(errors={"query": problem})
+
+
+def create_alert_rule(
+    service: Any,
+    *,
+    actor: Actor,
+    name: str,
+    threshold: float,
+    signal: str = "",
+    query: str = "",
+    track: str = "stable",
+    comparison: str = ">",
+    window_seconds: int = 60,
+    for_seconds: int = 0,
+    severity: str = Severity.WARNING,
+    enabled: bool = True,
+) -> AlertRule:
     actor.require("alerts:write", service.owner_id, "creating alert rules")
+    validate_alert_rule(signal, query)
     with transaction.atomic():
         rule = AlertRule.objects.create(
-            service=service, **{k: v for k, v in data.items() if k in RULE_FIELDS}
+            service=service,
+            name=name,
+            threshold=threshold,
+            signal=signal,
+            query=(query or "").strip(),
+            track=track,
+            comparison=comparison,
+            window_seconds=window_seconds,
+            for_seconds=for_seconds,
+            severity=severity,
+            enabled=enabled,
         )
         audit.record(
             actor, "alert_rule.create", rule, squad=service.owner, data={"expr": rule.expression}
@@ -48,17 +102,25 @@ def create_rule(actor, service, data: dict) -> AlertRule:
     return rule
 
 
-def update_rule(actor, rule: AlertRule, data: dict) -> AlertRule:
+def update_alert_rule(rule: AlertRule, *, actor: Actor, **fields: Any) -> AlertRule:
+    """Change the given ``fields`` (of ``RULE_FIELDS``) of a rule."""
     actor.require("alerts:write", rule.service.owner_id, "changing alert rules")
+    unknown = set(fields) - set(RULE_FIELDS)
+    if unknown:
+        raise Invalid(errors={k: "This field cannot be changed." for k in sorted(unknown)})
+    validate_alert_rule(
+        fields.get("signal", rule.signal),
+        fields.get("query", rule.query),
+        check_query="query" in fields,
+    )
     with transaction.atomic():
         rule = (
             AlertRule.objects.select_for_update(of=("self",))
             .select_related("service", "service__owner")
             .get(pk=rule.pk)
         )
-        for k, v in data.items():
-            if k in RULE_FIELDS:
-                setattr(rule, k, v)
+        for k, v in fields.items():
+            setattr(rule, k, v)
         rule.save()
         audit.record(
             actor,
@@ -70,7 +132,7 @@ def update_rule(actor, rule: AlertRule, data: dict) -> AlertRule:
     return rule
 
 
-def delete_rule(actor, rule: AlertRule):
+def delete_alert_rule(rule: AlertRule, *, actor: Actor) -> None:
     actor.require("alerts:write", rule.service.owner_id, "deleting alert rules")
     with transaction.atomic():
         audit.record(
@@ -79,25 +141,35 @@ def delete_rule(actor, rule: AlertRule):
         rule.delete()
 
 
-def create_channel(actor, data: dict) -> NotificationChannel:
-    squad = data["squad"]
+def create_channel(
+    squad: Any,
+    *,
+    actor: Actor,
+    name: str,
+    kind: str,
+    url: str,
+    secret: str = "",
+    min_severity: str = Severity.INFO,
+) -> NotificationChannel:
     actor.require("alerts:write", squad.pk, "adding notification channels")
     with transaction.atomic():
-        channel = NotificationChannel.objects.create(**data)
+        channel = NotificationChannel.objects.create(
+            squad=squad, name=name, kind=kind, url=url, secret=secret, min_severity=min_severity
+        )
         audit.record(
             actor, "alert_channel.create", channel, squad=squad, data={"kind": channel.kind}
         )
     return channel
 
 
-def delete_channel(actor, channel: NotificationChannel):
+def delete_channel(channel: NotificationChannel, *, actor: Actor) -> None:
     actor.require("alerts:write", channel.squad_id, "deleting notification channels")
     with transaction.atomic():
         audit.record(actor, "alert_channel.delete", channel, squad=channel.squad)
         channel.delete()
 
 
-def query_error(query: str, backend=None) -> str | None:
+def query_error(query: str, backend: Any = None) -> str | None:
     """Why ``query`` cannot be evaluated by the configured backend (None when it can, or when
     the backend is unreachable and cannot tell)."""
     backend = backend or get_backend()
@@ -204,7 +276,7 @@ def _save_and_log(alert, to_state, value, now):
 
 def evaluate_all(backend=None) -> dict:
     backend = backend or get_backend()
-    counts = {}
+    counts: dict[str, int] = {}
     for rule_id in AlertRule.objects.filter(enabled=True).values_list("pk", flat=True):
         try:
             outcome = evaluate_rule(rule_id, backend)
@@ -213,11 +285,11 @@ def evaluate_all(backend=None) -> dict:
         counts[outcome] = counts.get(outcome, 0) + 1
     # alerts of rules that were disabled resolve
     for alert_id in Alert.objects.filter(
-        rule__enabled=False, state__in=["pending", "firing"]
+        rule__enabled=False, state__in=[Alert.State.PENDING, Alert.State.FIRING]
     ).values_list("pk", flat=True):
         with transaction.atomic():
             alert = Alert.objects.select_for_update().get(pk=alert_id)
-            was_firing = alert.state == "firing"
+            was_firing = alert.state == Alert.State.FIRING
             alert.resolved_at = timezone.now()
             _save_and_log(alert, "resolved", None, alert.resolved_at)
             if was_firing:
@@ -248,7 +320,7 @@ def payload_for(alert: Alert, event: str) -> dict:
         },
         "rule": {"id": rule.pk, "name": rule.name, "expression": rule.expression},
         "service": {"slug": alert.service.slug, "name": alert.service.name},
-        "squad": alert.service.owner.slug if alert.service.owner_id else None,
+        "squad": alert.service.owner.slug if alert.service.owner else None,
     }
 
 

@@ -2,11 +2,11 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from metrics.backends import RANGES
@@ -15,6 +15,8 @@ from monitoring.filters import AlertFilter
 from monitoring.forms import AlertRuleForm, NotificationChannelForm
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel
 from portal.actors import Actor
+from portal.errors import DomainError
+from portal.web import domain_error_response
 from squads.models import Service, Squad
 
 
@@ -31,7 +33,7 @@ def _dashboard_args(request):
 def dashboard_index(request):
     services_qs = (
         Service.objects.select_related("owner")
-        .annotate(firing=Count("alerts", filter=Q(alerts__state="firing")))
+        .annotate(firing=Count("alerts", filter=Q(alerts__state=Alert.State.FIRING)))
         .order_by("owner__name", "name")
     )
     with_metrics = [s for s in services_qs if s.metrics_urls or s.firing]
@@ -44,7 +46,7 @@ def dashboard_index(request):
         {
             "squads": squads.items(),
             "others": Service.objects.exclude(pk__in=[s.pk for s in with_metrics]).count(),
-            "firing": Alert.objects.filter(state="firing").count(),
+            "firing": Alert.objects.filter(state=Alert.State.FIRING).count(),
             "backend": dashboards.get_backend().name,
         },
     )
@@ -64,7 +66,9 @@ def service_dashboard(request, slug):
         {
             "ranges": list(RANGES),
             "track_choices": ["all", "stable", "canary"],
-            "alerts": Alert.objects.filter(service=service, state__in=["pending", "firing"]),
+            "alerts": Alert.objects.filter(
+                service=service, state__in=[Alert.State.PENDING, Alert.State.FIRING]
+            ),
             "rules": AlertRule.objects.filter(service=service),
             "can_write": Actor.from_request(request).can("alerts:write", service.owner_id),
             "rule_form": AlertRuleForm(),
@@ -78,7 +82,9 @@ def service_panel(request, slug):
     """The service page's lazy-loaded live panel (1 h, both tracks)."""
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     ctx = dashboards.service_dashboard(service, "1h", "all")
-    ctx["alerts"] = Alert.objects.filter(service=service, state="firing").select_related("rule")
+    ctx["alerts"] = Alert.objects.filter(service=service, state=Alert.State.FIRING).select_related(
+        "rule"
+    )
     return render(request, "monitoring/_service_panel_body.html", ctx)
 
 
@@ -95,7 +101,7 @@ def squad_dashboard(request, slug):
             "dora": dora_context(squad),
             "ranges": list(RANGES),
             "alerts": Alert.objects.filter(
-                service__owner=squad, state__in=["pending", "firing"]
+                service__owner=squad, state__in=[Alert.State.PENDING, Alert.State.FIRING]
             ).select_related("rule", "service"),
         }
     )
@@ -162,9 +168,9 @@ def squad_panel(request, slug):
     squad = get_object_or_404(Squad, slug=slug)
     ctx = dashboards.squad_overview(squad, "1h")
     ctx["squad"] = squad
-    ctx["alerts"] = Alert.objects.filter(service__owner=squad, state="firing").select_related(
-        "rule", "service"
-    )
+    ctx["alerts"] = Alert.objects.filter(
+        service__owner=squad, state=Alert.State.FIRING
+    ).select_related("rule", "service")
     return render(request, "monitoring/_squad_panel_body.html", ctx)
 
 
@@ -176,8 +182,8 @@ def alert_list(request):
     ctx = {
         "filter": flt,
         "page": page,
-        "firing": Alert.objects.filter(state="firing").count(),
-        "pending": Alert.objects.filter(state="pending").count(),
+        "firing": Alert.objects.filter(state=Alert.State.FIRING).count(),
+        "pending": Alert.objects.filter(state=Alert.State.PENDING).count(),
         "states": [s for s, _ in Alert.State.choices],
         "squads": Squad.objects.only("slug", "name"),
         "filter_qs": _without(request.GET, "fragment"),
@@ -240,24 +246,26 @@ def rule_create(request, slug):
         for field, errs in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errs)}")
         return redirect("monitoring:service_dashboard", slug=slug)
+    back = reverse("monitoring:service_dashboard", args=[slug])
     try:
-        services.create_rule(Actor.from_request(request), service, form.cleaned_data)
-        messages.success(request, "Alert rule created.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect("monitoring:service_dashboard", slug=slug)
+        services.create_alert_rule(service, actor=Actor.from_request(request), **form.cleaned_data)
+    except DomainError as exc:
+        return domain_error_response(request, exc, back)
+    messages.success(request, "Alert rule created.")
+    return redirect(back)
 
 
 @login_required
 @require_POST
 def rule_delete(request, pk):
     rule = get_object_or_404(AlertRule.objects.select_related("service"), pk=pk)
+    back = reverse("monitoring:service_dashboard", args=[rule.service.slug])
     try:
-        services.delete_rule(Actor.from_request(request), rule)
-        messages.success(request, f"Alert rule “{rule.name}” deleted.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect("monitoring:service_dashboard", slug=rule.service.slug)
+        services.delete_alert_rule(rule, actor=Actor.from_request(request))
+    except DomainError as exc:
+        return domain_error_response(request, exc, back)
+    messages.success(request, f"Alert rule “{rule.name}” deleted.")
+    return redirect(back)
 
 
 @login_required
@@ -269,11 +277,12 @@ def channel_create(request):
         for field, errs in form.errors.items():
             messages.error(request, f"{field}: {' '.join(errs)}")
         return redirect("monitoring:alert_list")
+    data = dict(form.cleaned_data)
     try:
-        services.create_channel(actor, form.cleaned_data)
-        messages.success(request, "Notification channel added.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
+        services.create_channel(data.pop("squad"), actor=actor, **data)
+    except DomainError as exc:
+        return domain_error_response(request, exc, reverse("monitoring:alert_list"))
+    messages.success(request, "Notification channel added.")
     return redirect("monitoring:alert_list")
 
 

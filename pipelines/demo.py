@@ -92,8 +92,8 @@ def seed(stdout=None):
             service.save(update_fields=["repository_url"])
         if PipelineRun.objects.filter(service=service).exists():
             continue
-        services.trigger(service, actor, ref="main")
+        services.trigger_run(service, actor=actor, ref="main")
         if slug == "playback-api":
-            services.trigger(service, actor, ref="main")
+            services.trigger_run(service, actor=actor, ref="main")
         if stdout is not None:
             stdout.write(f"  pipelines: {slug} repository at {path}, runs queued")

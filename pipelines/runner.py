@@ -10,9 +10,10 @@ import socket
 from pathlib import Path
 from typing import NoReturn
 
+from django.conf import settings
 from django.utils import timezone
 
-from pipelines import conf, services
+from pipelines import services
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -134,7 +135,7 @@ class Execution:
         self.watch = {
             "should_cancel": self.runlog.should_cancel,
             "on_heartbeat": self.runlog.heartbeat,
-            "heartbeat_every": conf.heartbeat_seconds(),
+            "heartbeat_every": settings.PIPELINES_HEARTBEAT_SECONDS,
         }
 
     def stop(self, status, msg, color=RED, mark="✖ ") -> NoReturn:
@@ -233,8 +234,8 @@ class Execution:
                 timeout=step.timeout,
                 secrets=list(self.secrets.values()),
                 on_output=runlog.write,
-                max_output_bytes=conf.max_step_log_bytes(),
-                grace=conf.kill_grace_seconds(),
+                max_output_bytes=settings.PIPELINES_MAX_STEP_LOG_BYTES,
+                grace=settings.PIPELINES_KILL_GRACE_SECONDS,
                 **self.watch,
             )
         status, line, error = outcome(step, res)

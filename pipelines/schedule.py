@@ -1,8 +1,8 @@
-from pipelines import conf
+from django.conf import settings
 
 BEAT_SCHEDULE = {
     "pipelines-reap-lost-runs": {
         "task": "pipelines.tasks.reap_lost_runs",
-        "schedule": conf.reap_every_seconds(),
+        "schedule": settings.PIPELINES_REAP_EVERY_SECONDS,
     },
 }

@@ -4,14 +4,16 @@ Each takes the row lock, checks the transition is legal, writes the audit event,
 work with ``transaction.on_commit`` (tasks take ids).
 """
 
-import shutil
+from __future__ import annotations
 
-from django.core.exceptions import ValidationError
+import shutil
+from typing import Any
+
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from pipelines import conf
 from pipelines.models import (
     ACTIVE_STATUSES,
     LogChunk,
@@ -25,8 +27,8 @@ from pipelines.models import (
 from pipelines.spec import SpecError, parse
 from portal import joblog, metrics
 from portal.actors import Actor
-from portal.api.errors import Conflict
 from portal.audit import record
+from portal.errors import Conflict, Invalid
 from portal.events import emit
 from portal.gitsource import valid_ref, valid_sha
 from portal.joblog import append_notice
@@ -55,20 +57,20 @@ def _state(run):
     return {"id": run.pk, "status": run.status}
 
 
-def trigger(
-    service,
-    actor,
+def trigger_run(
+    service: Service,
     *,
-    ref="",
-    commit="",
-    trigger=PipelineRun.Trigger.MANUAL,
-    delivery_id=None,
-    idempotency_key=None,
-    commit_message="",
-    commit_author="",
-    rerun_of=None,
-    action="pipeline.trigger",
-):
+    actor: Actor,
+    ref: str = "",
+    commit: str = "",
+    trigger: str = PipelineRun.Trigger.MANUAL,
+    delivery_id: str | None = None,
+    idempotency_key: str | None = None,
+    commit_message: str = "",
+    commit_author: str = "",
+    rerun_of: PipelineRun | None = None,
+    action: str = "pipeline.trigger",
+) -> tuple[PipelineRun, bool]:
     """Queue a run of ``service`` at ``ref`` (default branch) or an exact ``commit``.
 
     Returns ``(run, created)``; a repeated delivery id or idempotency key returns the first run.
@@ -79,13 +81,13 @@ def trigger(
         ref = ref.removeprefix("refs/heads/")
     ref = ref or service.default_branch or "main"
     commit = (commit or "").strip()
-    errors = {}
+    errors: dict[str, list[str]] = {}
     if not valid_ref(ref):
         errors["ref"] = [f"{ref[:100]!r} is not a valid branch or tag name."]
     if commit and not valid_sha(commit):
         errors["commit"] = [f"{commit[:100]!r} is not a commit id (4 to 64 hex digits)."]
     if errors:
-        raise ValidationError(errors)
+        raise Invalid(errors=errors)
     for field, value in (("delivery_id", delivery_id), ("idempotency_key", idempotency_key)):
         if value:
             existing = PipelineRun.objects.filter(service=service, **{field: value}).first()
@@ -129,23 +131,30 @@ def trigger(
             _enqueue(run.pk)
     except IntegrityError:
         # a concurrent redelivery / retry with the same key won the race
-        field = (
+        key: dict[str, str | None] = (
             {"delivery_id": delivery_id} if delivery_id else {"idempotency_key": idempotency_key}
         )
-        existing = PipelineRun.objects.filter(service=service, **field).first()
+        existing = PipelineRun.objects.filter(service=service, **key).first()
         if existing is None:
             raise
         return existing, False
     return run, True
 
 
-def cancel(run, actor):
+def allowed_actions(run: PipelineRun, actor: Actor) -> set[str]:
+    """What ``actor`` may do next with ``run`` (the rules ``cancel_run`` / ``rerun_run`` apply)."""
+    if not actor.can("pipelines:run", run.service.owner):
+        return set()
+    return {"cancel"} if run.status in ACTIVE_STATUSES else {"rerun"}
+
+
+def cancel_run(run: PipelineRun, *, actor: Actor) -> PipelineRun:
     """Cancel a queued run at once; ask the worker to stop a running one (TERM, grace, KILL)."""
     actor.require("pipelines:run", run.service.owner, "canceling a pipeline run")
     with transaction.atomic():
         run = PipelineRun.objects.select_for_update().select_related("service").get(pk=run.pk)
         if run.status not in ACTIVE_STATUSES:
-            raise Conflict(f"Run #{run.number} is already {run.status}.", current=_state(run))
+            raise Conflict(f"Run #{run.number} is already {run.status}.", state=_state(run))
         now = timezone.now()
         if run.status == RunStatus.QUEUED:
             run.status = RunStatus.CANCELED
@@ -172,17 +181,17 @@ def cancel(run, actor):
     return run
 
 
-def rerun(run, actor, *, idempotency_key=None):
+def rerun_run(run: PipelineRun, *, actor: Actor, idempotency_key: str | None = None) -> PipelineRun:
     """Start a new run of the same service, ref and commit as a finished one."""
     actor.require("pipelines:run", run.service.owner, "re-running a pipeline")
     if run.status in ACTIVE_STATUSES:
         raise Conflict(
             f"Run #{run.number} is still {run.status}; cancel it or wait for it to finish.",
-            current=_state(run),
+            state=_state(run),
         )
-    new, _created = trigger(
+    new, _created = trigger_run(
         run.service,
-        actor,
+        actor=actor,
         ref=run.ref,
         commit=run.commit_sha or run.requested_commit,
         trigger=PipelineRun.Trigger.RERUN,
@@ -195,7 +204,7 @@ def rerun(run, actor, *, idempotency_key=None):
     return new
 
 
-def save_spec(service, actor, text):
+def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
     """Store the portal spec (used when the repository has no backline.yml)."""
     actor.require("pipelines:run", service.owner, "editing the pipeline spec")
     text = (text or "").replace("\r\n", "\n")
@@ -204,7 +213,7 @@ def save_spec(service, actor, text):
         try:
             spec = parse(text)
         except SpecError as exc:
-            raise ValidationError({"spec": [str(exc)]}) from None
+            raise Invalid(errors={"spec": [str(exc)]}) from None
     with transaction.atomic():
         config, _ = PipelineConfig.objects.select_for_update().get_or_create(service=service)
         config.spec_yaml = text
@@ -216,14 +225,14 @@ def save_spec(service, actor, text):
     return config
 
 
-def set_secret(service, actor, name, value):
+def set_secret(service: Service, *, actor: Actor, name: str, value: str) -> PipelineSecret:
     from pipelines.spec import ENV_NAME_RE
 
     actor.require("pipelines:run", service.owner, "setting a pipeline secret")
     name = (name or "").strip()
     if not ENV_NAME_RE.match(name) or len(name) > 100:
-        raise ValidationError(
-            {
+        raise Invalid(
+            errors={
                 "name": [
                     f"{name[:100]!r} is not a valid name (letters, digits, _; not first a digit;"
                     " at most 100 characters)."
@@ -231,7 +240,7 @@ def set_secret(service, actor, name, value):
             }
         )
     if not value:
-        raise ValidationError({"value": ["The secret value must not be empty."]})
+        raise Invalid(errors={"value": ["The secret value must not be empty."]})
     with transaction.atomic():
         secret, created = PipelineSecret.objects.update_or_create(
             service=service, name=name, defaults={"value": value, "updated_by": actor.label[:200]}
@@ -246,7 +255,7 @@ def set_secret(service, actor, name, value):
     return secret
 
 
-def delete_secret(service, actor, name):
+def delete_secret(service: Service, *, actor: Actor, name: str) -> bool:
     actor.require("pipelines:run", service.owner, "deleting a pipeline secret")
     with transaction.atomic():
         deleted, _ = PipelineSecret.objects.filter(service=service, name=name).delete()
@@ -330,7 +339,7 @@ def _mark_lost(run, silent):
 
 def reap_lost(stale_seconds=None):
     """Mark running runs whose heartbeat is stale as ``lost``, keeping the log so far."""
-    stale = conf.lost_after_seconds() if stale_seconds is None else stale_seconds
+    stale = settings.PIPELINES_LOST_AFTER_SECONDS if stale_seconds is None else stale_seconds
     reaped = reap_stale(
         PipelineRun,
         stale_seconds=stale,
@@ -351,7 +360,7 @@ def requeue_stale(after_seconds=None):
     """Send queued runs whose message may have been lost (broker restart) to the broker again,
     once they waited ``after_seconds`` since they were last sent (``heartbeat_at`` of a queued
     run is when it was last sent)."""
-    after = conf.requeue_after_seconds() if after_seconds is None else after_seconds
+    after = settings.PIPELINES_REQUEUE_AFTER_SECONDS if after_seconds is None else after_seconds
     return requeue_waiting(
         PipelineRun.objects.filter(status=RunStatus.QUEUED),
         stamp_field="heartbeat_at",
@@ -392,7 +401,7 @@ def log_window_start(run, window):
 
 def step_groups(steps):
     """Steps grouped by stage, in order, with a stage status."""
-    stages = []
+    stages: list[dict[str, Any]] = []
     for step in steps:
         if not stages or stages[-1]["name"] != step.stage:
             stages.append({"name": step.stage, "steps": []})
@@ -411,9 +420,10 @@ def step_groups(steps):
 
 
 __all__ = [
-    "trigger",
-    "cancel",
-    "rerun",
+    "allowed_actions",
+    "trigger_run",
+    "cancel_run",
+    "rerun_run",
     "save_spec",
     "set_secret",
     "delete_secret",

@@ -2,7 +2,6 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,7 +15,8 @@ from pipelines.filters import PipelineRunFilter
 from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus, StepRun
 from portal import joblog, logviews
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import DomainError
+from portal.web import domain_error_response
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
@@ -25,12 +25,6 @@ LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
 def _nav(view):
     view.nav_section = "pipelines"
     return view
-
-
-def _errors(exc):
-    if isinstance(exc, ValidationError):
-        return "; ".join(exc.messages)
-    return str(exc.detail if isinstance(exc, Conflict) else exc)
 
 
 @_nav
@@ -45,7 +39,9 @@ def run_list(request):
         "statuses": RunStatus.values,
         "squads": Squad.objects.only("slug", "name"),
         "counts": {
-            "active": PipelineRun.objects.filter(status__in=["queued", "running"]).count(),
+            "active": PipelineRun.objects.filter(
+                status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
+            ).count(),
         },
     }
     template = "pipelines/run_list.html#results" if request.htmx else "pipelines/run_list.html"
@@ -61,6 +57,7 @@ def _run_context(request, run):
         "stages": services.step_groups(steps),
         "steps": steps,
         "can_write": actor.can("pipelines:run", run.service.owner),
+        "allowed": services.allowed_actions(run, actor),
     }
 
 
@@ -128,10 +125,10 @@ def step_log(request, pk, index):
 def run_cancel(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
     try:
-        services.cancel(run, Actor.from_request(request))
+        services.cancel_run(run, actor=Actor.from_request(request))
         messages.success(request, f"Cancel requested for run #{run.number}.")
-    except (PermissionDenied, Conflict) as exc:
-        messages.error(request, _errors(exc))
+    except DomainError as exc:
+        return domain_error_response(request, exc, run.get_absolute_url())
     return redirect(run.get_absolute_url())
 
 
@@ -140,10 +137,9 @@ def run_cancel(request, pk):
 def run_rerun(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
     try:
-        new = services.rerun(run, Actor.from_request(request))
-    except (PermissionDenied, Conflict, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-        return redirect(run.get_absolute_url())
+        new = services.rerun_run(run, actor=Actor.from_request(request))
+    except DomainError as exc:
+        return domain_error_response(request, exc, run.get_absolute_url())
     messages.success(request, f"Re-run of #{run.number} queued as #{new.number}.")
     return redirect(new.get_absolute_url())
 
@@ -174,16 +170,17 @@ def service_pipeline(request, slug):
 def service_trigger(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     try:
-        run, _ = services.trigger(
+        run, _ = services.trigger_run(
             service,
-            Actor.from_request(request),
+            actor=Actor.from_request(request),
             ref=request.POST.get("ref", ""),
             commit=request.POST.get("commit", ""),
             trigger=PipelineRun.Trigger.MANUAL,
         )
-    except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-        return redirect(reverse("pipelines:service_pipeline", args=[slug]))
+    except DomainError as exc:
+        return domain_error_response(
+            request, exc, reverse("pipelines:service_pipeline", args=[slug])
+        )
     messages.success(request, f"Run #{run.number} of {service.name} queued.")
     return redirect(run.get_absolute_url())
 
@@ -192,41 +189,46 @@ def service_trigger(request, slug):
 @login_required
 def spec_save(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    back = reverse("pipelines:service_pipeline", args=[slug])
     try:
-        services.save_spec(service, Actor.from_request(request), request.POST.get("spec", ""))
+        services.save_spec(
+            service, actor=Actor.from_request(request), text=request.POST.get("spec", "")
+        )
         messages.success(request, "Pipeline spec saved.")
-    except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#spec")
+    except DomainError as exc:
+        return domain_error_response(request, exc, back + "#spec")
+    return redirect(back + "#spec")
 
 
 @require_POST
 @login_required
 def secret_set(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    back = reverse("pipelines:service_pipeline", args=[slug])
     try:
         secret = services.set_secret(
             service,
-            Actor.from_request(request),
-            request.POST.get("name", ""),
-            request.POST.get("value", ""),
+            actor=Actor.from_request(request),
+            name=request.POST.get("name", ""),
+            value=request.POST.get("value", ""),
         )
         messages.success(request, f"Secret {secret.name} saved.")
-    except (PermissionDenied, ValidationError) as exc:
-        messages.error(request, _errors(exc))
-    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#secrets")
+    except DomainError as exc:
+        return domain_error_response(request, exc, back + "#secrets")
+    return redirect(back + "#secrets")
 
 
 @require_POST
 @login_required
 def secret_delete(request, slug, name):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+    back = reverse("pipelines:service_pipeline", args=[slug])
     try:
-        if services.delete_secret(service, Actor.from_request(request), name):
+        if services.delete_secret(service, actor=Actor.from_request(request), name=name):
             messages.success(request, f"Secret {name} deleted.")
-    except PermissionDenied as exc:
-        messages.error(request, str(exc))
-    return redirect(reverse("pipelines:service_pipeline", args=[slug]) + "#secrets")
+    except DomainError as exc:
+        return domain_error_response(request, exc, back + "#secrets")
+    return redirect(back + "#secrets")
 
 
 @login_required

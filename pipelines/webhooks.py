@@ -10,8 +10,11 @@ first time. Tags start nothing: a spec's filters (``branches:``) only name branc
 from pipelines import services
 from pipelines.models import PipelineConfig, PipelineRun
 from pipelines.spec import branch_matches
+from portal.errors import Invalid
 from portal.inbound import Match, Push, Receiver, Refused, repository_keys, using_repository
 from squads.models import Service
+
+WEBHOOK_MAX_BYTES = 25 * 1024 * 1024  # the largest push payload GitHub sends
 
 
 def matching_services(repo: dict) -> list:
@@ -54,9 +57,9 @@ def _push(push: Push, verified: list) -> dict:
             skipped.append(service.slug)
             continue
         try:
-            run, created = services.trigger(
+            run, created = services.trigger_run(
                 service,
-                push.actor,
+                actor=push.actor,
                 ref=push.name,
                 commit=push.after,
                 trigger=PipelineRun.Trigger.PUSH,
@@ -64,8 +67,8 @@ def _push(push: Push, verified: list) -> dict:
                 commit_message=push.message,
                 commit_author=push.author,
             )
-        except services.ValidationError as exc:
-            raise Refused("; ".join(exc.messages)) from None
+        except Invalid as exc:
+            raise Refused(exc.text) from None
         duplicate = duplicate or not created
         runs.append(_run_entry(run, service))
     result: dict = {"runs": runs, "duplicate": duplicate}

@@ -5,17 +5,18 @@ webhooks and Celery tasks build one with the helpers below.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
-from django.core.exceptions import PermissionDenied
 from django.utils.functional import cached_property
 
+from portal.errors import Forbidden
 from portal.registry import registry
 
 
 @dataclass(frozen=True)
 class Actor:
-    user: object = None  # django User or None
-    token: object = None  # portal.ApiToken or None
+    user: Any = None  # django User or None
+    token: Any = None  # portal.ApiToken or None
     door: str = "ui"
     ip: str | None = None
     system_name: str | None = None  # for beat/worker/command actions with no person
@@ -98,12 +99,10 @@ class Actor:
     def require(self, scope: str, squad, what: str = "this"):
         if not self.can(scope, squad):
             if self.token is not None and scope not in self.token.scopes:
-                raise PermissionDenied(f"The token lacks the scope '{scope}' needed for {what}.")
-            raise PermissionDenied(
-                f"Only members of the owning squad and org admins may do {what}."
-            )
+                raise Forbidden(f"The token lacks the scope '{scope}' needed for {what}.")
+            raise Forbidden(f"Only members of the owning squad and org admins may do {what}.")
 
     def require_admin(self, what: str):
         """Org admins (an ``admin`` token, the system) only: "Only org admins may <what>."."""
         if not self.is_admin:
-            raise PermissionDenied(f"Only org admins may {what}.")
+            raise Forbidden(f"Only org admins may {what}.")

@@ -57,7 +57,7 @@ class ExecResult:
 
 def _b64_variants(raw: bytes) -> set[str]:
     """Base64 text that any encoding of ``raw`` contains, whatever its alignment in the stream."""
-    out = set()
+    out: set[str] = set()
     if not raw:
         return out
     out.add(base64.b64encode(raw).decode())
@@ -229,6 +229,7 @@ def run_process(
         close_fds=True,
         preexec_fn=preexec,
     )
+    assert proc.stdout is not None  # stdout=PIPE
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     sel = selectors.DefaultSelector()
@@ -332,7 +333,8 @@ def run_process(
             pending += decoder.decode(b"", final=True)
         flush(final=True)
         sel.close()
-        proc.stdout.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
         # a step leaves nothing behind: background children still in its group are killed
         _kill_group(proc, signal.SIGKILL)
 

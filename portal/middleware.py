@@ -35,6 +35,7 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):
             message = "The database is unavailable; try again in a few seconds."
+            resp: HttpResponse
             if request.path.startswith("/api/"):
                 resp = JsonResponse({"code": "unavailable", "message": message}, status=503)
             else:

@@ -68,9 +68,6 @@ class ApiToken(models.Model):
     def is_active(self):
         return self.revoked_at is None and not self.is_expired
 
-    def has_scope(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
-
 
 class AuditEvent(models.Model):
     DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker")]
@@ -159,8 +156,16 @@ class EventSubscription(models.Model):
         return False
 
 
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    DELIVERED = "delivered", "delivered"
+    RETRYING = "retrying", "retrying"
+    FAILED = "failed", "failed"
+
+
 class EventDelivery(models.Model):
-    STATUSES = [(s, s) for s in ("pending", "delivered", "retrying", "failed")]
+    Status = DeliveryStatus
+    STATUSES = DeliveryStatus.choices
 
     subscription = models.ForeignKey(
         EventSubscription, on_delete=models.CASCADE, related_name="deliveries"
@@ -168,7 +173,9 @@ class EventDelivery(models.Model):
     delivery_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=64, db_index=True)
     payload = models.JSONField()
-    status = models.CharField(max_length=16, choices=STATUSES, default="pending", db_index=True)
+    status = models.CharField(
+        max_length=16, choices=STATUSES, default=DeliveryStatus.PENDING, db_index=True
+    )
     attempts = models.PositiveIntegerField(default=0)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)

@@ -33,8 +33,12 @@ class CurrentStateField(serializers.JSONField):
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid, not_found")
     message = serializers.CharField(help_text="What went wrong, for people")
-    errors = serializers.DictField(required=False, help_text="Field errors, by field name")
-    current = CurrentStateField(required=False)
+    # the body's "errors" key: a field, although Serializer.errors is a property
+    errors = serializers.DictField(  # type: ignore[assignment]
+        required=False, help_text="Field errors, by field name"
+    )
+    state = CurrentStateField(required=False)
+    current = CurrentStateField(required=False, help_text="The same as state (older clients)")
 
 
 ERROR_DESCRIPTIONS = {

@@ -1,22 +1,42 @@
-"""Domain operations for accounts, tokens and audit."""
+"""Domain operations for accounts, tokens, event subscriptions and audit.
 
-from django.core.exceptions import PermissionDenied
+Every function is ``verb_noun(obj, *, actor, ...)``; refusals raise ``portal.errors``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
 from portal import audit
-from portal.models import ApiToken
+from portal.actors import Actor
+from portal.errors import Forbidden, Invalid
+from portal.models import ApiToken, EventSubscription
+
+SUBSCRIPTION_FIELDS = ("squad", "name", "url", "secret", "event_types", "active")
 
 
-def create_token(actor, *, squad, name, scopes, expires_at=None):
+def create_token(
+    squad: Any,
+    *,
+    actor: Actor,
+    name: str,
+    scopes: list[str],
+    expires_at: datetime | None = None,
+) -> tuple[ApiToken, str]:
     """Create a bot token for ``squad``. Members of the squad and org admins may; a token may
     only mint tokens if it has ``admin``. Returns (token, clear value)."""
     if actor.token is not None and "admin" not in actor.token.scopes:
-        raise PermissionDenied("Only tokens with the 'admin' scope may create tokens.")
+        raise Forbidden("Only tokens with the 'admin' scope may create tokens.")
     if actor.token is None and not actor.can("catalog:write", squad):
-        raise PermissionDenied("Only members of the squad and org admins may create its tokens.")
+        raise Forbidden("Only members of the squad and org admins may create its tokens.")
     if "admin" in scopes and not actor.is_admin:
-        raise PermissionDenied("Only org admins may grant the 'admin' scope.")
+        raise Forbidden("Only org admins may grant the 'admin' scope.")
     with transaction.atomic():
         token, raw = ApiToken.generate(
             squad=squad,
@@ -29,11 +49,11 @@ def create_token(actor, *, squad, name, scopes, expires_at=None):
     return token, raw
 
 
-def revoke_token(actor, token):
+def revoke_token(token: ApiToken, *, actor: Actor) -> bool:
     if actor.token is not None and "admin" not in actor.token.scopes and actor.token.pk != token.pk:
-        raise PermissionDenied("Only tokens with the 'admin' scope may revoke other tokens.")
+        raise Forbidden("Only tokens with the 'admin' scope may revoke other tokens.")
     if actor.token is None and not actor.can("catalog:write", token.squad):
-        raise PermissionDenied("Only members of the squad and org admins may revoke its tokens.")
+        raise Forbidden("Only members of the squad and org admins may revoke its tokens.")
     with transaction.atomic():
         updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
@@ -43,14 +63,50 @@ def revoke_token(actor, token):
     return bool(updated)
 
 
-def _require_squad_admin(actor, squad, what):
+def _require_squad_admin(actor: Actor, squad: Any, what: str) -> None:
     actor.require("catalog:write", squad, what)
 
 
-def create_subscription(actor, *, squad, name, url, secret, event_types, active=True):
-    from portal.models import EventSubscription
+def validate_subscription(fields: dict[str, Any]) -> None:
+    """Invalid naming each bad field of a subscription (only the fields given are checked)."""
+    from portal.models import EVENT_FAMILIES
 
+    errors: dict[str, str] = {}
+    if "name" in fields and not (fields["name"] or "").strip():
+        errors["name"] = "Give the subscription a name."
+    if "url" in fields:
+        try:
+            URLValidator(schemes=["http", "https"])(fields["url"] or "")
+        except ValidationError:
+            errors["url"] = "Enter an http:// or https:// URL."
+    if "secret" in fields and not 8 <= len(fields["secret"] or "") <= 200:
+        errors["secret"] = "The secret must be 8 to 200 characters long."
+    if "event_types" in fields:
+        types = fields["event_types"]
+        unknown = [p for p in types if p != "*" and p.split(".", 1)[0] not in EVENT_FAMILIES]
+        if not types:
+            errors["event_types"] = "Choose at least one event type."
+        elif unknown:
+            errors["event_types"] = (
+                f"Unknown event family in '{unknown[0]}'; use one of {', '.join(EVENT_FAMILIES)}."
+            )
+    if errors:
+        raise Invalid(errors=errors)
+
+
+def create_subscription(
+    squad: Any,
+    *,
+    actor: Actor,
+    name: str,
+    url: str,
+    secret: str,
+    event_types: list[str],
+    active: bool = True,
+) -> EventSubscription:
     _require_squad_admin(actor, squad, "manage event subscriptions")
+    name, url = (name or "").strip(), (url or "").strip()
+    validate_subscription({"name": name, "url": url, "secret": secret, "event_types": event_types})
     with transaction.atomic():
         sub = EventSubscription.objects.create(
             squad=squad,
@@ -71,14 +127,20 @@ def create_subscription(actor, *, squad, name, url, secret, event_types, active=
     return sub
 
 
-def update_subscription(actor, sub, **fields):
+def update_subscription(
+    sub: EventSubscription, *, actor: Actor, **fields: Any
+) -> EventSubscription:
     _require_squad_admin(actor, sub.squad, "manage event subscriptions")
+    unknown = set(fields) - set(SUBSCRIPTION_FIELDS)
+    if unknown:
+        raise Invalid(errors={k: "This field cannot be changed." for k in sorted(unknown)})
+    validate_subscription(fields)
     new_squad = fields.get("squad")
     if new_squad is not None and new_squad.pk != sub.squad_id:
         # the subscription would receive that squad's events: needs the right there too
         _require_squad_admin(actor, new_squad, "move a subscription to that squad")
     with transaction.atomic():
-        changed = {}
+        changed: dict[str, Any] = {}
         for key, value in fields.items():
             if getattr(sub, key) != value:
                 setattr(sub, key, value)
@@ -91,7 +153,7 @@ def update_subscription(actor, sub, **fields):
     return sub
 
 
-def delete_subscription(actor, sub):
+def delete_subscription(sub: EventSubscription, *, actor: Actor) -> None:
     _require_squad_admin(actor, sub.squad, "manage event subscriptions")
     with transaction.atomic():
         audit.record(actor, "subscription.delete", sub, squad=sub.squad)

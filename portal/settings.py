@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "portal.idempotency.IdempotencyMiddleware",
     "portal.middleware.DatabaseUnavailableMiddleware",
+    "portal.web.DomainErrorMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -116,7 +117,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "backline.sqlite3",
+            "NAME": str(VAR_DIR / "backline.sqlite3"),
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
@@ -281,6 +282,28 @@ DEMO_FLEET = env_bool("BACKLINE_DEMO_FLEET", False)
 # builtin metrics backend: how long scraped samples are kept, how often beat scrapes
 MONITORING_RETENTION_HOURS = env_int("MONITORING_RETENTION_HOURS", 192)
 MONITORING_SCRAPE_INTERVAL = env_int("MONITORING_SCRAPE_INTERVAL", 15)
+
+# pipelines: worker heartbeat, reaper, re-queue of lost broker messages, step log cap, kill grace
+PIPELINES_HEARTBEAT_SECONDS = env_float("PIPELINES_HEARTBEAT_SECONDS", 5.0)
+PIPELINES_LOST_AFTER_SECONDS = env_float("PIPELINES_LOST_AFTER_SECONDS", HEARTBEAT_STALE_SECONDS)
+PIPELINES_REAP_EVERY_SECONDS = env_float("PIPELINES_REAP_EVERY_SECONDS", 15.0)
+PIPELINES_REQUEUE_AFTER_SECONDS = env_float("PIPELINES_REQUEUE_AFTER_SECONDS", 600.0)
+PIPELINES_MAX_STEP_LOG_BYTES = env_int("PIPELINES_MAX_STEP_LOG_BYTES", 10 * 2**20)
+PIPELINES_KILL_GRACE_SECONDS = env_float("PIPELINES_KILL_GRACE_SECONDS", 5.0)
+
+# releases: controller tick, analysis defaults, driver retry, promote debounce (tests shorten them)
+RELEASES_TICK_SECONDS = env_float("RELEASES_TICK_SECONDS", 5.0)
+RELEASES_ANALYSIS_INTERVAL = env_float("RELEASES_ANALYSIS_INTERVAL", 30.0)
+RELEASES_ANALYSIS_COUNT = env_int("RELEASES_ANALYSIS_COUNT", 3)
+RELEASES_ANALYSIS_WINDOW = env_float("RELEASES_ANALYSIS_WINDOW", 60.0)
+RELEASES_MIN_REQUESTS = env_int("RELEASES_MIN_REQUESTS", 10)
+RELEASES_DRIVER_RETRY_SECONDS = env_float("RELEASES_DRIVER_RETRY_SECONDS", 5.0)
+RELEASES_PROMOTE_DEBOUNCE_SECONDS = env_float("RELEASES_PROMOTE_DEBOUNCE_SECONDS", 3.0)
+RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
+
+# infra: the longest a terraform command may run, and the grace between interrupt and kill
+INFRA_RUN_TIMEOUT = env_float("INFRA_RUN_TIMEOUT", 3600.0)
+INFRA_CANCEL_GRACE = env_float("INFRA_CANCEL_GRACE", 10.0)
 
 LOGGING = {
     "version": 1,

@@ -2,7 +2,6 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
@@ -14,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from portal import services
 from portal.actors import Actor
 from portal.catalog import squad_model
+from portal.errors import DomainError
 from portal.filters import AuditEventFilter
 from portal.models import SCOPES, ApiToken, AuditEvent
 
@@ -59,14 +59,14 @@ def token_list(request):
             try:
                 expires_at = timezone.now() + timedelta(days=int(days)) if days.strip() else None
                 token, raw = services.create_token(
-                    actor, squad=squad, name=name, scopes=scopes, expires_at=expires_at
+                    squad, actor=actor, name=name, scopes=scopes, expires_at=expires_at
                 )
                 created = {"token": token, "raw": raw}
             except ValueError:
                 messages.error(request, "Expiry must be a whole number of days.")
-            except PermissionDenied as exc:
-                messages.error(request, str(exc))
-                status = 403
+            except DomainError as exc:  # the page again, with the reason
+                messages.error(request, exc.text)
+                status = exc.status
     if actor.is_admin:
         tokens = ApiToken.objects.select_related("squad", "created_by")
         squads = squad_model().objects.all()
@@ -86,7 +86,9 @@ def token_list(request):
 @require_POST
 def token_revoke(request, pk):
     token = get_object_or_404(ApiToken.objects.select_related("squad"), pk=pk)
-    services.revoke_token(Actor.from_request(request), token)  # refused: the 403 page says why
+    services.revoke_token(
+        token, actor=Actor.from_request(request)
+    )  # refused: the 403 page says why
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("token_list")
 
@@ -129,24 +131,15 @@ def event_list(request):
         name = (request.POST.get("name") or "").strip()
         url = (request.POST.get("url") or "").strip()
         secret = request.POST.get("secret") or ""
-        from django.core.validators import URLValidator
-
         try:
-            URLValidator(schemes=["http", "https"])(url)
-            if not name or len(secret) < 8 or not types:
-                raise ValueError(
-                    "Give a name, a secret of at least 8 characters and at least one event family."
-                )
             services.create_subscription(
-                actor, squad=squad, name=name, url=url, secret=secret, event_types=types
+                squad, actor=actor, name=name, url=url, secret=secret, event_types=types
             )
             messages.success(request, f"Subscription “{name}” created.")
             return redirect("event_list")
-        except PermissionDenied as exc:
-            messages.error(request, str(exc))
-            status = 403
-        except Exception as exc:  # ValidationError / ValueError: show the message
-            messages.error(request, getattr(exc, "messages", [str(exc)])[0])
+        except DomainError as exc:  # the page again, with the reason
+            messages.error(request, exc.text)
+            status = exc.status
     subs = EventSubscription.objects.select_related("squad")
     deliveries = EventDelivery.objects.select_related("subscription", "subscription__squad")
     if not actor.is_admin:

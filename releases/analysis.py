@@ -9,7 +9,7 @@ A metric (in an ``AnalysisTemplate``'s ``metrics`` list) is one of these kinds::
     {"name": "queue", "kind": "query", "query": "sum(rate(jobs_failed_total[1m]))",
      "condition": "result < 0.5"}                   # raw query, success condition
 
-and these common fields (defaults from ``releases.conf``): ``interval`` (s between
+and these common fields (defaults from the ``RELEASES_ANALYSIS_*`` settings): ``interval`` (s between
 measurements), ``count`` (measurements wanted), ``window`` (s of data per measurement),
 ``min_requests`` (fewer canary requests in the window is *inconclusive*), ``failure_limit``
 (0), ``inconclusive_limit`` (0), ``consecutive_error_limit`` (4).
@@ -24,9 +24,8 @@ import operator
 import re
 import time
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-
-from releases import conf
 
 KINDS = ("error_ratio", "p99", "error_ratio_vs_stable", "query")
 CONDITION = re.compile(r"^\s*result\s*(<=|<|>=|>|==|!=)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$")
@@ -95,10 +94,10 @@ def resolve_metrics(template, overrides: dict) -> list:
     out = []
     for m in template.metrics:
         full = {
-            "interval": conf.analysis_interval(),
-            "count": conf.analysis_count(),
-            "window": conf.analysis_window(),
-            "min_requests": conf.min_requests(),
+            "interval": settings.RELEASES_ANALYSIS_INTERVAL,
+            "count": settings.RELEASES_ANALYSIS_COUNT,
+            "window": settings.RELEASES_ANALYSIS_WINDOW,
+            "min_requests": settings.RELEASES_MIN_REQUESTS,
             "failure_limit": 0,
             "inconclusive_limit": 0,
             "consecutive_error_limit": 4,

@@ -140,9 +140,24 @@ class ReleaseDetailSerializer(ReleaseSerializer):
     strategy = serializers.JSONField(read_only=True)
     analysis = AnalysisRunSerializer(source="analysis_runs", many=True, read_only=True)
     timeline = ReleaseEventSerializer(source="events", many=True, read_only=True)
+    allowed_actions = serializers.SerializerMethodField(
+        help_text="What the caller may do next: promote, promote_full, abort, retry."
+    )
 
     class Meta(ReleaseSerializer.Meta):
-        fields = [*ReleaseSerializer.Meta.fields, "strategy", "analysis", "timeline"]
+        fields = [
+            *ReleaseSerializer.Meta.fields,
+            "strategy",
+            "analysis",
+            "timeline",
+            "allowed_actions",
+        ]
+
+    def get_allowed_actions(self, obj) -> list[str]:
+        request = self.context.get("request")
+        if request is None:
+            return []
+        return sorted(services.allowed_actions(obj, Actor.from_request(request, door="api")))
 
 
 class ReleaseCreateSerializer(serializers.Serializer):
@@ -191,7 +206,10 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             .prefetch_related("analysis_runs__measurements", "events")
             .get(pk=release.pk)
         )
-        return Response(ReleaseDetailSerializer(release).data, status=code)
+        return Response(
+            ReleaseDetailSerializer(release, context=self.get_serializer_context()).data,
+            status=code,
+        )
 
     @extend_schema(request=ReleaseCreateSerializer, responses={201: ReleaseDetailSerializer})
     def create(self, request, *args, **kwargs):
@@ -201,11 +219,11 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         service = Service.objects.select_related("owner").filter(slug=data["service"]).first()
         if service is None:
             raise serializers.ValidationError({"service": ["No such service."]})
-        release = services.create(
+        release = services.create_release(
             service,
-            data["environment"],
-            data["version"],
-            Actor.from_request(request, door="api"),
+            actor=Actor.from_request(request, door="api"),
+            environment=data["environment"],
+            version=data["version"],
             commit=data["commit"],
             steps=data["strategy"],
             trigger="api",
@@ -219,9 +237,9 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         ser = PromoteSerializer(data=request.data if hasattr(request.data, "get") else {})
         ser.is_valid(raise_exception=True)
         return self._answer(
-            services.promote(
+            services.promote_release(
                 self.get_object(),
-                Actor.from_request(request, door="api"),
+                actor=Actor.from_request(request, door="api"),
                 step=ser.validated_data.get("step"),
             )
         )
@@ -230,7 +248,9 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], url_path="promote-full")
     def promote_full(self, request, pk=None):
         return self._answer(
-            services.promote_full(self.get_object(), Actor.from_request(request, door="api"))
+            services.promote_release_full(
+                self.get_object(), actor=Actor.from_request(request, door="api")
+            )
         )
 
     @extend_schema(request=ActionSerializer, responses=ReleaseDetailSerializer)
@@ -238,14 +258,16 @@ class ReleaseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def abort(self, request, pk=None):
         reason = str(request.data.get("reason") or "") if hasattr(request.data, "get") else ""
         return self._answer(
-            services.abort(self.get_object(), Actor.from_request(request, door="api"), reason)
+            services.abort_release(
+                self.get_object(), actor=Actor.from_request(request, door="api"), reason=reason
+            )
         )
 
     @extend_schema(request=None, responses=ReleaseDetailSerializer)
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         return self._answer(
-            services.retry(self.get_object(), Actor.from_request(request, door="api"))
+            services.retry_release(self.get_object(), actor=Actor.from_request(request, door="api"))
         )
 
 
@@ -256,15 +278,6 @@ class EnvironmentViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = EnvironmentSerializer
     lookup_field = "name"
     pagination_class = None
-
-
-def _django_errors(fn, value):
-    from django.core.exceptions import ValidationError as DjangoValidationError
-
-    try:
-        return fn(value)
-    except DjangoValidationError as exc:
-        raise serializers.ValidationError(exc.messages) from None
 
 
 class StrategySerializer(serializers.ModelSerializer):
@@ -291,9 +304,6 @@ class StrategySerializer(serializers.ModelSerializer):
     def get_describe(self, obj) -> list[str]:
         return [strategy.describe(s) for s in obj.steps]
 
-    def validate_steps(self, value):
-        return _django_errors(strategy.validate, value)
-
     def validate(self, attrs):
         if self.instance is not None:
             for key in ("service", "environment"):
@@ -318,24 +328,24 @@ class StrategyViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.save_strategy(
-            Actor.from_request(self.request, door="api"),
             data["service"],
-            data.get("environment"),
-            data["steps"],
+            actor=Actor.from_request(self.request, door="api"),
+            environment=data.get("environment"),
+            steps=data["steps"],
         )
 
     def perform_update(self, serializer):
         inst = serializer.instance
         serializer.instance = services.save_strategy(
-            Actor.from_request(self.request, door="api"),
             inst.service,
-            inst.environment,
-            serializer.validated_data.get("steps", inst.steps),
+            actor=Actor.from_request(self.request, door="api"),
+            environment=inst.environment,
+            steps=serializer.validated_data.get("steps", inst.steps),
             override=inst,
         )
 
     def perform_destroy(self, instance):
-        services.delete_strategy(Actor.from_request(self.request, door="api"), instance)
+        services.delete_strategy(instance, actor=Actor.from_request(self.request, door="api"))
 
 
 class TemplateSerializer(serializers.ModelSerializer):
@@ -349,11 +359,6 @@ class TemplateSerializer(serializers.ModelSerializer):
         fields = ["name", "description", "metrics", "updated_at"]
         read_only_fields = ["updated_at"]
         validators = []
-
-    def validate_metrics(self, value):
-        from releases import analysis
-
-        return _django_errors(analysis.validate_metrics, value)
 
     def validate_name(self, value):
         if self.instance is not None and value != self.instance.name:
@@ -373,22 +378,23 @@ class TemplateViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = serializer.validated_data
         serializer.instance = services.save_template(
-            Actor.from_request(self.request, door="api"),
-            data["name"],
-            data.get("description", ""),
-            data["metrics"],
+            None,
+            actor=Actor.from_request(self.request, door="api"),
+            name=data["name"],
+            description=data.get("description", ""),
+            metrics=data["metrics"],
         )
 
     def perform_update(self, serializer):
         inst = serializer.instance
         data = serializer.validated_data
         serializer.instance = services.save_template(
-            Actor.from_request(self.request, door="api"),
-            inst.name,
-            data.get("description", inst.description),
-            data.get("metrics", inst.metrics),
-            template=inst,
+            inst,
+            actor=Actor.from_request(self.request, door="api"),
+            name=inst.name,
+            description=data.get("description", inst.description),
+            metrics=data.get("metrics", inst.metrics),
         )
 
     def perform_destroy(self, instance):
-        services.delete_template(Actor.from_request(self.request, door="api"), instance)
+        services.delete_template(instance, actor=Actor.from_request(self.request, door="api"))

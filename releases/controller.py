@@ -17,12 +17,13 @@ import logging
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from portal import events, metrics
-from releases import analysis, conf, strategy
+from releases import analysis, strategy
 from releases.drivers import DriverError, get_driver
 from releases.models import (
     ACTIVE_RELEASE,
@@ -113,7 +114,7 @@ def transition(r, to, message="", *, actor=CONTROLLER, door="beat", event_type=N
 def _driver_failed(r, what, exc, now):
     r.driver_failures += 1
     r.driver_error = f"{what}: {exc}"[:2000]
-    r.next_tick_at = now + timedelta(seconds=conf.driver_retry_seconds())
+    r.next_tick_at = now + timedelta(seconds=settings.RELEASES_DRIVER_RETRY_SECONDS)
     if r.driver_failures == 1 or r.driver_failures % 10 == 0:
         note(r, "driver", r.driver_error)
     log.warning("release %s: %s", r.pk, r.driver_error)

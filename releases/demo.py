@@ -20,12 +20,12 @@ from django.utils import timezone
 
 from portal.actors import Actor
 from releases import services
-from releases.models import Environment, Release
+from releases.models import Environment, Release, ReleaseStatus
 from squads.models import Service
 
 
 def _scale() -> float:
-    return float(getattr(settings, "RELEASES_DEMO_TIME_SCALE", None) or 1.0)
+    return settings.RELEASES_DEMO_TIME_SCALE or 1.0
 
 
 def _analysis():
@@ -90,9 +90,9 @@ def seed(stdout=None):
             version=version,
             strategy=[*steps[:1], {"analysis": {"template": "golden-signals"}}, *steps[1:]],
             status=status,
-            step_index=5 if status == "succeeded" else 1,
-            weight=100 if status == "succeeded" else 0,
-            desired_weight=100 if status == "succeeded" else 0,
+            step_index=5 if status == ReleaseStatus.SUCCEEDED else 1,
+            weight=100 if status == ReleaseStatus.SUCCEEDED else 0,
+            desired_weight=100 if status == ReleaseStatus.SUCCEEDED else 0,
             message={
                 "failed": "analysis failed: error-ratio failed",
                 "aborted": "aborted by a squad member",
@@ -107,11 +107,11 @@ def seed(stdout=None):
     for slug, version, params in DEMO:
         if slug not in svcs:
             continue
-        r = services.create(
+        r = services.create_release(
             svcs[slug],
-            staging,
-            version,
-            actor,
+            actor=actor,
+            environment=staging,
+            version=version,
             steps=demo_steps(),
             trigger="demo",
             deploy_params=params,

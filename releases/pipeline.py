@@ -19,13 +19,11 @@ is reaped as lost like any other.
 
 import time
 
-from django.core.exceptions import ValidationError
-
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import DomainError
 from portal.executor import ExecResult
 from releases import services, strategy
-from releases.models import FINAL_RELEASE, Release
+from releases.models import FINAL_RELEASE, Release, ReleaseStatus
 
 POLL_SECONDS = 1.0
 
@@ -56,20 +54,17 @@ def run_release_step(
     version = spec.get("version") or (run.commit_sha or run.requested_commit)[:12] or run.ref
     actor = Actor.system(f"pipeline {run.service.slug} #{run.number}", door="pipeline")
     try:
-        release = services.create(
+        release = services.create_release(
             run.service,
-            spec.get("environment", ""),
-            version,
-            actor,
+            actor=actor,
+            environment=spec.get("environment", ""),
+            version=version,
             commit=run.commit_sha,
             trigger="pipeline",
             pipeline_run=run,
         )
-    except ValidationError as exc:
-        say(f"✖ cannot start the release: {'; '.join(exc.messages)}\n")
-        return _result(1, started, written=written)
-    except Conflict as exc:
-        say(f"✖ cannot start the release: {exc.detail}\n")
+    except DomainError as exc:
+        say(f"✖ cannot start the release: {exc.text}\n")
         return _result(1, started, written=written)
     say(
         f"release #{release.pk}: {run.service.slug} {version} → {release.environment.name} "
@@ -90,7 +85,7 @@ def run_release_step(
                 + "\n"
             )
         if r.status in FINAL_RELEASE:
-            ok = r.status == "succeeded"
+            ok = r.status == ReleaseStatus.SUCCEEDED
             say("✔ release succeeded\n" if ok else f"✖ release {r.status}: {r.message}\n")
             return _result(0 if ok else 1, started, written=written)
         timeout = step.timeout
@@ -99,9 +94,9 @@ def run_release_step(
         if cancel or timed_out:
             why = "the pipeline run was canceled" if cancel else f"timed out after {timeout:g}s"
             try:
-                services.abort(r, actor, reason=why)
+                services.abort_release(r, actor=actor, reason=why)
                 say(f"■ release #{r.pk} aborted: {why}; traffic back to stable\n")
-            except Conflict:
+            except DomainError:
                 pass
             return _result(None, started, canceled=cancel, timed_out=timed_out, written=written)
         if time.monotonic() - last_beat >= heartbeat_every:

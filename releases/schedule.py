@@ -1,9 +1,9 @@
-from releases import conf
+from django.conf import settings
 
 BEAT_SCHEDULE = {
     "pipelines-tick-releases": {
         "task": "releases.tasks.tick_releases",
-        "schedule": conf.tick_seconds(),
-        "options": {"expires": conf.tick_seconds() * 2},
+        "schedule": settings.RELEASES_TICK_SECONDS,
+        "options": {"expires": settings.RELEASES_TICK_SECONDS * 2},
     },
 }

@@ -7,15 +7,20 @@ Permissions: members of the owning squad, org admins, tokens of that squad with
 ``releases:promote``.
 """
 
-import logging
+from __future__ import annotations
 
+import logging
+from typing import Any
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from portal.api.errors import Conflict
+from portal.actors import Actor
 from portal.audit import record
-from releases import conf, controller, strategy
+from portal.errors import Conflict, Invalid
+from releases import controller, strategy
 from releases.models import (
     ACTIVE_RELEASE,
     AnalysisStatus,
@@ -67,50 +72,56 @@ def _audit(actor, action, r, **data):
     )
 
 
-def create(
-    service,
-    environment,
-    version,
-    actor,
+def _environment(environment: Environment | str) -> Environment:
+    if isinstance(environment, Environment):
+        return environment
+    found = Environment.objects.filter(name=environment).first()
+    if found is None:
+        raise Invalid(errors={"environment": ["No such environment."]})
+    return found
+
+
+def create_release(
+    service: Any,
     *,
-    commit="",
-    steps=None,
-    trigger="api",
-    pipeline_run=None,
-    deploy_params=None,
-):
+    actor: Actor,
+    environment: Environment | str,  # an Environment or its name
+    version: str,
+    commit: str = "",
+    steps: list | None = None,
+    trigger: str = "api",
+    pipeline_run: Any = None,
+    deploy_params: dict | None = None,
+) -> Release:
     """Start a release of ``version`` of ``service`` to ``environment``.
 
     409 when the service already has a release in flight there."""
     actor.require(SCOPE, service.owner, "starting a release")
-    if isinstance(environment, str):
-        environment = Environment.objects.filter(name=environment).first()
-        if environment is None:
-            raise ValidationError({"environment": ["No such environment."]})
+    env = _environment(environment)
     version = (version or "").strip()
     if not version:
-        raise ValidationError({"version": ["A version is required."]})
+        raise Invalid(errors={"version": ["A version is required."]})
     try:
-        resolved, source = strategy.resolve(service, environment, steps)
+        resolved, source = strategy.resolve(service, env, steps)
     except ValidationError as exc:
-        raise ValidationError({"strategy": exc.messages}) from None
+        raise Invalid(errors={"strategy": exc.messages}) from None
     with transaction.atomic():
         active = (
             Release.objects.select_for_update()
-            .filter(service=service, environment=environment, status__in=ACTIVE_RELEASE)
+            .filter(service=service, environment=env, status__in=ACTIVE_RELEASE)
             .first()
         )
         if active is not None:
             raise Conflict(
                 f"{service.slug} already has release {active.pk} ({active.version}) "
-                f"{active.status} in {environment.name}.",
-                current=controller.state(active),
+                f"{active.status} in {env.name}.",
+                state=controller.state(active),
             )
         try:
             with transaction.atomic():
                 r = Release.objects.create(
                     service=service,
-                    environment=environment,
+                    environment=env,
                     version=version[:200],
                     commit_sha=(commit or "")[:64],
                     strategy=resolved,
@@ -122,11 +133,11 @@ def create(
                 )
         except IntegrityError:
             active = Release.objects.filter(
-                service=service, environment=environment, status__in=ACTIVE_RELEASE
+                service=service, environment=env, status__in=ACTIVE_RELEASE
             ).first()
             raise Conflict(
-                f"{service.slug} already has a release in flight in {environment.name}.",
-                current=controller.state(active) if active else None,
+                f"{service.slug} already has a release in flight in {env.name}.",
+                state=controller.state(active) if active else None,
             ) from None
         r = _locked(r.pk)
         controller.note(
@@ -138,13 +149,13 @@ def create(
     return r
 
 
-def promote(release, actor, *, step=None):
+def promote_release(release: Release, *, actor: Actor, step: int | None = None) -> Release:
     """A paused release goes on to its next step.
 
     ``step`` is the step index the caller saw paused (the page sends it): a promote meant for a
     pause that is already behind is refused, so two clicks never move the release two steps.
     Without ``step`` (bots), a pause that a promote reached less than
-    ``conf.promote_debounce_seconds()`` ago is refused too: concurrent promotes of one pause
+    ``RELEASES_PROMOTE_DEBOUNCE_SECONDS`` ago is refused too: concurrent promotes of one pause
     cannot also promote the next one.
     """
     actor.require(SCOPE, release.service.owner, "promoting a release")
@@ -153,17 +164,17 @@ def promote(release, actor, *, step=None):
         if r.status != ReleaseStatus.PAUSED:
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a paused release can be promoted.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         if step is not None and int(step) != r.step_index:
             raise Conflict(
                 f"Release {r.pk} is no longer at step {int(step) + 1}: it was promoted already "
                 f"and is now paused at step {r.step_index + 1}.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         if step is None:
             last = list(r.events.filter(kind="status").order_by("-at", "-id")[:2])
-            debounce = conf.promote_debounce_seconds()
+            debounce = settings.RELEASES_PROMOTE_DEBOUNCE_SECONDS
             if (
                 len(last) == 2
                 and last[0].to_status == ReleaseStatus.PAUSED
@@ -173,7 +184,7 @@ def promote(release, actor, *, step=None):
                 raise Conflict(
                     f"Release {r.pk} reached this pause {debounce:g} s ago or less (another "
                     "promote just moved it); promote again, or send the step you mean.",
-                    current=controller.state(r),
+                    state=controller.state(r),
                 )
         was = r.step_index
         r.step_index += 1
@@ -193,7 +204,7 @@ def promote(release, actor, *, step=None):
     return r
 
 
-def promote_full(release, actor):
+def promote_release_full(release: Release, *, actor: Actor) -> Release:
     """Skip the remaining steps: all traffic to the new version, release succeeded."""
     actor.require(SCOPE, release.service.owner, "promoting a release to 100 %")
     with transaction.atomic():
@@ -201,7 +212,7 @@ def promote_full(release, actor):
         if r.status not in (ReleaseStatus.PROGRESSING, ReleaseStatus.PAUSED, ReleaseStatus.PENDING):
             raise Conflict(
                 f"Release {r.pk} is {r.status}; it cannot be promoted to 100 %.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         was = r.step_index
         r.step_index = len(r.strategy or [])
@@ -222,7 +233,7 @@ def promote_full(release, actor):
     return r
 
 
-def abort(release, actor, reason=""):
+def abort_release(release: Release, *, actor: Actor, reason: str = "") -> Release:
     """All traffic back to stable at once; the release ends aborted."""
     actor.require(SCOPE, release.service.owner, "aborting a release")
     with transaction.atomic():
@@ -230,7 +241,7 @@ def abort(release, actor, reason=""):
         if r.status not in ACTIVE_RELEASE:
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a release in flight can be aborted.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         r.desired_weight = 0
         r.driver_action = "rollback"
@@ -248,27 +259,51 @@ def abort(release, actor, reason=""):
     return r
 
 
-def retry(release, actor):
+def _paused_at_analysis(r: Release) -> bool:
+    """Paused by an inconclusive (or errored) analysis of the current step."""
+    return (
+        r.status == ReleaseStatus.PAUSED
+        and "analysis" in (r.current_step or {})
+        and r.analysis_runs.filter(
+            generation=r.generation,
+            step_index=r.step_index,
+            status__in=[AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR],
+        ).exists()
+    )
+
+
+def _retryable(r: Release) -> bool:
+    return r.status in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED) or _paused_at_analysis(r)
+
+
+def allowed_actions(release: Release, actor: Actor) -> set[str]:
+    """What ``actor`` may do next with ``release`` (the same rules the actions enforce)."""
+    if not actor.can(SCOPE, release.service.owner):
+        return set()
+    allowed = set()
+    if release.status == ReleaseStatus.PAUSED:
+        allowed.add("promote")
+    if release.status in (ReleaseStatus.PROGRESSING, ReleaseStatus.PAUSED, ReleaseStatus.PENDING):
+        allowed.add("promote_full")
+    if release.status in ACTIVE_RELEASE:
+        allowed.add("abort")
+    if _retryable(release):
+        allowed.add("retry")
+    return allowed
+
+
+def retry_release(release: Release, *, actor: Actor) -> Release:
     """Start a failed or aborted release again from its first step, or repeat the analysis a
     paused release stopped at (inconclusive / error)."""
     actor.require(SCOPE, release.service.owner, "retrying a release")
     with transaction.atomic():
         r = _locked(release)
-        step = r.current_step or {}
-        paused_at_analysis = (
-            r.status == ReleaseStatus.PAUSED
-            and "analysis" in step
-            and r.analysis_runs.filter(
-                generation=r.generation,
-                step_index=r.step_index,
-                status__in=[AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR],
-            ).exists()
-        )
+        paused_at_analysis = _paused_at_analysis(r)
         if r.status not in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED) and not paused_at_analysis:
             raise Conflict(
                 f"Release {r.pk} is {r.status}; only a failed or aborted release, or one paused "
                 "by an inconclusive analysis, can be retried.",
-                current=controller.state(r),
+                state=controller.state(r),
             )
         r.generation += 1
         r.message = ""
@@ -290,7 +325,7 @@ def retry(release, actor):
         except IntegrityError:
             raise Conflict(
                 f"{r.service.slug} already has another release in flight in {r.environment.name}.",
-                current=controller.state(Release.objects.get(pk=r.pk)),
+                state=controller.state(Release.objects.get(pk=r.pk)),
             ) from None
         _audit(actor, "release.retry", r)
         controller.drive(r, actor=actor.label, door=actor.door)
@@ -319,16 +354,26 @@ def _create_or_conflict(model, message, **fields):
         with transaction.atomic():
             return model.objects.create(**fields)
     except IntegrityError:
-        raise Conflict(message, current="exists") from None
+        raise Conflict(message, state="exists") from None
 
 
-def save_strategy(actor, service, environment, steps, override=None):
+def save_strategy(
+    service: Any,
+    *,
+    actor: Actor,
+    environment: Environment | None,
+    steps: list,
+    override: Any = None,
+) -> Any:
     """Create a service's own canary steps for ``environment`` (None: every environment) or,
     given ``override``, replace its steps. Owners of the service and org admins."""
     from releases.models import StrategyOverride
 
     actor.require(SCOPE, service.owner, f"the release strategy of {service.slug}")
-    steps = strategy.validate(steps)
+    try:
+        steps = strategy.validate(steps)
+    except ValidationError as exc:
+        raise Invalid.from_django(exc, field="steps") from None
     with transaction.atomic():
         if override is None:
             where = environment.name if environment else "every environment"
@@ -347,7 +392,7 @@ def save_strategy(actor, service, environment, steps, override=None):
     return override
 
 
-def delete_strategy(actor, override):
+def delete_strategy(override: Any, *, actor: Actor) -> None:
     """Back to the environment's default steps. Owners of the service and org admins."""
     actor.require(SCOPE, override.service.owner, f"the release strategy of {override.service.slug}")
     with transaction.atomic():
@@ -355,7 +400,7 @@ def delete_strategy(actor, override):
         override.delete()
 
 
-def template_users(name) -> list[str]:
+def template_users(name: str) -> list[str]:
     """Where the analysis template ``name`` is referenced: strategies and active releases."""
     from releases.models import StrategyOverride
 
@@ -378,13 +423,18 @@ def template_users(name) -> list[str]:
     return found
 
 
-def save_template(actor, name, description, metrics, template=None):
+def save_template(
+    template: Any, *, actor: Actor, name: str, description: str, metrics: list
+) -> Any:
     """Create (``template`` None) or change an analysis template. Org admins only."""
     from releases import analysis
     from releases.models import AnalysisTemplate
 
     actor.require_admin("change analysis templates")
-    metrics = analysis.validate_metrics(metrics)
+    try:
+        metrics = analysis.validate_metrics(metrics)
+    except ValidationError as exc:
+        raise Invalid.from_django(exc, field="metrics") from None
     with transaction.atomic():
         if template is None:
             template = _create_or_conflict(
@@ -403,14 +453,14 @@ def save_template(actor, name, description, metrics, template=None):
     return template
 
 
-def delete_template(actor, template):
+def delete_template(template: Any, *, actor: Actor) -> None:
     """Org admins only; refused (409) while a strategy or an active release uses it."""
     actor.require_admin("change analysis templates")
     users = template_users(template.name)
     if users:
         raise Conflict(
             f"The analysis template {template.name!r} is in use by " + "; ".join(users[:5]),
-            current="in_use",
+            state="in_use",
         )
     with transaction.atomic():
         record(actor, "release.template_deleted", template, data={"name": template.name})

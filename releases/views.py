@@ -7,16 +7,15 @@ polled every 2 s while the release is in flight). Actions answer the fragment to
 
 import time
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import DomainError
+from portal.web import domain_error_response
 from releases import services, strategy
 from releases.filters import ReleaseFilter
 from releases.models import (
@@ -64,7 +63,9 @@ def _timeline(r):
         if i < r.step_index:
             state = "done"
         elif i == r.step_index and not (final and r.status == ReleaseStatus.SUCCEEDED):
-            state = r.status if final else ("paused" if r.status == "paused" else "current")
+            state = (
+                r.status if final else ("paused" if r.status == ReleaseStatus.PAUSED else "current")
+            )
         else:
             state = "skipped" if final and r.status == ReleaseStatus.SUCCEEDED else "upcoming"
         ((kind, _),) = step.items()
@@ -176,10 +177,9 @@ def _context(request, r, error=""):
         "events": list(r.events.order_by("-at", "-id")[:60]),
         "charts": _charts(r),
         "can_act": actor.can(services.SCOPE, r.service.owner),
+        "allowed": services.allowed_actions(r, actor),
         "live": live,
         "error": error,
-        "can_retry": r.status in (ReleaseStatus.FAILED, ReleaseStatus.ABORTED)
-        or (r.status == ReleaseStatus.PAUSED and "analysis" in (r.current_step or {})),
     }
 
 
@@ -194,10 +194,10 @@ def release_detail(request, pk):
 
 
 ACTIONS = {
-    "promote": services.promote,
-    "promote_full": services.promote_full,
-    "abort": services.abort,
-    "retry": services.retry,
+    "promote": services.promote_release,
+    "promote_full": services.promote_release_full,
+    "abort": services.abort_release,
+    "retry": services.retry_release,
 }
 
 
@@ -206,27 +206,21 @@ def _act(request, pk, name):
         return HttpResponse("Sign in to act on releases.", status=401)
     r = get_object_or_404(_qs(), pk=pk)
     actor = Actor.from_request(request, door="ui")
-    code, error = 200, ""
     kwargs = {}
     if name == "promote" and request.POST.get("step", "").isdigit():
         kwargs["step"] = int(request.POST["step"])
     try:
-        r = ACTIONS[name](r, actor, **kwargs)
-    except PermissionDenied as exc:
-        code, error = 403, str(exc) or "You may not act on this release."
-    except Conflict as exc:
-        code, error = 409, str(exc.detail)
+        r = ACTIONS[name](r, actor=actor, **kwargs)
+    except DomainError as exc:
+        if not request.htmx:
+            return domain_error_response(request, exc, r.get_absolute_url())
+        # the live part again, with the reason in place
+        r = get_object_or_404(_qs(), pk=pk)
+        ctx = _context(request, r, exc.text)
+        return render(request, "pipelines/releases/detail.html#live", ctx, status=exc.status)
     r = get_object_or_404(_qs(), pk=pk)
     if request.htmx:
-        return render(
-            request, "pipelines/releases/detail.html#live", _context(request, r, error), status=code
-        )
-    if error:
-        if code == 403:
-            raise PermissionDenied(error)
-        messages.error(request, error)
-        resp = redirect(r.get_absolute_url())
-        return resp
+        return render(request, "pipelines/releases/detail.html#live", _context(request, r))
     return redirect(r.get_absolute_url())
 
 
@@ -258,20 +252,16 @@ def release_start(request, slug):
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     actor = Actor.from_request(request, door="ui")
     try:
-        r = services.create(
+        r = services.create_release(
             service,
-            request.POST.get("environment", ""),
-            request.POST.get("version", ""),
-            actor,
+            actor=actor,
+            environment=request.POST.get("environment", ""),
+            version=request.POST.get("version", ""),
             commit=request.POST.get("commit", ""),
             trigger="ui",
         )
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
-        return redirect(service.get_absolute_url())
-    except Conflict as exc:
-        messages.error(request, str(exc.detail))
-        return redirect(service.get_absolute_url())
+    except DomainError as exc:
+        return domain_error_response(request, exc, service.get_absolute_url())
     return redirect(r.get_absolute_url())
 
 

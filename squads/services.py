@@ -1,12 +1,25 @@
-"""Domain operations on the catalog. Every door (HTML, API, command, import) calls these."""
+"""Domain operations on the catalog. Every door (HTML, API, command, import) calls these.
+
+Every function is ``verb_noun(obj, *, actor, ...)``; refusals raise ``portal.errors``. The
+service field lists below are the one place forms, serializers and the Backstage writer take
+theirs from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from portal import audit, events
+from portal.actors import Actor
+from portal.errors import Invalid
 from squads.models import Dependency, Service, Squad, Tag
 
-SERVICE_FIELDS = (
+# what a person edits on the service page
+SERVICE_PAGE_FIELDS = (
     "name",
     "description",
     "owner",
@@ -18,22 +31,30 @@ SERVICE_FIELDS = (
     "default_branch",
     "runbook_url",
     "oncall",
-    "links",
-    "annotations",
-    "webhook_secret",
-    "metrics_urls",
 )
+# what a catalog-info.yaml describes (the Backstage importer writes these)
+SERVICE_DESCRIPTOR_FIELDS = (*SERVICE_PAGE_FIELDS, "links", "annotations")
+# every field create_service / update_service accept (besides tags and APIs)
+SERVICE_FIELDS = (*SERVICE_DESCRIPTOR_FIELDS, "webhook_secret", "metrics_urls")
 SECRET_FIELDS = {"webhook_secret"}
+SQUAD_FIELDS = ("name", "mission", "chat_channel", "oncall_contact", "email", "links")
 
 
-def _require_write(actor, squad, what):
+def _full_clean(obj: Any) -> None:
+    try:
+        obj.full_clean()
+    except ValidationError as exc:
+        raise Invalid.from_django(exc) from None
+
+
+def _require_write(actor: Actor, squad: Any, what: str) -> None:
     if squad is None:
         actor.require_admin(f"{what} without an owning squad")
         return
     actor.require("catalog:write", squad, what)
 
 
-def set_tags(service, names):
+def set_tags(service: Service, names: Iterable[str]) -> None:
     tags = []
     for name in sorted({n.strip().lower() for n in names if n and n.strip()}):
         tag, _ = Tag.objects.get_or_create(name=name[:63])
@@ -42,19 +63,25 @@ def set_tags(service, names):
 
 
 def create_service(
-    actor, *, slug, tags=(), provides_apis=(), consumes_apis=(), **fields
+    owner: Squad | None,
+    *,
+    actor: Actor,
+    slug: str,
+    tags: Iterable[str] = (),
+    provides_apis: Iterable[Any] = (),
+    consumes_apis: Iterable[Any] = (),
+    **fields: Any,
 ) -> Service:
-    owner = fields.get("owner")
     _require_write(actor, owner, f"create service '{slug}'")
     unknown = set(fields) - set(SERVICE_FIELDS)
     if unknown:
-        raise ValidationError({k: "Unknown field." for k in unknown})
+        raise Invalid(errors={k: "Unknown field." for k in sorted(unknown)})
     with transaction.atomic():
         clash = Service.objects.filter(slug__iexact=slug).exclude(slug=slug).first()
         if clash is not None:  # Backstage compares names case-insensitively; so does an import
-            raise ValidationError({"slug": f"Service '{clash.slug}' already exists."})
-        service = Service(slug=slug, **fields)
-        service.full_clean()
+            raise Invalid(errors={"slug": f"Service '{clash.slug}' already exists."})
+        service = Service(slug=slug, owner=owner, **fields)
+        _full_clean(service)
         service.save()
         set_tags(service, tags)
         service.provides_apis.set(provides_apis)
@@ -65,7 +92,13 @@ def create_service(
 
 
 def update_service(
-    actor, service: Service, *, tags=None, provides_apis=None, consumes_apis=None, **fields
+    service: Service,
+    *,
+    actor: Actor,
+    tags: Iterable[str] | None = None,
+    provides_apis: Iterable[Any] | None = None,
+    consumes_apis: Iterable[Any] | None = None,
+    **fields: Any,
 ) -> Service:
     """Update fields of a service. The actor needs write access to the current owner and, when
     the owner changes, to the new owner as well."""
@@ -75,15 +108,15 @@ def update_service(
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
     with transaction.atomic():
         locked = Service.objects.select_for_update().get(pk=service.pk)
-        changed = {}
+        changed: dict[str, Any] = {}
         for key, value in fields.items():
             if key not in SERVICE_FIELDS:
-                raise ValidationError({key: "This field cannot be changed."})
+                raise Invalid(errors={key: "This field cannot be changed."})
             old = getattr(locked, key)
             if old != value:
                 changed[key] = "***" if key in SECRET_FIELDS else _jsonable(value)
                 setattr(locked, key, value)
-        locked.full_clean()
+        _full_clean(locked)
         locked.save()
         if tags is not None:
             before = sorted(locked.tags.values_list("name", flat=True))
@@ -93,11 +126,12 @@ def update_service(
                 changed["tags"] = after
         for rel, value in (("provides_apis", provides_apis), ("consumes_apis", consumes_apis)):
             if value is not None:
-                before = set(getattr(locked, rel).values_list("slug", flat=True))
+                old = set(getattr(locked, rel).values_list("slug", flat=True))
+                value = list(value)
                 getattr(locked, rel).set(value)
-                after = {a.slug for a in value}
-                if before != after:
-                    changed[rel] = sorted(after)
+                new = {a.slug for a in value}
+                if old != new:
+                    changed[rel] = sorted(new)
         if changed:
             audit.record(
                 actor, "service.update", locked, squad=locked.owner, data={"changed": changed}
@@ -110,7 +144,7 @@ def update_service(
     return locked
 
 
-def delete_service(actor, service: Service):
+def delete_service(service: Service, *, actor: Actor) -> None:
     _require_write(actor, service.owner, f"delete service '{service.slug}'")
     with transaction.atomic():
         audit.record(
@@ -121,13 +155,17 @@ def delete_service(actor, service: Service):
 
 
 def add_dependency(
-    actor, source: Service, *, target_service=None, target_resource=None
+    source: Service,
+    *,
+    actor: Actor,
+    target_service: Service | None = None,
+    target_resource: Any = None,
 ) -> Dependency:
     _require_write(actor, source.owner, f"change dependencies of '{source.slug}'")
     if (target_service is None) == (target_resource is None):
-        raise ValidationError("Give exactly one of target_service or target_resource.")
+        raise Invalid("Give exactly one of target_service or target_resource.")
     if target_service is not None and target_service.pk == source.pk:
-        raise ValidationError({"target_service": "A service cannot depend on itself."})
+        raise Invalid(errors={"target_service": "A service cannot depend on itself."})
     with transaction.atomic():
         dep, created = Dependency.objects.get_or_create(
             source=source, target_service=target_service, target_resource=target_resource
@@ -137,33 +175,32 @@ def add_dependency(
     return dep
 
 
-def remove_dependency(actor, dep: Dependency):
+def remove_dependency(dep: Dependency, *, actor: Actor) -> None:
     _require_write(actor, dep.source.owner, f"change dependencies of '{dep.source.slug}'")
     with transaction.atomic():
         audit.record(actor, "dependency.delete", dep, squad=dep.source.owner)
         dep.delete()
 
 
-def update_squad(actor, squad: Squad, **fields) -> Squad:
+def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:
     _require_write(actor, squad, f"change squad '{squad.slug}'")
-    allowed = {"name", "mission", "chat_channel", "oncall_contact", "email", "links"}
     with transaction.atomic():
         locked = Squad.objects.select_for_update().get(pk=squad.pk)
-        changed = {}
+        changed: dict[str, Any] = {}
         for key, value in fields.items():
-            if key not in allowed:
-                raise ValidationError({key: "This field cannot be changed here."})
+            if key not in SQUAD_FIELDS:
+                raise Invalid(errors={key: "This field cannot be changed here."})
             if getattr(locked, key) != value:
                 changed[key] = _jsonable(value)
                 setattr(locked, key, value)
-        locked.full_clean()
+        _full_clean(locked)
         locked.save()
         if changed:
             audit.record(actor, "squad.update", locked, squad=locked, data={"changed": changed})
     return locked
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if hasattr(value, "_meta"):
         return getattr(value, "slug", str(value))
     return value

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Prefetch
@@ -12,7 +12,9 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
 
 from portal.actors import Actor
+from portal.errors import DomainError
 from portal.registry import registry
+from portal.web import add_form_errors
 from squads import graph, scorecards, services
 from squads.cache import CATALOG
 from squads.filters import ServiceFilter
@@ -28,6 +30,7 @@ from squads.models import (
     Tag,
     Tribe,
 )
+from squads.services import SERVICE_PAGE_FIELDS
 
 SORTS = {
     "name": "name",
@@ -275,19 +278,7 @@ class ServiceForm(forms.ModelForm):
 
     class Meta:
         model = Service
-        fields = [
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "tier",
-            "repository_url",
-            "default_branch",
-            "runbook_url",
-            "oncall",
-        ]
+        fields = list(SERVICE_PAGE_FIELDS)
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
 
@@ -305,11 +296,11 @@ def service_edit(request, slug):
             fields = {k: form.cleaned_data[k] for k in ServiceForm.Meta.fields}
             tags = [t for t in form.cleaned_data["tags_text"].split(",")]
             try:
-                services.update_service(actor, service, tags=tags, **fields)
+                services.update_service(service, actor=actor, tags=tags, **fields)
                 messages.success(request, "Service saved.")
                 return redirect(service.get_absolute_url())
-            except (PermissionDenied, ValidationError) as exc:
-                form.add_error(None, exc)
+            except DomainError as exc:
+                add_form_errors(form, exc)
     else:
         form = ServiceForm(
             instance=service,

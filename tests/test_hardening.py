@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,6 +65,29 @@ def test_bad_env_value_fails_loudly_naming_the_variable():
     )
     assert out.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("PIPELINES_HEARTBEAT_SECONDS", "often", "is not a number"),
+        ("RELEASES_MIN_REQUESTS", "ten", "is not an integer"),
+        ("INFRA_CANCEL_GRACE", "2s", "is not a number"),
+    ],
+)
+def test_app_settings_fail_at_start_up_on_a_bad_value(name, value, message):
+    """The pipelines, releases and infra knobs are declared in settings.py like the rest: a bad
+    value stops the start-up naming the variable (they used to fall back silently at run time)."""
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=dict(os.environ, **{name: value}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert f"{name}={value!r} {message}" in out.stderr
 
 
 def test_security_headers_on_pages(client, db):

@@ -206,9 +206,9 @@ def _api(key, scope, make, ok, **kw):
     return Row(key=key, scope=scope, make=make, ok=ok, **kw)
 
 
-def _html(key, scope, make, ok=302, deny=302, **kw):
-    """HTML forms answer a refusal the way they answer success: a redirect (or the page again)
-    with the reason as a message; ``changed`` proves nothing happened."""
+def _html(key, scope, make, ok=302, deny=403, **kw):
+    """HTML forms answer a refusal as the API does: 403 (the "Not allowed" page, or the form
+    page again, with the reason; ``portal.web``); ``changed`` proves nothing happened."""
     return Row(key=key, scope=scope, make=make, ok=ok, deny=deny, html=True, fmt="multipart", **kw)
 
 
@@ -864,24 +864,15 @@ HTML_ROWS = [
     ),
 ]
 
-# How each HTML form answers a refusal (default: a redirect with the reason as a message).
+# How each HTML form answers a refusal when not 403 (the Forbidden page of ``portal.web``).
 HTML_DENY = {
-    "POST tokens/": 403,  # the page again, with the reason
-    "POST tokens/<int:pk>/revoke": 403,
-    "POST events/": 403,
-    "POST events/deliveries/<int:pk>/redeliver": 403,
     "POST catalog/import/": 200,
     "POST infra/new": 200,  # the form again: the owner must be one of the person's squads
     "POST infra/<slug:slug>/edit": 200,
-    "POST services/<entity:slug>/edit/": 403,
-    "POST releases/services/<entity:slug>/start": 403,
-    "POST releases/<int:pk>/promote": 403,
-    "POST releases/<int:pk>/promote-full": 403,
-    "POST releases/<int:pk>/abort": 403,
-    "POST releases/<int:pk>/retry": 403,
+    "POST alerts/channels/": 302,  # the form offers only the person's squads: back with the reason
 }
 # Release buttons are HTMX: no session answers 401 (a redirect would be swapped into the page).
-HTML_NO_SESSION = {k: 401 for k in HTML_DENY if k.startswith("POST releases/")}
+HTML_NO_SESSION = {k: 401 for k in (r.key for r in HTML_ROWS) if k.startswith("POST releases/")}
 for _row in HTML_ROWS:
     _row.deny = HTML_DENY.get(_row.key, _row.deny)
     _row.anon = HTML_NO_SESSION.get(_row.key)

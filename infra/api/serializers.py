@@ -71,12 +71,12 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         return obj.get_absolute_url()
 
     def validate_files(self, value):
-        from django.core.exceptions import ValidationError
+        from portal.errors import Invalid
 
         try:
             services.validate_files(value)
-        except ValidationError as exc:
-            raise serializers.ValidationError(exc.message_dict["files"]) from exc
+        except Invalid as exc:
+            raise serializers.ValidationError(exc.errors["files"]) from exc
         return value
 
 

@@ -46,14 +46,14 @@ class WorkspaceViewSet(
         svcs = data.pop("services", [])
         data.setdefault("name", data["slug"])
         serializer.instance = services.create_workspace(
-            Actor.from_request(self.request), owner=owner, services=svcs, **data
+            owner, actor=Actor.from_request(self.request), services=svcs, **data
         )
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         data.pop("slug", None)
         serializer.instance = services.update_workspace(
-            Actor.from_request(self.request), serializer.instance, **data
+            serializer.instance, actor=Actor.from_request(self.request), **data
         )
 
     @extend_schema(
@@ -71,7 +71,7 @@ class WorkspaceViewSet(
         ser = PlanRequestSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         run = services.queue_run(
-            Actor.from_request(request), ws, message=ser.validated_data.get("message", "")
+            ws, actor=Actor.from_request(request), message=ser.validated_data.get("message", "")
         )
         return Response(TerraformRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -87,7 +87,7 @@ class WorkspaceViewSet(
             return Response(VariableSerializer(ws.variables.all(), many=True).data)
         ser = VariableSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        var = services.set_variable(Actor.from_request(request), ws, **ser.validated_data)
+        var = services.set_variable(ws, actor=Actor.from_request(request), **ser.validated_data)
         return Response(VariableSerializer(var).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(methods=["patch"], request=VariableSerializer, responses=VariableSerializer)
@@ -98,7 +98,7 @@ class WorkspaceViewSet(
         var = get_object_or_404(Variable, workspace=ws, pk=var_id)
         actor = Actor.from_request(request)
         if request.method == "DELETE":
-            services.delete_variable(actor, var)
+            services.delete_variable(var, actor=actor)
             return Response(status=status.HTTP_204_NO_CONTENT)
         ser = VariableSerializer(var, data=request.data, partial=True)
         ser.is_valid(raise_exception=True)
@@ -114,8 +114,8 @@ class WorkspaceViewSet(
                 raise ValidationError({"value": "give the new value of a sensitive variable"})
             data["value"] = var.value
         var = services.set_variable(
-            actor,
             ws,
+            actor=actor,
             key=var.key,
             category=var.category,
             value=data["value"],
@@ -143,7 +143,7 @@ class WorkspaceViewSet(
     def force_unlock(self, request, slug=None):
         """Org admins: release the lock (a running holder is marked errored). Audited."""
         ws = self.get_object()
-        services.force_unlock(Actor.from_request(request), ws)
+        services.force_unlock(ws, actor=Actor.from_request(request))
         ws.refresh_from_db()
         return Response(WorkspaceSerializer(ws).data)
 
@@ -158,7 +158,7 @@ class TerraformRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     def _do(self, fn, **kw):
         run = self.get_object()
-        run = fn(Actor.from_request(self.request), run, **kw)
+        run = fn(run, actor=Actor.from_request(self.request), **kw)
         return Response(TerraformRunSerializer(run).data)
 
     @extend_schema(request=None, responses=TerraformRunSerializer)
@@ -166,19 +166,19 @@ class TerraformRunViewSet(viewsets.ReadOnlyModelViewSet):
     def apply(self, request, pk=None):
         """Apply exactly the saved plan. 409 unless the run is awaiting confirmation (planned)
         or when the plan is stale (the run is then discarded)."""
-        return self._do(services.apply)
+        return self._do(services.apply_run)
 
     @extend_schema(request=DiscardSerializer, responses=TerraformRunSerializer)
     @action(detail=True, methods=["post"])
     def discard(self, request, pk=None):
         ser = DiscardSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        return self._do(services.discard, reason=ser.validated_data.get("reason", ""))
+        return self._do(services.discard_run, reason=ser.validated_data.get("reason", ""))
 
     @extend_schema(request=None, responses=TerraformRunSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return self._do(services.cancel)
+        return self._do(services.cancel_run)
 
     @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
     @action(detail=True, methods=["get"])

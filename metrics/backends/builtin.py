@@ -7,7 +7,6 @@ Prometheus' semantics); anything outside it is a BackendError naming the constru
 import math
 from bisect import bisect_right
 
-from django.conf import settings
 from django.db import connection
 
 from metrics import signals as sig
@@ -227,15 +226,3 @@ def raw_values(ts, vs, resets) -> list:
         k = bisect_right(marks, t) - 1
         out.append(v - resets[k][1] if k >= 0 else v)
     return out
-
-
-def storage_figures() -> dict:
-    """Rows and series stored, for the dashboards index and /metrics."""
-    return {
-        "series": Series.objects.count(),
-        "retention_hours": int(getattr(settings, "MONITORING_RETENTION_HOURS", 0) or 192),
-    }
-
-
-def is_nan(v) -> bool:
-    return isinstance(v, float) and math.isnan(v)

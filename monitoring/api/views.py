@@ -157,17 +157,19 @@ class AlertRuleViewSet(viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
         service = data.pop("service")
-        serializer.instance = services.create_rule(Actor.from_request(self.request), service, data)
+        serializer.instance = services.create_alert_rule(
+            service, actor=Actor.from_request(self.request), **data
+        )
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         data.pop("service", None)
-        serializer.instance = services.update_rule(
-            Actor.from_request(self.request), serializer.instance, data
+        serializer.instance = services.update_alert_rule(
+            serializer.instance, actor=Actor.from_request(self.request), **data
         )
 
     def perform_destroy(self, instance):
-        services.delete_rule(Actor.from_request(self.request), instance)
+        services.delete_alert_rule(instance, actor=Actor.from_request(self.request))
 
 
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
@@ -190,9 +192,10 @@ class NotificationChannelViewSet(
     queryset = NotificationChannel.objects.select_related("squad")
 
     def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
         serializer.instance = services.create_channel(
-            Actor.from_request(self.request), dict(serializer.validated_data)
+            data.pop("squad"), actor=Actor.from_request(self.request), **data
         )
 
     def perform_destroy(self, instance):
-        services.delete_channel(Actor.from_request(self.request), instance)
+        services.delete_channel(instance, actor=Actor.from_request(self.request))

@@ -58,15 +58,15 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={202: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        run = services.cancel(self.get_object(), Actor.from_request(request, door="api"))
+        run = services.cancel_run(self.get_object(), actor=Actor.from_request(request, door="api"))
         return Response(PipelineRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={201: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
     def rerun(self, request, pk=None):
-        new = services.rerun(
+        new = services.rerun_run(
             self.get_object(),
-            Actor.from_request(request, door="api"),
+            actor=Actor.from_request(request, door="api"),
             idempotency_key=_idem(request),
         )
         return Response(PipelineRunSerializer(new).data, status=status.HTTP_201_CREATED)
@@ -94,9 +94,9 @@ class ServiceRunsView(generics.ListAPIView):
         service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
         ser = TriggerSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        run, created = services.trigger(
+        run, created = services.trigger_run(
             service,
-            Actor.from_request(request, door="api"),
+            actor=Actor.from_request(request, door="api"),
             ref=ser.validated_data["ref"],
             commit=ser.validated_data["commit"],
             trigger=PipelineRun.Trigger.API,
@@ -124,9 +124,9 @@ class ServiceSecretsView(APIView):
         ser.is_valid(raise_exception=True)
         secret = services.set_secret(
             service,
-            Actor.from_request(request, door="api"),
-            ser.validated_data["name"],
-            ser.validated_data["value"],
+            actor=Actor.from_request(request, door="api"),
+            name=ser.validated_data["name"],
+            value=ser.validated_data["value"],
         )
         return Response(PipelineSecretSerializer(secret).data, status=status.HTTP_201_CREATED)
 
@@ -135,7 +135,9 @@ class ServiceSecretDetailView(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, slug, name):
         service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-        if not services.delete_secret(service, Actor.from_request(request, door="api"), name):
+        if not services.delete_secret(
+            service, actor=Actor.from_request(request, door="api"), name=name
+        ):
             return Response(
                 {"code": "not_found", "message": f"No secret named {name!r} on {slug}."},
                 status=status.HTTP_404_NOT_FOUND,
@@ -158,6 +160,6 @@ class ServiceSpecView(APIView):
         ser = SpecSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         config = services.save_spec(
-            service, Actor.from_request(request, door="api"), ser.validated_data["spec"]
+            service, actor=Actor.from_request(request, door="api"), text=ser.validated_data["spec"]
         )
         return Response({"spec": config.spec_yaml})

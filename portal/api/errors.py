@@ -1,22 +1,23 @@
-"""One error format for the whole API: {"code": ..., "message": ..., "errors": {...}}."""
+"""One error format for the whole API: {"code": ..., "message": ..., "errors": {...}}, plus
+``"state"`` (the object's current state) when a domain error carries one."""
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from portal.errors import DomainError
 
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The resource is not in a state that allows this action."
-    default_code = "conflict"
 
-    def __init__(self, detail=None, code=None, current=None):
-        super().__init__(detail, code)
-        self.current = current
+def domain_error_body(exc: DomainError) -> dict:
+    """The JSON body of a domain error (``current`` repeats ``state`` for older clients)."""
+    body = {"code": exc.code, "message": exc.message, "errors": exc.errors}
+    if exc.state is not None:
+        body["state"] = body["current"] = exc.state
+    return body
 
 
 def _flatten(detail):
@@ -44,6 +45,8 @@ def _first_message(detail):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(domain_error_body(exc), status=exc.status)
     if isinstance(exc, DataError):
         exc = exceptions.ValidationError(
             {"non_field_errors": ["A value is out of range or malformed for the database."]}
@@ -74,6 +77,4 @@ def exception_handler(exc, context):
             "code": codes if isinstance(codes, str) else "error",
             "message": _first_message(detail),
         }
-        if isinstance(exc, Conflict) and exc.current is not None:
-            body["current"] = exc.current
     return Response(body, status=response.status_code, headers=dict(response.items()))

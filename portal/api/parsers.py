@@ -3,6 +3,7 @@
 ``{"code": "too_complex", "message": ...}`` before any view or serializer sees it."""
 
 import codecs
+from typing import Any
 
 from django.conf import settings
 from rest_framework import exceptions, parsers
@@ -20,7 +21,9 @@ class BoundedJSONParser(parsers.JSONParser):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         raw = stream.read() if stream is not None else b""
-        strict = {"parse_constant": _refuse_constant} if api_settings.STRICT_JSON else {}
+        strict: dict[str, Any] = (
+            {"parse_constant": _refuse_constant} if api_settings.STRICT_JSON else {}
+        )
         try:
             text = codecs.decode(raw, encoding)
             return safeparse.loads_json(

@@ -58,8 +58,8 @@ class ApiTokenViewSet(
         if data.get("expires_in_days"):
             expires_at = timezone.now() + timedelta(days=data["expires_in_days"])
         token, raw = services.create_token(
-            Actor.from_request(request),
-            squad=data["squad"],
+            data["squad"],
+            actor=Actor.from_request(request),
             name=data["name"],
             scopes=data["scopes"],
             expires_at=expires_at,
@@ -72,7 +72,7 @@ class ApiTokenViewSet(
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         token = self.get_object()
-        services.revoke_token(Actor.from_request(request), token)
+        services.revoke_token(token, actor=Actor.from_request(request))
         token.refresh_from_db()
         return Response(ApiTokenSerializer(token).data)
 
@@ -96,19 +96,20 @@ class EventSubscriptionViewSet(viewsets.ModelViewSet):
         return qs if actor.is_admin else qs.filter(squad_id__in=actor.squad_ids())
 
     def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
         serializer.instance = services.create_subscription(
-            Actor.from_request(self.request, door="api"), **serializer.validated_data
+            data.pop("squad"), actor=Actor.from_request(self.request, door="api"), **data
         )
 
     def perform_update(self, serializer):
         serializer.instance = services.update_subscription(
-            Actor.from_request(self.request, door="api"),
             serializer.instance,
+            actor=Actor.from_request(self.request, door="api"),
             **serializer.validated_data,
         )
 
     def perform_destroy(self, instance):
-        services.delete_subscription(Actor.from_request(self.request, door="api"), instance)
+        services.delete_subscription(instance, actor=Actor.from_request(self.request, door="api"))
 
 
 class EventDeliveryViewSet(viewsets.ReadOnlyModelViewSet):

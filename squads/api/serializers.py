@@ -12,6 +12,7 @@ from squads.models import (
     System,
     Tribe,
 )
+from squads.services import SERVICE_FIELDS
 
 LIFECYCLE_LABEL_HELP = (
     "the lifecycle as the Backstage descriptor wrote it (any string, e.g. 'decommissioned'), "
@@ -151,28 +152,14 @@ class ServiceSerializer(serializers.ModelSerializer):
         model = Service
         fields = [
             "slug",
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
+            *SERVICE_FIELDS,
             "lifecycle_label",
-            "tier",
-            "repository_url",
-            "default_branch",
-            "runbook_url",
-            "oncall",
             "tags",
-            "links",
-            "annotations",
             "provides_apis",
             "consumes_apis",
             "dependencies",
             "dependents",
-            "webhook_secret",
             "has_webhook_secret",
-            "metrics_urls",
             "scorecard",
             "url",
             "created_at",

@@ -70,8 +70,8 @@ class SquadViewSet(mixins.UpdateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def perform_update(self, serializer):
         serializer.instance = services.update_squad(
-            Actor.from_request(self.request, door="api"),
             serializer.instance,
+            actor=Actor.from_request(self.request, door="api"),
             **serializer.validated_data,
         )
 
@@ -155,7 +155,8 @@ class ServiceViewSet(viewsets.ModelViewSet):
         tags, provides, consumes, data = self._fields(dict(ser.validated_data))
         slug = data.pop("slug")
         service = services.create_service(
-            Actor.from_request(request, door="api"),
+            data.pop("owner", None),
+            actor=Actor.from_request(request, door="api"),
             slug=slug,
             tags=tags or [],
             provides_apis=provides or [],
@@ -177,8 +178,8 @@ class ServiceViewSet(viewsets.ModelViewSet):
         tags, provides, consumes, data = self._fields(dict(ser.validated_data))
         data.pop("slug", None)
         services.update_service(
-            Actor.from_request(request, door="api"),
             instance,
+            actor=Actor.from_request(request, door="api"),
             tags=tags,
             provides_apis=provides,
             consumes_apis=consumes,
@@ -187,7 +188,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return Response(ServiceSerializer(self.get_queryset().get(pk=instance.pk)).data)
 
     def destroy(self, request, *args, **kwargs):
-        services.delete_service(Actor.from_request(request, door="api"), self.get_object())
+        services.delete_service(self.get_object(), actor=Actor.from_request(request, door="api"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=ScorecardSerializer)
@@ -246,15 +247,15 @@ class DependencyViewSet(
         d = ser.validated_data
         with transaction.atomic():
             dep = services.add_dependency(
-                Actor.from_request(request, door="api"),
                 d["source"],
+                actor=Actor.from_request(request, door="api"),
                 target_service=d.get("target_service"),
                 target_resource=d.get("target_resource"),
             )
         return Response(DependencySerializer(dep).data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, *args, **kwargs):
-        services.remove_dependency(Actor.from_request(request, door="api"), self.get_object())
+        services.remove_dependency(self.get_object(), actor=Actor.from_request(request, door="api"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -86,11 +86,3 @@ def ref_string(kind: str, namespace: str, name: str) -> str:
 def ref_of_slug(kind: str, slug: str) -> str:
     """``component:default/foo`` for a slug (how messages name entities)."""
     return ref_string(kind, *split_slug(slug))
-
-
-def ref_for_slug(kind: str, slug: str, *, short=True) -> str:
-    """The ref an export writes for a slug: just ``name`` when the namespace is default."""
-    ns, name = split_slug(slug)
-    if short and ns == DEFAULT_NAMESPACE:
-        return name
-    return f"{ns}/{name}"

@@ -17,6 +17,7 @@ from squads.models import (
     Tag,
     Tribe,
 )
+from squads.services import SERVICE_DESCRIPTOR_FIELDS
 
 from . import foreign
 from .constants import BATCH
@@ -190,22 +191,7 @@ def write(imp):
         "component",
         imp.db_services,
         {"owner": squad_ids, "system": system_ids},
-        [
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "lifecycle_raw",
-            "tier",
-            "repository_url",
-            "default_branch",
-            "runbook_url",
-            "oncall",
-            "links",
-            "annotations",
-        ],
+        [*SERVICE_DESCRIPTOR_FIELDS, "lifecycle_raw"],
     )
     # memberships
     m_new, m_update, m_delete = [], [], []

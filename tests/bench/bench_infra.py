@@ -110,7 +110,7 @@ def run(report):
             direct.append(_direct(binary, CONFIG, upstream, d))
             ws = _make_workspace(f"p{i}", squad, binary, CONFIG, upstream)
             start = time.perf_counter()
-            run_ = services.queue_run(actor, ws)
+            run_ = services.queue_run(ws, actor=actor)
             status = runner.execute_plan(run_.pk)
             inproc.append(time.perf_counter() - start)
             if status != "applied":
@@ -122,7 +122,7 @@ def run(report):
         for i in range(ROUNDS):
             ws = _make_workspace(f"w{i}", squad, binary, CONFIG, upstream)
             start = time.perf_counter()
-            run_ = services.queue_run(actor, ws)  # autocommit: enqueued at once
+            run_ = services.queue_run(ws, actor=actor)  # autocommit: enqueued at once
             status = _wait_applied(run_.pk)
             queued.append(time.perf_counter() - start)
             if status != "applied":

@@ -162,7 +162,7 @@ def run(report):
             from pipelines import services
             from portal.actors import Actor
 
-            run, _ = services.trigger(svc2, Actor.system("bench"), ref="main")
+            run, _ = services.trigger_run(svc2, actor=Actor.system("bench"), ref="main")
             done = _wait(lambda: over(run.pk), 60)
             assert done.status == RunStatus.SUCCEEDED, done.error
             rows = list(StepRun.objects.filter(run=run).order_by("index"))
@@ -189,7 +189,7 @@ def run(report):
             )
             t0 = time.monotonic()
             ids = [
-                services.trigger(svc3, Actor.system("bench"), ref="main")[0].pk
+                services.trigger_run(svc3, actor=Actor.system("bench"), ref="main")[0].pk
                 for _ in range(N_DRAIN)
             ]
             queued_in = time.monotonic() - t0
@@ -231,12 +231,12 @@ def run(report):
             from pipelines import services
             from portal.actors import Actor
 
-            warmup, _ = services.trigger(svc, Actor.system("bench"), ref="main")
+            warmup, _ = services.trigger_run(svc, actor=Actor.system("bench"), ref="main")
             _wait(lambda: over(warmup.pk), 60)
             time.sleep(0.5)
             base_rss = _celery_rss(worker)
             peak = base_rss
-            warm, _ = services.trigger(svc4, Actor.system("bench"), ref="main")
+            warm, _ = services.trigger_run(svc4, actor=Actor.system("bench"), ref="main")
             t0 = time.monotonic()
             while not over(warm.pk):
                 peak = max(peak, _celery_rss(worker))

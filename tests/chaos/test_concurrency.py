@@ -115,7 +115,7 @@ def test_2_concurrent_applies_apply_once(gunicorn, squad, make_token, tmp_path, 
         ("upstream_state", str(upstream), False),
     ):
         Variable.objects.create(workspace=ws, key=key, value=value, sensitive=sensitive)
-    run = services.queue_run(Actor.system("chaos"), ws)
+    run = services.queue_run(ws, actor=Actor.system("chaos"))
     runner.execute_plan(run.pk)  # planned, awaiting confirmation
     assert TerraformRun.objects.get(pk=run.pk).status == RunStatus.PLANNED
     token = make_token(squad, scopes=["infra:apply"])

@@ -113,7 +113,8 @@ def test_redis_restart_while_runs_are_queued(
     try:
         for i in range(ROUNDS):
             ids = [
-                services.trigger(service, actor, ref="main")[0].pk for _ in range(RUNS_PER_ROUND)
+                services.trigger_run(service, actor=actor, ref="main")[0].pk
+                for _ in range(RUNS_PER_ROUND)
             ]
             all_ids += ids
             client = redis.Redis.from_url(private_broker.url)

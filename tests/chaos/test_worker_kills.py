@@ -50,8 +50,8 @@ def _start_victims(ctx, repo, i):
     fifo = ctx["tmp"] / f"blocked-{i}.tfstate"
     os.mkfifo(fifo)
     Variable.objects.filter(pk=ctx["var"].pk).update(value=str(fifo))
-    run, _ = pipe_services.trigger(ctx["service"], ctx["actor"], ref="main")
-    tf = infra_services.queue_run(ctx["actor"], Workspace.objects.get(pk=ctx["ws"].pk))
+    run, _ = pipe_services.trigger_run(ctx["service"], actor=ctx["actor"], ref="main")
+    tf = infra_services.queue_run(Workspace.objects.get(pk=ctx["ws"].pk), actor=ctx["actor"])
     wait_for(lambda: f"before-kill-{i}" in _pipeline_log(run), 60, "the step's output")
     wait_for(lambda: terraform_pids(tf), 60, "terraform plan to start")
     wait_for(lambda: _tf_log(tf), 30, "terraform output")
@@ -82,8 +82,8 @@ def _reap(ctx, run, tf, i):
 
 def _rerun_both(ctx, lost_run, upstream, i):
     Variable.objects.filter(pk=ctx["var"].pk).update(value=str(upstream))
-    new = pipe_services.rerun(lost_run, ctx["actor"])
-    new_tf = infra_services.queue_run(ctx["actor"], Workspace.objects.get(pk=ctx["ws"].pk))
+    new = pipe_services.rerun_run(lost_run, actor=ctx["actor"])
+    new_tf = infra_services.queue_run(Workspace.objects.get(pk=ctx["ws"].pk), actor=ctx["actor"])
     done = wait_for(
         lambda: PipelineRun.objects.get(pk=new.pk).is_over, 90, "pipeline re-run"
     ) and PipelineRun.objects.get(pk=new.pk)

@@ -86,9 +86,9 @@ def test_git_source_with_path(ws_root, alice, squad, tf_bin, tmp_path, upstream)
     _git("commit", "-qm", "net", cwd=repo)
     actor = Actor(user=alice)
     ws = services.create_workspace(
-        actor,
+        squad,
+        actor=actor,
         slug="from-git",
-        owner=squad,
         name="From git",
         source="git",
         repository_url=str(repo),
@@ -102,8 +102,8 @@ def test_git_source_with_path(ws_root, alice, squad, tf_bin, tmp_path, upstream)
         ("secret", "x-secret-x"),
         ("upstream_state", str(upstream)),
     ):
-        services.set_variable(actor, ws, key=key, value=value, sensitive=key == "secret")
-    run = services.queue_run(actor, ws)
+        services.set_variable(ws, actor=actor, key=key, value=value, sensitive=key == "secret")
+    run = services.queue_run(ws, actor=actor)
     runner.execute_plan(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
@@ -111,8 +111,8 @@ def test_git_source_with_path(ws_root, alice, squad, tf_bin, tmp_path, upstream)
     assert {o["name"] for o in run.summary["outputs"]} == {"greeting", "token", "upstream"}
     # a path that is not in the repository errors readably
     Workspace.objects.filter(pk=ws.pk).update(path="nowhere")
-    services.discard(actor, run)
-    bad = services.queue_run(actor, ws)
+    services.discard_run(run, actor=actor)
+    bad = services.queue_run(ws, actor=actor)
     runner.execute_plan(bad.pk)
     bad.refresh_from_db()
     assert bad.status == RunStatus.ERRORED and "'nowhere' does not exist" in bad.error

@@ -7,7 +7,7 @@ import pytest
 from infra import runner, services
 from infra.models import DriftStatus, RunStatus, TerraformRun
 from portal.actors import Actor
-from portal.api.errors import Conflict
+from portal.errors import Conflict
 from portal.models import AuditEvent
 from tests.infra.conftest import CONFIG, SECRET, log_text, write_state
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 def plan(ws, user, **kw):
-    run = services.queue_run(Actor(user=user), ws, **kw)
+    run = services.queue_run(ws, actor=Actor(user=user), **kw)
     assert run.status == RunStatus.PENDING
     runner.execute_plan(run.pk)
     run.refresh_from_db()
@@ -23,7 +23,7 @@ def plan(ws, user, **kw):
 
 
 def apply(run, user):
-    services.apply(Actor(user=user), run)
+    services.apply_run(run, actor=Actor(user=user))
     runner.execute_apply(run.pk)
     run.refresh_from_db()
     return run
@@ -73,7 +73,7 @@ def test_apply_only_when_planned_409(ws_root, make_workspace, upstream, alice):
     run = plan(ws, alice)
     run = apply(run, alice)
     with pytest.raises(Conflict, match="only a run awaiting confirmation"):
-        services.apply(Actor(user=alice), run)
+        services.apply_run(run, actor=Actor(user=alice))
 
 
 def test_stale_plan_refused_after_a_second_apply(
@@ -83,13 +83,13 @@ def test_stale_plan_refused_after_a_second_apply(
     first = plan(ws, alice)
     assert first.status == RunStatus.PLANNED
     # an admin force-unlocks; another run plans and applies in between
-    services.force_unlock(Actor(user=admin_user), ws)
+    services.force_unlock(ws, actor=Actor(user=admin_user))
     second = plan(ws, alice)
     assert second.status == RunStatus.PLANNED
     assert apply(second, alice).status == RunStatus.APPLIED
     with pytest.raises(Conflict, match="stale") as exc:
-        services.apply(Actor(user=alice), first)
-    assert exc.value.current == RunStatus.DISCARDED
+        services.apply_run(first, actor=Actor(user=alice))
+    assert exc.value.state == RunStatus.DISCARDED
     first.refresh_from_db()
     assert first.status == RunStatus.DISCARDED
     assert f"run #{second.number} was applied after this plan" in first.discard_reason
@@ -100,7 +100,7 @@ def test_stale_plan_refused_after_a_second_apply(
 def test_stale_plan_when_state_changed_outside_backline(ws_root, make_workspace, upstream, alice):
     ws = make_workspace(upstream_path=upstream)
     assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
-    services.set_variable(Actor(user=alice), ws, key="name", value="mars")
+    services.set_variable(ws, actor=Actor(user=alice), key="name", value="mars")
     pending = plan(ws, alice)
     assert pending.status == RunStatus.PLANNED
     # somebody runs terraform by hand against the same state: the serial moves on
@@ -111,7 +111,7 @@ def test_stale_plan_when_state_changed_outside_backline(ws_root, make_workspace,
     data["serial"] += 1
     state.write_text(json.dumps(data))
     with pytest.raises(Conflict, match=r"state changed after this plan was made \(serial"):
-        services.apply(Actor(user=alice), pending)
+        services.apply_run(pending, actor=Actor(user=alice))
     pending.refresh_from_db()
     assert pending.status == RunStatus.DISCARDED
 
@@ -155,14 +155,14 @@ def test_errored_with_readable_diagnostics(ws_root, make_workspace, alice):
 def test_queue_one_active_run_and_waiting_text(ws_root, make_workspace, upstream, alice):
     ws = make_workspace(upstream_path=upstream)
     first = plan(ws, alice)
-    second = services.queue_run(Actor(user=alice), ws)
-    third = services.queue_run(Actor(user=alice), ws)
+    second = services.queue_run(ws, actor=Actor(user=alice))
+    third = services.queue_run(ws, actor=Actor(user=alice))
     assert services.waiting_for(second) == (
         f"Waiting for run #{first.number} (awaiting confirmation) to finish."
     )
     assert "1 earlier run queued ahead" in services.waiting_for(third)
     assert runner.execute_plan(second.pk) == "not claimed"
-    services.discard(Actor(user=alice), first)
+    services.discard_run(first, actor=Actor(user=alice))
     ws.refresh_from_db()
     assert ws.lock_run_id == second.pk
     second.refresh_from_db()
@@ -174,9 +174,9 @@ def test_permissions(ws_root, make_workspace, upstream, alice, bob, make_token, 
 
     ws = make_workspace(upstream_path=upstream)
     with pytest.raises(PermissionDenied):
-        services.queue_run(Actor(user=bob), ws)
+        services.queue_run(ws, actor=Actor(user=bob))
     with pytest.raises(PermissionDenied):
-        services.force_unlock(Actor(user=alice), ws)
+        services.force_unlock(ws, actor=Actor(user=alice))
 
 
 def test_beat_tasks_are_scheduled_and_run(ws_root, make_workspace, upstream, alice):
@@ -200,8 +200,8 @@ def test_sensitive_values_masked_even_when_terraform_prints_them(
     leak = CONFIG + '\noutput "leak" {\n  value = nonsensitive(var.secret)\n}\n'
     ws = make_workspace(files={"main.tf": leak}, upstream_path=upstream)
     services.set_variable(
-        Actor(user=alice),
         ws,
+        actor=Actor(user=alice),
         key="API_TOKEN",
         value="env-Secret-777",
         category="env",

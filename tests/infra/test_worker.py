@@ -40,12 +40,12 @@ def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):
     fifo = tmp_path / "blocked.tfstate"
     os.mkfifo(fifo)
     ws = make_workspace(slug="slow", upstream_path=fifo)
-    run = services.queue_run(Actor(user=alice), ws, message="will hang")
+    run = services.queue_run(ws, actor=Actor(user=alice), message="will hang")
     wait_for(lambda: terraform_pids(run), 30, "terraform plan to start")
     time.sleep(0.5)  # now blocked reading the FIFO (nothing ever writes to it)
     assert status(run) == RunStatus.PLANNING
     started = time.monotonic()
-    services.cancel(Actor(user=alice), run)
+    services.cancel_run(run, actor=Actor(user=alice))
     wait_for(lambda: status(run) == RunStatus.CANCELED, 20, "the run to be canceled")
     elapsed = time.monotonic() - started
     # SIGTERM (terraform: "Interrupt received"), then SIGKILL of the process group after the
@@ -68,8 +68,8 @@ def test_two_applies_at_once_run_one_after_the_other(worker_root, make_workspace
     write_state(upstream, {"val": "one"})
     ws = make_workspace(slug="twice", files=files, upstream_path=upstream, auto_apply=True)
     actor = Actor(user=alice)
-    first = services.queue_run(actor, ws, message="one")
-    second = services.queue_run(actor, ws, message="two")
+    first = services.queue_run(ws, actor=actor, message="one")
+    second = services.queue_run(ws, actor=actor, message="two")
     assert second.status == RunStatus.PENDING
     wait_for(
         lambda: (
@@ -96,14 +96,14 @@ def test_two_people_click_apply_at_once_one_wins(worker_root, make_workspace, al
 
     from django.db import connection
 
-    from portal.api.errors import Conflict
+    from portal.errors import Conflict
 
     upstream = worker_root / "up2.tfstate"
     from tests.infra.conftest import write_state
 
     write_state(upstream, {"val": "one"})
     ws = make_workspace(slug="race", upstream_path=upstream)
-    run = services.queue_run(Actor(user=alice), ws)
+    run = services.queue_run(ws, actor=Actor(user=alice))
     wait_for(lambda: status(run) == RunStatus.PLANNED, 30, "the plan")
     results = []
     barrier = threading.Barrier(2)
@@ -111,10 +111,10 @@ def test_two_people_click_apply_at_once_one_wins(worker_root, make_workspace, al
     def click(user):
         try:
             barrier.wait()
-            services.apply(Actor(user=user), TerraformRun.objects.get(pk=run.pk))
+            services.apply_run(TerraformRun.objects.get(pk=run.pk), actor=Actor(user=user))
             results.append("ok")
         except Conflict as exc:
-            results.append(f"409 {exc.detail}")
+            results.append(f"409 {exc.message}")
         finally:
             connection.close()
 

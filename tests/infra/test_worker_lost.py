@@ -31,8 +31,8 @@ def test_worker_killed_mid_plan_is_reaped(doomed_worker, make_workspace, alice, 
     fifo = tmp_path / "blocked.tfstate"
     os.mkfifo(fifo)
     ws = make_workspace(slug="doomed", upstream_path=fifo)
-    run = services.queue_run(Actor(user=alice), ws)
-    waiting = services.queue_run(Actor(user=alice), ws)
+    run = services.queue_run(ws, actor=Actor(user=alice))
+    waiting = services.queue_run(ws, actor=Actor(user=alice))
     pids = wait_for(lambda: terraform_pids(run), 30, "terraform plan to start")
     assert TerraformRun.objects.get(pk=run.pk).status == RunStatus.PLANNING
     doomed_worker.kill()

@@ -86,19 +86,17 @@ def test_alert_fires_and_resolves_with_signed_notifications(
     )
     NotificationChannel.objects.create(squad=squad, name="chat", kind="slack", url=flaky.url)
     actor = Actor.system("test", door="command")
-    rule = services.create_rule(
-        actor,
+    rule = services.create_alert_rule(
         checkout,
-        {
-            "name": "Too many errors",
-            "signal": "error_ratio",
-            "track": "stable",
-            "comparison": ">",
-            "threshold": 0.2,
-            "window_seconds": 3,
-            "for_seconds": 1,
-            "severity": "critical",
-        },
+        actor=actor,
+        name="Too many errors",
+        signal="error_ratio",
+        track="stable",
+        comparison=">",
+        threshold=0.2,
+        window_seconds=3,
+        for_seconds=1,
+        severity="critical",
     )
     # healthy traffic: nothing happens
     _traffic_and_scrape(fleet, checkout)

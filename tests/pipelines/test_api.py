@@ -19,7 +19,7 @@ def bot(make_token, squad):
 
 
 def make_run(service, status="succeeded", ref="main", log=("hello\n", "world\n")):
-    run, _ = services.trigger(service, Actor.system("t"), ref=ref)
+    run, _ = services.trigger_run(service, actor=Actor.system("t"), ref=ref)
     offset = 0
     for text in log:
         LogChunk.objects.create(run=run, offset=offset, size=len(text.encode()), text=text)
@@ -123,7 +123,7 @@ def test_log_with_offset(bot, service):
 
 
 def test_cancel_and_rerun_transitions(bot, service):
-    queued, _ = services.trigger(service, Actor.system("t"), ref="main")
+    queued, _ = services.trigger_run(service, actor=Actor.system("t"), ref="main")
     resp = bot.post(f"/api/v1/runs/{queued.pk}/cancel")
     assert resp.status_code == 202 and resp.json()["status"] == "canceled"
     again = bot.post(f"/api/v1/runs/{queued.pk}/cancel")
@@ -142,7 +142,7 @@ def test_cancel_and_rerun_transitions(bot, service):
 
 
 def test_cancel_needs_permission(make_token, other_squad, service):
-    run, _ = services.trigger(service, Actor.system("t"), ref="main")
+    run, _ = services.trigger_run(service, actor=Actor.system("t"), ref="main")
     other = token_client(make_token(other_squad, ["pipelines:run"]))
     assert other.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 403
     assert other.post(f"/api/v1/runs/{run.pk}/rerun").status_code == 403

@@ -19,7 +19,7 @@ def browser_for(user):
 
 
 def make_run(service, status="running", ref="main", text="\x1b[32mgreen <b>\x1b[0m\nplain\n"):
-    run, _ = services.trigger(service, Actor.system("t"), ref=ref)
+    run, _ = services.trigger_run(service, actor=Actor.system("t"), ref=ref)
     LogChunk.objects.create(run=run, offset=0, size=len(text.encode()), text=text)
     now = timezone.now()
     PipelineRun.objects.filter(pk=run.pk).update(
@@ -174,7 +174,7 @@ def test_long_log_shows_its_end_and_raw_text_has_it_all(alice, service, monkeypa
 def test_run_log_writer_keeps_escape_sequences_whole(service):
     from pipelines.runner import RunLog
 
-    run, _ = services.trigger(service, Actor.system("t"), ref="main")
+    run, _ = services.trigger_run(service, actor=Actor.system("t"), ref="main")
     PipelineRun.objects.filter(pk=run.pk).update(status="running")
     run.refresh_from_db()
     log = RunLog(run)
@@ -187,7 +187,9 @@ def test_run_log_writer_keeps_escape_sequences_whole(service):
 
 
 def test_admin_never_shows_a_secret_value(admin_user, service):
-    services.set_secret(service, Actor.system("t"), "TOKEN", "admin-visible-value-42")
+    services.set_secret(
+        service, actor=Actor.system("t"), name="TOKEN", value="admin-visible-value-42"
+    )
     from pipelines.models import PipelineSecret
 
     secret = PipelineSecret.objects.get()

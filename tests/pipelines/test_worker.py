@@ -77,8 +77,8 @@ def test_runs_on_a_real_worker(celery_worker_proc, service, git_repo, squad, mak
         spec_yaml='stages: [{name: build, steps: [{name: compile, run: "echo from-portal"}]}]',
     )
     actor = Actor.system("test")
-    services.set_secret(service, actor, "API_KEY", API_KEY)
-    services.set_secret(service, actor, "PEM", PEM)
+    services.set_secret(service, actor=actor, name="API_KEY", value=API_KEY)
+    services.set_secret(service, actor=actor, name="PEM", value=PEM)
 
     client = token_client(make_token(squad, ["pipelines:run"]))
     ids = {}
@@ -204,7 +204,7 @@ def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
     monkeypatch.setenv("PIPELINES_HEARTBEAT_SECONDS", "0.5")
     worker = WorkerProcess().start()
     try:
-        run, _ = services.trigger(service, Actor.system("test"), ref="main")
+        run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
         wait_for(lambda: "before-kill" in log_text(run), 60, what="first output")
         worker.kill()
         killed_at = time.monotonic()
@@ -229,7 +229,7 @@ def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
     # the orphaned step process died with its process group
     worker = WorkerProcess().start()
     try:
-        new = services.rerun(lost, Actor.system("test"))
+        new = services.rerun_run(lost, actor=Actor.system("test"))
         done = wait_for(lambda: over(new.pk), 60, what="re-run")
         assert done.status == RunStatus.SUCCEEDED, done.error
         assert done.rerun_of_id == run.pk and done.commit_sha == lost.commit_sha
@@ -239,7 +239,7 @@ def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
 
 
 def test_reaper_leaves_live_runs_alone(service):
-    run, _ = services.trigger(service, Actor.system("test"), ref="main")
+    run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
     from django.utils import timezone
 
     PipelineRun.objects.filter(pk=run.pk).update(status="running", heartbeat_at=timezone.now())
@@ -257,7 +257,7 @@ def test_queued_runs_whose_message_was_lost_are_sent_again(transactional_db, ser
 
     from pipelines.models import PipelineRun as Run
 
-    run, _ = services.trigger(service, Actor.system("test"), ref="main")
+    run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # the broker lost the message
     assert services.requeue_stale(after_seconds=60) == []  # too recent
     Run.objects.filter(pk=run.pk).update(
@@ -283,7 +283,7 @@ def test_credentials_in_the_repository_url_never_reach_the_log(service):
 
     service.repository_url = url
     service.save()
-    run, _ = services.trigger(service, Actor.system("test"), ref="main")
+    run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
     runner.execute(run.pk)  # in-process: the fetch fails (no such host), the log stays clean
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and "Source" in run.error

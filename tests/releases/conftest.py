@@ -148,8 +148,12 @@ def paused_release(playback_api, webhook_env, alice):
     from releases import services
 
     def make(version="1.0.0", steps=PAUSING):
-        r = services.create(
-            playback_api, webhook_env, version, Actor(user=alice, door="ui"), steps=steps
+        r = services.create_release(
+            playback_api,
+            actor=Actor(user=alice, door="ui"),
+            environment=webhook_env,
+            version=version,
+            steps=steps,
         )
         assert r.status == "paused", (r.status, r.message, r.driver_error)
         return r

@@ -263,3 +263,22 @@ def test_pages(paused_release, alice, client):
     assert b"1.0.0" in panel.content and b"Start release" in panel.content
     home = c.get("/")
     assert b"Releases in flight" in home.content and b"1.0.0" in home.content
+
+
+def test_allowed_actions_drive_the_page_and_the_api(paused_release, alice, bob):
+    """The page's buttons and the API's allowed_actions come from services.allowed_actions,
+    and every action it offers really succeeds (and one it withholds is refused)."""
+    r = paused_release()
+    detail = client_for(alice).get(f"/api/v1/releases/{r.pk}/").json()
+    assert detail["allowed_actions"] == ["abort", "promote", "promote_full"]
+    assert client_for(bob).get(f"/api/v1/releases/{r.pk}/").json()["allowed_actions"] == []
+    page = client_for(alice).get(r.get_absolute_url()).content
+    assert b"btn-promote" in page and b"btn-abort" in page and b"btn-retry" not in page
+    refused = client_for(alice).post(f"/api/v1/releases/{r.pk}/retry")
+    assert refused.status_code == 409 and refused.json()["state"]["status"] == "paused"
+    assert client_for(alice).post(f"/api/v1/releases/{r.pk}/abort").status_code == 200
+    aborted = client_for(alice).get(f"/api/v1/releases/{r.pk}/").json()
+    assert aborted["allowed_actions"] == ["retry"]
+    page = client_for(alice).get(r.get_absolute_url()).content
+    assert b"btn-retry" in page and b"btn-abort" not in page
+    assert client_for(alice).post(f"/api/v1/releases/{r.pk}/retry").status_code == 200

@@ -30,7 +30,9 @@ STEPS = [
 
 
 def _start(service, env, user, version, **kw):
-    return services.create(service, env, version, Actor(user=user, door="ui"), **kw)
+    return services.create_release(
+        service, actor=Actor(user=user, door="ui"), environment=env, version=version, **kw
+    )
 
 
 def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
@@ -54,11 +56,11 @@ def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
     canary_before = t.sent("canary")
     assert canary_before > 0  # the canary process really served traffic
 
-    r = services.promote(r, Actor(user=alice, door="api"), step=r.step_index)
+    r = services.promote_release(r, actor=Actor(user=alice, door="api"), step=r.step_index)
     assert r.status == "progressing" and r.weight == 50 and read_weight("playback-api") == 50
     r = drive_until(r, lambda r: r.status == "paused", timeout=30)
     assert r.step_index == 5 and r.weight == 50
-    r = services.promote(r, Actor(user=alice, door="api"), step=r.step_index)
+    r = services.promote_release(r, actor=Actor(user=alice, door="api"), step=r.step_index)
     assert r.status == "succeeded" and r.weight == 100
     # promoted: the new version is stable, the canary slot idles
     assert read_weight("playback-api") == 0
@@ -107,7 +109,7 @@ def test_no_traffic_is_inconclusive_and_pauses(traffic, local_env, alice):
     assert Measurement.objects.filter(analysis_run=run, phase="inconclusive").exists()
     assert not Measurement.objects.filter(analysis_run=run, phase="successful").exists()
     # a human decides: retry repeats the analysis (still no traffic → paused again)
-    r = services.retry(r, Actor(user=alice))
+    r = services.retry_release(r, actor=Actor(user=alice))
     assert r.status == "progressing" and r.generation == 2
     r = drive_until(r, lambda r: r.status == "paused", timeout=20)
     assert AnalysisRun.objects.filter(release=r).count() == 2

@@ -62,7 +62,7 @@ def test_pipeline_waits_for_the_release(tmp_path, squad, alice, webhook_env, dep
     repo = GitRepo(tmp_path / "repo")
     sha = repo.commit({"backline.yml": SPEC}, "deploy me")
     svc = ServiceFactory(slug="player", owner=squad, repository_url=repo.url)
-    run, _ = pipeline_services.trigger(svc, Actor(user=alice), ref="main")
+    run, _ = pipeline_services.trigger_run(svc, actor=Actor(user=alice), ref="main")
     t = _run_in_thread(run)
     release = wait_for(lambda: Release.objects.filter(pipeline_run=run).first(), 30, what="release")
     assert release.version == sha[:12] and release.strategy_source == "environment"
@@ -82,11 +82,11 @@ def test_pipeline_waits_for_the_release(tmp_path, squad, alice, webhook_env, dep
     # a release that is aborted fails the pipeline
     webhook_env.strategy = [{"set_weight": 10}, {"pause": {}}]
     webhook_env.save()
-    run2, _ = pipeline_services.trigger(svc, Actor(user=alice), ref="main")
+    run2, _ = pipeline_services.trigger_run(svc, actor=Actor(user=alice), ref="main")
     t = _run_in_thread(run2)
     r2 = wait_for(lambda: Release.objects.filter(pipeline_run=run2).first(), 30, what="release")
     wait_for(lambda: Release.objects.get(pk=r2.pk).status == "paused", 10, what="pause")
-    services.abort(r2, Actor(user=alice), reason="not today")
+    services.abort_release(r2, actor=Actor(user=alice), reason="not today")
     t.join(20)
     run2 = PipelineRun.objects.get(pk=run2.pk)
     assert run2.status == "failed" and "canary" in run2.error

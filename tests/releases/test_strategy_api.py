@@ -28,7 +28,9 @@ def test_owner_sets_the_strategy_the_next_release_uses(alice, playback_api, loca
     assert body["describe"][0] == "set weight 20 %" or "20" in body["describe"][0]
     event = AuditEvent.objects.get(action="release.strategy_created")
     assert event.door == "api" and event.data["steps"] == STEPS
-    release = services.create(playback_api, "staging", "v2", Actor(user=alice))
+    release = services.create_release(
+        playback_api, actor=Actor(user=alice), environment="staging", version="v2"
+    )
     assert release.strategy == STEPS and release.strategy_source == "service+environment"
     listed = c.get(f"{A}/release-strategies/?service=playback-api").json()["results"]
     assert [s["id"] for s in listed] == [body["id"]]
@@ -45,7 +47,9 @@ def test_owner_sets_the_strategy_the_next_release_uses(alice, playback_api, loca
     Release.objects.update(status="succeeded")  # one active release per service/environment
     assert c.delete(f"{A}/release-strategies/{body['id']}/").status_code == 204
     assert not StrategyOverride.objects.exists()
-    assert services.create(playback_api, "staging", "v3", Actor(user=alice)).strategy_source in (
+    assert services.create_release(
+        playback_api, actor=Actor(user=alice), environment="staging", version="v3"
+    ).strategy_source in (
         "environment",
         "default",
     )

@@ -65,8 +65,8 @@ def test_outbound_events(paused_release, squad, alice):
         squad=squad, name="chat", url="http://127.0.0.1:9/x", secret="s", event_types=["release.*"]
     )
     r = paused_release()
-    services.promote(r, Actor(user=alice), step=r.step_index)
-    services.abort(r, Actor(user=alice))
+    services.promote_release(r, actor=Actor(user=alice), step=r.step_index)
+    services.abort_release(r, actor=Actor(user=alice))
     types = list(EventDelivery.objects.order_by("id").values_list("event_type", flat=True))
     assert types == [
         "release.started",

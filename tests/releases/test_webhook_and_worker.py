@@ -17,8 +17,13 @@ STEPS = [{"set_weight": 20}, {"pause": {"duration": 0.5}}, {"set_weight": 40}]
 
 
 def test_signed_calls_and_bad_secret(playback_api, webhook_env, deployer, alice):
-    r = services.create(
-        playback_api, webhook_env, "1.2.3", Actor(user=alice), steps=STEPS, commit="abc123"
+    r = services.create_release(
+        playback_api,
+        actor=Actor(user=alice),
+        environment=webhook_env,
+        version="1.2.3",
+        steps=STEPS,
+        commit="abc123",
     )
     r = drive_until(r, lambda r: r.status == "succeeded", timeout=10)
     calls = deployer.actions()
@@ -53,7 +58,9 @@ def test_deployer_failures_do_not_advance(playback_api, webhook_env, deployer, a
     deployer.mode = mode
     deployer.slow_seconds = 1.0  # driver timeout is 0.5 s
     t0 = time.monotonic()
-    r = services.create(playback_api, webhook_env, "1.0.0", Actor(user=alice), steps=STEPS)
+    r = services.create_release(
+        playback_api, actor=Actor(user=alice), environment=webhook_env, version="1.0.0", steps=STEPS
+    )
     assert time.monotonic() - t0 < 5
     assert r.status == "progressing" and r.step_index == 0 and r.weight == 0
     expected = "HTTP 500" if mode == "fail" else "timed out"
@@ -72,15 +79,15 @@ def test_deployer_failures_do_not_advance(playback_api, webhook_env, deployer, a
     r = drive_until(r, lambda r: r.status == "succeeded", timeout=10)
     assert r.driver_error == "" and r.weight == 100
     # abort while the deployer is down: aborted, rollback owed and retried until it lands
-    r2 = services.create(
+    r2 = services.create_release(
         playback_api,
-        webhook_env,
-        "1.0.1",
-        Actor(user=alice),
+        actor=Actor(user=alice),
+        environment=webhook_env,
+        version="1.0.1",
         steps=[{"set_weight": 20}, {"pause": {}}],
     )
     deployer.mode = "fail"
-    r2 = services.abort(r2, Actor(user=alice))
+    r2 = services.abort_release(r2, actor=Actor(user=alice))
     assert r2.status == "aborted" and r2.driver_action == "rollback" and r2.weight == 20
     deployer.mode = "ok"
     Release.objects.filter(pk=r2.pk).update(next_tick_at=None)
@@ -102,7 +109,9 @@ def test_worker_killed_mid_release_then_beat_carries_on(
         {"pause": {"duration": 1}},
         {"set_weight": 60},
     ]
-    r = services.create(playback_api, webhook_env, "4.0.0", Actor(user=alice), steps=steps)
+    r = services.create_release(
+        playback_api, actor=Actor(user=alice), environment=webhook_env, version="4.0.0", steps=steps
+    )
     assert r.status == "paused" and r.weight == 20
     # the worker will hang inside the deployer call that moves traffic to 40 %
     deployer.mode, deployer.slow_on, deployer.slow_seconds = "slow", ("set_weight", 40), 30

@@ -32,7 +32,7 @@ class Command(BaseCommand):
             )
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
         token, raw = services.create_token(
-            Actor.command(), squad=squad_obj, name=name, scopes=scopes, expires_at=expires_at
+            squad_obj, actor=Actor.command(), name=name, scopes=scopes, expires_at=expires_at
         )
         self.stdout.write(
             f"Created token '{token.name}' for squad {squad_obj.slug} with scopes: {', '.join(token.scopes) or '(read only)'}"
