@@ -6,4 +6,9 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self):
-        from portal import schema  # noqa: F401 - registers OpenAPI extensions
+        from portal import (
+            events,
+            schema,  # noqa: F401 - registers OpenAPI extensions
+        )
+
+        events.register()

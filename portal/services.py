@@ -51,6 +51,7 @@ def create_subscription(actor, *, squad, name, url, secret, event_types, active=
     from portal.models import EventSubscription
 
     _require_squad_admin(actor, squad, "manage event subscriptions")
+    event_types = _valid_patterns(event_types)
     with transaction.atomic():
         sub = EventSubscription.objects.create(
             squad=squad,
@@ -71,8 +72,21 @@ def create_subscription(actor, *, squad, name, url, secret, event_types, active=
     return sub
 
 
+def _valid_patterns(patterns) -> list[str]:
+    from django.core.exceptions import ValidationError
+
+    from portal import events
+
+    try:
+        return events.validate_patterns(patterns)
+    except ValueError as exc:
+        raise ValidationError({"event_types": [str(exc)]}) from None
+
+
 def update_subscription(actor, sub, **fields):
     _require_squad_admin(actor, sub.squad, "manage event subscriptions")
+    if "event_types" in fields:
+        fields["event_types"] = _valid_patterns(fields["event_types"])
     new_squad = fields.get("squad")
     if new_squad is not None and new_squad.pk != sub.squad_id:
         # the subscription would receive that squad's events: needs the right there too

@@ -114,6 +114,11 @@ if env_str("TEST_DATABASE_NAME"):
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- outbound events ---------------------------------------------------------------------------
+# emit() of an event type no app registered raises (DEBUG and the test suite); in production it
+# is delivered anyway (a subscriber to `*` still gets it).
+EVENTS_STRICT = env_bool("EVENTS_STRICT", DEBUG or UNDER_PYTEST)
+
 # --- redis / celery --------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if UNDER_PYTEST and not REDIS_URL:

@@ -45,3 +45,9 @@ def driver_retry_seconds() -> float:
 def promote_debounce_seconds() -> float:
     """A promote without ``step`` is refused for this long after the release reached a pause."""
     return _get("RELEASES_PROMOTE_DEBOUNCE_SECONDS", 3.0, env_float)
+
+
+def driver_confirm_seconds() -> float:
+    """A wanted driver call not confirmed after this long is handed to the driver again by beat
+    (the same call: the deployer sees it once)."""
+    return _get("RELEASES_DRIVER_CONFIRM_SECONDS", 30.0, env_float)

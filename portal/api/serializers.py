@@ -78,21 +78,19 @@ class MeSerializer(serializers.Serializer):
         }
 
 
-EVENT_PATTERN_HELP = "Event types or patterns: pipeline.*, release.*, terraform.*, alert.*, catalog.*, or exact names."
+EVENT_PATTERN_HELP = (
+    "Registered event types (GET /api/v1/event-types/), their families (release.*, alert.*, "
+    "...) or '*'."
+)
 
 
 def _validate_patterns(value):
-    from portal.models import EVENT_FAMILIES
+    from portal import events
 
-    if not value:
-        raise serializers.ValidationError("Choose at least one event type.")
-    for p in value:
-        family = p.split(".", 1)[0]
-        if p != "*" and family not in EVENT_FAMILIES:
-            raise serializers.ValidationError(
-                f"Unknown event family in '{p}'; use one of {', '.join(EVENT_FAMILIES)}."
-            )
-    return value
+    try:
+        return events.validate_patterns(value)
+    except ValueError as exc:
+        raise serializers.ValidationError(str(exc)) from None
 
 
 class EventSubscriptionSerializer(serializers.ModelSerializer):
@@ -113,6 +111,11 @@ class EventSubscriptionSerializer(serializers.ModelSerializer):
         return _validate_patterns(value)
 
 
+class EventTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+
 class DeliveryAttemptSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     status_code = serializers.IntegerField(allow_null=True)
@@ -131,7 +134,9 @@ class EventDeliverySerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "delivery_id",
+            "kind",
             "subscription",
+            "url",
             "event_type",
             "payload",
             "status",

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import connection
 
 from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
-from pipelines.releases import controller
+from pipelines.releases import controller, sync
 from pipelines.releases.models import Environment, Release
-from portal.events import verify
+from portal.outbound import verify_signature
 from tests.factories import ServiceFactory
 
 SECRET = "deployer-secret-1"
@@ -38,12 +38,7 @@ class Deployer:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                valid = verify(
-                    SECRET,
-                    self.headers.get("X-Backline-Timestamp", ""),
-                    body,
-                    self.headers.get("X-Backline-Signature", ""),
-                )
+                valid = verify_signature(body, self.headers.get("X-Backline-Signature", ""), SECRET)
                 data = json.loads(body or b"{}")
                 call = {
                     "action": data.get("action"),
@@ -148,8 +143,10 @@ def paused_release(playback_api, webhook_env, alice):
     from portal.actors import Actor
 
     def make(version="1.0.0", steps=PAUSING):
-        r = services.create(
-            playback_api, webhook_env, version, Actor(user=alice, door="ui"), steps=steps
+        r = settle(
+            services.create(
+                playback_api, webhook_env, version, Actor(user=alice, door="ui"), steps=steps
+            )
         )
         assert r.status == "paused", (r.status, r.message, r.driver_error)
         return r
@@ -250,11 +247,20 @@ def wait_for_traffic(service, window=5.0, timeout=20.0):
     raise AssertionError(f"no traffic seen for {service.slug} in {timeout}s")
 
 
+def settle(release):
+    """What the worker does after an action commits (``advance_release``): hand the wanted
+    driver calls to the driver until none is left or one waits for a retry. The fresh row."""
+    sync.sync(release.pk)
+    return Release.objects.get(pk=release.pk)
+
+
 def drive_until(release, predicate, timeout=30.0, every=0.25):
-    """Tick the controller like beat does until ``predicate(release)`` holds."""
+    """Tick the controller like beat does (and apply the driver calls it wants, as its
+    workers would) until ``predicate(release)`` holds."""
     deadline = time.monotonic() + timeout
     while True:
         controller.tick_all()
+        sync.sync(release.pk)
         r = Release.objects.get(pk=release.pk)
         if predicate(r):
             return r
