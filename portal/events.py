@@ -78,8 +78,9 @@ def emit(event_type: str, squad, data: dict) -> list[EventDelivery]:
     ]
     deliveries = []
     for sub in subs:
+        delivery_id = uuid.uuid4()  # the body's id is the X-Backline-Delivery header
         payload = {
-            "id": str(uuid.uuid4()),
+            "id": str(delivery_id),
             "type": event_type,
             "created_at": timezone.now().isoformat(),
             "squad": getattr(squad, "slug", None),
@@ -94,6 +95,7 @@ def emit(event_type: str, squad, data: dict) -> list[EventDelivery]:
                 ref=f"subscription:{sub.pk}",
                 subscription=sub,
                 max_attempts=MAX_ATTEMPTS,
+                delivery_id=delivery_id,
             )
         )
     return deliveries
@@ -116,14 +118,12 @@ def redeliver(actor, delivery: EventDelivery) -> EventDelivery:
         squad = delivery.subscription.squad
         actor.require("catalog:write", squad, "redeliver an event")
     with transaction.atomic():
-        new = outbound.redeliver(delivery)
-        if new.kind == KIND:
-            new.payload = dict(delivery.payload, id=str(new.delivery_id))
-            new.save(update_fields=["payload"])
+        new_id = uuid.uuid4()
+        payload = dict(delivery.payload, id=str(new_id)) if delivery.kind == KIND else None
+        new = outbound.redeliver(delivery, payload, new_id)
         audit.record(
             actor, "event.redeliver", new, squad=squad, data={"of": str(delivery.delivery_id)}
         )
-        outbound._enqueue(new.pk)
     return new
 
 

@@ -140,6 +140,7 @@ def deliver(
     max_attempts: int = MAX_ATTEMPTS,
     timeout: float = TIMEOUT,
     send_now: bool = False,
+    delivery_id: uuid.UUID | None = None,
 ) -> EventDelivery:
     """Record a delivery and send it: after the surrounding transaction commits (by a worker),
     or with ``send_now`` right here (callers outside any row lock, e.g. a Celery task).
@@ -161,7 +162,7 @@ def deliver(
         subscription=subscription,
         max_attempts=max(1, int(max_attempts)),
         timeout_seconds=float(timeout),
-        delivery_id=uuid.uuid4(),
+        delivery_id=delivery_id or uuid.uuid4(),
     )
     try:
         with transaction.atomic():
@@ -280,21 +281,25 @@ def _settled(delivery):
         sender.on_failed(delivery)
 
 
-def redeliver(delivery: EventDelivery) -> EventDelivery:
-    """A new delivery of the same payload to the same URL (a new delivery id), sent after
-    commit; e.g. after fixing a receiver."""
-    return EventDelivery.objects.create(
+def redeliver(
+    delivery: EventDelivery, payload: dict | None = None, delivery_id: uuid.UUID | None = None
+) -> EventDelivery:
+    """A new delivery of the same payload (or ``payload``) to the same URL, with a new delivery
+    id, sent after commit; e.g. after fixing a receiver."""
+    new = EventDelivery.objects.create(
         kind=delivery.kind,
         subscription=delivery.subscription,
         ref=delivery.ref,
         url=delivery.url,
-        delivery_id=uuid.uuid4(),
+        delivery_id=delivery_id or uuid.uuid4(),
         event_type=delivery.event_type,
-        payload=dict(delivery.payload),
+        payload=dict(delivery.payload) if payload is None else payload,
         max_attempts=delivery.max_attempts,
         timeout_seconds=delivery.timeout_seconds,
         redelivery_of=delivery,
     )
+    _enqueue(new.pk)
+    return new
 
 
 def cancel_open(ref: str, *, kind: str, keep_key: str | None = None) -> int:
