@@ -514,6 +514,20 @@ def _worker():
     return Actor.system("terraform-runner", door="worker")
 
 
+# the outbound event of each run transition (registered in infra/apps.py)
+RUN_EVENTS = {
+    "planning": "infra.run.planning",
+    "planned": "infra.run.planned",
+    "planned_and_finished": "infra.run.planned_and_finished",
+    "applying": "infra.run.applying",
+    "applied": "infra.run.applied",
+    "errored": "infra.run.errored",
+    "canceled": "infra.run.canceled",
+    "discarded": "infra.run.discarded",
+    "lost": "infra.run.lost",
+}
+
+
 def _announce(ws, run, what, *, actor=None, **extra):
     """Emit ``infra.run.<what>``; with ``actor``, record the audit event of the same name (a
     person's action records its own audit event and passes no actor)."""
@@ -525,9 +539,10 @@ def _announce(ws, run, what, *, actor=None, **extra):
         "status": run.status,
         **extra,
     }
+    event = RUN_EVENTS[str(what)]
     if actor is not None:
-        audit.record(actor, f"infra.run.{what}", run, squad=ws.owner, data=payload)
-    emit(f"infra.run.{what}", ws.owner, payload)
+        audit.record(actor, event, run, squad=ws.owner, data=payload)
+    emit(event, ws.owner, payload)
 
 
 def claim(run_id, phase: str, worker: str) -> bool:

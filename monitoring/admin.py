@@ -46,4 +46,5 @@ class DeliveryAdmin(admin.ModelAdmin):
         "response_code",
         "created_at",
     ]
-    list_filter = ["status", "event"]
+    list_filter = ["outbound__status", "event"]
+    list_select_related = ["alert__rule", "channel", "outbound"]

@@ -1,13 +1,20 @@
 from django.apps import AppConfig
 
+# outbound event types alerting emits (README, "Outbound events")
+EVENT_TYPES = {
+    "alert.firing": "An alert of one of the squad's services started firing.",
+    "alert.resolved": "A firing alert resolved.",
+}
+
 
 class MonitoringConfig(AppConfig):
     name = "monitoring"
 
     def ready(self):
-        from monitoring import board, schedule, scorecard
+        from monitoring import board, notify, schedule, scorecard
         from monitoring.collectors import monitoring_families
         from portal import registry
+        from portal.events import register_event_type
         from squads import scorecards
 
         registry.collector(monitoring_families)
@@ -21,3 +28,6 @@ class MonitoringConfig(AppConfig):
         registry.panel("service", "monitoring/service_panel.html", order=30)
         registry.panel("squad", "monitoring/squad_panel.html", order=30)
         scorecards.register(scorecard.SOURCE)
+        notify.register()
+        for name, description in EVENT_TYPES.items():
+            register_event_type(name, description)

@@ -39,8 +39,9 @@ def monitoring_families():
     deliveries = CounterMetricFamily(
         "backline_alert_deliveries", "Alert notifications by status", labels=["status"]
     )
-    for row in Delivery.objects.values("status").annotate(n=Count("id")).order_by():
-        deliveries.add_metric([row["status"]], row["n"])
+    rows = Delivery.objects.values("outbound__status").annotate(n=Count("id")).order_by()
+    for row in rows:
+        deliveries.add_metric([row["outbound__status"] or "pending"], row["n"])
     yield deliveries
     targets = GaugeMetricFamily(
         "backline_scrape_targets", "Builtin backend scrape targets by health", labels=["health"]

@@ -178,14 +178,37 @@ class Delivery(models.Model):
         NotificationChannel, on_delete=models.CASCADE, related_name="deliveries"
     )
     event = models.CharField(max_length=10)  # firing | resolved
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
-    delivered_at = models.DateTimeField(null=True, blank=True)
+    # the outbound delivery (portal.outbound): status, attempts, answers
+    outbound = models.OneToOneField(
+        "portal.EventDelivery",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alert_notification",
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name_plural = "deliveries"
+
+    @property
+    def status(self):
+        return self.outbound.status if self.outbound else self.Status.PENDING
+
+    @property
+    def attempts(self):
+        return self.outbound.attempts if self.outbound else 0
+
+    @property
+    def response_code(self):
+        return self.outbound.last_status_code if self.outbound else None
+
+    @property
+    def last_error(self):
+        return self.outbound.last_error if self.outbound else ""
+
+    @property
+    def delivered_at(self):
+        return self.outbound.delivered_at if self.outbound else None

@@ -1,6 +1,6 @@
 """Monitoring domain operations: alert rules and channels (CRUD with audit), rule evaluation
-(pending → firing → resolved), and notification fan-out (one Delivery per channel, sent by a
-Celery task after commit)."""
+(pending → firing → resolved), and notification fan-out (one Delivery per channel, sent by the
+outbound delivery service after commit, plus the ``alert.*`` outbound event)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from metrics.backends import BackendError, get_backend
+from monitoring import notify
 from monitoring.models import (
     SIGNALS,
     Alert,
@@ -21,7 +22,7 @@ from monitoring.models import (
     NotificationChannel,
     Severity,
 )
-from portal import audit
+from portal import audit, events
 from portal.actors import Actor
 from portal.errors import Invalid
 
@@ -324,21 +325,27 @@ def payload_for(alert: Alert, event: str) -> dict:
     }
 
 
+ALERT_EVENTS = {"firing": "alert.firing", "resolved": "alert.resolved"}
+
+
 def _notify(alert: Alert, event: str):
-    """One Delivery per enabled channel of the owning squad; sent after commit."""
+    """One Delivery per enabled channel of the owning squad (sent after commit by the outbound
+    service), and the outbound event to the squad's subscriptions."""
     squad_id = alert.service.owner_id
     if not squad_id:
         return []
     level = SEVERITY_ORDER.get(alert.severity, 0)
     payload = payload_for(alert, event)
     deliveries = [
-        Delivery.objects.create(alert=alert, channel=ch, event=event, payload=payload)
+        Delivery.objects.create(
+            alert=alert,
+            channel=ch,
+            event=event,
+            payload=payload,
+            outbound=notify.send(ch, payload, event),
+        )
         for ch in NotificationChannel.objects.filter(squad_id=squad_id, enabled=True)
         if SEVERITY_ORDER.get(ch.min_severity, 0) <= level
     ]
-    if deliveries:
-        from monitoring.tasks import deliver_notification
-
-        ids = [d.pk for d in deliveries]
-        transaction.on_commit(lambda: [deliver_notification.delay(i) for i in ids])
+    events.emit(ALERT_EVENTS[event], alert.service.owner, payload)
     return deliveries

@@ -194,7 +194,9 @@ def alert_list(request):
         {
             "rules": AlertRule.objects.select_related("service", "service__owner")[:200],
             "channels": NotificationChannel.objects.select_related("squad"),
-            "deliveries": Delivery.objects.select_related("channel", "alert__rule")[:20],
+            "deliveries": Delivery.objects.select_related("channel", "alert__rule", "outbound")[
+                :20
+            ],
             "channel_form": NotificationChannelForm(
                 squads=_writable_squads(Actor.from_request(request))
             ),
@@ -219,7 +221,7 @@ def alert_detail(request, pk):
         {
             "alert": alert,
             "events": alert.events.select_related("alert__rule"),
-            "deliveries": alert.deliveries.select_related("channel"),
+            "deliveries": alert.deliveries.select_related("channel", "outbound"),
         },
     )
 

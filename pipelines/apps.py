@@ -1,5 +1,16 @@
 from django.apps import AppConfig
 
+# outbound event types pipelines emit (README, "Outbound events")
+EVENT_TYPES = {
+    "pipeline.run.queued": "A pipeline run was queued.",
+    "pipeline.run.started": "A worker started a pipeline run.",
+    "pipeline.run.succeeded": "A pipeline run succeeded.",
+    "pipeline.run.failed": "A pipeline run failed.",
+    "pipeline.run.canceled": "A pipeline run was canceled.",
+    "pipeline.run.timed_out": "A pipeline run hit its timeout.",
+    "pipeline.run.lost": "A pipeline run's worker stopped heartbeating.",
+}
+
 
 class PipelinesConfig(AppConfig):
     name = "pipelines"
@@ -8,6 +19,7 @@ class PipelinesConfig(AppConfig):
         from pipelines import board, catalog, collectors, dora, schedule, scorecard
         from pipelines.webhooks import RECEIVER
         from portal import registry
+        from portal.events import register_event_type
         from portal.inbound import register_receiver
         from squads import cache, scorecards
 
@@ -28,3 +40,5 @@ class PipelinesConfig(AppConfig):
             registry.DeploymentSource("pipeline_runs", dora.deployments_from_pipeline_runs)
         )
         register_receiver(RECEIVER)
+        for name, description in EVENT_TYPES.items():
+            register_event_type(name, description)

@@ -128,6 +128,7 @@ def trigger_run(
                     **({"delivery": delivery_id} if delivery_id else {}),
                 },
             )
+            _announce(run, "queued", trigger=trigger)
             _enqueue(run.pk)
     except IntegrityError:
         # a concurrent redelivery / retry with the same key won the race
@@ -267,6 +268,18 @@ def delete_secret(service: Service, *, actor: Actor, name: str) -> bool:
 
 
 # --- worker transitions: each one writes its audit event and emits ``pipeline.run.<what>`` ---
+# the outbound event of each run transition (registered in pipelines/apps.py)
+RUN_EVENTS = {
+    "queued": "pipeline.run.queued",
+    "started": "pipeline.run.started",
+    "succeeded": "pipeline.run.succeeded",
+    "failed": "pipeline.run.failed",
+    "canceled": "pipeline.run.canceled",
+    "timed_out": "pipeline.run.timed_out",
+    "lost": "pipeline.run.lost",
+}
+
+
 def _announce(run, what, *, actor=None, **extra):
     """Emit ``pipeline.run.<what>``; with ``actor``, record the audit event of the same name (a
     person's action records its own audit event and passes no actor)."""
@@ -280,9 +293,10 @@ def _announce(run, what, *, actor=None, **extra):
         **extra,
     }
     squad = run.service.owner
+    event = RUN_EVENTS[str(what)]
     if actor is not None:
-        record(actor, f"pipeline.run.{what}", run, squad=squad, data=payload)
-    emit(f"pipeline.run.{what}", squad, payload)
+        record(actor, event, run, squad=squad, data=payload)
+    emit(event, squad, payload)
 
 
 def start_run(run_id, *, worker: str):

@@ -8,10 +8,12 @@ class PortalConfig(AppConfig):
     def ready(self):
         from portal import (
             collectors,
+            events,
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
         )
 
         collectors.register()
+        events.register()
         registry.beat(schedule.BEAT_SCHEDULE)

@@ -1,50 +1,73 @@
-"""Outbound events: signed webhooks to squads' subscriptions.
+"""Outbound events: the registry of event types, and signed webhooks to squads' subscriptions.
 
-``emit(event_type, squad, data)`` records one delivery per matching subscription and enqueues
-it after the surrounding transaction commits, so delivery never blocks (or rolls back) the
-action that caused it. Each POST carries:
+Each app registers the event types it emits from its ``AppConfig.ready()``
+(``register_event_type(name, description)``); subscriptions may select exactly those (or a
+registered family: ``release.*``), and ``emit`` refuses an unregistered type when
+``settings.EVENTS_STRICT`` is on (DEBUG and the test suite), so the catalog cannot drift from
+the code.
 
-- ``X-Backline-Event``: the event type, e.g. ``pipeline.succeeded``
-- ``X-Backline-Delivery``: a UUID, the same on every retry of that delivery
-- ``X-Backline-Timestamp``: unix seconds of this attempt
-- ``X-Backline-Signature``: ``sha256=`` + hex HMAC-SHA256 over ``"{timestamp}.{body}"`` with
-  the subscription's secret
-
-Receivers should verify the signature with a constant-time compare and refuse timestamps
-older than a few minutes. Failed attempts (network error, timeout, non-2xx) are retried with
-exponential backoff up to ``MAX_ATTEMPTS``.
+``emit(event_type, squad, data)`` records one delivery per matching subscription; the outbound
+service (``portal.outbound``, kind ``event``) sends it after the surrounding transaction
+commits, so delivery never blocks (or rolls back) the action that caused it. Headers,
+signature and retries: see ``portal.outbound``.
 """
 
-import hashlib
-import hmac
-import json
-import time
 import uuid
-from datetime import timedelta
 
-import requests
-from django.db import transaction
-from django.db.models import Q
+from django.conf import settings
 from django.utils import timezone
 
-from portal.models import DeliveryAttempt, EventDelivery, EventSubscription
+from portal import outbound
+from portal.models import EventDelivery, EventSubscription
 
-MAX_ATTEMPTS = 6
-BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32
-TIMEOUT = 5.0
+MAX_ATTEMPTS = outbound.MAX_ATTEMPTS
+KIND = "event"
 
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+EVENT_TYPES: dict[str, str] = {}
 
 
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, timestamp, body), signature or "")
+class UnknownEventType(ValueError):
+    pass
+
+
+def register_event_type(name: str, description: str) -> None:
+    if "." not in name or name.startswith(".") or name.endswith("."):
+        raise ValueError(f"event type {name!r} is not of the form family.name")
+    EVENT_TYPES[name] = description
+
+
+def event_types() -> dict[str, str]:
+    return dict(sorted(EVENT_TYPES.items()))
+
+
+def families() -> list[str]:
+    """The registered families (first segment): what ``family.*`` patterns may name."""
+    return sorted({name.split(".", 1)[0] for name in EVENT_TYPES})
+
+
+def validate_patterns(patterns) -> list[str]:
+    """Subscription patterns: ``*``, ``family.*`` (or ``family.sub.*``) of registered types,
+    or exact registered types. Raises ``ValueError`` naming the first bad one."""
+    if not patterns:
+        raise ValueError("Choose at least one event type.")
+    for p in patterns:
+        if not isinstance(p, str):
+            raise ValueError(f"Event types are strings, not {p!r}.")
+        if p == "*" or p in EVENT_TYPES:
+            continue
+        if p.endswith(".*") and any(t.startswith(p[:-1]) for t in EVENT_TYPES):
+            continue
+        raise ValueError(
+            f"Unknown event type '{p}'; use '*', one of the families "
+            f"{', '.join(f + '.*' for f in families())}, or a registered type."
+        )
+    return sorted(set(patterns))
 
 
 def emit(event_type: str, squad, data: dict) -> list[EventDelivery]:
     """Record and enqueue deliveries of one event to the squad's matching subscriptions."""
+    if event_type not in EVENT_TYPES and getattr(settings, "EVENTS_STRICT", False):
+        raise UnknownEventType(f"event type {event_type!r} is not registered")
     if squad is None:
         return []
     squad_id = getattr(squad, "pk", squad)
@@ -55,7 +78,7 @@ def emit(event_type: str, squad, data: dict) -> list[EventDelivery]:
     ]
     deliveries = []
     for sub in subs:
-        delivery_id = uuid.uuid4()
+        delivery_id = uuid.uuid4()  # the body's id is the X-Backline-Delivery header
         payload = {
             "id": str(delivery_id),
             "type": event_type,
@@ -64,115 +87,50 @@ def emit(event_type: str, squad, data: dict) -> list[EventDelivery]:
             "data": data,
         }
         deliveries.append(
-            EventDelivery.objects.create(
-                subscription=sub, delivery_id=delivery_id, event_type=event_type, payload=payload
+            outbound.deliver(
+                KIND,
+                sub.url,
+                payload,
+                event_type=event_type,
+                ref=f"subscription:{sub.pk}",
+                subscription=sub,
+                max_attempts=MAX_ATTEMPTS,
+                delivery_id=delivery_id,
             )
         )
-    for d in deliveries:
-        _enqueue(d.pk)
     return deliveries
 
 
-def _enqueue(delivery_pk, countdown=0):
-    from portal.tasks import deliver_event
-
-    transaction.on_commit(
-        lambda: deliver_event.apply_async(args=[delivery_pk], countdown=countdown)
-    )
-
-
 def attempt(delivery_pk: int) -> EventDelivery | None:
-    """One delivery attempt; schedules the next one on failure. Safe to run twice."""
-    with transaction.atomic():
-        delivery = (
-            EventDelivery.objects.select_for_update(skip_locked=True)
-            .select_related("subscription")
-            .filter(pk=delivery_pk, status__in=("pending", "retrying"))
-            .first()
-        )
-        if delivery is None:
-            return None
-        sub = delivery.subscription
-        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode()
-        ts = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "Backline-Webhooks/1",
-            "X-Backline-Event": delivery.event_type,
-            "X-Backline-Delivery": str(delivery.delivery_id),
-            "X-Backline-Timestamp": ts,
-            "X-Backline-Signature": sign(sub.secret, ts, body),
-        }
-        started = time.monotonic()
-        code, error = None, ""
-        try:
-            resp = requests.post(
-                sub.url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
-            )
-            code = resp.status_code
-            if not 200 <= code < 300:
-                error = f"HTTP {code}"
-        except requests.RequestException as exc:
-            error = f"{exc.__class__.__name__}: {exc}"[:500]
-        duration = int((time.monotonic() - started) * 1000)
-        now = timezone.now()
-        DeliveryAttempt.objects.create(
-            delivery=delivery, at=now, status_code=code, error=error, duration_ms=duration
-        )
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        delivery.last_status_code = code
-        delivery.last_error = error
-        if not error:
-            delivery.status = "delivered"
-            delivery.delivered_at = now
-            delivery.next_attempt_at = None
-        elif delivery.attempts >= MAX_ATTEMPTS:
-            delivery.status = "failed"
-            delivery.next_attempt_at = None
-        else:
-            delay = BACKOFF_BASE**delivery.attempts
-            delivery.status = "retrying"
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-            _enqueue(delivery.pk, countdown=delay)
-        delivery.save()
-    return delivery
+    return outbound.attempt(delivery_pk)
 
 
 def redeliver(actor, delivery: EventDelivery) -> EventDelivery:
     """A new delivery of the same payload (new delivery id), e.g. after fixing a receiver."""
+    from django.db import transaction
+
     from portal import audit
 
-    actor.require("catalog:write", delivery.subscription.squad, "redeliver an event")
+    if delivery.subscription is None:
+        actor.require_admin("redeliver this delivery")
+        squad = None
+    else:
+        squad = delivery.subscription.squad
+        actor.require("catalog:write", squad, "redeliver an event")
     with transaction.atomic():
         new_id = uuid.uuid4()
-        payload = dict(delivery.payload, id=str(new_id))
-        new = EventDelivery.objects.create(
-            subscription=delivery.subscription,
-            delivery_id=new_id,
-            event_type=delivery.event_type,
-            payload=payload,
-            redelivery_of=delivery,
-        )
+        payload = dict(delivery.payload, id=str(new_id)) if delivery.kind == KIND else None
+        new = outbound.redeliver(delivery, payload, new_id)
         audit.record(
-            actor,
-            "event.redeliver",
-            new,
-            squad=delivery.subscription.squad,
-            data={"of": str(delivery.delivery_id)},
+            actor, "event.redeliver", new, squad=squad, data={"of": str(delivery.delivery_id)}
         )
-        _enqueue(new.pk)
     return new
 
 
-def retry_due():
-    """Beat safety net: attempt deliveries whose retry time passed (e.g. lost with a worker)."""
-    grace = timezone.now() - timedelta(seconds=30)
-    due = EventDelivery.objects.filter(
-        Q(status__in=("pending", "retrying"), next_attempt_at__isnull=True, created_at__lt=grace)
-        | Q(status="retrying", next_attempt_at__lt=grace)
-    )
-    pks = list(due.values_list("pk", flat=True)[:500])
-    for pk in pks:
-        attempt(pk)
-    return len(pks)
+def _subscription_secret(delivery: EventDelivery) -> str:
+    return delivery.subscription.secret if delivery.subscription else ""
+
+
+def register() -> None:
+    """The portal's sender and event types (called from ``PortalConfig.ready()``)."""
+    outbound.register_sender(KIND, secret=_subscription_secret, user_agent="Backline-Webhooks/1")

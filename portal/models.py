@@ -121,9 +121,6 @@ class IdempotencyRecord(models.Model):
         ]
 
 
-EVENT_FAMILIES = ("pipeline", "release", "terraform", "alert", "catalog")
-
-
 class EventSubscription(models.Model):
     """A squad's outbound webhook: HMAC-SHA256 signed JSON for the event types it selects
     (patterns like ``pipeline.*`` or exact names like ``release.promoted``)."""
@@ -157,28 +154,46 @@ class EventSubscription(models.Model):
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "pending"
-    DELIVERED = "delivered", "delivered"
-    RETRYING = "retrying", "retrying"
-    FAILED = "failed", "failed"
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    RETRYING = "retrying", "Retrying"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
 
 
 class EventDelivery(models.Model):
+    """One signed outbound POST, of any kind (``event`` to a subscription, ``alert`` to a
+    notification channel, ``deploy`` to a webhook deployer), with its attempts. Sent by
+    ``portal.outbound``; the kind's registered sender knows the secret and what to do when it
+    is delivered or fails for good."""
+
     Status = DeliveryStatus
     STATUSES = DeliveryStatus.choices
 
+    kind = models.CharField(max_length=20, default="event", db_index=True)
     subscription = models.ForeignKey(
-        EventSubscription, on_delete=models.CASCADE, related_name="deliveries"
+        EventSubscription,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
     )
+    ref = models.CharField(max_length=100, blank=True, db_index=True)  # what it is about
+    key = models.CharField(max_length=100, null=True, blank=True, unique=True)  # idempotency
+    url = models.CharField(max_length=500, blank=True)
     delivery_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=64, db_index=True)
     payload = models.JSONField()
     status = models.CharField(
-        max_length=16, choices=STATUSES, default=DeliveryStatus.PENDING, db_index=True
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
     )
     attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=6)
+    timeout_seconds = models.FloatField(default=5.0)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    response = models.JSONField(null=True, blank=True)  # the last 2xx answer's JSON, if any
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -191,7 +206,7 @@ class EventDelivery(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.event_type} → {self.subscription.url} ({self.status})"
+        return f"{self.event_type} → {self.url} ({self.status})"
 
 
 class DeliveryAttempt(models.Model):

@@ -1,7 +1,7 @@
 BEAT_SCHEDULE = {
     "portal-retry-event-deliveries": {
         "task": "portal.tasks.retry_due_deliveries",
-        "schedule": 60.0,
+        "schedule": 15.0,
     },
     "portal-purge-idempotency": {
         "task": "portal.tasks.purge_idempotency_records",

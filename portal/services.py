@@ -68,8 +68,9 @@ def _require_squad_admin(actor: Actor, squad: Any, what: str) -> None:
 
 
 def validate_subscription(fields: dict[str, Any]) -> None:
-    """Invalid naming each bad field of a subscription (only the fields given are checked)."""
-    from portal.models import EVENT_FAMILIES
+    """Invalid naming each bad field of a subscription (only the fields given are checked);
+    ``event_types`` is normalised in place to the sorted registered patterns."""
+    from portal import events
 
     errors: dict[str, str] = {}
     if "name" in fields and not (fields["name"] or "").strip():
@@ -82,14 +83,10 @@ def validate_subscription(fields: dict[str, Any]) -> None:
     if "secret" in fields and not 8 <= len(fields["secret"] or "") <= 200:
         errors["secret"] = "The secret must be 8 to 200 characters long."
     if "event_types" in fields:
-        types = fields["event_types"]
-        unknown = [p for p in types if p != "*" and p.split(".", 1)[0] not in EVENT_FAMILIES]
-        if not types:
-            errors["event_types"] = "Choose at least one event type."
-        elif unknown:
-            errors["event_types"] = (
-                f"Unknown event family in '{unknown[0]}'; use one of {', '.join(EVENT_FAMILIES)}."
-            )
+        try:
+            fields["event_types"] = events.validate_patterns(fields["event_types"])
+        except ValueError as exc:
+            errors["event_types"] = str(exc)
     if errors:
         raise Invalid(errors=errors)
 
@@ -106,7 +103,10 @@ def create_subscription(
 ) -> EventSubscription:
     _require_squad_admin(actor, squad, "manage event subscriptions")
     name, url = (name or "").strip(), (url or "").strip()
-    validate_subscription({"name": name, "url": url, "secret": secret, "event_types": event_types})
+    fields: dict[str, Any] = {"name": name, "url": url, "secret": secret}
+    fields["event_types"] = event_types
+    validate_subscription(fields)
+    event_types = fields["event_types"]
     with transaction.atomic():
         sub = EventSubscription.objects.create(
             squad=squad,

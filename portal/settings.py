@@ -130,6 +130,11 @@ if env_str("TEST_DATABASE_NAME"):
 IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- outbound events ---------------------------------------------------------------------------
+# emit() of an event type no app registered raises (DEBUG and the test suite); in production it
+# is delivered anyway (a subscriber to `*` still gets it).
+EVENTS_STRICT = env_bool("EVENTS_STRICT", DEBUG or UNDER_PYTEST)
+
 # --- redis / celery --------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL", "")
 if UNDER_PYTEST and not REDIS_URL:
@@ -299,6 +304,7 @@ RELEASES_ANALYSIS_WINDOW = env_float("RELEASES_ANALYSIS_WINDOW", 60.0)
 RELEASES_MIN_REQUESTS = env_int("RELEASES_MIN_REQUESTS", 10)
 RELEASES_DRIVER_RETRY_SECONDS = env_float("RELEASES_DRIVER_RETRY_SECONDS", 5.0)
 RELEASES_PROMOTE_DEBOUNCE_SECONDS = env_float("RELEASES_PROMOTE_DEBOUNCE_SECONDS", 3.0)
+RELEASES_DRIVER_CONFIRM_SECONDS = env_float("RELEASES_DRIVER_CONFIRM_SECONDS", 30.0)
 RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
 
 # infra: the longest a terraform command may run, and the grace between interrupt and kill

@@ -21,16 +21,17 @@ def record_heartbeat(note: str = "worker alive") -> int:
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_event(delivery_pk: int):
-    from portal import events
+    """One attempt of an outbound delivery of any kind (``portal.outbound``)."""
+    from portal import outbound
 
-    events.attempt(delivery_pk)
+    outbound.attempt(delivery_pk)
 
 
 @shared_task(ignore_result=True)
 def retry_due_deliveries():
-    from portal import events
+    from portal import outbound
 
-    return events.retry_due()
+    return outbound.retry_due()
 
 
 @shared_task(ignore_result=True)

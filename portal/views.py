@@ -121,7 +121,8 @@ def metrics_view(request):
 
 @login_required
 def event_list(request):
-    from portal.models import EVENT_FAMILIES, EventDelivery, EventSubscription
+    from portal import events
+    from portal.models import EventDelivery, EventSubscription
 
     actor = Actor.from_request(request)
     status = 200
@@ -141,7 +142,9 @@ def event_list(request):
             messages.error(request, exc.text)
             status = exc.status
     subs = EventSubscription.objects.select_related("squad")
-    deliveries = EventDelivery.objects.select_related("subscription", "subscription__squad")
+    deliveries = EventDelivery.objects.filter(kind=events.KIND).select_related(
+        "subscription", "subscription__squad"
+    )
     if not actor.is_admin:
         ids = actor.squad_ids()
         subs = subs.filter(squad_id__in=ids)
@@ -152,7 +155,13 @@ def event_list(request):
     return render(
         request,
         "portal/event_list.html",
-        {"subs": subs, "deliveries": deliveries[:50], "squads": squads, "families": EVENT_FAMILIES},
+        {
+            "subs": subs,
+            "deliveries": deliveries[:50],
+            "squads": squads,
+            "families": events.families(),
+            "event_types": events.event_types(),
+        },
         status=status,
     )
 

@@ -41,6 +41,12 @@ class ReleaseSerializer(serializers.ModelSerializer):
     status = serializers.CharField(
         read_only=True, help_text="pending | progressing | paused | succeeded | aborted | failed"
     )
+    applying = serializers.BooleanField(
+        read_only=True, help_text="A deploy-driver call is on its way and not yet confirmed."
+    )
+    driver_call = serializers.JSONField(
+        read_only=True, help_text="The wanted driver call: {id, action, weight, at}, or {}."
+    )
 
     class Meta:
         model = Release
@@ -57,6 +63,8 @@ class ReleaseSerializer(serializers.ModelSerializer):
             "steps_total",
             "weight",
             "desired_weight",
+            "applying",
+            "driver_call",
             "message",
             "driver_error",
             "strategy_source",

@@ -1,5 +1,15 @@
 from django.apps import AppConfig
 
+# outbound event types releases emit (README, "Outbound events")
+EVENT_TYPES = {
+    "release.started": "A release started (or was retried).",
+    "release.promoted": "A paused release was promoted (one step or to 100 %).",
+    "release.paused": "A release paused (for a promote, a timed pause or a human decision).",
+    "release.succeeded": "A release reached 100 % and finished.",
+    "release.aborted": "A release was aborted: traffic back to stable.",
+    "release.failed": "A release's analysis failed: rolled back.",
+}
+
 
 class ReleasesConfig(AppConfig):
     """Canary releases: environments, strategies, analysis, deploy drivers, the controller.
@@ -11,7 +21,8 @@ class ReleasesConfig(AppConfig):
 
     def ready(self):
         from portal import registry
-        from releases import board, collectors, dora, pipeline, schedule, scorecard
+        from portal.events import register_event_type
+        from releases import board, collectors, dora, drivers, pipeline, schedule, scorecard
         from squads import scorecards
 
         registry.urls("releases.urls", api="releases.api_urls")
@@ -27,3 +38,6 @@ class ReleasesConfig(AppConfig):
             registry.DeploymentSource("releases", dora.deployments_from_releases, priority=10)
         )
         registry.step_kind("release", pipeline.run_release_step)
+        drivers.register()
+        for name, description in EVENT_TYPES.items():
+            register_event_type(name, description)

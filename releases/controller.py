@@ -1,20 +1,25 @@
 """The release controller: drives releases from their database rows alone.
 
 ``drive(release)`` works on a row the caller has locked (``select_for_update``) inside a
-transaction, and goes as far as it can without waiting: applies the desired weight through the
-deploy driver, walks ``set_weight`` steps, stops at a pause, starts / measures / judges an
-analysis, finishes the release and owes the driver a promote or a rollback. It saves the row
-and sets ``next_tick_at`` for when it wants to be called again.
+transaction, and goes as far as it can without waiting and without the network: walks
+``set_weight`` steps, stops at a pause, starts / measures / judges an analysis, finishes the
+release and owes the driver a promote or a rollback. A weight change or that final promote /
+rollback is *recorded* as the wanted driver call (``Release.driver_call``); the release waits
+("applying") until the driver confirms it. It saves the row (only the fields it drives) and
+sets ``next_tick_at`` for when it wants to be called again.
 
-Celery beat calls ``tick_all`` every few seconds; actions call ``drive`` inline (so a click
-moves traffic at once) and enqueue ``advance_release`` after commit. A worker killed in the
-middle rolls the transaction back: the row is as before, and the next tick does the same work
-again (driver calls are idempotent; measurements are unique per index, so nothing is counted
-twice and nothing is lost).
+After commit, ``sync(release_id)`` (task ``advance_release``) hands the wanted call to the
+driver, outside any row lock, and ``confirm`` records the outcome in a short transaction and
+drives on. A call has an id: the same wanted state handed over twice is one change (the
+webhook driver's outbound delivery is keyed by it). Celery beat calls ``tick_all`` every few
+seconds; a call not confirmed after ``RELEASES_DRIVER_CONFIRM_SECONDS`` is handed over again.
+A worker killed in the middle leaves the row as last committed; measurements are unique per
+index, so nothing is counted twice and nothing is lost.
 """
 
 import logging
 import time
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -24,7 +29,6 @@ from django.utils import timezone
 
 from portal import events, metrics
 from releases import analysis, strategy
-from releases.drivers import DriverError, get_driver
 from releases.models import (
     ACTIVE_RELEASE,
     FINAL_RELEASE,
@@ -47,6 +51,25 @@ EVENT_FOR = {
     ReleaseStatus.FAILED: "release.failed",
 }
 CONTROLLER = "controller"
+# the fields drive() / confirm() change: saved with update_fields (the catalog cache watches
+# only service, environment and strategy of a release)
+DRIVEN_FIELDS = [
+    "status",
+    "step_index",
+    "weight",
+    "desired_weight",
+    "generation",
+    "pause_until",
+    "message",
+    "driver_action",
+    "driver_call",
+    "driver_error",
+    "driver_failures",
+    "next_tick_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+]
 
 
 def state(r) -> dict:
@@ -60,6 +83,7 @@ def state(r) -> dict:
         "steps": len(r.strategy or []),
         "weight": r.weight,
         "desired_weight": r.desired_weight,
+        "applying": r.applying,
         "message": r.message,
     }
 
@@ -130,25 +154,9 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
     """Advance a locked release as far as it goes now; saves the row."""
     now = timezone.now()
     r.next_tick_at = None
-    driver = None
     for _ in range(MAX_STEPS_PER_TICK):
         if r.status in FINAL_RELEASE:
-            if r.driver_action:
-                try:
-                    driver = driver or get_driver(r.environment)
-                    if r.driver_action == "rollback":
-                        driver.rollback(r)
-                        r.weight = r.desired_weight = 0
-                        note(r, "weight", "traffic back to stable (rollback)")
-                    else:
-                        driver.promote(r)
-                        r.weight = r.desired_weight = 100
-                        note(r, "weight", "new version promoted to stable")
-                    r.driver_action = ""
-                    _driver_ok(r)
-                except DriverError as exc:
-                    _driver_failed(r, r.driver_action, exc, now)
-            break
+            break  # a promote / rollback owed to the driver is wanted below
         if r.status == ReleaseStatus.PENDING:
             transition(
                 r,
@@ -167,17 +175,9 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
                 continue
             r.next_tick_at = r.pause_until
             break
-        # progressing: traffic first
+        # progressing: traffic first (the driver call is made after commit)
         if r.weight != r.desired_weight:
-            try:
-                driver = driver or get_driver(r.environment)
-                driver.set_weight(r, r.desired_weight)
-            except DriverError as exc:
-                _driver_failed(r, f"set weight {r.desired_weight} %", exc, now)
-                break
-            _driver_ok(r)
-            r.weight = r.desired_weight
-            note(r, "weight", f"canary weight {r.weight} %")
+            break
         steps = r.strategy or []
         if r.step_index >= len(steps):
             r.message = ""
@@ -215,8 +215,53 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
                 break
             break  # running: next_tick_at set
         break
-    r.save()
+    _want(r, now)
+    r.save(update_fields=DRIVEN_FIELDS)
     return r
+
+
+def wanted_call(r) -> tuple[str, int] | None:
+    """The driver call the row's state asks for: (action, weight), or None."""
+    if r.status in FINAL_RELEASE:
+        if r.driver_action == "rollback":
+            return ("rollback", 0)
+        if r.driver_action == "promote":
+            return ("promote", 100)
+        return None
+    if r.status == ReleaseStatus.PROGRESSING and r.weight != r.desired_weight:
+        return ("set_weight", r.desired_weight)
+    return None
+
+
+def _want(r, now):
+    """Record the wanted driver call (a new id only when the wanted state changed)."""
+    wanted = wanted_call(r)
+    call = r.driver_call or {}
+    if wanted is None:
+        r.driver_call = {}
+        return
+    if (call.get("action"), call.get("weight")) != wanted:
+        r.driver_call = {
+            "id": uuid.uuid4().hex,
+            "action": wanted[0],
+            "weight": wanted[1],
+            "at": now.isoformat(),
+        }
+    if r.next_tick_at is None:  # beat hands it over again if nobody confirms it
+        r.next_tick_at = now + timedelta(seconds=settings.RELEASES_DRIVER_CONFIRM_SECONDS)
+
+
+def kick(release_id):
+    """Have a worker hand the release's wanted call to the driver (after commit)."""
+    from releases.tasks import advance_release
+
+    def send():
+        try:
+            advance_release.delay(release_id)
+        except Exception as exc:  # noqa: BLE001 - beat hands it over anyway
+            log.warning("release %s: could not enqueue advance_release: %s", release_id, exc)
+
+    transaction.on_commit(send)
 
 
 def _analysis_step(r, spec, now) -> str:
@@ -351,10 +396,13 @@ def due_ids(now=None):
 
 
 def tick_all() -> int:
+    """Drive every due release; wanted driver calls go to workers (``kick``), not inline."""
     n = 0
     for pk in due_ids():
         try:
             advance(pk, wait=False)
+            if Release.objects.filter(pk=pk).exclude(driver_call={}).exists():
+                kick(pk)
             n += 1
         except Exception:  # noqa: BLE001 - one broken release must not stop the others
             log.exception("release %s: controller error", pk)

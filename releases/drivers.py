@@ -17,19 +17,23 @@ canary weight (or the traffic router), ``promote`` sets the stable ReplicaSet to
   ``/control`` endpoint (``deploy_params`` of the release: ``error_rate``, ``latency_ms``;
   by default the stable's behaviour).
 - ``webhook``: a signed JSON POST per call to an external deployer (``driver_config``: ``url``,
-  ``secret``, ``timeout`` seconds, ``retries``), signed like Backline's outbound events.
+  ``secret``, ``timeout`` seconds, ``retries``), sent by the outbound delivery service.
+
+The controller never calls a driver inside the release's row lock: it records the wanted call
+(``Release.driver_call``) and, after commit, ``controller.sync`` hands it to ``apply`` (a
+driver that answers at once, like ``local``) or ``request`` (``confirms_later``: the webhook,
+confirmed when its outbound delivery lands).
 """
 
-import json
 import os
-import time
-import uuid
 from dataclasses import dataclass, field
 
 import requests
 from django.conf import settings
 
-from portal.events import sign
+from portal import outbound
+
+DEPLOY_KIND = "deploy"
 
 
 class DriverError(Exception):
@@ -45,6 +49,7 @@ class DriverStatus:
 
 class DeployDriver:
     name = "base"
+    confirms_later = False  # True: request() sends, the outcome arrives later
 
     def __init__(self, environment):
         self.environment = environment
@@ -60,6 +65,20 @@ class DeployDriver:
         raise NotImplementedError
 
     def status(self, release) -> DriverStatus:
+        raise NotImplementedError
+
+    def apply(self, release, call: dict) -> None:
+        """Make the wanted call (``{"action", "weight"}``) now; raises ``DriverError``."""
+        if call["action"] == "set_weight":
+            self.set_weight(release, call["weight"])
+        elif call["action"] == "promote":
+            self.promote(release)
+        elif call["action"] == "rollback":
+            self.rollback(release)
+        else:
+            raise DriverError(f"unknown driver action {call['action']!r}")
+
+    def request(self, release, call: dict):
         raise NotImplementedError
 
 
@@ -166,28 +185,39 @@ class LocalDriver(DeployDriver):
 
 # --- webhook: any external deployer ------------------------------------------------------------
 class WebhookDriver(DeployDriver):
-    """POST ``{"action", "weight", "release": {...}}`` to ``driver_config.url``.
+    """POST ``{"action", "weight", "call", "release": {...}}`` to ``driver_config.url``.
 
-    Headers as Backline's outbound events: ``X-Backline-Event: deploy.<action>``,
-    ``X-Backline-Delivery`` (the same on every retry of one call), ``X-Backline-Timestamp``,
-    ``X-Backline-Signature: sha256=HMAC(secret, "{timestamp}.{body}")``. A 2xx answer confirms
-    the change; a timeout, connection error or any other status is retried (``retries`` extra
-    attempts, backoff 0.2 s, 0.4 s, …) and finally raises ``DriverError``. ``status`` expects
-    ``{"weight": N, "healthy": bool}`` in the answer.
+    Signed like every Backline webhook (``portal.outbound``): ``X-Backline-Event:
+    deploy.<action>``, ``X-Backline-Delivery`` (the same on every retry of one call),
+    ``X-Backline-Signature: t=<unix>,v1=<HMAC>``. ``call`` names the wanted state: the same
+    ``call`` twice is the same change. A 2xx answer confirms the change. The controller's calls
+    (``request``) go through the outbound delivery service: retried with backoff
+    (``retries`` extra attempts, each with ``timeout`` seconds) by Celery, never in a row
+    lock; the release confirms when the delivery lands. ``set_weight`` / ``promote`` /
+    ``rollback`` / ``status`` called directly make one signed POST and raise ``DriverError``;
+    ``status`` expects ``{"weight": N, "healthy": bool}`` in the answer.
     """
 
     name = "webhook"
+    confirms_later = True
 
-    def _call(self, release, action, weight=None) -> dict:
+    def _settings(self):
         url = self.config.get("url")
         if not url:
             raise DriverError(f"environment {self.environment.name} has no webhook url")
-        secret = str(self.config.get("secret") or "")
-        timeout = float(self.config.get("timeout") or 5.0)
-        retries = int(self.config.get("retries") if self.config.get("retries") is not None else 2)
-        payload = {
+        retries = self.config.get("retries")
+        return (
+            url,
+            str(self.config.get("secret") or ""),
+            float(self.config.get("timeout") or 5.0),
+            int(retries if retries is not None else 2),
+        )
+
+    def payload(self, release, action, weight=None, call_id=None) -> dict:
+        return {
             "action": action,
             "weight": weight,
+            "call": call_id,
             "release": {
                 "id": release.pk,
                 "service": release.service.slug,
@@ -196,36 +226,46 @@ class WebhookDriver(DeployDriver):
                 "environment": self.environment.name,
             },
         }
-        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        delivery = str(uuid.uuid4())
-        last = ""
-        for attempt in range(retries + 1):
-            if attempt:
-                time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
-            ts = str(int(time.time()))
-            headers = {
-                "Content-Type": "application/json",
-                "X-Backline-Event": f"deploy.{action}",
-                "X-Backline-Delivery": delivery,
-                "X-Backline-Timestamp": ts,
-                "X-Backline-Signature": sign(secret, ts, body),
-            }
-            try:
-                resp = requests.post(url, data=body, headers=headers, timeout=timeout)
-            except requests.Timeout:
-                last = f"timed out after {timeout:g} s"
-                continue
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"[:300]
-                continue
-            if 200 <= resp.status_code < 300:
-                try:
-                    return resp.json() if resp.content else {}
-                except ValueError:
-                    return {}
-            last = f"HTTP {resp.status_code}: {resp.text[:200]}"
-        raise DriverError(
-            f"deployer webhook {action} failed after {retries + 1} attempt(s): {last}"
+
+    def _call(self, release, action, weight=None) -> dict:
+        url, secret, timeout, _ = self._settings()
+        payload = self.payload(release, action, weight)
+        try:
+            resp = outbound.post_signed(
+                url, payload, secret, event_type=f"deploy.{action}", timeout=timeout
+            )
+        except requests.Timeout:
+            raise DriverError(f"deployer webhook {action}: timed out after {timeout:g} s") from None
+        except requests.RequestException as exc:
+            raise DriverError(f"deployer webhook {action}: {type(exc).__name__}: {exc}") from exc
+        if not 200 <= resp.status_code < 300:
+            raise DriverError(
+                f"deployer webhook {action} failed: HTTP {resp.status_code}: {resp.text[:200]}"
+            )
+        try:
+            return resp.json() if resp.content else {}
+        except ValueError:
+            return {}
+
+    def request(self, release, call: dict):
+        """Send the wanted call through the outbound service (idempotent per call id); the
+        ``deploy`` sender confirms it on the release when it lands or fails for good."""
+        url, _, timeout, retries = self._settings()
+        ref = f"release:{release.pk}"
+        key = f"{ref}:{call['id']}"
+        outbound.cancel_open(ref, kind=DEPLOY_KIND, keep_key=key)  # superseded calls
+        if outbound.in_flight(ref, kind=DEPLOY_KIND, exclude_key=key):
+            return None  # an older call is still on the wire: keep the order, try again later
+        return outbound.deliver(
+            DEPLOY_KIND,
+            url,
+            self.payload(release, call["action"], call["weight"], call["id"]),
+            event_type=f"deploy.{call['action']}",
+            ref=ref,
+            key=key,
+            max_attempts=retries + 1,
+            timeout=timeout,
+            send_now=True,
         )
 
     def set_weight(self, release, weight):
@@ -250,3 +290,46 @@ def get_driver(environment) -> DeployDriver:
         return DRIVERS[environment.driver](environment)
     except KeyError:
         raise DriverError(f"unknown deploy driver {environment.driver!r}") from None
+
+
+# --- the outbound sender of webhook driver calls ------------------------------------------------
+def _release_of(delivery):
+    from releases.models import Release
+
+    ref, _, rest = delivery.key.partition(":") if delivery.key else ("", "", "")
+    pk, _, call_id = rest.partition(":")
+    release = Release.objects.select_related("environment").filter(pk=pk or None).first()
+    return release, call_id
+
+
+def _deploy_secret(delivery) -> str:
+    release, _ = _release_of(delivery)
+    return str((release.environment.driver_config or {}).get("secret") or "") if release else ""
+
+
+def _deploy_delivered(delivery):
+    from releases import sync  # sync imports this module
+
+    release, call_id = _release_of(delivery)
+    if release is not None:
+        sync.confirm(release.pk, call_id, ok=True)
+
+
+def _deploy_failed(delivery):
+    from releases import sync
+
+    release, call_id = _release_of(delivery)
+    if release is not None:
+        error = f"deployer webhook {delivery.event_type[7:]} failed after "
+        error += f"{delivery.attempts} attempt(s): {delivery.last_error}"
+        sync.confirm(release.pk, call_id, ok=False, error=error)
+
+
+def register():
+    outbound.register_sender(
+        DEPLOY_KIND,
+        secret=_deploy_secret,
+        on_delivered=_deploy_delivered,
+        on_failed=_deploy_failed,
+        user_agent="Backline-Deploy/1",
+    )

@@ -120,6 +120,9 @@ class Release(models.Model):
     pause_until = models.DateTimeField(null=True, blank=True)
     message = models.TextField(blank=True)  # why it is paused / failed / aborted
     driver_action = models.CharField(max_length=20, blank=True)  # "", "promote", "rollback"
+    # the deploy-driver call the release waits for ({"id", "action", "weight", "at"}; {} = none):
+    # recorded in the row's transaction, made after commit, cleared when the driver confirms
+    driver_call = models.JSONField(default=dict, blank=True)
     driver_error = models.TextField(blank=True)
     driver_failures = models.PositiveIntegerField(default=0)
     deploy_params = models.JSONField(default=dict, blank=True)
@@ -160,6 +163,11 @@ class Release(models.Model):
     @property
     def is_active(self):
         return self.status in ACTIVE_RELEASE
+
+    @property
+    def applying(self) -> bool:
+        """A driver call is wanted and not yet confirmed (the page shows "applying")."""
+        return bool(self.driver_call)
 
     @property
     def current_step(self):

@@ -74,13 +74,15 @@ def run_release_step(
     last_beat = time.monotonic()
     while True:
         r = Release.objects.get(pk=release.pk)
-        now_state = (r.status, r.step_index, r.weight)
+        applying = (r.driver_call or {}).get("weight")
+        now_state = (r.status, r.step_index, r.weight, applying)
         if now_state != seen:
             seen = now_state
             step_text = strategy.describe(r.current_step) if r.current_step else "—"
             say(
                 f"  {r.status:<11} step {min(r.step_index + 1, len(r.strategy))}/"
                 f"{len(r.strategy)} ({step_text}), canary {r.weight} %"
+                + (f", applying {applying} %" if applying is not None else "")
                 + (f" — {r.message}" if r.message else "")
                 + "\n"
             )

@@ -2,7 +2,10 @@
 
 Each takes the row lock, checks the transition is legal (409 with the current state
 otherwise), writes the audit event with the actor's door, emits the outbound event, and lets
-the controller apply the change at once (``controller.drive``) so traffic moves with the click.
+the controller record the wanted state at once (``controller.drive``: weight, promote or
+rollback owed to the driver). No network inside the lock: after commit a worker hands the
+wanted call to the deploy driver (``sync.sync``) and the release shows "applying" until the
+driver confirms.
 Permissions: members of the owning squad, org admins, tokens of that squad with
 ``releases:promote``.
 """
@@ -321,7 +324,7 @@ def retry_release(release: Release, *, actor: Actor) -> Release:
                     door=actor.door,
                     event_type="release.started",
                 )
-                r.save()
+                r.save(update_fields=controller.DRIVEN_FIELDS)
         except IntegrityError:
             raise Conflict(
                 f"{r.service.slug} already has another release in flight in {r.environment.name}.",

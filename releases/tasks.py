@@ -5,10 +5,13 @@ from celery import shared_task
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=150)
 def advance_release(release_id):
-    """Drive one release now (after an action; beat does the same for every due release)."""
-    from releases import controller
+    """Drive one release now, then hand its wanted driver call to the driver (after an action,
+    a driver confirmation or a beat tick)."""
+    from releases import controller, sync
 
-    return controller.advance(release_id)
+    status = controller.advance(release_id)
+    sync.sync(release_id)
+    return status
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)

@@ -167,7 +167,7 @@ def _charts(r):
 
 def _context(request, r, error=""):
     actor = Actor.from_request(request)
-    live = r.is_active or bool(r.driver_action)
+    live = r.is_active or bool(r.driver_action) or r.applying
     return {
         "release": r,
         "service": r.service,

@@ -1,5 +1,13 @@
 from django.apps import AppConfig
 
+# outbound event types the catalog emits (README, "Outbound events")
+EVENT_TYPES = {
+    "catalog.service.created": "A service was added to the catalog.",
+    "catalog.service.updated": "A service's fields, tags, dependencies or owner changed.",
+    "catalog.service.deleted": "A service was removed from the catalog.",
+    "catalog.imported": "A Backstage import created or changed the squad's services.",
+}
+
 
 class SquadsConfig(AppConfig):
     name = "squads"
@@ -8,6 +16,7 @@ class SquadsConfig(AppConfig):
         from django.urls import register_converter
 
         from portal import registry
+        from portal.events import register_event_type
         from squads import cache, home, schedule
         from squads.converters import EntitySlugConverter
 
@@ -20,3 +29,5 @@ class SquadsConfig(AppConfig):
         registry.beat(schedule.BEAT_SCHEDULE)
         registry.home_context(home.home_context)
         registry.member_squads(home.member_squads)
+        for name, description in EVENT_TYPES.items():
+            register_event_type(name, description)

@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from portal import events
+from portal import events, outbound
 from portal.models import ApiToken, AuditEvent, EventDelivery
 from squads.models import Service
 from tests.conftest import client_for, token_client
@@ -77,7 +77,7 @@ def test_subscription_api_and_signed_delivery_with_retry_after_500(alice, squad,
     assert bad.status_code == 400 and "event_types" in bad.json()["errors"]
 
     [delivery] = events.emit("catalog.service.updated", squad, {"service": "playback-api"})
-    assert events.emit("pipeline.succeeded", squad, {}) == []  # not subscribed
+    assert events.emit("pipeline.run.succeeded", squad, {}) == []  # not subscribed
     d = events.attempt(delivery.pk)
     assert d.status == "retrying" and d.last_status_code == 500 and d.next_attempt_at is not None
     d = events.attempt(delivery.pk)
@@ -85,12 +85,8 @@ def test_subscription_api_and_signed_delivery_with_retry_after_500(alice, squad,
     assert len(receiver.requests) == 2
     for headers, body in receiver.requests:
         assert headers["X-Backline-Delivery"] == str(delivery.delivery_id)
-        assert events.verify(
-            "topsecret1", headers["X-Backline-Timestamp"], body, headers["X-Backline-Signature"]
-        )
-        assert not events.verify(
-            "wrong-secret", headers["X-Backline-Timestamp"], body, headers["X-Backline-Signature"]
-        )
+        assert outbound.verify_signature(body, headers["X-Backline-Signature"], "topsecret1")
+        assert not outbound.verify_signature(body, headers["X-Backline-Signature"], "wrong-secret")
         assert json.loads(body)["type"] == "catalog.service.updated"
     log = c.get(f"/api/v1/event-deliveries/{delivery.pk}/").json()
     assert [a["status_code"] for a in log["attempt_log"]] == [500, 200]

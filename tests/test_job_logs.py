@@ -54,7 +54,7 @@ class Job:
 
 
 def pipeline_jobs(service):
-    run, _ = pipeline_services.trigger(service, Actor.system("t"), ref="main")
+    run, _ = pipeline_services.trigger_run(service, actor=Actor.system("t"), ref="main")
     run = pipeline_services.start_run(run.pk, worker="test:1")
     log = PipelineRunLog(run)
     log.write("▶ source\n")  # before the step: in the run log, not in the step's
@@ -156,12 +156,12 @@ def test_every_log_endpoint_answers_the_same_shape(alice, squad, make_token):
 
 def test_a_step_that_never_started_has_an_empty_complete_log(alice, squad, make_token):
     service = ServiceFactory(slug="player", owner=squad)
-    run, _ = pipeline_services.trigger(service, Actor.system("t"), ref="main")
+    run, _ = pipeline_services.trigger_run(service, actor=Actor.system("t"), ref="main")
     StepRun.objects.create(run=run, stage="test", name="unit", index=0)
     api = token_client(make_token(squad, ["pipelines:run"]))
     answer = api.get(f"/api/v1/runs/{run.pk}/steps/0/log?offset=5").json()
     assert answer == {"offset": 5, "next_offset": 5, "text": "", "complete": False}
-    pipeline_services.cancel(run, Actor.system("t"))
+    pipeline_services.cancel_run(run, actor=Actor.system("t"))
     assert api.get(f"/api/v1/runs/{run.pk}/steps/0/log").json()["complete"] is True
     assert api.get(f"/api/v1/runs/{run.pk}/steps/7/log").status_code == 404
     page = client_for(alice).get(f"/pipelines/runs/{run.pk}/steps/0/log")
@@ -169,7 +169,7 @@ def test_a_step_that_never_started_has_an_empty_complete_log(alice, squad, make_
 
 
 def _running(service):
-    run, _ = pipeline_services.trigger(service, Actor.system("t"), ref="main")
+    run, _ = pipeline_services.trigger_run(service, actor=Actor.system("t"), ref="main")
     return pipeline_services.start_run(run.pk, worker="test:1")
 
 

@@ -110,6 +110,13 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
 
 
 class DeliverySerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True)
+    attempts = serializers.IntegerField(read_only=True)
+    response_code = serializers.IntegerField(read_only=True, allow_null=True)
+    last_error = serializers.CharField(read_only=True)
+    delivered_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    outbound = serializers.SlugRelatedField(slug_field="delivery_id", read_only=True)
+
     class Meta:
         model = Delivery
         fields = [
@@ -123,4 +130,5 @@ class DeliverySerializer(serializers.ModelSerializer):
             "last_error",
             "created_at",
             "delivered_at",
+            "outbound",
         ]

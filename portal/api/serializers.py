@@ -85,7 +85,10 @@ class MeSerializer(serializers.Serializer):
         }
 
 
-EVENT_PATTERN_HELP = "Event types or patterns: pipeline.*, release.*, terraform.*, alert.*, catalog.*, or exact names."
+EVENT_PATTERN_HELP = (
+    "Registered event types (GET /api/v1/event-types/), their families (release.*, alert.*, "
+    "...) or '*'."
+)
 
 
 class EventSubscriptionSerializer(serializers.ModelSerializer):
@@ -101,6 +104,11 @@ class EventSubscriptionSerializer(serializers.ModelSerializer):
         model = EventSubscription
         fields = ["id", *SUBSCRIPTION_FIELDS, "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class EventTypeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
 
 
 class DeliveryAttemptSerializer(serializers.Serializer):
@@ -123,7 +131,9 @@ class EventDeliverySerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "delivery_id",
+            "kind",
             "subscription",
+            "url",
             "event_type",
             "payload",
             "status",

@@ -11,5 +11,6 @@ router.register("event-deliveries", views.EventDeliveryViewSet, basename="eventd
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
+    path("event-types/", views.EventTypeView.as_view(), name="api-event-types"),
     *router.urls,
 ]

@@ -15,6 +15,7 @@ from portal.api.serializers import (
     AuditEventSerializer,
     EventDeliverySerializer,
     EventSubscriptionSerializer,
+    EventTypeSerializer,
     MeSerializer,
 )
 from portal.filters import AuditEventFilter
@@ -26,6 +27,15 @@ class MeView(APIView):
     def get(self, request):
         actor = Actor.from_request(request)
         return Response(MeSerializer.for_actor(actor))
+
+
+class EventTypeView(APIView):
+    """The event types a subscription may select, as registered by the apps that emit them."""
+
+    @extend_schema(responses=EventTypeSerializer(many=True))
+    def get(self, request):
+        types = events.event_types()
+        return Response([{"name": n, "description": d} for n, d in types.items()])
 
 
 class ApiTokenViewSet(

@@ -66,7 +66,7 @@ def check_verdict(run):
 
 def plan(ws, user, files):
     Workspace.objects.filter(pk=ws.pk).update(files=files)
-    run = services.queue_run(Actor(user=user), Workspace.objects.get(pk=ws.pk))
+    run = services.queue_run(Workspace.objects.get(pk=ws.pk), actor=Actor(user=user))
     runner.execute_plan(run.pk)
     run.refresh_from_db()
     check_verdict(run)
@@ -74,7 +74,7 @@ def plan(ws, user, files):
 
 
 def apply(run, user):
-    services.apply(Actor(user=user), run)
+    services.apply_run(run, actor=Actor(user=user))
     runner.execute_apply(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.APPLIED, run.error or log_text(run)
@@ -141,7 +141,7 @@ def test_create_update_replace_destroy(ws111, alice):
     run = plan(ws111, alice, {"main.tf": data("a", "two")})
     assert run.status == RunStatus.PLANNED_AND_FINISHED and run.summary["applyable"] is False
     with pytest.raises(Exception, match="only a run awaiting confirmation"):
-        services.apply(Actor(user=alice), run)
+        services.apply_run(run, actor=Actor(user=alice))
 
 
 @pytest.mark.django_db

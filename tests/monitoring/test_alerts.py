@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from metrics.scrape import scrape_service
-from monitoring import notify, services
+from monitoring import services
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel
+from portal import outbound
 from portal.actors import Actor
 from portal.models import AuditEvent
 from tests.conftest import client_for, token_client
@@ -114,8 +115,10 @@ def test_alert_fires_and_resolves_with_signed_notifications(
     req = signed.wait(1)[0]
     body = req["body"]
     assert req["headers"]["X-Backline-Event"] == "alert.firing"
-    assert notify.verify(SECRET, body, req["headers"]["X-Backline-Signature"])
-    assert not notify.verify("wrong-secret", body, req["headers"]["X-Backline-Signature"])
+    assert outbound.verify_signature(body, req["headers"]["X-Backline-Signature"], SECRET)
+    assert not outbound.verify_signature(
+        body, req["headers"]["X-Backline-Signature"], "wrong-secret"
+    )
     payload = json.loads(body)
     assert payload["alert"]["state"] == "firing"
     assert payload["service"]["slug"] == "checkout" and payload["squad"] == "playback"
@@ -136,12 +139,14 @@ def test_alert_fires_and_resolves_with_signed_notifications(
     assert [e.to_state for e in alert.events.all()] == ["pending", "firing", "resolved"]
     resolved = signed.wait(2)[1]
     assert json.loads(resolved["body"])["event"] == "alert.resolved"
-    assert notify.verify(SECRET, resolved["body"], resolved["headers"]["X-Backline-Signature"])
+    assert outbound.verify_signature(
+        resolved["body"], resolved["headers"]["X-Backline-Signature"], SECRET
+    )
 
     # the delivery log shows every attempt
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        statuses = set(Delivery.objects.values_list("status", flat=True))
+        statuses = set(Delivery.objects.values_list("outbound__status", flat=True))
         if statuses == {"delivered"}:
             break
         time.sleep(0.2)

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import connection
 
 from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
-from portal.events import verify
-from releases import controller
+from portal.outbound import verify_signature
+from releases import controller, sync
 from releases.models import Environment, Release
 from tests.factories import ServiceFactory
 
@@ -38,12 +38,7 @@ class Deployer:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                valid = verify(
-                    SECRET,
-                    self.headers.get("X-Backline-Timestamp", ""),
-                    body,
-                    self.headers.get("X-Backline-Signature", ""),
-                )
+                valid = verify_signature(body, self.headers.get("X-Backline-Signature", ""), SECRET)
                 data = json.loads(body or b"{}")
                 call = {
                     "action": data.get("action"),
@@ -148,12 +143,14 @@ def paused_release(playback_api, webhook_env, alice):
     from releases import services
 
     def make(version="1.0.0", steps=PAUSING):
-        r = services.create_release(
-            playback_api,
-            actor=Actor(user=alice, door="ui"),
-            environment=webhook_env,
-            version=version,
-            steps=steps,
+        r = settle(
+            services.create_release(
+                playback_api,
+                actor=Actor(user=alice, door="ui"),
+                environment=webhook_env,
+                version=version,
+                steps=steps,
+            )
         )
         assert r.status == "paused", (r.status, r.message, r.driver_error)
         return r
@@ -254,11 +251,20 @@ def wait_for_traffic(service, window=5.0, timeout=20.0):
     raise AssertionError(f"no traffic seen for {service.slug} in {timeout}s")
 
 
+def settle(release):
+    """What the worker does after an action commits (``advance_release``): hand the wanted
+    driver calls to the driver until none is left or one waits for a retry. The fresh row."""
+    sync.sync(release.pk)
+    return Release.objects.get(pk=release.pk)
+
+
 def drive_until(release, predicate, timeout=30.0, every=0.25):
-    """Tick the controller like beat does until ``predicate(release)`` holds."""
+    """Tick the controller like beat does (and apply the driver calls it wants, as its
+    workers would) until ``predicate(release)`` holds."""
     deadline = time.monotonic() + timeout
     while True:
         controller.tick_all()
+        sync.sync(release.pk)
         r = Release.objects.get(pk=release.pk)
         if predicate(r):
             return r

@@ -10,7 +10,7 @@ from django.urls import reverse
 from portal.models import AuditEvent
 from releases.models import Release, ReleaseEvent
 from tests.conftest import PASSWORD, client_for, token_client
-from tests.releases.conftest import PAUSING
+from tests.releases.conftest import PAUSING, settle
 
 
 def test_create_detail_list_and_environments(playback_api, webhook_env, alice, deployer):
@@ -27,7 +27,13 @@ def test_create_detail_list_and_environments(playback_api, webhook_env, alice, d
     )
     assert resp.status_code == 201, resp.content
     body = resp.json()
-    assert body["status"] == "paused" and body["weight"] == 10
+    # the answer comes before the driver call: the wanted 10 % is being applied
+    assert body["status"] == "progressing" and body["weight"] == 0 and body["applying"]
+    assert body["driver_call"]["action"] == "set_weight" and body["driver_call"]["weight"] == 10
+    assert deployer.actions() == []
+    settle(Release.objects.get(pk=body["id"]))  # the worker, after commit
+    body = c.get(f"/api/v1/releases/{body['id']}/").json()
+    assert body["status"] == "paused" and body["weight"] == 10 and not body["applying"]
     assert body["current_step"] == "pause until promoted" and body["step_index"] == 1
     assert body["started_by"] == "alice" and body["strategy_source"] == "request"
     assert [c["action"] for c in deployer.actions()] == ["set_weight"]
@@ -88,8 +94,10 @@ def test_actions_and_409_with_current_state(paused_release, alice, deployer):
     resp = c.post(f"/api/v1/releases/{r.pk}/promote", {"step": 0}, format="json")
     assert resp.status_code == 409 and resp.json()["current"]["step_index"] == 1
     resp = c.post(f"/api/v1/releases/{r.pk}/promote", {"step": 1}, format="json")
-    assert resp.status_code == 200 and resp.json()["weight"] == 30
-    assert resp.json()["status"] == "paused" and resp.json()["step_index"] == 3
+    assert resp.status_code == 200 and resp.json()["desired_weight"] == 30
+    assert resp.json()["applying"] and resp.json()["weight"] == 10
+    r = settle(r)
+    assert r.status == "paused" and r.step_index == 3 and r.weight == 30
     resp = c.post(f"/api/v1/releases/{r.pk}/retry")
     assert resp.status_code == 409
     assert resp.json()["code"] == "conflict"
@@ -97,18 +105,24 @@ def test_actions_and_409_with_current_state(paused_release, alice, deployer):
     assert resp.json()["current"]["weight"] == 30
     resp = c.post(f"/api/v1/releases/{r.pk}/abort", {"reason": "saw a spike"}, format="json")
     assert resp.status_code == 200
-    assert resp.json()["status"] == "aborted" and resp.json()["weight"] == 0
+    assert resp.json()["status"] == "aborted" and resp.json()["applying"]
+    assert resp.json()["driver_call"]["action"] == "rollback"
+    r = settle(r)
+    assert r.weight == 0 and not r.applying and r.driver_action == ""
     assert deployer.actions()[-1]["action"] == "rollback"
     for action in ("promote", "promote-full", "abort"):
         resp = c.post(f"/api/v1/releases/{r.pk}/{action}")
         assert resp.status_code == 409, action
         assert resp.json()["current"]["status"] == "aborted"
     resp = c.post(f"/api/v1/releases/{r.pk}/retry")
-    assert resp.status_code == 200 and resp.json()["status"] == "paused"
-    assert resp.json()["weight"] == 10
+    assert resp.status_code == 200 and resp.json()["status"] == "progressing"
+    assert resp.json()["driver_call"]["weight"] == 10
+    r = settle(r)
+    assert r.status == "paused" and r.weight == 10
     resp = c.post(f"/api/v1/releases/{r.pk}/promote-full")
-    assert resp.status_code == 200
-    assert resp.json()["status"] == "succeeded" and resp.json()["weight"] == 100
+    assert resp.status_code == 200 and resp.json()["applying"]
+    r = settle(r)
+    assert r.status == "succeeded" and r.weight == 100 and not r.applying
     assert deployer.actions()[-1]["action"] == "promote"
     doors = set(
         AuditEvent.objects.filter(action__startswith="release.").values_list("action", "door")
@@ -159,7 +173,7 @@ def test_50_concurrent_promotes_advance_exactly_one_step(live_server, paused_rel
         t.join(90)
     assert sorted(set(results)) == [200, 409], results
     assert results.count(200) == 1
-    r = Release.objects.get(pk=r.pk)
+    r = settle(r)  # no worker here: hand the wanted call over as the worker would
     assert r.step_index == 3 and r.weight == 30 and r.status == "paused"
     assert AuditEvent.objects.filter(action="release.promote").count() == 1
     assert ReleaseEvent.objects.filter(release=r, kind="weight", weight=30).count() == 1
@@ -169,12 +183,12 @@ def test_repeated_idempotency_key_returns_first_answer(paused_release, alice, sq
     r = paused_release()
     c = token_client(make_token(squad, scopes=["releases:promote"]))
     first = c.post(f"/api/v1/releases/{r.pk}/promote", HTTP_IDEMPOTENCY_KEY="promote-once")
-    assert first.status_code == 200 and first.json()["weight"] == 30
+    assert first.status_code == 200 and first.json()["desired_weight"] == 30
     again = c.post(f"/api/v1/releases/{r.pk}/promote", HTTP_IDEMPOTENCY_KEY="promote-once")
     assert again.status_code == 200
     assert again["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
-    assert Release.objects.get(pk=r.pk).step_index == 3  # not moved twice
+    assert settle(r).step_index == 3  # not moved twice
     soon = c.post(f"/api/v1/releases/{r.pk}/promote", HTTP_IDEMPOTENCY_KEY="promote-soon")
     assert soon.status_code == 409  # reached this pause just now: a step is needed to be sure
     other = c.post(
@@ -183,7 +197,7 @@ def test_repeated_idempotency_key_returns_first_answer(paused_release, alice, sq
         format="json",
         HTTP_IDEMPOTENCY_KEY="promote-twice",
     )
-    assert other.status_code == 200 and other.json()["weight"] == 60
+    assert other.status_code == 200 and other.json()["desired_weight"] == 60
     assert AuditEvent.objects.filter(action="release.promote", door="api").count() == 2
 
 
@@ -241,7 +255,11 @@ def test_permissions_ui(paused_release, alice, bob, charlie, client):
     page = c.get(r.get_absolute_url())
     assert b"btn-promote" in page.content and b"hx-confirm" in page.content
     resp = c.post(reverse("releases:release_promote", args=[r.pk]), HTTP_HX_REQUEST="true")
-    assert resp.status_code == 200 and b'data-weight="30"' in resp.content
+    assert resp.status_code == 200 and b'id="release-applying"' in resp.content
+    assert b"moving to 30 %" in resp.content and b'data-weight="10"' in resp.content
+    settle(r)
+    frag = c.get(r.get_absolute_url(), HTTP_HX_REQUEST="true")
+    assert b'data-weight="30"' in frag.content and b'id="release-applying"' not in frag.content
     resp = c.post(reverse("releases:release_retry", args=[r.pk]), HTTP_HX_REQUEST="true")
     assert resp.status_code == 409 and b"release-error" in resp.content
     assert AuditEvent.objects.get(action="release.promote").door == "ui"

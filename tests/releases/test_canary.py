@@ -12,7 +12,7 @@ from releases import services
 from releases.drivers import read_weight
 from releases.models import AnalysisRun, Measurement, Release, ReleaseEvent
 from tests.conftest import client_for
-from tests.releases.conftest import drive_until, wait_for_traffic
+from tests.releases.conftest import drive_until, settle, wait_for_traffic
 
 # the first measurement comes one interval after the weight moves: 3 s of canary traffic at
 # 25 % of 40 rps is ~30 requests, well above min_requests even on a loaded machine (at 1.5 s
@@ -30,8 +30,11 @@ STEPS = [
 
 
 def _start(service, env, user, version, **kw):
-    return services.create_release(
-        service, actor=Actor(user=user, door="ui"), environment=env, version=version, **kw
+    """Start a release and apply its first driver call, as the worker does after commit."""
+    return settle(
+        services.create_release(
+            service, actor=Actor(user=user, door="ui"), environment=env, version=version, **kw
+        )
     )
 
 
@@ -57,10 +60,12 @@ def test_healthy_canary_is_promoted_step_by_step(traffic, local_env, alice):
     assert canary_before > 0  # the canary process really served traffic
 
     r = services.promote_release(r, actor=Actor(user=alice, door="api"), step=r.step_index)
+    assert r.status == "progressing" and r.applying and read_weight("playback-api") == 25
+    r = settle(r)
     assert r.status == "progressing" and r.weight == 50 and read_weight("playback-api") == 50
     r = drive_until(r, lambda r: r.status == "paused", timeout=30)
     assert r.step_index == 5 and r.weight == 50
-    r = services.promote_release(r, actor=Actor(user=alice, door="api"), step=r.step_index)
+    r = settle(services.promote_release(r, actor=Actor(user=alice, door="api"), step=r.step_index))
     assert r.status == "succeeded" and r.weight == 100
     # promoted: the new version is stable, the canary slot idles
     assert read_weight("playback-api") == 0

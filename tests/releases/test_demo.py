@@ -12,7 +12,7 @@ from releases.drivers import read_weight
 from releases.models import Environment, Release
 from squads.models import Service
 from tests.factories import ServiceFactory
-from tests.releases.conftest import drive_until, wait_for_traffic
+from tests.releases.conftest import drive_until, settle, wait_for_traffic
 
 
 @pytest.mark.django_db(transaction=True)
@@ -27,6 +27,7 @@ def test_demo_releases_pass_and_fail_by_themselves(squad, other_squad, settings)
     demo.seed()
     a = Release.objects.get(service__slug="playback-api", environment__name="staging")
     b = Release.objects.get(service__slug="search-api", environment__name="staging")
+    a, b = settle(a), settle(b)  # what the worker does after the seed commits
     assert a.status == b.status == "progressing" and a.weight == 0
     assert "demo fleet running" in a.driver_error
     assert Release.objects.filter(environment__name="production").count() == 5

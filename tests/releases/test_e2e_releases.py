@@ -5,6 +5,7 @@ import pytest
 
 from releases.models import Release
 from tests.conftest import screenshot
+from tests.releases.conftest import settle
 
 
 @pytest.mark.django_db(transaction=True)
@@ -20,6 +21,10 @@ def test_promote_then_abort_in_the_browser(
     screenshot(page, "release-paused")
     page.once("dialog", lambda d: d.accept())
     page.click("#btn-promote")
+    # the click answers at once: the page shows the weight being applied ...
+    page.wait_for_selector("#release-applying")
+    assert "moving to 30 %" in page.locator("#release-applying").text_content()
+    settle(r)  # ... until a worker has the driver confirm it (no worker here: we do it)
     page.wait_for_function(
         "document.querySelector('#release-weight .weight-num').textContent.trim() === '30 %'"
     )
@@ -38,6 +43,9 @@ def test_promote_then_abort_in_the_browser(
     page.wait_for_function(
         "document.querySelector('#release-status').textContent.trim() === 'aborted'"
     )
+    page.wait_for_selector("#release-applying")  # rolling back
+    settle(other)
+    page.wait_for_selector("#release-applying", state="detached")
     assert page.locator("#release-weight .weight-num").text_content().strip() == "0 %"
     assert page.evaluate("window.__noReload") == "still-here"
     assert "aborted by alice" in page.locator("#release-message").text_content()

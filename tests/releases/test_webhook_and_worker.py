@@ -6,12 +6,14 @@ import time
 import pytest
 from django.db import connection, transaction
 
+from portal import outbound
 from portal.actors import Actor
+from portal.models import EventDelivery
 from releases import controller, services
 from releases.drivers import DriverError, WebhookDriver
 from releases.models import Environment, Release, ReleaseEvent
 from tests.conftest import WorkerProcess
-from tests.releases.conftest import SECRET, drive_until
+from tests.releases.conftest import SECRET, drive_until, settle
 
 STEPS = [{"set_weight": 20}, {"pause": {"duration": 0.5}}, {"set_weight": 40}]
 
@@ -53,6 +55,14 @@ def test_signed_calls_and_bad_secret(playback_api, webhook_env, deployer, alice)
     assert deployer.actions()[-1]["valid"] is False
 
 
+def _retry_open_calls(r):
+    """The retries a worker would make when their countdown is over."""
+    open_ = EventDelivery.objects.filter(kind="deploy", ref=f"release:{r.pk}", status="retrying")
+    for d in open_:
+        outbound.attempt(d.pk)
+    return Release.objects.get(pk=r.pk)
+
+
 @pytest.mark.parametrize("mode", ["fail", "slow"])
 def test_deployer_failures_do_not_advance(playback_api, webhook_env, deployer, alice, mode):
     deployer.mode = mode
@@ -61,22 +71,25 @@ def test_deployer_failures_do_not_advance(playback_api, webhook_env, deployer, a
     r = services.create_release(
         playback_api, actor=Actor(user=alice), environment=webhook_env, version="1.0.0", steps=STEPS
     )
+    r = settle(r)  # the first attempt fails; its retry is scheduled (a Celery countdown)
     assert time.monotonic() - t0 < 5
-    assert r.status == "progressing" and r.step_index == 0 and r.weight == 0
+    assert r.status == "progressing" and r.step_index == 0 and r.weight == 0 and r.applying
+    r = _retry_open_calls(r)  # the retry fails too (retries: 1): the call failed for good
     expected = "HTTP 500" if mode == "fail" else "timed out"
-    assert expected in r.driver_error and r.driver_failures == 1
+    assert expected in r.driver_error and r.driver_failures == 1 and not r.applying
     attempts = deployer.actions("set_weight")
     assert len(attempts) == 2  # retries: 1
     assert len({a["delivery"] for a in attempts}) == 1  # the same delivery id on a retry
     # beat comes back later: still failing, still not advanced
     Release.objects.filter(pk=r.pk).update(next_tick_at=None)
     controller.tick_all()
-    r.refresh_from_db()
+    r = _retry_open_calls(settle(r))
     assert r.weight == 0 and r.step_index == 0 and r.driver_failures == 2
+    assert len({a["delivery"] for a in deployer.actions("set_weight")}) == 2  # a new call
     # the deployer recovers: the release carries on
     deployer.mode = "ok"
     Release.objects.filter(pk=r.pk).update(next_tick_at=None)
-    r = drive_until(r, lambda r: r.status == "succeeded", timeout=10)
+    r = drive_until(r, lambda r: r.status == "succeeded" and not r.applying, timeout=10)
     assert r.driver_error == "" and r.weight == 100
     # abort while the deployer is down: aborted, rollback owed and retried until it lands
     r2 = services.create_release(
@@ -86,12 +99,15 @@ def test_deployer_failures_do_not_advance(playback_api, webhook_env, deployer, a
         version="1.0.1",
         steps=[{"set_weight": 20}, {"pause": {}}],
     )
+    r2 = settle(r2)
+    assert r2.status == "paused" and r2.weight == 20
     deployer.mode = "fail"
-    r2 = services.abort_release(r2, actor=Actor(user=alice))
+    r2 = settle(services.abort_release(r2, actor=Actor(user=alice)))
     assert r2.status == "aborted" and r2.driver_action == "rollback" and r2.weight == 20
+    assert r2.applying and r2.driver_call["action"] == "rollback"
     deployer.mode = "ok"
-    Release.objects.filter(pk=r2.pk).update(next_tick_at=None)
-    r2 = drive_until(r2, lambda r: r.driver_action == "", timeout=10)
+    r2 = _retry_open_calls(r2)
+    assert r2.driver_action == "" and not r2.applying
     assert r2.weight == 0 and deployer.actions()[-1]["action"] == "rollback"
 
 
@@ -112,6 +128,7 @@ def test_worker_killed_mid_release_then_beat_carries_on(
     r = services.create_release(
         playback_api, actor=Actor(user=alice), environment=webhook_env, version="4.0.0", steps=steps
     )
+    r = settle(r)  # the worker's job after commit (its message goes with the flushed broker)
     assert r.status == "paused" and r.weight == 20
     # the worker will hang inside the deployer call that moves traffic to 40 %
     deployer.mode, deployer.slow_on, deployer.slow_seconds = "slow", ("set_weight", 40), 30
@@ -125,18 +142,23 @@ def test_worker_killed_mid_release_then_beat_carries_on(
         worker.kill()
     finally:
         worker.stop()
-    # consistent: what the database says is what was confirmed, and no lock is left behind
+    # consistent: what the database says is what was confirmed (20 %, 40 % still wanted), and
+    # no lock is left behind (none was held during the call)
     with transaction.atomic():
         locked = Release.objects.select_for_update(nowait=True).get(pk=r.pk)
-    assert locked.status == "paused" and locked.step_index == 1 and locked.weight == 20
+    assert locked.status == "progressing" and locked.step_index == 2 and locked.weight == 20
+    assert locked.driver_call["weight"] == 40
     assert not ReleaseEvent.objects.filter(release=r, weight=40).exists()
     connection.close()
     deployer.mode = "ok"
     worker = WorkerProcess(concurrency=1, extra_args=args).start()
     try:
         deadline = time.monotonic() + 40
-        while Release.objects.get(pk=r.pk).status != "succeeded":
-            assert time.monotonic() < deadline, Release.objects.get(pk=r.pk).__dict__
+        while True:  # succeeded, and the driver confirmed the promote
+            now = Release.objects.get(pk=r.pk)
+            if now.status == "succeeded" and not now.applying:
+                break
+            assert time.monotonic() < deadline, now.__dict__
             time.sleep(0.3)
     finally:
         worker.stop()
