@@ -45,9 +45,9 @@ def sync_targets(service: Service) -> list[ScrapeTarget]:
     """Make the service's ScrapeTarget rows mirror its ``metrics_urls``."""
     entries = {e["url"]: e for e in normalise_entries(service.metrics_urls)}
     existing = {t.url: t for t in ScrapeTarget.objects.filter(service=service)}
-    for url, target in existing.items():
+    for url, gone in existing.items():
         if url not in entries:
-            target.delete()
+            gone.delete()
     targets = []
     for url, entry in entries.items():
         target = existing.get(url)
@@ -112,9 +112,9 @@ def stored_value(series: Series, raw: float, t: float, created=None) -> tuple[fl
     stored, was_reset = raw, False
     if series.kind == "counter":
         restarted = created is not None and series.created not in (None, created)
-        finite = series.last_raw is not None and math.isfinite(series.last_raw + raw)
-        if finite and (raw < series.last_raw or restarted):
-            series.offset += series.last_raw  # counter reset: keep the stored value monotonic
+        last = series.last_raw
+        if last is not None and math.isfinite(last + raw) and (raw < last or restarted):
+            series.offset += last  # counter reset: keep the stored value monotonic
             series.resets = [*series.resets, [t, series.offset]]
             was_reset = True
         stored = raw + series.offset
@@ -124,50 +124,83 @@ def stored_value(series: Series, raw: float, t: float, created=None) -> tuple[fl
     return stored, was_reset
 
 
-def ingest(target: ScrapeTarget, text: str, t: float) -> int:
-    """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
-    service = target.service
+def _labelled(target: ScrapeTarget, labels: dict) -> dict:
+    """``labels`` with the ``service`` and ``track`` every stored series carries."""
+    labels.setdefault("service", target.service.slug)
+    if target.track:
+        labels["track"] = target.track
+    labels.setdefault("track", "stable")
+    return labels
+
+
+def _new_series(target: ScrapeTarget, name: str, kind: str, labels: dict, key: str) -> Series:
+    le = labels.get("le")
+    return Series(
+        target=target,
+        service=target.service,
+        name=name,
+        kind=kind,
+        labels=labels,
+        key=key,
+        track=labels["track"][:20],
+        code=str(labels.get("code") or labels.get("status") or "")[:10],
+        le=float(le) if le is not None else None,
+    )
+
+
+def _match_series(target: ScrapeTarget, text: str) -> tuple[list, list[Series]]:
+    """The exposition's samples as (series, raw value, created), and the series first seen
+    in it (not saved yet). At most ``MAX_SAMPLES_PER_TARGET``; NaN samples are dropped."""
     known = {(s.name, s.key): s for s in Series.objects.filter(target=target)}
-    new_series, changed, rows, reset = [], [], [], []
-    pending = []
+    new_series, pending = [], []
     for n, (name, kind, labels, value, created) in enumerate(parse_exposition(text)):
         if n >= MAX_SAMPLES_PER_TARGET:
             break
         if math.isnan(value):
             continue
-        labels.setdefault("service", service.slug)
-        if target.track:
-            labels["track"] = target.track
-        labels.setdefault("track", "stable")
+        labels = _labelled(target, labels)
         key = label_key(labels)
         series = known.get((name, key))
         if series is None:
-            le = labels.get("le")
-            series = Series(
-                target=target,
-                service=service,
-                name=name,
-                kind=kind,
-                labels=labels,
-                key=key,
-                track=labels["track"][:20],
-                code=str(labels.get("code") or labels.get("status") or "")[:10],
-                le=float(le) if le is not None else None,
-            )
+            series = _new_series(target, name, kind, labels, key)
             known[(name, key)] = series
             new_series.append(series)
         pending.append((series, value, created))
-    if new_series:
-        Series.objects.bulk_create(new_series, ignore_conflicts=True)
-        # re-read ids (ignore_conflicts does not set them)
-        ids = {
-            (s.name, s.key): s
-            for s in Series.objects.filter(target=target, key__in=[x.key for x in new_series])
-        }
-        for s in new_series:
-            got = ids.get((s.name, s.key))
-            if got is not None:
-                s.pk = got.pk
+    return pending, new_series
+
+
+def _create_series(target: ScrapeTarget, new_series: list[Series]) -> None:
+    """Insert ``new_series`` and give each its id (a concurrent insert's, on a conflict)."""
+    if not new_series:
+        return
+    Series.objects.bulk_create(new_series, ignore_conflicts=True)
+    # re-read ids (ignore_conflicts does not set them)
+    ids = {
+        (s.name, s.key): s
+        for s in Series.objects.filter(target=target, key__in=[x.key for x in new_series])
+    }
+    for s in new_series:
+        got = ids.get((s.name, s.key))
+        if got is not None:
+            s.pk = got.pk
+
+
+def _store(rows: list[Sample], changed: list[Series], reset: list[Series]) -> None:
+    with transaction.atomic():
+        Sample.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+        if changed:
+            Series.objects.bulk_update(
+                changed, ["last_raw", "offset", "last_t", "created"], batch_size=500
+            )
+        if reset:  # rare (a process restarted): not part of every scrape's update
+            Series.objects.bulk_update(reset, ["resets"], batch_size=500)
+
+
+def ingest(target: ScrapeTarget, text: str, t: float) -> int:
+    """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
+    pending, new_series = _match_series(target, text)
+    _create_series(target, new_series)
+    changed, rows, reset = [], [], []
     for series, raw, created in pending:
         if series.pk is None:
             continue
@@ -178,14 +211,7 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
             reset.append(series)
         changed.append(series)
         rows.append(Sample(series_id=series.pk, t=t, value=stored))
-    with transaction.atomic():
-        Sample.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
-        if changed:
-            Series.objects.bulk_update(
-                changed, ["last_raw", "offset", "last_t", "created"], batch_size=500
-            )
-        if reset:  # rare (a process restarted): not part of every scrape's update
-            Series.objects.bulk_update(reset, ["resets"], batch_size=500)
+    _store(rows, changed, reset)
     return len(rows)
 
 

@@ -128,7 +128,7 @@ def ratio(num: list | None, den: list) -> list:
 
     A missing numerator (no error series at all) with traffic present counts as 0.
     """
-    out = []
+    out: list = []
     for k, d in enumerate(den):
         if d is None or d <= 0:
             out.append(None)
@@ -207,7 +207,7 @@ def quantiles_over_time(qs, bucket_rates: dict[float, list]) -> dict[float, list
     """Several quantiles at once (the buckets prepared once per step); same answers as
     ``histogram_quantile``, with None (no data) where it answers NaN."""
     les = sorted(bucket_rates)
-    out = {q: [] for q in qs}
+    out: dict[float, list] = {q: [] for q in qs}
     if not les:
         return out
     columns = [bucket_rates[le] for le in les]

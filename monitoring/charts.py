@@ -93,36 +93,49 @@ def _decimate(points, t0, t1, plot_w):
     return out
 
 
-def line_chart(
-    title: str, unit: str, series: dict, t0: float, t1: float, chart_id: str = ""
-) -> str:
-    """``series``: {legend label: [(t, value | None), ...]}. Returns an <svg> string."""
-    plot_w, plot_h = W - ML - MR, H - MT - MB
-    scale = 100 if unit == "%" else 1
-    values = [v * scale for pts in series.values() for _, v in pts if v is not None]
-    vmax = max(values) if values else 0
-    if unit == "%":
-        vmax = max(vmax, 1.0)
-    ticks = _nice_ticks(vmax * 1.1 if vmax else 1)
-    top = ticks[-1] or 1
-    span = max(t1 - t0, 1)
+class _Frame:
+    """The plot area of one chart: value scale, ticks and the data-to-pixel mapping."""
 
-    def x(t):
-        return ML + (t - t0) / span * plot_w
+    def __init__(self, unit: str, series: dict, t0: float, t1: float):
+        self.unit, self.t0, self.t1 = unit, t0, t1
+        self.plot_w, self.plot_h = W - ML - MR, H - MT - MB
+        self.scale = 100 if unit == "%" else 1
+        self.values = [v * self.scale for pts in series.values() for _, v in pts if v is not None]
+        vmax = max(self.values) if self.values else 0
+        if unit == "%":
+            vmax = max(vmax, 1.0)
+        self.ticks = _nice_ticks(vmax * 1.1 if vmax else 1)
+        self.top = self.ticks[-1] or 1
+        self.span = max(t1 - t0, 1)
 
-    def y(v):
-        return MT + plot_h - (v * scale) / top * plot_h
+    def x(self, t):
+        return ML + (t - self.t0) / self.span * self.plot_w
 
-    parts = [
+    def y(self, v):
+        return MT + self.plot_h - (v * self.scale) / self.top * self.plot_h
+
+
+def _svg_open(title: str, chart_id: str) -> str:
+    return (
         f'<svg class="chart" id="{escape(chart_id)}" viewBox="0 0 {W} {H}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg" '
         f'font-family="system-ui, sans-serif" font-size="11">'
-    ]
+    )
+
+
+def _value_axis(f: _Frame) -> list[str]:
+    """Horizontal grid lines with value labels, and the unit written beside the axis."""
+    parts = []
+    unit, plot_h = f.unit, f.plot_h
     tick_unit = {"%": "%", "s": "s"}.get(unit, unit)
-    for tv in ticks:
-        yy = MT + plot_h - tv / top * plot_h
+    for tv in f.ticks:
+        yy = MT + plot_h - tv / f.top * plot_h
         label = (
-            "0" if tv == 0 else format_value(tv / scale, unit) if unit in ("%", "s") else f"{tv:g}"
+            "0"
+            if tv == 0
+            else format_value(tv / f.scale, unit)
+            if unit in ("%", "s")
+            else f"{tv:g}"
         )
         parts.append(
             f'<line x1="{ML}" y1="{yy:.1f}" x2="{W - MR}" y2="{yy:.1f}" stroke="#e4e7ef"/>'
@@ -133,31 +146,52 @@ def line_chart(
             f'<text x="10" y="{MT + plot_h / 2:.0f}" fill="#667085" transform="rotate(-90 10 {MT + plot_h / 2:.0f})" '
             f'text-anchor="middle">{escape(tick_unit)}</text>'
         )
-    for tt in _time_ticks(t0, t1):
-        xx = x(tt)
+    return parts
+
+
+def _time_axis(f: _Frame) -> list[str]:
+    """Time ticks with labels under the plot, and the x axis line."""
+    parts = []
+    plot_h = f.plot_h
+    for tt in _time_ticks(f.t0, f.t1):
+        xx = f.x(tt)
         parts.append(
             f'<line x1="{xx:.1f}" y1="{MT + plot_h}" x2="{xx:.1f}" y2="{MT + plot_h + 4}" stroke="#9aa3b8"/>'
             f'<text x="{xx:.1f}" y="{MT + plot_h + 15}" text-anchor="middle" fill="#667085">'
-            f"{_time_label(tt, span)}</text>"
+            f"{_time_label(tt, f.span)}</text>"
         )
     parts.append(
         f'<line x1="{ML}" y1="{MT + plot_h}" x2="{W - MR}" y2="{MT + plot_h}" stroke="#9aa3b8"/>'
     )
-    lx = ML
+    return parts
+
+
+def _trace(f: _Frame, points) -> tuple[list[str], list[tuple]]:
+    """The path commands of one series (a gap lifts the pen) and its isolated points."""
+    d, pen = [], False
+    dots: list[tuple[float, float]] = []
+    run: list[tuple[float, float]] = []
+    for t, v in _decimate(points, f.t0, f.t1, f.plot_w):
+        if v is None:
+            if len(run) == 1:
+                dots.append(run[0])
+            pen, run = False, []
+            continue
+        d.append(f"{'L' if pen else 'M'}{f.x(t):.1f} {f.y(v):.1f}")
+        run.append((f.x(t), f.y(v)))
+        pen = True
+    if len(run) == 1:
+        dots.append(run[0])
+    return d, dots
+
+
+def _series(f: _Frame, series: dict) -> list[str]:
+    """Each series' line, its isolated points, and its legend entry with the last value."""
+    parts = []
+    lx: float = ML
     for i, (label, points) in enumerate(series.items()):
         color = COLORS.get(label, PALETTE[i % len(PALETTE)])
-        d, pen, dots, run = [], False, [], []
-        for t, v in _decimate(points, t0, t1, plot_w):
-            if v is None:
-                if len(run) == 1:
-                    dots.append(run[0])
-                pen, run = False, []
-                continue
-            d.append(f"{'L' if pen else 'M'}{x(t):.1f} {y(v):.1f}")
-            run.append((x(t), y(v)))
-            pen = True
-        if len(run) == 1:
-            dots.append(run[0])
+        d, dots = _trace(f, points)
         if d:
             parts.append(
                 f'<path d="{" ".join(d)}" fill="none" stroke="{color}" stroke-width="1.6" '
@@ -166,15 +200,24 @@ def line_chart(
         for cx, cy in dots:  # isolated points (a single step of data) stay visible
             parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.2" fill="{color}"/>')
         last = next((v for _, v in reversed(points) if v is not None), None)
-        text = f"{label}: {format_value(last, unit)}"
+        text = f"{label}: {format_value(last, f.unit)}"
         parts.append(
             f'<rect x="{lx}" y="{H - 11}" width="10" height="3" fill="{color}"/>'
             f'<text x="{lx + 14}" y="{H - 7}" fill="#1c2233">{escape(text)}</text>'
         )
         lx += 14 + 6.2 * len(text) + 16
-    if not values:
+    return parts
+
+
+def line_chart(
+    title: str, unit: str, series: dict, t0: float, t1: float, chart_id: str = ""
+) -> str:
+    """``series``: {legend label: [(t, value | None), ...]}. Returns an <svg> string."""
+    f = _Frame(unit, series, t0, t1)
+    parts = [_svg_open(title, chart_id), *_value_axis(f), *_time_axis(f), *_series(f, series)]
+    if not f.values:
         parts.append(
-            f'<text x="{ML + plot_w / 2:.0f}" y="{MT + plot_h / 2:.0f}" text-anchor="middle" '
+            f'<text x="{ML + f.plot_w / 2:.0f}" y="{MT + f.plot_h / 2:.0f}" text-anchor="middle" '
             f'fill="#667085" font-size="13">No data in this range</text>'
         )
     parts.append("</svg>")

@@ -39,10 +39,8 @@ class State:
         self.lock = threading.Lock()
 
 
-def make_server(
-    service, track, port, error_rate=0.01, latency_ms=40.0, sleep_fraction=0.0, host="127.0.0.1"
-):
-    registry = CollectorRegistry()
+def _instruments(registry):
+    """The request counter and the latency histogram, registered in ``registry``."""
     requests_total = Counter(
         "http_requests_total",
         "HTTP requests served",
@@ -56,57 +54,85 @@ def make_server(
         buckets=BUCKETS,
         registry=registry,
     )
-    state = State(error_rate, latency_ms, sleep_fraction)
+    return requests_total, latency
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
 
-        def log_message(self, *args):
-            pass
+class _Handler(BaseHTTPRequestHandler):
+    """One demo instance's requests; ``make_server`` subclasses it with the instance's state."""
 
-        def _send(self, code, body: bytes, ctype="text/plain; charset=utf-8"):
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    protocol_version = "HTTP/1.1"
+    service = track = ""
+    registry: CollectorRegistry
+    requests_total: Counter
+    latency: Histogram
+    state: State
 
-        def do_GET(self):
-            if self.path.startswith("/metrics"):
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-                return
-            if self.path.startswith("/healthz"):
-                self._send(200, b"ok")
-                return
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body: bytes, ctype="text/plain; charset=utf-8"):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path.startswith("/metrics"):
+            self._send(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+            return
+        if self.path.startswith("/healthz"):
+            self._send(200, b"ok")
+            return
+        state = self.state
+        with state.lock:
+            err, lat = state.error_rate, state.latency_ms
+        seconds = max(random.lognormvariate(0, 0.5) * lat / 1000.0, 0.0005)
+        if state.sleep_fraction:
+            time.sleep(min(seconds * state.sleep_fraction, 0.5))
+        code = 500 if random.random() < err else 200
+        self.requests_total.labels(self.service, self.track, str(code)).inc()
+        self.latency.labels(self.service, self.track).observe(seconds)
+        self._send(code, b"error\n" if code == 500 else b"ok\n")
+
+    def do_POST(self):
+        if not self.path.startswith("/control"):
+            self._send(404, b"not found\n")
+            return
+        state = self.state
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            data = json.loads(self.rfile.read(length) or b"{}")
             with state.lock:
-                err, lat = state.error_rate, state.latency_ms
-            seconds = max(random.lognormvariate(0, 0.5) * lat / 1000.0, 0.0005)
-            if state.sleep_fraction:
-                time.sleep(min(seconds * state.sleep_fraction, 0.5))
-            code = 500 if random.random() < err else 200
-            requests_total.labels(service, track, str(code)).inc()
-            latency.labels(service, track).observe(seconds)
-            self._send(code, b"error\n" if code == 500 else b"ok\n")
+                if "error_rate" in data:
+                    state.error_rate = min(max(float(data["error_rate"]), 0.0), 1.0)
+                if "latency_ms" in data:
+                    state.latency_ms = max(float(data["latency_ms"]), 0.1)
+        except (ValueError, TypeError) as exc:
+            self._send(400, f"bad control body: {exc}\n".encode())
+            return
+        body = json.dumps({"error_rate": state.error_rate, "latency_ms": state.latency_ms})
+        self._send(200, body.encode(), "application/json")
 
-        def do_POST(self):
-            if not self.path.startswith("/control"):
-                self._send(404, b"not found\n")
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                data = json.loads(self.rfile.read(length) or b"{}")
-                with state.lock:
-                    if "error_rate" in data:
-                        state.error_rate = min(max(float(data["error_rate"]), 0.0), 1.0)
-                    if "latency_ms" in data:
-                        state.latency_ms = max(float(data["latency_ms"]), 0.1)
-            except (ValueError, TypeError) as exc:
-                self._send(400, f"bad control body: {exc}\n".encode())
-                return
-            body = json.dumps({"error_rate": state.error_rate, "latency_ms": state.latency_ms})
-            self._send(200, body.encode(), "application/json")
 
-    server = ThreadingHTTPServer((host, port), Handler)
+def make_server(
+    service, track, port, error_rate=0.01, latency_ms=40.0, sleep_fraction=0.0, host="127.0.0.1"
+):
+    registry = CollectorRegistry()
+    requests_total, latency = _instruments(registry)
+    handler = type(
+        "Handler",
+        (_Handler,),
+        {
+            "service": service,
+            "track": track,
+            "registry": registry,
+            "requests_total": requests_total,
+            "latency": latency,
+            "state": State(error_rate, latency_ms, sleep_fraction),
+        },
+    )
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
 

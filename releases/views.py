@@ -224,24 +224,21 @@ def _act(request, pk, name):
     return redirect(r.get_absolute_url())
 
 
-@require_POST
-def release_promote(request, pk):
-    return _act(request, pk, "promote")
+def _action_view(name):
+    """The POST view of one release action button (``ACTIONS[name]``)."""
+
+    @require_POST
+    def view(request, pk):
+        return _act(request, pk, name)
+
+    view.__name__ = view.__qualname__ = f"release_{name}"
+    return view
 
 
-@require_POST
-def release_promote_full(request, pk):
-    return _act(request, pk, "promote_full")
-
-
-@require_POST
-def release_abort(request, pk):
-    return _act(request, pk, "abort")
-
-
-@require_POST
-def release_retry(request, pk):
-    return _act(request, pk, "retry")
+release_promote = _action_view("promote")
+release_promote_full = _action_view("promote_full")
+release_abort = _action_view("abort")
+release_retry = _action_view("retry")
 
 
 @require_POST

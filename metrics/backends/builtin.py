@@ -75,7 +75,7 @@ def load_samples(series_ids, start: float, end: float, step: float) -> dict:
             f"WHERE series_id IN ({placeholders}) AND t >= %s AND t <= %s ORDER BY 1, 2"
         )
         params = [*ids, start, end]
-    out: dict = {}
+    out = {}
     with connection.cursor() as cur:
         cur.execute(sql, params)
         rows = cur.fetchall()

@@ -12,6 +12,7 @@
 import math
 import re
 from dataclasses import dataclass, field
+from typing import cast
 
 from metrics.backends.base import BackendError
 from metrics.backends.promql_math import SIMPLE
@@ -206,7 +207,7 @@ def tokenize(text: str) -> list[tuple[str, str, int]]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise PromQLSyntaxError(f"unexpected character {text[pos:].strip()[:1]!r} at {pos}")
-        kind = m.lastgroup
+        kind = cast(str, m.lastgroup)  # every alternative of _TOKEN is a named group
         tokens.append((kind, m.group(kind), m.start(kind)))
         pos = m.end()
     tokens.append(("end", "", len(text)))

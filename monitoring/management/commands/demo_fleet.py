@@ -37,15 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, base_port, rps, services, **opts):
-        wanted = [s.strip() for s in services.split(",") if s.strip()]
-        specs = [s for s in DEFAULT_SERVICES if not wanted or s.slug in wanted]
-        specs += [FleetService(s) for s in wanted if s not in {x.slug for x in specs}]
-        existing = set(
-            Service.objects.filter(slug__in=[s.slug for s in specs]).values_list("slug", flat=True)
-        )
-        specs = [s for s in specs if s.slug in existing]
-        if not specs:
-            raise CommandError("none of the demo services exist: run `manage.py seed_demo` first")
+        specs = self._specs(services)
         stop = threading.Event()
 
         def on_signal(signum, frame):
@@ -61,40 +53,59 @@ class Command(BaseCommand):
         fleet = Fleet(specs, base_port=base_port, weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR)
         try:
             fleet.start()
-            actor = Actor.command()
-            for spec in specs:
-                urls = fleet.metrics_urls(spec.slug)
-                svc = Service.objects.get(slug=spec.slug)
-                if svc.metrics_urls != urls:
-                    svc.metrics_urls = urls
-                    svc.save(update_fields=["metrics_urls", "updated_at"])
-                    audit.record(
-                        actor,
-                        "service.metrics_urls",
-                        svc,
-                        squad=svc.owner,
-                        data={"metrics_urls": urls},
-                    )
-                self.stdout.write(
-                    f"{spec.slug}: " + ", ".join(f"{u['track']} {u['url']}" for u in urls)
-                )
+            self._register(fleet, specs)
             fleet.start_traffic(rps=rps)
-            shown = {}
             self.stdout.write(
                 f"demo fleet running ({len(fleet.instances)} processes, {rps:g} req/s per service)"
             )
-            while not stop.wait(2.0):
-                for slug, svc in fleet.services.items():
-                    weight = fleet.canary_weight(slug)
-                    if "canary" in svc.tracks and shown.get(slug) != weight:
-                        shown[slug] = weight
-                        self.stdout.write(f"{slug}: canary weight {weight} %")
-                for (slug, track), inst in fleet.instances.items():
-                    if inst.proc.poll() is not None and not stop.is_set():
-                        self.stdout.write(
-                            f"{slug}/{track} exited ({inst.proc.returncode}); restarting"
-                        )
-                        fleet.restart(slug, track)
+            self._watch(fleet, stop)
         finally:
             fleet.stop()
             self.stdout.write("demo fleet stopped")
+
+    def _specs(self, services: str) -> list[FleetService]:
+        """The fleet to run: the wanted slugs (or the demo services) that exist in the catalog."""
+        wanted = [s.strip() for s in services.split(",") if s.strip()]
+        specs = [s for s in DEFAULT_SERVICES if not wanted or s.slug in wanted]
+        specs += [FleetService(s) for s in wanted if s not in {x.slug for x in specs}]
+        existing = set(
+            Service.objects.filter(slug__in=[s.slug for s in specs]).values_list("slug", flat=True)
+        )
+        specs = [s for s in specs if s.slug in existing]
+        if not specs:
+            raise CommandError("none of the demo services exist: run `manage.py seed_demo` first")
+        return specs
+
+    def _register(self, fleet: Fleet, specs: list[FleetService]) -> None:
+        """Point each service's ``metrics_urls`` at its running instances (audited if changed)."""
+        actor = Actor.command()
+        for spec in specs:
+            urls = fleet.metrics_urls(spec.slug)
+            svc = Service.objects.get(slug=spec.slug)
+            if svc.metrics_urls != urls:
+                svc.metrics_urls = urls
+                svc.save(update_fields=["metrics_urls", "updated_at"])
+                audit.record(
+                    actor,
+                    "service.metrics_urls",
+                    svc,
+                    squad=svc.owner,
+                    data={"metrics_urls": urls},
+                )
+            self.stdout.write(
+                f"{spec.slug}: " + ", ".join(f"{u['track']} {u['url']}" for u in urls)
+            )
+
+    def _watch(self, fleet: Fleet, stop: threading.Event) -> None:
+        """Until ``stop``: report canary weight changes and restart instances that exited."""
+        shown: dict[str, object] = {}
+        while not stop.wait(2.0):
+            for slug, svc in fleet.services.items():
+                weight = fleet.canary_weight(slug)
+                if "canary" in svc.tracks and shown.get(slug) != weight:
+                    shown[slug] = weight
+                    self.stdout.write(f"{slug}: canary weight {weight} %")
+            for (slug, track), inst in fleet.instances.items():
+                if inst.proc.poll() is not None and not stop.is_set():
+                    self.stdout.write(f"{slug}/{track} exited ({inst.proc.returncode}); restarting")
+                    fleet.restart(slug, track)
