@@ -35,6 +35,7 @@ MASK = "***"
 FLUSH_SECONDS = 0.25
 FLUSH_BYTES = 8 * 1024
 READ_BYTES = 64 * 1024
+TAIL_CHARS = 8 * 1024
 MIN_DERIVED_LEN = 4  # lines / base64 fragments shorter than this are not masked on their own
 TRUNCATION_NOTICE = (
     "\n[backline] output truncated: more than {limit} bytes; the rest was discarded\n"
@@ -49,6 +50,7 @@ class ExecResult:
     truncated: bool
     duration: float
     output_bytes: int
+    limit_reason: str = ""  # set when a sandbox limit ended the command
 
     @property
     def ok(self) -> bool:
@@ -211,13 +213,20 @@ def run_process(
     heartbeat_every: float = 5.0,
     max_output_bytes: int = 10 * 2**20,
     grace: float = 5.0,
+    sandbox=None,
 ) -> ExecResult:
-    """Run ``argv`` in its own process group; see the module docstring."""
+    """Run ``argv`` in its own process group; see the module docstring. With a ``sandbox``
+    (``portal.sandbox.Policy``) the command runs inside it, and a limit that ends it is
+    named in ``ExecResult.limit_reason``."""
     masker = Masker(secrets)
     started = time.monotonic()
     env = {k: str(v) for k, v in env.items()}
     cwd = str(cwd) if cwd is not None else None
-    argv, preexec = _die_with_parent(list(argv), cwd, env)
+    argv = list(argv)
+    if sandbox is not None:
+        sandbox.prepare()
+        argv = sandbox.wrap(argv)
+    argv, preexec = _die_with_parent(argv, cwd, env)
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
@@ -247,6 +256,8 @@ def run_process(
     term_sent_at: float | None = None
     exited_at: float | None = None
     eof = False
+    tail = ""  # the last output, for telling which limit ended the command
+    limit_reason = ""
 
     def flush(final: bool = False):
         nonlocal pending, last_flush
@@ -284,7 +295,9 @@ def run_process(
                         data = data[:room]
                         truncated = True
                     kept_bytes += len(data)
-                    pending += decoder.decode(data)
+                    text = decoder.decode(data)
+                    pending += text
+                    tail = (tail + text)[-TAIL_CHARS:]
                     if truncated:
                         pending += decoder.decode(b"", final=True)
                         flush(final=True)
@@ -315,6 +328,10 @@ def run_process(
                 if timeout is not None and now - started > timeout:
                     timed_out = True
                     stop()
+                elif sandbox is not None and (reason := sandbox.watch()):
+                    limit_reason = reason
+                    _kill_group(proc, signal.SIGKILL)
+                    term_sent_at = now
                 elif now - last_cancel_check >= FLUSH_SECONDS:
                     last_cancel_check = now
                     if should_cancel():
@@ -336,13 +353,17 @@ def run_process(
         # a step leaves nothing behind: background children still in its group are killed
         _kill_group(proc, signal.SIGKILL)
 
+    duration = time.monotonic() - started
+    if sandbox is not None and not (limit_reason or timed_out or canceled):
+        limit_reason = sandbox.explain(proc.returncode, duration, tail)
     return ExecResult(
         exit_code=proc.returncode,
         timed_out=timed_out,
         canceled=canceled,
         truncated=truncated,
-        duration=time.monotonic() - started,
+        duration=duration,
         output_bytes=output_bytes,
+        limit_reason=limit_reason,
     )
 
 

@@ -160,6 +160,7 @@ class StepRun(models.Model):
     )  # where its log starts in the run log
     truncated = models.BooleanField(default=False)
     output_bytes = models.BigIntegerField(default=0)
+    error = models.CharField(max_length=300, blank=True)  # e.g. the sandbox limit that ended it
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from pipelines import conf
 from pipelines.executor import WatchedRun, run_process
+from pipelines import sandboxing
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -24,6 +25,8 @@ from pipelines.models import (
 )
 from pipelines.source import Checkout, SourceError, redact_url
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from portal.sandbox import enabled as sandbox_enabled
+from portal.sandbox import off_warning as sandbox_off_warning
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,12 @@ def execute(run_id):
     secret_values = list(secrets.values())
     checkout = None
     try:
+        unavailable = sandboxing.check_available()
+        if unavailable:
+            runlog.write(f"{RED}✖ {unavailable}{RESET}\n")
+            return _finish(run_id, RunStatus.FAILED, unavailable)
+        if not sandbox_enabled():
+            runlog.write(f"{YELLOW}⚠ {sandbox_off_warning()}{RESET}\n")
         shown = redact_url(run.service.repository_url) or "(none)"
         runlog.write(f"{BOLD}{CYAN}▶ source{RESET} {shown} @ {run.ref}\n")
         if run.service.repository_url:
@@ -269,7 +278,11 @@ def execute(run_id):
                     heartbeat_every=hb,
                     max_output_bytes=max_bytes,
                     grace=grace,
+                    sandbox=sandboxing.step_policy(
+                        spec, step_spec, workdir, checkout.cache if checkout else None
+                    ),
                 )
+            step_error = ""
             if res.canceled:
                 status = RunStatus.CANCELED
                 runlog.write(f"\n{YELLOW}■ canceled after {res.duration:.1f}s{RESET}\n")
@@ -279,6 +292,11 @@ def execute(run_id):
                     f"\n{RED}✖ timed out after {step.timeout:g}s; the step's processes were killed{RESET}\n"
                 )
                 error = f"Step {step.stage}/{step.name} timed out after {step.timeout:g}s."
+            elif res.limit_reason:
+                status = RunStatus.FAILED
+                step_error = res.limit_reason
+                runlog.write(f"\n{RED}✖ {step.name}: {res.limit_reason}{RESET}\n")
+                error = f"Step {step.stage}/{step.name}: {res.limit_reason}."
             elif res.exit_code == 0:
                 status = RunStatus.SUCCEEDED
                 runlog.write(f"{GREEN}✔ {step.name} succeeded in {res.duration:.2f}s{RESET}\n")
@@ -294,6 +312,7 @@ def execute(run_id):
                 finished_at=timezone.now(),
                 truncated=res.truncated,
                 output_bytes=res.output_bytes,
+                error=step_error,
             )
             if status != RunStatus.SUCCEEDED:
                 final = status
