@@ -12,9 +12,8 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from pipelines import conf
+from pipelines import conf, sandboxing
 from pipelines.executor import WatchedRun, run_process
-from pipelines import sandboxing
 from pipelines.models import (
     LogChunk,
     PipelineConfig,

@@ -136,9 +136,7 @@ class Limits:
 
     def over(self, other: Limits) -> Limits:
         """These limits, with the unset ones taken from ``other``."""
-        return replace(
-            self, **{f: getattr(self, f) or getattr(other, f) for f in self.FIELDS}
-        )
+        return replace(self, **{f: getattr(self, f) or getattr(other, f) for f in self.FIELDS})
 
     def effective(self) -> Limits:
         return self.over(Limits.maximum())
