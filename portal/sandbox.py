@@ -176,6 +176,7 @@ class Policy:
     ro: list[Path] = field(default_factory=list)
     network: str = "host"
     limits: Limits = field(default_factory=Limits)
+    hide: list[Path] = field(default_factory=list)  # emptied when inside a read-only path
     uid: int = field(default_factory=sandbox_uid)
 
     def __post_init__(self):
@@ -204,18 +205,25 @@ class Policy:
             f"--fsize={lim.file_size}",
             "--core=0",
             "--",
+            bwrap_binary(),
+            *self.mounts(),
+            *self.namespaces(),
+            "--",
         ]
         if os.geteuid() == 0:
+            # bwrap sets up as root (it can bind paths under 0700 folders), then the command
+            # becomes the sandbox's uid with no capabilities left
             prefix += [
-                shutil.which("setpriv") or "setpriv",
+                shutil.which("setpriv") or "/usr/bin/setpriv",
                 f"--reuid={self.uid}",
                 f"--regid={self.uid}",
                 "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
                 "--no-new-privs",
-                "--pdeathsig=KILL",
                 "--",
             ]
-        return [*prefix, bwrap_binary(), *self.mounts(), *self.namespaces(), "--", *argv]
+        return [*prefix, *argv]
 
     def mounts(self) -> list[str]:
         args = []
@@ -232,19 +240,36 @@ class Policy:
         for path in self.ro:
             if Path(path).exists():
                 args += ["--ro-bind", str(path), str(path)]
+        for path in self.hide:  # a read-only path never exposes var/, other jobs or the source
+            if Path(path).is_dir() and any(Path(path).is_relative_to(ro) for ro in self.ro):
+                args += ["--tmpfs", str(path)]
         for path in self.rw:
             args += ["--bind", str(path), str(path)]
-        if self.rw:
-            args += ["--chdir", str(self.rw[0])]
-        return args
+        return args + self._open_parents()
+
+    def _open_parents(self) -> list[str]:
+        """The folders bwrap creates above the read-write paths are made traversable (their
+        real counterparts may be 0700): the sandbox's uid reaches its paths by absolute name."""
+        fixed = [Path(p) for p in (*SYSTEM_DIRS, *self.ro)]
+        out: list[str] = []
+        for path in self.rw:
+            for parent in reversed(Path(path).parents[:-1]):
+                if str(parent) in out or any(parent.is_relative_to(f) for f in fixed):
+                    continue
+                out.append(str(parent))
+        return [
+            arg for parent in out for arg in ("--chmod", "0755", parent)
+        ]  # bwrap keeps the caller's working directory (Popen's cwd) when it exists
 
     def namespaces(self) -> list[str]:
-        args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-        args += ["--unshare-cgroup-try", "--hostname", "backline-sandbox"]
-        args += ["--uid", str(INSIDE_ID), "--gid", str(INSIDE_ID)]
+        args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        args += ["--hostname", "backline-sandbox"]
+        if os.geteuid() != 0:  # an unprivileged worker: a user namespace, nobody inside
+            args += ["--unshare-user", "--uid", str(INSIDE_ID), "--gid", str(INSIDE_ID)]
+            args += ["--cap-drop", "ALL"]
         if self.network == "none":
             args.append("--unshare-net")
-        args += ["--new-session", "--die-with-parent", "--cap-drop", "ALL"]
+        args += ["--new-session", "--die-with-parent"]
         return args
 
     # -- limits seen from outside

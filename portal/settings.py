@@ -262,6 +262,8 @@ TERRAFORM_BIN = env_executable(
     ["/usr/local/bin/terraform", _pypi_terraform(), str(Path(sys.executable).parent / "terraform")],
     "terraform",
 )
+# read-only directories every Terraform run may read besides its own (e.g. published states)
+TERRAFORM_READ_PATHS = env_list("BACKLINE_TERRAFORM_READ_PATHS", [])
 GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET", "")
 # The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
 SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from infra.models import Workspace
-from tests.conftest import WorkerProcess
+from tests.conftest import TF_READ_PATH, WorkerProcess
 
 
 def terraform_binary() -> str:
@@ -76,6 +76,13 @@ def write_state(path: Path, outputs: dict, serial=1, lineage=None):
     return path
 
 
+@pytest.fixture(autouse=True)
+def _terraform_read_paths(settings):
+    """Upstream states written under pytest's temporary folders are readable (see
+    tests/conftest.py); workers get the same from BACKLINE_TERRAFORM_READ_PATHS."""
+    settings.TERRAFORM_READ_PATHS = [str(TF_READ_PATH)]
+
+
 @pytest.fixture
 def tf_bin():
     return terraform_binary()
@@ -89,9 +96,17 @@ def ws_root(settings, tmp_path):
     return root
 
 
+def published(name: str) -> Path:
+    """A fresh path in the installation's read-only Terraform folder: the only place outside
+    its own directory a workspace's terraform can read (an upstream state, say)."""
+    folder = TF_READ_PATH / uuid.uuid4().hex
+    folder.mkdir(mode=0o755)
+    return folder / name
+
+
 @pytest.fixture
-def upstream(tmp_path):
-    return write_state(tmp_path / "upstream" / "terraform.tfstate", {"val": "one"})
+def upstream():
+    return write_state(published("terraform.tfstate"), {"val": "one"})
 
 
 @pytest.fixture
