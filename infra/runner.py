@@ -269,7 +269,11 @@ class Job:
             except sandbox.SandboxError as exc:
                 raise RunError(str(exc)) from None
             self._sandbox = tfsandbox.policy(
-                self.dir, self.data_dir, state_path(self.ws).parent, self.env
+                getattr(self, "binary", ""),
+                self.dir,
+                self.data_dir,
+                state_path(self.ws).parent,
+                self.env,
             )
             if self._sandbox is None:
                 self.runlog.write(f"\n[backline] {sandbox.off_warning()}\n")

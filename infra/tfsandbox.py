@@ -2,7 +2,7 @@
 
 A terraform command sees the system read-only, its run's directory (configuration, checkout,
 saved plan), the workspace's ``tfdata`` (``TF_DATA_DIR``) and its local state directory
-read-write, and read-only: the plugin cache (``TF_PLUGIN_CACHE_DIR``), the CLI configuration
+read-write, and read-only: the terraform binary, the plugin cache (``TF_PLUGIN_CACHE_DIR``), the CLI configuration
 file and the installation's ``TERRAFORM_READ_PATHS``. Nothing else: no other workspace's state,
 no ``var/``, no Backline source; ``/proc/self/environ`` holds only the environment Backline
 gives terraform.
@@ -28,10 +28,11 @@ HCL_PROVISIONER_RE = re.compile(r'\bprovisioner\s+"?(local-exec|remote-exec)"?\s
 MAX_SCAN_FILES = 5000
 
 
-def policy(run_dir: Path, data_dir: Path, state_dir: Path, env: dict) -> Policy | None:
+def policy(binary: str, run_dir: Path, data_dir: Path, state_dir: Path, env: dict) -> Policy | None:
     if not sandbox.enabled():
         return None
-    ro = [Path(p) for p in settings.TERRAFORM_READ_PATHS]
+    ro = [Path(binary).resolve()] if binary else []
+    ro += [Path(p) for p in settings.TERRAFORM_READ_PATHS]
     for key in ("TF_PLUGIN_CACHE_DIR", "TF_CLI_CONFIG_FILE", "SSL_CERT_FILE", "SSL_CERT_DIR"):
         if env.get(key):
             ro.append(Path(env[key]))
