@@ -248,11 +248,11 @@ class Policy:
         return args + self._open_parents()
 
     def _open_parents(self) -> list[str]:
-        """The folders bwrap creates above the read-write paths are made traversable (their
-        real counterparts may be 0700): the sandbox's uid reaches its paths by absolute name."""
-        fixed = [Path(p) for p in (*SYSTEM_DIRS, *self.ro)]
+        """The folders bwrap creates above the bound paths are made traversable (their real
+        counterparts may be 0700): the sandbox's uid reaches its paths by absolute name."""
+        fixed = [Path(p) for p in (*SYSTEM_DIRS, *self.ro) if Path(p).exists()]
         out: list[str] = []
-        for path in self.rw:
+        for path in (*(p for p in self.ro if Path(p).exists()), *self.rw):
             for parent in reversed(Path(path).parents[:-1]):
                 if str(parent) in out or any(parent.is_relative_to(f) for f in fixed):
                     continue

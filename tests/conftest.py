@@ -50,6 +50,12 @@ def _fresh_catalog_cache():
     cache.delete(CATALOG.key)
 
 
+@pytest.fixture(autouse=True)
+def _terraform_read_paths(settings):
+    """Upstream states in TF_READ_PATH are readable by in-process Terraform runs too."""
+    settings.TERRAFORM_READ_PATHS = [str(TF_READ_PATH)]
+
+
 @pytest.fixture
 def shared_data():
     assert DATA.is_dir(), f"shared sample data not found at {DATA}"

@@ -109,6 +109,10 @@ def test_worker_sigkilled_during_pipeline_steps_and_terraform_runs(
     # the test worker beats often; the beat tasks called below use short staleness
     monkeypatch.setenv("PIPELINES_HEARTBEAT_SECONDS", "0.5")
     monkeypatch.setenv("PIPELINES_LOST_AFTER_SECONDS", "3")
+    # the victims wait on a flag file and a FIFO of this test's folder, which a sandboxed step
+    # or terraform cannot see (tests/pipelines/test_worker.py kills a sandboxed step's worker)
+    monkeypatch.setenv("BACKLINE_SANDBOX", "none")
+    settings.SANDBOX = "none"
     settings.HEARTBEAT_STALE_SECONDS = 8  # Terraform runs beat every 5 s
     root = tmp_path / "workspaces"
     monkeypatch.setenv("BACKLINE_WORKSPACE_ROOT", str(root))

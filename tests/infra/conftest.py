@@ -76,13 +76,6 @@ def write_state(path: Path, outputs: dict, serial=1, lineage=None):
     return path
 
 
-@pytest.fixture(autouse=True)
-def _terraform_read_paths(settings):
-    """Upstream states written under pytest's temporary folders are readable (see
-    tests/conftest.py); workers get the same from BACKLINE_TERRAFORM_READ_PATHS."""
-    settings.TERRAFORM_READ_PATHS = [str(TF_READ_PATH)]
-
-
 @pytest.fixture
 def tf_bin():
     return terraform_binary()
