@@ -190,10 +190,12 @@ class Policy:
         if os.geteuid() != 0:
             return
         for top in self.rw:
-            os.chown(top, self.uid, self.uid, follow_symlinks=False)
+            if os.lstat(top).st_uid == self.uid:
+                continue  # given at an earlier step; what steps create is theirs already
             for root, dirs, files in os.walk(top):
                 for name in dirs + files:
                     os.chown(os.path.join(root, name), self.uid, self.uid, follow_symlinks=False)
+            os.chown(top, self.uid, self.uid, follow_symlinks=False)  # last: marks it done
 
     def wrap(self, argv: list[str]) -> list[str]:
         lim = self.limits
