@@ -210,3 +210,28 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
     assert r.status_code == 200, r.content
     r = member.patch("/api/v1/workspaces/mine/", {"backend": "local"}, format="json")
     assert r.status_code == 200 and Workspace.objects.get(slug="mine").backend == "local"
+
+
+def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, settings):
+    settings.SANDBOX = "none"
+    ws = workspace("bare", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
+    run = services.queue_run(Actor(user=alice), ws)
+    runner.execute_plan(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.PLANNED, run.error or log_text(run)
+    assert "Sandbox off (BACKLINE_SANDBOX=none)" in log_text(run)
+    assert 'id="sandbox-off"' in client_for(alice).get(f"/infra/runs/{run.pk}/").content.decode()
+    settings.SANDBOX = "bwrap"
+    assert (
+        'id="sandbox-off"' not in client_for(alice).get(f"/infra/runs/{run.pk}/").content.decode()
+    )
+
+
+def test_a_missing_bubblewrap_errors_the_plan(ws_root, squad, alice, settings):
+    settings.BWRAP_BIN = "/nonexistent/bwrap"
+    ws = workspace("nobwrap", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
+    run = services.queue_run(Actor(user=alice), ws)
+    runner.execute_plan(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERRORED
+    assert "bubblewrap" in run.error and "not installed" in run.error
