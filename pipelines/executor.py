@@ -272,7 +272,10 @@ def run_process(
         nonlocal term_sent_at
         if term_sent_at is None:
             term_sent_at = time.monotonic()
-            _kill_group(proc, signal.SIGTERM)
+            if sandbox is not None:  # TERM the command itself (terraform's interrupt), not bwrap
+                sandbox.signal_inside(proc.pid, signal.SIGTERM)
+            else:
+                _kill_group(proc, signal.SIGTERM)
 
     try:
         while True:

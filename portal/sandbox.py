@@ -273,6 +273,32 @@ class Policy:
         args += ["--new-session", "--die-with-parent"]
         return args
 
+    def signal_inside(self, pid: int, sig: int) -> None:
+        """Send ``sig`` to every process the sandbox started under ``pid`` (bwrap's own
+        processes excepted: a TERM to bwrap would SIGKILL the command through
+        --die-with-parent, leaving terraform no time to release its state lock)."""
+        children: dict[int, list[tuple[int, str]]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+            ppid = int(stat[stat.rfind(")") + 1 :].split()[1])
+            children.setdefault(ppid, []).append((int(entry), comm))
+        todo = [pid]
+        while todo:
+            for child, comm in children.get(todo.pop(), []):
+                todo.append(child)
+                if comm != "bwrap":
+                    try:
+                        os.kill(child, sig)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+
     # -- limits seen from outside
     def watch(self) -> str:
         """A reason when the read-write directories hold more than the disk limit ('' while

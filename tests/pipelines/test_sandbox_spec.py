@@ -68,3 +68,27 @@ def test_policy_argv(tmp_path, settings):
         argv.index("--bind") : argv.index("--bind") + 3
     ]
     assert "/run" not in argv and str(settings.VAR_DIR) not in argv
+
+
+def test_a_timeout_terms_the_sandboxed_command_itself(tmp_path):
+    """TERM reaches the command (terraform's graceful interrupt), not only bwrap, which would
+    SIGKILL it through --die-with-parent."""
+    from pipelines.executor import run_process
+
+    out = []
+    res = run_process(
+        [
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 7' TERM; echo started; while :; do sleep 0.1; done",
+        ],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=1,
+        secrets=[],
+        on_output=out.append,
+        sandbox=Policy(rw=[tmp_path]),
+        grace=10,
+    )
+    assert res.timed_out and res.exit_code == 7 and res.duration < 8
+    assert "got-term" in "".join(out)
