@@ -12,6 +12,9 @@ Used by pipeline steps (``pipelines.tasks``) and by the Terraform runner (``infr
   base64 forms (at any alignment) and, for multi-line secrets, each of their lines.
 - Output beyond ``max_output_bytes`` is read and discarded (the process never blocks on a full
   pipe) and a visible truncation notice is emitted once.
+- With a ``sandbox`` (``portal.sandbox.Policy``) the argv is prefixed with the sandbox
+  (prlimit, bwrap, setpriv); a cancel or timeout TERMs the command inside, the disk limit is
+  polled while it runs, and a limit that ended it is named in ``ExecResult.limit_reason``.
 """
 
 from __future__ import annotations
