@@ -19,13 +19,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench), via apt-get.
+## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench),
+## bubblewrap (the step and Terraform sandbox), via apt-get.
 deps: venv
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus || missing="$$missing prometheus"; \
 	fc-list 2>/dev/null | grep -qi dejavu || missing="$$missing fonts-dejavu-core"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

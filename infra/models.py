@@ -100,6 +100,8 @@ class Workspace(models.Model):
         max_length=500, blank=True, help_text="Empty: the TERRAFORM_BIN setting"
     )
     backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LOCAL)
+    # local-exec / remote-exec provisioners are refused at plan unless an org admin allows them
+    allow_provisioners = models.BooleanField(default=False)
     auto_apply = models.BooleanField(default=False)
     drift_checks = models.BooleanField(default=True)
     drift_interval_minutes = models.PositiveIntegerField(default=60)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from infra import services
+from infra import services, tfsandbox
 from infra.models import DriftStatus, LogChunk, RunStatus, TerraformRun, Variable, Workspace
 from infra.planparse import (
     SENSITIVE,
@@ -26,6 +26,7 @@ from infra.planparse import (
     show,
     state_outputs,
 )
+from portal import sandbox
 from portal.actors import Actor
 from portal.executor import Masker, run_process
 from portal.joblog import LogWriter
@@ -242,6 +243,28 @@ class Job:
         self.src = self.dir / "src"
         self.env, self.secrets = build_env(self.ws, self.data_dir)
         self.runlog = RunLog(run, phase_status, self.secrets)
+        self._sandbox = False  # not decided yet
+
+    def sandbox(self):
+        """The sandbox terraform runs in (None when the installation turned it off)."""
+        if self._sandbox is False:
+            try:
+                if sandbox.enabled():
+                    sandbox.bwrap_binary()
+            except sandbox.SandboxError as exc:
+                raise RunError(str(exc)) from None
+            self._sandbox = tfsandbox.policy(
+                getattr(self, "binary", ""),
+                self.dir,
+                self.data_dir,
+                state_path(self.ws).parent,
+                self.env,
+            )
+            if self._sandbox is None:
+                self.runlog.write(f"\n[backline] {sandbox.off_warning()}\n")
+            else:
+                self.env["HOME"] = str(self.dir)
+        return self._sandbox
 
     def header(self, argv):
         shown = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv))
@@ -259,9 +282,11 @@ class Job:
             else:
                 self.runlog.write(text)
 
+        policy = self.sandbox()
         result = run_process(
             argv,
             cwd=cwd or self.src,
+            sandbox=policy,
             env=self.env,
             timeout=run_timeout(),
             secrets=self.secrets,
@@ -281,6 +306,9 @@ class Job:
             )
         elif result.timed_out:
             self.runlog.write(f"\n[backline] Timed out after {run_timeout():g} s.\n")
+        elif result.limit_reason:
+            self.runlog.write(f"\n[backline] terraform {result.limit_reason}.\n")
+            raise RunError(f"terraform {result.limit_reason}.")
         return result, lines
 
     def interrupted(self, result) -> str | None:
@@ -404,6 +432,10 @@ def execute_plan(run_id) -> str:
             raise Interrupted(job.interrupted(result))
         if result.exit_code != 0:
             raise RunError(f"terraform init failed (exit {result.exit_code}); see the log.")
+        refused = tfsandbox.provisioner_refusal(job.ws, job.src, job.data_dir / "modules")
+        if refused:
+            job.runlog.write(f"\n[backline] {refused}\n")
+            raise RunError(refused)
         serial, lineage = job.state_now()
         argv = [job.binary, "plan", "-input=false", "-json", "-detailed-exitcode"]
         if refresh_only:

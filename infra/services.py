@@ -85,10 +85,23 @@ WORKSPACE_FIELDS = (
     "path",
     "terraform_bin",
     "backend",
+    "allow_provisioners",
     "auto_apply",
     "drift_checks",
     "drift_interval_minutes",
 )
+
+
+def _require_admin_for_sandbox_fields(actor: Actor, ws: Workspace | None, fields: dict) -> None:
+    """Where state lives and whether provisioners run are the installation's business: a
+    backend from the code (which could name another workspace's state) and local-exec /
+    remote-exec provisioners are org admin decisions."""
+    backend = fields.get("backend")
+    if backend and backend != Workspace.Backend.LOCAL and (ws is None or ws.backend != backend):
+        actor.require_admin("let a workspace's code configure its Terraform backend")
+    allow = fields.get("allow_provisioners")
+    if allow is not None and allow != (ws.allow_provisioners if ws is not None else False):
+        actor.require_admin("allow local-exec/remote-exec provisioners for a workspace")
 
 
 def create_workspace(
@@ -99,6 +112,7 @@ def create_workspace(
         raise Invalid(errors={"slug": f"{slug!r} is reserved; choose another slug"})
     if fields.get("terraform_bin"):
         actor.require_admin("choose the terraform binary of a workspace")
+    _require_admin_for_sandbox_fields(actor, None, fields)
     ws = Workspace(slug=slug, owner=owner, **{k: v for k, v in fields.items() if v is not None})
     _validate_workspace(ws)
     try:
@@ -131,6 +145,7 @@ def update_workspace(
         actor.require(SCOPE, owner, "moving the workspace to that squad")
     if fields.get("terraform_bin"):
         actor.require_admin("choose the terraform binary of a workspace")
+    _require_admin_for_sandbox_fields(actor, ws, fields)
     with transaction.atomic():
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
         changed: list[str] = []

@@ -147,6 +147,7 @@ class StepRun(Job):
     truncated = models.BooleanField(default=False)
     output_bytes = models.BigIntegerField(default=0)
     created_at = None  # type: ignore[assignment]  # a step is created with its run
+    error = models.CharField(max_length=300, blank=True)  # e.g. the sandbox limit that ended it
 
     finished_statuses = FINISHED_STATUSES
 

@@ -13,7 +13,7 @@ from typing import NoReturn
 from django.conf import settings
 from django.utils import timezone
 
-from pipelines import services
+from pipelines import sandboxing, services
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -27,6 +27,8 @@ from portal.executor import Masker, run_process
 from portal.gitsource import Checkout, SourceError, redact_url
 from portal.joblog import LogWriter
 from portal.registry import registry
+from portal.sandbox import enabled as sandbox_enabled
+from portal.sandbox import off_warning as sandbox_off_warning
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,12 @@ def outcome(step, res):
             f"\n{RED}✖ timed out after {step.timeout:g}s; the step's processes were killed{RESET}\n",
             f"Step {step.stage}/{step.name} timed out after {step.timeout:g}s.",
         )
+    if getattr(res, "limit_reason", ""):  # the sandbox ended the step at one of its limits
+        return (
+            RunStatus.FAILED,
+            f"\n{RED}✖ {step.name}: {res.limit_reason}{RESET}\n",
+            f"Step {step.stage}/{step.name}: {res.limit_reason}.",
+        )
     if res.exit_code == 0:
         return (
             RunStatus.SUCCEEDED,
@@ -144,6 +152,11 @@ class Execution:
 
     def source(self) -> Path:
         run, runlog = self.run, self.runlog
+        unavailable = sandboxing.check_available()
+        if unavailable:
+            self.stop(RunStatus.FAILED, unavailable)
+        if not sandbox_enabled():
+            runlog.write(f"{YELLOW}⚠ {sandbox_off_warning()}{RESET}\n")
         shown = redact_url(run.service.repository_url) or "(none)"
         runlog.write(f"{BOLD}{CYAN}▶ source{RESET} {shown} @ {run.ref}\n")
         if not run.service.repository_url:
@@ -236,6 +249,9 @@ class Execution:
                 on_output=runlog.write,
                 max_output_bytes=settings.PIPELINES_MAX_STEP_LOG_BYTES,
                 grace=settings.PIPELINES_KILL_GRACE_SECONDS,
+                sandbox=sandboxing.step_policy(
+                    spec, step.spec, workdir, self.checkout.cache if self.checkout else None
+                ),
                 **self.watch,
             )
         status, line, error = outcome(step, res)
@@ -247,6 +263,7 @@ class Execution:
             log_end=runlog.size,
             truncated=res.truncated,
             output_bytes=res.output_bytes,
+            error=getattr(res, "limit_reason", "") or "",
         )
         return status, error
 

@@ -17,6 +17,13 @@ Full form::
             env: {GOFLAGS: -mod=vendor}
             timeout: 120
             secrets: [NPM_TOKEN]      # pipeline secrets of the service, as env variables
+            network: none             # host (default) or none: no network in the sandbox
+            limits: {memory: 1g}      # per step, over the top-level limits
+
+Sandbox limits (top level and per step; never above the installation's maximum)::
+
+    limits: {memory: 2g, cpu_seconds: 600, processes: 256, file_size: 1g, disk: 5g}
+    network: host
 """
 
 import fnmatch
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 import yaml
 
 from portal import safeparse
+from portal.sandbox import NETWORKS, Limits
 
 SPEC_FILENAMES = ("backline.yml", "backline.yaml", ".backline.yml")
 DEFAULT_TIMEOUT = 3600.0
@@ -35,9 +43,20 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 STEP_KINDS = ("run", "release")  # release: start a canary release, wait for its outcome
 
-TOP_KEYS = {"stages", "timeout", "default_timeout", "branches", "env", "name", "version"}
+TOP_KEYS = {
+    "stages",
+    "timeout",
+    "default_timeout",
+    "branches",
+    "env",
+    "name",
+    "version",
+    "limits",
+    "network",
+}
 STAGE_KEYS = {"name", "steps"}
-STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release"}
+STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release", "limits", "network"}
+SANDBOX_KEYS = ("limits", "network")
 RELEASE_KEYS = {"environment", "version"}
 
 
@@ -204,6 +223,36 @@ def _branches(node):
     return {"include": _name_list(node, "branches", None, "patterns"), "exclude": []}
 
 
+def _limits(node, field):
+    keys = _mapping(node, field, set(Limits.FIELDS))
+    out = {}
+    for name, vnode in keys.items():
+        value = _scalar(vnode, f"{field}.{name}")
+        try:
+            out[name] = Limits.parse(name, value)
+        except ValueError as exc:
+            raise SpecError(str(exc), _line(vnode), f"{field}.{name}") from None
+    return out
+
+
+def _sandbox(keys, field) -> dict:
+    """``limits`` and ``network`` of the top level or of a step."""
+    out = {}
+    if "limits" in keys:
+        out["limits"] = _limits(keys["limits"], f"{field}.limits".lstrip("."))
+    if "network" in keys:
+        where = f"{field}.network".lstrip(".")
+        value = _str(keys["network"], where)
+        if value not in NETWORKS:
+            raise SpecError(
+                f"unknown network {value!r} (allowed: {', '.join(NETWORKS)})",
+                _line(keys["network"]),
+                where,
+            )
+        out["network"] = value
+    return out
+
+
 def parse(text: str) -> Spec:
     """Parse and validate; raise SpecError naming the line and field at fault."""
     if not text or not text.strip():
@@ -230,6 +279,7 @@ def parse(text: str) -> Spec:
         data["branches"] = _branches(top["branches"])
     if "env" in top:
         data["env"] = _env(top["env"], "env")
+    data.update(_sandbox(top, ""))
     if "stages" not in top:
         raise SpecError("required: a list of stages", _line(root), "stages")
     stages_node = top["stages"]
@@ -334,6 +384,7 @@ def parse(text: str) -> Spec:
                     )
                     if "secrets" in tkeys
                     else [],
+                    **_sandbox(tkeys, tfield),
                 }
             )
         data["stages"].append({"name": sname, "steps": steps})

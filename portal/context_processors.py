@@ -21,3 +21,10 @@ def nav(request):
             match.app_name or "", ""
         )
     return {"nav_items": _nav_items(), "nav_section": section}
+
+
+def sandbox(request):
+    """The warning run pages show when steps and terraform run unsandboxed."""
+    from portal import sandbox as sb
+
+    return {"sandbox_off_warning": "" if sb.enabled() else sb.off_warning()}

@@ -71,3 +71,14 @@ def env_executable(name: str, candidates: list[str], default: str) -> str:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return default
+
+
+def env_size(name: str, default: str) -> int:
+    """Bytes from a size such as ``2g``, ``512m``, ``1GiB`` or a number of bytes."""
+    from portal.sandbox import parse_size
+
+    raw = os.environ.get(name, "").strip() or default
+    try:
+        return parse_size(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r}: {exc}") from None

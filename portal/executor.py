@@ -12,6 +12,9 @@ Used by pipeline steps (``pipelines.tasks``) and by the Terraform runner (``infr
   base64 forms (at any alignment) and, for multi-line secrets, each of their lines.
 - Output beyond ``max_output_bytes`` is read and discarded (the process never blocks on a full
   pipe) and a visible truncation notice is emitted once.
+- With a ``sandbox`` (``portal.sandbox.Policy``) the argv is prefixed with the sandbox
+  (prlimit, bwrap, setpriv); a cancel or timeout TERMs the command inside, the disk limit is
+  polled while it runs, and a limit that ended it is named in ``ExecResult.limit_reason``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ MASK = "***"
 FLUSH_SECONDS = 0.25
 FLUSH_BYTES = 8 * 1024
 READ_BYTES = 64 * 1024
+TAIL_CHARS = 8 * 1024
 MIN_DERIVED_LEN = 4  # lines / base64 fragments shorter than this are not masked on their own
 TRUNCATION_NOTICE = (
     "\n[backline] output truncated: more than {limit} bytes; the rest was discarded\n"
@@ -49,6 +53,7 @@ class ExecResult:
     truncated: bool
     duration: float
     output_bytes: int
+    limit_reason: str = ""  # set when a sandbox limit ended the command
 
     @property
     def ok(self) -> bool:
@@ -211,13 +216,20 @@ def run_process(
     heartbeat_every: float = 5.0,
     max_output_bytes: int = 10 * 2**20,
     grace: float = 5.0,
+    sandbox=None,
 ) -> ExecResult:
-    """Run ``argv`` in its own process group; see the module docstring."""
+    """Run ``argv`` in its own process group; see the module docstring. With a ``sandbox``
+    (``portal.sandbox.Policy``) the command runs inside it, and a limit that ends it is
+    named in ``ExecResult.limit_reason``."""
     masker = Masker(secrets)
     started = time.monotonic()
     env = {k: str(v) for k, v in env.items()}
     cwd = str(cwd) if cwd is not None else None
-    argv, preexec = _die_with_parent(list(argv), cwd, env)
+    argv = list(argv)
+    if sandbox is not None:
+        sandbox.prepare()
+        argv = sandbox.wrap(argv)
+    argv, preexec = _die_with_parent(argv, cwd, env)
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
@@ -248,6 +260,8 @@ def run_process(
     term_sent_at: float | None = None
     exited_at: float | None = None
     eof = False
+    tail = ""  # the last output, for telling which limit ended the command
+    limit_reason = ""
 
     def flush(final: bool = False):
         nonlocal pending, last_flush
@@ -262,7 +276,10 @@ def run_process(
         nonlocal term_sent_at
         if term_sent_at is None:
             term_sent_at = time.monotonic()
-            _kill_group(proc, signal.SIGTERM)
+            if sandbox is not None:  # TERM the command itself (terraform's interrupt), not bwrap
+                sandbox.signal_inside(proc.pid, signal.SIGTERM)
+            else:
+                _kill_group(proc, signal.SIGTERM)
 
     try:
         while True:
@@ -285,7 +302,9 @@ def run_process(
                         data = data[:room]
                         truncated = True
                     kept_bytes += len(data)
-                    pending += decoder.decode(data)
+                    text = decoder.decode(data)
+                    pending += text
+                    tail = (tail + text)[-TAIL_CHARS:]
                     if truncated:
                         pending += decoder.decode(b"", final=True)
                         flush(final=True)
@@ -316,6 +335,10 @@ def run_process(
                 if timeout is not None and now - started > timeout:
                     timed_out = True
                     stop()
+                elif sandbox is not None and (reason := sandbox.watch()):
+                    limit_reason = reason
+                    _kill_group(proc, signal.SIGKILL)
+                    term_sent_at = now
                 elif now - last_cancel_check >= FLUSH_SECONDS:
                     last_cancel_check = now
                     if should_cancel():
@@ -338,11 +361,15 @@ def run_process(
         # a step leaves nothing behind: background children still in its group are killed
         _kill_group(proc, signal.SIGKILL)
 
+    duration = time.monotonic() - started
+    if sandbox is not None and not (limit_reason or timed_out or canceled):
+        limit_reason = sandbox.explain(proc.returncode, duration, tail)
     return ExecResult(
         exit_code=proc.returncode,
         timed_out=timed_out,
         canceled=canceled,
         truncated=truncated,
-        duration=time.monotonic() - started,
+        duration=duration,
         output_bytes=output_bytes,
+        limit_reason=limit_reason,
     )

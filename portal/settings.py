@@ -14,6 +14,7 @@ from portal.env import (
     env_float,
     env_int,
     env_list,
+    env_size,
     env_str,
 )
 
@@ -89,6 +90,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.nav",
+                "portal.context_processors.sandbox",
             ],
             "builtins": [
                 "template_partials.templatetags.partials",
@@ -277,7 +279,21 @@ TERRAFORM_BIN = env_executable(
     ["/usr/local/bin/terraform", _pypi_terraform(), str(Path(sys.executable).parent / "terraform")],
     "terraform",
 )
+# read-only directories every Terraform run may read besides its own (e.g. published states)
+TERRAFORM_READ_PATHS = env_list("BACKLINE_TERRAFORM_READ_PATHS", [])
 GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET", "")
+# The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
+SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))
+BWRAP_BIN = env_str("BWRAP_BIN", "bwrap")
+# installation maximums (and the defaults) of a job's limits; backline.yml may ask for less
+SANDBOX_MAX_MEMORY = env_size("BACKLINE_SANDBOX_MAX_MEMORY", "4g")
+SANDBOX_MAX_CPU_SECONDS = env_int("BACKLINE_SANDBOX_MAX_CPU_SECONDS", 3600)
+SANDBOX_MAX_PROCESSES = env_int("BACKLINE_SANDBOX_MAX_PROCESSES", 512)
+SANDBOX_MAX_FILE_SIZE = env_size("BACKLINE_SANDBOX_MAX_FILE_SIZE", "2g")
+SANDBOX_MAX_DISK = env_size("BACKLINE_SANDBOX_MAX_DISK", "10g")
+# jobs run as uid BASE + (worker pid % COUNT) outside the sandbox (nobody inside)
+SANDBOX_UID_BASE = env_int("BACKLINE_SANDBOX_UID_BASE", 200000)
+SANDBOX_UID_COUNT = env_int("BACKLINE_SANDBOX_UID_COUNT", 50000)
 WORKSPACE_ROOT = Path(env_str("BACKLINE_WORKSPACE_ROOT", str(VAR_DIR / "workspaces")))
 HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 30)
 # the most bytes one job log (pipeline run, Terraform run) keeps; the rest is discarded

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +31,12 @@ DATA = SHARED / "data"
 CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
 PASSWORD = "pw-for-tests-1"
 
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Terraform tests read "upstream" states from this folder: the test installation's read-only
+# path for Terraform (BACKLINE_TERRAFORM_READ_PATHS); workers started by the tests inherit it
+TF_READ_PATH = Path(tempfile.gettempdir()) / f"backline-tf-published-{os.getpid()}"
+TF_READ_PATH.mkdir(mode=0o755, exist_ok=True)
+os.environ["BACKLINE_TERRAFORM_READ_PATHS"] = str(TF_READ_PATH)  # Playwright's sync API runs a loop
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +48,12 @@ def _fresh_catalog_cache():
     from squads.cache import CATALOG
 
     cache.delete(CATALOG.key)
+
+
+@pytest.fixture(autouse=True)
+def _terraform_read_paths(settings):
+    """Upstream states in TF_READ_PATH are readable by in-process Terraform runs too."""
+    settings.TERRAFORM_READ_PATHS = [str(TF_READ_PATH)]
 
 
 @pytest.fixture

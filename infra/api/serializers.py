@@ -36,6 +36,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
             "path",
             "terraform_bin",
             "backend",
+            "allow_provisioners",
             "auto_apply",
             "drift_checks",
             "drift_interval_minutes",

@@ -99,7 +99,11 @@ def run(report):
     os.environ["BACKLINE_WORKSPACE_ROOT"] = str(settings.WORKSPACE_ROOT)
     worker = None
     try:
-        upstream = write_state(tmp / "upstream.tfstate", {"val": "one"})
+        # the upstream state is in the installation's read-only folder for Terraform
+        published = tmp / "published"
+        settings.TERRAFORM_READ_PATHS = [str(published)]
+        os.environ["BACKLINE_TERRAFORM_READ_PATHS"] = str(published)
+        upstream = write_state(published / "upstream.tfstate", {"val": "one"})
         squad, _ = Squad.objects.get_or_create(slug="bench-infra", defaults={"name": "Bench"})
         actor = Actor.system("bench", door="command")
 

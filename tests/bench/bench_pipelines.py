@@ -70,6 +70,35 @@ def _celery_rss(worker):
     return total
 
 
+def sandbox_cost(workdir: Path) -> tuple[float, float]:
+    """Seconds per ``/bin/true`` step through the executor, bare and in the sandbox (chown of a
+    small checkout, prlimit, bwrap with its namespaces, setpriv), alternating to share noise."""
+    from portal.executor import run_process
+
+    from portal.sandbox import Policy
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    for i in range(50):  # a small checkout for prepare() to walk
+        (workdir / f"f{i}.txt").write_text("x")
+    times = {"bare": 0.0, "boxed": 0.0}
+    for i in range(2 * N_STEPS + 2):
+        kind = "boxed" if i % 2 else "bare"
+        t0 = time.monotonic()
+        res = run_process(
+            ["/bin/sh", "-c", "/bin/true"],
+            cwd=workdir,
+            env={"PATH": "/usr/bin:/bin"},
+            timeout=30,
+            secrets=[],
+            on_output=lambda _text: None,
+            sandbox=Policy(rw=[workdir]) if kind == "boxed" else None,
+        )
+        assert res.exit_code == 0, res
+        if i >= 2:  # one warm-up of each
+            times[kind] += time.monotonic() - t0
+    return times["bare"] / N_STEPS, times["boxed"] / N_STEPS
+
+
 def run(report):
     from pipelines.models import LogChunk, PipelineRun, RunStatus, StepRun
     from portal.inbound import signature_for
@@ -181,6 +210,19 @@ def run(report):
                 target="≤ 50 ms",
                 ok=overhead <= 0.05,
                 note=f"{N_STEPS} steps; {per_step * 1000:.1f} ms per step in the pipeline",
+            )
+
+            # 2b. what the sandbox adds to a step, against the bare command in the same run -------
+            bare, boxed = sandbox_cost(tmp / "sandbox-cost")
+            report.add(
+                "pipelines: sandbox cost per step (bubblewrap + limits)",
+                (boxed - bare) * 1000,
+                "ms",
+                baseline=bare * 1000,
+                baseline_label="the same step unsandboxed (run_process, no policy)",
+                target="≤ 50 ms",
+                ok=boxed - bare <= 0.05,
+                note=f"{N_STEPS} steps each; {boxed * 1000:.1f} ms per sandboxed step",
             )
 
             # 3. 200 queued runs drained, none lost ---------------------------------------------

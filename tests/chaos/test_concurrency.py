@@ -100,9 +100,9 @@ def test_2_concurrent_applies_apply_once(gunicorn, squad, make_token, tmp_path, 
     from portal.actors import Actor
     from portal.models import AuditEvent
     from tests.conftest import WorkerProcess
-    from tests.infra.conftest import CONFIG, terraform_binary, write_state
+    from tests.infra.conftest import CONFIG, published, terraform_binary, write_state
 
-    upstream = write_state(tmp_path / "upstream.tfstate", {"val": "one"})
+    upstream = write_state(published("upstream.tfstate"), {"val": "one"})
     ws = Workspace.objects.create(
         slug="chaos-apply",
         name="Chaos apply",

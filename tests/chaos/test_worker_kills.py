@@ -17,16 +17,19 @@ from pipelines import tasks as pipe_tasks
 from pipelines.models import LogChunk, PipelineRun, RunStatus
 from tests.chaos.conftest import ROUNDS, marked_pids, record, wait_for
 from tests.conftest import WorkerProcess
+from tests.infra.conftest import published
 from tests.infra.test_worker import terraform_pids
 
 pytestmark = [pytest.mark.chaos, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def _spec(i, flag, marker):
+def _spec(i, marker):
+    # victims are the odd-numbered runs (round i: the re-run of round i-1's victim, then the
+    # new victim); a flag file of this test's folder would not be visible inside the sandbox
     return (
         "stages:\n  - name: main\n    steps:\n      - name: victim\n"
-        f'        run: "echo before-kill-{i}; if [ -f {flag} ]; then sleep 300; fi; '
-        f'echo after-{i} # {marker}"\n'
+        f'        run: "echo before-kill-{i}; if [ $((BACKLINE_RUN_NUMBER % 2)) = 1 ]; '
+        f'then sleep 300; fi; echo after-{i} # {marker}"\n'
     )
 
 
@@ -41,13 +44,11 @@ def _tf_log(run):
 
 
 def _start_victims(ctx, repo, i):
-    """A pipeline step and a Terraform plan surely in flight (the step sleeps while a flag file
-    exists; terraform blocks reading a FIFO as its upstream state)."""
-    flag = ctx["tmp"] / f"hang-{i}"
-    flag.write_text("1")
+    """A pipeline step and a Terraform plan surely in flight (the step sleeps in an odd-numbered
+    run; terraform blocks reading a FIFO as its upstream state)."""
     marker = f"chaos-marker-{os.getpid()}-{i}"
-    repo.commit({"backline.yml": _spec(i, flag, marker)}, f"round {i}")
-    fifo = ctx["tmp"] / f"blocked-{i}.tfstate"
+    repo.commit({"backline.yml": _spec(i, marker)}, f"round {i}")
+    fifo = published(f"blocked-{i}.tfstate")
     os.mkfifo(fifo)
     Variable.objects.filter(pk=ctx["var"].pk).update(value=str(fifo))
     run, _ = pipe_services.trigger_run(ctx["service"], actor=ctx["actor"], ref="main")
@@ -55,7 +56,7 @@ def _start_victims(ctx, repo, i):
     wait_for(lambda: f"before-kill-{i}" in _pipeline_log(run), 60, "the step's output")
     wait_for(lambda: terraform_pids(tf), 60, "terraform plan to start")
     wait_for(lambda: _tf_log(tf), 30, "terraform output")
-    ctx["marker"], ctx["flag"] = marker, flag
+    ctx["marker"] = marker
     return run, tf, (_pipeline_log(run), _tf_log(tf))
 
 
@@ -68,7 +69,6 @@ def _reap(ctx, run, tf, i):
         f"terraform and the step of round {i} to die with the worker",
         interval=0.1,
     )
-    ctx["flag"].unlink()
 
     def final():
         pipe_tasks.reap_lost_runs()  # the beat tasks, as beat calls them
@@ -117,7 +117,7 @@ def test_worker_sigkilled_during_pipeline_steps_and_terraform_runs(
     repo = GitRepo(tmp_path / "repo")
     repo.commit({"README.md": "chaos\n"}, "first")
     service = ServiceFactory(slug="chaos-svc", owner=squad, repository_url=repo.url)
-    upstream = write_state(tmp_path / "upstream.tfstate", {"val": "one"})
+    upstream = write_state(published("upstream.tfstate"), {"val": "one"})
     ws = Workspace.objects.create(
         slug="chaos-ws",
         name="Chaos",

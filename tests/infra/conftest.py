@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from infra.models import Workspace
-from tests.conftest import WorkerProcess
+from tests.conftest import TF_READ_PATH, WorkerProcess
 
 
 def terraform_binary() -> str:
@@ -89,9 +89,17 @@ def ws_root(settings, tmp_path):
     return root
 
 
+def published(name: str) -> Path:
+    """A fresh path in the installation's read-only Terraform folder: the only place outside
+    its own directory a workspace's terraform can read (an upstream state, say)."""
+    folder = TF_READ_PATH / uuid.uuid4().hex
+    folder.mkdir(mode=0o755)
+    return folder / name
+
+
 @pytest.fixture
-def upstream(tmp_path):
-    return write_state(tmp_path / "upstream" / "terraform.tfstate", {"val": "one"})
+def upstream():
+    return write_state(published("terraform.tfstate"), {"val": "one"})
 
 
 @pytest.fixture

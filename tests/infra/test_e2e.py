@@ -5,13 +5,14 @@ import pytest
 from infra.models import RunStatus, TerraformRun, Workspace
 from tests.conftest import screenshot
 from tests.factories import ServiceFactory
-from tests.infra.conftest import SECRET, write_state
+from tests.infra.conftest import SECRET, published, write_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.worker]
 
 
 def test_plan_read_summary_apply(worker_root, live_server, page, login, alice, make_workspace):
-    upstream = write_state(worker_root / "e2e-up.tfstate", {"val": "one"})
+    # not under the worker's workspace root: the sandbox hides that from every run
+    upstream = write_state(published("e2e-up.tfstate"), {"val": "one"})
     ws = make_workspace(slug="edge-network", upstream_path=upstream)
     login(page, alice)
     page.goto(f"{live_server.url}/infra/")

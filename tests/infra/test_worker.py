@@ -11,7 +11,7 @@ from infra import runner, services
 from infra.models import RunStatus, TerraformRun, Workspace
 from portal.actors import Actor
 from tests.conftest import pids_with_cmdline
-from tests.infra.conftest import CONFIG, log_text
+from tests.infra.conftest import CONFIG, log_text, published
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -37,7 +37,7 @@ def terraform_pids(run) -> list[int]:
 
 def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):
     # terraform_remote_state reading a FIFO: the plan blocks in the read until it is canceled
-    fifo = tmp_path / "blocked.tfstate"
+    fifo = published("blocked.tfstate")
     os.mkfifo(fifo)
     ws = make_workspace(slug="slow", upstream_path=fifo)
     run = services.queue_run(ws, actor=Actor(user=alice), message="will hang")
@@ -62,7 +62,7 @@ def test_cancel_a_running_plan(worker_root, make_workspace, alice, tmp_path):
 
 def test_two_applies_at_once_run_one_after_the_other(worker_root, make_workspace, alice):
     files = {"main.tf": CONFIG + '\noutput "at" {\n  value = timestamp()\n}\n'}
-    upstream = worker_root / "up.tfstate"
+    upstream = published("up.tfstate")
     from tests.infra.conftest import write_state
 
     write_state(upstream, {"val": "one"})
@@ -98,7 +98,7 @@ def test_two_people_click_apply_at_once_one_wins(worker_root, make_workspace, al
 
     from portal.errors import Conflict
 
-    upstream = worker_root / "up2.tfstate"
+    upstream = published("up2.tfstate")
     from tests.infra.conftest import write_state
 
     write_state(upstream, {"val": "one"})

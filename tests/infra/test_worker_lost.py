@@ -12,6 +12,7 @@ from infra.models import RunStatus, TerraformRun, Workspace
 from portal.actors import Actor
 from portal.models import AuditEvent
 from tests.conftest import WorkerProcess
+from tests.infra.conftest import published
 from tests.infra.test_worker import terraform_pids, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -28,7 +29,7 @@ def doomed_worker(settings, tmp_path, monkeypatch):
 
 
 def test_worker_killed_mid_plan_is_reaped(doomed_worker, make_workspace, alice, tmp_path):
-    fifo = tmp_path / "blocked.tfstate"
+    fifo = published("blocked.tfstate")
     os.mkfifo(fifo)
     ws = make_workspace(slug="doomed", upstream_path=fifo)
     run = services.queue_run(ws, actor=Actor(user=alice))

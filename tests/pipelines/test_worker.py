@@ -191,15 +191,19 @@ def _runs_dir():
 def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
     service, git_repo, monkeypatch, tmp_path, transactional_db
 ):
-    flag = tmp_path / "hang-flag"
-    flag.write_text("1")
+    # the first run hangs, its re-run does not (a flag file on the host would not be visible
+    # inside the step's sandbox)
     git_repo.commit(
         {
             "backline.yml": spec(
-                (f"echo before-kill; if [ -f {flag} ]; then sleep 120; fi; echo after", {})
+                (
+                    'echo before-kill; if [ "$BACKLINE_RUN_NUMBER" = 1 ]; then sleep 120; fi; '
+                    "echo after",
+                    {},
+                )
             )
         },
-        "hang while the flag exists",
+        "hang in the first run",
     )
     monkeypatch.setenv("PIPELINES_HEARTBEAT_SECONDS", "0.5")
     worker = WorkerProcess().start()
@@ -225,7 +229,6 @@ def test_sigkilled_worker_run_becomes_lost_then_rerun_succeeds(
         assert not (_runs_dir() / str(run.pk)).exists()  # the reaper removed the orphaned checkout
     finally:
         worker.stop()
-    flag.unlink()
     # the orphaned step process died with its process group
     worker = WorkerProcess().start()
     try:
