@@ -74,7 +74,6 @@ def sandbox_cost(workdir: Path) -> tuple[float, float]:
     """Seconds per ``/bin/true`` step through the executor, bare and in the sandbox (chown of a
     small checkout, prlimit, bwrap with its namespaces, setpriv), alternating to share noise."""
     from portal.executor import run_process
-
     from portal.sandbox import Policy
 
     workdir.mkdir(parents=True, exist_ok=True)
