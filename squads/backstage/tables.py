@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from squads import models
 
 
+def _fields(names):
+    return tuple(names.split())
+
+
 @dataclass(frozen=True)
 class Table:
     model: type
@@ -27,7 +31,7 @@ GROUP_TABLES = (
         "tribe",
         "db_tribes",
         {},
-        ("name", "description", "kind", "parent", "email", "picture", "links"),
+        _fields("name description kind parent email picture links"),
         late_fks=("parent",),
     ),
     Table(
@@ -35,82 +39,49 @@ GROUP_TABLES = (
         "squad",
         "db_squads",
         {"tribe": "tribe"},
-        (
-            "name",
-            "mission",
-            "tribe",
-            "parent",
-            "chat_channel",
-            "oncall_contact",
-            "email",
-            "picture",
-            "links",
-        ),
+        _fields("name mission tribe parent chat_channel oncall_contact email picture links"),
         late_fks=("parent",),
     ),
 )
 # Tables loaded by slug ↔ id only (the full rows just for the entities an import names).
 ENTITY_TABLES = (
-    Table(models.Person, "person", "db_persons", {}, ("name", "email", "picture")),
+    Table(models.Person, "person", "db_persons", {}, _fields("name email picture")),
     Table(
         models.Domain,
         "domain",
         "db_domains",
         {"owner": "squad", "owner_tribe": "tribe"},
-        ("name", "description", "owner", "owner_tribe", "tags", "links"),
+        _fields("name description owner owner_tribe tags links"),
     ),
     Table(
         models.System,
         "system",
         "db_systems",
         {"owner": "squad", "owner_tribe": "tribe", "domain": "domain"},
-        ("name", "description", "owner", "owner_tribe", "domain", "tags", "links"),
+        _fields("name description owner owner_tribe domain tags links"),
     ),
     Table(
         models.Api,
         "api",
         "db_apis",
         {"owner": "squad", "system": "system"},
-        (
-            "name",
-            "description",
-            "type",
-            "lifecycle",
-            "lifecycle_raw",
-            "owner",
-            "system",
-            "definition",
-            "tags",
-            "links",
-        ),
+        _fields("name description type lifecycle lifecycle_raw owner system definition tags links"),
     ),
     Table(
         models.Resource,
         "resource",
         "db_resources",
         {"owner": "squad", "system": "system"},
-        ("name", "description", "type", "owner", "system", "tags", "links"),
+        _fields("name description type owner system tags links"),
     ),
     Table(
         models.Service,
         "component",
         "db_services",
         {"owner": "squad", "system": "system"},
-        (
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "lifecycle_raw",
-            "tier",
-            "repository_url",
-            "default_branch",
-            "runbook_url",
-            "oncall",
-            "links",
-            "annotations",
+        _fields(
+            "name description owner system type lifecycle lifecycle_raw tier repository_url "
+            "default_branch runbook_url oncall links annotations"
         ),
     ),
 )

@@ -24,27 +24,17 @@ class GroupBuilder:
             gtype = "team"
         e.gtype = gtype
         self.group_kind[slug] = "squad" if gtype in TEAM_TYPES else "tribe"
-        if (
-            self.group_kind[slug] == "squad"
-            and slug in self.db_tribes
-            and slug not in self.db_squads
-        ):
+        # a row keeps its table: a tribe cannot become a team, nor a team a tribe
+        if self.group_kind[slug] == "squad":
+            was, held, own, becomes = "tribe", self.db_tribes, self.db_squads, "a team"
+        else:
+            was, held, own, becomes = "team", self.db_squads, self.db_tribes, f"a {gtype}"
+        if slug in held and slug not in own:
             ctx.error(
                 e.doc,
                 e,
                 "spec.type",
-                f"{ref_of_slug('group', slug)} exists as a tribe; it cannot become a team",
-            )
-        if (
-            self.group_kind[slug] == "tribe"
-            and slug in self.db_squads
-            and slug not in self.db_tribes
-        ):
-            ctx.error(
-                e.doc,
-                e,
-                "spec.type",
-                f"{ref_of_slug('group', slug)} exists as a team; it cannot become a {gtype}",
+                f"{ref_of_slug('group', slug)} exists as a {was}; it cannot become {becomes}",
             )
 
     def _link_groups(self, groups):
