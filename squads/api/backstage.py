@@ -144,52 +144,11 @@ class CatalogImportView(APIView):
         },
     )
     def post(self, request):
-        too_big = _error(
-            "too_large",
-            f"The import is larger than {MAX_IMPORT_BYTES // 2**20} MB.",
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_IMPORT_BYTES:
-            return too_big
-        sources = []
-        content_type = (request.content_type or "").split(";")[0].strip().lower()
-        if content_type.startswith("multipart/"):
-            files = request.FILES.getlist("file") + request.FILES.getlist("files")
-            if sum(f.size for f in files) > MAX_IMPORT_BYTES:
-                return too_big
-            for f in files:
-                try:
-                    sources.append((f.name, f.read().decode("utf-8")))
-                except UnicodeDecodeError:
-                    return _error(
-                        "invalid",
-                        f"{f.name} is not UTF-8 text.",
-                        status.HTTP_400_BAD_REQUEST,
-                        [
-                            {
-                                "file": f.name,
-                                "document": None,
-                                "entity": "",
-                                "field": "",
-                                "message": "not UTF-8 text",
-                            }
-                        ],
-                    )
-        else:
-            raw = request.data if isinstance(request.data, bytes) else b""
-            if len(raw) > MAX_IMPORT_BYTES:
-                return too_big
-            if raw.strip():
-                try:
-                    sources.append(("request body", raw.decode("utf-8")))
-                except UnicodeDecodeError:
-                    return _error(
-                        "invalid", "The body is not UTF-8 text.", status.HTTP_400_BAD_REQUEST, []
-                    )
+        if _declared_length(request) > MAX_IMPORT_BYTES:
+            return _too_big()
+        sources, refused = _read_sources(request)
+        if refused is not None:
+            return refused
         if not sources:
             return _error(
                 "invalid",
@@ -212,6 +171,63 @@ class CatalogImportView(APIView):
                 [e.as_dict() for e in exc.errors],
             )
         return Response({**report.as_dict(), "summary": report.summary})
+
+
+def _too_big():
+    return _error(
+        "too_large",
+        f"The import is larger than {MAX_IMPORT_BYTES // 2**20} MB.",
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
+def _declared_length(request):
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _read_sources(request):
+    """``([(name, text)], None)``, or ``(None, the refusal)`` when the import is too large or
+    not UTF-8 text."""
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type.startswith("multipart/"):
+        return _uploaded_sources(request)
+    return _body_sources(request)
+
+
+def _uploaded_sources(request):
+    files = request.FILES.getlist("file") + request.FILES.getlist("files")
+    if sum(f.size for f in files) > MAX_IMPORT_BYTES:
+        return None, _too_big()
+    sources = []
+    for f in files:
+        try:
+            sources.append((f.name, f.read().decode("utf-8")))
+        except UnicodeDecodeError:
+            issue = {"file": f.name, "document": None, "entity": "", "field": ""}
+            return None, _error(
+                "invalid",
+                f"{f.name} is not UTF-8 text.",
+                status.HTTP_400_BAD_REQUEST,
+                [{**issue, "message": "not UTF-8 text"}],
+            )
+    return sources, None
+
+
+def _body_sources(request):
+    raw = request.data if isinstance(request.data, bytes) else b""
+    if len(raw) > MAX_IMPORT_BYTES:
+        return None, _too_big()
+    if not raw.strip():
+        return [], None
+    try:
+        return [("request body", raw.decode("utf-8"))], None
+    except UnicodeDecodeError:
+        return None, _error(
+            "invalid", "The body is not UTF-8 text.", status.HTTP_400_BAD_REQUEST, []
+        )
 
 
 class CatalogExportView(APIView):

@@ -12,21 +12,10 @@ from collections import defaultdict
 
 import yaml
 
-from squads.models import (
-    Api,
-    Dependency,
-    Domain,
-    ForeignEntity,
-    Membership,
-    Person,
-    Resource,
-    Service,
-    Squad,
-    System,
-    Tribe,
-)
+from squads.models import Dependency, ForeignEntity, Membership, Service
 
 from .render import overlay, render
+from .tables import TABLES
 
 
 class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
@@ -40,16 +29,7 @@ def _str_presenter(dumper, data):
 
 _Dumper.add_representer(str, _str_presenter)
 
-ROWS = (
-    ("tribe", Tribe),
-    ("squad", Squad),
-    ("person", Person),
-    ("domain", Domain),
-    ("system", System),
-    ("api", Api),
-    ("resource", Resource),
-    ("component", Service),
-)
+ROWS = tuple((t.kind, t.model) for t in TABLES)
 
 
 class _Lookups:

@@ -11,19 +11,7 @@ from collections import defaultdict
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 
-from squads.models import (
-    Api,
-    Dependency,
-    Domain,
-    Membership,
-    Person,
-    Resource,
-    Service,
-    Squad,
-    System,
-    Tag,
-    Tribe,
-)
+from squads.models import Dependency, Membership, Person, Service, Squad, Tag, Tribe
 
 from . import foreign, writer
 from .build import EntityBuilder
@@ -33,15 +21,7 @@ from .refs import DEFAULT_NAMESPACE, ref_of_slug, ref_string, slug_for, valid_na
 from .report import ImportFailed, ImportIssue, ImportReport
 from .schema import validate_document
 from .shape import row_shape, same
-
-TABLES = {
-    "user": Person,
-    "domain": Domain,
-    "system": System,
-    "api": Api,
-    "resource": Resource,
-    "component": Service,
-}
+from .tables import ENTITY_TABLES
 
 __all__ = ["ImportFailed", "ImportIssue", "ImportReport", "YamlLoader", "import_catalog"]
 
@@ -131,36 +111,34 @@ class _Importer(EntityBuilder):
         self.db_squads = {s.slug: s for s in Squad.objects.all()}
         self.tribe_by_id = {t.pk: t.slug for t in self.db_tribes.values()}
         self.squad_by_id = {s.pk: s.slug for s in self.db_squads.values()}
-        self.ids = {"group": {}}
-        by_id = {}
-        for kind, model in TABLES.items():
-            pairs = list(model.objects.values_list("slug", "pk"))
-            self.ids[kind] = dict(pairs)
-            by_id[kind] = {pk: slug for slug, pk in pairs}
-        self.person_by_id = by_id["user"]
-        self.domain_by_id = by_id["domain"]
-        self.system_by_id = by_id["system"]
-        self.api_by_id = by_id["api"]
-        self.resource_by_id = by_id["resource"]
-        self.service_by_id = by_id["component"]
-
-        def rows(kind):
-            wanted = [slug for slug in self.entities[kind] if slug in self.ids[kind]]
-            if not wanted:
-                return {}
-            return {o.slug: o for o in TABLES[kind].objects.filter(slug__in=wanted)}
-
-        self.db_persons = rows("user")
-        self.db_domains = rows("domain")
-        self.db_systems = rows("system")
-        self.db_apis = rows("api")
-        self.db_resources = rows("resource")
-        self.db_services = rows("component")
+        self._load_ids()
+        for table in ENTITY_TABLES:
+            setattr(self, table.rows, self._named_rows(table))
         self.tag_ids = dict(Tag.objects.values_list("name", "pk"))
-        tag_names = {v: k for k, v in self.tag_ids.items()}
         self.db_memberships = defaultdict(dict)  # person slug → squad slug → (id, role)
         self._memberships_loaded = set()
         self._load_memberships(list(self.db_persons))
+        self._load_service_relations()
+
+    def _load_ids(self):
+        """``ids``: kind → slug → id of every row; ``<kind>_by_id``: the reverse."""
+        self.ids = {"group": {}}
+        for table in ENTITY_TABLES:
+            pairs = list(table.model.objects.values_list("slug", "pk"))
+            self.ids[table.entity_kind] = dict(pairs)
+            by_id = {pk: slug for slug, pk in pairs}
+            setattr(self, f"{'service' if table.kind == 'component' else table.kind}_by_id", by_id)
+
+    def _named_rows(self, table):
+        """slug → row of the rows of ``table`` this import names."""
+        kind = table.entity_kind
+        wanted = [slug for slug in self.entities[kind] if slug in self.ids[kind]]
+        if not wanted:
+            return {}
+        return {o.slug: o for o in table.model.objects.filter(slug__in=wanted)}
+
+    def _load_service_relations(self):
+        """Tags, provided and consumed APIs and dependencies of the services the import names."""
         self.db_tags = defaultdict(dict)  # service slug → tag name → through id
         self.db_provides = defaultdict(dict)  # service slug → api slug → through id
         self.db_consumes = defaultdict(dict)
@@ -168,6 +146,7 @@ class _Importer(EntityBuilder):
         service_ids = [o.pk for o in self.db_services.values()]
         if not service_ids:
             return
+        tag_names = {v: k for k, v in self.tag_ids.items()}
         for tid, sid, tag_id in Service.tags.through.objects.filter(
             service_id__in=service_ids
         ).values_list("pk", "service_id", "tag_id"):

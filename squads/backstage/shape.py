@@ -2,7 +2,8 @@
 it with what a descriptor asks for, the exporter renders it back to a descriptor."""
 
 
-def _group_shape(kind, obj, t, s):
+def _group_shape(kind, obj, lk):
+    t, s = lk.tribe_by_id, lk.squad_by_id
     if kind == "tribe":
         return {
             "name": obj.name,
@@ -26,61 +27,64 @@ def _group_shape(kind, obj, t, s):
     }
 
 
-def row_shape(kind, obj, lk):
-    """``lk``: slug maps by id (``tribe_by_id``, ``squad_by_id``, ``domain_by_id``,
-    ``system_by_id``), ``memberships_of(slug)`` and the service relation maps
-    (``db_tags``, ``db_provides``, ``db_consumes``, ``db_deps``: slug → {target: id})."""
-    t, s, d, sy = lk.tribe_by_id, lk.squad_by_id, lk.domain_by_id, lk.system_by_id
-    origin = {"backstage_entity": obj.backstage_entity}
-    if kind in ("tribe", "squad"):
-        return {**_group_shape(kind, obj, t, s), **origin}
-    if kind == "person":
-        memberships = lk.memberships_of(obj.slug).items()
-        return {
-            "name": obj.name,
-            "email": obj.email,
-            "picture": obj.picture,
-            "memberships": frozenset((sq, r) for sq, (_, r) in memberships),
-            **origin,
-        }
-    base = {"name": obj.name, "description": obj.description}
-    owned = {"owner": s.get(obj.owner_id), "tags": getattr(obj, "tags", None)}
-    if kind in ("domain", "system"):
-        extra = {"domain": d.get(obj.domain_id)} if kind == "system" else {}
-        return {
-            **base,
-            **owned,
-            "owner_tribe": t.get(obj.owner_tribe_id),
-            **extra,
-            "links": obj.links,
-            **origin,
-        }
-    if kind == "api":
-        return {
-            **base,
-            **owned,
-            "type": obj.type,
-            "lifecycle": obj.lifecycle,
-            "lifecycle_raw": obj.lifecycle_raw,
-            "system": sy.get(obj.system_id),
-            "definition": obj.definition,
-            "links": obj.links,
-            **origin,
-        }
-    if kind == "resource":
-        return {
-            **base,
-            **owned,
-            "type": obj.type,
-            "system": sy.get(obj.system_id),
-            "links": obj.links,
-            **origin,
-        }
+def _person_shape(kind, obj, lk):
+    memberships = lk.memberships_of(obj.slug).items()
+    return {
+        "name": obj.name,
+        "email": obj.email,
+        "picture": obj.picture,
+        "memberships": frozenset((sq, r) for sq, (_, r) in memberships),
+    }
+
+
+def _owned(obj, lk):
+    """The fields domains, systems, APIs and resources share."""
+    return {
+        "name": obj.name,
+        "description": obj.description,
+        "owner": lk.squad_by_id.get(obj.owner_id),
+        "tags": getattr(obj, "tags", None),
+    }
+
+
+def _domain_shape(kind, obj, lk):
+    extra = {"domain": lk.domain_by_id.get(obj.domain_id)} if kind == "system" else {}
+    return {
+        **_owned(obj, lk),
+        "owner_tribe": lk.tribe_by_id.get(obj.owner_tribe_id),
+        **extra,
+        "links": obj.links,
+    }
+
+
+def _api_shape(kind, obj, lk):
+    return {
+        **_owned(obj, lk),
+        "type": obj.type,
+        "lifecycle": obj.lifecycle,
+        "lifecycle_raw": obj.lifecycle_raw,
+        "system": lk.system_by_id.get(obj.system_id),
+        "definition": obj.definition,
+        "links": obj.links,
+    }
+
+
+def _resource_shape(kind, obj, lk):
+    return {
+        **_owned(obj, lk),
+        "type": obj.type,
+        "system": lk.system_by_id.get(obj.system_id),
+        "links": obj.links,
+    }
+
+
+def _service_shape(kind, obj, lk):
     slug = obj.slug
     return {
-        **base,
-        "owner": s.get(obj.owner_id),
-        "system": sy.get(obj.system_id),
+        "name": obj.name,
+        "description": obj.description,
+        "owner": lk.squad_by_id.get(obj.owner_id),
+        "system": lk.system_by_id.get(obj.system_id),
         "type": obj.type,
         "lifecycle": obj.lifecycle,
         "lifecycle_raw": obj.lifecycle_raw,
@@ -95,8 +99,26 @@ def row_shape(kind, obj, lk):
         "provides": frozenset(lk.db_provides.get(slug, {})),
         "consumes": frozenset(lk.db_consumes.get(slug, {})),
         "deps": frozenset(lk.db_deps.get(slug, {})),
-        **origin,
     }
+
+
+_SHAPES = {
+    "tribe": _group_shape,
+    "squad": _group_shape,
+    "person": _person_shape,
+    "domain": _domain_shape,
+    "system": _domain_shape,
+    "api": _api_shape,
+    "resource": _resource_shape,
+}
+
+
+def row_shape(kind, obj, lk):
+    """``lk``: slug maps by id (``tribe_by_id``, ``squad_by_id``, ``domain_by_id``,
+    ``system_by_id``), ``memberships_of(slug)`` and the service relation maps
+    (``db_tags``, ``db_provides``, ``db_consumes``, ``db_deps``: slug → {target: id})."""
+    shape = _SHAPES.get(kind, _service_shape)
+    return {**shape(kind, obj, lk), "backstage_entity": obj.backstage_entity}
 
 
 def same(want, have):

@@ -4,23 +4,11 @@ ones, set differences for relations."""
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
 
-from squads.models import (
-    Api,
-    Dependency,
-    Domain,
-    Membership,
-    Person,
-    Resource,
-    Service,
-    Squad,
-    System,
-    Tag,
-    Tribe,
-)
-from squads.services import SERVICE_DESCRIPTOR_FIELDS
+from squads.models import Dependency, Membership, Service, Tag
 
 from . import foreign
 from .constants import BATCH
+from .tables import TABLES
 
 
 # --- fast inserts -------------------------------------------------------------------------------
@@ -70,135 +58,86 @@ def _insert(model, rows):
             )
 
 
-def write(imp):
-    """Apply ``imp.plan`` with bulk operations (inside the caller's transaction)."""
-    plan = imp.plan
+def _apply(obj, values, fks):
+    for k, v in values.items():
+        if k in fks:
+            setattr(obj, f"{k}_id", fks[k].get(v) if v else None)
+        else:
+            setattr(obj, k, v)
+    return obj
 
-    def apply(obj, values, fks):
-        for k, v in values.items():
-            if k in fks:
-                setattr(obj, f"{k}_id", fks[k].get(v) if v else None)
-            else:
-                setattr(obj, k, v)
-        return obj
 
-    def upsert(model, kind, db, fk_maps, field_names, *, late_fks=()):
-        """Create new rows and update changed ones; FKs in ``late_fks`` point to the same
-        table and are set after every row exists. Returns slug → id for the table."""
-        field_names = [*field_names, "backstage_entity", "backstage_seen"]
-        if kind in ("tribe", "squad"):  # loaded in full
-            ids = {s: o.pk for s, o in db.items()}
-        else:  # every row's id, not only the rows the import names
-            ids = dict(imp.ids["user" if kind == "person" else kind])
-        create = plan[kind]["create"]
-        rows = []
-        for slug, want in create.items():
-            values = {k: v for k, v in want.items() if k in field_names and k not in late_fks}
-            rows.append({"slug": slug, **_attnames(values, fk_maps)})
-        _insert(model, rows)
-        if create:
-            ids.update(model.objects.filter(slug__in=list(create)).values_list("slug", "pk"))
-        fk_maps = {**fk_maps, **{k: ids for k in late_fks}}
-        late_slugs = [s for s, w in create.items() if any(w[k] for k in late_fks)]
-        if late_slugs:
-            late = [
-                apply(o, {k: create[o.slug][k] for k in late_fks}, fk_maps)
-                for o in model.objects.filter(slug__in=late_slugs)
-            ]
-            model.objects.bulk_update(late, list(late_fks), batch_size=BATCH)
-        changed = [
-            apply(db[slug], {k: v for k, v in want.items() if k in field_names}, fk_maps)
-            for slug, (want, _) in plan[kind]["update"].items()
+def _known_ids(imp, table):
+    if table.kind in ("tribe", "squad"):  # loaded in full
+        return {s: o.pk for s, o in getattr(imp, table.rows).items()}
+    # every row's id, not only the rows the import names
+    return dict(imp.ids[table.entity_kind])
+
+
+def _create(imp, table, ids, fk_maps, field_names):
+    """Insert the new rows (``late_fks`` left out), then set those once every row exists."""
+    model, late_fks = table.model, table.late_fks
+    create = imp.plan[table.kind]["create"]
+    rows = []
+    for slug, want in create.items():
+        values = {k: v for k, v in want.items() if k in field_names and k not in late_fks}
+        rows.append({"slug": slug, **_attnames(values, fk_maps)})
+    _insert(model, rows)
+    if create:
+        ids.update(model.objects.filter(slug__in=list(create)).values_list("slug", "pk"))
+    fk_maps = {**fk_maps, **{k: ids for k in late_fks}}
+    late_slugs = [s for s, w in create.items() if any(w[k] for k in late_fks)]
+    if late_slugs:
+        late = [
+            _apply(o, {k: create[o.slug][k] for k in late_fks}, fk_maps)
+            for o in model.objects.filter(slug__in=late_slugs)
         ]
-        if changed:
-            names = list(field_names)
-            if model is Service:
-                names.append("updated_at")
-                now = timezone.now()
-                for o in changed:
-                    o.updated_at = now
-            model.objects.bulk_update(changed, names, batch_size=200)
-        return ids
+        model.objects.bulk_update(late, list(late_fks), batch_size=BATCH)
+    return fk_maps
 
-    tribe_ids = upsert(
-        Tribe,
-        "tribe",
-        imp.db_tribes,
-        {},
-        ["name", "description", "kind", "parent", "email", "picture", "links"],
-        late_fks=("parent",),
-    )
-    squad_ids = upsert(
-        Squad,
-        "squad",
-        imp.db_squads,
-        {"tribe": tribe_ids},
-        [
-            "name",
-            "mission",
-            "tribe",
-            "parent",
-            "chat_channel",
-            "oncall_contact",
-            "email",
-            "picture",
-            "links",
-        ],
-        late_fks=("parent",),
-    )
-    person_ids = upsert(Person, "person", imp.db_persons, {}, ["name", "email", "picture"])
-    domain_ids = upsert(
-        Domain,
-        "domain",
-        imp.db_domains,
-        {"owner": squad_ids, "owner_tribe": tribe_ids},
-        ["name", "description", "owner", "owner_tribe", "tags", "links"],
-    )
-    system_ids = upsert(
-        System,
-        "system",
-        imp.db_systems,
-        {"owner": squad_ids, "owner_tribe": tribe_ids, "domain": domain_ids},
-        ["name", "description", "owner", "owner_tribe", "domain", "tags", "links"],
-    )
-    api_ids = upsert(
-        Api,
-        "api",
-        imp.db_apis,
-        {"owner": squad_ids, "system": system_ids},
-        [
-            "name",
-            "description",
-            "type",
-            "lifecycle",
-            "lifecycle_raw",
-            "owner",
-            "system",
-            "definition",
-            "tags",
-            "links",
-        ],
-    )
-    resource_ids = upsert(
-        Resource,
-        "resource",
-        imp.db_resources,
-        {"owner": squad_ids, "system": system_ids},
-        ["name", "description", "type", "owner", "system", "tags", "links"],
-    )
-    service_ids = upsert(
-        Service,
-        "component",
-        imp.db_services,
-        {"owner": squad_ids, "system": system_ids},
-        [*SERVICE_DESCRIPTOR_FIELDS, "lifecycle_raw"],
-    )
-    # memberships
+
+def _update(imp, table, fk_maps, field_names):
+    db = getattr(imp, table.rows)
+    changed = [
+        _apply(db[slug], {k: v for k, v in want.items() if k in field_names}, fk_maps)
+        for slug, (want, _) in imp.plan[table.kind]["update"].items()
+    ]
+    if not changed:
+        return
+    names = list(field_names)
+    if table.model is Service:
+        names.append("updated_at")
+        now = timezone.now()
+        for o in changed:
+            o.updated_at = now
+    table.model.objects.bulk_update(changed, names, batch_size=200)
+
+
+def _upsert(imp, table, fk_maps):
+    """Create new rows and update changed ones. Returns slug → id for the table."""
+    field_names = [*table.fields, "backstage_entity", "backstage_seen"]
+    ids = _known_ids(imp, table)
+    fk_maps = _create(imp, table, ids, fk_maps, field_names)
+    _update(imp, table, fk_maps, field_names)
+    return ids
+
+
+def _write_rows(imp):
+    """Every table in order; returns kind → {slug: id}."""
+    ids = {}
+    for table in TABLES:
+        ids[table.kind] = _upsert(imp, table, {k: ids[t] for k, t in table.fks.items()})
+    return ids
+
+
+def _touched(plan, kind):
+    """slug → desired row of every row of ``kind`` the plan creates or changes."""
+    return {**plan[kind]["create"], **{s: w for s, (w, _) in plan[kind]["update"].items()}}
+
+
+def _write_memberships(imp, person_ids, squad_ids):
     m_new, m_update, m_delete = [], [], []
-    for slug, want in {
-        **plan["person"]["create"],
-        **{s: w for s, (w, _) in plan["person"]["update"].items()},
-    }.items():
+    for slug, want in _touched(imp.plan, "person").items():
         current = imp.memberships_of(slug)
         wanted = dict(want["memberships"])
         for sq, (mid, role) in current.items():
@@ -214,11 +153,9 @@ def write(imp):
     Membership.objects.filter(pk__in=m_delete).delete()
     Membership.objects.bulk_update(m_update, ["role"], batch_size=BATCH)
     _insert(Membership, m_new)
-    # service relations
-    touched = {
-        **plan["component"]["create"],
-        **{s: w for s, (w, _) in plan["component"]["update"].items()},
-    }
+
+
+def _add_missing_tags(imp, touched):
     all_tags = {t for w in touched.values() for t in w["tags"]}
     missing_tags = sorted(all_tags - set(imp.tag_ids))
     if missing_tags:
@@ -226,6 +163,11 @@ def write(imp):
             [Tag(name=t) for t in missing_tags], batch_size=BATCH, ignore_conflicts=True
         )
         imp.tag_ids.update(Tag.objects.filter(name__in=missing_tags).values_list("name", "pk"))
+
+
+def _write_service_links(imp, touched, service_ids, api_ids):
+    """A service's tags, provided and consumed APIs: set differences on the through tables."""
+    _add_missing_tags(imp, touched)
     for attr, key, current_map, target_ids, target_field in (
         ("tags", "tags", imp.db_tags, imp.tag_ids, "tag_id"),
         ("provides_apis", "provides", imp.db_provides, api_ids, "api_id"),
@@ -243,6 +185,9 @@ def write(imp):
             ]
         through.objects.filter(pk__in=delete).delete()
         _insert(through, new)
+
+
+def _write_dependencies(imp, touched, service_ids, resource_ids):
     new, delete = [], []
     for slug, want in touched.items():
         current = imp.db_deps.get(slug, {})
@@ -250,22 +195,23 @@ def write(imp):
         for kind, target in want["deps"]:
             if (kind, target) in current:
                 continue
-            if kind == "component":
-                new.append(
-                    {
-                        "source_id": service_ids[slug],
-                        "target_service_id": service_ids[target],
-                        "target_resource_id": None,
-                    }
-                )
-            else:
-                new.append(
-                    {
-                        "source_id": service_ids[slug],
-                        "target_service_id": None,
-                        "target_resource_id": resource_ids[target],
-                    }
-                )
+            component = kind == "component"
+            new.append(
+                {
+                    "source_id": service_ids[slug],
+                    "target_service_id": service_ids[target] if component else None,
+                    "target_resource_id": None if component else resource_ids[target],
+                }
+            )
     Dependency.objects.filter(pk__in=delete).delete()
     _insert(Dependency, new)
-    foreign.write(imp, squad_ids, _insert)
+
+
+def write(imp):
+    """Apply ``imp.plan`` with bulk operations (inside the caller's transaction)."""
+    ids = _write_rows(imp)
+    _write_memberships(imp, ids["person"], ids["squad"])
+    touched = _touched(imp.plan, "component")
+    _write_service_links(imp, touched, ids["component"], ids["api"])
+    _write_dependencies(imp, touched, ids["component"], ids["resource"])
+    foreign.write(imp, ids["squad"], _insert)

@@ -1,6 +1,6 @@
 """`python manage.py seed_demo`: load the demo music-streaming organisation (idempotent).
 
-Writes the catalog from ``squads/demo_data.py`` through the ORM, then calls ``seed(stdout)`` of
+Writes the catalog from ``squads/demo/`` through the ORM, then calls ``seed(stdout)`` of
 the optional per-app demo modules (``pipelines.demo``, ``monitoring.demo``, ``infra.demo``).
 Running it again changes nothing: rows are looked up by slug and only saved when a field
 differs.
@@ -13,20 +13,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from portal.registry import registry
-from squads import demo_data as data
-from squads.models import (
-    Api,
-    Dependency,
-    Domain,
-    Membership,
-    Person,
-    Resource,
-    Service,
-    Squad,
-    System,
-    Tag,
-    Tribe,
-)
+from squads import demo as data
+from squads import models
 
 
 class Counter:
@@ -69,116 +57,138 @@ def slack(slug):
     return f"#squad-{slug}"
 
 
-def seed_catalog(stdout=None):
-    c = Counter()
-    tribes = {
-        slug: upsert(c, Tribe, {"slug": slug}, {"name": name, "description": desc})
-        for slug, name, desc in data.TRIBES
-    }
-    domains = {
-        slug: upsert(
-            c,
-            Domain,
-            {"slug": slug},
-            {"name": name, "description": desc, "owner_tribe": tribes[tribe]},
-        )
-        for slug, name, tribe, desc in data.DOMAINS
-    }
-    squads = {}
-    for slug, name, tribe, mission in data.SQUADS:
-        squads[slug] = upsert(
-            c,
-            Squad,
-            {"slug": slug},
-            {
-                "name": name,
-                "mission": mission,
-                "tribe": tribes[tribe],
-                "chat_channel": slack(slug),
-                "oncall_contact": f"pagerduty:{slug}-primary",
-                "email": f"{slug}@example.com",
-                "links": [
-                    {"url": f"{data.CHAT}/squad-{slug}", "title": f"{slack(slug)} on chat"},
-                    {"url": f"https://wiki.example.com/squads/{slug}", "title": "Squad wiki"},
-                ],
-            },
-        )
+def upsert_all(counter, model, rows, values):
+    """slug → row for each data row (its slug first); ``values(*rest)`` gives its fields."""
+    return {row[0]: upsert(counter, model, {"slug": row[0]}, values(*row[1:])) for row in rows}
 
+
+def _squad_values(slug, name, tribe, mission):
+    return {
+        "name": name,
+        "mission": mission,
+        "tribe": tribe,
+        "chat_channel": slack(slug),
+        "oncall_contact": f"pagerduty:{slug}-primary",
+        "email": f"{slug}@example.com",
+        "links": [
+            {"url": f"{data.CHAT}/squad-{slug}", "title": f"{slack(slug)} on chat"},
+            {"url": f"https://wiki.example.com/squads/{slug}", "title": "Squad wiki"},
+        ],
+    }
+
+
+def _seed_groups(c):
+    """Tribes, domains and squads: slug → row of each."""
+    tribes = upsert_all(
+        c, models.Tribe, data.TRIBES, lambda name, desc: {"name": name, "description": desc}
+    )
+    domains = upsert_all(
+        c,
+        models.Domain,
+        data.DOMAINS,
+        lambda name, tribe, desc: {"name": name, "description": desc, "owner_tribe": tribes[tribe]},
+    )
+    squads = {
+        slug: upsert(
+            c, models.Squad, {"slug": slug}, _squad_values(slug, name, tribes[tribe], mission)
+        )
+        for slug, name, tribe, mission in data.SQUADS
+    }
+    return domains, squads
+
+
+def _seed_people(c, squads):
     people = {}
     for slug, name, memberships in data.PEOPLE:
         people[slug] = upsert(
-            c, Person, {"slug": slug}, {"name": name, "email": f"{slug}@example.com"}
+            c, models.Person, {"slug": slug}, {"name": name, "email": f"{slug}@example.com"}
         )
         for squad, role in memberships:
-            upsert(c, Membership, {"person": people[slug], "squad": squads[squad]}, {"role": role})
+            upsert(
+                c,
+                models.Membership,
+                {"person": people[slug], "squad": squads[squad]},
+                {"role": role},
+            )
+    return people
 
+
+def _seed_login(c, username, password, person, is_admin):
+    """The demo sign-in ``username``, linked to ``person``."""
     User = get_user_model()
-    for username, (password, person_slug, is_admin) in data.LOGINS.items():
-        person = people[person_slug]
-        user = User.objects.filter(username=username).first()
-        if user is None:
-            user = User(username=username, email=person.email)
-            user.set_password(password)
-            user.is_staff = user.is_superuser = is_admin
-            first, _, last = person.name.partition(" ")
-            user.first_name, user.last_name = first, last
-            user.save()
-            c.created += 1
-        elif is_admin and not (user.is_staff and user.is_superuser and user.is_active):
-            user.is_staff = user.is_superuser = user.is_active = True
-            user.save(update_fields=["is_staff", "is_superuser", "is_active"])
-            c.updated += 1
-        if person.user_id != user.pk:
-            # The user may already be linked to another person (e.g. an imported one).
-            Person.objects.filter(user=user).exclude(pk=person.pk).update(user=None)
-            person.user = user
-            person.save(update_fields=["user"])
-            c.updated += 1
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        user = User(username=username, email=person.email)
+        user.set_password(password)
+        user.is_staff = user.is_superuser = is_admin
+        first, _, last = person.name.partition(" ")
+        user.first_name, user.last_name = first, last
+        user.save()
+        c.created += 1
+    elif is_admin and not (user.is_staff and user.is_superuser and user.is_active):
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.save(update_fields=["is_staff", "is_superuser", "is_active"])
+        c.updated += 1
+    if person.user_id != user.pk:
+        # The user may already be linked to another person (e.g. an imported one).
+        models.Person.objects.filter(user=user).exclude(pk=person.pk).update(user=None)
+        person.user = user
+        person.save(update_fields=["user"])
+        c.updated += 1
 
-    systems = {
-        slug: upsert(
-            c,
-            System,
-            {"slug": slug},
-            {
-                "name": name,
-                "description": desc,
-                "owner": squads[owner],
-                "owner_tribe": squads[owner].tribe,
-                "domain": domains[domain],
-            },
-        )
-        for slug, name, owner, domain, desc in data.SYSTEMS
+
+def _seed_systems(c, squads, domains):
+    def values(name, owner, domain, desc):
+        return {
+            "name": name,
+            "description": desc,
+            "owner": squads[owner],
+            "owner_tribe": squads[owner].tribe,
+            "domain": domains[domain],
+        }
+
+    return upsert_all(c, models.System, data.SYSTEMS, values)
+
+
+def _owned(squads, systems, name, type_, owner, system, desc):
+    """The fields of an API or a resource."""
+    return {
+        "name": name,
+        "type": type_,
+        "description": desc,
+        "owner": squads[owner],
+        "system": systems[system],
     }
 
-    tag_names = sorted({t for row in data.SERVICES for t in row[9]})
-    tags = {name: upsert(c, Tag, {"name": name}, {}) for name in tag_names}
 
+def _service_extras(slug, owner, type_, has_runbook, has_oncall):
+    """A demo service's runbook, on-call, links and annotations."""
+    links = [
+        {"url": f"{data.DASHBOARDS}/{slug}", "title": "Grafana dashboard", "icon": "dashboard"}
+    ]
+    if type_ == "website":
+        links.append({"url": f"https://{slug}.example.com/", "title": "Production site"})
+    annotations = {"backstage.io/source-location": f"url:{data.GIT}/{owner}/{slug}"}
+    if has_oncall:
+        annotations["pagerduty.com/service-id"] = f"P{slug.replace('-', '').upper()[:7]}"
+    return {
+        "runbook_url": f"{data.RUNBOOKS}/{owner}/{slug}" if has_runbook else "",
+        "oncall": f"pagerduty:{owner}-primary" if has_oncall else "",
+        "links": links,
+        "annotations": annotations,
+    }
+
+
+def _seed_services(c, squads, systems):
+    tag_names = sorted({t for row in data.SERVICES for t in row[9]})
+    tags = {name: upsert(c, models.Tag, {"name": name}, {}) for name in tag_names}
     services = {}
-    for (
-        slug,
-        name,
-        owner,
-        system,
-        type_,
-        lifecycle,
-        tier,
-        has_runbook,
-        has_oncall,
-        tag_list,
-        desc,
-    ) in data.SERVICES:
-        links = [
-            {"url": f"{data.DASHBOARDS}/{slug}", "title": "Grafana dashboard", "icon": "dashboard"}
-        ]
-        if type_ == "website":
-            links.append({"url": f"https://{slug}.example.com/", "title": "Production site"})
-        annotations = {"backstage.io/source-location": f"url:{data.GIT}/{owner}/{slug}"}
-        if has_oncall:
-            annotations["pagerduty.com/service-id"] = f"P{slug.replace('-', '').upper()[:7]}"
+    for row in data.SERVICES:
+        slug, name, owner, system, type_, lifecycle, tier, has_runbook, has_oncall = row[:9]
+        tag_list, desc = row[9:]
         services[slug] = upsert(
             c,
-            Service,
+            models.Service,
             {"slug": slug},
             {
                 "name": name,
@@ -188,31 +198,22 @@ def seed_catalog(stdout=None):
                 "type": type_,
                 "lifecycle": lifecycle,
                 "tier": tier,
-                "runbook_url": f"{data.RUNBOOKS}/{owner}/{slug}" if has_runbook else "",
-                "oncall": f"pagerduty:{owner}-primary" if has_oncall else "",
-                "links": links,
-                "annotations": annotations,
+                **_service_extras(slug, owner, type_, has_runbook, has_oncall),
             },
             create_only={"repository_url": f"{data.GIT}/{owner}/{slug}"},
         )
         set_m2m(c, services[slug].tags, [tags[t] for t in tag_list])
+    return services
 
-    apis = {
-        slug: upsert(
-            c,
-            Api,
-            {"slug": slug},
-            {
-                "name": name,
-                "type": type_,
-                "description": desc,
-                "owner": squads[owner],
-                "system": systems[system],
-                "lifecycle": "production",
-            },
-        )
-        for slug, name, type_, owner, system, _provider, desc in data.APIS
-    }
+
+def _seed_apis(c, squads, systems, services):
+    def values(name, type_, owner, system, _provider, desc):
+        return {
+            **_owned(squads, systems, name, type_, owner, system, desc),
+            "lifecycle": "production",
+        }
+
+    apis = upsert_all(c, models.Api, data.APIS, values)
     provided = {}
     for slug, *_rest, provider, _desc in data.APIS:
         provided.setdefault(provider, []).append(apis[slug])
@@ -220,38 +221,35 @@ def seed_catalog(stdout=None):
         set_m2m(c, svc.provides_apis, provided.get(slug, []))
         set_m2m(c, svc.consumes_apis, [apis[a] for a in data.CONSUMES.get(slug, [])])
 
-    resources = {
-        slug: upsert(
-            c,
-            Resource,
-            {"slug": slug},
-            {
-                "name": name,
-                "type": type_,
-                "description": desc,
-                "owner": squads[owner],
-                "system": systems[system],
-            },
-        )
-        for slug, name, type_, owner, system, desc in data.RESOURCES
-    }
 
-    for source, targets in data.DEPENDS_ON.items():
-        for target in targets:
-            upsert(
-                c,
-                Dependency,
-                {"source": services[source], "target_service": services[target]},
-                {},
-            )
-    for source, targets in data.USES.items():
-        for target in targets:
-            upsert(
-                c,
-                Dependency,
-                {"source": services[source], "target_resource": resources[target]},
-                {},
-            )
+def _seed_resources(c, squads, systems):
+    def values(name, type_, owner, system, desc):
+        return _owned(squads, systems, name, type_, owner, system, desc)
+
+    return upsert_all(c, models.Resource, data.RESOURCES, values)
+
+
+def _seed_dependencies(c, services, resources):
+    for field, table, targets_of in (
+        ("target_service", services, data.DEPENDS_ON),
+        ("target_resource", resources, data.USES),
+    ):
+        for source, targets in targets_of.items():
+            for target in targets:
+                upsert(c, models.Dependency, {"source": services[source], field: table[target]}, {})
+
+
+def seed_catalog(stdout=None):
+    c = Counter()
+    domains, squads = _seed_groups(c)
+    people = _seed_people(c, squads)
+    for username, (password, person_slug, is_admin) in data.LOGINS.items():
+        _seed_login(c, username, password, people[person_slug], is_admin)
+    systems = _seed_systems(c, squads, domains)
+    services = _seed_services(c, squads, systems)
+    _seed_apis(c, squads, systems, services)
+    resources = _seed_resources(c, squads, systems)
+    _seed_dependencies(c, services, resources)
     return c
 
 
