@@ -7,6 +7,9 @@ PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed
 PG_URL ?= postgres://postgres@127.0.0.1:5432/backline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+# the suite runs in this many processes (pytest-xdist, a test file per process; each has its own
+# test database, Redis database and var/); the fault tests (tests/chaos) run after, alone
+TEST_PROCS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test deps venv services lint fmt check bench chaos migrate clean e2e
@@ -54,7 +57,8 @@ test: venv deps services
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) manage.py makemigrations --check --dry-run
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --ignore=tests/chaos $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 e2e: venv deps services
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/e2e $(PYTEST_ARGS)

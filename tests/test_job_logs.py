@@ -210,7 +210,7 @@ def test_worker_transitions_write_audit_and_emit_events(squad):
     )
     assert actions == ["pipeline.run.started", "pipeline.run.failed"]
     types = list(EventDelivery.objects.order_by("id").values_list("event_type", flat=True))
-    assert types == ["pipeline.run.started", "pipeline.run.failed"]
+    assert types == ["pipeline.run.queued", "pipeline.run.started", "pipeline.run.failed"]
     failed = EventDelivery.objects.get(event_type="pipeline.run.failed").payload["data"]
     assert failed["run"] == run.pk and failed["error"] == "Step x failed"
 

@@ -170,7 +170,7 @@ def test_same_key_is_one_delivery_and_one_request(db, capture):
 # Types emitted only under a name built at run time (none today: run transitions name their
 # events in RUN_EVENTS). Once a name here is emitted literally, the test asks to remove it.
 EMITTED_ELSEWHERE: set[str] = set()
-APPS = ("portal", "squads", "pipelines", "infra", "monitoring")
+APPS = ("portal", "squads", "metrics", "pipelines", "infra", "monitoring", "releases")
 
 
 def _source_literals():
