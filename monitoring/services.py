@@ -151,11 +151,18 @@ def create_channel(
     url: str,
     secret: str = "",
     min_severity: str = Severity.INFO,
+    enabled: bool = True,
 ) -> NotificationChannel:
     actor.require("alerts:write", squad.pk, "adding notification channels")
     with transaction.atomic():
         channel = NotificationChannel.objects.create(
-            squad=squad, name=name, kind=kind, url=url, secret=secret, min_severity=min_severity
+            squad=squad,
+            name=name,
+            kind=kind,
+            url=url,
+            secret=secret,
+            min_severity=min_severity,
+            enabled=enabled,
         )
         audit.record(
             actor, "alert_channel.create", channel, squad=squad, data={"kind": channel.kind}

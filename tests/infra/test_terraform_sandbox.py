@@ -122,7 +122,7 @@ def test_file_and_fileset_see_only_the_sandbox(worker_root, squad, alice, infra_
     ws = workspace("peek", squad, {"main.tf": ENVIRON + FILESET % roots}, auto_apply=True)
     other = runner.state_path(workspace("neighbour", squad, {"main.tf": ""}))
     write_state(other, {"secret": OTHER_SECRET})
-    run = finished(services.queue_run(Actor(user=alice), ws))
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
     assert run.status == RunStatus.APPLIED, (run.error, log_text(run))
     ws.refresh_from_db()
     env = ws.outputs["env"]["value"]
@@ -147,7 +147,7 @@ def test_remote_state_of_another_workspace_is_not_there(worker_root, squad, othe
     their_state = write_state(runner.state_path(theirs), {"secret": OTHER_SECRET})
     assert their_state.exists()
     ws = workspace("thief", squad, {"main.tf": REMOTE_STATE % json.dumps(str(their_state))})
-    run = finished(services.queue_run(Actor(user=alice), ws))
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
     assert run.status == RunStatus.ERRORED
     assert "terraform plan failed" in run.error
     shown = everything_shown(alice, ws, run)
@@ -164,7 +164,7 @@ def test_remote_state_of_another_workspace_is_not_there(worker_root, squad, othe
 )
 def test_exec_provisioners_are_refused_at_plan(worker_root, squad, alice, files, kind):
     ws = workspace("prov", squad, files)
-    run = finished(services.queue_run(Actor(user=alice), ws))
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
     assert run.status == RunStatus.ERRORED
     assert kind in run.error and "only an org admin can allow them" in run.error
     assert "Not planned" in log_text(run)
@@ -174,7 +174,7 @@ def test_exec_provisioners_are_refused_at_plan(worker_root, squad, alice, files,
 def test_a_commented_out_provisioner_is_not_refused(worker_root, squad, alice):
     text = '# provisioner "local-exec" {\n/* provisioner "remote-exec" { */\n'
     ws = workspace("quiet", squad, {"main.tf": text + 'resource "terraform_data" "ok" {}\n'})
-    run = finished(services.queue_run(Actor(user=alice), ws))
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
 
 
@@ -188,7 +188,7 @@ def test_an_admin_allows_provisioners_a_member_cannot(worker_root, squad, alice,
         f"/api/v1/workspaces/{ws.slug}/", {"allow_provisioners": True}, "json"
     )
     assert r.status_code == 200, r.content
-    run = finished(services.queue_run(Actor(user=alice), ws))
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
 
 
@@ -215,7 +215,7 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
 def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, settings):
     settings.SANDBOX = "none"
     ws = workspace("bare", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
-    run = services.queue_run(Actor(user=alice), ws)
+    run = services.queue_run(ws, actor=Actor(user=alice))
     runner.execute_plan(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
@@ -230,7 +230,7 @@ def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, set
 def test_a_missing_bubblewrap_errors_the_plan(ws_root, squad, alice, settings):
     settings.BWRAP_BIN = "/nonexistent/bwrap"
     ws = workspace("nobwrap", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
-    run = services.queue_run(Actor(user=alice), ws)
+    run = services.queue_run(ws, actor=Actor(user=alice))
     runner.execute_plan(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.ERRORED

@@ -198,7 +198,7 @@ def test_a_missing_bubblewrap_fails_the_run(service, squad, settings, workspace)
     from portal.actors import Actor
 
     settings.BWRAP_BIN = "/nonexistent/bwrap"
-    run, _created = services.trigger(service, Actor.system("test"), ref="main")
+    run, _created = services.trigger_run(service, actor=Actor.system("test"), ref="main")
     runner.execute(run.pk)
     run = PipelineRun.objects.get(pk=run.pk)
     assert run.status == RunStatus.FAILED
@@ -212,7 +212,7 @@ def test_sandbox_off_warns_in_the_log_and_on_the_page(service, squad, settings, 
     from tests.conftest import client_for
 
     settings.SANDBOX = "none"
-    run, _created = services.trigger(service, Actor.system("test"), ref="main")
+    run, _created = services.trigger_run(service, actor=Actor.system("test"), ref="main")
     runner.execute(run.pk)
     run = PipelineRun.objects.get(pk=run.pk)
     assert run.status == RunStatus.SUCCEEDED, run.error
