@@ -93,6 +93,7 @@ def test_redis_restart_while_runs_are_queued(
     from tests.pipelines.conftest import GitRepo
 
     monkeypatch.setenv("PIPELINES_REQUEUE_AFTER_SECONDS", "2")
+    settings.PIPELINES_REQUEUE_AFTER_SECONDS = 2.0  # reap_lost_runs() runs in this process too
     # steps count their executions in a ledger file of this test's folder: not visible from
     # inside the sandbox
     monkeypatch.setenv("BACKLINE_SANDBOX", "none")

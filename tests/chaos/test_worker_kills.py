@@ -109,6 +109,7 @@ def test_worker_sigkilled_during_pipeline_steps_and_terraform_runs(
     # the test worker beats often; the beat tasks called below use short staleness
     monkeypatch.setenv("PIPELINES_HEARTBEAT_SECONDS", "0.5")
     monkeypatch.setenv("PIPELINES_LOST_AFTER_SECONDS", "3")
+    settings.PIPELINES_LOST_AFTER_SECONDS = 3.0  # the reaper runs in this process too
     settings.HEARTBEAT_STALE_SECONDS = 8  # Terraform runs beat every 5 s
     root = tmp_path / "workspaces"
     monkeypatch.setenv("BACKLINE_WORKSPACE_ROOT", str(root))
