@@ -1,0 +1,142 @@
+"""Creating and changing Terraform workspaces (their configuration and who may set what)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from infra.models import (
+    FILENAME_RE,
+    Workspace,
+)
+from portal import audit
+from portal.actors import Actor
+from portal.errors import Invalid
+from portal.gitref import valid_branch
+
+SCOPE = "infra:apply"
+RESERVED_SLUGS = {"new", "board", "runs"}
+
+
+# --- workspaces and variables ------------------------------------------------------------------
+def validate_files(files: Any) -> None:
+    if not isinstance(files, dict):
+        raise Invalid(errors={"files": "must be an object of {filename: content}"})
+    for name, content in files.items():
+        if not FILENAME_RE.match(str(name)):
+            raise Invalid(
+                errors={
+                    "files": f"{name!r} is not an allowed file name (letters, digits, ._-; ending .tf, .tf.json or .tfvars)"
+                }
+            )
+        if not isinstance(content, str):
+            raise Invalid(errors={"files": f"the content of {name!r} must be text"})
+    if sum(len(c) for c in files.values()) > 2 * 2**20:
+        raise Invalid(errors={"files": "the stored configuration is limited to 2 MiB"})
+
+
+def _validate_workspace(ws: Workspace) -> None:
+    if ws.source == Workspace.Source.STORED:
+        validate_files(ws.files)
+    else:
+        if not ws.repository_url.strip():
+            raise Invalid(errors={"repository_url": "a git workspace needs a repository URL"})
+        if ws.repository_url.strip().startswith("-"):
+            raise Invalid(errors={"repository_url": "not a repository URL"})
+        if not valid_branch(ws.ref or ""):  # git's own rules (portal.gitref)
+            raise Invalid(errors={"ref": f"{ws.ref!r} is not a valid branch or tag name"})
+        parts = [p for p in (ws.path or "").split("/") if p]
+        if ws.path.startswith("/") or ".." in parts:
+            raise Invalid(errors={"path": "must be a relative path inside the repository"})
+
+
+WORKSPACE_FIELDS = (
+    "name",
+    "description",
+    "source",
+    "files",
+    "repository_url",
+    "ref",
+    "path",
+    "terraform_bin",
+    "backend",
+    "allow_provisioners",
+    "auto_apply",
+    "drift_checks",
+    "drift_interval_minutes",
+)
+
+
+def _require_admin_for_sandbox_fields(actor: Actor, ws: Workspace | None, fields: dict) -> None:
+    """Where state lives and whether provisioners run are the installation's business: a
+    backend from the code (which could name another workspace's state) and local-exec /
+    remote-exec provisioners are org admin decisions."""
+    backend = fields.get("backend")
+    if backend and backend != Workspace.Backend.LOCAL and (ws is None or ws.backend != backend):
+        actor.require_admin("let a workspace's code configure its Terraform backend")
+    allow = fields.get("allow_provisioners")
+    if allow is not None and allow != (ws.allow_provisioners if ws is not None else False):
+        actor.require_admin("allow local-exec/remote-exec provisioners for a workspace")
+
+
+def create_workspace(
+    owner: Any, *, actor: Actor, slug: str, services: Iterable[Any] = (), **fields: Any
+) -> Workspace:
+    actor.require(SCOPE, owner, "creating a Terraform workspace for this squad")
+    if slug in RESERVED_SLUGS:
+        raise Invalid(errors={"slug": f"{slug!r} is reserved; choose another slug"})
+    if fields.get("terraform_bin"):
+        actor.require_admin("choose the terraform binary of a workspace")
+    _require_admin_for_sandbox_fields(actor, None, fields)
+    ws = Workspace(slug=slug, owner=owner, **{k: v for k, v in fields.items() if v is not None})
+    _validate_workspace(ws)
+    try:
+        with transaction.atomic():
+            ws.save()
+            if services:
+                ws.services.set(services)
+            audit.record(
+                actor,
+                "infra.workspace.create",
+                ws,
+                squad=owner,
+                data={"source": ws.source, "services": [s.slug for s in services]},
+            )
+    except IntegrityError as exc:
+        raise Invalid(errors={"slug": f"a workspace with slug {slug!r} already exists"}) from exc
+    return ws
+
+
+def update_workspace(
+    ws: Workspace,
+    *,
+    actor: Actor,
+    services: Iterable[Any] | None = None,
+    owner: Any = None,
+    **fields: Any,
+) -> Workspace:
+    actor.require(SCOPE, ws.owner, "changing this workspace")
+    if owner is not None and owner != ws.owner:
+        actor.require(SCOPE, owner, "moving the workspace to that squad")
+    if fields.get("terraform_bin"):
+        actor.require_admin("choose the terraform binary of a workspace")
+    _require_admin_for_sandbox_fields(actor, ws, fields)
+    with transaction.atomic():
+        ws = Workspace.objects.select_for_update().get(pk=ws.pk)
+        changed: list[str] = []
+        for key, value in fields.items():
+            if key in WORKSPACE_FIELDS and value is not None and getattr(ws, key) != value:
+                setattr(ws, key, value)
+                changed.append(key)
+        if owner is not None and owner != ws.owner:
+            ws.owner = owner
+            changed.append("owner")
+        _validate_workspace(ws)
+        ws.save()
+        if services is not None:
+            ws.services.set(services)
+            changed.append("services")
+        audit.record(actor, "infra.workspace.update", ws, squad=ws.owner, data={"changed": changed})
+    return ws
