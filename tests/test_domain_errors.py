@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _services_modules():
+    """Every app's services.py, and the modules of infra's domain package it re-exports."""
+    found = [*ROOT.glob("**/services.py"), *ROOT.glob("infra/domain/*.py")]
     return sorted(
         p
-        for p in ROOT.glob("**/services.py")
+        for p in found
         if ".venv" not in p.parts and "tests" not in p.parts and "var" not in p.parts
     )
 
