@@ -82,7 +82,27 @@ class LifecycleLabel:
         return self.get_lifecycle_display()
 
 
-class Tribe(BackstageSource):
+class _Group(BackstageSource):
+    """What tribes and squads both have: a parent of their own kind, contacts, links."""
+
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    email = models.EmailField(blank=True)
+    picture = models.URLField(max_length=500, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Tribe(_Group):
     """A group of squads (Backstage Group of type business-unit, product-area, tribe, or any
     other non-team group such as organization or department)."""
 
@@ -90,48 +110,20 @@ class Tribe(BackstageSource):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=50, default="tribe")
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
-    )
-    email = models.EmailField(blank=True)
-    picture = models.URLField(max_length=500, blank=True)
-    links = models.JSONField(default=list, blank=True)
-
-    objects = WatchedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
     def get_absolute_url(self):
         return reverse("squads:tribe_detail", args=[self.slug])
 
 
-class Squad(BackstageSource):
+class Squad(_Group):
     slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     mission = models.TextField(blank=True)
     tribe = models.ForeignKey(
         Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="squads"
     )
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
-    )
     chat_channel = models.CharField(max_length=200, blank=True)
     oncall_contact = models.CharField(max_length=200, blank=True)
-    email = models.EmailField(blank=True)
-    picture = models.URLField(max_length=500, blank=True)
-    links = models.JSONField(default=list, blank=True)
-
-    objects = WatchedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
     def get_absolute_url(self):
         return reverse("squads:squad_detail", args=[self.slug])
