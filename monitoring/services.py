@@ -219,7 +219,6 @@ def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
         value = rule_value(rule, backend)
     except BackendError as exc:
         value, error = None, str(exc)
-    outcome = "unchanged"
     with transaction.atomic():
         rule = (
             AlertRule.objects.select_for_update(of=("self",))
@@ -236,41 +235,51 @@ def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
             .filter(rule=rule, state__in=[Alert.State.PENDING, Alert.State.FIRING])
             .first()
         )
-        met = rule.enabled and rule.matches(value)
-        if met:
-            if active is None:
-                active = Alert(
-                    rule=rule,
-                    service=rule.service,
-                    severity=rule.severity,
-                    started_at=now,
-                    value=value,
-                    last_value=value,
-                    summary=_summary(rule, value),
-                )
-                _save_and_log(active, "pending", value, now)
-                outcome = "pending"
-            else:
-                active.last_value = value
-                active.save(update_fields=["last_value"])
-            if active.state == Alert.State.PENDING and now - active.started_at >= timedelta(
-                seconds=rule.for_seconds
-            ):
-                active.value = value
-                active.fired_at = now
-                active.summary = _summary(rule, value)
-                _save_and_log(active, "firing", value, now)
-                _notify(active, "firing")
-                outcome = "firing"
-        elif active is not None:
-            was_firing = active.state == Alert.State.FIRING
-            active.resolved_at = now
-            active.last_value = value
-            _save_and_log(active, "resolved", value, now)
-            if was_firing:
-                _notify(active, "resolved")
-            outcome = "resolved"
+        if rule.enabled and rule.matches(value):
+            return _condition_met(rule, active, value, now)
+        if active is not None:
+            return _resolve(active, value, now)
+    return "unchanged"
+
+
+def _condition_met(rule, active, value, now) -> str:
+    """Open (pending) or update the rule's alert; fire it once pending for ``for_seconds``."""
+    outcome = "unchanged"
+    if active is None:
+        active = Alert(
+            rule=rule,
+            service=rule.service,
+            severity=rule.severity,
+            started_at=now,
+            value=value,
+            last_value=value,
+            summary=_summary(rule, value),
+        )
+        _save_and_log(active, "pending", value, now)
+        outcome = "pending"
+    else:
+        active.last_value = value
+        active.save(update_fields=["last_value"])
+    if active.state == Alert.State.PENDING and now - active.started_at >= timedelta(
+        seconds=rule.for_seconds
+    ):
+        active.value = value
+        active.fired_at = now
+        active.summary = _summary(rule, value)
+        _save_and_log(active, "firing", value, now)
+        _notify(active, "firing")
+        outcome = "firing"
     return outcome
+
+
+def _resolve(active, value, now) -> str:
+    was_firing = active.state == Alert.State.FIRING
+    active.resolved_at = now
+    active.last_value = value
+    _save_and_log(active, "resolved", value, now)
+    if was_firing:
+        _notify(active, "resolved")
+    return "resolved"
 
 
 def _save_and_log(alert, to_state, value, now):

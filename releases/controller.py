@@ -88,17 +88,20 @@ def state(r) -> dict:
     }
 
 
-def event_data(r) -> dict:
+def release_facts(r) -> dict:
+    """What the audit trail and the outbound events say of a release."""
     return {
-        "release": r.pk,
         "service": r.service.slug,
         "version": r.version,
         "environment": r.environment.name,
         "status": r.status,
         "step_index": r.step_index,
         "weight": r.weight,
-        "message": r.message,
     }
+
+
+def event_data(r) -> dict:
+    return {"release": r.pk, **release_facts(r), "message": r.message}
 
 
 def note(r, kind, message="", *, actor=CONTROLLER, door="beat", frm="", to=""):
@@ -155,69 +158,84 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
     now = timezone.now()
     r.next_tick_at = None
     for _ in range(MAX_STEPS_PER_TICK):
-        if r.status in FINAL_RELEASE:
-            break  # a promote / rollback owed to the driver is wanted below
-        if r.status == ReleaseStatus.PENDING:
-            transition(
-                r,
-                ReleaseStatus.PROGRESSING,
-                "",
-                event_type="release.started",
-                actor=actor,
-                door=door,
-            )
-            continue
-        if r.status == ReleaseStatus.PAUSED:
-            if r.pause_until and now >= r.pause_until:
-                r.pause_until = None
-                r.step_index += 1
-                transition(r, ReleaseStatus.PROGRESSING, "pause over", actor=actor, door=door)
-                continue
-            r.next_tick_at = r.pause_until
+        if not _advance_once(r, now, actor, door):
             break
-        # progressing: traffic first (the driver call is made after commit)
-        if r.weight != r.desired_weight:
-            break
-        steps = r.strategy or []
-        if r.step_index >= len(steps):
-            r.message = ""
-            transition(r, ReleaseStatus.SUCCEEDED, "all steps done", actor=actor, door=door)
-            r.driver_action = "promote"
-            continue
-        step = steps[r.step_index]
-        if "set_weight" in step:
-            r.desired_weight = step["set_weight"]
-            if r.weight != r.desired_weight:
-                continue  # apply it (above), then move on
-            r.step_index += 1
-            continue
-        if "pause" in step:
-            duration = (step["pause"] or {}).get("duration")
-            r.pause_until = now + timedelta(seconds=duration) if duration else None
-            msg = f"pausing {duration:g} s" if duration else "waiting for promote"
-            transition(r, ReleaseStatus.PAUSED, msg, actor=actor, door=door)
-            if duration:
-                r.next_tick_at = r.pause_until
-            break
-        if "analysis" in step:
-            outcome = _analysis_step(r, step["analysis"], now)
-            if outcome == AnalysisStatus.SUCCESSFUL:
-                r.step_index += 1
-                continue
-            if outcome == AnalysisStatus.FAILED:
-                r.desired_weight = 0
-                r.driver_action = "rollback"
-                transition(r, ReleaseStatus.FAILED, r.message, actor=actor, door=door)
-                continue
-            if outcome in (AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR):
-                r.pause_until = None
-                transition(r, ReleaseStatus.PAUSED, r.message, actor=actor, door=door)
-                break
-            break  # running: next_tick_at set
-        break
     _want(r, now)
     r.save(update_fields=DRIVEN_FIELDS)
     return r
+
+
+def _advance_once(r, now, actor, door) -> bool:
+    """One move of the release; False when it has to wait (or is final)."""
+    if r.status in FINAL_RELEASE:
+        return False  # a promote / rollback owed to the driver is wanted below
+    if r.status == ReleaseStatus.PENDING:
+        transition(
+            r,
+            ReleaseStatus.PROGRESSING,
+            "",
+            event_type="release.started",
+            actor=actor,
+            door=door,
+        )
+        return True
+    if r.status == ReleaseStatus.PAUSED:
+        return _end_pause_if_over(r, now, actor, door)
+    # progressing: traffic first (the driver call is made after commit)
+    if r.weight != r.desired_weight:
+        return False
+    steps = r.strategy or []
+    if r.step_index >= len(steps):
+        r.message = ""
+        transition(r, ReleaseStatus.SUCCEEDED, "all steps done", actor=actor, door=door)
+        r.driver_action = "promote"
+        return True
+    return _run_step(r, steps[r.step_index], now, actor, door)
+
+
+def _end_pause_if_over(r, now, actor, door) -> bool:
+    if r.pause_until and now >= r.pause_until:
+        r.pause_until = None
+        r.step_index += 1
+        transition(r, ReleaseStatus.PROGRESSING, "pause over", actor=actor, door=door)
+        return True
+    r.next_tick_at = r.pause_until
+    return False
+
+
+def _run_step(r, step, now, actor, door) -> bool:
+    """The current step of a progressing release whose traffic is where it is wanted."""
+    if "set_weight" in step:
+        r.desired_weight = step["set_weight"]
+        if r.weight == r.desired_weight:
+            r.step_index += 1
+        return True  # else apply it (above), then move on
+    if "pause" in step:
+        duration = (step["pause"] or {}).get("duration")
+        r.pause_until = now + timedelta(seconds=duration) if duration else None
+        msg = f"pausing {duration:g} s" if duration else "waiting for promote"
+        transition(r, ReleaseStatus.PAUSED, msg, actor=actor, door=door)
+        if duration:
+            r.next_tick_at = r.pause_until
+        return False
+    if "analysis" in step:
+        return _after_analysis(r, _analysis_step(r, step["analysis"], now), actor, door)
+    return False
+
+
+def _after_analysis(r, outcome, actor, door) -> bool:
+    if outcome == AnalysisStatus.SUCCESSFUL:
+        r.step_index += 1
+        return True
+    if outcome == AnalysisStatus.FAILED:
+        r.desired_weight = 0
+        r.driver_action = "rollback"
+        transition(r, ReleaseStatus.FAILED, r.message, actor=actor, door=door)
+        return True
+    if outcome in (AnalysisStatus.INCONCLUSIVE, AnalysisStatus.ERROR):
+        r.pause_until = None
+        transition(r, ReleaseStatus.PAUSED, r.message, actor=actor, door=door)
+    return False  # running: next_tick_at set
 
 
 def wanted_call(r) -> tuple[str, int] | None:

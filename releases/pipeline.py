@@ -39,17 +39,23 @@ def _result(code, started, canceled=False, timed_out=False, written=0):
     )
 
 
+class _Log:
+    """The run log of the step, counting the bytes written to it."""
+
+    def __init__(self, on_output):
+        self.on_output = on_output
+        self.written = 0
+
+    def say(self, text):
+        self.written += len(text.encode())
+        self.on_output(text)
+
+
 def run_release_step(
     run, step, step_spec, *, on_output, should_cancel, on_heartbeat, heartbeat_every=5.0
 ):
     started = time.monotonic()
-    written = 0
-
-    def say(text):
-        nonlocal written
-        written += len(text.encode())
-        on_output(text)
-
+    log = _Log(on_output)
     spec = step_spec.get("release") or {}
     version = spec.get("version") or (run.commit_sha or run.requested_commit)[:12] or run.ref
     actor = Actor.system(f"pipeline {run.service.slug} #{run.number}", door="pipeline")
@@ -64,32 +70,26 @@ def run_release_step(
             pipeline_run=run,
         )
     except DomainError as exc:
-        say(f"✖ cannot start the release: {exc.text}\n")
-        return _result(1, started, written=written)
-    say(
+        log.say(f"✖ cannot start the release: {exc.text}\n")
+        return _result(1, started, written=log.written)
+    log.say(
         f"release #{release.pk}: {run.service.slug} {version} → {release.environment.name} "
         f"({len(release.strategy)} steps, strategy: {release.strategy_source})\n"
     )
+    return _follow(release, step, actor, started, log, should_cancel, on_heartbeat, heartbeat_every)
+
+
+def _follow(release, step, actor, started, log, should_cancel, on_heartbeat, heartbeat_every):
+    """Write the release's progress until it ends, or abort it on cancel / timeout."""
     seen = None
     last_beat = time.monotonic()
     while True:
         r = Release.objects.get(pk=release.pk)
-        applying = (r.driver_call or {}).get("weight")
-        now_state = (r.status, r.step_index, r.weight, applying)
-        if now_state != seen:
-            seen = now_state
-            step_text = strategy.describe(r.current_step) if r.current_step else "—"
-            say(
-                f"  {r.status:<11} step {min(r.step_index + 1, len(r.strategy))}/"
-                f"{len(r.strategy)} ({step_text}), canary {r.weight} %"
-                + (f", applying {applying} %" if applying is not None else "")
-                + (f" — {r.message}" if r.message else "")
-                + "\n"
-            )
+        seen = _report_progress(r, seen, log)
         if r.status in FINAL_RELEASE:
             ok = r.status == ReleaseStatus.SUCCEEDED
-            say("✔ release succeeded\n" if ok else f"✖ release {r.status}: {r.message}\n")
-            return _result(0 if ok else 1, started, written=written)
+            log.say("✔ release succeeded\n" if ok else f"✖ release {r.status}: {r.message}\n")
+            return _result(0 if ok else 1, started, written=log.written)
         timeout = step.timeout
         cancel = should_cancel()
         timed_out = bool(timeout and time.monotonic() - started > timeout)
@@ -97,11 +97,27 @@ def run_release_step(
             why = "the pipeline run was canceled" if cancel else f"timed out after {timeout:g}s"
             try:
                 services.abort_release(r, actor=actor, reason=why)
-                say(f"■ release #{r.pk} aborted: {why}; traffic back to stable\n")
+                log.say(f"■ release #{r.pk} aborted: {why}; traffic back to stable\n")
             except DomainError:
                 pass
-            return _result(None, started, canceled=cancel, timed_out=timed_out, written=written)
+            return _result(None, started, canceled=cancel, timed_out=timed_out, written=log.written)
         if time.monotonic() - last_beat >= heartbeat_every:
             on_heartbeat()
             last_beat = time.monotonic()
         time.sleep(POLL_SECONDS)
+
+
+def _report_progress(r, seen, log):
+    """A log line when the release's state moved since ``seen``; returns the state now."""
+    applying = (r.driver_call or {}).get("weight")
+    now_state = (r.status, r.step_index, r.weight, applying)
+    if now_state != seen:
+        step_text = strategy.describe(r.current_step) if r.current_step else "—"
+        log.say(
+            f"  {r.status:<11} step {min(r.step_index + 1, len(r.strategy))}/"
+            f"{len(r.strategy)} ({step_text}), canary {r.weight} %"
+            + (f", applying {applying} %" if applying is not None else "")
+            + (f" — {r.message}" if r.message else "")
+            + "\n"
+        )
+    return now_state

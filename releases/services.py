@@ -63,15 +63,7 @@ def _audit(actor, action, r, **data):
         action,
         r,
         squad=r.service.owner,
-        data={
-            "service": r.service.slug,
-            "version": r.version,
-            "environment": r.environment.name,
-            "status": r.status,
-            "step_index": r.step_index,
-            "weight": r.weight,
-            **data,
-        },
+        data={**controller.release_facts(r), **data},
     )
 
 
@@ -109,39 +101,19 @@ def create_release(
     except ValidationError as exc:
         raise Invalid(errors={"strategy": exc.messages}) from None
     with transaction.atomic():
-        active = (
-            Release.objects.select_for_update()
-            .filter(service=service, environment=env, status__in=ACTIVE_RELEASE)
-            .first()
+        _refuse_second_in_flight(service, env)
+        r = _insert_release(
+            service=service,
+            environment=env,
+            version=version[:200],
+            commit_sha=(commit or "")[:64],
+            strategy=resolved,
+            strategy_source=source,
+            started_by=actor.label[:200],
+            trigger=trigger,
+            pipeline_run=pipeline_run,
+            deploy_params=deploy_params or {},
         )
-        if active is not None:
-            raise Conflict(
-                f"{service.slug} already has release {active.pk} ({active.version}) "
-                f"{active.status} in {env.name}.",
-                state=controller.state(active),
-            )
-        try:
-            with transaction.atomic():
-                r = Release.objects.create(
-                    service=service,
-                    environment=env,
-                    version=version[:200],
-                    commit_sha=(commit or "")[:64],
-                    strategy=resolved,
-                    strategy_source=source,
-                    started_by=actor.label[:200],
-                    trigger=trigger,
-                    pipeline_run=pipeline_run,
-                    deploy_params=deploy_params or {},
-                )
-        except IntegrityError:
-            active = Release.objects.filter(
-                service=service, environment=env, status__in=ACTIVE_RELEASE
-            ).first()
-            raise Conflict(
-                f"{service.slug} already has a release in flight in {env.name}.",
-                state=controller.state(active) if active else None,
-            ) from None
         r = _locked(r.pk)
         controller.note(
             r, "action", f"release created by {actor.label}", actor=actor.label, door=actor.door
@@ -150,6 +122,36 @@ def create_release(
         controller.drive(r, actor=actor.label, door=actor.door)
         _enqueue(r.pk)
     return r
+
+
+def _refuse_second_in_flight(service, env) -> None:
+    """409 (locking the one in flight) when ``service`` has a release in flight in ``env``."""
+    active = (
+        Release.objects.select_for_update()
+        .filter(service=service, environment=env, status__in=ACTIVE_RELEASE)
+        .first()
+    )
+    if active is not None:
+        raise Conflict(
+            f"{service.slug} already has release {active.pk} ({active.version}) "
+            f"{active.status} in {env.name}.",
+            state=controller.state(active),
+        )
+
+
+def _insert_release(*, service, environment, **fields) -> Release:
+    """The new row; 409 when a concurrent start won the one-in-flight constraint."""
+    try:
+        with transaction.atomic():
+            return Release.objects.create(service=service, environment=environment, **fields)
+    except IntegrityError:
+        active = Release.objects.filter(
+            service=service, environment=environment, status__in=ACTIVE_RELEASE
+        ).first()
+        raise Conflict(
+            f"{service.slug} already has a release in flight in {environment.name}.",
+            state=controller.state(active) if active else None,
+        ) from None
 
 
 def promote_release(release: Release, *, actor: Actor, step: int | None = None) -> Release:
@@ -191,19 +193,7 @@ def promote_release(release: Release, *, actor: Actor, step: int | None = None) 
                 )
         was = r.step_index
         r.step_index += 1
-        r.pause_until = None
-        r.message = ""
-        controller.transition(
-            r,
-            ReleaseStatus.PROGRESSING,
-            f"promoted by {actor.label}",
-            actor=actor.label,
-            door=actor.door,
-            event_type="release.promoted",
-        )
-        _audit(actor, "release.promote", r, from_step=was)
-        controller.drive(r, actor=actor.label, door=actor.door)
-        _enqueue(r.pk)
+        _promoted(r, actor, f"promoted by {actor.label}", "release.promote", was)
     return r
 
 
@@ -220,20 +210,25 @@ def promote_release_full(release: Release, *, actor: Actor) -> Release:
         was = r.step_index
         r.step_index = len(r.strategy or [])
         r.desired_weight = 100
-        r.pause_until = None
-        r.message = ""
-        controller.transition(
-            r,
-            ReleaseStatus.PROGRESSING,
-            f"promoted to 100 % by {actor.label}",
-            actor=actor.label,
-            door=actor.door,
-            event_type="release.promoted",
-        )
-        _audit(actor, "release.promote_full", r, from_step=was)
-        controller.drive(r, actor=actor.label, door=actor.door)
-        _enqueue(r.pk)
+        _promoted(r, actor, f"promoted to 100 % by {actor.label}", "release.promote_full", was)
     return r
+
+
+def _promoted(r: Release, actor: Actor, message: str, action: str, from_step: int) -> None:
+    """A promote (to the next step or to 100 %) moves the release on; audited, driven."""
+    r.pause_until = None
+    r.message = ""
+    controller.transition(
+        r,
+        ReleaseStatus.PROGRESSING,
+        message,
+        actor=actor.label,
+        door=actor.door,
+        event_type="release.promoted",
+    )
+    _audit(actor, action, r, from_step=from_step)
+    controller.drive(r, actor=actor.label, door=actor.door)
+    _enqueue(r.pk)
 
 
 def abort_release(release: Release, *, actor: Actor, reason: str = "") -> Release:

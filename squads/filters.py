@@ -78,18 +78,27 @@ class ServiceFilter(django_filters.FilterSet):
         return search_services(qs, value)
 
 
-class SquadFilter(django_filters.FilterSet):
-    tribe = django_filters.CharFilter(field_name="tribe__slug")
+class _TextSearch(django_filters.FilterSet):
+    """``q``: a case-insensitive substring of name, slug or the ``text_field``."""
+
+    text_field = ""
     q = django_filters.CharFilter(method="filter_q")
+
+    def filter_q(self, qs, name, value):
+        return qs.filter(
+            Q(name__icontains=value)
+            | Q(slug__icontains=value)
+            | Q(**{f"{self.text_field}__icontains": value})
+        )
+
+
+class SquadFilter(_TextSearch):
+    text_field = "mission"
+    tribe = django_filters.CharFilter(field_name="tribe__slug")
 
     class Meta:
         model = Squad
         fields = ["tribe", "q"]
-
-    def filter_q(self, qs, name, value):
-        return qs.filter(
-            Q(name__icontains=value) | Q(slug__icontains=value) | Q(mission__icontains=value)
-        )
 
 
 class TribeFilter(django_filters.FilterSet):
@@ -98,18 +107,13 @@ class TribeFilter(django_filters.FilterSet):
         fields = ["kind"]
 
 
-class PersonFilter(django_filters.FilterSet):
+class PersonFilter(_TextSearch):
+    text_field = "email"
     squad = django_filters.CharFilter(field_name="memberships__squad__slug")
-    q = django_filters.CharFilter(method="filter_q")
 
     class Meta:
         model = Person
         fields = ["squad", "q"]
-
-    def filter_q(self, qs, name, value):
-        return qs.filter(
-            Q(name__icontains=value) | Q(slug__icontains=value) | Q(email__icontains=value)
-        )
 
 
 class SystemFilter(django_filters.FilterSet):

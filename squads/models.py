@@ -82,7 +82,27 @@ class LifecycleLabel:
         return self.get_lifecycle_display()
 
 
-class Tribe(BackstageSource):
+class _Group(BackstageSource):
+    """What tribes and squads both have: a parent of their own kind, contacts, links."""
+
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    email = models.EmailField(blank=True)
+    picture = models.URLField(max_length=500, blank=True)
+    links = models.JSONField(default=list, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Tribe(_Group):
     """A group of squads (Backstage Group of type business-unit, product-area, tribe, or any
     other non-team group such as organization or department)."""
 
@@ -90,48 +110,20 @@ class Tribe(BackstageSource):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=50, default="tribe")
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
-    )
-    email = models.EmailField(blank=True)
-    picture = models.URLField(max_length=500, blank=True)
-    links = models.JSONField(default=list, blank=True)
-
-    objects = WatchedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
     def get_absolute_url(self):
         return reverse("squads:tribe_detail", args=[self.slug])
 
 
-class Squad(BackstageSource):
+class Squad(_Group):
     slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     mission = models.TextField(blank=True)
     tribe = models.ForeignKey(
         Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="squads"
     )
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
-    )
     chat_channel = models.CharField(max_length=200, blank=True)
     oncall_contact = models.CharField(max_length=200, blank=True)
-    email = models.EmailField(blank=True)
-    picture = models.URLField(max_length=500, blank=True)
-    links = models.JSONField(default=list, blank=True)
-
-    objects = WatchedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
     def get_absolute_url(self):
         return reverse("squads:squad_detail", args=[self.slug])
@@ -180,30 +172,33 @@ class Membership(models.Model):
         return f"{self.person} in {self.squad} ({self.role})"
 
 
-class Domain(BackstageSource):
+class _Entity(BackstageSource):
+    """What domains, systems, APIs and resources all have."""
+
     slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    owner = models.ForeignKey(
-        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="domains"
-    )
-    owner_tribe = models.ForeignKey(
-        Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="domains"
-    )
     tags = models.JSONField(default=list, blank=True)
     links = models.JSONField(default=list, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["name"]
 
     def __str__(self):
         return self.name
 
 
-class System(BackstageSource):
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+class Domain(_Entity):
+    owner = models.ForeignKey(
+        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="domains"
+    )
+    owner_tribe = models.ForeignKey(
+        Tribe, null=True, blank=True, on_delete=models.SET_NULL, related_name="domains"
+    )
+
+
+class System(_Entity):
     owner = models.ForeignKey(
         Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="systems"
     )
@@ -213,16 +208,8 @@ class System(BackstageSource):
     domain = models.ForeignKey(
         Domain, null=True, blank=True, on_delete=models.SET_NULL, related_name="systems"
     )
-    tags = models.JSONField(default=list, blank=True)
-    links = models.JSONField(default=list, blank=True)
 
     objects = WatchedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
     def get_absolute_url(self):
         return reverse("squads:system_detail", args=[self.slug])
@@ -291,10 +278,7 @@ class Service(LifecycleLabel, BackstageSource):
         return reverse("squads:service_detail", args=[self.slug])
 
 
-class Api(LifecycleLabel, BackstageSource):
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+class Api(LifecycleLabel, _Entity):
     type = models.CharField(max_length=50, default="openapi")
     lifecycle = models.CharField(
         max_length=20, choices=Lifecycle.choices, default=Lifecycle.PRODUCTION
@@ -307,21 +291,12 @@ class Api(LifecycleLabel, BackstageSource):
         System, null=True, blank=True, on_delete=models.SET_NULL, related_name="apis"
     )
     definition = models.TextField(blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    links = models.JSONField(default=list, blank=True)
 
-    class Meta:
-        ordering = ["name"]
+    class Meta(_Entity.Meta):
         verbose_name = "API"
 
-    def __str__(self):
-        return self.name
 
-
-class Resource(BackstageSource):
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+class Resource(_Entity):
     type = models.CharField(max_length=50, default="database")
     owner = models.ForeignKey(
         Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="resources"
@@ -329,14 +304,6 @@ class Resource(BackstageSource):
     system = models.ForeignKey(
         System, null=True, blank=True, on_delete=models.SET_NULL, related_name="resources"
     )
-    tags = models.JSONField(default=list, blank=True)
-    links = models.JSONField(default=list, blank=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
 
 class Dependency(models.Model):
