@@ -71,7 +71,9 @@ def examples(tmp_path):
 def test_every_example_entity_round_trips(db, examples):
     sources = backstage.load_sources([examples / r for r in ROOTS])
     sources += backstage.load_sources([examples / "repo"])
-    report = backstage.import_catalog([*sources, ("owners.yaml", missing_owners())], Actor.command())
+    report = backstage.import_catalog(
+        [*sources, ("owners.yaml", missing_owners())], Actor.command()
+    )
     assert report.ok and report.created > 0
     exported = {_key(d): d for d in yaml.safe_load_all(backstage.export_catalog())}
     upstream = upstream_entities()
