@@ -15,7 +15,14 @@ from tests.backstage.conftest import HELLO_WORLD_API
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "backstage-examples"
 README = Path(__file__).resolve().parents[2] / "README.md"
-REPO_FILES = sorted((EXAMPLES / "repo").rglob("catalog-info.yaml"))
+# Refused by Backstage too: its name has 67 characters, over the 63 Backstage's
+# isValidObjectName allows (test_over_long_name_is_refused_as_backstage_does).
+REFUSED = Path("repo/plugins/auth-backend-module-atlassian-token-capture/catalog-info.yaml")
+REPO_FILES = [
+    p
+    for p in sorted((EXAMPLES / "repo").rglob("catalog-info.yaml"))
+    if p.relative_to(EXAMPLES) != REFUSED
+]
 
 
 def missing_owners():
@@ -52,7 +59,7 @@ def upstream_entities():
     """Every entity document of the upstream files (Locations are read, not stored)."""
     out = {}
     for path in sorted(EXAMPLES.rglob("*.yaml")):
-        if path.name.endswith(".oas.yaml"):
+        if path.name.endswith(".oas.yaml") or path.relative_to(EXAMPLES) == REFUSED:
             continue
         for doc in yaml.safe_load_all(path.read_text()):
             if isinstance(doc, dict) and doc.get("kind") != "Location":
@@ -65,6 +72,7 @@ def examples(tmp_path):
     dest = tmp_path / "backstage-examples"
     shutil.copytree(EXAMPLES, dest)
     (dest / "examples" / "apis" / "hello-world-api.yaml").write_text(HELLO_WORLD_API)
+    (dest / REFUSED).unlink()
     return dest
 
 
@@ -110,3 +118,13 @@ def test_export_reimport_is_byte_stable(db, examples):
     again = backstage.import_catalog([("export.yaml", text)], Actor.command())
     assert again.created == again.updated == 0
     assert backstage.export_catalog() == text
+
+
+def test_over_long_name_is_refused_as_backstage_does(db):
+    with pytest.raises(backstage.ImportFailed) as failed:
+        backstage.import_catalog(backstage.load_sources([EXAMPLES / REFUSED]), Actor.command())
+    assert Service.objects.count() == 0
+    errors = [str(e) for e in failed.value.errors]
+    assert len(errors) == 1, errors
+    assert "devhub-backstage-plugin-auth-backend-module-atlassian-token-capture" in errors[0]
+    assert "metadata.name" in errors[0] and "at most 63 characters" in errors[0]
