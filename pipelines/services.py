@@ -76,6 +76,39 @@ def trigger_run(
     Returns ``(run, created)``; a repeated delivery id or idempotency key returns the first run.
     """
     actor.require("pipelines:run", service.owner, "triggering a pipeline")
+    ref, commit = _checked_ref(service, ref, commit)
+    existing = _known_delivery(service, delivery_id, idempotency_key)
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            run = _create_run(
+                service,
+                actor=actor,
+                ref=ref,
+                commit=commit,
+                trigger=trigger,
+                delivery_id=delivery_id,
+                idempotency_key=idempotency_key,
+                commit_message=commit_message,
+                commit_author=commit_author,
+                rerun_of=rerun_of,
+                action=action,
+            )
+    except IntegrityError:
+        # a concurrent redelivery / retry with the same key won the race
+        key: dict[str, str | None] = (
+            {"delivery_id": delivery_id} if delivery_id else {"idempotency_key": idempotency_key}
+        )
+        existing = PipelineRun.objects.filter(service=service, **key).first()
+        if existing is None:
+            raise
+        return existing, False
+    return run, True
+
+
+def _checked_ref(service: Service, ref: str, commit: str) -> tuple[str, str]:
+    """``(ref, commit)`` normalised (branch name, default branch); Invalid naming the field."""
     ref = (ref or "").strip()
     if ref.startswith("refs/heads/"):
         ref = ref.removeprefix("refs/heads/")
@@ -88,58 +121,70 @@ def trigger_run(
         errors["commit"] = [f"{commit[:100]!r} is not a commit id (4 to 64 hex digits)."]
     if errors:
         raise Invalid(errors=errors)
+    return ref, commit
+
+
+def _known_delivery(
+    service: Service, delivery_id: str | None, idempotency_key: str | None
+) -> PipelineRun | None:
+    """The run an earlier delivery / request with the same id or key already queued."""
     for field, value in (("delivery_id", delivery_id), ("idempotency_key", idempotency_key)):
         if value:
             existing = PipelineRun.objects.filter(service=service, **{field: value}).first()
             if existing is not None:
-                return existing, False
-    try:
-        with transaction.atomic():
-            Service.objects.select_for_update().only("pk").get(pk=service.pk)
-            number = (
-                PipelineRun.objects.filter(service=service).aggregate(n=Max("number"))["n"] or 0
-            ) + 1
-            run = PipelineRun.objects.create(
-                service=service,
-                number=number,
-                ref=ref,
-                requested_commit=commit,
-                commit_message=commit_message[:5000],
-                commit_author=commit_author[:200],
-                trigger=trigger,
-                triggered_by=actor.label[:200],
-                rerun_of=rerun_of,
-                delivery_id=delivery_id or None,
-                idempotency_key=idempotency_key or None,
-                # while queued, heartbeat_at is when the run was last sent to the broker
-                heartbeat_at=timezone.now(),
-            )
-            record(
-                actor,
-                action,
-                run,
-                squad=service.owner,
-                data={
-                    "service": service.slug,
-                    "ref": ref,
-                    "commit": commit,
-                    "trigger": trigger,
-                    **({"rerun_of": rerun_of.pk} if rerun_of else {}),
-                    **({"delivery": delivery_id} if delivery_id else {}),
-                },
-            )
-            _announce(run, "queued", trigger=trigger)
-            _enqueue(run.pk)
-    except IntegrityError:
-        # a concurrent redelivery / retry with the same key won the race
-        key: dict[str, str | None] = (
-            {"delivery_id": delivery_id} if delivery_id else {"idempotency_key": idempotency_key}
-        )
-        existing = PipelineRun.objects.filter(service=service, **key).first()
-        if existing is None:
-            raise
-        return existing, False
-    return run, True
+                return existing
+    return None
+
+
+def _create_run(
+    service: Service,
+    *,
+    actor: Actor,
+    ref: str,
+    commit: str,
+    trigger: str,
+    delivery_id: str | None,
+    idempotency_key: str | None,
+    commit_message: str,
+    commit_author: str,
+    rerun_of: PipelineRun | None,
+    action: str,
+) -> PipelineRun:
+    """Number and create the run under the service's row lock, audit it, enqueue it."""
+    Service.objects.select_for_update().only("pk").get(pk=service.pk)
+    number = (PipelineRun.objects.filter(service=service).aggregate(n=Max("number"))["n"] or 0) + 1
+    run = PipelineRun.objects.create(
+        service=service,
+        number=number,
+        ref=ref,
+        requested_commit=commit,
+        commit_message=commit_message[:5000],
+        commit_author=commit_author[:200],
+        trigger=trigger,
+        triggered_by=actor.label[:200],
+        rerun_of=rerun_of,
+        delivery_id=delivery_id or None,
+        idempotency_key=idempotency_key or None,
+        # while queued, heartbeat_at is when the run was last sent to the broker
+        heartbeat_at=timezone.now(),
+    )
+    record(
+        actor,
+        action,
+        run,
+        squad=service.owner,
+        data={
+            "service": service.slug,
+            "ref": ref,
+            "commit": commit,
+            "trigger": trigger,
+            **({"rerun_of": rerun_of.pk} if rerun_of else {}),
+            **({"delivery": delivery_id} if delivery_id else {}),
+        },
+    )
+    _announce(run, "queued", trigger=trigger)
+    _enqueue(run.pk)
+    return run
 
 
 def allowed_actions(run: PipelineRun, actor: Actor) -> set[str]:

@@ -255,21 +255,7 @@ def _sandbox(keys, field) -> dict:
 
 def parse(text: str) -> Spec:
     """Parse and validate; raise SpecError naming the line and field at fault."""
-    if not text or not text.strip():
-        raise SpecError("the spec is empty", 1, "")
-    try:
-        root = safeparse.compose_yaml(text)  # depth and aliases bounded
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise SpecError(
-            f"not valid YAML: {exc.problem or exc.context}",
-            mark.line + 1 if mark else None,
-            "",
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"not valid YAML: {exc}") from None
-    if root is None:
-        raise SpecError("the spec is empty", 1, "")
+    root = _compose(text)
     top = _mapping(root, "", TOP_KEYS)
     data = {"timeout": DEFAULT_TIMEOUT, "branches": None, "env": {}, "stages": []}
     for key in ("timeout", "default_timeout"):
@@ -285,107 +271,136 @@ def parse(text: str) -> Spec:
     stages_node = top["stages"]
     if not isinstance(stages_node, yaml.SequenceNode) or not stages_node.value:
         raise SpecError("must be a non-empty list of stages", _line(stages_node), "stages")
-    seen_stages = set()
+    seen_stages: set[str] = set()
     for si, snode in enumerate(stages_node.value):
-        sfield = f"stages[{si}]"
-        skeys = _mapping(snode, sfield, STAGE_KEYS)
-        if "name" not in skeys:
-            raise SpecError("required: the stage's name", _line(snode), f"{sfield}.name")
-        sname = _str(skeys["name"], f"{sfield}.name")
-        if not NAME_RE.match(sname):
-            raise SpecError(
-                f"{sname!r} is not a valid name (letters, digits, space, _ . -)",
-                _line(skeys["name"]),
-                f"{sfield}.name",
-            )
-        if sname in seen_stages:
-            raise SpecError(
-                f"duplicate stage name {sname!r}", _line(skeys["name"]), f"{sfield}.name"
-            )
-        seen_stages.add(sname)
-        if "steps" not in skeys:
-            raise SpecError("required: a list of steps", _line(snode), f"{sfield}.steps")
-        steps_node = skeys["steps"]
-        if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
-            raise SpecError(
-                "must be a non-empty list of steps", _line(steps_node), f"{sfield}.steps"
-            )
-        steps = []
-        seen_steps = set()
-        for ti, tnode in enumerate(steps_node.value):
-            tfield = f"{sfield}.steps[{ti}]"
-            tkeys = _mapping(tnode, tfield, STEP_KEYS)
-            release = None
-            if "release" in tkeys:  # a deploy step: start a release, wait for its outcome
-                if "run" in tkeys:
-                    raise SpecError(
-                        "a step has either run or release, not both", _line(tnode), tfield
-                    )
-                rkeys = _mapping(tkeys["release"], f"{tfield}.release", RELEASE_KEYS)
-                if "environment" not in rkeys:
-                    raise SpecError(
-                        "required: the environment to release to",
-                        _line(tkeys["release"]),
-                        f"{tfield}.release.environment",
-                    )
-                release = {
-                    "environment": _str(rkeys["environment"], f"{tfield}.release.environment"),
-                    "version": _str(rkeys["version"], f"{tfield}.release.version")
-                    if "version" in rkeys
-                    else "",
-                }
-            elif "run" not in tkeys:
-                raise SpecError("required: the command to run", _line(tnode), f"{tfield}.run")
-            run = (
-                f"release to {release['environment']}"
-                if release
-                else _str(tkeys["run"], f"{tfield}.run")
-            )
-            name = (
-                _str(tkeys["name"], f"{tfield}.name")
-                if "name" in tkeys
-                else run.strip().splitlines()[0][:60]
-            )
-            if "name" in tkeys and not NAME_RE.match(name):
-                raise SpecError(
-                    f"{name!r} is not a valid name (letters, digits, space, _ . -)",
-                    _line(tkeys["name"]),
-                    f"{tfield}.name",
-                )
-            if name in seen_steps:
-                raise SpecError(
-                    f"duplicate step name {name!r} in stage {sname!r}",
-                    _line(tkeys.get("name", tnode)),
-                    f"{tfield}.name",
-                )
-            seen_steps.add(name)
-            if release is not None:
-                kind = "release"
-            else:
-                kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"
-            if kind not in STEP_KINDS:
-                raise SpecError(
-                    f"unknown kind {kind!r} (allowed: {', '.join(STEP_KINDS)})",
-                    _line(tkeys["kind"]),
-                    f"{tfield}.kind",
-                )
-            steps.append(
-                {
-                    "name": name,
-                    "kind": kind,
-                    "run": run,
-                    "env": _env(tkeys["env"], f"{tfield}.env") if "env" in tkeys else {},
-                    "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout")
-                    if "timeout" in tkeys
-                    else None,
-                    **({"release": release} if release is not None else {}),
-                    "secrets": _name_list(
-                        tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names"
-                    )
-                    if "secrets" in tkeys
-                    else [],
-                    **_sandbox(tkeys, tfield),
-                }
-            )
-        data["stages"].append({"name": sname, "steps": steps})
+        data["stages"].append(_stage(snode, f"stages[{si}]", seen_stages))
     return Spec(data)
+
+
+def _compose(text: str):
+    """The YAML node tree of ``text``; SpecError if it is empty or not valid YAML."""
+    if not text or not text.strip():
+        raise SpecError("the spec is empty", 1, "")
+    try:
+        root = safeparse.compose_yaml(text)  # depth and aliases bounded
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SpecError(
+            f"not valid YAML: {exc.problem or exc.context}",
+            mark.line + 1 if mark else None,
+            "",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"not valid YAML: {exc}") from None
+    if root is None:
+        raise SpecError("the spec is empty", 1, "")
+    return root
+
+
+def _stage(snode, sfield: str, seen_stages: set[str]) -> dict:
+    """One stage: a unique valid name and a non-empty list of steps."""
+    skeys = _mapping(snode, sfield, STAGE_KEYS)
+    if "name" not in skeys:
+        raise SpecError("required: the stage's name", _line(snode), f"{sfield}.name")
+    sname = _str(skeys["name"], f"{sfield}.name")
+    if not NAME_RE.match(sname):
+        raise SpecError(
+            f"{sname!r} is not a valid name (letters, digits, space, _ . -)",
+            _line(skeys["name"]),
+            f"{sfield}.name",
+        )
+    if sname in seen_stages:
+        raise SpecError(f"duplicate stage name {sname!r}", _line(skeys["name"]), f"{sfield}.name")
+    seen_stages.add(sname)
+    if "steps" not in skeys:
+        raise SpecError("required: a list of steps", _line(snode), f"{sfield}.steps")
+    steps_node = skeys["steps"]
+    if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
+        raise SpecError("must be a non-empty list of steps", _line(steps_node), f"{sfield}.steps")
+    steps = []
+    seen_steps: set[str] = set()
+    for ti, tnode in enumerate(steps_node.value):
+        steps.append(_step(tnode, f"{sfield}.steps[{ti}]", sname, seen_steps))
+    return {"name": sname, "steps": steps}
+
+
+def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
+    """One step of stage ``sname``: a command to run or a release, and its settings."""
+    tkeys = _mapping(tnode, tfield, STEP_KEYS)
+    release = _release(tkeys, tnode, tfield)
+    run = f"release to {release['environment']}" if release else _str(tkeys["run"], f"{tfield}.run")
+    name = _step_name(tkeys, tnode, tfield, run, sname, seen_steps)
+    kind = _step_kind(tkeys, tfield, release)
+    return {
+        "name": name,
+        "kind": kind,
+        "run": run,
+        "env": _env(tkeys["env"], f"{tfield}.env") if "env" in tkeys else {},
+        "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout") if "timeout" in tkeys else None,
+        **({"release": release} if release is not None else {}),
+        "secrets": _name_list(tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names")
+        if "secrets" in tkeys
+        else [],
+        **_sandbox(tkeys, tfield),
+    }
+
+
+def _release(tkeys, tnode, tfield: str) -> dict | None:
+    """A deploy step's release (start a release, wait for its outcome); None for a run step,
+    which must then have the command to run."""
+    if "release" not in tkeys:
+        if "run" not in tkeys:
+            raise SpecError("required: the command to run", _line(tnode), f"{tfield}.run")
+        return None
+    if "run" in tkeys:
+        raise SpecError("a step has either run or release, not both", _line(tnode), tfield)
+    rkeys = _mapping(tkeys["release"], f"{tfield}.release", RELEASE_KEYS)
+    if "environment" not in rkeys:
+        raise SpecError(
+            "required: the environment to release to",
+            _line(tkeys["release"]),
+            f"{tfield}.release.environment",
+        )
+    return {
+        "environment": _str(rkeys["environment"], f"{tfield}.release.environment"),
+        "version": _str(rkeys["version"], f"{tfield}.release.version")
+        if "version" in rkeys
+        else "",
+    }
+
+
+def _step_name(tkeys, tnode, tfield: str, run: str, sname: str, seen_steps: set[str]) -> str:
+    """The step's name (by default the first line of its command), unique in its stage."""
+    name = (
+        _str(tkeys["name"], f"{tfield}.name")
+        if "name" in tkeys
+        else run.strip().splitlines()[0][:60]
+    )
+    if "name" in tkeys and not NAME_RE.match(name):
+        raise SpecError(
+            f"{name!r} is not a valid name (letters, digits, space, _ . -)",
+            _line(tkeys["name"]),
+            f"{tfield}.name",
+        )
+    if name in seen_steps:
+        raise SpecError(
+            f"duplicate step name {name!r} in stage {sname!r}",
+            _line(tkeys.get("name", tnode)),
+            f"{tfield}.name",
+        )
+    seen_steps.add(name)
+    return name
+
+
+def _step_kind(tkeys, tfield: str, release: dict | None) -> str:
+    if release is not None:
+        kind = "release"
+    else:
+        kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"
+    if kind not in STEP_KINDS:
+        raise SpecError(
+            f"unknown kind {kind!r} (allowed: {', '.join(STEP_KINDS)})",
+            _line(tkeys["kind"]),
+            f"{tfield}.kind",
+        )
+    return kind

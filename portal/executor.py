@@ -225,12 +225,35 @@ def run_process(
     started = time.monotonic()
     env = {k: str(v) for k, v in env.items()}
     cwd = str(cwd) if cwd is not None else None
-    argv = list(argv)
+    proc = _spawn(list(argv), cwd, env, sandbox)
+    run = _Run(
+        proc,
+        masker=masker,
+        on_output=on_output,
+        max_output_bytes=max_output_bytes,
+        sandbox=sandbox,
+        started=started,
+        timeout=timeout,
+        should_cancel=should_cancel,
+        on_heartbeat=on_heartbeat,
+        heartbeat_every=heartbeat_every,
+        grace=grace,
+    )
+    try:
+        run.loop()
+    finally:
+        run.finish()
+    return run.result()
+
+
+def _spawn(argv: list[str], cwd, env: dict, sandbox) -> subprocess.Popen:
+    """Start the command (inside the sandbox, if any) in a new session, stdout and stderr
+    merged into one pipe. With ``setpriv`` there is no ``preexec_fn`` (vfork stays possible)."""
     if sandbox is not None:
         sandbox.prepare()
         argv = sandbox.wrap(argv)
     argv, preexec = _die_with_parent(argv, cwd, env)
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         argv,
         cwd=cwd,
         env=env,
@@ -241,135 +264,198 @@ def run_process(
         close_fds=True,
         preexec_fn=preexec,
     )
-    assert proc.stdout is not None  # stdout=PIPE
-    fd = proc.stdout.fileno()
-    os.set_blocking(fd, False)
-    sel = selectors.DefaultSelector()
-    sel.register(fd, selectors.EVENT_READ)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    pending = ""  # decoded, not yet masked/emitted
-    last_flush = time.monotonic()
-    last_beat = time.monotonic()
-    last_cancel_check = 0.0
-    output_bytes = 0
-    kept_bytes = 0
-    truncated = False
-    timed_out = False
-    canceled = False
-    term_sent_at: float | None = None
-    exited_at: float | None = None
-    eof = False
-    tail = ""  # the last output, for telling which limit ended the command
-    limit_reason = ""
 
-    def flush(final: bool = False):
-        nonlocal pending, last_flush
-        last_flush = time.monotonic()
-        if not pending:
+class _Run:
+    """The state of one running command: its output pipe, what was read and emitted, and
+    how it is ending (exit, end of output, timeout, cancel, sandbox limit)."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        *,
+        masker: Masker,
+        on_output: Callable[[str], None],
+        max_output_bytes: int,
+        sandbox,
+        started: float,
+        timeout: float | None,
+        should_cancel: Callable[[], bool],
+        on_heartbeat: Callable[[], None] | None,
+        heartbeat_every: float,
+        grace: float,
+    ):
+        self.proc = proc
+        self.masker = masker
+        self.on_output = on_output
+        self.max_output_bytes = max_output_bytes
+        self.sandbox = sandbox
+        self.started = started
+        self.timeout = timeout
+        self.should_cancel = should_cancel
+        self.on_heartbeat = on_heartbeat
+        self.heartbeat_every = heartbeat_every
+        self.grace = grace
+        assert proc.stdout is not None  # stdout=PIPE
+        self.fd = proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.fd, selectors.EVENT_READ)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.pending = ""  # decoded, not yet masked/emitted
+        self.last_flush = time.monotonic()
+        self.last_beat = time.monotonic()
+        self.last_cancel_check = 0.0
+        self.output_bytes = 0
+        self.kept_bytes = 0
+        self.truncated = False
+        self.timed_out = False
+        self.canceled = False
+        self.term_sent_at: float | None = None
+        self.exited_at: float | None = None
+        self.eof = False
+        self.tail = ""  # the last output, for telling which limit ended the command
+        self.limit_reason = ""
+
+    def flush(self, final: bool = False) -> None:
+        self.last_flush = time.monotonic()
+        if not self.pending:
             return
-        text, pending = masker.split_safe(pending, final=final)
+        text, self.pending = self.masker.split_safe(self.pending, final=final)
         if text:
-            on_output(text)
+            self.on_output(text)
 
-    def stop():
-        nonlocal term_sent_at
-        if term_sent_at is None:
-            term_sent_at = time.monotonic()
-            if sandbox is not None:  # TERM the command itself (terraform's interrupt), not bwrap
-                sandbox.signal_inside(proc.pid, signal.SIGTERM)
+    def stop(self) -> None:
+        if self.term_sent_at is None:
+            self.term_sent_at = time.monotonic()
+            # in a sandbox, TERM the command itself (terraform's interrupt), not bwrap
+            if self.sandbox is not None:
+                self.sandbox.signal_inside(self.proc.pid, signal.SIGTERM)
             else:
-                _kill_group(proc, signal.SIGTERM)
+                _kill_group(self.proc, signal.SIGTERM)
 
-    try:
+    def loop(self) -> None:
+        """Read, flush, and watch the command until it has ended and its output is drained."""
         while True:
-            now = time.monotonic()
-            if not eof:
-                for _key, _ev in sel.select(timeout=0.05):
-                    try:
-                        data = os.read(fd, READ_BYTES)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        eof = True
-                        sel.unregister(fd)
-                        break
-                    output_bytes += len(data)
-                    if truncated:
-                        continue
-                    room = max_output_bytes - kept_bytes
-                    if len(data) > room:
-                        data = data[:room]
-                        truncated = True
-                    kept_bytes += len(data)
-                    text = decoder.decode(data)
-                    pending += text
-                    tail = (tail + text)[-TAIL_CHARS:]
-                    if truncated:
-                        pending += decoder.decode(b"", final=True)
-                        flush(final=True)
-                        on_output(TRUNCATION_NOTICE.format(limit=max_output_bytes))
+            if not self.eof:
+                self._read_ready()
             else:
                 try:
-                    proc.wait(timeout=0.05)
+                    self.proc.wait(timeout=0.05)
                 except subprocess.TimeoutExpired:
                     pass
             now = time.monotonic()
-            if pending and (len(pending) >= FLUSH_BYTES or now - last_flush >= FLUSH_SECONDS):
-                flush()
-
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if eof and exited_at is not None:
+            if self.pending and (
+                len(self.pending) >= FLUSH_BYTES or now - self.last_flush >= FLUSH_SECONDS
+            ):
+                self.flush()
+            if self._ended(now):
                 break
-            if exited_at is not None and not eof and now - exited_at > 1.0:
-                # the main process is gone but a background child holds the pipe: end it
-                _kill_group(proc, signal.SIGKILL)
-                if now - exited_at > 3.0:
-                    break
+            if self.on_heartbeat is not None and now - self.last_beat >= self.heartbeat_every:
+                self.last_beat = now
+                self.on_heartbeat()
+            if self.term_sent_at is None and self.exited_at is None:
+                self._check_stop(now)
+            if self._killed_after_grace(now):
+                break
 
-            if on_heartbeat is not None and now - last_beat >= heartbeat_every:
-                last_beat = now
-                on_heartbeat()
-            if term_sent_at is None and exited_at is None:
-                if timeout is not None and now - started > timeout:
-                    timed_out = True
-                    stop()
-                elif sandbox is not None and (reason := sandbox.watch()):
-                    limit_reason = reason
-                    _kill_group(proc, signal.SIGKILL)
-                    term_sent_at = now
-                elif now - last_cancel_check >= FLUSH_SECONDS:
-                    last_cancel_check = now
-                    if should_cancel():
-                        canceled = True
-                        stop()
-            if term_sent_at is not None and now - term_sent_at > grace:
-                _kill_group(proc, signal.SIGKILL)
-                if now - term_sent_at > grace + 5 and exited_at is not None:
-                    break
-    finally:
+    def _read_ready(self) -> None:
+        """Read what the pipe has within 0.05 s; note the end of output."""
+        for _key, _ev in self.sel.select(timeout=0.05):
+            try:
+                data = os.read(self.fd, READ_BYTES)
+            except BlockingIOError:
+                continue
+            if not data:
+                self.eof = True
+                self.sel.unregister(self.fd)
+                break
+            self._take(data)
+
+    def _take(self, data: bytes) -> None:
+        """Count ``data``; keep it within the size cap, announcing the truncation once."""
+        self.output_bytes += len(data)
+        if self.truncated:
+            return
+        room = self.max_output_bytes - self.kept_bytes
+        if len(data) > room:
+            data = data[:room]
+            self.truncated = True
+        self.kept_bytes += len(data)
+        text = self.decoder.decode(data)
+        self.pending += text
+        self.tail = (self.tail + text)[-TAIL_CHARS:]
+        if self.truncated:
+            self.pending += self.decoder.decode(b"", final=True)
+            self.flush(final=True)
+            self.on_output(TRUNCATION_NOTICE.format(limit=self.max_output_bytes))
+
+    def _ended(self, now: float) -> bool:
+        """True once the command exited and its output is drained (or a background child
+        holding the pipe open was killed and given 3 s)."""
+        if self.exited_at is None and self.proc.poll() is not None:
+            self.exited_at = now
+        if self.eof and self.exited_at is not None:
+            return True
+        if self.exited_at is not None and not self.eof and now - self.exited_at > 1.0:
+            # the main process is gone but a background child holds the pipe: end it
+            _kill_group(self.proc, signal.SIGKILL)
+            if now - self.exited_at > 3.0:
+                return True
+        return False
+
+    def _check_stop(self, now: float) -> None:
+        """Stop a running command on timeout, a sandbox limit, or a cancel request."""
+        if self.timeout is not None and now - self.started > self.timeout:
+            self.timed_out = True
+            self.stop()
+        elif self.sandbox is not None and (reason := self.sandbox.watch()):
+            self.limit_reason = reason
+            _kill_group(self.proc, signal.SIGKILL)
+            self.term_sent_at = now
+        elif now - self.last_cancel_check >= FLUSH_SECONDS:
+            self.last_cancel_check = now
+            if self.should_cancel():
+                self.canceled = True
+                self.stop()
+
+    def _killed_after_grace(self, now: float) -> bool:
+        """SIGKILL the group ``grace`` s after a stop; True when it is time to give up waiting."""
+        if self.term_sent_at is not None and now - self.term_sent_at > self.grace:
+            _kill_group(self.proc, signal.SIGKILL)
+            if now - self.term_sent_at > self.grace + 5 and self.exited_at is not None:
+                return True
+        return False
+
+    def finish(self) -> None:
+        """Reap the command, emit the rest of its output, leave nothing of it running."""
+        proc = self.proc
         if proc.poll() is None:
             _kill_group(proc, signal.SIGKILL)
         proc.wait()
-        if not truncated:
-            pending += decoder.decode(b"", final=True)
-        flush(final=True)
-        sel.close()
+        if not self.truncated:
+            self.pending += self.decoder.decode(b"", final=True)
+        self.flush(final=True)
+        self.sel.close()
         if proc.stdout is not None:
             proc.stdout.close()
         # a step leaves nothing behind: background children still in its group are killed
         _kill_group(proc, signal.SIGKILL)
 
-    duration = time.monotonic() - started
-    if sandbox is not None and not (limit_reason or timed_out or canceled):
-        limit_reason = sandbox.explain(proc.returncode, duration, tail)
-    return ExecResult(
-        exit_code=proc.returncode,
-        timed_out=timed_out,
-        canceled=canceled,
-        truncated=truncated,
-        duration=duration,
-        output_bytes=output_bytes,
-        limit_reason=limit_reason,
-    )
+    def result(self) -> ExecResult:
+        duration = time.monotonic() - self.started
+        limit_reason = self.limit_reason
+        if self.sandbox is not None and not (limit_reason or self.timed_out or self.canceled):
+            limit_reason = self.sandbox.explain(self.proc.returncode, duration, self.tail)
+        return ExecResult(
+            exit_code=self.proc.returncode,
+            timed_out=self.timed_out,
+            canceled=self.canceled,
+            truncated=self.truncated,
+            duration=duration,
+            output_bytes=self.output_bytes,
+            limit_reason=limit_reason,
+        )
