@@ -97,6 +97,21 @@ def deployer():
 
 
 @pytest.fixture
+def default_environments(db):
+    """staging and production and the built-in analysis templates, as the migration makes them
+    (a transactional test run earlier in the same process flushes migration data)."""
+    from releases.analysis import DEFAULT_TEMPLATES
+    from releases.models import AnalysisTemplate
+
+    for order, (name, prod) in enumerate((("staging", False), ("production", True))):
+        Environment.objects.get_or_create(
+            name=name, defaults={"title": name.title(), "order": order, "production": prod}
+        )
+    for name, spec in DEFAULT_TEMPLATES.items():
+        AnalysisTemplate.objects.get_or_create(name=name, defaults=spec)
+
+
+@pytest.fixture
 def webhook_env(db, deployer):
     env, _ = Environment.objects.update_or_create(
         name="hooked",
