@@ -25,21 +25,9 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         model = Workspace
         fields = [
             "slug",
-            "name",
-            "description",
             "owner",
             "services",
-            "source",
-            "files",
-            "repository_url",
-            "ref",
-            "path",
-            "terraform_bin",
-            "backend",
-            "allow_provisioners",
-            "auto_apply",
-            "drift_checks",
-            "drift_interval_minutes",
+            *services.WORKSPACE_FIELDS,  # what create/update_workspace accept: one list
             "lock",
             "locked_at",
             "state_serial",
