@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "template_partials",
     "portal",
     "squads",
+    "identity",
     "metrics",
     "pipelines",
     "infra",

@@ -141,6 +141,11 @@ class Person(BackstageSource):
         on_delete=models.SET_NULL,
         related_name="person",
     )
+    # identity from the organisation's directory (issue 15): the OpenID provider's ``sub``, the
+    # SCIM ``externalId``; ``active`` false when the directory deactivated the person
+    oidc_subject = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    external_id = models.CharField(max_length=255, blank=True, db_index=True)
+    active = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["name"]
@@ -156,9 +161,17 @@ class Membership(models.Model):
         LEAD = "lead", "Lead"
         PRODUCT_OWNER = "product_owner", "Product owner"
 
+    class Source(models.TextChoices):
+        """Where a membership came from: typed in Backline, or the directory (OIDC group claim or
+        SCIM group). Directory memberships follow the directory; manual ones are left alone."""
+
+        MANUAL = "manual", "Manual"
+        DIRECTORY = "directory", "Directory"
+
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="memberships")
     squad = models.ForeignKey(Squad, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.MANUAL)
 
     objects = WatchedQuerySet.as_manager()
 

@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class IdentityConfig(AppConfig):
+    """Who people are: single sign-on through the organisation's OpenID provider, people and
+    groups pushed by its directory over SCIM, and the password sign-in's brute-force guard.
+
+    It sits above the catalog (it creates people and directory memberships) and below the apps
+    that run work."""
+
+    name = "identity"
+
+    def ready(self):
+        pass

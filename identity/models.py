@@ -1,0 +1,1 @@
+"""Identity's own records (directory groups, sync log) live here."""
