@@ -338,6 +338,21 @@ RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
 INFRA_RUN_TIMEOUT = env_float("INFRA_RUN_TIMEOUT", 3600.0)
 INFRA_CANCEL_GRACE = env_float("INFRA_CANCEL_GRACE", 10.0)
 
+# identity (issue 15): single sign-on through an OpenID provider; off while OIDC_ISSUER is empty
+OIDC_ISSUER = env_str("OIDC_ISSUER", "").rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID", "")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET", "")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile groups")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+OIDC_ADMIN_GROUPS = env_list("OIDC_ADMIN_GROUPS", [])
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+# "directory-group=squad-slug,..." → {"directory-group": "squad-slug"}
+OIDC_GROUP_MAP = {
+    group.strip(): slug.strip()
+    for group, _, slug in (item.partition("=") for item in env_list("OIDC_GROUP_MAP", []))
+    if group.strip() and slug.strip()
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
