@@ -7,6 +7,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from portal.sandbox import parse_size
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -75,8 +77,6 @@ def env_executable(name: str, candidates: list[str], default: str) -> str:
 
 def env_size(name: str, default: str) -> int:
     """Bytes from a size such as ``2g``, ``512m``, ``1GiB`` or a number of bytes."""
-    from portal.sandbox import parse_size
-
     raw = os.environ.get(name, "").strip() or default
     try:
         return parse_size(raw)
