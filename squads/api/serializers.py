@@ -12,6 +12,7 @@ from squads.models import (
     System,
     Tribe,
 )
+from squads.scorecards import evaluate_one
 from squads.services import SERVICE_FIELDS
 
 LIFECYCLE_LABEL_HELP = (
@@ -177,8 +178,6 @@ class ServiceSerializer(serializers.ModelSerializer):
         cards = self.context.get("scorecards")
         card = cards.get(obj.pk) if cards is not None else None
         if card is None:
-            from squads.scorecards import evaluate_one
-
             card = evaluate_one(obj)
         return {"level": card.level, "percent": card.percent}
 
