@@ -36,3 +36,15 @@ def _setup_beat(sender, **kwargs):
 def _ensure_embedded_redis(sender, **kwargs):
     if getattr(settings, "USING_EMBEDDED_REDIS", False):
         ensure_running()
+
+
+def enqueue(name: str, *args, countdown: float | None = None) -> None:
+    """Enqueue the task registered as ``name`` (``"<app>.tasks.<function>"``), as its
+    ``apply_async`` would. By name, so a ``services.py`` whose ``tasks.py`` imports it needs no
+    import of the task back. With ``CELERY_TASK_ALWAYS_EAGER`` the task runs here, as
+    ``.delay()`` would."""
+    if app.conf.task_always_eager:
+        app.loader.import_default_modules()
+        app.tasks[name].apply_async(args=args, countdown=countdown)
+        return
+    app.send_task(name, args=args, countdown=countdown)

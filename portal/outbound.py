@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import requests
-from celery import current_app
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from portal.celery import enqueue
 from portal.models import DeliveryAttempt, EventDelivery
 from portal.models import DeliveryStatus as S
 
@@ -190,7 +190,7 @@ def _again(delivery: EventDelivery, send_now: bool) -> EventDelivery:
 def _enqueue(delivery_pk, countdown=0.0):
     def send():
         # by name: portal.tasks imports this module
-        current_app.send_task(DELIVER_TASK, args=[delivery_pk], countdown=countdown)
+        enqueue(DELIVER_TASK, delivery_pk, countdown=countdown)
 
     transaction.on_commit(send)
 

@@ -103,8 +103,6 @@ class Command(BaseCommand):
         finally:
             self.stop_children()
             if self.started_redis:
-                from portal import embedded_redis
-
                 embedded_redis.stop()
                 self.say("embedded Redis stopped")
             for sig, handler in previous.items():
