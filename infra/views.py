@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from infra import services
+from infra.board import board_section
 from infra.filters import WorkspaceFilter
 from infra.models import (
     ACTIVE,
@@ -365,6 +366,4 @@ def run_cancel(request, pk):
 
 @login_required
 def board(request):
-    from infra.board import board_section
-
     return render(request, "infra/board_section.html", {"section": board_section(request)})
