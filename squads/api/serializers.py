@@ -13,7 +13,7 @@ from squads.models import (
     Tribe,
 )
 from squads.scorecards import evaluate_one
-from squads.services import SERVICE_FIELDS
+from squads.services import SERVICE_FIELDS, SERVICE_ROW_FIELDS
 
 LIFECYCLE_LABEL_HELP = (
     "the lifecycle as the Backstage descriptor wrote it (any string, e.g. 'decommissioned'), "
@@ -201,21 +201,7 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class ServiceListSerializer(ServiceSerializer):
     class Meta(ServiceSerializer.Meta):
-        fields = [
-            "slug",
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "tier",
-            "repository_url",
-            "tags",
-            "scorecard",
-            "url",
-            "updated_at",
-        ]
+        fields = ["slug", *SERVICE_ROW_FIELDS, "tags", "scorecard", "url", "updated_at"]
 
 
 class DependencySerializer(serializers.ModelSerializer):
