@@ -40,8 +40,8 @@ def _ensure_embedded_redis(sender, **kwargs):
 
 def enqueue(name: str, *args, countdown: float | None = None) -> None:
     """Enqueue the task registered as ``name`` (``"<app>.tasks.<function>"``), as its
-    ``apply_async`` would. By name, so a ``services.py`` whose ``tasks.py`` imports it needs no
-    import of the task back. With ``CELERY_TASK_ALWAYS_EAGER`` the task runs here, as
+    ``apply_async`` would. By name, so a ``services.py`` that its ``tasks.py`` imports does not
+    have to import the task back. With ``CELERY_TASK_ALWAYS_EAGER`` the task runs here, as
     ``.delay()`` would."""
     if app.conf.task_always_eager:
         app.loader.import_default_modules()
