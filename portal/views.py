@@ -3,7 +3,6 @@ from datetime import timedelta
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.core.paginator import Paginator
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +16,7 @@ from portal.board import board_context, refresh_gauges
 from portal.catalog import squad_model
 from portal.errors import DomainError
 from portal.filters import AuditEventFilter
+from portal.listing import render_list
 from portal.models import SCOPES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 
 
@@ -29,17 +29,13 @@ def home(request):
 def audit_list(request):
     qs = AuditEvent.objects.select_related("squad")
     flt = AuditEventFilter(request.GET, queryset=qs)
-    page = Paginator(flt.qs, 50).get_page(request.GET.get("page"))
-    template = "portal/audit_list.html#results" if request.htmx else "portal/audit_list.html"
-    return render(
+    return render_list(
         request,
-        template,
-        {
-            "filter": flt,
-            "page": page,
-            "doors": [d for d, _ in AuditEvent.DOORS],
-            "squads": squad_model().objects.only("slug", "name"),
-        },
+        "portal/audit_list.html",
+        flt,
+        per_page=50,
+        doors=[d for d, _ in AuditEvent.DOORS],
+        squads=squad_model().objects.only("slug", "name"),
     )
 
 

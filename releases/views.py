@@ -8,7 +8,6 @@ polled every 2 s while the release is in flight). Actions answer the fragment to
 import time
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -17,6 +16,7 @@ from metrics.backends import BackendError, get_backend
 from monitoring.charts import line_chart
 from portal.actors import Actor
 from portal.errors import DomainError
+from portal.listing import render_list
 from portal.web import domain_error_response
 from releases import services, strategy
 from releases.board import board_section
@@ -43,19 +43,16 @@ def _qs():
 @login_required
 def release_list(request):
     flt = ReleaseFilter(request.GET, queryset=_qs())
-    page = Paginator(flt.qs, 30).get_page(request.GET.get("page"))
-    ctx = {
-        "filter": flt,
-        "page": page,
-        "statuses": ReleaseStatus.values,
-        "squads": Squad.objects.only("slug", "name"),
-        "environments": Environment.objects.all(),
-        "in_flight": Release.objects.filter(status__in=ACTIVE_RELEASE).count(),
-    }
-    template = (
-        "pipelines/releases/list.html#results" if request.htmx else "pipelines/releases/list.html"
+    return render_list(
+        request,
+        "pipelines/releases/list.html",
+        flt,
+        per_page=30,
+        statuses=ReleaseStatus.values,
+        squads=Squad.objects.only("slug", "name"),
+        environments=Environment.objects.all(),
+        in_flight=Release.objects.filter(status__in=ACTIVE_RELEASE).count(),
     )
-    return render(request, template, ctx)
 
 
 def _timeline(r):
