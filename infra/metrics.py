@@ -4,7 +4,10 @@ monitoring rule (or Prometheus) can alert on drift, e.g.
 
 import logging
 
+from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
+
+from infra.models import DriftStatus, RunStatus, TerraformRun, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +19,6 @@ class TerraformCollector:
         return []
 
     def collect(self):
-        from infra.models import DriftStatus, RunStatus, TerraformRun, Workspace
-
         drifted = GaugeMetricFamily(
             "backline_terraform_workspace_drifted",
             "1 when the workspace's latest drift check found changes made outside Terraform",
@@ -55,7 +56,6 @@ def register():
     global _registered
     if _registered:
         return
-    from prometheus_client import REGISTRY
 
     REGISTRY.register(TerraformCollector())
     _registered = True

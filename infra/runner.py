@@ -66,25 +66,35 @@ def _check(job: Job, result) -> None:
         raise Interrupted(job.interrupted(result))
 
 
+def _execute(run_id, phase: str, status: str, phases, errors) -> tuple[str, TerraformRun | None]:
+    """Claim the run for ``phase`` (the run is then in ``status``) and run ``phases(job, run)``:
+    (the status it ended in or why not, the run). ``errors`` end it errored with their message,
+    an interruption canceled; anything else errored too: a run never stays stuck in ``status``."""
+    if not services.claim(run_id, phase, worker_name()):
+        return "not claimed", None
+    run = TerraformRun.objects.select_related("workspace").get(pk=run_id)
+    job = Job(run, status)
+    try:
+        return phases(job, run), run
+    except Interrupted as exc:
+        _interrupted(run_id, status, str(exc))
+        return str(exc), run
+    except errors as exc:
+        _fail(run_id, status, str(exc))
+        return RunStatus.ERRORED, run
+    except Exception as exc:  # noqa: BLE001 - a run must never stay stuck in `status`
+        log.exception("terraform %s of run %s crashed", phase, run_id)
+        doing = "planning" if phase == "plan" else "applying"
+        _fail(run_id, status, f"Internal error while {doing}: {exc}")
+        return RunStatus.ERRORED, run
+
+
 def execute_plan(run_id) -> str:
     """pending → planning → planned | planned_and_finished | errored | canceled."""
-    if not services.claim(run_id, "plan", worker_name()):
-        return "not claimed"
-    run = TerraformRun.objects.select_related("workspace").get(pk=run_id)
-    job = Job(run, RunStatus.PLANNING)
-    try:
-        final = _plan_phases(job, run)
-    except Interrupted as exc:
-        _interrupted(run_id, RunStatus.PLANNING, str(exc))
-        return str(exc)
-    except (RunError, PlanParseError) as exc:
-        _fail(run_id, RunStatus.PLANNING, str(exc))
-        return RunStatus.ERRORED
-    except Exception as exc:  # noqa: BLE001 - a run must never stay stuck in planning
-        log.exception("terraform plan of run %s crashed", run_id)
-        _fail(run_id, RunStatus.PLANNING, f"Internal error while planning: {exc}")
-        return RunStatus.ERRORED
-    if final == RunStatus.PLANNED and run.auto_apply:
+    final, run = _execute(
+        run_id, "plan", RunStatus.PLANNING, _plan_phases, (RunError, PlanParseError)
+    )
+    if final == RunStatus.PLANNED and run is not None and run.auto_apply:
         if services.auto_confirm(run_id):
             return execute_apply(run_id)
     return final
@@ -186,22 +196,7 @@ def summary_line(s: dict) -> str:
 
 def execute_apply(run_id) -> str:
     """confirmed → applying → applied | errored | canceled (or discarded when stale)."""
-    if not services.claim(run_id, "apply", worker_name()):
-        return "not claimed"
-    run = TerraformRun.objects.select_related("workspace").get(pk=run_id)
-    job = Job(run, RunStatus.APPLYING)
-    try:
-        return _apply_phases(job, run)
-    except Interrupted as exc:
-        _interrupted(run_id, RunStatus.APPLYING, str(exc))
-        return str(exc)
-    except RunError as exc:
-        _fail(run_id, RunStatus.APPLYING, str(exc))
-        return RunStatus.ERRORED
-    except Exception as exc:  # noqa: BLE001
-        log.exception("terraform apply of run %s crashed", run_id)
-        _fail(run_id, RunStatus.APPLYING, f"Internal error while applying: {exc}")
-        return RunStatus.ERRORED
+    return _execute(run_id, "apply", RunStatus.APPLYING, _apply_phases, RunError)[0]
 
 
 def _apply_phases(job: Job, run: TerraformRun) -> str:

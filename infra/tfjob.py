@@ -19,6 +19,7 @@ from infra.models import LogChunk, TerraformRun, Variable, Workspace
 from infra.planparse import PlanParseError, state_outputs
 from portal import sandbox
 from portal.executor import Masker, run_process
+from portal.gitsource import clone_url, git_env, valid_ref
 from portal.joblog import LogWriter
 
 PASS_ENV = (
@@ -326,8 +327,6 @@ class Job:
             )
 
     def checkout(self):
-        from portal.gitsource import clone_url, git_env, valid_ref
-
         ws = self.ws
         if not valid_ref(ws.ref):
             raise RunError(f"{ws.ref!r} is not a valid branch or tag name.")

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from infra import services
+from infra.board import board_section
 from infra.filters import WorkspaceFilter
 from infra.models import (
     ACTIVE,
@@ -23,6 +24,7 @@ from infra.models import (
 from portal import logviews
 from portal.actors import Actor
 from portal.errors import DomainError
+from portal.listing import render_list
 from portal.web import add_form_errors, domain_error_response
 from squads.models import Service, Squad
 
@@ -48,25 +50,22 @@ def workspace_list(request):
         )
     )
     flt = WorkspaceFilter(request.GET, queryset=qs)
-    page = Paginator(flt.qs.order_by("name"), 50).get_page(request.GET.get("page"))
-    template = "infra/workspace_list.html#results" if request.htmx else "infra/workspace_list.html"
     counts = {
         "total": Workspace.objects.count(),
         "drifted": Workspace.objects.filter(drift_status=DriftStatus.DRIFTED).count(),
         "locked": Workspace.objects.filter(lock_run__isnull=False).count(),
         "awaiting": TerraformRun.objects.filter(status=RunStatus.PLANNED).count(),
     }
-    return render(
+    return render_list(
         request,
-        template,
-        {
-            "filter": flt,
-            "page": page,
-            "squads": Squad.objects.only("slug", "name"),
-            "drift_choices": DriftStatus.choices,
-            "counts": counts,
-            "pager_target": "#ws-results",
-        },
+        "infra/workspace_list.html",
+        flt,
+        per_page=50,
+        rows=flt.qs.order_by("name"),
+        squads=Squad.objects.only("slug", "name"),
+        drift_choices=DriftStatus.choices,
+        counts=counts,
+        pager_target="#ws-results",
     )
 
 
@@ -365,6 +364,4 @@ def run_cancel(request, pk):
 
 @login_required
 def board(request):
-    from infra.board import board_section
-
     return render(request, "infra/board_section.html", {"section": board_section(request)})

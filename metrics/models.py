@@ -15,7 +15,7 @@ last sample in the window, and range queries can be downsampled in SQL by taking
 sample per step bucket (``MAX(value)``).
 """
 
-from django.db import models
+from django.db import connection, models
 
 from squads.models import Service
 
@@ -90,3 +90,10 @@ class Sample(models.Model):
 
     # No index besides the primary key (series_id, t): range reads and retention purges both
     # go through it, one series batch at a time.
+
+
+def drop_samples(sender, instance, **kwargs):
+    """Samples have no foreign-key constraint (cheap inserts); remove them with their series
+    (``post_delete`` of ``Series``, connected in ``MetricsConfig.ready``)."""
+    with connection.cursor() as cur:
+        cur.execute(f"DELETE FROM {Sample._meta.db_table} WHERE series_id = %s", [instance.pk])

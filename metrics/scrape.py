@@ -9,6 +9,7 @@ else the series' own ``track`` label, else ``stable``. Every series gets the lab
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from django.conf import settings
@@ -267,8 +268,6 @@ def scrape_service(service: Service, t: float | None = None) -> int:
 def scrape_all(workers: int = 8) -> dict:
     """One round over every registered target: HTTP fetches in parallel threads (a slow or
     dead target costs one timeout, not one per target), ingestion in this thread."""
-    from concurrent.futures import ThreadPoolExecutor
-
     services = Service.objects.exclude(metrics_urls=[]).only("id", "slug", "metrics_urls")
     targets = []
     summary = {"services": 0, "samples": 0, "targets": 0}

@@ -198,11 +198,6 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     return quantile_of(q, prepare_buckets(buckets))
 
 
-def quantile_over_time(q: float, bucket_rates: dict[float, list]) -> list:
-    """histogram_quantile at each step from per-``le`` rate columns (already summed by le)."""
-    return quantiles_over_time((q,), bucket_rates)[q]
-
-
 def quantiles_over_time(qs, bucket_rates: dict[float, list]) -> dict[float, list]:
     """Several quantiles at once (the buckets prepared once per step); same answers as
     ``histogram_quantile``, with None (no data) where it answers NaN."""

@@ -16,15 +16,14 @@ process did the work:
   {status}``, ``backline_scrape_targets{health}``, ``backline_builtin_series``.
 """
 
+from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from metrics.models import ScrapeTarget, Series
+from monitoring.models import Alert, Delivery
 
 
 def monitoring_families():
-    from django.db.models import Count
-
-    from metrics.models import ScrapeTarget, Series
-    from monitoring.models import Alert, Delivery
-
     alerts = GaugeMetricFamily(
         "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
     )

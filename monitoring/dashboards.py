@@ -5,6 +5,7 @@ import time
 from metrics.backends import BackendError, get_backend, range_spec
 from monitoring.charts import format_value, line_chart
 from monitoring.models import SIGNAL_LABELS, TRACKS
+from squads.models import Service
 
 PANELS = ("request_rate", "error_ratio", "p95", "p99")
 
@@ -78,8 +79,6 @@ def service_dashboard(service, range_key="1h", track="all", now=None, panels=PAN
 def squad_overview(squad, range_key="1h", now=None, backend=None):
     """Per service of the squad: stable track request rate / error ratio / p95 sparkline-sized
     charts and current values."""
-    from squads.models import Service
-
     spec = range_spec(range_key)
     start, end = spec.bounds(now)
     backend = backend or get_backend()

@@ -32,6 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.utils import timezone
+
+from monitoring.models import Alert
 from portal.registry import registry
 
 DAY = 86400.0
@@ -187,8 +190,6 @@ SOURCES = _Sources()
 
 
 def incidents_from_alerts(services, start, end) -> list[Incident]:
-    from monitoring.models import Alert
-
     rows = Alert.objects.filter(
         service_id__in=[s.pk for s in services],
         fired_at__isnull=False,
@@ -205,8 +206,6 @@ def _none(services, start, end) -> list[Deployment]:
 def report(services, days: int = 30, now=None, source=None) -> dict:
     """``source`` None: production releases where the services have any in the window, else
     pipeline runs (installs deploying without Backline releases keep their figures)."""
-    from django.utils import timezone
-
     end = now or timezone.now()
     start = end - timedelta(days=days)
     services = list(services)

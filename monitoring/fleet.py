@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # Releases (the `local` deploy driver) set a service's canary weight by writing an integer to
@@ -75,8 +76,6 @@ def publish_weight(slug: str, canary_percent: int, weights_dir=None):
     if not 0 <= int(canary_percent) <= 100:
         raise ValueError("canary weight must be between 0 and 100")
     if weights_dir is None:
-        from django.conf import settings
-
         weights_dir = settings.VAR_DIR / WEIGHTS_SUBDIR
     folder = Path(weights_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ Scraped series and samples (the builtin backend's storage) live in ``metrics.mod
 from django.db import models
 from django.utils import timezone
 
+from monitoring.charts import format_value
 from portal.cachegen import WatchedQuerySet
 from squads.models import Service, Squad
 
@@ -63,8 +64,6 @@ class AlertRule(models.Model):
 
     def format(self, value) -> str:
         """A value of this rule's signal with its unit ("no data" for None)."""
-        from monitoring.charts import format_value
-
         if value is None:
             return "no data"
         if self.signal:

@@ -5,6 +5,7 @@ alert's JSON signed like every Backline webhook (``X-Backline-Signature: t=..,v1
 and the attempt log are the outbound service's.
 """
 
+from monitoring.models import NotificationChannel
 from portal import outbound
 
 KIND = "alert"
@@ -36,8 +37,6 @@ def send(channel, payload: dict, event: str):
 
 
 def _channel_secret(delivery) -> str:
-    from monitoring.models import NotificationChannel
-
     pk = delivery.ref.partition(":")[2]
     channel = NotificationChannel.objects.filter(pk=pk or None).first()
     if channel is None or channel.kind == "slack":

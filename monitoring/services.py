@@ -8,7 +8,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from metrics.backends import BackendError, get_backend
@@ -316,9 +318,6 @@ def evaluate_all(backend=None) -> dict:
 
 # --- notifications --------------------------------------------------------------------------
 def payload_for(alert: Alert, event: str) -> dict:
-    from django.conf import settings
-    from django.urls import reverse
-
     rule = alert.rule
     return {
         "event": f"alert.{event}",

@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from metrics.backends import RANGES
-from monitoring import dashboards, services
+from monitoring import dashboards, dora, services
+from monitoring.board import board_section
 from monitoring.filters import AlertFilter
 from monitoring.forms import AlertRuleForm, NotificationChannelForm
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel
@@ -111,8 +112,6 @@ def squad_dashboard(request, slug):
 
 
 def dora_context(squad, days=30):
-    from monitoring import dora
-
     rep = dora.report(Service.objects.filter(owner=squad), days=days)
     m = rep["metrics"]
 
@@ -207,8 +206,6 @@ def alert_list(request):
 
 @login_required
 def board(request):
-    from monitoring.board import board_section
-
     return render(request, "monitoring/board_section.html", {"section": board_section(request)})
 
 

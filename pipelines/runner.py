@@ -21,6 +21,7 @@ from pipelines.models import (
     PipelineSecret,
     RunStatus,
     StepRun,
+    workspace_root,
 )
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
 from portal.executor import Masker, run_process
@@ -323,8 +324,6 @@ def execute(run_id):
 
 
 def conf_workdir(run_id):
-    from pipelines.models import workspace_root
-
     return workspace_root() / "runs" / str(run_id)
 
 

@@ -24,10 +24,11 @@ from pipelines.models import (
     StepRun,
     workspace_root,
 )
-from pipelines.spec import SpecError, parse
+from pipelines.spec import ENV_NAME_RE, SpecError, parse
 from portal import joblog, metrics
 from portal.actors import Actor
 from portal.audit import record
+from portal.celery import enqueue
 from portal.errors import Conflict, Invalid
 from portal.events import emit
 from portal.gitsource import valid_ref, valid_sha
@@ -35,11 +36,11 @@ from portal.joblog import append_notice
 from portal.jobs import reap_stale, requeue_waiting
 from squads.models import Service
 
+EXECUTE_TASK = "pipelines.tasks.execute_run"  # by name: pipelines.tasks imports this module
+
 
 def _enqueue(run_id):
-    from pipelines.tasks import execute_run
-
-    transaction.on_commit(lambda: execute_run.delay(run_id))
+    transaction.on_commit(lambda: enqueue(EXECUTE_TASK, run_id))
 
 
 def _count(run):
@@ -272,8 +273,6 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
 
 
 def set_secret(service: Service, *, actor: Actor, name: str, value: str) -> PipelineSecret:
-    from pipelines.spec import ENV_NAME_RE
-
     actor.require("pipelines:run", service.owner, "setting a pipeline secret")
     name = (name or "").strip()
     if not ENV_NAME_RE.match(name) or len(name) > 100:

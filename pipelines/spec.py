@@ -56,7 +56,6 @@ TOP_KEYS = {
 }
 STAGE_KEYS = {"name", "steps"}
 STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release", "limits", "network"}
-SANDBOX_KEYS = ("limits", "network")
 RELEASE_KEYS = {"environment", "version"}
 
 

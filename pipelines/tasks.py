@@ -6,6 +6,7 @@ from pipelines import runner, services
 
 # steps carry their own timeouts (at most 24 h each, see pipelines.spec); the task limit is a backstop
 @shared_task(
+    name=services.EXECUTE_TASK,
     acks_late=True,
     ignore_result=True,
     # the database was unreachable before the run was claimed: try again (a claimed run is

@@ -16,6 +16,7 @@ from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunSta
 from portal import joblog, logviews
 from portal.actors import Actor
 from portal.errors import DomainError
+from portal.listing import render_list
 from portal.web import domain_error_response
 from squads.models import Service, Squad
 
@@ -32,20 +33,16 @@ def _nav(view):
 def run_list(request):
     qs = PipelineRun.objects.select_related("service", "service__owner")
     flt = PipelineRunFilter(request.GET, queryset=qs)
-    page = Paginator(flt.qs, 30).get_page(request.GET.get("page"))
-    ctx = {
-        "filter": flt,
-        "page": page,
-        "statuses": RunStatus.values,
-        "squads": Squad.objects.only("slug", "name"),
-        "counts": {
-            "active": PipelineRun.objects.filter(
-                status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
-            ).count(),
-        },
-    }
-    template = "pipelines/run_list.html#results" if request.htmx else "pipelines/run_list.html"
-    return render(request, template, ctx)
+    active = PipelineRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    return render_list(
+        request,
+        "pipelines/run_list.html",
+        flt,
+        per_page=30,
+        statuses=RunStatus.values,
+        squads=Squad.objects.only("slug", "name"),
+        counts={"active": active.count()},
+    )
 
 
 def _run_context(request, run):

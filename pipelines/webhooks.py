@@ -14,8 +14,6 @@ from portal.errors import Invalid
 from portal.inbound import Match, Push, Receiver, Refused, repository_keys, using_repository
 from squads.models import Service
 
-WEBHOOK_MAX_BYTES = 25 * 1024 * 1024  # the largest push payload GitHub sends
-
 
 def matching_services(repo: dict) -> list:
     return list(using_repository(Service.objects.select_related("owner"), repository_keys(repo)))

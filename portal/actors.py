@@ -10,6 +10,7 @@ from typing import Any
 from django.utils.functional import cached_property
 
 from portal.errors import Forbidden
+from portal.models import ApiToken
 from portal.registry import registry
 
 
@@ -24,8 +25,6 @@ class Actor:
     @classmethod
     def from_request(cls, request, door: str | None = None):
         token = getattr(request, "auth", None)
-        from portal.models import ApiToken
-
         if not isinstance(token, ApiToken):
             token = None
         user = request.user if getattr(request.user, "is_authenticated", False) else None

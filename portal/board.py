@@ -7,6 +7,10 @@ template is responsible for its own HTMX refresh. The catalog adds its counts an
 squads through ``portal.registry.home_context``.
 """
 
+import redis
+from django.conf import settings
+
+from portal import metrics
 from portal.models import AuditEvent
 from portal.registry import registry
 
@@ -31,12 +35,7 @@ def board_context(request):
 
 def refresh_gauges():
     """Update gauges that are read from the database/broker at scrape time."""
-    from portal import metrics
-
     try:
-        import redis
-        from django.conf import settings
-
         client = redis.Redis.from_url(
             settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
         )

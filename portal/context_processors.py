@@ -1,5 +1,6 @@
 from django.urls import NoReverseMatch, reverse
 
+from portal import sandbox as sb
 from portal.registry import registry
 
 
@@ -25,6 +26,4 @@ def nav(request):
 
 def sandbox(request):
     """The warning run pages show when steps and terraform run unsandboxed."""
-    from portal import sandbox as sb
-
     return {"sandbox_off_warning": "" if sb.enabled() else sb.off_warning()}

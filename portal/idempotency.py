@@ -13,7 +13,9 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
+from rest_framework import exceptions
 
+from portal.authentication import BearerTokenAuthentication
 from portal.models import IdempotencyRecord
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -99,10 +101,6 @@ def _credentials_refused(request):
     auth = request.META.get("HTTP_AUTHORIZATION", "")
     if not auth:
         return None
-    from rest_framework import exceptions
-
-    from portal.authentication import BearerTokenAuthentication
-
     try:
         BearerTokenAuthentication().authenticate(request)
     except exceptions.AuthenticationFailed as exc:

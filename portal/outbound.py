@@ -36,6 +36,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from portal.celery import enqueue
 from portal.models import DeliveryAttempt, EventDelivery
 from portal.models import DeliveryStatus as S
 
@@ -47,6 +48,7 @@ MAX_AGE = 300
 STALE_GRACE = 10.0  # a `sending` claim older than its timeout + this lost its worker
 OPEN = (S.PENDING, S.RETRYING)
 SIGNATURE_HEADER = "X-Backline-Signature"
+DELIVER_TASK = "portal.tasks.deliver_event"  # enqueued by name: portal.tasks imports this module
 
 
 @dataclass(frozen=True)
@@ -187,9 +189,8 @@ def _again(delivery: EventDelivery, send_now: bool) -> EventDelivery:
 
 def _enqueue(delivery_pk, countdown=0.0):
     def send():
-        from portal.tasks import deliver_event
-
-        deliver_event.apply_async(args=[delivery_pk], countdown=countdown)
+        # by name: portal.tasks imports this module
+        enqueue(DELIVER_TASK, delivery_pk, countdown=countdown)
 
     transaction.on_commit(send)
 

@@ -13,7 +13,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, events
 from portal.actors import Actor
 from portal.errors import Forbidden, Invalid
 from portal.models import ApiToken, EventSubscription
@@ -70,8 +70,6 @@ def _require_squad_admin(actor: Actor, squad: Any, what: str) -> None:
 def validate_subscription(fields: dict[str, Any]) -> None:
     """Invalid naming each bad field of a subscription (only the fields given are checked);
     ``event_types`` is normalised in place to the sorted registered patterns."""
-    from portal import events
-
     errors: dict[str, str] = {}
     if "name" in fields and not (fields["name"] or "").strip():
         errors["name"] = "Give the subscription a name."

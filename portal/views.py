@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.cache import cache
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,18 +10,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from portal import services
+from portal import events, services
 from portal.actors import Actor
+from portal.board import board_context, refresh_gauges
 from portal.catalog import squad_model
 from portal.errors import DomainError
 from portal.filters import AuditEventFilter
-from portal.models import SCOPES, ApiToken, AuditEvent
+from portal.listing import render_list
+from portal.models import SCOPES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 
 
 @login_required
 def home(request):
-    from portal.board import board_context
-
     return render(request, "portal/home.html", board_context(request))
 
 
@@ -29,17 +29,13 @@ def home(request):
 def audit_list(request):
     qs = AuditEvent.objects.select_related("squad")
     flt = AuditEventFilter(request.GET, queryset=qs)
-    page = Paginator(flt.qs, 50).get_page(request.GET.get("page"))
-    template = "portal/audit_list.html#results" if request.htmx else "portal/audit_list.html"
-    return render(
+    return render_list(
         request,
-        template,
-        {
-            "filter": flt,
-            "page": page,
-            "doors": [d for d, _ in AuditEvent.DOORS],
-            "squads": squad_model().objects.only("slug", "name"),
-        },
+        "portal/audit_list.html",
+        flt,
+        per_page=50,
+        doors=[d for d, _ in AuditEvent.DOORS],
+        squads=squad_model().objects.only("slug", "name"),
     )
 
 
@@ -103,8 +99,6 @@ def healthz(request):
         status["database"] = f"error: {exc.__class__.__name__}"
         code = 503
     try:
-        from django.core.cache import cache
-
         cache.get("healthz")
     except Exception as exc:  # noqa: BLE001
         status["redis"] = f"error: {exc.__class__.__name__}"
@@ -113,17 +107,12 @@ def healthz(request):
 
 
 def metrics_view(request):
-    from portal.board import refresh_gauges
-
     refresh_gauges()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
 @login_required
 def event_list(request):
-    from portal import events
-    from portal.models import EventDelivery, EventSubscription
-
     actor = Actor.from_request(request)
     status = 200
     if request.method == "POST":
@@ -169,9 +158,6 @@ def event_list(request):
 @login_required
 @require_POST
 def event_redeliver(request, pk):
-    from portal import events
-    from portal.models import EventDelivery
-
     delivery = get_object_or_404(EventDelivery.objects.select_related("subscription__squad"), pk=pk)
     events.redeliver(Actor.from_request(request), delivery)  # refused: the 403 page says why
     messages.success(request, "Redelivery queued.")

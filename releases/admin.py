@@ -4,12 +4,14 @@ releases (read-mostly: act on them through the pages or the API, which audit).""
 from django import forms
 from django.contrib import admin
 
+from releases.analysis import validate_metrics
 from releases.models import (
     AnalysisTemplate,
     Environment,
     Release,
     StrategyOverride,
 )
+from releases.strategy import validate
 
 
 @admin.register(Environment)
@@ -23,8 +25,6 @@ class StrategyForm(forms.ModelForm):
         fields = ["service", "environment", "steps"]
 
     def clean_steps(self):
-        from releases.strategy import validate
-
         return validate(self.cleaned_data["steps"])
 
 
@@ -34,8 +34,6 @@ class TemplateForm(forms.ModelForm):
         fields = ["name", "description", "metrics"]
 
     def clean_metrics(self):
-        from releases.analysis import validate_metrics
-
         return validate_metrics(self.cleaned_data["metrics"])
 
 

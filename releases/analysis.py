@@ -27,6 +27,9 @@ import time
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from metrics.backends import BackendError
+from releases.models import AnalysisTemplate
+
 KINDS = ("error_ratio", "p99", "error_ratio_vs_stable", "query")
 CONDITION = re.compile(r"^\s*result\s*(<=|<|>=|>|==|!=)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$")
 OPS = {
@@ -57,8 +60,6 @@ DEFAULT_TEMPLATES = {
 
 
 def ensure_default_templates():
-    from releases.models import AnalysisTemplate
-
     for name, spec in DEFAULT_TEMPLATES.items():
         AnalysisTemplate.objects.get_or_create(name=name, defaults=spec)
 
@@ -131,8 +132,6 @@ def _latest(points):
 
 def measure(backend, service, m, now=None) -> dict:
     """Take one measurement of metric ``m``: a dict of Measurement fields."""
-    from metrics.backends import BackendError
-
     now = now or time.time()
     out = {"condition": condition_text(m)[:200]}
     kind = m["kind"]

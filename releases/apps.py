@@ -22,7 +22,7 @@ class ReleasesConfig(AppConfig):
     def ready(self):
         from portal import registry
         from portal.events import register_event_type
-        from releases import board, collectors, dora, drivers, pipeline, schedule, scorecard
+        from releases import board, collectors, dora, pipeline, schedule, scorecard, sync
         from squads import scorecards
 
         registry.urls("releases.urls", api="releases.api_urls")
@@ -38,6 +38,6 @@ class ReleasesConfig(AppConfig):
             registry.DeploymentSource("releases", dora.deployments_from_releases, priority=10)
         )
         registry.step_kind("release", pipeline.run_release_step)
-        drivers.register()
+        sync.register()
         for name, description in EVENT_TYPES.items():
             register_event_type(name, description)

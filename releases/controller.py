@@ -27,7 +27,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from metrics.backends import get_backend
 from portal import events, metrics
+from portal.celery import enqueue
 from releases import analysis, strategy
 from releases.models import (
     ACTIVE_RELEASE,
@@ -44,6 +46,7 @@ from releases.models import (
 log = logging.getLogger(__name__)
 
 MAX_STEPS_PER_TICK = 200
+ADVANCE_TASK = "releases.tasks.advance_release"  # by name: releases.tasks imports this module
 EVENT_FOR = {
     ReleaseStatus.PAUSED: "release.paused",
     ReleaseStatus.SUCCEEDED: "release.succeeded",
@@ -271,11 +274,10 @@ def _want(r, now):
 
 def kick(release_id):
     """Have a worker hand the release's wanted call to the driver (after commit)."""
-    from releases.tasks import advance_release
 
     def send():
         try:
-            advance_release.delay(release_id)
+            enqueue(ADVANCE_TASK, release_id)
         except Exception as exc:  # noqa: BLE001 - beat hands it over anyway
             log.warning("release %s: could not enqueue advance_release: %s", release_id, exc)
 
@@ -321,8 +323,6 @@ def _analysis_step(r, spec, now) -> str:
 
 def _measure(r, run, now):
     """Take the measurements that are due; judge the run."""
-    from metrics.backends import get_backend
-
     backend = get_backend()
     existing: dict[str, list] = {}
     for m in run.measurements.order_by("index"):

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import requests
 from django.conf import settings
 
+from monitoring.fleet import WEIGHTS_SUBDIR
 from portal import outbound
 
 DEPLOY_KIND = "deploy"
@@ -84,8 +85,6 @@ class DeployDriver:
 
 # --- local: the demo fleet ---------------------------------------------------------------------
 def weights_dir():
-    from monitoring.fleet import WEIGHTS_SUBDIR
-
     return settings.VAR_DIR / WEIGHTS_SUBDIR
 
 
@@ -290,46 +289,3 @@ def get_driver(environment) -> DeployDriver:
         return DRIVERS[environment.driver](environment)
     except KeyError:
         raise DriverError(f"unknown deploy driver {environment.driver!r}") from None
-
-
-# --- the outbound sender of webhook driver calls ------------------------------------------------
-def _release_of(delivery):
-    from releases.models import Release
-
-    ref, _, rest = delivery.key.partition(":") if delivery.key else ("", "", "")
-    pk, _, call_id = rest.partition(":")
-    release = Release.objects.select_related("environment").filter(pk=pk or None).first()
-    return release, call_id
-
-
-def _deploy_secret(delivery) -> str:
-    release, _ = _release_of(delivery)
-    return str((release.environment.driver_config or {}).get("secret") or "") if release else ""
-
-
-def _deploy_delivered(delivery):
-    from releases import sync  # sync imports this module
-
-    release, call_id = _release_of(delivery)
-    if release is not None:
-        sync.confirm(release.pk, call_id, ok=True)
-
-
-def _deploy_failed(delivery):
-    from releases import sync
-
-    release, call_id = _release_of(delivery)
-    if release is not None:
-        error = f"deployer webhook {delivery.event_type[7:]} failed after "
-        error += f"{delivery.attempts} attempt(s): {delivery.last_error}"
-        sync.confirm(release.pk, call_id, ok=False, error=error)
-
-
-def register():
-    outbound.register_sender(
-        DEPLOY_KIND,
-        secret=_deploy_secret,
-        on_delivered=_deploy_delivered,
-        on_failed=_deploy_failed,
-        user_agent="Backline-Deploy/1",
-    )

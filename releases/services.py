@@ -12,7 +12,6 @@ Permissions: members of the owning squad, org admins, tokens of that squad with
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.conf import settings
@@ -23,30 +22,18 @@ from django.utils import timezone
 from portal.actors import Actor
 from portal.audit import record
 from portal.errors import Conflict, Invalid
-from releases import controller, strategy
+from releases import analysis, controller, strategy
 from releases.models import (
     ACTIVE_RELEASE,
     AnalysisStatus,
+    AnalysisTemplate,
     Environment,
     Release,
     ReleaseStatus,
+    StrategyOverride,
 )
 
 SCOPE = "releases:promote"
-log = logging.getLogger(__name__)
-
-
-def _enqueue(release_id):
-    """Nudge a worker after commit; beat drives the release anyway if the broker is away."""
-    from releases.tasks import advance_release
-
-    def send():
-        try:
-            advance_release.delay(release_id)
-        except Exception as exc:  # noqa: BLE001 - the next beat tick does the same work
-            log.warning("release %s: could not enqueue advance_release: %s", release_id, exc)
-
-    transaction.on_commit(send)
 
 
 def _locked(release_id) -> Release:
@@ -120,7 +107,7 @@ def create_release(
         )
         _audit(actor, "release.create", r, strategy_source=source)
         controller.drive(r, actor=actor.label, door=actor.door)
-        _enqueue(r.pk)
+        controller.kick(r.pk)
     return r
 
 
@@ -228,7 +215,7 @@ def _promoted(r: Release, actor: Actor, message: str, action: str, from_step: in
     )
     _audit(actor, action, r, from_step=from_step)
     controller.drive(r, actor=actor.label, door=actor.door)
-    _enqueue(r.pk)
+    controller.kick(r.pk)
 
 
 def abort_release(release: Release, *, actor: Actor, reason: str = "") -> Release:
@@ -253,7 +240,7 @@ def abort_release(release: Release, *, actor: Actor, reason: str = "") -> Releas
         )
         _audit(actor, "release.abort", r, reason=reason[:500])
         controller.drive(r, actor=actor.label, door=actor.door)
-        _enqueue(r.pk)
+        controller.kick(r.pk)
     return r
 
 
@@ -327,7 +314,7 @@ def retry_release(release: Release, *, actor: Actor) -> Release:
             ) from None
         _audit(actor, "release.retry", r)
         controller.drive(r, actor=actor.label, door=actor.door)
-        _enqueue(r.pk)
+        controller.kick(r.pk)
     return r
 
 
@@ -355,6 +342,14 @@ def _create_or_conflict(model, message, **fields):
         raise Conflict(message, state="exists") from None
 
 
+def _validated(validate, value, field: str):
+    """``validate(value)``; its ValidationError as Invalid naming ``field``."""
+    try:
+        return validate(value)
+    except ValidationError as exc:
+        raise Invalid.from_django(exc, field=field) from None
+
+
 def save_strategy(
     service: Any,
     *,
@@ -365,13 +360,8 @@ def save_strategy(
 ) -> Any:
     """Create a service's own canary steps for ``environment`` (None: every environment) or,
     given ``override``, replace its steps. Owners of the service and org admins."""
-    from releases.models import StrategyOverride
-
     actor.require(SCOPE, service.owner, f"the release strategy of {service.slug}")
-    try:
-        steps = strategy.validate(steps)
-    except ValidationError as exc:
-        raise Invalid.from_django(exc, field="steps") from None
+    steps = _validated(strategy.validate, steps, "steps")
     with transaction.atomic():
         if override is None:
             where = environment.name if environment else "every environment"
@@ -400,7 +390,6 @@ def delete_strategy(override: Any, *, actor: Actor) -> None:
 
 def template_users(name: str) -> list[str]:
     """Where the analysis template ``name`` is referenced: strategies and active releases."""
-    from releases.models import StrategyOverride
 
     def uses(steps):
         return any(
@@ -425,14 +414,8 @@ def save_template(
     template: Any, *, actor: Actor, name: str, description: str, metrics: list
 ) -> Any:
     """Create (``template`` None) or change an analysis template. Org admins only."""
-    from releases import analysis
-    from releases.models import AnalysisTemplate
-
     actor.require_admin("change analysis templates")
-    try:
-        metrics = analysis.validate_metrics(metrics)
-    except ValidationError as exc:
-        raise Invalid.from_django(exc, field="metrics") from None
+    metrics = _validated(analysis.validate_metrics, metrics, "metrics")
     with transaction.atomic():
         if template is None:
             template = _create_or_conflict(

@@ -16,6 +16,8 @@ promote after each analysis below 100 %).
 
 from django.core.exceptions import ValidationError
 
+from releases.models import StrategyOverride
+
 DEFAULT_WEIGHTS = (10, 25, 50, 100)
 DEFAULT_TEMPLATE = "golden-signals"
 ANALYSIS_OVERRIDES = {
@@ -110,8 +112,6 @@ def validate(steps) -> list:
 
 def resolve(service, environment, requested=None) -> tuple[list, str]:
     """(steps, source) for a new release."""
-    from releases.models import StrategyOverride
-
     if requested:
         return validate(requested), "request"
     overrides = {

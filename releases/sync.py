@@ -13,6 +13,7 @@ import contextvars
 from django.db import transaction
 from django.utils import timezone
 
+from portal import outbound
 from releases.controller import (
     DRIVEN_FIELDS,
     MAX_STEPS_PER_TICK,
@@ -22,7 +23,7 @@ from releases.controller import (
     kick,
     note,
 )
-from releases.drivers import DriverError, get_driver
+from releases.drivers import DEPLOY_KIND, DriverError, get_driver
 from releases.models import Release
 
 _SYNCING: contextvars.ContextVar[int | None] = contextvars.ContextVar("syncing", default=None)
@@ -105,3 +106,40 @@ def sync(release_id, max_calls=MAX_STEPS_PER_TICK) -> int:
     finally:
         _SYNCING.reset(token)
     return handed
+
+
+# --- the outbound sender of webhook driver calls ------------------------------------------------
+def _release_of(delivery):
+    ref, _, rest = delivery.key.partition(":") if delivery.key else ("", "", "")
+    pk, _, call_id = rest.partition(":")
+    release = Release.objects.select_related("environment").filter(pk=pk or None).first()
+    return release, call_id
+
+
+def _deploy_secret(delivery) -> str:
+    release, _ = _release_of(delivery)
+    return str((release.environment.driver_config or {}).get("secret") or "") if release else ""
+
+
+def _deploy_delivered(delivery):
+    release, call_id = _release_of(delivery)
+    if release is not None:
+        confirm(release.pk, call_id, ok=True)
+
+
+def _deploy_failed(delivery):
+    release, call_id = _release_of(delivery)
+    if release is not None:
+        error = f"deployer webhook {delivery.event_type[7:]} failed after "
+        error += f"{delivery.attempts} attempt(s): {delivery.last_error}"
+        confirm(release.pk, call_id, ok=False, error=error)
+
+
+def register():
+    outbound.register_sender(
+        DEPLOY_KIND,
+        secret=_deploy_secret,
+        on_delivered=_deploy_delivered,
+        on_failed=_deploy_failed,
+        user_agent="Backline-Deploy/1",
+    )

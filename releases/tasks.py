@@ -2,13 +2,19 @@
 
 from celery import shared_task
 
+from releases import controller, sync
 
-@shared_task(acks_late=True, ignore_result=True, soft_time_limit=120, time_limit=150)
+
+@shared_task(
+    name=controller.ADVANCE_TASK,
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
 def advance_release(release_id):
     """Drive one release now, then hand its wanted driver call to the driver (after an action,
     a driver confirmation or a beat tick)."""
-    from releases import controller, sync
-
     status = controller.advance(release_id)
     sync.sync(release_id)
     return status
@@ -17,6 +23,4 @@ def advance_release(release_id):
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
 def tick_releases():
     """Beat: drive every release that is due (from the database state alone)."""
-    from releases import controller
-
     return controller.tick_all()

@@ -8,15 +8,18 @@ polled every 2 s while the release is in flight). Actions answer the fragment to
 import time
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from metrics.backends import BackendError, get_backend
+from monitoring.charts import line_chart
 from portal.actors import Actor
 from portal.errors import DomainError
+from portal.listing import render_list
 from portal.web import domain_error_response
 from releases import services, strategy
+from releases.board import board_section
 from releases.filters import ReleaseFilter
 from releases.models import (
     ACTIVE_RELEASE,
@@ -40,19 +43,16 @@ def _qs():
 @login_required
 def release_list(request):
     flt = ReleaseFilter(request.GET, queryset=_qs())
-    page = Paginator(flt.qs, 30).get_page(request.GET.get("page"))
-    ctx = {
-        "filter": flt,
-        "page": page,
-        "statuses": ReleaseStatus.values,
-        "squads": Squad.objects.only("slug", "name"),
-        "environments": Environment.objects.all(),
-        "in_flight": Release.objects.filter(status__in=ACTIVE_RELEASE).count(),
-    }
-    template = (
-        "pipelines/releases/list.html#results" if request.htmx else "pipelines/releases/list.html"
+    return render_list(
+        request,
+        "pipelines/releases/list.html",
+        flt,
+        per_page=30,
+        statuses=ReleaseStatus.values,
+        squads=Squad.objects.only("slug", "name"),
+        environments=Environment.objects.all(),
+        in_flight=Release.objects.filter(status__in=ACTIVE_RELEASE).count(),
     )
-    return render(request, template, ctx)
 
 
 def _timeline(r):
@@ -117,11 +117,16 @@ def _analysis(r):
     return runs
 
 
+# the release page's charts: (key, golden signal, title, unit, element id)
+RELEASE_CHARTS = [
+    ("error_ratio", "error_ratio", "Error ratio, canary vs stable", "%", "chart-error-ratio"),
+    ("p99", "p99", "p99 latency, canary vs stable", "s", "chart-p99"),
+    ("rate", "request_rate", "Requests, canary vs stable", "req/s", "chart-rate"),
+]
+
+
 def _charts(r):
     """Canary vs stable error ratio and p99 over the release (from the metrics backend)."""
-    from metrics.backends import BackendError, get_backend
-    from monitoring.charts import line_chart
-
     start = (r.started_at or r.created_at).timestamp() - 60
     end = r.finished_at.timestamp() + 30 if r.finished_at else time.time()
     span = max(end - start, 60)
@@ -133,35 +138,17 @@ def _charts(r):
         )
     except BackendError as exc:
         return {"error": str(exc)}
-    stable, canary = data.get("stable", {}), data.get("canary", {})
+    tracks = {track: data.get(track, {}) for track in ("stable", "canary")}
     return {
-        "error_ratio": line_chart(
-            "Error ratio, canary vs stable",
-            "%",
-            {"stable": stable.get("error_ratio", []), "canary": canary.get("error_ratio", [])},
+        key: line_chart(
+            title,
+            unit,
+            {track: signals.get(signal, []) for track, signals in tracks.items()},
             start,
             end,
-            chart_id="chart-error-ratio",
-        ),
-        "p99": line_chart(
-            "p99 latency, canary vs stable",
-            "s",
-            {"stable": stable.get("p99", []), "canary": canary.get("p99", [])},
-            start,
-            end,
-            chart_id="chart-p99",
-        ),
-        "rate": line_chart(
-            "Requests, canary vs stable",
-            "req/s",
-            {
-                "stable": stable.get("request_rate", []),
-                "canary": canary.get("request_rate", []),
-            },
-            start,
-            end,
-            chart_id="chart-rate",
-        ),
+            chart_id=chart_id,
+        )
+        for key, signal, title, unit, chart_id in RELEASE_CHARTS
     }
 
 
@@ -291,8 +278,6 @@ def service_panel(request, slug):
 
 @login_required
 def board(request):
-    from releases.board import board_section
-
     return render(
         request, "pipelines/releases/board_section.html", {"section": board_section(request)}
     )

@@ -2,6 +2,7 @@
 
 import django_filters
 from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import F, Q
 
 from squads.models import Api, Lifecycle, Person, Resource, Service, Squad, System, Tribe
@@ -10,8 +11,6 @@ from squads.models import Api, Lifecycle, Person, Resource, Service, Squad, Syst
 def search_vector():
     """The full-text document of a service. Migration ``0002_service_search_index`` builds a GIN
     index on exactly this expression (PostgreSQL only): keep the two in step."""
-    from django.contrib.postgres.search import SearchVector
-
     return (
         SearchVector("name", weight="A", config="english")
         + SearchVector("slug", weight="A", config="simple")
@@ -26,8 +25,6 @@ def search_services(qs, value):
     plain = Q(slug__icontains=value) | Q(name__icontains=value)
     tagged = Service.tags.through.objects.filter(tag__name=value.lower()).values("service_id")
     if settings.IS_POSTGRES:
-        from django.contrib.postgres.search import SearchQuery, SearchRank
-
         vector = search_vector()
         query = SearchQuery(value, search_type="websearch", config="english")
         # The union of three id sets, each found cheaply (the full-text one through the GIN

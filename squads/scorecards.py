@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from portal.registry import ScorecardRule, ScorecardSource, registry
 from portal.registry import scorecard as _register
 from squads import cache
+from squads.models import Dependency, Membership
 
 LEVELS = ("bronze", "silver", "gold")
 Rule = ScorecardRule
@@ -69,8 +70,6 @@ class Scorecard:
 
 def _catalog_ctx(services):
     """Leads per squad and deprecated dependencies per service: two queries in all."""
-    from squads.models import Dependency, Membership
-
     squad_ids = {s.owner_id for s in services if s.owner_id}
     leads = set(
         Membership.objects.filter(squad_id__in=squad_ids, role=Membership.Role.LEAD)

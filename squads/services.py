@@ -18,8 +18,8 @@ from portal.actors import Actor
 from portal.errors import Invalid
 from squads.models import Dependency, Service, Squad, Tag
 
-# what a person edits on the service page
-SERVICE_PAGE_FIELDS = (
+# what a catalog row shows of a service (besides its slug and tags)
+SERVICE_ROW_FIELDS = (
     "name",
     "description",
     "owner",
@@ -28,10 +28,9 @@ SERVICE_PAGE_FIELDS = (
     "lifecycle",
     "tier",
     "repository_url",
-    "default_branch",
-    "runbook_url",
-    "oncall",
 )
+# what a person edits on the service page
+SERVICE_PAGE_FIELDS = (*SERVICE_ROW_FIELDS, "default_branch", "runbook_url", "oncall")
 # what a catalog-info.yaml describes (the Backstage importer writes these)
 SERVICE_DESCRIPTOR_FIELDS = (*SERVICE_PAGE_FIELDS, "links", "annotations")
 # every field create_service / update_service accept (besides tags and APIs)
@@ -108,16 +107,7 @@ def update_service(
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
     with transaction.atomic():
         locked = Service.objects.select_for_update().get(pk=service.pk)
-        changed: dict[str, Any] = {}
-        for key, value in fields.items():
-            if key not in SERVICE_FIELDS:
-                raise Invalid(errors={key: "This field cannot be changed."})
-            old = getattr(locked, key)
-            if old != value:
-                changed[key] = "***" if key in SECRET_FIELDS else _jsonable(value)
-                setattr(locked, key, value)
-        _full_clean(locked)
-        locked.save()
+        changed = _set_fields(locked, fields, SERVICE_FIELDS, "This field cannot be changed.")
         if tags is not None:
             before = sorted(locked.tags.values_list("name", flat=True))
             set_tags(locked, tags)
@@ -186,18 +176,27 @@ def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:
     _require_write(actor, squad, f"change squad '{squad.slug}'")
     with transaction.atomic():
         locked = Squad.objects.select_for_update().get(pk=squad.pk)
-        changed: dict[str, Any] = {}
-        for key, value in fields.items():
-            if key not in SQUAD_FIELDS:
-                raise Invalid(errors={key: "This field cannot be changed here."})
-            if getattr(locked, key) != value:
-                changed[key] = _jsonable(value)
-                setattr(locked, key, value)
-        _full_clean(locked)
-        locked.save()
+        changed = _set_fields(locked, fields, SQUAD_FIELDS, "This field cannot be changed here.")
         if changed:
             audit.record(actor, "squad.update", locked, squad=locked, data={"changed": changed})
     return locked
+
+
+def _set_fields(
+    locked: Any, fields: dict[str, Any], allowed: Iterable[str], refusal: str
+) -> dict[str, Any]:
+    """Set ``fields`` (each one of ``allowed``) on the row-locked ``locked``, validate and save
+    it; returns what changed, for the audit event (secrets as ``***``)."""
+    changed: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in allowed:
+            raise Invalid(errors={key: refusal})
+        if getattr(locked, key) != value:
+            changed[key] = "***" if key in SECRET_FIELDS else _jsonable(value)
+            setattr(locked, key, value)
+    _full_clean(locked)
+    locked.save()
+    return changed
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,7 +15,7 @@ from portal.actors import Actor
 from portal.errors import DomainError
 from portal.registry import registry
 from portal.web import add_form_errors
-from squads import graph, scorecards, services
+from squads import backstage, graph, scorecards, services
 from squads.cache import CATALOG
 from squads.filters import ServiceFilter
 from squads.models import (
@@ -442,8 +442,6 @@ api_detail.nav_section = "catalog"
 @login_required
 def catalog_import(request):
     """Upload Backstage descriptor files; all-or-nothing, with every error listed."""
-    from squads import backstage
-
     report = errors = None
     if request.method == "POST":
         files = request.FILES.getlist("files")
@@ -475,8 +473,6 @@ catalog_import.nav_section = "catalog"
 
 @login_required
 def catalog_export(request):
-    from squads import backstage
-
     resp = HttpResponse(backstage.export_catalog(), content_type="application/yaml")
     resp["Content-Disposition"] = 'attachment; filename="catalog-info.yaml"'
     return resp

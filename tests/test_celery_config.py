@@ -1,3 +1,5 @@
+import pytest
+
 from portal.celery import app
 
 
@@ -26,3 +28,31 @@ def test_beat_schedule_names_registered_tasks():
     assert schedule, "beat schedule is empty"
     missing = [entry["task"] for entry in schedule.values() if entry["task"] not in app.tasks]
     assert not missing, missing
+
+
+def test_tasks_enqueued_by_name_are_registered_under_that_name():
+    """``portal.celery.enqueue`` sends by name (a services module does not import its tasks
+    module back): every name used that way must be a registered task."""
+    from infra.domain.queue import APPLY_TASK, PLAN_TASK
+    from pipelines.services import EXECUTE_TASK
+    from portal.outbound import DELIVER_TASK
+    from releases.controller import ADVANCE_TASK
+
+    app.loader.import_default_modules()
+    names = [APPLY_TASK, PLAN_TASK, EXECUTE_TASK, DELIVER_TASK, ADVANCE_TASK]
+    assert [n for n in names if n not in app.tasks] == []
+    assert app.tasks[EXECUTE_TASK].acks_late and app.tasks[PLAN_TASK].time_limit == 4 * 3600
+
+
+@pytest.mark.django_db
+def test_enqueue_by_name_runs_the_task_here_when_eager():
+    from portal.celery import enqueue
+    from portal.models import AuditEvent
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        enqueue("portal.tasks.record_heartbeat", "eager by name")
+    finally:
+        app.conf.task_always_eager = before
+    assert AuditEvent.objects.filter(action="worker.heartbeat", data__note="eager by name").exists()

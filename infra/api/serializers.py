@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from infra import services
 from infra.models import TerraformRun, Variable, Workspace
+from portal.errors import Invalid
 from squads.models import Service, Squad
 
 
@@ -10,6 +11,22 @@ class RunRefSerializer(serializers.ModelSerializer):
         model = TerraformRun
         fields = ["id", "number", "kind", "status", "created_at"]
         read_only_fields = fields
+
+
+# what the worker and the drift checks write: shown, never written through the API
+WORKSPACE_READ_ONLY = [
+    "lock",
+    "locked_at",
+    "state_serial",
+    "state_lineage",
+    "outputs",
+    "last_applied_at",
+    "drift_status",
+    "drift_checked_at",
+    "drift_summary",
+    "created_at",
+    "updated_at",
+]
 
 
 class WorkspaceSerializer(serializers.ModelSerializer):
@@ -28,40 +45,16 @@ class WorkspaceSerializer(serializers.ModelSerializer):
             "owner",
             "services",
             *services.WORKSPACE_FIELDS,  # what create/update_workspace accept: one list
-            "lock",
-            "locked_at",
-            "state_serial",
-            "state_lineage",
-            "outputs",
-            "last_applied_at",
-            "drift_status",
-            "drift_checked_at",
-            "drift_summary",
-            "created_at",
-            "updated_at",
+            *WORKSPACE_READ_ONLY,
             "url",
         ]
-        read_only_fields = [
-            "lock",
-            "locked_at",
-            "state_serial",
-            "state_lineage",
-            "outputs",
-            "last_applied_at",
-            "drift_status",
-            "drift_checked_at",
-            "drift_summary",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = WORKSPACE_READ_ONLY
         extra_kwargs = {"name": {"required": False}}
 
     def get_url(self, obj) -> str:
         return obj.get_absolute_url()
 
     def validate_files(self, value):
-        from portal.errors import Invalid
-
         try:
             services.validate_files(value)
         except Invalid as exc:

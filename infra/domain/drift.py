@@ -15,7 +15,7 @@ from infra.models import (
     TerraformRun,
     Workspace,
 )
-from portal import audit
+from portal import audit, events
 from portal.actors import Actor
 
 
@@ -26,9 +26,6 @@ def check_drift(ws: Workspace, *, actor: Actor) -> TerraformRun:
 
 
 def record_drift(run: TerraformRun, status: str, drift: list):
-    from portal import events
-    from portal.actors import Actor
-
     ws = run.workspace
     previous = ws.drift_status
     Workspace.objects.filter(pk=ws.pk).update(
@@ -56,8 +53,6 @@ def record_drift(run: TerraformRun, status: str, drift: list):
 
 def schedule_drift_checks(now=None) -> list[int]:
     """Queue a refresh-only drift check for each workspace whose check is due."""
-    from portal.actors import Actor
-
     now = now or timezone.now()
     actor = Actor.system("drift-check", door="beat")
     queued = []

@@ -19,15 +19,18 @@ from infra.models import (
 )
 from portal import audit
 from portal.actors import Actor
+from portal.celery import enqueue
+
+# enqueued by name: infra.tasks imports the domain (through infra.runner and infra.services)
+PLAN_TASK = "infra.tasks.plan_run"
+APPLY_TASK = "infra.tasks.apply_run"
 
 
 def _enqueue(run: TerraformRun, phase: str):
-    from infra import tasks
-
-    task = tasks.plan_run if phase == "plan" else tasks.apply_run
+    task = PLAN_TASK if phase == "plan" else APPLY_TASK
     TerraformRun.objects.filter(pk=run.pk).update(enqueued_at=timezone.now())
     run_id = run.pk
-    transaction.on_commit(lambda: task.delay(run_id))
+    transaction.on_commit(lambda: enqueue(task, run_id))
 
 
 def _dispatch_next(ws: Workspace):

@@ -16,15 +16,10 @@ from infra.models import (
     TerraformRun,
     Workspace,
 )
+from infra.tfjob import read_local_state
 from portal import audit, joblog
 from portal.actors import Actor
 from portal.errors import Conflict
-
-
-def _read_local_state(ws: Workspace):
-    from infra.runner import read_local_state
-
-    return read_local_state(ws)
 
 
 def stale_reason(ws: Workspace, run: TerraformRun) -> str:
@@ -42,7 +37,7 @@ def stale_reason(ws: Workspace, run: TerraformRun) -> str:
             "matches the state"
         )
     if ws.backend == Workspace.Backend.LOCAL:
-        serial, lineage = _read_local_state(ws)
+        serial, lineage = read_local_state(ws)
         if (serial, lineage) != (run.state_serial_at_plan, run.state_lineage_at_plan or ""):
             return (
                 "the state changed after this plan was made (serial "
@@ -74,18 +69,18 @@ def allowed_actions(run: TerraformRun, actor: Actor) -> set[str]:
     return set()
 
 
+def _require_planned(run: TerraformRun, only: str) -> None:
+    if run.status != RunStatus.PLANNED:
+        raise Conflict(f"Run #{run.number} is {run.status}; {only}", state=run.status)
+
+
 def apply_run(run: TerraformRun, *, actor: Actor) -> TerraformRun:
     """Confirm a planned run: exactly its saved plan file will be applied by a worker."""
     actor.require(SCOPE, run.workspace.owner, "applying this workspace")
     stale = ""
     with transaction.atomic():
         ws, run = _locked(run.pk)
-        if run.status != RunStatus.PLANNED:
-            raise Conflict(
-                f"Run #{run.number} is {run.status}; only a run awaiting confirmation (planned) "
-                "can be applied.",
-                state=run.status,
-            )
+        _require_planned(run, "only a run awaiting confirmation (planned) can be applied.")
         if ws.lock_run_id not in (None, run.pk):
             holder = TerraformRun.objects.get(pk=ws.lock_run_id)
             raise Conflict(
@@ -121,12 +116,9 @@ def discard_run(run: TerraformRun, *, actor: Actor, reason: str = "") -> Terrafo
     actor.require(SCOPE, run.workspace.owner, "discarding this run")
     with transaction.atomic():
         ws, run = _locked(run.pk)
-        if run.status != RunStatus.PLANNED:
-            raise Conflict(
-                f"Run #{run.number} is {run.status}; only a planned run can be discarded "
-                "(cancel a pending or running one).",
-                state=run.status,
-            )
+        _require_planned(
+            run, "only a planned run can be discarded (cancel a pending or running one)."
+        )
         _discard(ws, run, actor, reason or f"Discarded by {actor.label}.", "infra.run.discard")
     run.refresh_from_db()
     return run

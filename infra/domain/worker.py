@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from infra.domain.queue import _locked, _release
+from infra.domain.queue import APPLY_TASK, PLAN_TASK, _locked, _release
 from infra.models import (
     TERMINAL,
     DriftStatus,
@@ -18,6 +18,7 @@ from infra.models import (
 )
 from portal import audit
 from portal.actors import Actor
+from portal.celery import enqueue
 from portal.events import emit
 from portal.joblog import append_notice
 from portal.jobs import reap_stale, requeue_waiting
@@ -158,11 +159,9 @@ def _mark_lost(run, silent):
 
 
 def _requeue(run_id):
-    from infra import tasks
-
     status = TerraformRun.objects.values_list("status", flat=True).get(pk=run_id)
-    task = tasks.plan_run if status == RunStatus.PENDING else tasks.apply_run
-    transaction.on_commit(lambda: task.delay(run_id))
+    task = PLAN_TASK if status == RunStatus.PENDING else APPLY_TASK
+    transaction.on_commit(lambda: enqueue(task, run_id))
 
 
 def reap_lost_runs(stale_seconds=None) -> int:

@@ -13,14 +13,12 @@ from metrics.backends.base import (  # noqa: F401
     RangeSpec,
     range_spec,
 )
+from metrics.backends.builtin import BuiltinBackend
+from metrics.backends.prometheus import PrometheusBackend
 
 
 def get_backend(name: str | None = None) -> MetricsBackend:
     name = name or settings.METRICS_BACKEND
     if name == "prometheus":
-        from metrics.backends.prometheus import PrometheusBackend
-
         return PrometheusBackend(settings.PROMETHEUS_URL, timeout=settings.PROMETHEUS_TIMEOUT)
-    from metrics.backends.builtin import BuiltinBackend
-
     return BuiltinBackend()

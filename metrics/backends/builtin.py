@@ -5,6 +5,7 @@ Prometheus' semantics); anything outside it is a BackendError naming the constru
 """
 
 import math
+import time
 from bisect import bisect_right
 
 from django.db import connection
@@ -194,8 +195,6 @@ class BuiltinBackend(MetricsBackend):
         return self._evaluate(query, times)
 
     def instant(self, query, at=None):
-        import time
-
         at = at if at is not None else time.time()
         results = self._evaluate(query, [at])
         return [r for r in results if r.points and r.points[-1][1] is not None]

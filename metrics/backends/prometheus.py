@@ -14,6 +14,7 @@ import time
 import requests
 
 from metrics.backends.base import BackendError, MetricsBackend, QueryResult
+from metrics.signals import eval_times
 
 # Plain strings (not str.format): the placeholders below are replaced textually.
 _REQ = "http_requests_total{{selector}}"
@@ -119,8 +120,6 @@ class PrometheusBackend(MetricsBackend):
         ]
 
     def golden_signals(self, service, tracks, start, end, step, window):
-        from metrics.signals import eval_times
-
         times = eval_times(start, end, step)
         result = {}
         for track in tracks:

@@ -6,7 +6,6 @@ from monitoring.models import (
     Alert,
     AlertEvent,
     AlertRule,
-    Delivery,
     NotificationChannel,
 )
 from monitoring.services import RULE_FIELDS
@@ -107,28 +106,3 @@ class NotificationChannelSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["created_at"]
-
-
-class DeliverySerializer(serializers.ModelSerializer):
-    status = serializers.CharField(read_only=True)
-    attempts = serializers.IntegerField(read_only=True)
-    response_code = serializers.IntegerField(read_only=True, allow_null=True)
-    last_error = serializers.CharField(read_only=True)
-    delivered_at = serializers.DateTimeField(read_only=True, allow_null=True)
-    outbound = serializers.SlugRelatedField(slug_field="delivery_id", read_only=True)
-
-    class Meta:
-        model = Delivery
-        fields = [
-            "id",
-            "alert",
-            "channel",
-            "event",
-            "status",
-            "attempts",
-            "response_code",
-            "last_error",
-            "created_at",
-            "delivered_at",
-            "outbound",
-        ]

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from metrics.backends import BackendError, get_backend, range_spec
-from monitoring import services
+from monitoring import dora, services
 from monitoring.api.serializers import (
     AlertRuleSerializer,
     AlertSerializer,
@@ -18,8 +18,9 @@ from monitoring.api.serializers import (
 from monitoring.dashboards import parse_track
 from monitoring.filters import AlertFilter, AlertRuleFilter, NotificationChannelFilter
 from monitoring.models import SIGNAL_LABELS, Alert, AlertEvent, AlertRule, NotificationChannel
+from monitoring.sd import sd_targets
 from portal.actors import Actor
-from squads.models import Service
+from squads.models import Service, Squad
 
 
 class BackendUnavailable(APIException):
@@ -91,8 +92,6 @@ class PrometheusSDView(APIView):
 
     @extend_schema(responses={200: SDTargetGroupSerializer(many=True)})
     def get(self, request):
-        from monitoring.sd import sd_targets
-
         return Response(sd_targets())
 
 
@@ -113,9 +112,6 @@ class DoraView(APIView):
         responses={200: dict},
     )
     def get(self, request):
-        from monitoring import dora
-        from squads.models import Squad
-
         params = request.query_params
         raw_days = params.get("days") or "30"
         try:

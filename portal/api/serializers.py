@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from portal.catalog import squad_model
-from portal.models import SCOPE_NAMES, ApiToken, AuditEvent
+from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 from portal.services import SUBSCRIPTION_FIELDS
 
 
@@ -99,8 +99,6 @@ class EventSubscriptionSerializer(serializers.ModelSerializer):
     )
 
     class Meta:
-        from portal.models import EventSubscription
-
         model = EventSubscription
         fields = ["id", *SUBSCRIPTION_FIELDS, "created_at"]
         read_only_fields = ["id", "created_at"]
@@ -125,8 +123,6 @@ class EventDeliverySerializer(serializers.ModelSerializer):
     attempt_log = DeliveryAttemptSerializer(many=True, read_only=True)
 
     class Meta:
-        from portal.models import EventDelivery
-
         model = EventDelivery
         fields = [
             "id",

@@ -12,7 +12,8 @@ from squads.models import (
     System,
     Tribe,
 )
-from squads.services import SERVICE_FIELDS
+from squads.scorecards import evaluate_one
+from squads.services import SERVICE_FIELDS, SERVICE_ROW_FIELDS
 
 LIFECYCLE_LABEL_HELP = (
     "the lifecycle as the Backstage descriptor wrote it (any string, e.g. 'decommissioned'), "
@@ -177,8 +178,6 @@ class ServiceSerializer(serializers.ModelSerializer):
         cards = self.context.get("scorecards")
         card = cards.get(obj.pk) if cards is not None else None
         if card is None:
-            from squads.scorecards import evaluate_one
-
             card = evaluate_one(obj)
         return {"level": card.level, "percent": card.percent}
 
@@ -202,21 +201,7 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class ServiceListSerializer(ServiceSerializer):
     class Meta(ServiceSerializer.Meta):
-        fields = [
-            "slug",
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "tier",
-            "repository_url",
-            "tags",
-            "scorecard",
-            "url",
-            "updated_at",
-        ]
+        fields = ["slug", *SERVICE_ROW_FIELDS, "tags", "scorecard", "url", "updated_at"]
 
 
 class DependencySerializer(serializers.ModelSerializer):

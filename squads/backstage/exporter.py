@@ -15,6 +15,7 @@ import yaml
 from squads.models import Dependency, ForeignEntity, Membership, Service
 
 from .render import overlay, render
+from .shape import row_shape
 from .tables import TABLES
 
 
@@ -87,8 +88,6 @@ def as_exported(kind, slug, shape, children, obj=None) -> dict:
 
 def catalog_entities() -> list[dict]:
     """Every catalog entity as a Backstage descriptor (dicts), in a stable order."""
-    from .shape import row_shape
-
     rows = {kind: list(model.objects.order_by("slug")) for kind, model in ROWS}
     lk = _Lookups(rows)
     parents = {t.slug: lk.tribe_by_id.get(t.parent_id) for t in rows["tribe"]}

@@ -11,6 +11,8 @@ from collections import defaultdict
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 
+from portal import audit, events
+from squads.cache import CATALOG
 from squads.models import Dependency, Membership, Person, Service, Squad, Tag, Tribe
 
 from . import foreign, writer
@@ -288,8 +290,6 @@ class _Importer(EntityBuilder):
 
     # ---- phase 6: write
     def write(self):
-        from squads.cache import CATALOG
-
         writer.write(self)
         CATALOG.bump()  # COPY and through-table writes send no model signals
 
@@ -325,8 +325,6 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
         if not dry_run and imp.report.changed:
             _emit_imported(imp)
         if not dry_run and actor is not None:
-            from portal import audit
-
             audit.record(
                 actor,
                 "catalog.import",
@@ -346,9 +344,6 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
 
 def _emit_imported(imp):
     """One ``catalog.imported`` event to each squad whose services the import created or changed."""
-    from portal import events
-    from squads.models import Service, Squad
-
     slugs = set()
     for action in ("create", "update"):
         slugs.update(imp.plan.get("component", {}).get(action, ()))

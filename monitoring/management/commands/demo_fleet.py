@@ -9,9 +9,10 @@ Ctrl-C, then stops every child process. Instances that die are restarted.
 import signal
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring.fleet import Fleet, FleetService
+from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
 from portal import audit
 from portal.actors import Actor
 from squads.models import Service
@@ -45,10 +46,6 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        from django.conf import settings
-
-        from monitoring.fleet import WEIGHTS_SUBDIR
-
         # releases (the `local` deploy driver) set canary weights through this folder
         fleet = Fleet(specs, base_port=base_port, weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR)
         try:

@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.staticfiles.finders import get_finders
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connections
+
+from portal import embedded_redis
 
 GRACE_SECONDS = 10
 WEB_READY_TIMEOUT = 180
@@ -100,8 +103,6 @@ class Command(BaseCommand):
         finally:
             self.stop_children()
             if self.started_redis:
-                from portal import embedded_redis
-
                 embedded_redis.stop()
                 self.say("embedded Redis stopped")
             for sig, handler in previous.items():
@@ -125,8 +126,6 @@ class Command(BaseCommand):
         where = f"{db['HOST']}/{db['NAME']}" if db.get("HOST") else str(db["NAME"])
         self.say(f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {where}")
         if getattr(settings, "USING_EMBEDDED_REDIS", False):
-            from portal import embedded_redis
-
             sock = Path(settings.EMBEDDED_REDIS_SOCKET)
             if embedded_redis.is_running(sock):
                 # Left over from a run that was killed: this run owns var/, so adopt it.
@@ -150,8 +149,6 @@ class Command(BaseCommand):
             connections.close_all()
 
     def collectstatic(self):
-        from django.contrib.staticfiles.finders import get_finders
-
         digest = hashlib.sha256()
         for finder in get_finders():
             for path, storage in finder.list([]):
@@ -341,6 +338,7 @@ def _module_exists(name):
 def _gunicorn_has(setting):
     if not _module_exists("gunicorn.config"):
         return False
+    # imported here: gunicorn is optional for `run_portal` (runserver serves without it)
     from gunicorn.config import KNOWN_SETTINGS
 
     return any(s.name == setting for s in KNOWN_SETTINGS)
