@@ -95,7 +95,16 @@ def begin(request, next_url: str):
 
 def _token(request, app) -> dict:
     try:
-        return app.authorize_access_token(request, leeway=settings.OIDC_LEEWAY_SECONDS)
+        return app.authorize_access_token(
+            request,
+            leeway=settings.OIDC_LEEWAY_SECONDS,
+            # Authlib checks only ``iss`` unless told: ``aud`` must name this client (OpenID
+            # Connect Core 3.1.3.7), whatever ``azp`` says
+            claims_options={
+                "iss": {"essential": True, "value": app.server_metadata["issuer"]},
+                "aud": {"essential": True, "value": settings.OIDC_CLIENT_ID},
+            },
+        )
     except MismatchingStateError as exc:
         raise SignInFailed(
             "This sign-in response does not belong to a sign-in started in this browser (its "

@@ -150,6 +150,7 @@ provider.use(async (ctx, next) => {
   if (!tamper) return;
   const now = Math.floor(Date.now() / 1000);
   if (tamper === 'aud') claims.aud = 'some-other-application';
+  if (tamper === 'aud-azp') Object.assign(claims, { aud: ['some-other-application'], azp: config.client_id });
   if (tamper === 'exp') Object.assign(claims, { iat: now - 7200, exp: now - 3600 });
   if (tamper === 'iss') claims.iss = 'http://127.0.0.1:1/not-the-issuer';
   const input = `${header}.${b64url(claims)}`;

@@ -1,0 +1,30 @@
+import pytest
+from django.conf import settings as django_settings
+
+from tests.identity.provider import Provider
+
+
+@pytest.fixture
+def provider(live_server, tmp_path, settings):
+    """A running oidc-provider whose client's callback is this test's live Backline; Backline's
+    OIDC settings point at it."""
+    p = Provider(tmp_path, live_server.url).start()
+    p.configure(settings)
+    yield p
+    p.stop()
+
+
+def _clear_guard():
+    import redis
+
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in client.scan_iter(match="*identity:guard:*"):
+        client.delete(key)
+
+
+@pytest.fixture(autouse=True)
+def clean_guard():
+    """Lockouts and rate-limit counters are Redis keys: each test starts without any."""
+    _clear_guard()
+    yield
+    _clear_guard()
