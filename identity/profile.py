@@ -39,9 +39,9 @@ def membership_rows(person: Person) -> list[MembershipRow]:
         event = created.get(str(m.pk))
         if m.source == Membership.Source.DIRECTORY:
             door = DOOR_LABELS.get(event.door, event.door) if event else ""
-            origin = f"Directory, through {door}" if door else "Directory"
+            origin = f"via {door}" if door else "from the directory"
         else:
-            origin = "Added in Backline"
+            origin = "added in Backline"
             if event is not None and event.door not in ("ui", "api"):
                 origin += f" ({event.door})"
         rows.append(MembershipRow(m, origin, event.created_at if event else None))

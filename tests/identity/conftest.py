@@ -1,17 +1,7 @@
 import pytest
 from django.conf import settings as django_settings
 
-from tests.identity.provider import Provider
-
-
-@pytest.fixture
-def provider(live_server, tmp_path, settings):
-    """A running oidc-provider whose client's callback is this test's live Backline; Backline's
-    OIDC settings point at it."""
-    p = Provider(tmp_path, live_server.url).start()
-    p.configure(settings)
-    yield p
-    p.stop()
+from tests.identity.provider import provider  # noqa: F401 - the fixture
 
 
 def _clear_guard():

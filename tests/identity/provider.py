@@ -142,6 +142,16 @@ class Provider:
             setattr(settings, key, value)
 
 
+@pytest.fixture
+def provider(live_server, tmp_path, settings):
+    """A running oidc-provider whose client's callback is this test's live Backline; Backline's
+    OIDC settings point at it."""
+    p = Provider(tmp_path, live_server.url).start()
+    p.configure(settings)
+    yield p
+    p.stop()
+
+
 # --- driving a sign-in over HTTP (the browser tests use Chromium instead) -------------------
 FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 
