@@ -8,7 +8,9 @@ import pytest
 from squads.models import Membership, Person
 from tests.conftest import screenshot
 from tests.factories import MembershipFactory, PersonFactory, SquadFactory
-from tests.identity.provider import provider  # noqa: F401 - the fixture
+from tests.identity.provider import provider_fixture
+
+provider = pytest.fixture(provider_fixture, name="provider")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -17,6 +19,14 @@ DANA = {
     "password": "dana-secret",
     "email": "dana@example.com",
     "name": "Dana Scully",
+}
+
+ERIN = {
+    "login": "erin",
+    "password": "erin-secret",
+    "email": "erin@example.com",
+    "name": "Erin Admin",
+    "groups": ["backline-admins"],
 }
 
 
@@ -53,19 +63,13 @@ def test_sign_in_with_the_provider_follows_the_directory(
     page, live_server, provider, squad, other_squad, settings
 ):
     settings.OIDC_ADMIN_GROUPS = ["backline-admins"]
-    data = SquadFactory(slug="data", name="Data Platform")
+    SquadFactory(slug="data", name="Data Platform")
     dana = PersonFactory(slug="dana", name="Dana Scully", email="dana@example.com")
     MembershipFactory(person=dana, squad=other_squad, role="lead")  # typed in Backline
     provider.set_accounts(
         {
             "00u-dana": {**DANA, "groups": ["playback", "eng-data"]},
-            "00u-erin": {
-                "login": "erin",
-                "password": "erin-secret",
-                "email": "erin@example.com",
-                "name": "Erin Admin",
-                "groups": ["backline-admins"],
-            },
+            "00u-erin": ERIN,
         }
     )
     settings.OIDC_GROUP_MAP = {"eng-data": "data"}
@@ -101,17 +105,7 @@ def test_sign_in_with_the_provider_follows_the_directory(
     assert not Person.objects.get(slug="dana").user.is_superuser
 
     # an admin-group member is an org admin
-    provider.set_accounts(
-        {
-            "00u-erin": {
-                "login": "erin",
-                "password": "erin-secret",
-                "email": "erin@example.com",
-                "name": "Erin Admin",
-                "groups": ["backline-admins"],
-            }
-        }
-    )
+    provider.set_accounts({"00u-erin": ERIN})
     sign_out(page, live_server)
     sso_sign_in(page, live_server, "erin", "erin-secret")
     page.goto(f"{live_server.url}/me/")

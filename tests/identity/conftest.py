@@ -1,7 +1,9 @@
 import pytest
 from django.conf import settings as django_settings
 
-from tests.identity.provider import provider  # noqa: F401 - the fixture
+from tests.identity.provider import provider_fixture
+
+provider = pytest.fixture(provider_fixture, name="provider")
 
 
 def _clear_guard():

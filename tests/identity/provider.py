@@ -8,12 +8,13 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import pytest
 import requests
+
+from tests.live_portal import ServerProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = "9.13.3"
@@ -58,15 +59,9 @@ def install() -> Path:
     return MODULE
 
 
-def free_port() -> int:
-    import socket
+class Provider(ServerProcess):
+    name = "oidc-provider"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Provider:
     def __init__(self, workdir: Path, backline_url: str, *, logout=True):
         self.workdir = workdir
         self.port = free_port()
@@ -76,7 +71,6 @@ class Provider:
         self.logfile = workdir / "provider.log"
         self.backline_url = backline_url
         self.logout = logout
-        self.proc = None
         self.set_accounts({})
 
     def set_accounts(self, accounts: dict) -> None:
@@ -101,36 +95,16 @@ class Provider:
                 }
             )
         )
-        self.log = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(
-            ["node", str(SCRIPT), str(self.config_file)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"oidc-provider exited:\n{self.logfile.read_text()}")
-            try:
-                discovery = f"{self.issuer}/.well-known/openid-configuration"
-                if requests.get(discovery, timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"oidc-provider did not answer in {timeout}s:\n{self.logfile.read_text()}")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if getattr(self, "log", None):
-            self.log.close()
+        discovery = f"{self.issuer}/.well-known/openid-configuration"
+        try:
+            return self.spawn(
+                ["node", str(SCRIPT), str(self.config_file)],
+                env=dict(os.environ),
+                ready_url=discovery,
+                timeout=timeout,
+            )
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
     def configure(self, settings, **extra):
         """Point Backline's settings at this provider."""
@@ -142,14 +116,15 @@ class Provider:
             setattr(settings, key, value)
 
 
-@pytest.fixture
-def provider(live_server, tmp_path, settings):
+def provider_fixture(live_server, tmp_path, settings):
     """A running oidc-provider whose client's callback is this test's live Backline; Backline's
-    OIDC settings point at it."""
+    OIDC settings point at it (the ``provider`` fixture of tests/identity and tests/e2e)."""
     p = Provider(tmp_path, live_server.url).start()
     p.configure(settings)
-    yield p
-    p.stop()
+    try:
+        yield p
+    finally:
+        p.stop()
 
 
 # --- driving a sign-in over HTTP (the browser tests use Chromium instead) -------------------

@@ -236,19 +236,23 @@ def test_the_provider_refusing_is_a_clear_page(provider, live_server):
     _refused(requests.get(url, timeout=10), 400, "access_denied", "User said no")
 
 
-def test_sign_out_ends_the_session_and_the_providers(provider, live_server):
-    provider.set_accounts({"okta-00u1": DANA})
-    s, _ = sign_in(live_server)
-    assert me(s, live_server)["username"] == "dana"
-    home = s.get(f"{live_server.url}/", timeout=10)
-    assert home.status_code == 200
-    resp = s.post(
+def post_sign_out(s, live_server):
+    return s.post(
         f"{live_server.url}/logout/",
         data={"csrfmiddlewaretoken": s.cookies["csrftoken"]},
         headers={"Referer": f"{live_server.url}/"},
         allow_redirects=False,
         timeout=20,
     )
+
+
+def test_sign_out_ends_the_session_and_the_providers(provider, live_server):
+    provider.set_accounts({"okta-00u1": DANA})
+    s, _ = sign_in(live_server)
+    assert me(s, live_server)["username"] == "dana"
+    home = s.get(f"{live_server.url}/", timeout=10)
+    assert home.status_code == 200
+    resp = post_sign_out(s, live_server)
     assert resp.status_code == 302, resp.text[:300]
     end = query(resp.headers["Location"])
     assert resp.headers["Location"].startswith(f"{provider.issuer}/session/end?")
@@ -267,13 +271,7 @@ def test_sign_out_without_end_session_endpoint_is_local(live_server, tmp_path, s
         p.configure(settings)
         p.set_accounts({"okta-00u1": DANA})
         s, _ = sign_in(live_server)
-        resp = s.post(
-            f"{live_server.url}/logout/",
-            data={"csrfmiddlewaretoken": s.cookies["csrftoken"]},
-            headers={"Referer": f"{live_server.url}/"},
-            allow_redirects=False,
-            timeout=20,
-        )
+        resp = post_sign_out(s, live_server)
         assert resp.status_code == 302 and resp.headers["Location"] == "/login/"
         assert s.get(f"{live_server.url}/api/v1/me/", timeout=10).status_code in (401, 403)
     finally:

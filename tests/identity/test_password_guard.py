@@ -130,3 +130,11 @@ def test_redis_down_does_not_stop_password_sign_in(alice, settings, caplog):
     assert attempt(c, "alice", "wrong").status_code == 200
     assert attempt(c, "alice", PASSWORD).status_code == 302
     assert "sign-in guard: Redis unavailable" in caplog.text
+
+
+def test_sign_out_is_a_post_with_the_csrf_token(alice):
+    c = Client(enforce_csrf_checks=True)
+    c.force_login(alice)
+    assert c.get("/logout/").status_code == 405
+    assert c.post("/logout/").status_code == 403
+    assert signed_in(c)

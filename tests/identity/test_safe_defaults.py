@@ -53,8 +53,12 @@ def test_demo_passwords_are_found_on_demo_logins_and_admins(db):
     assert demo_password_users() == [] and production_problems() == []
 
 
-def _production_env():
-    return dict(server_env(), BACKLINE_PRODUCTION="true", SECRET_KEY="x" * 50)
+def in_production(*argv, timeout=120):
+    """``python argv...`` as the servers run, with BACKLINE_PRODUCTION=true."""
+    env = dict(server_env(), BACKLINE_PRODUCTION="true", SECRET_KEY="x" * 50)
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_web_server_and_make_run_refuse_to_start_with_a_demo_password(
@@ -66,24 +70,10 @@ def test_the_web_server_and_make_run_refuse_to_start_with_a_demo_password(
     admin = UserFactory(username="admin", is_superuser=True, is_staff=True)
     admin.set_password("backline-admin")
     admin.save()
-    wsgi = subprocess.run(
-        [sys.executable, "-c", "import portal.wsgi"],
-        cwd=ROOT,
-        env=_production_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    wsgi = in_production("-c", "import portal.wsgi")
     assert wsgi.returncode != 0 and "still have a demo password: admin" in wsgi.stderr
 
-    run = subprocess.run(
-        [sys.executable, "manage.py", "run_portal", "--port", str(free_port())],
-        cwd=ROOT,
-        env=_production_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = in_production("manage.py", "run_portal", "--port", str(free_port()), timeout=300)
     assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
     assert "not loading the demo organisation" in run.stdout
     assert "refusing to start: BACKLINE_PRODUCTION is true but these accounts" in run.stdout
@@ -91,14 +81,7 @@ def test_the_web_server_and_make_run_refuse_to_start_with_a_demo_password(
 
     admin.set_password("changed-for-production")
     admin.save()
-    ok = subprocess.run(
-        [sys.executable, "-c", "import portal.wsgi"],
-        cwd=ROOT,
-        env=_production_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ok = in_production("-c", "import portal.wsgi")
     assert ok.returncode == 0, ok.stderr[-2000:]
 
 
