@@ -155,3 +155,7 @@ def to_callback(session: requests.Session, backline_url: str, login: str, passwo
 
 def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
+
+
+if __name__ == "__main__":  # make oidc-provider
+    print(install())
