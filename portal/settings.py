@@ -356,7 +356,7 @@ OIDC_GROUP_MAP = {
 # ID token's exp/iat; sign-in callbacks one address may make per minute
 OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
 OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 60)
-OIDC_CALLBACK_PER_MINUTE = env_int("OIDC_CALLBACK_PER_MINUTE", 30)
+OIDC_CALLBACK_PER_MINUTE = env_int("OIDC_CALLBACK_PER_MINUTE", 60)
 # password sign-in (the demo, a break-glass admin): off removes the form; brute-force guard:
 # consecutive failures for one username, failures from one address, then a lockout of N seconds
 PASSWORD_LOGIN = env_bool("BACKLINE_PASSWORD_LOGIN", True)

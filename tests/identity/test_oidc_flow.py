@@ -9,7 +9,7 @@ from identity.oidc import SESSION_ID_TOKEN
 from portal.models import AuditEvent
 from squads.models import Membership, Person
 from tests.conftest import PASSWORD
-from tests.factories import MembershipFactory, PersonFactory, SquadFactory
+from tests.factories import MembershipFactory, PersonFactory, SquadFactory, UserFactory
 from tests.identity.provider import query, to_callback
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,6 +61,11 @@ def test_first_sign_in_creates_the_person_with_the_claims_squads(
     assert rows == {"playback": "directory", "search": "directory"}
     body = me(s, live_server)
     assert body["username"] == "dana" and sorted(body["squads"]) == ["playback", "search"]
+    api = s.get(f"{live_server.url}/api/v1/people/{person.slug}/", timeout=10).json()
+    assert sorted((m["squad"], m["source"]) for m in api["squads"]) == [
+        ("playback", "directory"),
+        ("search", "directory"),
+    ]
     events = AuditEvent.objects.filter(door="sso", action="membership.create")
     assert sorted(e.squad.slug for e in events) == ["playback", "search"]
     assert AuditEvent.objects.filter(door="sso", action="person.sign_in", actor="dana").count() == 1
@@ -306,3 +311,16 @@ def test_the_id_token_is_kept_for_sign_out_only_in_the_session(provider, live_se
     data = Session.objects.get(session_key=s.cookies["sessionid"]).get_decoded()
     assert data[SESSION_ID_TOKEN].count(".") == 2
     assert not any(k.startswith("_state_") for k in data)  # the sign-in's state is consumed
+
+
+def test_the_audit_log_filters_sign_in_changes_by_the_sso_door(provider, live_server, squad):
+    from django.test import Client
+
+    provider.set_accounts({"okta-00u1": {**DANA, "groups": ["playback"]}})
+    sign_in(live_server)
+    admin = Client()
+    admin.force_login(UserFactory(username="root", is_superuser=True, is_staff=True))
+    page = admin.get("/audit/?door=sso").content.decode()
+    assert "membership.create" in page and "person.sign_in" in page
+    api = admin.get("/api/v1/audit/", {"door": "sso"}).json()["results"]
+    assert {e["action"] for e in api} == {"membership.create", "person.sign_in"}
