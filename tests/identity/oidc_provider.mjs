@@ -8,7 +8,7 @@
 // CONFIG: {"module": ".../node_modules/oidc-provider/lib/index.js", "port": 4100,
 //          "client_id": "...", "client_secret": "...", "redirect_uris": [...],
 //          "post_logout_redirect_uris": [...], "accounts_file": ".../accounts.json",
-//          "logout": true}
+//          "logout": true, "userinfo_only": false}
 // accounts.json: {"<sub>": {"login": "...", "password": "...", "email": "...",
 //                 "email_verified": true, "name": "...", "groups": [...], "tamper": "aud"}}
 //
@@ -47,7 +47,8 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingJwk] },
   cookies: { keys: ['backline-test-provider-cookie-key'] },
   pkce: { required: () => true }, // a relying party that does not send PKCE is refused
-  conformIdTokenClaims: false, // scope claims (email, groups) in the ID token, as Okta/Entra do
+  // scope claims (email, groups) in the ID token, as Okta/Entra do; or only at userinfo
+  conformIdTokenClaims: config.userinfo_only === true,
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],

@@ -62,7 +62,7 @@ def install() -> Path:
 class Provider(ServerProcess):
     name = "oidc-provider"
 
-    def __init__(self, workdir: Path, backline_url: str, *, logout=True):
+    def __init__(self, workdir: Path, backline_url: str, *, logout=True, userinfo_only=False):
         self.workdir = workdir
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
@@ -71,6 +71,7 @@ class Provider(ServerProcess):
         self.logfile = workdir / "provider.log"
         self.backline_url = backline_url
         self.logout = logout
+        self.userinfo_only = userinfo_only  # email and groups only at the userinfo endpoint
         self.set_accounts({})
 
     def set_accounts(self, accounts: dict) -> None:
@@ -92,6 +93,7 @@ class Provider(ServerProcess):
                     "post_logout_redirect_uris": [f"{self.backline_url}/login/"],
                     "accounts_file": str(self.accounts_file),
                     "logout": self.logout,
+                    "userinfo_only": self.userinfo_only,
                 }
             )
         )

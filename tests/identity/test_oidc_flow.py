@@ -2,6 +2,9 @@
 code flow with PKCE, people created just in time or linked by verified email, squads and org
 admin from the claims, and every bad path answered with a clear page."""
 
+import base64
+import json
+
 import pytest
 import requests
 
@@ -10,7 +13,7 @@ from portal.models import AuditEvent
 from squads.models import Membership, Person
 from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory, PersonFactory, SquadFactory, UserFactory
-from tests.identity.provider import query, to_callback
+from tests.identity.provider import Provider, query, to_callback
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -268,19 +271,49 @@ def test_sign_out_ends_the_session_and_the_providers(provider, live_server):
     assert "sign-out" in s.get(resp.headers["Location"], timeout=20).text.lower()
 
 
-def test_sign_out_without_end_session_endpoint_is_local(live_server, tmp_path, settings):
-    from tests.identity.provider import Provider
+@pytest.fixture
+def other_provider(live_server, tmp_path, settings):
+    """start(**options): an oidc-provider configured differently (no logout, claims only at
+    userinfo), Backline pointed at it."""
+    started = []
 
-    p = Provider(tmp_path, live_server.url, logout=False).start()
-    try:
+    def start(**options):
+        p = Provider(tmp_path, live_server.url, **options).start()
+        started.append(p)
         p.configure(settings)
-        p.set_accounts({"okta-00u1": DANA})
-        s, _ = sign_in(live_server)
-        resp = post_sign_out(s, live_server)
-        assert resp.status_code == 302 and resp.headers["Location"] == "/login/"
-        assert s.get(f"{live_server.url}/api/v1/me/", timeout=10).status_code in (401, 403)
-    finally:
+        return p
+
+    yield start
+    for p in started:
         p.stop()
+
+
+def test_sign_out_without_end_session_endpoint_is_local(live_server, other_provider):
+    p = other_provider(logout=False)
+    p.set_accounts({"okta-00u1": DANA})
+    s, _ = sign_in(live_server)
+    resp = post_sign_out(s, live_server)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/login/"
+    assert s.get(f"{live_server.url}/api/v1/me/", timeout=10).status_code in (401, 403)
+
+
+def test_groups_only_at_the_userinfo_endpoint_are_read_there(live_server, other_provider, squad):
+    p = other_provider(userinfo_only=True)
+    p.set_accounts({"okta-00u1": {**DANA, "groups": ["playback"]}})
+    s, resp = sign_in(live_server)
+    assert resp.status_code == 200, resp.text[:300]
+    person = Person.objects.get(oidc_subject="okta-00u1")
+    assert person.email == "dana@example.com"
+    assert [m.squad.slug for m in person.memberships.all()] == ["playback"]
+    assert "groups" not in id_token_claims(s)  # they really came from userinfo
+
+
+def id_token_claims(session):
+    from django.contrib.sessions.models import Session
+
+    data = Session.objects.get(session_key=session.cookies["sessionid"]).get_decoded()
+    payload = data[SESSION_ID_TOKEN].split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def test_the_callback_is_rate_limited_per_address(provider, live_server, settings, monkeypatch):
