@@ -63,7 +63,7 @@ def test_sign_in_with_the_provider_follows_the_directory(
     page, live_server, provider, squad, other_squad, settings
 ):
     settings.OIDC_ADMIN_GROUPS = ["backline-admins"]
-    SquadFactory(slug="data", name="Data Platform")
+    SquadFactory(slug="data", name="Data Platform", tribe=squad.tribe)
     dana = PersonFactory(slug="dana", name="Dana Scully", email="dana@example.com")
     MembershipFactory(person=dana, squad=other_squad, role="lead")  # typed in Backline
     provider.set_accounts(
