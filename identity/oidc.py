@@ -90,7 +90,10 @@ def begin(request, next_url: str):
     are kept in this session)."""
     app = client()
     request.session[SESSION_NEXT] = next_url
-    return app.authorize_redirect(request, callback_url(request))
+    try:
+        return app.authorize_redirect(request, callback_url(request))
+    except (RuntimeError, KeyError) as exc:  # no authorization_endpoint in the metadata
+        raise _unusable(exc) from exc
 
 
 def _token(request, app) -> dict:
@@ -126,6 +129,18 @@ def _token(request, app) -> dict:
         ) from exc
     except (requests.RequestException, ValueError) as exc:
         raise _unavailable(exc, "when completing the sign-in") from exc
+    except (RuntimeError, KeyError) as exc:  # Authlib: metadata without jwks_uri, token_endpoint
+        raise _unusable(exc) from exc
+
+
+def _unusable(exc: Exception) -> SignInFailed:
+    log.warning("OIDC provider %s metadata unusable: %s", settings.OIDC_ISSUER, exc)
+    return SignInFailed(
+        f"The sign-in provider's configuration cannot be used ({exc}); check its discovery "
+        f"document at {discovery_url()}.",
+        status=502,
+        code="provider_misconfigured",
+    )
 
 
 def complete(request) -> tuple[dict, str]:

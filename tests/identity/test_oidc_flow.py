@@ -357,3 +357,54 @@ def test_the_audit_log_filters_sign_in_changes_by_the_sso_door(provider, live_se
     assert "membership.create" in page and "person.sign_in" in page
     api = admin.get("/api/v1/audit/", {"door": "sso"}).json()["results"]
     assert {e["action"] for e in api} == {"membership.create", "person.sign_in"}
+
+
+@pytest.fixture
+def discovery_server():
+    """serve(document): a loopback HTTP server answering the discovery document given (a
+    provider misconfigured in ways oidc-provider cannot be)."""
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def serve(document):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = _json.dumps(document(issuer)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        issuer = f"http://127.0.0.1:{server.server_address[1]}"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return issuer
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    "document,words",
+    [
+        (lambda iss: {"issuer": "https://evil.example.com"}, ["names the issuer", "evil"]),
+        (lambda iss: {"issuer": iss, "jwks_uri": f"{iss}/jwks"}, ["cannot be used"]),
+    ],
+    ids=["issuer-mismatch", "no-authorization-endpoint"],
+)
+def test_a_misconfigured_provider_is_a_clear_page(
+    client, db, settings, discovery_server, document, words
+):
+    settings.OIDC_ISSUER = discovery_server(document)
+    settings.OIDC_CLIENT_ID = "backline"
+    _refused(client.get("/oidc/login/"), 502, *words)
