@@ -12,7 +12,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_PROCS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test deps venv services lint fmt check bench chaos migrate clean e2e
+.PHONY: run test deps venv services lint fmt check bench chaos migrate clean e2e oidc-provider
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 ## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench),
-## bubblewrap (the step and Terraform sandbox), via apt-get.
+## bubblewrap (the step and Terraform sandbox), Node.js and npm (the test OpenID provider),
+## via apt-get.
 deps: venv
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
@@ -31,10 +32,17 @@ deps: venv
 	fc-list 2>/dev/null | grep -qi dejavu || missing="$$missing fonts-dejavu-core"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+## The OpenID provider the identity tests run: npm's oidc-provider, into var/oidc-provider
+## (the tests install it on first use too; the version is pinned in tests/identity/provider.py)
+oidc-provider: venv
+	$(PYTHON) -m tests.identity.provider
 
 ## PostgreSQL and Redis for tests: start them if they are not answering.
 services:
@@ -51,7 +59,7 @@ run: venv
 migrate: venv
 	$(PYTHON) manage.py migrate --noinput
 
-test: venv deps services
+test: venv deps services oidc-provider
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -60,7 +68,7 @@ test: venv deps services
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --ignore=tests/chaos $(PYTEST_ARGS)
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
-e2e: venv deps services
+e2e: venv deps services oidc-provider
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 lint: venv

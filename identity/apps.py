@@ -11,4 +11,14 @@ class IdentityConfig(AppConfig):
     name = "identity"
 
     def ready(self):
-        pass
+        from django.contrib import admin
+
+        from identity import safety
+        from identity.forms import GuardedAdminAuthenticationForm
+        from portal import registry
+
+        # sign-in pages, the OIDC redirect and callback, sign-out, profiles
+        registry.urls(module="identity.urls")
+        registry.startup_check(safety.production_problems)
+        # the admin site's own sign-in form goes through the same guard (and the same switch)
+        admin.site.login_form = GuardedAdminAuthenticationForm

@@ -70,7 +70,8 @@ class ApiToken(models.Model):
 
 
 class AuditEvent(models.Model):
-    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker")]
+    # sso: single sign-on (identity/oidc.py); scim: the directory pushing people and groups
+    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker", "sso", "scim")]
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_user = models.ForeignKey(

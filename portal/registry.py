@@ -105,6 +105,7 @@ class Registry:
         self.step_kinds: dict[str, Callable[..., Any]] = {}
         self.member_squads: Callable[[int], Iterable[int]] | None = None
         self.demo_seeds: list[tuple[int, str]] = []
+        self.startup_checks: list[Callable[[], list[str]]] = []
 
 
 registry = Registry()
@@ -182,3 +183,14 @@ def demo_seed(module: str, order: int = 100) -> None:
     only when the demo is seeded."""
     registry.demo_seeds.append((order, module))
     registry.demo_seeds.sort()
+
+
+def startup_check(fn: Callable[[], list[str]]) -> Callable[[], list[str]]:
+    """``fn() -> [problem, ...]``: with ``BACKLINE_PRODUCTION=true`` the web server and
+    ``make run`` refuse to start while any check reports a problem."""
+    registry.startup_checks.append(fn)
+    return fn
+
+
+def startup_problems() -> list[str]:
+    return [problem for check in registry.startup_checks for problem in check()]

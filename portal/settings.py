@@ -352,6 +352,21 @@ OIDC_GROUP_MAP = {
     for group, _, slug in (item.partition("=") for item in env_list("OIDC_GROUP_MAP", []))
     if group.strip() and slug.strip()
 }
+# seconds Backline waits for the provider (discovery, token, JWKS); clock skew allowed on the
+# ID token's exp/iat; sign-in callbacks one address may make per minute
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
+OIDC_LEEWAY_SECONDS = env_int("OIDC_LEEWAY_SECONDS", 60)
+OIDC_CALLBACK_PER_MINUTE = env_int("OIDC_CALLBACK_PER_MINUTE", 60)
+# password sign-in (the demo, a break-glass admin): off removes the form; brute-force guard:
+# consecutive failures for one username, failures from one address, then a lockout of N seconds
+PASSWORD_LOGIN = env_bool("BACKLINE_PASSWORD_LOGIN", True)
+LOGIN_MAX_FAILURES = env_int("BACKLINE_LOGIN_MAX_FAILURES", 5)
+LOGIN_IP_MAX_FAILURES = env_int("BACKLINE_LOGIN_IP_MAX_FAILURES", 30)
+LOGIN_LOCKOUT_SECONDS = env_int("BACKLINE_LOGIN_LOCKOUT_SECONDS", 900)
+# safe defaults: the address `make run` listens on; a bearer token /metrics then requires
+PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
+BIND_ADDRESS = env_str("BACKLINE_BIND", "127.0.0.1")
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 LOGGING = {
     "version": 1,

@@ -1,5 +1,7 @@
+import hmac
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -107,6 +109,21 @@ def healthz(request):
 
 
 def metrics_view(request):
+    """Prometheus exposition; with ``METRICS_TOKEN`` set, only for ``Authorization: Bearer
+    <token>`` (what Prometheus' ``authorization`` scrape config sends)."""
+    wanted = settings.METRICS_TOKEN
+    if wanted:
+        scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), wanted.encode()
+        ):
+            response = HttpResponse(
+                "401 Unauthorized: /metrics needs 'Authorization: Bearer <METRICS_TOKEN>'.\n",
+                status=401,
+                content_type="text/plain",
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     refresh_gauges()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 

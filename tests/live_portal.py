@@ -39,16 +39,65 @@ def free_port():
         return s.getsockname()[1]
 
 
-class PortalServer:
+class ServerProcess:
+    """A server started as a subprocess in its own process group, output to ``logfile``,
+    ready once ``ready_url`` answers below 500; ``stop()`` ends the whole group."""
+
+    name = "server"
+    logfile: Path
+
+    proc: subprocess.Popen | None = None
+
+    def spawn(self, argv, *, env, ready_url, timeout=60):
+        self.log = open(self.logfile, "wb")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.output()}")
+            try:
+                if requests.get(ready_url, timeout=2).status_code < 500:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.output()}")
+
+    def output(self, tail=20000):
+        try:
+            return self.logfile.read_bytes()[-tail:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+class PortalServer(ServerProcess):
+    name = "web server"
+
     def __init__(self):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         self.logfile = Path(settings.VAR_DIR) / f"test-web-{os.getpid()}.log"
-        self.proc = None
 
     def start(self, timeout=60):
-        self.log = open(self.logfile, "wb")
         argv = [
             sys.executable,
             "-m",
@@ -73,42 +122,7 @@ class PortalServer:
 
         if any(s.name == "control_socket_disable" for s in KNOWN_SETTINGS):
             argv.append("--no-control-socket")
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=server_env(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"web server exited early:\n{self.output()}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=2).status_code < 500:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"web server not ready in {timeout}s:\n{self.output()}")
-
-    def output(self, tail=20000):
-        try:
-            return self.logfile.read_bytes()[-tail:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
-        if getattr(self, "log", None):
-            self.log.close()
+        return self.spawn(argv, env=server_env(), ready_url=f"{self.url}/healthz", timeout=timeout)
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ def test_beat_and_sources_of_every_app():
     assert registry.member_squads is not None
     assert [u.module for u in registry.urls] == [
         "squads.urls",
+        "identity.urls",
         "pipelines.urls",
         "infra.urls",
         "monitoring.urls",

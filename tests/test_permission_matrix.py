@@ -879,8 +879,8 @@ for _row in HTML_ROWS:
 
 # HTML routes that accept POST but are not actions on a squad's things, and why.
 HTML_EXEMPT = {
-    "POST logout/": "Django's LogoutView: ends the caller's own session (CSRF-protected)",
-    "POST login/": "the sign-in form",
+    "POST logout/": "sign-out: ends the caller's own session (CSRF-protected; tests/identity)",
+    "POST login/": "the password sign-in form, behind the brute-force guard (tests/identity)",
     "POST hooks/github": "inbound GitHub webhook: HMAC-signed, no session (tests/pipelines)",
     "POST hooks/github/": "same view as hooks/github",
     "POST hooks/terraform": "inbound Terraform repository webhook: HMAC-signed, no session",

@@ -158,6 +158,8 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         assert portal.wait_for_output("Backline is running at"), portal.tail()
         out = portal.output
         assert f"http://127.0.0.1:{portal.port}/" in out
+        assert "Listening on 127.0.0.1 only" in out  # safe default: BACKLINE_BIND unset
+        assert f"--bind 127.0.0.1:{portal.port}" in out  # gunicorn, as started
         for login in ("admin   / backline-admin", "alice   / backline-demo", "bob", "charlie"):
             assert login in out
         assert "/api/docs/" in out

@@ -59,7 +59,8 @@ class MemberSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Membership
-        fields = ["person", "name", "email", "role"]
+        fields = ["person", "name", "email", "role", "source"]
+        read_only_fields = ["source"]  # directory memberships follow the directory (issue 15)
 
 
 class SquadSerializer(serializers.ModelSerializer):
@@ -93,7 +94,10 @@ class PersonSerializer(serializers.ModelSerializer):
         fields = ["slug", "name", "email", "squads"]
 
     def get_squads(self, obj) -> list[dict]:
-        return [{"squad": m.squad.slug, "role": m.role} for m in obj.memberships.all()]
+        return [
+            {"squad": m.squad.slug, "role": m.role, "source": m.source}
+            for m in obj.memberships.all()
+        ]
 
 
 class DependencyRefSerializer(serializers.ModelSerializer):

@@ -28,6 +28,7 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 
 from portal import embedded_redis
+from portal.registry import startup_problems
 
 GRACE_SECONDS = 10
 WEB_READY_TIMEOUT = 180
@@ -92,6 +93,7 @@ class Command(BaseCommand):
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         }
         exit_code = 0
+        self.exit_code = 0
         if _port_open(self.port):
             self.say(f"port {self.port} is already in use; set PORT to another port")
             sys.exit(2)
@@ -100,6 +102,7 @@ class Command(BaseCommand):
             if self.stopping is None:
                 self.start_children()
                 exit_code = self.watch()
+            exit_code = exit_code or self.exit_code
         finally:
             self.stop_children()
             if self.started_redis:
@@ -140,9 +143,16 @@ class Command(BaseCommand):
             self.say("migrating the database")
             call_command("migrate", interactive=False, verbosity=0)
             self.collectstatic()
-            if not no_seed and os.environ.get("BACKLINE_SEED_DEMO", "1") != "0":
+            if settings.PRODUCTION:
+                self.say("BACKLINE_PRODUCTION is true: not loading the demo organisation")
+            elif not no_seed and os.environ.get("BACKLINE_SEED_DEMO", "1") != "0":
                 self.say("loading the demo organisation (seed_demo)")
                 call_command("seed_demo", stdout=_Prefixed(self.say))
+            if settings.PRODUCTION and (problems := startup_problems()):
+                for problem in problems:
+                    self.say(f"refusing to start: {problem}")
+                self.stopping = "unsafe"
+                self.exit_code = 2
         except KeyboardInterrupt:
             self.say("interrupted before start")
         finally:
@@ -172,7 +182,7 @@ class Command(BaseCommand):
                 "gunicorn",
                 "portal.wsgi",
                 "--bind",
-                f"0.0.0.0:{self.port}",
+                _bind(self.port),
                 "--workers",
                 os.environ.get("WEB_WORKERS", "2"),
                 "--threads",
@@ -189,7 +199,7 @@ class Command(BaseCommand):
                 # the user; we need no control interface.
                 web.append("--no-control-socket")
         else:
-            web = [py, manage, "runserver", "--noreload", f"0.0.0.0:{self.port}"]
+            web = [py, manage, "runserver", "--noreload", _bind(self.port)]
         specs = [
             Child("web", web),
             Child(
@@ -259,11 +269,23 @@ class Command(BaseCommand):
         return 0
 
     def banner(self):
-        url = f"http://127.0.0.1:{self.port}/"
+        url = f"http://{_local_host()}:{self.port}/"
+        bind = settings.BIND_ADDRESS
+        if bind in ("127.0.0.1", "localhost", "::1"):
+            where = [
+                f"  Listening on {bind} only: other machines cannot reach it",
+                "  (BACKLINE_BIND=0.0.0.0 to listen on every address).",
+            ]
+        else:
+            where = [
+                f"  Listening on {bind} (BACKLINE_BIND): anyone who reaches this machine",
+                "  can sign in with the demo logins below. Unset BACKLINE_BIND to keep it local.",
+            ]
         lines = [
             "",
             "=" * 64,
             f"  Backline is running at {url}",
+            *where,
             "",
             "  Demo logins (username / password):",
             "    admin   / backline-admin   org admin (also /admin/)",
@@ -344,9 +366,22 @@ def _gunicorn_has(setting):
     return any(s.name == setting for s in KNOWN_SETTINGS)
 
 
+def _bind(port):
+    """gunicorn's / runserver's --bind for BACKLINE_BIND (default 127.0.0.1: this machine only)."""
+    host = settings.BIND_ADDRESS
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _local_host():
+    """Where this machine reaches the web server."""
+    host = settings.BIND_ADDRESS
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def _port_open(port):
+    host = _local_host()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with socket.create_connection((host.strip("[]"), port), timeout=0.5):
             return True
     except OSError:
         return False

@@ -8,8 +8,9 @@ differs.
 
 import importlib
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from portal.registry import registry
@@ -271,6 +272,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, catalog_only=False, **options):
+        if settings.PRODUCTION:
+            raise CommandError(
+                "seed_demo does not run with BACKLINE_PRODUCTION=true: it sets well-known demo "
+                "passwords (admin / backline-admin ...)."
+            )
         with transaction.atomic():
             counter = seed_catalog(self.stdout)
         self.stdout.write(
