@@ -22,7 +22,16 @@ class ReleasesConfig(AppConfig):
     def ready(self):
         from portal import registry
         from portal.events import register_event_type
-        from releases import board, collectors, dora, drivers, pipeline, schedule, scorecard
+        from releases import (
+            board,
+            collectors,
+            dora,
+            drivers,
+            haproxy,
+            pipeline,
+            schedule,
+            scorecard,
+        )
         from squads import scorecards
 
         registry.urls("releases.urls", api="releases.api_urls")
@@ -39,5 +48,6 @@ class ReleasesConfig(AppConfig):
         )
         registry.step_kind("release", pipeline.run_release_step)
         drivers.register()
+        drivers.register_driver(haproxy.HAProxyDriver)
         for name, description in EVENT_TYPES.items():
             register_event_type(name, description)

@@ -282,7 +282,12 @@ class WebhookDriver(DeployDriver):
         return DriverStatus(weight=data.get("weight"), healthy=data.get("healthy"), detail=data)
 
 
-DRIVERS = {"local": LocalDriver, "webhook": WebhookDriver}
+DRIVERS: dict[str, type[DeployDriver]] = {"local": LocalDriver, "webhook": WebhookDriver}
+
+
+def register_driver(cls: type[DeployDriver]) -> None:
+    """Make ``cls`` choosable as ``Environment.driver`` (``cls.name``); called by ``ready()``."""
+    DRIVERS[cls.name] = cls
 
 
 def get_driver(environment) -> DeployDriver:

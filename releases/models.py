@@ -21,13 +21,15 @@ class Environment(models.Model):
     class Driver(models.TextChoices):
         LOCAL = "local"
         WEBHOOK = "webhook"
+        HAPROXY = "haproxy"
 
     name = models.SlugField(max_length=50, unique=True)
     title = models.CharField(max_length=100, blank=True)
     order = models.PositiveSmallIntegerField(default=0)
     production = models.BooleanField(default=False)
     driver = models.CharField(max_length=20, choices=Driver.choices, default=Driver.LOCAL)
-    # webhook: {"url", "secret", "timeout", "retries"}; local: {} (uses the demo fleet)
+    # webhook: {"url", "secret", "timeout", "retries"}; local: {} (uses the demo fleet);
+    # haproxy: {"socket", "backend", "stable_server", "canary_server"} (releases/haproxy.py)
     driver_config = models.JSONField(default=dict, blank=True)
     # steps overriding the built-in default for every service in this environment (or null)
     strategy = models.JSONField(null=True, blank=True)
