@@ -23,11 +23,13 @@ class ReleasesConfig(AppConfig):
         from portal import registry
         from portal.events import register_event_type
         from releases import (
+            argo,
             board,
             collectors,
             dora,
             drivers,
             haproxy,
+            kubernetes,
             pipeline,
             schedule,
             scorecard,
@@ -48,6 +50,7 @@ class ReleasesConfig(AppConfig):
         )
         registry.step_kind("release", pipeline.run_release_step)
         drivers.register()
-        drivers.register_driver(haproxy.HAProxyDriver)
+        for driver in (haproxy.HAProxyDriver, kubernetes.KubernetesDriver, argo.ArgoRolloutsDriver):
+            drivers.register_driver(driver)
         for name, description in EVENT_TYPES.items():
             register_event_type(name, description)

@@ -50,6 +50,7 @@ class DriverStatus:
 class DeployDriver:
     name = "base"
     confirms_later = False  # True: request() sends, the outcome arrives later
+    observes = False  # True: status() is worth mirroring onto the release (beat, after calls)
 
     def __init__(self, environment):
         self.environment = environment

@@ -83,6 +83,7 @@ class RuntimeAPI:
 
 class HAProxyDriver(DeployDriver):
     name = "haproxy"
+    observes = True
 
     def _names(self, release) -> tuple[RuntimeAPI, str, str, str]:
         cfg = self.config

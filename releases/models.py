@@ -22,6 +22,8 @@ class Environment(models.Model):
         LOCAL = "local"
         WEBHOOK = "webhook"
         HAPROXY = "haproxy"
+        KUBERNETES = "kubernetes"
+        ARGO_ROLLOUTS = "argo-rollouts"
 
     name = models.SlugField(max_length=50, unique=True)
     title = models.CharField(max_length=100, blank=True)
@@ -127,6 +129,9 @@ class Release(models.Model):
     driver_call = models.JSONField(default=dict, blank=True)
     driver_error = models.TextField(blank=True)
     driver_failures = models.PositiveIntegerField(default=0)
+    # what the deployer reports (drivers that observe: kubernetes, argo-rollouts, haproxy):
+    # {"weight", "healthy", "detail", "at"}, refreshed by beat and after each driver call
+    observed = models.JSONField(default=dict, blank=True)
     deploy_params = models.JSONField(default=dict, blank=True)
     started_by = models.CharField(max_length=200, blank=True)
     trigger = models.CharField(max_length=20, default="api")  # ui | api | pipeline | demo

@@ -13,6 +13,7 @@ import contextvars
 from django.db import transaction
 from django.utils import timezone
 
+from releases import observe
 from releases.controller import (
     DRIVEN_FIELDS,
     MAX_STEPS_PER_TICK,
@@ -104,4 +105,6 @@ def sync(release_id, max_calls=MAX_STEPS_PER_TICK) -> int:
             confirm(release_id, call["id"], ok=True)
     finally:
         _SYNCING.reset(token)
+    if handed:
+        observe.observe(release_id)  # what the deployer now reports (drivers that observe)
     return handed

@@ -20,3 +20,11 @@ def tick_releases():
     from releases import controller
 
     return controller.tick_all()
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def observe_releases():
+    """Beat: mirror what the deployers report onto active releases; pause a stuck one."""
+    from releases import observe
+
+    return observe.observe_all()
