@@ -335,6 +335,11 @@ RELEASES_DRIVER_CONFIRM_SECONDS = env_float("RELEASES_DRIVER_CONFIRM_SECONDS", 3
 RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
 # how often beat reads the deployers' status onto active releases (kubernetes, argo, haproxy)
 RELEASES_OBSERVE_SECONDS = env_float("RELEASES_OBSERVE_SECONDS", 15.0)
+# scaling: default limits (a service's backline.io/min-replicas / max-replicas override them)
+# and how often beat evaluates the peak-hour schedules
+SCALING_MIN_REPLICAS = env_int("SCALING_MIN_REPLICAS", 1)
+SCALING_MAX_REPLICAS = env_int("SCALING_MAX_REPLICAS", 100)
+SCALING_SCHEDULE_SECONDS = env_float("SCALING_SCHEDULE_SECONDS", 30.0)
 
 # infra: the longest a terraform command may run, and the grace between interrupt and kill
 INFRA_RUN_TIMEOUT = env_float("INFRA_RUN_TIMEOUT", 3600.0)

@@ -8,6 +8,7 @@ EVENT_TYPES = {
     "release.succeeded": "A release reached 100 % and finished.",
     "release.aborted": "A release was aborted: traffic back to stable.",
     "release.failed": "A release's analysis failed: rolled back.",
+    "service.scaled": "A service was scaled in an environment (by hand, API or schedule).",
 }
 
 

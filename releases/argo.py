@@ -27,7 +27,15 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from releases.drivers import DriverError, DriverStatus
-from releases.kubernetes import MERGE, KubeDriver, api_error, call, retry_conflicts, stuck_reason
+from releases.kubernetes import (
+    MERGE,
+    KubeDriver,
+    api_error,
+    call,
+    pods_of,
+    retry_conflicts,
+    stuck_reason,
+)
 
 GROUP, VERSION, ROLLOUTS, ANALYSISRUNS = "argoproj.io", "v1alpha1", "rollouts", "analysisruns"
 
@@ -228,3 +236,43 @@ class ArgoRolloutsDriver(KubeDriver):
         }
         healthy = status.get("phase") in ("Healthy", "Paused", "Progressing") and not stuck
         return DriverStatus(weight=current_weight(ro), healthy=healthy, detail=detail)
+
+    scales = True
+
+    def scale(self, service, replicas: int) -> None:
+        # what `kubectl scale rollout/<name> --replicas=N` sends: the scale subresource
+        custom, (ns, name) = self._custom(), self._where(service)
+        call(
+            lambda: custom.patch_namespaced_custom_object_scale(
+                GROUP,
+                VERSION,
+                ns,
+                ROLLOUTS,
+                name,
+                {"spec": {"replicas": int(replicas)}},
+                _content_type=MERGE,
+            ),
+            f"scale Rollout {ns}/{name}",
+        )
+
+    def runtime(self, service) -> dict:
+        custom, (ns, name) = self._custom(), self._where(service)
+        ro = self._get(custom, ns, name)
+        status = ro.get("status") or {}
+        selector = (ro.get("spec") or {}).get("selector", {}).get("matchLabels") or {}
+        stable_hash = status.get("stableRS")
+        instances = []
+        for pod in pods_of(custom.api_client, ns, selector):
+            instances.append(pod)
+        return {
+            "kind": "argo-rollouts",
+            "location": f"namespace {ns}, Rollout {name}",
+            "phase": status.get("phase", ""),
+            "step": status.get("currentStepIndex"),
+            "steps": canary_steps(ro),
+            "weight": current_weight(ro),
+            "stable_rs": stable_hash,
+            "instances": instances,
+            "replicas": status.get("replicas"),
+            "ready": status.get("readyReplicas"),
+        }

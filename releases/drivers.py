@@ -68,6 +68,21 @@ class DeployDriver:
     def status(self, release) -> DriverStatus:
         raise NotImplementedError
 
+    scales = False  # True: scale() and runtime() work (the service page's Runtime panel)
+
+    def scale(self, service, replicas: int) -> None:
+        """Run ``replicas`` instances of ``service``'s stable track; raises ``DriverError``."""
+        raise DriverError(f"the {self.name} driver cannot scale")
+
+    def max_replicas(self, service) -> int | None:
+        """The most ``scale`` can run (HAProxy: the servers named), or None for no limit."""
+        return None
+
+    def runtime(self, service) -> dict:
+        """Where ``service`` runs and what runs there now: {"kind", "location", "tracks",
+        "instances": [...]} for the Runtime panel; raises ``DriverError``."""
+        raise DriverError(f"the {self.name} driver reports no runtime")
+
     def apply(self, release, call: dict) -> None:
         """Make the wanted call (``{"action", "weight"}``) now; raises ``DriverError``."""
         if call["action"] == "set_weight":

@@ -86,6 +86,7 @@ class HAProxyDriver(DeployDriver):
     observes = True
 
     def _names(self, release) -> tuple[RuntimeAPI, str, str, str]:
+        """(runtime API, backend, stable server, canary server) for a release or a service."""
         cfg = self.config
         missing = [
             k for k in ("socket", "backend", "stable_server", "canary_server") if not cfg.get(k)
@@ -95,7 +96,7 @@ class HAProxyDriver(DeployDriver):
                 f"environment {self.environment.name}: haproxy driver_config lacks "
                 + ", ".join(missing)
             )
-        slug = release.service.slug
+        slug = getattr(release, "service", release).slug
         names = [
             str(cfg[k]).replace("{service}", slug)
             for k in ("backend", "stable_server", "canary_server")
@@ -183,3 +184,55 @@ class HAProxyDriver(DeployDriver):
             d["status"].startswith(("UP", "no check")) for d in detail.values() if d["weight"]
         )
         return DriverStatus(weight=percent, healthy=healthy, detail=detail)
+
+    scales = True
+
+    def _pool(self, service) -> list[str]:
+        slug = service.slug
+        pool = [str(n).replace("{service}", slug) for n in self.config.get("servers") or []]
+        for name in pool:
+            if not _NAME.match(name):
+                raise DriverError(f"haproxy driver_config servers: {name!r} is not a valid name")
+        return pool
+
+    def max_replicas(self, service) -> int | None:
+        return len(self._pool(service)) or None
+
+    def scale(self, service, replicas: int) -> None:
+        """Enable the first ``replicas`` servers of ``driver_config.servers`` (state ready),
+        put the others in maintenance (they stop taking new requests)."""
+        api, backend, _, _ = self._names(service)
+        pool = self._pool(service)
+        if not pool:
+            raise DriverError("haproxy driver_config names no servers to scale (servers: [...])")
+        if replicas > len(pool):
+            raise DriverError(f"{backend} has {len(pool)} servers; cannot run {replicas}")
+        for i, server in enumerate(pool):  # enable before disabling
+            if i < replicas:
+                api.change(f"set server {backend}/{server} state ready")
+        for server in pool[replicas:]:
+            api.change(f"set server {backend}/{server} state maint")
+
+    def runtime(self, service) -> dict:
+        api, backend, stable, canary = self._names(service)
+        rows = [
+            r
+            for r in api.stat()
+            if r.get("pxname") == backend and r.get("svname") not in ("FRONTEND", "BACKEND")
+        ]
+        tracks = {stable: "stable", canary: "canary"}
+        return {
+            "kind": "haproxy",
+            "location": f"backend {backend}",
+            "instances": [
+                {
+                    "name": r.get("svname", ""),
+                    "track": tracks.get(r.get("svname", ""), ""),
+                    "address": r.get("addr", ""),
+                    "status": r.get("status", ""),
+                    "weight": int(r.get("weight") or 0),
+                    "check": r.get("check_status", ""),
+                }
+                for r in rows
+            ],
+        }

@@ -36,6 +36,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from urllib3 import Timeout
 from urllib3.exceptions import HTTPError
 
 from releases.drivers import DeployDriver, DriverError, DriverStatus
@@ -85,6 +86,14 @@ class KubeDriver(DeployDriver):
     """What both Kubernetes drivers share: the client, names, images."""
 
     def api_client(self) -> k8s.ApiClient:
+        api = self._api_client()
+        # every call bounded (the client has no timeout by default): connect + read
+        api.rest_client.pool_manager.connection_pool_kw["timeout"] = Timeout(
+            total=float(self.config.get("timeout") or 10.0)
+        )
+        return api
+
+    def _api_client(self) -> k8s.ApiClient:
         cfg = self.config
         try:
             if cfg.get("in_cluster"):
@@ -135,6 +144,35 @@ def container_image(obj: dict, container: str | None) -> str | None:
         if container is None or c.get("name") == container:
             return c.get("image")
     return None
+
+
+def pods_of(api_client, ns: str, selector: dict) -> list[dict]:
+    """The pods a workload's ``spec.selector.matchLabels`` selects: name, phase, ready,
+    restarts, image (what ``kubectl get pods -l`` lists)."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted((selector or {}).items()))
+    if not labels:
+        return []
+    core = k8s.CoreV1Api(api_client)
+    listed = call(
+        lambda: api_client.sanitize_for_serialization(
+            core.list_namespaced_pod(ns, label_selector=labels)
+        ),
+        f"list pods in {ns}",
+    )
+    pods = []
+    for pod in listed.get("items") or []:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        pods.append(
+            {
+                "name": pod["metadata"]["name"],
+                "phase": (pod.get("status") or {}).get("phase", ""),
+                "ready": bool(statuses) and all(c.get("ready") for c in statuses),
+                "restarts": sum(int(c.get("restartCount") or 0) for c in statuses),
+                "image": (statuses[0].get("image") if statuses else "")
+                or container_image({"spec": {"template": pod}}, None),
+            }
+        )
+    return pods
 
 
 def stuck_reason(obj: dict) -> str:
@@ -223,6 +261,7 @@ class KubernetesDriver(KubeDriver):
         return True
 
     def _names(self, release):
+        """(namespace, stable Deployment, canary Deployment) for a release or a service."""
         ns = self.namespace(release)
         return (
             ns,
@@ -331,3 +370,32 @@ class KubernetesDriver(KubeDriver):
                 if ref.get("name") == canary:
                     return round(100 * int(ref.get("weight", 1)) / total) if total else None
         return None
+
+    scales = True
+
+    def scale(self, service, replicas: int) -> None:
+        apps = self._apps()
+        ns, stable_name, _ = self._names(service)
+        self._scale(apps, ns, stable_name, replicas)
+
+    def runtime(self, service) -> dict:
+        apps = self._apps()
+        ns, stable_name, canary_name = self._names(service)
+        tracks, instances = {}, []
+        for track, name in (("stable", stable_name), ("canary", canary_name)):
+            try:
+                d = self._deployment(apps, ns, name)
+            except DriverError:
+                if track == "canary":
+                    continue
+                raise
+            tracks[track] = self.track(d)
+            selector = (d.get("spec") or {}).get("selector", {}).get("matchLabels") or {}
+            for pod in pods_of(apps.api_client, ns, selector):
+                instances.append({**pod, "track": track})
+        return {
+            "kind": "kubernetes",
+            "location": f"namespace {ns}",
+            "tracks": tracks,
+            "instances": instances,
+        }

@@ -28,3 +28,11 @@ def observe_releases():
     from releases import observe
 
     return observe.observe_all()
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def apply_scaling_schedules():
+    """Beat: open and close the services' peak-hour windows (each change a scale action)."""
+    from releases import scaling
+
+    return scaling.apply_schedules()

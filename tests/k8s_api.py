@@ -25,6 +25,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 TOKEN = "backline-test-token"
 _PATH = re.compile(
@@ -143,7 +144,8 @@ class FakeKubernetes:
                 if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                     return self._answer(401, status(401, "Unauthorized", "Unauthorized"))
                 body = json.loads(raw) if raw else None
-                path = self.path.split("?")[0]
+                path, _, query = self.path.partition("?")
+                selector = parse_qs(query).get("labelSelector", [""])[0]
                 content_type = (self.headers.get("Content-Type") or "").split(";")[0]
                 api.requests.append(
                     {
@@ -153,7 +155,7 @@ class FakeKubernetes:
                         "body": body,
                     }
                 )
-                code, answer = api.handle(self.command, path, content_type, body)
+                code, answer = api.handle(self.command, path, content_type, body, selector)
                 return self._answer(code, answer)
 
             do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _handle
@@ -241,7 +243,7 @@ class FakeKubernetes:
             ],
         }
 
-    def handle(self, method, path, content_type, body):
+    def handle(self, method, path, content_type, body, selector=""):
         m = _PATH.match(path)
         if not m:
             return 404, status(
@@ -254,10 +256,14 @@ class FakeKubernetes:
                 code = self.fail[name]
                 return code, status(code, "InternalError", f"simulated failure for {name}")
             if name is None:
+                wanted = dict(kv.split("=", 1) for kv in selector.split(",") if "=" in kv)
                 items = [
                     copy.deepcopy(o)
                     for (a, n, p, _), o in sorted(self.objects.items())
                     if (a, n, p) == (api_path, ns, plural)
+                    and all(
+                        (o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items()
+                    )
                 ]
                 return 200, {
                     "kind": "List",
@@ -403,6 +409,28 @@ def http_route(name, stable, canary, stable_weight=100, canary_weight=0):
                         {"name": stable, "port": 80, "weight": stable_weight},
                         {"name": canary, "port": 80, "weight": canary_weight},
                     ],
+                }
+            ],
+        },
+    }
+
+
+def pod(name, app, image, ready=True, restarts=0):
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "app", "image": image}]},
+        "status": {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "imageID": "",
+                    "ready": ready,
+                    "restartCount": restarts,
+                    "started": True,
                 }
             ],
         },
