@@ -44,6 +44,7 @@ class ReleasesConfig(AppConfig):
         registry.demo_seed("releases.demo", order=20)
         registry.board_section(board.board_section)
         registry.panel("service", "pipelines/releases/service_panel.html", order=10)
+        registry.panel("service", "releases/runtime_panel.html", order=12)
         scorecards.register(scorecard.SOURCE)
         registry.collector(collectors.release_families)
         registry.deployment_source(

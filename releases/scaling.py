@@ -6,8 +6,8 @@ it names a capacity variable (annotation ``backline.io/capacity-variable: <works
 by setting that Terraform variable and planning the workspace (applied per the workspace's
 auto-apply and approval rules). Limits come from the annotations ``backline.io/min-replicas``
 and ``backline.io/max-replicas`` (defaults ``SCALING_MIN_REPLICAS`` / ``SCALING_MAX_REPLICAS``).
-Permissions are those of releases: squad members and org admins; tokens need ``scaling:write``
-or ``releases:promote``. Every action is audited and emits ``service.scaled``.
+Permissions are those of releases: squad members and org admins; tokens need their own scope
+``scaling:write`` (a deploy bot with ``releases:promote`` does not scale). Every action is audited and emits ``service.scaled``.
 
 A schedule is a window that opens by a cron expression in a timezone and lasts
 ``duration_minutes``, at ``replicas``; outside every window the service runs
@@ -37,7 +37,7 @@ from releases.models import Environment, ScaleEvent, ScaleSchedule, ScaleStatus
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("scaling:write", "releases:promote")
+SCOPES = ("scaling:write",)
 CAPACITY = "backline.io/capacity-variable"
 MIN_REPLICAS = "backline.io/min-replicas"
 MAX_REPLICAS = "backline.io/max-replicas"
@@ -49,9 +49,7 @@ def require_scaling(actor: Actor, service, what: str = "scaling this service") -
     if any(actor.can(scope, service.owner_id) for scope in SCOPES):
         return
     if actor.token is not None:
-        raise Forbidden(
-            f"The token lacks the scope 'scaling:write' (or 'releases:promote') needed for {what}."
-        )
+        raise Forbidden(f"The token lacks the scope 'scaling:write' needed for {what}.")
     raise Forbidden(f"Only members of the owning squad and org admins may do {what}.")
 
 
@@ -167,11 +165,14 @@ def scale_service(
     run_id = None
     if via == "terraform":
         ws, key = capacity_target(service) or (None, "")
+        # the scale was authorised above (scaling on the service's squad, whose workspace it is):
+        # the workspace changes only this variable, to a number within the limits, and applies
+        # by its own rules (auto-apply or a person's approval); audited as the scaler
+        on_behalf = Actor.system(f"{actor.label} (scaling)", door=actor.door)
         with transaction.atomic():
-            set_variable(
-                ws, actor=actor, key=key, value=n, description="replicas (Backline scaling)"
-            )
-            run = queue_run(ws, actor=actor, message=f"scale {service.slug} in {env.name} to {n}")
+            set_variable(ws, actor=on_behalf, key=key, value=n, description="replicas (scaling)")
+            message = f"scale {service.slug} in {env.name} to {n}"
+            run = queue_run(ws, actor=on_behalf, message=message)
         run_id, status = run.pk, ScaleStatus.PLANNED
     else:
         try:

@@ -94,8 +94,7 @@ def _body(request) -> dict:
 
 
 class ScaleView(APIView):
-    """Scale a service in an environment (squad members, org admins; tokens: scaling:write or
-    releases:promote). 400 outside the service's min/max, for a non-integer or an environment
+    """Scale a service in an environment (squad members, org admins; tokens: scaling:write). 400 outside the service's min/max, for a non-integer or an environment
     whose driver cannot scale; 502 when the deployer refused."""
 
     @extend_schema(request=ScaleRequestSerializer, responses={201: ScaleEventSerializer})

@@ -17,6 +17,7 @@ the same action (their documented API semantics), not read back from the driver:
 import os
 
 import pytest
+from django.test import Client
 
 from portal.actors import Actor
 from releases import observe, services
@@ -229,6 +230,14 @@ def test_stuck_deployment_pauses_the_release_with_the_reason(
     assert r.status == "paused" and "timed out progressing" in r.message, r.message
     assert r.observed["healthy"] is False
     assert r.observed["detail"]["tracks"]["canary"]["ready"] == 0
+    page = client_for_page(alice).get(r.get_absolute_url()).content.decode()
+    assert "Deployer" in page and "timed out progressing" in page and "not healthy" in page
+
+
+def client_for_page(user):
+    c = Client()
+    c.force_login(user)
+    return c
 
 
 def test_stuck_deployment_is_reported(kube, deployments, playback_api):

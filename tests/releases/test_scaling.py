@@ -332,3 +332,42 @@ def test_capacity_workspace_of_another_squad_is_refused(squad, other_squad, alic
         scaling.scale_service(svc, actor=Actor(user=alice), environment="production", replicas=3)
     assert exc.value.status == 400
     assert not TerraformRun.objects.exists()
+
+
+def test_runtime_panel_and_scale_form(kube, k8s_env, service, alice, bob, client):
+    scaling.create_schedule(
+        service,
+        actor=Actor(user=alice),
+        environment="k8s",
+        cron="0 17 * * 1-5",
+        duration_minutes=360,
+        timezone="Europe/Stockholm",
+        replicas=12,
+        base_replicas=4,
+        name="evening",
+    )
+    client.force_login(alice)
+    r = client.post(
+        f"/releases/services/{service.slug}/scale", {"environment": "k8s", "replicas": "5"}
+    )
+    assert r.status_code == 302
+    assert kube.get("apis/apps/v1", "apps", "deployments", "playback-api")["spec"]["replicas"] == 5
+    page = client.get(f"/releases/services/{service.slug}/runtime").content.decode()
+    assert "playback-api-7d9f-1" in page and "evening" in page and "0 17 * * 1-5" in page
+    assert 'name="replicas"' in page  # alice's squad: the Scale form
+    assert "4 → <strong>5</strong>" not in page and "<strong>5</strong>" in page  # the timeline
+    r = client.post(
+        f"/releases/services/{service.slug}/scale",
+        {"environment": "k8s", "replicas": "99"},
+        follow=True,
+    )
+    assert "outside" in r.content.decode()  # the domain's message, on the service page
+    client.force_login(bob)
+    page = client.get(f"/releases/services/{service.slug}/runtime").content.decode()
+    assert "playback-api-7d9f-1" in page and 'name="replicas"' not in page
+    assert (
+        client.post(
+            f"/releases/services/{service.slug}/scale", {"environment": "k8s", "replicas": "3"}
+        ).status_code
+        == 403
+    )
