@@ -32,6 +32,7 @@ class ReleasesConfig(AppConfig):
             haproxy,
             kubernetes,
             pipeline,
+            scaling,
             schedule,
             scorecard,
         )
@@ -45,6 +46,7 @@ class ReleasesConfig(AppConfig):
         registry.board_section(board.board_section)
         registry.panel("service", "pipelines/releases/service_panel.html", order=10)
         registry.panel("service", "releases/runtime_panel.html", order=12)
+        registry.chart_marks(scaling.scale_marks)
         scorecards.register(scorecard.SOURCE)
         registry.collector(collectors.release_families)
         registry.deployment_source(

@@ -355,3 +355,12 @@ def apply_schedules(now: datetime | None = None) -> int:
                 door=actor.door,
             )
     return changed
+
+
+def scale_marks(service, t0: float, t1: float) -> list[tuple[float, str]]:
+    """Scale actions of ``service`` in [t0, t1], for the request-rate chart."""
+    start = datetime.fromtimestamp(t0, tz=UTC)
+    end = datetime.fromtimestamp(t1, tz=UTC)
+    rows = ScaleEvent.objects.filter(service=service, at__gte=start, at__lte=end)
+    rows = rows.exclude(status=ScaleStatus.FAILED).select_related("environment")[:50]
+    return [(e.at.timestamp(), f"×{e.replicas} {e.environment.name}") for e in rows]

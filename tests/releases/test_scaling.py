@@ -10,11 +10,13 @@ import pytest
 
 from infra import runner
 from infra.models import RunStatus, TerraformRun, Workspace
+from monitoring.dashboards import service_dashboard
 from portal.actors import Actor
 from portal.models import AuditEvent
 from releases import scaling
 from releases.haproxy import RuntimeAPI
 from releases.models import Environment, ScaleEvent, ScaleSchedule
+from releases.runtime import service_runtime
 from tests.conftest import client_for, token_client
 from tests.factories import ServiceFactory
 from tests.infra.conftest import ws_root  # noqa: F401 - the workspace root fixture
@@ -188,8 +190,6 @@ def test_haproxy_scale_enables_and_drains_real_servers(tmp_path, service, alice)
 
 
 def scaling_runtime(service):
-    from releases.runtime import service_runtime
-
     return service_runtime(service)
 
 
@@ -371,3 +371,10 @@ def test_runtime_panel_and_scale_form(kube, k8s_env, service, alice, bob, client
         ).status_code
         == 403
     )
+
+
+def test_scale_actions_are_marked_on_the_request_rate_chart(kube, k8s_env, service, alice):
+    scaling.scale_service(service, actor=Actor(user=alice), environment=k8s_env, replicas=7)
+    charts = {c["signal"]: c["svg"] for c in service_dashboard(service, "1h", "all")["charts"]}
+    assert "×7 k8s" in charts["request_rate"] and 'class="chart-mark"' in charts["request_rate"]
+    assert "chart-mark" not in charts["error_ratio"]
