@@ -11,6 +11,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
+from monitoring import haproxy_front
 from monitoring.fleet import Fleet, FleetService
 from portal import audit
 from portal.actors import Actor
@@ -51,8 +52,13 @@ class Command(BaseCommand):
 
         # releases (the `local` deploy driver) set canary weights through this folder
         fleet = Fleet(specs, base_port=base_port, weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR)
+        front = None
         try:
             fleet.start()
+            if haproxy_front.available() and haproxy_front.FRONTED in fleet.services:
+                sock = haproxy_front.socket_path(settings.VAR_DIR)
+                front = haproxy_front.start(fleet, haproxy_front.FRONTED, sock)
+                self.stdout.write(f"{haproxy_front.FRONTED}: behind HAProxy (admin socket {sock})")
             self._register(fleet, specs)
             fleet.start_traffic(rps=rps)
             self.stdout.write(
@@ -60,6 +66,7 @@ class Command(BaseCommand):
             )
             self._watch(fleet, stop)
         finally:
+            haproxy_front.stop(front)
             fleet.stop()
             self.stdout.write("demo fleet stopped")
 
