@@ -216,12 +216,15 @@ def _marks(f: _Frame, marks) -> list[str]:
         if not f.t0 <= t <= f.t1:
             continue
         xx = f.x(t)
+        text = label[:24]
+        right = xx + 3 + 5.6 * len(text) > W - MR  # near the right edge: label on the left
+        tx, anchor = (xx - 3, "end") if right else (xx + 3, "start")
         parts.append(
             f'<g class="chart-mark"><title>{escape(label)}</title>'
             f'<line x1="{xx:.1f}" y1="{MT}" x2="{xx:.1f}" y2="{MT + f.plot_h}" stroke="#7c3aed" '
             f'stroke-dasharray="3 3" stroke-width="1"/>'
-            f'<text x="{xx + 3:.1f}" y="{MT + 10}" fill="#7c3aed" font-size="10">'
-            f"{escape(label[:24])}</text></g>"
+            f'<text x="{tx:.1f}" y="{MT + 10}" fill="#7c3aed" font-size="10" '
+            f'text-anchor="{anchor}">{escape(text)}</text></g>'
         )
     return parts
 

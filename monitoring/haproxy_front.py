@@ -4,15 +4,13 @@ through the admin socket the ``edge`` environment names, and the share of real r
 track serves follows.
 """
 
-import ctypes
-import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from monitoring.fleet import Fleet, free_port
+from portal.procs import die_with_parent
 
 HAPROXY = shutil.which("haproxy") or (
     "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else ""
@@ -51,14 +49,6 @@ def socket_path(var_dir) -> str:
     return str(Path(var_dir) / "haproxy" / "admin.sock")
 
 
-def _die_with_parent():  # pragma: no cover - runs in the child
-    os.setpgrp()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def start(fleet: Fleet, slug: str, socket_path: str) -> subprocess.Popen:
     """Start HAProxy for ``slug`` and point the fleet's traffic at it; returns the process."""
     folder = Path(socket_path).parent
@@ -73,7 +63,8 @@ def start(fleet: Fleet, slug: str, socket_path: str) -> subprocess.Popen:
         [HAPROXY, "-db", "-f", str(cfg)],
         stdout=subprocess.DEVNULL,
         stderr=open(folder / "haproxy.log", "ab"),  # noqa: SIM115 - the child keeps it
-        preexec_fn=_die_with_parent,  # noqa: PLW1509
+        start_new_session=True,
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - ends with the fleet
     )
     deadline = time.monotonic() + 15
     while not Path(socket_path).exists() and time.monotonic() < deadline:

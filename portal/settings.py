@@ -360,6 +360,11 @@ OIDC_GROUP_MAP = {
     if group.strip() and slug.strip()
 }
 
+# `make run`: what its children log to the terminal (the banner and warnings by default)
+BACKLINE_LOG_LEVEL = env_choice(
+    "BACKLINE_LOG_LEVEL", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -12,6 +12,7 @@ from portal.actors import Actor
 from portal.errors import DomainError
 from portal.web import domain_error_response
 from releases import runtime, scaling
+from releases.drivers import DriverError, get_driver
 from releases.models import Environment, ScaleEvent, ScaleSchedule
 from squads.models import Service
 
@@ -33,6 +34,22 @@ def _service(slug) -> Service:
     return get_object_or_404(Service.objects.select_related("owner"), slug=slug)
 
 
+def scalable_environments(service) -> list[Environment]:
+    """Where the Scale form may send a service: every environment when it scales through its
+    Terraform workspace, else the environments whose driver scales."""
+    envs = list(Environment.objects.all())
+    if (service.annotations or {}).get(scaling.CAPACITY):
+        return envs
+    out = []
+    for env in envs:
+        try:
+            if get_driver(env).scales:
+                out.append(env)
+        except DriverError:
+            continue
+    return out
+
+
 @login_required
 def runtime_panel(request, slug):
     service = _service(slug)
@@ -42,7 +59,7 @@ def runtime_panel(request, slug):
         "runtime": runtime.service_runtime(service),
         "schedules": ScaleSchedule.objects.filter(service=service).select_related("environment"),
         "events": ScaleEvent.objects.filter(service=service).select_related("environment")[:8],
-        "environments": Environment.objects.all(),
+        "environments": scalable_environments(service),
         "can_scale": any(actor.can(s, service.owner_id) for s in scaling.SCOPES),
     }
     return render(request, "releases/runtime_panel.html#body", ctx)

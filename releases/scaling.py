@@ -342,6 +342,9 @@ def apply_schedules(now: datetime | None = None) -> int:
             changed += 1
         except DomainError as exc:
             log.warning("schedule of %s in %s: %s", service.slug, env.name, exc)
+            last = ScaleEvent.objects.filter(service=service, environment=env).first()
+            if last and (last.status, last.replicas, last.error) == ("failed", n, str(exc)[:2000]):
+                continue  # the same failure again: one line in the timeline is enough
             ScaleEvent.objects.create(
                 service=service,
                 environment=env,

@@ -109,7 +109,7 @@ class Command(BaseCommand):
         while not stop.wait(2.0):
             for slug, svc in fleet.services.items():
                 weight = fleet.canary_weight(slug)
-                if "canary" in svc.tracks and shown.get(slug) != weight:
+                if "canary" in svc.tracks and not svc.via and shown.get(slug) != weight:
                     shown[slug] = weight
                     self.stdout.write(f"{slug}: canary weight {weight} %")
             for (slug, track), inst in fleet.instances.items():
