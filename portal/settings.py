@@ -360,6 +360,8 @@ OIDC_GROUP_MAP = {
     if group.strip() and slug.strip()
 }
 
+# `make run`'s demo fleet: hours of synthesised metrics history stored on the first run (0: none)
+DEMO_BACKFILL_HOURS = env_float("DEMO_BACKFILL_HOURS", 3.0)
 # `make run`: what its children log to the terminal (the banner and warnings by default)
 BACKLINE_LOG_LEVEL = env_choice(
     "BACKLINE_LOG_LEVEL", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

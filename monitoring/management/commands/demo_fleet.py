@@ -11,7 +11,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring import haproxy_front
+from monitoring import backfill, haproxy_front
 from monitoring.fleet import Fleet, FleetService
 from portal import audit
 from portal.actors import Actor
@@ -59,6 +59,12 @@ class Command(BaseCommand):
                 sock = haproxy_front.socket_path(settings.VAR_DIR)
                 front = haproxy_front.start(fleet, haproxy_front.FRONTED, sock)
                 self.stdout.write(f"{haproxy_front.FRONTED}: behind HAProxy (admin socket {sock})")
+            if settings.DEMO_BACKFILL_HOURS > 0:  # first run: charts alive from the first page
+                n = backfill.backfill(fleet, rps, hours=settings.DEMO_BACKFILL_HOURS)
+                if n:
+                    self.stdout.write(
+                        f"back-filled {settings.DEMO_BACKFILL_HOURS:g} h of metrics ({n} samples)"
+                    )
             self._register(fleet, specs)
             fleet.start_traffic(rps=rps)
             self.stdout.write(
