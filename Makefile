@@ -24,7 +24,7 @@ venv: $(STAMP)
 
 ## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench),
 ## bubblewrap (the step and Terraform sandbox), Node.js and npm (the test OpenID provider),
-## via apt-get.
+## haproxy (the haproxy deploy driver), via apt-get.
 deps: venv
 	@missing=""; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
@@ -34,6 +34,7 @@ deps: venv
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -209,12 +209,34 @@ def _series(f: _Frame, series: dict) -> list[str]:
     return parts
 
 
+def _marks(f: _Frame, marks) -> list[str]:
+    """Annotations: a dashed vertical line with a short label at each mark inside the range."""
+    parts = []
+    for t, label in marks or ():
+        if not f.t0 <= t <= f.t1:
+            continue
+        xx = f.x(t)
+        text = label[:24]
+        right = xx + 3 + 5.6 * len(text) > W - MR  # near the right edge: label on the left
+        tx, anchor = (xx - 3, "end") if right else (xx + 3, "start")
+        parts.append(
+            f'<g class="chart-mark"><title>{escape(label)}</title>'
+            f'<line x1="{xx:.1f}" y1="{MT}" x2="{xx:.1f}" y2="{MT + f.plot_h}" stroke="#7c3aed" '
+            f'stroke-dasharray="3 3" stroke-width="1"/>'
+            f'<text x="{tx:.1f}" y="{MT + 10}" fill="#7c3aed" font-size="10" '
+            f'text-anchor="{anchor}">{escape(text)}</text></g>'
+        )
+    return parts
+
+
 def line_chart(
-    title: str, unit: str, series: dict, t0: float, t1: float, chart_id: str = ""
+    title: str, unit: str, series: dict, t0: float, t1: float, chart_id: str = "", marks=None
 ) -> str:
-    """``series``: {legend label: [(t, value | None), ...]}. Returns an <svg> string."""
+    """``series``: {legend label: [(t, value | None), ...]}; ``marks``: [(t, label)]. Returns an
+    <svg> string."""
     f = _Frame(unit, series, t0, t1)
-    parts = [_svg_open(title, chart_id), *_value_axis(f), *_time_axis(f), *_series(f, series)]
+    parts = [_svg_open(title, chart_id), *_value_axis(f), *_time_axis(f), *_marks(f, marks)]
+    parts += _series(f, series)
     if not f.values:
         parts.append(
             f'<text x="{ML + f.plot_w / 2:.0f}" y="{MT + f.plot_h / 2:.0f}" text-anchor="middle" '

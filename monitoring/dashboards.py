@@ -5,6 +5,7 @@ import time
 from metrics.backends import BackendError, get_backend, range_spec
 from monitoring.charts import format_value, line_chart
 from monitoring.models import SIGNAL_LABELS, TRACKS
+from portal.registry import registry
 from squads.models import Service
 
 PANELS = ("request_rate", "error_ratio", "p95", "p99")
@@ -46,16 +47,20 @@ def service_dashboard(service, range_key="1h", track="all", now=None, panels=PAN
         return ctx
     finally:
         ctx["query_ms"] = (time.perf_counter() - t) * 1000
+    marks = [m for fn in registry.chart_marks for m in fn(service, start, end)]
     for signal in panels:
         title, unit = SIGNAL_LABELS[signal]
         series = {tr: data[tr][signal] for tr in tracks}
-        ctx["charts"].append(
-            {
-                "signal": signal,
-                "title": title,
-                "svg": line_chart(title, unit, series, start, end, chart_id=f"chart-{signal}"),
-            }
+        svg = line_chart(
+            title,
+            unit,
+            series,
+            start,
+            end,
+            chart_id=f"chart-{signal}",
+            marks=marks if signal == "request_rate" else None,
         )
+        ctx["charts"].append({"signal": signal, "title": title, "svg": svg})
     for tr in tracks:
         row = {"track": tr, "values": []}
         has_data = False

@@ -51,6 +51,7 @@ class FleetService:
     canary_latency_ms: float | None = None
     canary_weight: int = 10  # percent of traffic to canary
     tracks: tuple = ("stable", "canary")
+    via: str = ""  # a load balancer's URL (HAProxy): traffic goes there, it picks the track
 
 
 @dataclass
@@ -275,6 +276,10 @@ class Fleet:
     def send(self, slug, n=1, track=None, session=None):
         """Send ``n`` requests to a service, split by weight unless ``track`` is given."""
         http = session or requests
+        svc = self.services[slug]
+        if svc.via and track is None:
+            self._send_via(svc, n, http)
+            return
         for _ in range(n):
             tr = track
             if tr is None:
@@ -290,6 +295,18 @@ class Fleet:
                 inst.sent["error" if r.status_code >= 500 else "ok"] += 1
             except requests.RequestException:
                 inst.sent["failed"] += 1
+
+    def _send_via(self, svc: FleetService, n: int, http) -> None:
+        """Through the load balancer: the answering instance says which track it is."""
+        for _ in range(n):
+            try:
+                r = http.get(f"{svc.via}/", timeout=2)
+                track = r.headers.get("X-Track") or "stable"
+                inst = self.instances.get((svc.slug, track))
+                if inst is not None:
+                    inst.sent["error" if r.status_code >= 500 else "ok"] += 1
+            except requests.RequestException:
+                pass
 
     def start_traffic(self, rps: float = 5.0):
         """Background thread: ``rps`` requests per second to each service (Poisson arrivals)."""

@@ -74,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Track", self.track)  # which track answered (behind a load balancer)
         self.end_headers()
         self.wfile.write(body)
 

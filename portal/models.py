@@ -9,6 +9,7 @@ SCOPES = (
     ("catalog:write", "Write the catalog of the token's squad"),
     ("pipelines:run", "Trigger, cancel and re-run pipelines"),
     ("releases:promote", "Start, promote, abort and retry releases"),
+    ("scaling:write", "Scale services and manage their peak-hour schedules"),
     ("infra:apply", "Plan, apply and discard Terraform runs"),
     ("alerts:write", "Manage alert rules and notification channels"),
     ("admin", "Everything, on every squad"),

@@ -106,6 +106,7 @@ class Registry:
         self.member_squads: Callable[[int], Iterable[int]] | None = None
         self.demo_seeds: list[tuple[int, str]] = []
         self.startup_checks: list[Callable[[], list[str]]] = []
+        self.chart_marks: list[Callable[[Any, float, float], Iterable[tuple[float, str]]]] = []
 
 
 registry = Registry()
@@ -166,6 +167,12 @@ def collector(fn: Callable[[], Iterable[Any]]) -> Callable[[], Iterable[Any]]:
 def deployment_source(source: DeploymentSource) -> None:
     registry.deployment_sources.append(source)
     registry.deployment_sources.sort(key=lambda s: -s.priority)
+
+
+def chart_marks(fn: Callable[[Any, float, float], Iterable[tuple[float, str]]]) -> None:
+    """``fn(service, t0, t1)`` yields ``(unix time, label)`` marks drawn on the service's
+    request-rate chart (a scale action, say)."""
+    registry.chart_marks.append(fn)
 
 
 def step_kind(kind: str, run: Callable[..., Any]) -> None:

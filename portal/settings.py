@@ -333,6 +333,13 @@ RELEASES_DRIVER_RETRY_SECONDS = env_float("RELEASES_DRIVER_RETRY_SECONDS", 5.0)
 RELEASES_PROMOTE_DEBOUNCE_SECONDS = env_float("RELEASES_PROMOTE_DEBOUNCE_SECONDS", 3.0)
 RELEASES_DRIVER_CONFIRM_SECONDS = env_float("RELEASES_DRIVER_CONFIRM_SECONDS", 30.0)
 RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
+# how often beat reads the deployers' status onto active releases (kubernetes, argo, haproxy)
+RELEASES_OBSERVE_SECONDS = env_float("RELEASES_OBSERVE_SECONDS", 15.0)
+# scaling: default limits (a service's backline.io/min-replicas / max-replicas override them)
+# and how often beat evaluates the peak-hour schedules
+SCALING_MIN_REPLICAS = env_int("SCALING_MIN_REPLICAS", 1)
+SCALING_MAX_REPLICAS = env_int("SCALING_MAX_REPLICAS", 100)
+SCALING_SCHEDULE_SECONDS = env_float("SCALING_SCHEDULE_SECONDS", 30.0)
 
 # infra: the longest a terraform command may run, and the grace between interrupt and kill
 INFRA_RUN_TIMEOUT = env_float("INFRA_RUN_TIMEOUT", 3600.0)
@@ -367,6 +374,13 @@ LOGIN_LOCKOUT_SECONDS = env_int("BACKLINE_LOGIN_LOCKOUT_SECONDS", 900)
 PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
 BIND_ADDRESS = env_str("BACKLINE_BIND", "127.0.0.1")
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+
+# `make run`'s demo fleet: hours of synthesised metrics history stored on the first run (0: none)
+DEMO_BACKFILL_HOURS = env_float("DEMO_BACKFILL_HOURS", 3.0)
+# `make run`: what its children log to the terminal (the banner and warnings by default)
+BACKLINE_LOG_LEVEL = env_choice(
+    "BACKLINE_LOG_LEVEL", "WARNING", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
 
 LOGGING = {
     "version": 1,

@@ -25,7 +25,7 @@ from squads.models import Service
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
-    driver = serializers.CharField(read_only=True, help_text="local | webhook")
+    driver = serializers.CharField(read_only=True, help_text="local | webhook | haproxy")
 
     class Meta:
         model = Environment

@@ -8,6 +8,7 @@ EVENT_TYPES = {
     "release.succeeded": "A release reached 100 % and finished.",
     "release.aborted": "A release was aborted: traffic back to stable.",
     "release.failed": "A release's analysis failed: rolled back.",
+    "service.scaled": "A service was scaled in an environment (by hand, API or schedule).",
 }
 
 
@@ -22,7 +23,20 @@ class ReleasesConfig(AppConfig):
     def ready(self):
         from portal import registry
         from portal.events import register_event_type
-        from releases import board, collectors, dora, pipeline, schedule, scorecard, sync
+        from releases import (
+            argo,
+            board,
+            collectors,
+            dora,
+            drivers,
+            haproxy,
+            kubernetes,
+            pipeline,
+            scaling,
+            schedule,
+            scorecard,
+            sync,
+        )
         from squads import scorecards
 
         registry.urls("releases.urls", api="releases.api_urls")
@@ -32,6 +46,8 @@ class ReleasesConfig(AppConfig):
         registry.demo_seed("releases.demo", order=20)
         registry.board_section(board.board_section)
         registry.panel("service", "pipelines/releases/service_panel.html", order=10)
+        registry.panel("service", "releases/runtime_panel.html", order=12)
+        registry.chart_marks(scaling.scale_marks)
         scorecards.register(scorecard.SOURCE)
         registry.collector(collectors.release_families)
         registry.deployment_source(
@@ -39,5 +55,7 @@ class ReleasesConfig(AppConfig):
         )
         registry.step_kind("release", pipeline.run_release_step)
         sync.register()
+        for driver in (haproxy.HAProxyDriver, kubernetes.KubernetesDriver, argo.ArgoRolloutsDriver):
+            drivers.register_driver(driver)
         for name, description in EVENT_TYPES.items():
             register_event_type(name, description)

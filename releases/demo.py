@@ -18,9 +18,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from infra.models import Workspace
+from monitoring import haproxy_front
 from portal.actors import Actor
-from releases import services
-from releases.models import Environment, Release, ReleaseStatus
+from releases import scaling, services
+from releases.models import Environment, Release, ReleaseStatus, ScaleSchedule
 from squads.models import Service
 
 
@@ -69,7 +71,92 @@ HISTORY = (
 )
 
 
+EDGE_STEPS = [
+    {"set_weight": 10},
+    {"pause": {}},
+    {"set_weight": 50},
+    {"pause": {}},
+    {"set_weight": 100},
+]
+
+
+def seed_edge(stdout=None) -> Environment:
+    """``edge``: the demo fleet's HAProxy (``monitoring.haproxy_front``) in front of
+    home-feed-api; its canary waits at 10 % of real HAProxy traffic for a Promote."""
+    env, _ = Environment.objects.get_or_create(
+        name="edge",
+        defaults={
+            "title": "Edge (HAProxy)",
+            "order": 5,
+            "driver": "haproxy",
+            "driver_config": {
+                "socket": haproxy_front.socket_path(settings.VAR_DIR),
+                "backend": "{service}",
+                "stable_server": "stable",
+                "canary_server": "canary",
+                "servers": ["stable", "canary"],
+            },
+        },
+    )
+    return env
+
+
+CAPACITY_TF = """variable "replicas" {
+  type    = number
+  default = 3
+}
+
+# stands for the autoscaling group / node pool size of payments-gateway
+resource "terraform_data" "capacity" {
+  input = var.replicas
+}
+
+output "replicas" {
+  value = terraform_data.capacity.output
+}
+"""
+SCALED = "payments-gateway"
+
+
+def seed_scaling(stdout=None) -> None:
+    """payments-gateway scales through its Terraform workspace: a daily peak window that opens
+    a few minutes after the first ``make run``, so the schedule visibly applies (plan → apply)."""
+    svc = Service.objects.filter(slug=SCALED).select_related("owner").first()
+    production = Environment.objects.filter(name="production").first()
+    if svc is None or production is None:
+        return
+    ws, _ = Workspace.objects.get_or_create(
+        slug="payments-capacity",
+        defaults={
+            "name": "Payments capacity",
+            "owner": svc.owner,
+            "files": {"main.tf": CAPACITY_TF},
+            "auto_apply": True,
+            "description": "Replica count of payments-gateway, set by its peak-hour schedule.",
+        },
+    )
+    ws.services.add(svc)  # the demo catalog gives it the annotation naming this variable
+    if ScaleSchedule.objects.filter(service=svc).exists():
+        return
+    opens = timezone.now() + timedelta(minutes=3)
+    scaling.create_schedule(
+        svc,
+        actor=Actor.system("seed_demo", door="command"),
+        environment=production,
+        name="demo peak",
+        cron=f"{opens.minute} {opens.hour} * * *",
+        duration_minutes=20,
+        timezone="UTC",
+        replicas=8,
+        base_replicas=3,
+    )
+    if stdout is not None:
+        stdout.write(f"  scaling: {SCALED} peak window at {opens:%H:%M} UTC (8 replicas, else 3)")
+
+
 def seed(stdout=None):
+    edge = seed_edge(stdout)
+    seed_scaling(stdout)
     staging = Environment.objects.filter(name="staging").first()
     production = Environment.objects.filter(name="production").first()
     if staging is None or production is None:
@@ -118,3 +205,14 @@ def seed(stdout=None):
         )
         if stdout is not None:
             stdout.write(f"  releases: {slug} {version} → staging ({r.status})")
+    if haproxy_front.FRONTED in svcs:
+        r = services.create_release(
+            svcs[haproxy_front.FRONTED],
+            actor=actor,
+            environment=edge,
+            version="5.13.0",
+            steps=EDGE_STEPS,
+            trigger="demo",
+        )
+        if stdout is not None:
+            stdout.write(f"  releases: {haproxy_front.FRONTED} 5.13.0 → edge, through HAProxy")

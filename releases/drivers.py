@@ -51,6 +51,7 @@ class DriverStatus:
 class DeployDriver:
     name = "base"
     confirms_later = False  # True: request() sends, the outcome arrives later
+    observes = False  # True: status() is worth mirroring onto the release (beat, after calls)
 
     def __init__(self, environment):
         self.environment = environment
@@ -67,6 +68,21 @@ class DeployDriver:
 
     def status(self, release) -> DriverStatus:
         raise NotImplementedError
+
+    scales = False  # True: scale() and runtime() work (the service page's Runtime panel)
+
+    def scale(self, service, replicas: int) -> None:
+        """Run ``replicas`` instances of ``service``'s stable track; raises ``DriverError``."""
+        raise DriverError(f"the {self.name} driver cannot scale")
+
+    def max_replicas(self, service) -> int | None:
+        """The most ``scale`` can run (HAProxy: the servers named), or None for no limit."""
+        return None
+
+    def runtime(self, service) -> dict:
+        """Where ``service`` runs and what runs there now: {"kind", "location", "tracks",
+        "instances": [...]} for the Runtime panel; raises ``DriverError``."""
+        raise DriverError(f"the {self.name} driver reports no runtime")
 
     def apply(self, release, call: dict) -> None:
         """Make the wanted call (``{"action", "weight"}``) now; raises ``DriverError``."""
@@ -281,7 +297,12 @@ class WebhookDriver(DeployDriver):
         return DriverStatus(weight=data.get("weight"), healthy=data.get("healthy"), detail=data)
 
 
-DRIVERS = {"local": LocalDriver, "webhook": WebhookDriver}
+DRIVERS: dict[str, type[DeployDriver]] = {"local": LocalDriver, "webhook": WebhookDriver}
+
+
+def register_driver(cls: type[DeployDriver]) -> None:
+    """Make ``cls`` choosable as ``Environment.driver`` (``cls.name``); called by ``ready()``."""
+    DRIVERS[cls.name] = cls
 
 
 def get_driver(environment) -> DeployDriver:

@@ -21,13 +21,17 @@ class Environment(models.Model):
     class Driver(models.TextChoices):
         LOCAL = "local"
         WEBHOOK = "webhook"
+        HAPROXY = "haproxy"
+        KUBERNETES = "kubernetes"
+        ARGO_ROLLOUTS = "argo-rollouts"
 
     name = models.SlugField(max_length=50, unique=True)
     title = models.CharField(max_length=100, blank=True)
     order = models.PositiveSmallIntegerField(default=0)
     production = models.BooleanField(default=False)
     driver = models.CharField(max_length=20, choices=Driver.choices, default=Driver.LOCAL)
-    # webhook: {"url", "secret", "timeout", "retries"}; local: {} (uses the demo fleet)
+    # webhook: {"url", "secret", "timeout", "retries"}; local: {} (uses the demo fleet);
+    # haproxy: {"socket", "backend", "stable_server", "canary_server"} (releases/haproxy.py)
     driver_config = models.JSONField(default=dict, blank=True)
     # steps overriding the built-in default for every service in this environment (or null)
     strategy = models.JSONField(null=True, blank=True)
@@ -125,6 +129,9 @@ class Release(models.Model):
     driver_call = models.JSONField(default=dict, blank=True)
     driver_error = models.TextField(blank=True)
     driver_failures = models.PositiveIntegerField(default=0)
+    # what the deployer reports (drivers that observe: kubernetes, argo-rollouts, haproxy):
+    # {"weight", "healthy", "detail", "at"}, refreshed by beat and after each driver call
+    observed = models.JSONField(default=dict, blank=True)
     deploy_params = models.JSONField(default=dict, blank=True)
     started_by = models.CharField(max_length=200, blank=True)
     trigger = models.CharField(max_length=20, default="api")  # ui | api | pipeline | demo
@@ -265,3 +272,63 @@ class Measurement(models.Model):
                 fields=["analysis_run", "metric", "index"], name="measurement_unique_index"
             )
         ]
+
+
+class ScaleStatus(models.TextChoices):
+    APPLIED = "applied"  # the driver confirmed it
+    PLANNED = "planned"  # handed to the capacity workspace as a Terraform plan
+    FAILED = "failed"
+
+
+class ScaleEvent(models.Model):
+    """One scale action on a service in an environment (by hand, API, schedule): the timeline."""
+
+    service = models.ForeignKey(
+        "squads.Service", on_delete=models.CASCADE, related_name="scale_events"
+    )
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    replicas = models.PositiveIntegerField()
+    previous = models.PositiveIntegerField(null=True, blank=True)
+    via = models.CharField(max_length=20)  # the driver's name, or "terraform"
+    status = models.CharField(max_length=10, choices=ScaleStatus.choices)
+    error = models.TextField(blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    schedule = models.ForeignKey(
+        "ScaleSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    terraform_run_id = models.PositiveIntegerField(null=True, blank=True)
+    actor = models.CharField(max_length=200)
+    door = models.CharField(max_length=20)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["service", "environment", "-at"])]
+
+    def __str__(self):
+        return f"{self.service} ×{self.replicas} in {self.environment} ({self.status})"
+
+
+class ScaleSchedule(models.Model):
+    """A recurring window (cron start + duration, in a timezone) at ``replicas``; outside
+    every window of the service in that environment it runs ``base_replicas``."""
+
+    service = models.ForeignKey(
+        "squads.Service", on_delete=models.CASCADE, related_name="scale_schedules"
+    )
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100, blank=True)
+    cron = models.CharField(max_length=100)  # when a window opens, e.g. "0 17 * * 1-5"
+    duration_minutes = models.PositiveIntegerField()
+    tz = models.CharField("timezone", max_length=64, default="UTC")
+    replicas = models.PositiveIntegerField()
+    base_replicas = models.PositiveIntegerField()
+    enabled = models.BooleanField(default=True)
+    created_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["service", "environment", "id"]
+
+    def __str__(self):
+        return f"{self.service} {self.cron} +{self.duration_minutes}m ×{self.replicas}"

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal import outbound
+from releases import observe
 from releases.controller import (
     DRIVEN_FIELDS,
     MAX_STEPS_PER_TICK,
@@ -105,6 +106,8 @@ def sync(release_id, max_calls=MAX_STEPS_PER_TICK) -> int:
             confirm(release_id, call["id"], ok=True)
     finally:
         _SYNCING.reset(token)
+    if handed:
+        observe.observe(release_id)  # what the deployer now reports (drivers that observe)
     return handed
 
 

@@ -24,3 +24,19 @@ def advance_release(release_id):
 def tick_releases():
     """Beat: drive every release that is due (from the database state alone)."""
     return controller.tick_all()
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def observe_releases():
+    """Beat: mirror what the deployers report onto active releases; pause a stuck one."""
+    from releases import observe
+
+    return observe.observe_all()
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
+def apply_scaling_schedules():
+    """Beat: open and close the services' peak-hour windows (each change a scale action)."""
+    from releases import scaling
+
+    return scaling.apply_schedules()

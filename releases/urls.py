@@ -1,6 +1,6 @@
 from django.urls import path
 
-from releases import views
+from releases import runtime_views, views
 
 app_name = "releases"
 
@@ -18,4 +18,20 @@ urlpatterns = [
         name="release_service_panel",
     ),
     path("releases/services/<entity:slug>/start", views.release_start, name="release_start"),
+    path(
+        "releases/services/<entity:slug>/runtime",
+        runtime_views.runtime_panel,
+        name="runtime_panel",
+    ),
+    path("releases/services/<entity:slug>/scale", runtime_views.scale, name="service_scale"),
+    path(
+        "releases/services/<entity:slug>/schedules",
+        runtime_views.schedule_create,
+        name="schedule_create",
+    ),
+    path(
+        "releases/services/<entity:slug>/schedules/<int:pk>/delete",
+        runtime_views.schedule_delete,
+        name="schedule_delete",
+    ),
 ]

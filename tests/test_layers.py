@@ -46,6 +46,7 @@ def test_navigation_comes_from_every_app_in_order():
 def test_panels_sections_and_scorecards_are_registered():
     assert [p.template for p in registry.panels["service"]] == [
         "pipelines/releases/service_panel.html",
+        "releases/runtime_panel.html",
         "pipelines/service_panel.html",
         "monitoring/service_panel.html",
         "infra/service_panel.html",

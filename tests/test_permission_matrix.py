@@ -29,7 +29,13 @@ from infra.models import TerraformRun, Variable, Workspace
 from monitoring.models import AlertRule, NotificationChannel
 from pipelines.models import PipelineRun, PipelineSecret
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
-from releases.models import AnalysisTemplate, Environment, Release, StrategyOverride
+from releases.models import (
+    AnalysisTemplate,
+    Environment,
+    Release,
+    ScaleSchedule,
+    StrategyOverride,
+)
 from squads.models import Dependency
 from tests.factories import ServiceFactory
 
@@ -150,6 +156,26 @@ class World:
             event_type="catalog.service.updated",
             payload={"service": "playback-api"},
             status="failed",
+        )
+
+    def scalable(self):
+        """The service scales through its Terraform capacity variable (no deployer needed: a
+        scale records the variable and queues a plan)."""
+        ws = Workspace.objects.filter(slug="capacity").first() or self.workspace("capacity")
+        Service = type(self.svc)
+        Service.objects.filter(pk=self.svc.pk).update(
+            annotations={"backline.io/capacity-variable": f"{ws.slug}/replicas"}
+        )
+        return self.env().name
+
+    def schedule(self):
+        return ScaleSchedule.objects.create(
+            service=self.svc,
+            environment=self.env(),
+            cron="0 17 * * 1-5",
+            duration_minutes=60,
+            replicas=6,
+            base_replicas=2,
         )
 
     def secret(self):
@@ -421,6 +447,38 @@ API_ROWS = [
         "releases:promote",
         lambda w: (f"{A}/releases/{w.release('aborted').pk}/retry/", None),
         200,
+    ),
+    # scaling (issue 17)
+    _api(
+        "POST /api/v1/services/{slug}/scale/",
+        "scaling:write",
+        lambda w: (
+            f"{A}/services/playback-api/scale",
+            {"environment": w.scalable(), "replicas": 3},
+        ),
+        201,
+    ),
+    _api(
+        "POST /api/v1/services/{slug}/schedules/",
+        "scaling:write",
+        lambda w: (
+            f"{A}/services/playback-api/schedules",
+            {
+                "environment": w.scalable(),
+                "cron": "0 17 * * 1-5",
+                "duration_minutes": 60,
+                "timezone": "Europe/Stockholm",
+                "replicas": 6,
+                "base_replicas": 2,
+            },
+        ),
+        201,
+    ),
+    _api(
+        "DELETE /api/v1/services/{slug}/schedules/{id}/",
+        "scaling:write",
+        lambda w: (f"{A}/services/playback-api/schedules/{w.schedule().pk}", None),
+        204,
     ),
     _api(
         "POST /api/v1/release-strategies/",
@@ -728,6 +786,34 @@ HTML_ROWS = [
             "/releases/services/playback-api/start",
             {"environment": w.env().name, "version": "2.0.0"},
         ),
+    ),
+    _html(
+        "POST releases/services/<entity:slug>/scale",
+        "scaling:write",
+        lambda w: (
+            "/releases/services/playback-api/scale",
+            {"environment": w.scalable(), "replicas": 3},
+        ),
+    ),
+    _html(
+        "POST releases/services/<entity:slug>/schedules",
+        "scaling:write",
+        lambda w: (
+            "/releases/services/playback-api/schedules",
+            {
+                "environment": w.scalable(),
+                "cron": "0 17 * * 1-5",
+                "duration_minutes": "60",
+                "timezone": "UTC",
+                "replicas": "6",
+                "base_replicas": "2",
+            },
+        ),
+    ),
+    _html(
+        "POST releases/services/<entity:slug>/schedules/<int:pk>/delete",
+        "scaling:write",
+        lambda w: (f"/releases/services/playback-api/schedules/{w.schedule().pk}/delete", {}),
     ),
     _html(
         "POST releases/<int:pk>/promote",

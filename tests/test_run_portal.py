@@ -52,7 +52,7 @@ def _pid_alive(pid):
 
 
 class Portal:
-    def __init__(self, var_dir, port):
+    def __init__(self, var_dir, port, **extra_env):
         self.var_dir = var_dir
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -70,6 +70,7 @@ class Portal:
             WEB_WORKERS="1",
             PYTHONUNBUFFERED="1",
         )
+        env.update(extra_env)
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "run_portal"],
             cwd=ROOT,
@@ -148,7 +149,8 @@ def var_dir():
 
 @pytest.mark.slow
 def test_run_portal_sqlite_embedded_redis(var_dir):
-    portal = Portal(var_dir, _free_port())
+    # INFO: the worker's task lines show (the default terminal is warnings and the banner)
+    portal = Portal(var_dir, _free_port(), BACKLINE_LOG_LEVEL="INFO")
     try:
         portal.wait_healthy()
         assert (var_dir / "backline.sqlite3").exists()
@@ -239,3 +241,32 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         assert not [name for name, pgid in children.items() if _group_alive(pgid)]
     finally:
         again.cleanup()
+
+
+@pytest.mark.slow
+def test_killed_run_portal_leaves_nothing_behind(var_dir):
+    """A supervisor ends `make run` with TERM and then, at once, KILL: every child (web,
+    worker, beat, the embedded Redis) ends with it; the terminal held only the banner and
+    warnings while it ran."""
+    portal = Portal(var_dir, _free_port())
+    try:
+        portal.wait_healthy()
+        assert portal.wait_for_output("Backline is running at"), portal.tail()
+        children = portal.child_pids()
+        redis_pid = portal.redis_pid()
+        assert {"web", "worker", "beat"} <= set(children) and redis_pid
+        requests.get(f"{portal.url}/healthz", timeout=10)
+        assert " INFO " not in portal.output, portal.tail()
+        portal.proc.send_signal(signal.SIGTERM)
+        portal.proc.send_signal(signal.SIGKILL)
+        portal.proc.wait(30)
+        deadline = time.time() + 60
+        while time.time() < deadline and (
+            any(_pid_alive(pid) for pid in children.values()) or _pid_alive(redis_pid)
+        ):
+            time.sleep(0.3)
+        left = [name for name, pid in children.items() if _pid_alive(pid)]
+        assert not left, f"still running after run_portal was killed: {left}"
+        assert not _pid_alive(redis_pid), "the embedded Redis outlived run_portal"
+    finally:
+        portal.cleanup()

@@ -206,3 +206,13 @@ SERVICES = [
         "Counts streams per track and market to report royalties to labels and publishers.",
     ),
 ]
+
+# annotations beyond the defaults: payments-gateway scales through its Terraform workspace
+# (the releases demo seeds the workspace and a peak-hour schedule)
+ANNOTATIONS = {
+    "payments-gateway": {
+        "backline.io/capacity-variable": "payments-capacity/replicas",
+        "backline.io/min-replicas": "2",
+        "backline.io/max-replicas": "12",
+    },
+}

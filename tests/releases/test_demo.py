@@ -31,8 +31,10 @@ def test_demo_releases_pass_and_fail_by_themselves(squad, other_squad, settings)
     assert a.status == b.status == "progressing" and a.weight == 0
     assert "demo fleet running" in a.driver_error
     assert Release.objects.filter(environment__name="production").count() == 5
+    edge = Release.objects.get(service__slug="home-feed-api", environment__name="edge")
+    assert edge.environment.driver == "haproxy"  # behind the demo fleet's HAProxy
     demo.seed()  # idempotent
-    assert Release.objects.count() == 7
+    assert Release.objects.count() == 8
 
     for slug in ("playback-api", "search-api"):
         (settings.VAR_DIR / WEIGHTS_SUBDIR / slug).unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from monitoring import backfill, haproxy_front
 from monitoring.fleet import WEIGHTS_SUBDIR, Fleet, FleetService
 from portal import audit
 from portal.actors import Actor
@@ -48,8 +49,19 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         # releases (the `local` deploy driver) set canary weights through this folder
         fleet = Fleet(specs, base_port=base_port, weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR)
+        front = None
         try:
             fleet.start()
+            if haproxy_front.available() and haproxy_front.FRONTED in fleet.services:
+                sock = haproxy_front.socket_path(settings.VAR_DIR)
+                front = haproxy_front.start(fleet, haproxy_front.FRONTED, sock)
+                self.stdout.write(f"{haproxy_front.FRONTED}: behind HAProxy (admin socket {sock})")
+            if settings.DEMO_BACKFILL_HOURS > 0:  # first run: charts alive from the first page
+                n = backfill.backfill(fleet, rps, hours=settings.DEMO_BACKFILL_HOURS)
+                if n:
+                    self.stdout.write(
+                        f"back-filled {settings.DEMO_BACKFILL_HOURS:g} h of metrics ({n} samples)"
+                    )
             self._register(fleet, specs)
             fleet.start_traffic(rps=rps)
             self.stdout.write(
@@ -57,6 +69,7 @@ class Command(BaseCommand):
             )
             self._watch(fleet, stop)
         finally:
+            haproxy_front.stop(front)
             fleet.stop()
             self.stdout.write("demo fleet stopped")
 
@@ -99,7 +112,7 @@ class Command(BaseCommand):
         while not stop.wait(2.0):
             for slug, svc in fleet.services.items():
                 weight = fleet.canary_weight(slug)
-                if "canary" in svc.tracks and shown.get(slug) != weight:
+                if "canary" in svc.tracks and not svc.via and shown.get(slug) != weight:
                     shown[slug] = weight
                     self.stdout.write(f"{slug}: canary weight {weight} %")
             for (slug, track), inst in fleet.instances.items():

@@ -28,6 +28,7 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 
 from portal import embedded_redis
+from portal.procs import die_with_parent
 from portal.registry import startup_problems
 
 GRACE_SECONDS = 10
@@ -84,6 +85,9 @@ class Command(BaseCommand):
     # --- main -------------------------------------------------------------------------------
     def handle(self, *args, port=None, no_seed=False, **options):
         self.setup_output()
+        # the terminal shows warnings and the banner; BACKLINE_LOG_LEVEL=INFO for every task
+        self.log_level = settings.BACKLINE_LOG_LEVEL
+        self.quiet = [] if self.log_level in ("DEBUG", "INFO") else ["--quiet"]  # no banners
         self.port = port or int(os.environ.get("PORT") or 8000)
         self.stopping = None  # the reason, once shutdown began
         self.children = []
@@ -193,6 +197,8 @@ class Command(BaseCommand):
                 "120",
                 "--error-logfile",
                 "-",
+                "--log-level",
+                self.log_level.lower(),
             ]
             if _gunicorn_has("control_socket_disable"):
                 # gunicorn 24+ opens ~/.gunicorn/gunicorn.ctl, shared by every gunicorn of
@@ -204,7 +210,17 @@ class Command(BaseCommand):
             Child("web", web),
             Child(
                 "worker",
-                [py, "-m", "celery", "-A", "portal", "worker", "-c", "2", "--loglevel=INFO"],
+                [
+                    py,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "portal",
+                    "worker",
+                    "-c",
+                    "2",
+                    f"--loglevel={self.log_level}",
+                ],
             ),
             Child(
                 "beat",
@@ -214,8 +230,9 @@ class Command(BaseCommand):
                     "celery",
                     "-A",
                     "portal",
+                    *self.quiet,
                     "beat",
-                    "--loglevel=INFO",
+                    f"--loglevel={self.log_level}",
                     "-s",
                     str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
                 ],
@@ -232,6 +249,7 @@ class Command(BaseCommand):
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
         env["BACKLINE_VAR_DIR"] = str(settings.VAR_DIR)
+        env["LOG_LEVEL"] = self.log_level  # Django's root logger in every child
         for child in self.child_specs():
             child.proc = subprocess.Popen(
                 child.argv,
@@ -241,6 +259,7 @@ class Command(BaseCommand):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: we stop it as a whole
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - and it ends if we are killed
             )
             child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
             child.reader.start()

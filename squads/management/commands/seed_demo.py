@@ -172,6 +172,7 @@ def _service_extras(slug, owner, type_, has_runbook, has_oncall):
     annotations = {"backstage.io/source-location": f"url:{data.GIT}/{owner}/{slug}"}
     if has_oncall:
         annotations["pagerduty.com/service-id"] = f"P{slug.replace('-', '').upper()[:7]}"
+    annotations.update(data.services_platform.ANNOTATIONS.get(slug, {}))
     return {
         "runbook_url": f"{data.RUNBOOKS}/{owner}/{slug}" if has_runbook else "",
         "oncall": f"pagerduty:{owner}-primary" if has_oncall else "",

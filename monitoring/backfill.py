@@ -1,0 +1,97 @@
+"""History for the demo fleet's first run: the last hours of metrics, so every chart of a new
+``make run`` is alive from the first page.
+
+For each fleet instance without any stored sample yet, the exposition its process would have
+served is synthesised every ``step`` seconds over the last ``hours`` (the same metric names,
+labels and buckets as ``monitoring.fleet_app``: request counters by code, the latency
+histogram) and stored through the real ingestion path (``metrics.scrape.ingest``), as scrapes
+taken then. Traffic follows a gentle daily curve; latencies follow the process's own
+log-normal distribution. When the live scrapes begin, the processes' counters start again from
+zero, which the store records as a counter reset, as Prometheus would.
+"""
+
+import math
+import random
+import time
+
+from metrics.models import Sample, Series
+from metrics.scrape import ingest, sync_targets
+from monitoring.fleet import Fleet, FleetService
+from monitoring.fleet_app import BUCKETS
+from squads.models import Service
+
+SIGMA = 0.5  # fleet_app: latency = lognormvariate(0, 0.5) × latency_ms
+
+
+def _share_below(bound_s: float, latency_ms: float) -> float:
+    """P(latency ≤ bound) for the fleet's log-normal latencies."""
+    mu = math.log(latency_ms / 1000.0)
+    return 0.5 * (1 + math.erf((math.log(bound_s) - mu) / (SIGMA * math.sqrt(2))))
+
+
+def exposition(slug: str, track: str, ok: float, errors: float, latency_ms: float) -> str:
+    labels = f'service="{slug}",track="{track}"'
+    total = ok + errors
+    lines = [
+        "# TYPE http_requests_total counter",
+        f'http_requests_total{{{labels},code="200"}} {ok:.0f}',
+        f'http_requests_total{{{labels},code="500"}} {errors:.0f}',
+        "# TYPE http_request_duration_seconds histogram",
+    ]
+    for bound in BUCKETS:
+        lines.append(
+            f'http_request_duration_seconds_bucket{{{labels},le="{bound}"}} '
+            f"{total * _share_below(bound, latency_ms):.0f}"
+        )
+    mean_s = (latency_ms / 1000.0) * math.exp(SIGMA**2 / 2)
+    lines += [
+        f'http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {total:.0f}',
+        f"http_request_duration_seconds_count{{{labels}}} {total:.0f}",
+        f"http_request_duration_seconds_sum{{{labels}}} {total * mean_s:.3f}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _behaviour(spec: FleetService, track: str) -> tuple[float, float, float]:
+    """(share of the traffic, error rate, latency ms) of one track."""
+    canary = track == "canary"
+    share = (
+        spec.canary_weight / 100
+        if canary
+        else 1 - (spec.canary_weight / 100 if "canary" in spec.tracks else 0)
+    )
+    err = (
+        spec.canary_error_rate if canary and spec.canary_error_rate is not None else spec.error_rate
+    )
+    lat = (
+        spec.canary_latency_ms if canary and spec.canary_latency_ms is not None else spec.latency_ms
+    )
+    return share, err, lat
+
+
+def backfill(fleet: Fleet, rps: float, hours: float = 3.0, step: float = 60.0, now=None) -> int:
+    """Store the synthesised history of every instance that has none; returns samples stored."""
+    now = now or time.time()
+    rng = random.Random(7)
+    stored = 0
+    for spec in fleet.services.values():
+        service = Service.objects.filter(slug=spec.slug).first()
+        if service is None:
+            continue
+        service.metrics_urls = fleet.metrics_urls(spec.slug)  # not saved: scrapes wait for it
+        for target in sync_targets(service):
+            if Sample.objects.filter(series__in=Series.objects.filter(target=target)).exists():
+                continue
+            share, err, lat = _behaviour(spec, target.track)
+            ok = errors = 0.0
+            t = now - hours * 3600
+            while t < now - step:
+                daily = 1 + 0.35 * math.sin(2 * math.pi * (t % 86400) / 86400 - math.pi / 2)
+                n = max(rps * share * daily * step * rng.uniform(0.85, 1.15), 0.0)
+                bad = n * err * rng.uniform(0.6, 1.4)
+                ok, errors = ok + n - bad, errors + bad
+                stored += ingest(
+                    target, exposition(spec.slug, target.track, ok, errors, lat), round(t, 3)
+                )
+                t += step
+    return stored

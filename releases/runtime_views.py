@@ -1,0 +1,122 @@
+"""The service page's Runtime panel (HTMX, live) and its Scale / schedule forms."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from portal.actors import Actor
+from portal.errors import DomainError
+from portal.web import domain_error_response
+from releases import runtime, scaling
+from releases.drivers import DriverError, get_driver
+from releases.models import Environment, ScaleEvent, ScaleSchedule
+from squads.models import Service
+
+
+def _signed_in(view):
+    """Release-page buttons are HTMX: no session answers 401 (a redirect would be swapped into
+    the page), as the release actions do."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return HttpResponse("Sign in to scale this service.", status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _service(slug) -> Service:
+    return get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+
+
+def scalable_environments(service) -> list[Environment]:
+    """Where the Scale form may send a service: every environment when it scales through its
+    Terraform workspace, else the environments whose driver scales."""
+    envs = list(Environment.objects.all())
+    if (service.annotations or {}).get(scaling.CAPACITY):
+        return envs
+    out = []
+    for env in envs:
+        try:
+            if get_driver(env).scales:
+                out.append(env)
+        except DriverError:
+            continue
+    return out
+
+
+@login_required
+def runtime_panel(request, slug):
+    service = _service(slug)
+    actor = Actor.from_request(request)
+    ctx = {
+        "service": service,
+        "runtime": runtime.service_runtime(service),
+        "schedules": ScaleSchedule.objects.filter(service=service).select_related("environment"),
+        "events": ScaleEvent.objects.filter(service=service).select_related("environment")[:8],
+        "environments": scalable_environments(service),
+        "can_scale": any(actor.can(s, service.owner_id) for s in scaling.SCOPES),
+    }
+    return render(request, "releases/runtime_panel.html#body", ctx)
+
+
+@require_POST
+@_signed_in
+def scale(request, slug):
+    service = _service(slug)
+    try:
+        event = scaling.scale_service(
+            service,
+            actor=Actor.from_request(request, door="ui"),
+            environment=request.POST.get("environment", ""),
+            replicas=request.POST.get("replicas", ""),
+            reason=request.POST.get("reason", ""),
+        )
+    except DomainError as exc:
+        return domain_error_response(request, exc, service.get_absolute_url())
+    verb = "planned in Terraform" if event.status == "planned" else "scaled"
+    messages.success(
+        request, f"{service.slug} {verb}: {event.replicas} in {event.environment.name}."
+    )
+    return redirect(service.get_absolute_url())
+
+
+@require_POST
+@_signed_in
+def schedule_create(request, slug):
+    service = _service(slug)
+    form = request.POST
+    try:
+        scaling.create_schedule(
+            service,
+            actor=Actor.from_request(request, door="ui"),
+            environment=form.get("environment", ""),
+            name=form.get("name", ""),
+            cron=form.get("cron", ""),
+            duration_minutes=form.get("duration_minutes", ""),
+            timezone=form.get("timezone", "") or "UTC",
+            replicas=form.get("replicas", ""),
+            base_replicas=form.get("base_replicas", ""),
+        )
+    except DomainError as exc:
+        return domain_error_response(request, exc, service.get_absolute_url())
+    messages.success(request, "Schedule saved; beat applies it within a minute.")
+    return redirect(service.get_absolute_url())
+
+
+@require_POST
+@_signed_in
+def schedule_delete(request, slug, pk):
+    service = _service(slug)
+    schedule = get_object_or_404(ScaleSchedule, pk=pk, service=service)
+    try:
+        scaling.delete_schedule(schedule, actor=Actor.from_request(request, door="ui"))
+    except DomainError as exc:
+        return domain_error_response(request, exc, service.get_absolute_url())
+    messages.success(request, "Schedule removed.")
+    return redirect(service.get_absolute_url())
