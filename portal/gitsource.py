@@ -93,12 +93,13 @@ def remote_for(repository_url: str) -> Remote:
         raise SourceError(f"{redact_url(url)}: {exc}") from None
 
 
-def _remote(url: str) -> Remote:
+def _remote(url: str, lookup: bool = True) -> Remote:
     if HELPER_RE.match(url):
         raise urlguard.Refused(f"{url!r}: git remote helpers (<transport>::<address>) are refused")
     if "://" not in url and (scp := SCP_RE.match(url)) and not url.startswith("/"):
         user, host, path = scp.groups()
-        urlguard.check_url(f"ssh://{user + '@' if user else ''}{host}/{path}", use="git")
+        ssh = f"ssh://{user + '@' if user else ''}{host}/{path}"
+        urlguard.check_url(ssh, use="git", lookup=lookup)
         return Remote(url, tuple(PROTOCOLS))
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file"):
@@ -111,21 +112,22 @@ def _remote(url: str) -> Remote:
                 "BACKLINE_OUTBOUND_ALLOW lists as file:<folder> (never Backline's own caches)"
             )
         return Remote(url, (*PROTOCOLS, "-c", "protocol.file.allow=always"))
-    target = urlguard.check_url(url, use="git")
+    target = urlguard.check_url(url, use="git", lookup=lookup)
     config = list(PROTOCOLS)
-    if target.scheme in ("http", "https"):
+    if target.scheme in ("http", "https") and target.address:
         address = f"[{target.address}]" if ":" in target.address else target.address
         config += ["-c", f"http.curloptResolve={target.host}:{target.port}:{address}"]
     return Remote(url, tuple(config))
 
 
-def validate_remote(url: str, *, field: str = "repository_url") -> None:
+def validate_remote(url: str, *, field: str = "repository_url", lookup: bool = True) -> None:
     """Save-time check of a repository URL: a 400 naming ``field`` when the guard refuses it
-    (a host that does not resolve now is accepted; it is checked again at every clone)."""
+    (a host that does not resolve now is accepted; it is checked again at every clone).
+    ``lookup=False``: no DNS (imports), the address is checked at the clone."""
     if not (url or "").strip():
         return
     try:
-        _remote(clone_url(url))
+        _remote(clone_url(url), lookup)
     except SourceError as exc:
         raise Invalid(errors={field: str(exc)}) from None
     except urlguard.Refused as exc:

@@ -212,13 +212,17 @@ def parse(url: str, use: str) -> tuple:
     return scheme, host, port, path, auth
 
 
-def check_url(url: str, *, use: str) -> Target:
+def check_url(url: str, *, use: str, lookup: bool = True) -> Target:
     """Resolve the URL's host and check every address; the returned target is what to connect
-    to. Raises ``Refused`` (or ``FetchError`` when the host does not resolve)."""
+    to. Raises ``Refused`` (or ``FetchError`` when the host does not resolve). ``lookup=False``
+    (bulk saves such as an import) checks the scheme and an address written in the URL only,
+    leaving a host name to the check at use (``address`` is then empty)."""
     scheme, host, port, path, auth = parse(url, use)
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
+        if not lookup:
+            return Target(url.strip(), scheme, host, port, "", path, auth)
         addresses = [ipaddress.ip_address(a) for a in resolve(host, port)]
     if not addresses:
         raise FetchError(f"could not resolve {host}")

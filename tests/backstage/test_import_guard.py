@@ -213,3 +213,25 @@ def test_no_parsing_before_the_permission_check(db, charlie, monkeypatch):
     with pytest.raises(PermissionDenied):
         backstage.import_catalog([("x.yaml", BOMB)], Actor(user=charlie))
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    "repo,why",
+    [
+        ("ext::sh -c touch% /tmp/pwned", "remote helpers"),
+        ("http://169.254.169.254/latest/", "always refused"),
+        ("/srv/other-squad/repo", "local repositories"),
+    ],
+)
+def test_an_imported_repository_url_goes_through_the_guard(db, tmp_path, settings, repo, why):
+    settings.OUTBOUND_ALLOW = []
+    (tmp_path / "org.yaml").write_text(ORG)
+    (tmp_path / "svc.yaml").write_text(
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: svc\n"
+        f"  annotations: {{backline.io/repository: '{repo}'}}\n"
+        "spec: {type: service, lifecycle: production, owner: team-a}\n"
+    )
+    with pytest.raises(backstage.ImportFailed) as info:
+        run([tmp_path])
+    [issue] = info.value.errors
+    assert issue.field == "metadata.annotations[backline.io/repository]" and why in issue.message
