@@ -13,6 +13,7 @@ class Routes:
         self.routes = {}  # path -> callable(handler)
         self.hits = Counter()
         self.bodies = {}
+        self.headers = {}  # path -> the last request's headers
 
     def body(self, path, text, status=200, content_type="text/plain"):
         def answer(h):
@@ -75,8 +76,8 @@ class Routes:
 
 
 @contextmanager
-def serve(host="127.0.0.1"):
-    """Yields (base URL, Routes)."""
+def serve(host="127.0.0.1", tls=None):
+    """Yields (base URL, Routes); ``tls``: an ``ssl.SSLContext`` to serve https with."""
     routes = Routes()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -88,6 +89,7 @@ def serve(host="127.0.0.1"):
         def _any(self):
             path = self.path.split("?")[0]
             routes.hits[path] += 1
+            routes.headers[path] = dict(self.headers)
             length = int(self.headers.get("Content-Length") or 0)
             routes.bodies[f"{self.command} {path}"] = self.rfile.read(length) if length else b""
             answer = routes.routes.get(path)
@@ -102,10 +104,13 @@ def serve(host="127.0.0.1"):
 
     server = http.server.ThreadingHTTPServer((host, 0), Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    scheme = "https" if tls is not None else "http"
     try:
-        yield f"http://{host}:{server.server_address[1]}", routes
+        yield f"{scheme}://{host}:{server.server_address[1]}", routes
     finally:
         server.shutdown()
         server.server_close()

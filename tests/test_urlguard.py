@@ -158,6 +158,7 @@ def test_dns_rebinding_connects_to_the_checked_address(strict, monkeypatch):
         assert resp.status_code == 200 and resp.text == "kind: Good\n"
         assert calls == ["rebind.example"]
         assert good_routes.hits["/catalog.yaml"] == 1 and bad_routes.hits["/catalog.yaml"] == 0
+        assert good_routes.headers["/catalog.yaml"]["Host"] == f"rebind.example:{port}"
         with pytest.raises(urlguard.Refused):  # the second answer is refused when looked up
             urlguard.check_url(f"http://rebind.example:{port}/", use="catalog")
 
@@ -223,3 +224,63 @@ def test_credentials_in_the_url_become_basic_auth_and_stay_out_of_messages(stric
     with pytest.raises(urlguard.Refused) as info:
         urlguard.check_url("http://bot:s3cr3t@10.0.0.1/x", use="scrape")
     assert "s3cr3t" not in str(info.value)
+
+
+@pytest.fixture
+def tls_for_name(tmp_path):
+    """A self-signed certificate for ``secure.example`` (server side) and a client context that
+    trusts it (the guard's CA store is the boundary replaced here)."""
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-subj",
+            "/CN=secure.example",
+            "-addext",
+            "subjectAltName=DNS:secure.example",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.create_default_context(cafile=str(cert))
+    return server, client
+
+
+def test_https_to_a_pinned_address_keeps_sni_and_checks_the_certificate_name(
+    strict, monkeypatch, tls_for_name
+):
+    server_ctx, client_ctx = tls_for_name
+    monkeypatch.setattr(urlguard, "_tls", lambda: client_ctx)
+    with serve("127.0.0.2", tls=server_ctx) as (base, routes):
+        routes.body("/x", "over tls")
+        port = int(base.rsplit(":", 1)[1])
+        fake_dns(monkeypatch, {"secure.example": [["127.0.0.2"]], "other.example": [["127.0.0.2"]]})
+        resp = urlguard.request(
+            "GET", f"https://secure.example:{port}/x", use="catalog", timeout=10, max_bytes=100
+        )
+        assert resp.text == "over tls"
+        assert routes.headers["/x"]["Host"] == f"secure.example:{port}"
+        with pytest.raises(urlguard.FetchError, match="certificate|hostname"):
+            urlguard.request(  # same address, another name: the certificate does not match
+                "GET",
+                f"https://other.example:{port}/x",
+                use="catalog",
+                timeout=10,
+                max_bytes=100,
+            )
