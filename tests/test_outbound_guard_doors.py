@@ -213,3 +213,67 @@ def test_a_terraform_workspace_with_an_internal_remote_is_a_400(strict, squad, m
         format="json",
     )
     assert resp.status_code == 400 and "repository_url" in resp.json()["errors"], resp.content
+
+
+def test_git_clones_over_http_through_the_pin_alone(strict, squad, settings, tmp_path, monkeypatch):
+    """``git.example`` exists only in the guard's resolver: git reaches the dumb-HTTP server
+    on 127.0.0.2 because it is pinned there (``http.curloptResolve``), not by its own DNS."""
+    import functools
+    import http.server
+    import subprocess
+    import threading
+
+    from pipelines.models import PipelineRun
+    from portal.gitsource import Checkout
+
+    settings.WORKSPACE_ROOT = tmp_path / "ws"
+    work, bare = tmp_path / "work", tmp_path / "srv" / "repo.git"
+    git = functools.partial(subprocess.run, check=True, capture_output=True)
+    git(["git", "init", "-q", "-b", "main", str(work)])
+    (work / "README").write_text("pinned\n")
+    git(["git", "-C", str(work), "add", "README"])
+    git(
+        [
+            "git",
+            "-C",
+            str(work),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@x",
+            "commit",
+            "-qm",
+            "one",
+        ]
+    )
+    git(["git", "clone", "-q", "--bare", str(work), str(bare)])
+    git(["git", "-C", str(bare), "update-server-info"])
+    handler = functools.partial(
+        type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None}),
+        directory=str(tmp_path / "srv"),
+    )
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    real = socket.getaddrinfo
+
+    def fake(host, port, *a, **kw):
+        if host == "git.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real(host, port, *a, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    try:
+        url = f"http://git.example:{server.server_address[1]}/repo.git"
+        svc = ServiceFactory(slug="pinned", owner=squad, repository_url=url)
+        run = PipelineRun.objects.create(service=svc, number=1, ref="main")
+        out = []
+        checkout = Checkout(
+            run, on_output=out.append, should_cancel=lambda: False, on_heartbeat=lambda: None
+        )
+        workdir, sha = checkout.prepare()
+        assert (workdir / "README").read_text() == "pinned\n" and len(sha) == 40
+        assert "curloptResolve" not in "".join(out)  # the log shows the fetch, not the pin
+        checkout.cleanup()
+    finally:
+        server.shutdown()
+        server.server_close()
