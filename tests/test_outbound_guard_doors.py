@@ -277,3 +277,25 @@ def test_git_clones_over_http_through_the_pin_alone(strict, squad, settings, tmp
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_terraform_run_with_a_refused_remote_errors_saying_why(
+    strict, squad, alice, settings, tmp_path
+):
+    from infra import runner, services
+    from infra.models import RunStatus, Workspace
+    from portal.actors import Actor
+
+    settings.WORKSPACE_ROOT = tmp_path / "ws"
+    ws = Workspace.objects.create(  # stored before the guard existed
+        slug="legacy",
+        name="legacy",
+        owner=squad,
+        source=Workspace.Source.GIT,
+        repository_url="http://169.254.169.254/infra.git",
+        ref="main",
+    )
+    run = services.queue_run(ws, actor=Actor(user=alice))
+    runner.execute_plan(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.ERRORED and "outbound URL guard" in run.error, run.error
