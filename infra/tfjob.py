@@ -19,7 +19,7 @@ from infra.models import LogChunk, TerraformRun, Variable, Workspace
 from infra.planparse import PlanParseError, state_outputs
 from portal import sandbox
 from portal.executor import Masker, run_process
-from portal.gitsource import clone_url, git_env, valid_ref
+from portal.gitsource import SourceError, git_env, remote_for, valid_ref
 from portal.joblog import LogWriter
 
 PASS_ENV = (
@@ -330,11 +330,16 @@ class Job:
         ws = self.ws
         if not valid_ref(ws.ref):
             raise RunError(f"{ws.ref!r} is not a valid branch or tag name.")
-        url = clone_url(ws.repository_url)
+        try:
+            remote = remote_for(ws.repository_url)  # the outbound URL guard
+        except SourceError as exc:
+            raise RunError(f"The repository cannot be cloned: {exc}") from None
+        url = remote.url
         dest = self.dir / "checkout"
         if dest.exists():
             shutil.rmtree(dest)
-        argv = ["git", "clone", "--quiet", "--depth", "1", "--branch", ws.ref, "--", url, str(dest)]
+        argv = ["git", *remote.config, "clone", "--quiet", "--depth", "1", "--branch", ws.ref]
+        argv += ["--", url, str(dest)]
         self.runlog.write(f"\n$ git clone --depth 1 --branch {ws.ref} {url}\n")
         result = run_process(
             argv,

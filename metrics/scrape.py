@@ -11,18 +11,19 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.models import Sample, ScrapeTarget, Series
+from portal import urlguard
 from squads.models import Service
 
 log = logging.getLogger(__name__)
 
-SCRAPE_TIMEOUT = 5.0
+SCRAPE_TIMEOUT = 5.0  # the whole scrape of one target (redirects included)
+MAX_SCRAPE_BYTES = 16 * 2**20
 CUMULATIVE_TYPES = {"counter", "histogram", "summary"}
 MAX_SAMPLES_PER_TARGET = 5000
 
@@ -216,16 +217,25 @@ def ingest(target: ScrapeTarget, text: str, t: float) -> int:
     return len(rows)
 
 
-def fetch(url: str, session=None):
-    """GET one exposition: (text, None) or (None, error message). No database access, so
-    several can run in threads."""
-    http = session or requests
+def fetch(url: str):
+    """GET one exposition through the outbound URL guard (connecting to the address it
+    checked): (text, None) or (None, error message). No database access, so several can run
+    in threads."""
     try:
-        resp = http.get(url, timeout=SCRAPE_TIMEOUT, headers={"Accept": "text/plain;version=0.0.4"})
-        resp.raise_for_status()
-        return resp.text, None
-    except requests.RequestException as exc:
-        return None, f"{exc.__class__.__name__}: {exc}"
+        resp = urlguard.request(
+            "GET",
+            url,
+            use="scrape",
+            timeout=SCRAPE_TIMEOUT,
+            max_bytes=MAX_SCRAPE_BYTES,
+            headers={"Accept": "text/plain;version=0.0.4"},
+            redirects=3,
+        )
+    except urlguard.FetchError as exc:
+        return None, str(exc)
+    if not resp.ok:  # the target's answer is not quoted (the service page shows the error)
+        return None, f"HTTP {resp.status_code} from {url}"
+    return resp.text, None
 
 
 def record(target: ScrapeTarget, text, error, t: float, started: float) -> int:
@@ -249,19 +259,18 @@ def record(target: ScrapeTarget, text, error, t: float, started: float) -> int:
     return n
 
 
-def scrape_target(target: ScrapeTarget, session=None, t: float | None = None) -> int:
+def scrape_target(target: ScrapeTarget, t: float | None = None) -> int:
     started = time.monotonic()
     t = round(t if t is not None else time.time(), 3)
-    text, error = fetch(target.url, session)
+    text, error = fetch(target.url)
     return record(target, text, error, t, started)
 
 
 def scrape_service(service: Service, t: float | None = None) -> int:
     total = 0
-    with requests.Session() as session:
-        for target in sync_targets(service):
-            target.service = service
-            total += scrape_target(target, session=session, t=t)
+    for target in sync_targets(service):
+        target.service = service
+        total += scrape_target(target, t=t)
     return total
 
 
@@ -283,8 +292,8 @@ def scrape_all(workers: int = 8) -> dict:
         return summary
     started = time.monotonic()
     t = round(time.time(), 3)
-    with requests.Session() as session, ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda tg: fetch(tg.url, session), targets))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(lambda tg: fetch(tg.url), targets))
     for target, (text, error) in zip(targets, results, strict=True):
         summary["samples"] += record(target, text, error, t, started)
     return summary

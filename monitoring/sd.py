@@ -9,11 +9,16 @@ Prometheus config::
             authorization: {type: Bearer, credentials: <a Backline API token>}
 
 (spell ``type: Bearer`` out: some Prometheus builds send the bare token otherwise).
+
+Prometheus does these scrapes itself, so the outbound URL guard cannot pin its connections; a
+target the guard refuses by its scheme or by an address written in the URL is left out (no DNS
+lookup here; ``metrics_urls`` were checked with one when saved).
 """
 
 from urllib.parse import urlsplit
 
 from metrics.scrape import normalise_entries
+from portal import urlguard
 from squads.models import Service
 
 
@@ -27,7 +32,7 @@ def sd_targets() -> list[dict]:
     for service in services:
         for entry in normalise_entries(service.metrics_urls):
             parts = urlsplit(entry["url"])
-            if not parts.hostname:
+            if not parts.hostname or _refused(entry["url"]):
                 continue
             host = parts.netloc.rsplit("@", 1)[-1]
             labels = {
@@ -47,3 +52,11 @@ def sd_targets() -> list[dict]:
                     labels[f"__param_{k}"] = v
             groups.append({"targets": [host], "labels": labels})
     return groups
+
+
+def _refused(url: str) -> bool:
+    try:
+        urlguard.check_url(url, use="scrape", lookup=False)
+    except urlguard.FetchError:
+        return True
+    return False

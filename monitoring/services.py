@@ -24,7 +24,7 @@ from monitoring.models import (
     NotificationChannel,
     Severity,
 )
-from portal import audit, events
+from portal import audit, events, urlguard
 from portal.actors import Actor
 from portal.errors import Invalid
 
@@ -156,6 +156,7 @@ def create_channel(
     enabled: bool = True,
 ) -> NotificationChannel:
     actor.require("alerts:write", squad.pk, "adding notification channels")
+    urlguard.validate_url(url, use="webhook", field="url")
     with transaction.atomic():
         channel = NotificationChannel.objects.create(
             squad=squad,

@@ -12,7 +12,10 @@ class PortalConfig(AppConfig):
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
+            urlguard,
         )
+
+        urlguard.policy()  # a bad BACKLINE_OUTBOUND_ALLOW / _DENY entry fails at start-up
 
         collectors.register()
         events.register()

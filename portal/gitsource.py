@@ -1,8 +1,13 @@
 """Real git source: a bare cache per repository under WORKSPACE_ROOT, one checkout per run.
 
-Local paths, ``file://`` URLs and remote URLs work; ``owner/name`` means a GitHub repository.
-Branch names and commits are passed to git as separate arguments (never through a shell) and
-validated first (no option injection).
+Remote URLs (``https``, ``http``, ``ssh``, ``user@host:path``) go through the outbound URL guard
+(``remote_for``): the host is resolved and checked once and git is pinned to that address
+(``http.curloptResolve``), redirects are not followed, and ``protocol.allow=never`` leaves git
+only those protocols (never ``ext::``, ``fd::`` or submodule tricks). Local paths and ``file://``
+URLs work only inside a ``file:<folder>`` entry of ``BACKLINE_OUTBOUND_ALLOW`` and never inside
+Backline's own caches and checkouts. ``owner/name`` means a GitHub repository. Branch names,
+commits and URLs are passed to git as separate arguments (never through a shell) and validated
+first (nothing starting with ``-``).
 """
 
 import fcntl
@@ -12,10 +17,14 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from portal import urlguard
+from portal.errors import Invalid
 from portal.executor import run_process
 from portal.gitref import valid_branch
 
@@ -53,6 +62,78 @@ def clone_url(repository_url: str) -> str:
     if GITHUB_NAME_RE.match(url) and not Path(url).exists():
         return f"https://github.com/{url}.git"
     return url
+
+
+HELPER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*::")  # ext::sh -c ..., fd::3
+SCP_RE = re.compile(r"^(?:([^@/:]+)@)?([^/:@]+):(?!//)(.*)$")  # git@host:org/repo.git
+PROTOCOLS = (
+    ["-c", "protocol.allow=never"]
+    + [a for p in ("https", "http", "ssh") for a in ("-c", f"protocol.{p}.allow=always")]
+    + ["-c", "http.followRedirects=false"]
+)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A repository URL the guard accepted, and the ``-c`` options (before git's subcommand)
+    that hold git to it."""
+
+    url: str
+    config: tuple[str, ...]
+
+
+def remote_for(repository_url: str) -> Remote:
+    """The checked remote of ``repository_url``; raises ``SourceError`` saying why not."""
+    url = clone_url(repository_url)
+    try:
+        return _remote(url)
+    except urlguard.Refused as exc:
+        raise SourceError(str(exc)) from None
+    except urlguard.FetchError as exc:
+        raise SourceError(f"{redact_url(url)}: {exc}") from None
+
+
+def _remote(url: str, lookup: bool = True) -> Remote:
+    if HELPER_RE.match(url):
+        raise urlguard.Refused(f"{url!r}: git remote helpers (<transport>::<address>) are refused")
+    if "://" not in url and (scp := SCP_RE.match(url)) and not url.startswith("/"):
+        user, host, path = scp.groups()
+        ssh = f"ssh://{user + '@' if user else ''}{host}/{path}"
+        urlguard.check_url(ssh, use="git", lookup=lookup)
+        return Remote(url, tuple(PROTOCOLS))
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in ("", "file"):
+        path = unquote(urlsplit(url).path) if scheme else url
+        if not os.path.isabs(path):
+            raise urlguard.Refused(f"{url!r}: a local repository must be an absolute path")
+        if not urlguard.policy().local_allowed(path):
+            raise urlguard.Refused(
+                f"{url!r}: local repositories are read only inside the folders "
+                "BACKLINE_OUTBOUND_ALLOW lists as file:<folder> (never Backline's own caches)"
+            )
+        return Remote(url, (*PROTOCOLS, "-c", "protocol.file.allow=always"))
+    target = urlguard.check_url(url, use="git", lookup=lookup)
+    config = list(PROTOCOLS)
+    if target.scheme in ("http", "https") and target.address:
+        address = f"[{target.address}]" if ":" in target.address else target.address
+        config += ["-c", f"http.curloptResolve={target.host}:{target.port}:{address}"]
+    return Remote(url, tuple(config))
+
+
+def validate_remote(url: str, *, field: str = "repository_url", lookup: bool = True) -> None:
+    """Save-time check of a repository URL: a 400 naming ``field`` when the guard refuses it
+    (a host that does not resolve now is accepted; it is checked again at every clone).
+    ``lookup=False``: no DNS (imports), the address is checked at the clone."""
+    if not (url or "").strip():
+        return
+    try:
+        _remote(clone_url(url), lookup)
+    except SourceError as exc:
+        raise Invalid(errors={field: str(exc)}) from None
+    except urlguard.Refused as exc:
+        raise Invalid(errors={field: str(exc)}) from None
+    except urlguard.FetchError:
+        return
 
 
 USERINFO_RE = re.compile(r"^([a-z][a-z0-9+.\-]*://)([^@/]+)@", re.I)
@@ -102,14 +183,16 @@ class Checkout:
         self.should_cancel = should_cancel
         self.on_heartbeat = on_heartbeat
         self.heartbeat_every = heartbeat_every
-        self.url = clone_url(run.service.repository_url)
+        self.remote = remote_for(run.service.repository_url)
+        self.url = self.remote.url
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
         root = workspace_root()
         self.cache = root / "cache" / f"{run.service_id}-{key}.git"
         self.workdir = root / "runs" / str(run.pk)
 
     def _git(self, args, cwd):
-        self.on_output(f"$ git {' '.join(redact_url(a) for a in args)}\n")
+        n = len(self.remote.config) if args[:1] == ["-c"] else 0  # the guard's -c options
+        self.on_output(f"$ git {' '.join(redact_url(a) for a in args[n:])}\n")
         res = run_process(
             ["git", *args],
             cwd=cwd,
@@ -159,6 +242,7 @@ class Checkout:
                 _git_capture(["init", "--bare", "-q", str(self.cache)], cwd=self.cache.parent)
             self._git(
                 [
+                    *self.remote.config,
                     "fetch",
                     "--force",
                     "--prune",

@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import requests
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from portal import urlguard
 from portal.celery import enqueue
 from portal.models import DeliveryAttempt, EventDelivery
 from portal.models import DeliveryStatus as S
@@ -44,6 +44,7 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32
 MAX_BACKOFF = 600.0
 TIMEOUT = 5.0
+MAX_ANSWER_BYTES = 2**20  # a receiver's answer (JSON of a 2xx) is read up to this
 MAX_AGE = 300
 STALE_GRACE = 10.0  # a `sending` claim older than its timeout + this lost its worker
 OPEN = (S.PENDING, S.RETRYING)
@@ -120,13 +121,25 @@ def headers_for(delivery: EventDelivery, body: bytes, secret: str, user_agent: s
     return headers
 
 
-def post_signed(url, payload, secret, *, event_type, timeout=TIMEOUT) -> requests.Response:
-    """One signed POST, no log and no retry (for calls whose answer the caller needs now, such
-    as a deployer's status). Raises ``requests.RequestException``."""
+def post_signed(url, payload, secret, *, event_type, timeout=TIMEOUT) -> urlguard.Response:
+    """One signed POST through the URL guard, no log and no retry (for calls whose answer the
+    caller needs now, such as a deployer's status). Raises ``urlguard.FetchError``."""
     body = body_of(payload)
     probe = EventDelivery(event_type=event_type, delivery_id=uuid.uuid4())
     headers = headers_for(probe, body, secret, "Backline-Webhooks/1")
-    return requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    return _send(url, body, headers, timeout)
+
+
+def _send(url, body, headers, timeout) -> urlguard.Response:
+    return urlguard.request(
+        "POST",
+        url,
+        use="webhook",
+        body=body,
+        headers=headers,
+        timeout=timeout,
+        max_bytes=MAX_ANSWER_BYTES,
+    )
 
 
 # --- deliveries ------------------------------------------------------------------------------
@@ -196,22 +209,17 @@ def _enqueue(delivery_pk, countdown=0.0):
 
 
 def _post(delivery, body, sender) -> tuple[int | None, str, dict | None]:
-    """POST once: (status code, error or "", JSON answer of a 2xx)."""
+    """POST once: (status code, error or "", JSON answer of a 2xx). The error never quotes the
+    receiver's answer: it is shown to every viewer of the delivery log and the alerts page."""
     headers = headers_for(delivery, body, sender.secret(delivery) or "", sender.user_agent)
     try:
-        resp = requests.post(
-            delivery.url,
-            data=body,
-            headers=headers,
-            timeout=delivery.timeout_seconds,
-            allow_redirects=False,
-        )
-    except requests.Timeout:
+        resp = _send(delivery.url, body, headers, delivery.timeout_seconds)
+    except urlguard.Timeout:
         return None, f"timed out after {delivery.timeout_seconds:g} s", None
-    except requests.RequestException as exc:
-        return None, f"{exc.__class__.__name__}: {exc}"[:500], None
-    if not 200 <= resp.status_code < 300:
-        return resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}", None
+    except urlguard.FetchError as exc:
+        return None, str(exc)[:500], None
+    if not resp.ok:
+        return resp.status_code, f"HTTP {resp.status_code}", None
     try:
         answer = resp.json() if resp.content else None
     except ValueError:

@@ -13,7 +13,7 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
-from portal import audit, events
+from portal import audit, events, urlguard
 from portal.actors import Actor
 from portal.errors import Forbidden, Invalid
 from portal.models import ApiToken, EventSubscription
@@ -78,6 +78,11 @@ def validate_subscription(fields: dict[str, Any]) -> None:
             URLValidator(schemes=["http", "https"])(fields["url"] or "")
         except ValidationError:
             errors["url"] = "Enter an http:// or https:// URL."
+        else:
+            try:
+                urlguard.validate_url(fields["url"], use="webhook", field="url")
+            except Invalid as exc:
+                errors["url"] = exc.errors["url"][0]
     if "secret" in fields and not 8 <= len(fields["secret"] or "") <= 200:
         errors["secret"] = "The secret must be 8 to 200 characters long."
     if "event_types" in fields:

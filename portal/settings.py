@@ -293,6 +293,11 @@ TERRAFORM_BIN = env_executable(
 # read-only directories every Terraform run may read besides its own (e.g. published states)
 TERRAFORM_READ_PATHS = env_list("BACKLINE_TERRAFORM_READ_PATHS", [])
 GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET", "")
+# the outbound URL guard (portal/urlguard.py): CIDRs (and `file:<folder>` for local git
+# remotes) a user-supplied URL may / may not reach; loopback and private ranges are refused
+# unless allowed, link-local and metadata addresses always
+OUTBOUND_ALLOW = env_list("BACKLINE_OUTBOUND_ALLOW", [])
+OUTBOUND_DENY = env_list("BACKLINE_OUTBOUND_DENY", [])
 # The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
 SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))
 BWRAP_BIN = env_str("BWRAP_BIN", "bwrap")

@@ -25,14 +25,14 @@ driver that answers at once, like ``local``) or ``request`` (``confirms_later``:
 confirmed when its outbound delivery lands).
 """
 
+import json
 import os
 from dataclasses import dataclass, field
 
-import requests
 from django.conf import settings
 
 from monitoring.fleet import WEIGHTS_SUBDIR
-from portal import outbound
+from portal import outbound, urlguard
 
 DEPLOY_KIND = "deploy"
 
@@ -134,10 +134,19 @@ class LocalDriver(DeployDriver):
 
     def _control(self, base, body) -> dict:
         try:
-            resp = requests.post(f"{base}/control", json=body, timeout=self.timeout)
-            resp.raise_for_status()
+            resp = urlguard.request(
+                "POST",
+                f"{base}/control",
+                use="webhook",
+                body=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout,
+                max_bytes=outbound.MAX_ANSWER_BYTES,
+            )
+            if not resp.ok:
+                raise DriverError(f"demo fleet instance {base} answered HTTP {resp.status_code}")
             return resp.json()
-        except (requests.RequestException, ValueError) as exc:
+        except (urlguard.FetchError, ValueError) as exc:
             raise DriverError(f"demo fleet instance {base} did not answer: {exc}") from exc
 
     def _need(self, release):
@@ -190,8 +199,10 @@ class LocalDriver(DeployDriver):
         detail = {}
         for track, base in self._instances(release.service).items():
             try:
-                ok = requests.get(f"{base}/healthz", timeout=self.timeout).ok
-            except requests.RequestException:
+                ok = urlguard.request(
+                    "GET", f"{base}/healthz", use="scrape", timeout=self.timeout, max_bytes=4096
+                ).ok
+            except urlguard.FetchError:
                 ok = False
             detail[track] = "up" if ok else "down"
             healthy = healthy and ok
@@ -249,14 +260,12 @@ class WebhookDriver(DeployDriver):
             resp = outbound.post_signed(
                 url, payload, secret, event_type=f"deploy.{action}", timeout=timeout
             )
-        except requests.Timeout:
+        except urlguard.Timeout:
             raise DriverError(f"deployer webhook {action}: timed out after {timeout:g} s") from None
-        except requests.RequestException as exc:
-            raise DriverError(f"deployer webhook {action}: {type(exc).__name__}: {exc}") from exc
-        if not 200 <= resp.status_code < 300:
-            raise DriverError(
-                f"deployer webhook {action} failed: HTTP {resp.status_code}: {resp.text[:200]}"
-            )
+        except urlguard.FetchError as exc:
+            raise DriverError(f"deployer webhook {action}: {exc}") from exc
+        if not resp.ok:  # the deployer's answer is not quoted: release pages show this
+            raise DriverError(f"deployer webhook {action} failed: HTTP {resp.status_code}")
         try:
             return resp.json() if resp.content else {}
         except ValueError:

@@ -13,9 +13,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from portal import audit, events
+from portal import audit, events, urlguard
 from portal.actors import Actor
 from portal.errors import Invalid
+from portal.gitsource import validate_remote
 from squads.models import Dependency, Service, Squad, Tag
 
 # what a catalog row shows of a service (besides its slug and tags)
@@ -53,6 +54,17 @@ def _require_write(actor: Actor, squad: Any, what: str) -> None:
     actor.require("catalog:write", squad, what)
 
 
+def check_service_urls(fields: dict[str, Any]) -> None:
+    """The outbound URL guard at save: ``metrics_urls`` (scraped every few seconds) and
+    ``repository_url`` (cloned by pipelines) refused with a 400 naming the field."""
+    if fields.get("repository_url"):
+        validate_remote(fields["repository_url"], field="repository_url")
+    for i, entry in enumerate(fields.get("metrics_urls") or []):
+        url = entry.get("url") if isinstance(entry, dict) else entry
+        if isinstance(url, str) and url.strip():
+            urlguard.validate_url(url, use="scrape", field=f"metrics_urls[{i}]")
+
+
 def set_tags(service: Service, names: Iterable[str]) -> None:
     tags = []
     for name in sorted({n.strip().lower() for n in names if n and n.strip()}):
@@ -75,6 +87,7 @@ def create_service(
     unknown = set(fields) - set(SERVICE_FIELDS)
     if unknown:
         raise Invalid(errors={k: "Unknown field." for k in sorted(unknown)})
+    check_service_urls(fields)
     with transaction.atomic():
         clash = Service.objects.filter(slug__iexact=slug).exclude(slug=slug).first()
         if clash is not None:  # Backstage compares names case-insensitively; so does an import
@@ -105,6 +118,7 @@ def update_service(
     new_owner = fields.get("owner", service.owner)
     if "owner" in fields and new_owner != service.owner:
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
+    check_service_urls({k: v for k, v in fields.items() if getattr(service, k, None) != v})
     with transaction.atomic():
         locked = Service.objects.select_for_update().get(pk=service.pk)
         changed = _set_fields(locked, fields, SERVICE_FIELDS, "This field cannot be changed.")

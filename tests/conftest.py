@@ -39,6 +39,19 @@ TF_READ_PATH.mkdir(mode=0o755, exist_ok=True)
 os.environ["BACKLINE_TERRAFORM_READ_PATHS"] = str(TF_READ_PATH)  # Playwright's sync API runs a loop
 
 
+# The test installation's outbound URL guard allows loopback (the suite's servers, fake GitHub,
+# Prometheus...) and local git remotes under the temp folder (test repositories); workers
+# started by the tests inherit it
+OUTBOUND_ALLOW = ["127.0.0.0/8", "::1/128", f"file:{tempfile.gettempdir()}"]
+os.environ["BACKLINE_OUTBOUND_ALLOW"] = ",".join(OUTBOUND_ALLOW)
+
+
+@pytest.fixture(autouse=True)
+def _outbound_allow(settings):
+    settings.OUTBOUND_ALLOW = list(OUTBOUND_ALLOW)
+    settings.OUTBOUND_DENY = []
+
+
 @pytest.fixture(autouse=True)
 def _fresh_catalog_cache():
     """Each test starts a new catalog cache generation: the test database is rolled back

@@ -36,7 +36,7 @@ from releases.models import (
     ScaleSchedule,
     StrategyOverride,
 )
-from squads.models import Dependency
+from squads.models import Dependency, Membership, Squad
 from tests.factories import ServiceFactory
 
 PERSONAS = [
@@ -199,6 +199,25 @@ spec:
   owner: group:default/playback
 """
 
+REPARENT_YAML = """\
+apiVersion: backstage.io/v1alpha1
+kind: Group
+metadata:
+  name: playback
+spec:
+  type: team
+  parent: group:default/search
+  children: []
+"""
+JOIN_YAML = """\
+apiVersion: backstage.io/v1alpha1
+kind: User
+metadata:
+  name: alice
+spec:
+  memberOf: [group:default/playback, group:default/search]
+"""
+
 
 @dataclass
 class Row:
@@ -304,6 +323,30 @@ API_ROWS = [
         lambda w: (f"{A}/catalog/import", CATALOG_YAML),
         200,
         fmt="yaml",
+    ),
+    # imports obey the API's ownership rules (issue 14): a squad cannot move itself under
+    # another team or tribe, nor join a person to another squad, through a Backstage import
+    _api(
+        "POST /api/v1/catalog/import [re-parent a squad]",
+        "admin",
+        lambda w: (f"{A}/catalog/import", REPARENT_YAML),
+        200,
+        fmt="yaml",
+        admin_only=True,
+        changed=lambda w, ctx: Squad.objects.get(slug="playback").parent_id == w.other_squad.pk,
+        notes="the API has no parent/tribe field; an import moving a team is org admins' only",
+    ),
+    _api(
+        "POST /api/v1/catalog/import [join another squad]",
+        "admin",
+        lambda w: (f"{A}/catalog/import", JOIN_YAML),
+        200,
+        fmt="yaml",
+        admin_only=True,
+        changed=lambda w, ctx: Membership.objects.filter(
+            person__slug="alice", squad=w.other_squad
+        ).exists(),
+        notes="a membership of another squad needs catalog:write there",
     ),
     # tokens and events
     _api(

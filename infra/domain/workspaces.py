@@ -15,6 +15,7 @@ from portal import audit
 from portal.actors import Actor
 from portal.errors import Invalid
 from portal.gitref import valid_branch
+from portal.gitsource import validate_remote
 
 SCOPE = "infra:apply"
 RESERVED_SLUGS = {"new", "board", "runs"}
@@ -45,6 +46,7 @@ def _validate_workspace(ws: Workspace) -> None:
             raise Invalid(errors={"repository_url": "a git workspace needs a repository URL"})
         if ws.repository_url.strip().startswith("-"):
             raise Invalid(errors={"repository_url": "not a repository URL"})
+        validate_remote(ws.repository_url)  # the outbound URL guard: a 400 naming the field
         if not valid_branch(ws.ref or ""):  # git's own rules (portal.gitref)
             raise Invalid(errors={"ref": f"{ws.ref!r} is not a valid branch or tag name"})
         parts = [p for p in (ws.path or "").split("/") if p]

@@ -1,6 +1,7 @@
 """API definitions given as placeholders (``$text``, ``$json``, ``$yaml``, ``$openapi``,
 ``$asyncapi``): read at import, relative to the descriptor and inside the folder that was
-imported; the descriptor keeps the placeholder, so the export writes it back."""
+imported (a URL only under the base URL of a catalog that was itself fetched, through the
+outbound URL guard); the descriptor keeps the placeholder, so the export writes it back."""
 
 from . import sources as src
 
@@ -26,7 +27,16 @@ def resolve_placeholder(ctx, e, value, keep):
     except src.SourceError as exc:
         ctx.error(e.doc, e, path, f"definition '{target}' {exc}")
         return ""
-    if not src.is_url(resolved) and not src.within(e.doc.root, resolved):
+    if not src.within(e.doc.root, resolved):
+        if src.is_url(resolved):  # e.g. a public spec named by a local file: not fetched
+            ctx.warn(
+                e.doc,
+                e,
+                f"{path}: '{target}' is not read: it is not under this catalog's base "
+                f"({e.doc.root}); "
+                + ("the stored definition is kept" if keep else "the definition is left empty"),
+            )
+            return keep
         ctx.error(
             e.doc,
             e,

@@ -15,7 +15,7 @@ from portal import audit, events
 from squads.cache import CATALOG
 from squads.models import Dependency, Membership, Person, Service, Squad, Tag, Tribe
 
-from . import foreign, writer
+from . import foreign, ownership, writer
 from .build import EntityBuilder
 from .constants import ENTITY_KINDS
 from .reading import Entity, YamlLoader, _Ctx, _read_documents
@@ -270,6 +270,8 @@ class _Importer(EntityBuilder):
             deny("tribe", slug, "only an org admin may change a tribe")
         for slug in self.plan["squad"]["update"]:
             need("squad", slug, "change", [slug])
+        for slug, moved in ownership.structure_changes(self.plan).items():
+            deny("squad", slug, f"only an org admin may move a team: the import changes {moved}")
         for slug, want in self.plan["person"]["create"].items():
             need("person", slug, "create", sorted({s for s, _ in want["memberships"]}))
         for slug, (want, have) in self.plan["person"]["update"].items():
@@ -308,6 +310,7 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
     ``ImportReport`` with created/updated/unchanged counts per kind. ``actor=None`` means a
     trusted system caller.
     """
+    ownership.may_import(actor)  # before any parsing work
     imp = _Importer(sources, actor, dry_run)
     imp.parse()
     with transaction.atomic():

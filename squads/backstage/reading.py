@@ -139,6 +139,15 @@ def _follow_location(doc, ctx, visited):
         except src.SourceError as exc:
             ctx.error(doc, label, path, f"location target '{target}' {exc}")
             continue
+        if not src.within(doc.root, resolved):
+            ctx.error(
+                doc,
+                label,
+                path,
+                f"location target '{target}' is outside the imported folder ({doc.root}); "
+                "only files under it are read",
+            )
+            continue
         if resolved in visited:
             ctx.warn(doc, label, f"{path}: target '{target}' was already read; skipped")
             continue
@@ -152,7 +161,6 @@ def _follow_location(doc, ctx, visited):
             ctx.error(doc, label, path, f"location target '{target}' {exc}")
             continue
         ctx.report.locations_followed += 1
-        root = doc.root if src.within(doc.root, resolved) else src.folder_of(resolved)
         name = src.display_name(doc.file, doc.origin, target, resolved)
-        out.append((name, text, resolved, root))
+        out.append((name, text, resolved, doc.root))
     return out

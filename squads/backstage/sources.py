@@ -1,13 +1,17 @@
-"""Reading descriptor files: local paths, directories, ``file://`` and http(s) URLs."""
+"""Reading descriptor files: local paths, directories, ``file://`` and http(s) URLs (through the
+outbound URL guard: checked address, redirects re-checked, streamed with a size cap and one
+total deadline)."""
 
 import os
+import posixpath
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
-import requests
+from portal import urlguard
 
 MAX_SOURCE_BYTES = 10 * 1024 * 1024
-HTTP_TIMEOUT = 15
+HTTP_TIMEOUT = 15  # seconds for the whole fetch of one file, redirects included
+MAX_REDIRECTS = 5
 
 
 class SourceError(Exception):
@@ -31,12 +35,25 @@ def folder_of(origin: str | None) -> str | None:
     return os.path.dirname(origin)
 
 
+def _url_key(url: str) -> tuple[str, str, str]:
+    """(scheme, host[:port], path with %-escapes and dot segments resolved) of a URL."""
+    parts = urlparse(url)
+    path = posixpath.normpath(unquote(parts.path) or "/")
+    if (parts.path.endswith("/") or not parts.path) and not path.endswith("/"):
+        path += "/"
+    return parts.scheme.lower(), parts.netloc.lower(), path
+
+
 def within(root: str | None, resolved: str) -> bool:
-    """Whether ``resolved`` (a path or URL) lies inside the folder ``root``."""
+    """Whether ``resolved`` (a path or URL) lies inside the folder ``root`` (for a URL root:
+    the same scheme and host, and a path under the root's)."""
     if not root:
         return False
     if is_url(root):
-        return resolved.startswith(root)
+        if not is_url(resolved):
+            return False
+        (rs, rh, rp), (s, h, p) = _url_key(root), _url_key(resolved)
+        return (rs, rh) == (s, h) and p.startswith(rp if rp.endswith("/") else rp + "/")
     if is_url(resolved) or not os.path.isabs(resolved):
         return False
     real_root, real = os.path.realpath(root), os.path.realpath(resolved)  # symlinks too
@@ -101,16 +118,22 @@ def read(origin: str) -> str:
     """Read an absolute path or http(s) URL; raise SourceError with a clear reason."""
     if is_url(origin):
         try:
-            resp = requests.get(origin, timeout=HTTP_TIMEOUT)
-        except requests.RequestException as exc:
-            raise SourceError(f"could not fetch {origin}: {exc.__class__.__name__}") from exc
+            resp = urlguard.request(
+                "GET",
+                origin,
+                use="catalog",
+                timeout=HTTP_TIMEOUT,
+                max_bytes=MAX_SOURCE_BYTES,
+                redirects=MAX_REDIRECTS,
+            )
+        except urlguard.TooLarge:
+            raise SourceError(f"{origin} is larger than {MAX_SOURCE_BYTES // 2**20} MB") from None
+        except urlguard.FetchError as exc:
+            raise SourceError(f"could not fetch {origin}: {exc}") from exc
         if resp.status_code == 404:
             raise SourceMissing(f"not found ({origin} answered 404)")
-        if resp.status_code >= 400:
+        if resp.status_code >= 300:
             raise SourceError(f"{origin} answered HTTP {resp.status_code}")
-        if len(resp.content) > MAX_SOURCE_BYTES:
-            raise SourceError(f"{origin} is larger than {MAX_SOURCE_BYTES // 2**20} MB")
-        resp.encoding = resp.encoding or "utf-8"
         return resp.text
     path = Path(origin)
     if not path.is_file():

@@ -7,6 +7,10 @@ from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("BACKLINE_TESTING", "1")
+# the benchmarks' servers, fleets and repositories are on loopback and under the temp folder
+os.environ.setdefault(
+    "BACKLINE_OUTBOUND_ALLOW", f"127.0.0.0/8,::1/128,file:{__import__('tempfile').gettempdir()}"
+)
 
 import django  # noqa: E402
 

@@ -8,7 +8,13 @@ from tests.conftest import client_for, token_client
 from tests.factories import ServiceFactory
 
 
-def test_prometheus_sd_lists_catalog_targets(db, squad, make_token):
+def test_prometheus_sd_lists_catalog_targets(db, squad, make_token, settings):
+    settings.OUTBOUND_ALLOW = ["10.0.0.0/8"]  # this installation's services are on 10/8
+    ServiceFactory(
+        slug="svc-meta",
+        owner=squad,
+        metrics_urls=["http://169.254.169.254/latest/", "http://192.168.1.1/metrics"],
+    )
     ServiceFactory(
         slug="svc-a",
         owner=squad,
@@ -41,6 +47,8 @@ def test_prometheus_sd_lists_catalog_targets(db, squad, make_token):
     assert second["labels"]["__metrics_path__"] == "/custom/prom"
     assert second["labels"]["__param_format"] == "text"
     assert "track" not in second["labels"]  # taken from the exposition's own label
+    # what the outbound URL guard refuses is not handed to Prometheus either
+    assert all(g["labels"]["service"] != "svc-meta" for g in groups)
 
 
 def test_own_metrics_include_database_figures(db, squad):

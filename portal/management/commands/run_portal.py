@@ -129,6 +129,8 @@ class Command(BaseCommand):
 
     # --- steps ------------------------------------------------------------------------------
     def prepare(self, no_seed):
+        if "BACKLINE_OUTBOUND_ALLOW" not in os.environ:  # seeding runs in this process
+            settings.OUTBOUND_ALLOW = demo_outbound_allow()
         db = settings.DATABASES["default"]
         where = f"{db['HOST']}/{db['NAME']}" if db.get("HOST") else str(db["NAME"])
         self.say(f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {where}")
@@ -246,6 +248,8 @@ class Command(BaseCommand):
 
     def start_children(self):
         env = dict(os.environ)
+        # the embedded demo reaches its own fleet (loopback) and demo repositories (var/)
+        env.setdefault("BACKLINE_OUTBOUND_ALLOW", ",".join(demo_outbound_allow()))
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
         env["BACKLINE_VAR_DIR"] = str(settings.VAR_DIR)
@@ -365,6 +369,12 @@ class _Prefixed:
         if self._buf:
             self._say(self._buf)
             self._buf = ""
+
+
+def demo_outbound_allow() -> list[str]:
+    """What ``make run`` lets the outbound URL guard reach unless BACKLINE_OUTBOUND_ALLOW is
+    set: loopback (the demo fleet, the local deploy driver) and the demo git repositories."""
+    return ["127.0.0.0/8", "::1/128", f"file:{settings.VAR_DIR / 'demo-repos'}"]
 
 
 def _module_exists(name):

@@ -1,6 +1,9 @@
 """Components → services: tier, repository, runbook and on-call from annotations; dependencies
 and APIs as sets of references."""
 
+from portal.errors import Invalid
+from portal.gitsource import validate_remote
+
 from ..constants import (
     ANN_BRANCH,
     ANN_GITHUB,
@@ -11,6 +14,8 @@ from ..constants import (
     SERVICE_MAPPED_ANNOTATIONS,
 )
 from ..validate import _annotations, _links, _ref_list, _tags, _text, link_url_ok
+
+FIELD = "repository_url"
 
 
 class ComponentBuilder:
@@ -74,6 +79,12 @@ class ComponentBuilder:
         repo = ann.get(ANN_REPO, "")
         if not repo and ann.get(ANN_GITHUB):
             repo = f"https://github.com/{ann[ANN_GITHUB].strip('/')}"
+        if repo:
+            try:  # the outbound URL guard (no DNS here: a host name is checked at the clone)
+                validate_remote(repo, lookup=False)
+            except Invalid as exc:
+                ctx.error(e.doc, e, f"metadata.annotations[{ANN_REPO}]", exc.errors[FIELD][0])
+                repo = ""
         runbook = ann.get(ANN_RUNBOOK, "")
         if runbook and not link_url_ok(runbook):
             ctx.error(e.doc, e, f"metadata.annotations[{ANN_RUNBOOK}]", "must be an http(s) URL")
