@@ -1,5 +1,6 @@
 import time
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
@@ -43,3 +44,42 @@ class DatabaseUnavailableMiddleware:
             resp["Retry-After"] = "5"
             return resp
         return None
+
+
+def csp_allow(response: HttpResponse, **sources: str) -> HttpResponse:
+    """Let one response load from more places than the installation's policy, e.g.
+    ``csp_allow(resp, script_src="https://cdn.example")``; added to that directive only."""
+    extra = getattr(response, "csp_extra", {})
+    for directive, value in sources.items():
+        name = directive.replace("_", "-")
+        extra[name] = f"{extra.get(name, '')} {value}".strip()
+    response.csp_extra = extra  # type: ignore[attr-defined]
+    return response
+
+
+def _policy(extra: dict[str, str]) -> str:
+    directives = []
+    for part in settings.CONTENT_SECURITY_POLICY.split(";"):
+        name, _, value = part.strip().partition(" ")
+        if name:
+            directives.append(f"{name} {value} {extra.get(name, '')}".strip())
+    return "; ".join(directives)
+
+
+class SecurityHeadersMiddleware:
+    """``Content-Security-Policy`` on every response (``CONTENT_SECURITY_POLICY``: scripts only
+    from Backline's own static files, no inline script or ``on*=`` handler, no framing), and
+    ``Cache-Control: no-store`` on API answers (they are per principal and may carry a secret
+    just created) unless the view chose its own caching. X-Frame-Options, nosniff and the
+    Referrer-Policy come from Django's own middleware (settings ``X_FRAME_OPTIONS``, ...)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if settings.CONTENT_SECURITY_POLICY and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = _policy(getattr(response, "csp_extra", {}))
+        if request.path.startswith("/api/") and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response

@@ -70,7 +70,7 @@ class ApiToken(models.Model):
 
 
 class AuditEvent(models.Model):
-    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker")]
+    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker", "admin")]
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_user = models.ForeignKey(
