@@ -9,11 +9,13 @@ class PortalConfig(AppConfig):
         from portal import (
             collectors,
             events,
+            limits,
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
         )
 
         collectors.register()
+        limits.connect()
         events.register()
         registry.beat(schedule.BEAT_SCHEDULE)

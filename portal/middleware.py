@@ -3,6 +3,7 @@ import time
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 
 from portal import metrics
 
@@ -83,3 +84,49 @@ class SecurityHeadersMiddleware:
         if request.path.startswith("/api/") and not response.has_header("Cache-Control"):
             response["Cache-Control"] = "no-store"
         return response
+
+
+class RequestSizeMiddleware:
+    """413 for a body longer than the view accepts (``DATA_UPLOAD_MAX_MEMORY_SIZE``, or the
+    view's own ``portal.limits.body_limit``), from the declared length, before anything reads it
+    (JSON answers under /api/ and /hooks/, a short text otherwise)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return _refuse(
+                request, 400, "bad_request", "The Content-Length header is not a number."
+            )
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            limit = _view_limit(request) or settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if length > limit:
+                return _refuse(
+                    request,
+                    413,
+                    "too_large",
+                    f"The request body is {length:,} bytes; at most {limit:,} bytes "
+                    f"({limit / 2**20:.3g} MB) are accepted here.",
+                )
+        return self.get_response(request)
+
+
+def _view_limit(request) -> int | None:
+    try:
+        view = resolve(request.path_info).func
+    except Resolver404:
+        return None
+    for candidate in (view, getattr(view, "cls", None), getattr(view, "view_class", None)):
+        limit = getattr(candidate, "body_limit", None)
+        if limit:
+            return int(limit)
+    return None
+
+
+def _refuse(request, status: int, code: str, message: str) -> HttpResponse:
+    if request.path.startswith(("/api/", "/hooks/")):
+        return JsonResponse({"code": code, "message": message}, status=status)
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")

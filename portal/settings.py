@@ -71,6 +71,7 @@ BACKLINE_SQUAD_MODEL = "squads.Squad"
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "portal.middleware.SecurityHeadersMiddleware",
+    "portal.middleware.RequestSizeMiddleware",  # 413 before anything reads a too-large body
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.middleware.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -234,7 +235,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 30 * 1024 * 1024)
+# the largest request body (API included; 413 beyond, portal/limits.py), except the views that
+# declare their own (Backstage import 10 MB, GitHub webhooks 25 MB)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 4 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- REST API --------------------------------------------------------------------------------
