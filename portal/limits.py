@@ -21,7 +21,7 @@ are written (``JOB_LOG_MAX_BYTES``, truncation) and are not listed here.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.db import models
@@ -61,7 +61,7 @@ FIELD_LIMITS: dict[str, dict[str, int]] = {
     "squads.Resource": {"description": DESCRIPTION_MAX, "tags": JSON_SMALL, "links": JSON_SMALL},
     "pipelines.PipelineConfig": {"spec_yaml": SPEC_MAX},
     "pipelines.PipelineSecret": {"value": TEXT_MAX},
-    "infra.Workspace": {"description": DESCRIPTION_MAX, "files": 2 * MiB + 64 * KiB},
+    "infra.Workspace": {"description": DESCRIPTION_MAX, "files": 3 * MiB},  # 2 MiB of text, as JSON
     "infra.Variable": {"value": SPEC_MAX},
     "infra.TerraformRun": {"discard_reason": 2_000},
     "monitoring.AlertRule": {"query": 10_000},
@@ -96,13 +96,16 @@ def check_value(label: str, field: str, value: Any, *, name: str | None = None) 
         raise _too_long(name or field, size, limit)
 
 
-def check_instance(instance: models.Model) -> None:
-    """Every limited field of ``instance`` and every CharField's max_length (a DataError, i.e. a
-    500, otherwise)."""
+def check_instance(instance: models.Model, fields: Iterable[str] | None = None) -> None:
+    """Every limited field of ``instance`` (or those of ``fields``) and every CharField's
+    max_length (a DataError, i.e. a 500, otherwise)."""
     limits = FIELD_LIMITS.get(instance._meta.label)
     if limits is None:
         return
+    only = None if fields is None else set(fields)
     for f in instance._meta.concrete_fields:
+        if only is not None and f.name not in only and f.attname not in only:
+            continue
         value = getattr(instance, f.attname, None)
         if f.name in limits:
             if (size := size_of(value)) > limits[f.name]:
@@ -112,9 +115,9 @@ def check_instance(instance: models.Model) -> None:
                 raise _too_long(f.name, len(value), f.max_length)
 
 
-def _on_pre_save(sender, instance, raw=False, **kwargs) -> None:
+def _on_pre_save(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
     if not raw:  # loaddata writes fixtures as they are
-        check_instance(instance)
+        check_instance(instance, update_fields)  # a partial save checks what it writes
 
 
 def connect() -> None:
