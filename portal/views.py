@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from drf_spectacular.settings import spectacular_settings
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -187,6 +188,7 @@ class ApiDocsView(SpectacularSwaggerSplitView):
     """Swagger UI: its init script is a file of its own (no inline script), its bundle comes from
     ``SWAGGER_UI_DIST``, which the page's Content-Security-Policy allows for this page only."""
 
+    @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         dist = str(spectacular_settings.SWAGGER_UI_DIST)
