@@ -5,7 +5,7 @@ fixture fails any test during which Chromium reported a policy violation."""
 
 import pytest
 
-from tests.conftest import screenshot
+from tests.conftest import PASSWORD, screenshot
 from tests.factories import ServiceFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -51,3 +51,25 @@ def test_pages_work_under_the_policy(page, live_server, login, alice, squad, oth
     assert page.evaluate("() => window.__injected === undefined")
     assert any("inline script" in v for v in page.csp_violations)
     page.csp_violations.clear()  # the one violation this test caused on purpose
+
+
+def test_admin_site_works_under_the_policy(page, live_server, admin_user, squad):
+    """Django's admin (its own static scripts) reports no violation; an edit there is audited."""
+    from infra.models import Workspace
+    from portal.models import AuditEvent
+
+    ws = Workspace.objects.create(slug="edge", name="Edge", owner=squad, files={"main.tf": ""})
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", admin_user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    page.goto(f"{live_server.url}/admin/infra/workspace/{ws.pk}/change/")
+    page.fill("#id_description", "Edited in the admin")
+    page.click("input[name=_save]")
+    page.wait_for_url(f"{live_server.url}/admin/infra/workspace/")
+    screenshot(page, "csp-admin")
+    ws.refresh_from_db()
+    assert ws.description == "Edited in the admin"
+    event = AuditEvent.objects.get(door="admin")
+    assert event.action == "admin.infra.workspace.change" and event.squad == squad
