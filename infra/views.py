@@ -95,7 +95,10 @@ class WorkspaceForm(forms.Form):
         if not actor.is_admin:
             squads = squads.filter(pk__in=actor.squad_ids())
         self.fields["owner"].queryset = squads
-        self.fields["services"].queryset = Service.objects.only("slug", "name").order_by("name")
+        # a workspace links only its owner's services (checked by the domain function too)
+        self.fields["services"].queryset = (
+            Service.objects.filter(owner__in=squads).only("slug", "name").order_by("name")
+        )
         if editing is not None:
             self.fields["slug"].disabled = True
 

@@ -24,7 +24,7 @@ from monitoring.models import (
     NotificationChannel,
     Severity,
 )
-from portal import audit, events, urlguard
+from portal import audit, events, limits, urlguard
 from portal.actors import Actor
 from portal.errors import Invalid
 
@@ -53,6 +53,7 @@ def validate_alert_rule(signal: str, query: str, *, check_query: bool = True) ->
     """A rule watches a golden signal or a raw query (one of them), and the query must be one
     the metrics backend can evaluate."""
     query = (query or "").strip()
+    limits.check_value("monitoring.AlertRule", "query", query)  # before any parsing
     if not signal and not query:
         raise Invalid(
             "Choose a signal or write a query.",

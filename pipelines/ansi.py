@@ -23,6 +23,17 @@ COLOURS = {
 }
 
 
+MAX_CODE_DIGITS = 3  # every SGR code Backline renders is below 1000
+
+
+def _codes(params: str) -> list[int]:
+    """The SGR codes of ``params`` ("1;31"); a number longer than MAX_CODE_DIGITS means
+    nothing to us and is skipped unparsed (a 5,000-digit one used to raise and 500 the page)."""
+    if not params:
+        return [0]
+    return [int(c) for c in params.split(";") if c and len(c) <= MAX_CODE_DIGITS]
+
+
 def strip(text: str) -> str:
     return CONTROL_RE.sub("", STRIP_RE.sub("", text)).replace("\r\n", "\n")
 
@@ -39,7 +50,7 @@ def to_html(text: str) -> str:
         pos = m.end()
         if m.group(1) is None:
             continue  # a non-colour escape: dropped
-        codes = [int(c) for c in m.group(1).split(";") if c.isdigit()] or [0]
+        codes = _codes(m.group(1))
         for code in codes:
             if code == 0:
                 classes = {}

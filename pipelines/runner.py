@@ -24,6 +24,7 @@ from pipelines.models import (
     workspace_root,
 )
 from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from portal import limits
 from portal.executor import Masker, run_process
 from portal.gitsource import Checkout, SourceError, redact_url
 from portal.joblog import LogWriter
@@ -62,7 +63,8 @@ def _load_spec(run, workdir: Path):
     for name in SPEC_FILENAMES:
         path = workdir / name
         if path.is_file():
-            return "repository", name, path.read_text(errors="replace")
+            with path.open(errors="replace") as f:  # at most one character over the limit
+                return "repository", name, f.read(limits.SPEC_MAX + 1)
     config = PipelineConfig.objects.filter(service_id=run.service_id).first()
     if config and config.spec_yaml.strip():
         return "portal", "the spec stored in the portal", config.spec_yaml
@@ -190,6 +192,12 @@ class Execution:
             self.stop(
                 RunStatus.FAILED,
                 "No pipeline spec: add backline.yml to the repository or store one in the portal.",
+            )
+        if len(text) > limits.SPEC_MAX:
+            PipelineRun.objects.filter(pk=run.pk).update(spec_source=source)
+            self.stop(
+                RunStatus.FAILED,
+                f"The pipeline spec in {where} is longer than {limits.SPEC_MAX:,} characters.",
             )
         try:
             spec = parse(text)

@@ -25,7 +25,7 @@ from pipelines.models import (
     workspace_root,
 )
 from pipelines.spec import ENV_NAME_RE, SpecError, parse
-from portal import joblog, metrics
+from portal import joblog, limits, metrics
 from portal.actors import Actor
 from portal.audit import record
 from portal.celery import enqueue
@@ -255,6 +255,7 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
     """Store the portal spec (used when the repository has no backline.yml)."""
     actor.require("pipelines:run", service.owner, "editing the pipeline spec")
     text = (text or "").replace("\r\n", "\n")
+    limits.check_value("pipelines.PipelineConfig", "spec_yaml", text, name="spec")  # before parsing
     spec = None
     if text.strip():
         try:

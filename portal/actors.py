@@ -55,11 +55,14 @@ class Actor:
 
     @cached_property
     def is_admin(self) -> bool:
+        """Org admin: the system, a token with the ``admin`` scope, or a person with the explicit
+        org admin role (Django's superuser flag). ``is_staff`` alone only opens the Django admin
+        site with the model permissions granted there; it gives no Backline rights."""
         if self.is_system:
             return True
         if self.token is not None:
             return "admin" in (self.token.scopes or [])
-        return bool(self.user.is_staff or self.user.is_superuser)
+        return bool(self.user.is_active and self.user.is_superuser)
 
     def squad_ids(self) -> frozenset[int]:
         return self._squad_ids

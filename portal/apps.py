@@ -9,6 +9,7 @@ class PortalConfig(AppConfig):
         from portal import (
             collectors,
             events,
+            limits,
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
@@ -18,5 +19,6 @@ class PortalConfig(AppConfig):
         urlguard.policy()  # a bad BACKLINE_OUTBOUND_ALLOW / _DENY entry fails at start-up
 
         collectors.register()
+        limits.connect()
         events.register()
         registry.beat(schedule.BEAT_SCHEDULE)

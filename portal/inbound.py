@@ -36,6 +36,7 @@ from django.views.decorators.http import require_POST
 from portal import safeparse
 from portal.actors import Actor
 from portal.gitref import valid_branch
+from portal.limits import body_limit
 
 MAX_BYTES = 25 * 1024 * 1024
 REPOSITORY_FIELDS = ("clone_url", "ssh_url", "html_url", "git_url", "url", "full_name")
@@ -208,6 +209,7 @@ def parse_payload(body: bytes, content_type: str) -> dict:
     return data
 
 
+@body_limit(MAX_BYTES)  # GitHub sends push payloads up to 25 MB
 @csrf_exempt
 @require_POST
 def github(request):

@@ -71,8 +71,12 @@ class ApiToken(models.Model):
 
 
 class AuditEvent(models.Model):
-    # sso: single sign-on (identity/oidc.py); scim: the directory pushing people and groups
-    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker", "sso", "scim")]
+    # sso: single sign-on (identity/oidc.py); scim: the directory pushing people and groups;
+    # admin: the Django admin site (portal/adminsite.py)
+    DOORS = [
+        (d, d)
+        for d in ("ui", "api", "command", "beat", "webhook", "worker", "admin", "sso", "scim")
+    ]
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_user = models.ForeignKey(

@@ -93,9 +93,17 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={t},v1={_mac(secret, t, body)}"
 
 
-def verify_signature(body: bytes, header: str, secret: str, max_age: float | None = MAX_AGE):
+def verify_signature(
+    body: bytes,
+    header: str,
+    secret: str,
+    max_age: float | None = MAX_AGE,
+    *,
+    now: float | None = None,
+):
     """True when ``header`` signs ``body`` with ``secret`` and its timestamp is at most
-    ``max_age`` seconds away from now (None: any age)."""
+    ``max_age`` seconds away from ``now`` (default: the clock; ``max_age`` None: any age), so a
+    captured delivery replayed later is refused."""
     fields: dict[str, list[str]] = {}
     for part in (header or "").split(","):
         name, _, value = part.strip().partition("=")
@@ -103,7 +111,7 @@ def verify_signature(body: bytes, header: str, secret: str, max_age: float | Non
     ts = (fields.get("t") or [""])[0]
     if not ts.isdigit() or not secret:
         return False
-    if max_age is not None and abs(time.time() - int(ts)) > max_age:
+    if max_age is not None and abs((time.time() if now is None else now) - int(ts)) > max_age:
         return False
     expected = _mac(secret, int(ts), body)
     return any(hmac.compare_digest(expected, v) for v in fields.get("v1", []))

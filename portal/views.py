@@ -9,7 +9,11 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from drf_spectacular.settings import spectacular_settings
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularSwaggerSplitView
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from portal import events, services
@@ -19,6 +23,7 @@ from portal.catalog import squad_model
 from portal.errors import DomainError
 from portal.filters import AuditEventFilter
 from portal.listing import render_list
+from portal.middleware import csp_allow
 from portal.models import SCOPES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 
 
@@ -42,6 +47,7 @@ def audit_list(request):
 
 
 @login_required
+@never_cache  # the page shows a new token once: never stored by a browser or proxy
 def token_list(request):
     actor = Actor.from_request(request)
     created = None
@@ -179,3 +185,17 @@ def event_redeliver(request, pk):
     events.redeliver(Actor.from_request(request), delivery)  # refused: the 403 page says why
     messages.success(request, "Redelivery queued.")
     return redirect("event_list")
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI: its init script is a file of its own (no inline script), its bundle comes from
+    ``SWAGGER_UI_DIST``, which the page's Content-Security-Policy allows for this page only."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        dist = str(spectacular_settings.SWAGGER_UI_DIST)
+        if dist.startswith(("https://", "http://")):
+            origin = "/".join(dist.split("/", 3)[:3])
+            csp_allow(response, script_src=origin, style_src=origin, img_src=origin)
+        return response

@@ -13,9 +13,11 @@ from django.utils.safestring import mark_safe
 
 from portal.actors import Actor
 from portal.errors import DomainError
+from portal.limits import body_limit
 from portal.registry import registry
 from portal.web import add_form_errors
 from squads import backstage, graph, scorecards, services
+from squads.backstage.sources import MAX_SOURCE_BYTES
 from squads.cache import CATALOG
 from squads.filters import ServiceFilter
 from squads.models import (
@@ -439,6 +441,7 @@ def api_detail(request, slug):
 api_detail.nav_section = "catalog"
 
 
+@body_limit(MAX_SOURCE_BYTES)  # uploaded files up to the import's own 10 MB
 @login_required
 def catalog_import(request):
     """Upload Backstage descriptor files; all-or-nothing, with every error listed."""

@@ -284,13 +284,35 @@ def browser():
         b.close()
 
 
+def _as_function(wait_for_function):
+    """Playwright evaluates a bare expression with eval() inside the page, which the CSP
+    (rightly) refuses; the same expression as an arrow function is called, not evaluated."""
+
+    def wait(expression, *args, **kwargs):
+        if isinstance(expression, str) and "=>" not in expression:
+            expression = f"() => ({expression})"
+        return wait_for_function(expression, *args, **kwargs)
+
+    return wait
+
+
 @pytest.fixture
 def page(browser):
+    """A fresh page; the test fails if the page reported a Content-Security-Policy violation
+    (an inline script, handler or eval the policy refused) while it ran."""
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     pg = context.new_page()
     pg.set_default_timeout(15000)
+    violations: list[str] = []
+    pg.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    pg.csp_violations = violations  # type: ignore[attr-defined]
+    pg.wait_for_function = _as_function(pg.wait_for_function)  # type: ignore[method-assign]
     yield pg
     context.close()
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 @pytest.fixture

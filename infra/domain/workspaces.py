@@ -83,6 +83,20 @@ def _require_admin_for_sandbox_fields(actor: Actor, ws: Workspace | None, fields
         actor.require_admin("allow local-exec/remote-exec provisioners for a workspace")
 
 
+def _check_linked_services(owner: Any, services: Iterable[Any]) -> None:
+    """A workspace links only services its owner squad owns: the link feeds those services'
+    drift rule and pages, so another squad's service would be reported on by this one."""
+    foreign = sorted(s.slug for s in services if s.owner_id != getattr(owner, "pk", owner))
+    if foreign:
+        raise Invalid(
+            errors={
+                "services": f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not "
+                f"owned by the workspace's squad {owner.slug!r}; a workspace links only its own "
+                "squad's services"
+            }
+        )
+
+
 def create_workspace(
     owner: Any, *, actor: Actor, slug: str, services: Iterable[Any] = (), **fields: Any
 ) -> Workspace:
@@ -92,6 +106,8 @@ def create_workspace(
     if fields.get("terraform_bin"):
         actor.require_admin("choose the terraform binary of a workspace")
     _require_admin_for_sandbox_fields(actor, None, fields)
+    services = list(services)
+    _check_linked_services(owner, services)
     ws = Workspace(slug=slug, owner=owner, **{k: v for k, v in fields.items() if v is not None})
     _validate_workspace(ws)
     try:
@@ -136,6 +152,10 @@ def update_workspace(
             ws.owner = owner
             changed.append("owner")
         _validate_workspace(ws)
+        if services is not None:
+            services = list(services)
+        if services is not None or "owner" in changed:
+            _check_linked_services(ws.owner, ws.services.all() if services is None else services)
         ws.save()
         if services is not None:
             ws.services.set(services)

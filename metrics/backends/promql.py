@@ -119,6 +119,9 @@ AGGREGATIONS = {"sum", "avg", "min", "max", "count", "group"}
 KNOWN_AGGREGATIONS = {*AGGREGATIONS, "stddev", "stdvar", "topk", "bottomk", "quantile"}
 KNOWN_AGGREGATIONS |= {"count_values"}
 MAX_DEPTH = 64  # nesting of parentheses / calls / operators (bounds the recursion)
+# binary operators in one query: "a + a + ... + a" nests each one inside the next (the tree is
+# as deep as the chain is long, and evaluating it recursed past Python's limit: a 500)
+MAX_OPERATORS = 200
 COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
 # binding power of binary operators, loosest first
 LEVELS = [{"or"}, {"and", "unless"}, COMPARISONS, {"+", "-"}, {"*", "/", "%", "atan2"}]
@@ -220,6 +223,7 @@ class Parser:
         self.tokens = tokenize(text)
         self.i = 0
         self.depth = 0
+        self.operators = 0
 
     # token helpers
     def peek(self, k=0):
@@ -262,6 +266,9 @@ class Parser:
         lhs = self.expr(level + 1)
         while self.peek()[0] in ("op", "ident") and self.peek()[1].lower() in LEVELS[level]:
             op = self.take()[1].lower()
+            self.operators += 1
+            if self.operators > MAX_OPERATORS:
+                raise PromQLSyntaxError(f"the query has more than {MAX_OPERATORS} binary operators")
             node = Binary(op, lhs, None)
             self.modifiers(node)
             node.rhs = self.expr(level + 1)

@@ -103,6 +103,7 @@ def _flag(value) -> bool:
 
 
 class CatalogImportView(APIView):
+    body_limit = MAX_IMPORT_BYTES  # above DATA_UPLOAD_MAX_MEMORY_SIZE (portal.limits)
     parser_classes = [YamlParser, XYamlParser, TextYamlParser, PlainTextParser, MultiPartParser]
 
     @extend_schema(

@@ -2,6 +2,7 @@
 
 import yaml
 
+from portal.limits import DESCRIPTION_MAX, FIELD_LIMITS
 from squads.models import Lifecycle, map_lifecycle
 
 from ..definitions import resolve_placeholder
@@ -17,7 +18,9 @@ class EntityKindsBuilder:
         ctx = self.ctx
         return {
             "name": _text(ctx, e, e.metadata, "title", "metadata.title", clip=200) or e.slug[:200],
-            "description": _text(ctx, e, e.metadata, "description", "metadata.description"),
+            "description": _text(
+                ctx, e, e.metadata, "description", "metadata.description", max_len=DESCRIPTION_MAX
+            ),
         }
 
     def _system_ref(self, e):
@@ -66,6 +69,15 @@ class EntityKindsBuilder:
         ctx = self.ctx
         squad, _ = self._owner(e, allow_tribe=False)
         definition = self._definition(e)
+        limit = FIELD_LIMITS["squads.Api"]["definition"]
+        if len(definition) > limit:
+            ctx.error(
+                e.doc,
+                e,
+                "spec.definition",
+                f"is {len(definition):,} characters long; at most {limit:,} allowed",
+            )
+            definition = ""
         lifecycle, lifecycle_raw = self._lifecycle(e)
         return {
             **self._common(e),

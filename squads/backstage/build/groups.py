@@ -1,6 +1,8 @@
 """Groups: a ``team`` is a squad, any other type a tribe; the tree of parents and children over
 the import and the database."""
 
+from portal.limits import DESCRIPTION_MAX
+
 from ..constants import ANN_CHAT, ANN_ONCALL, TEAM_TYPES
 from ..refs import ref_of_slug
 from ..validate import _annotations, _links, _text
@@ -137,7 +139,9 @@ class GroupBuilder:
         ctx = self.ctx
         profile = profile_of(ctx, e)
         name = display_name(ctx, e, profile, e.slug)
-        description = _text(ctx, e, e.metadata, "description", "metadata.description")
+        description = _text(
+            ctx, e, e.metadata, "description", "metadata.description", max_len=DESCRIPTION_MAX
+        )
         email, picture = email_and_picture(ctx, e, profile)
         links = _links(ctx, e)
         ann = _annotations(ctx, e)
