@@ -60,6 +60,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-seed", action="store_true", help="Do not load the demo data")
 
+    @property
+    def log_level(self) -> str:
+        """What the children log: warnings and the banner by default (BACKLINE_LOG_LEVEL)."""
+        return settings.BACKLINE_LOG_LEVEL
+
+    @property
+    def quiet(self) -> list[str]:
+        return [] if self.log_level in ("DEBUG", "INFO") else ["--quiet"]  # no Celery banners
+
     # --- output -----------------------------------------------------------------------------
     def setup_output(self):
         self._lock = threading.Lock()
@@ -85,9 +94,6 @@ class Command(BaseCommand):
     # --- main -------------------------------------------------------------------------------
     def handle(self, *args, port=None, no_seed=False, **options):
         self.setup_output()
-        # the terminal shows warnings and the banner; BACKLINE_LOG_LEVEL=INFO for every task
-        self.log_level = settings.BACKLINE_LOG_LEVEL
-        self.quiet = [] if self.log_level in ("DEBUG", "INFO") else ["--quiet"]  # no banners
         self.port = port or int(os.environ.get("PORT") or 8000)
         self.stopping = None  # the reason, once shutdown began
         self.children = []
