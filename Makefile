@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 PG_URL ?= postgres://postgres@127.0.0.1:5432/backline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # the suite runs in this many processes (pytest-xdist, a test file per process; each has its own
@@ -12,15 +13,35 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_PROCS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test deps venv services lint fmt check bench chaos migrate clean e2e oidc-provider
+.PHONY: run test deps run-deps venv venv-run services lint fmt check bench chaos migrate clean e2e oidc-provider
+
+## `make run` installs what Backline needs to run; `make test` adds the dev tools ([dev]).
+$(RUN_STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 venv: $(STAMP)
+
+venv-run: $(RUN_STAMP)
+
+## What `make run` itself needs from Debian: bubblewrap (the step sandbox) and haproxy (the
+## demo's HAProxy-fronted service).
+run-deps: venv-run
+	@missing=""; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench),
 ## bubblewrap (the step and Terraform sandbox), Node.js and npm (the test OpenID provider),
@@ -54,7 +75,7 @@ services:
 
 ## Start Backline: web + Celery worker + beat (+ embedded Redis and SQLite unless
 ## DATABASE_URL / REDIS_URL are set), demo data loaded. Ctrl-C stops everything.
-run: venv
+run: run-deps
 	$(PYTHON) manage.py run_portal
 
 migrate: venv
