@@ -11,4 +11,8 @@ class IdentityConfig(AppConfig):
     name = "identity"
 
     def ready(self):
-        pass
+        # --- SCIM server and directory sync page (h15scim) ---
+        from identity.scim import wiring as scim_wiring
+
+        scim_wiring.register()
+        # --- end SCIM ---

@@ -12,6 +12,7 @@ SCOPES = (
     ("infra:apply", "Plan, apply and discard Terraform runs"),
     ("alerts:write", "Manage alert rules and notification channels"),
     ("admin", "Everything, on every squad"),
+    ("scim", "Push people and groups from the directory over SCIM (org admins grant it)"),
 )
 SCOPE_NAMES = tuple(name for name, _ in SCOPES)
 TOKEN_PREFIX = "bl_"
@@ -70,7 +71,7 @@ class ApiToken(models.Model):
 
 
 class AuditEvent(models.Model):
-    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker")]
+    DOORS = [(d, d) for d in ("ui", "api", "command", "beat", "webhook", "worker", "scim")]
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_user = models.ForeignKey(
