@@ -84,7 +84,15 @@ def _project(du: DirectoryUser, doc: dict[str, Any]) -> None:
     du.resource = {k: v for k, v in doc.items() if k not in USER_DROPPED}
 
 
+def _check_lengths(doc: dict[str, Any], *names: str) -> None:
+    """Backline keeps these in 255-character columns: refuse longer values, naming them."""
+    too_long = {n: ["At most 255 characters."] for n in names if len(str(doc.get(n) or "")) > 255}
+    if too_long:
+        raise Invalid(f"{', '.join(too_long)}: at most 255 characters.", errors=too_long)
+
+
 def _check_user_name(doc: dict[str, Any], *, exclude: str | None = None) -> None:
+    _check_lengths(doc, "userName", "externalId")
     user_name = str(doc.get("userName") or "").strip()
     if not user_name:
         raise Invalid("userName is required.", errors={"userName": ["Give a userName."]})
@@ -211,6 +219,7 @@ def _sync_squads(users: Iterable[DirectoryUser], *, actor: Actor) -> None:
 
 
 def _save_group(group: DirectoryGroup, doc: dict[str, Any], member_ids: Iterable[str]):
+    _check_lengths(doc, "displayName", "externalId")
     display_name = str(doc.get("displayName") or "").strip()
     if not display_name:
         raise Invalid("displayName is required.", errors={"displayName": ["Give a displayName."]})

@@ -17,7 +17,12 @@ import time
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
-from scim2_models import ForbiddenException, SCIMException, UnauthorizedException
+from scim2_models import (
+    ForbiddenException,
+    InvalidValueException,
+    SCIMException,
+    UnauthorizedException,
+)
 from scim2_server.handler import ScimHandler
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
@@ -60,6 +65,17 @@ def _scim_request(request: HttpRequest, rest: str) -> ScimRequest:
     )
 
 
+def _refuse_nul(scim: ScimRequest) -> None:
+    """PostgreSQL text cannot hold U+0000: refuse it up front, naming where it is."""
+    if "\x00" in scim.path:
+        raise InvalidValueException(detail="The path contains a NUL character (U+0000).")
+    for key, value in scim.query.items():
+        if "\x00" in key or "\x00" in value:
+            raise InvalidValueException(detail=f"Query parameter '{key}' contains U+0000.")
+    if b"\x00" in scim.body or b"\\u0000" in scim.body:
+        raise InvalidValueException(detail="The body contains a NUL character (\\u0000).")
+
+
 def _serve(request: HttpRequest, scim: ScimRequest, holder: dict) -> ScimResponse:
     svc = service()
     try:
@@ -68,6 +84,7 @@ def _serve(request: HttpRequest, scim: ScimRequest, holder: dict) -> ScimRespons
         needs_auth = True
     if needs_auth:
         token = holder["token"] = _token(request)
+        _refuse_nul(scim)
         actor = Actor(token=token, door="scim", ip=request.META.get("REMOTE_ADDR"))
     else:
         actor = Actor.system("scim", door="scim")

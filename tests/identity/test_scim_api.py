@@ -148,6 +148,23 @@ def test_bad_patch_is_a_scim_400_and_changes_nothing(scim, ops, scim_type):
     assert DirectoryUser.objects.get(pk=u["id"]).version == 1
 
 
+@pytest.mark.parametrize(
+    "body,where",
+    [
+        (user_body("x" * 256), "userName"),
+        (user_body(externalId="e" * 300), "externalId"),
+        (user_body("nul\u0000@example.com"), "NUL"),
+    ],
+)
+def test_values_backline_cannot_keep_are_refused_by_name(scim, body, where):
+    resp = scim("POST", "Users", body)
+    assert_scim_error(resp, 400, "invalidValue")
+    assert where in resp.data["detail"]
+    assert not DirectoryUser.objects.exists()
+    nul = scim.c.get("/scim/v2/Users", {"filter": 'userName eq "a\x00"'})
+    assert nul.status_code == 400 and "U+0000" in json.loads(nul.content)["detail"]
+
+
 def test_if_match_with_a_stale_version_is_412(scim):
     u = make_user(scim)
     resp = scim("PUT", f"Users/{u['id']}", user_body(displayName="x"), HTTP_IF_MATCH='W/"7"')
