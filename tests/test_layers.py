@@ -40,6 +40,7 @@ def test_navigation_comes_from_every_app_in_order():
         "Infrastructure",
         "Dashboards",
         "Alerts",
+        "Directory sync",  # org admins only (identity, issue 15)
     ]
 
 
@@ -73,6 +74,7 @@ def test_beat_and_sources_of_every_app():
     assert registry.member_squads is not None
     assert [u.module for u in registry.urls] == [
         "squads.urls",
+        "identity.scim.urls",
         "pipelines.urls",
         "infra.urls",
         "monitoring.urls",
