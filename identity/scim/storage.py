@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from scim2_models import (
     InvalidValueException,
@@ -246,6 +246,8 @@ class DjangoStorage(ScimStorage):
                 )
         except DomainError as exc:
             raise _scim_error(exc) from exc
+        except IntegrityError as exc:  # a concurrent create of the same userName won the race
+            raise UniquenessException(detail="That userName was just taken.") from exc
         return self.get(resource_type, row.pk)
 
     def update(

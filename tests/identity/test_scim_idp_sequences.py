@@ -9,6 +9,7 @@ The payloads follow the providers' documented SCIM requests: Okta's (lower-case 
 """
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -221,3 +222,31 @@ def test_entra_create_add_to_group_deactivate_remove_delete(scim_server, squad, 
     person.refresh_from_db()
     assert person.active is False
     assert DirectoryGroup.objects.filter(pk=gid).exists()
+
+
+def test_concurrent_pushes_lose_nothing(scim_server, squad):
+    """Okta pushes in parallel: the same new person twice at once is one person (the other
+    call a 409, never a 500), and members added to one group by concurrent PATCHes all stay."""
+    base, raw = scim_server.url, scim_token(squad, name="okta")
+    users, groups = f"{base}/scim/v2/Users", f"{base}/scim/v2/Groups"
+
+    def post_same(_):
+        return scim_session(raw).post(users, json={"schemas": [USER_SCHEMA],
+                                      "userName": "twin@example.com"}, timeout=60).status_code  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(post_same, range(4)))
+    assert codes == [201, 409, 409, 409], codes
+    ids = [scim_session(raw).post(users, json={"schemas": [USER_SCHEMA], "userName":
+           f"m{i}@example.com"}, timeout=60).json()["id"] for i in range(6)]  # fmt: skip
+    gid = scim_session(raw).post(groups, json={"schemas": [GROUP_SCHEMA],
+                                 "displayName": "playback"}, timeout=60).json()["id"]  # fmt: skip
+
+    def add(uid):
+        body = patch({"op": "add", "path": "members", "value": [{"value": uid}]})
+        return scim_session(raw).patch(f"{groups}/{gid}", json=body, timeout=60).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(add, ids)) == {200}
+    assert set(DirectoryGroup.objects.get(pk=gid).members.values_list("pk", flat=True)) == set(ids)
+    assert Membership.objects.filter(squad=squad, source="directory").count() == 6
