@@ -12,22 +12,31 @@ def _scim_id() -> str:
 
 
 # --- SCIM (issue 15, build item 4) ------------------------------------------------------------
-class DirectoryUser(models.Model):
-    """A person as the directory pushed them over SCIM: the SCIM ``User`` document as last
-    written (``resource``, without ``id``/``meta``/password) and the Person it maps to. The
-    Person (name, email, ``active``, ``external_id``) and its Django user are projections of it."""
+class _ScimRecord(models.Model):
+    """What every SCIM resource row keeps: its SCIM id, externalId, the document as last
+    written, a version (the ETag, ``W/"<version>"``) and its dates."""
 
     id = models.CharField(primary_key=True, max_length=64, default=_scim_id, editable=False)
-    person = models.OneToOneField(
-        "squads.Person", on_delete=models.CASCADE, related_name="directory_user"
-    )
-    user_name = models.CharField(max_length=255)
-    user_name_key = models.CharField(max_length=255, unique=True)  # lower-cased (caseExact false)
     external_id = models.CharField(max_length=255, blank=True, db_index=True)
     resource = models.JSONField(default=dict)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class DirectoryUser(_ScimRecord):
+    """A person as the directory pushed them over SCIM: the SCIM ``User`` document as last
+    written (``resource``, without ``id``/``meta``/password) and the Person it maps to. The
+    Person (name, email, ``active``, ``external_id``) and its Django user are projections of it."""
+
+    person = models.OneToOneField(
+        "squads.Person", on_delete=models.CASCADE, related_name="directory_user"
+    )
+    user_name = models.CharField(max_length=255)
+    user_name_key = models.CharField(max_length=255, unique=True)  # lower-cased (caseExact false)
 
     class Meta:
         ordering = ["user_name_key"]
@@ -36,19 +45,13 @@ class DirectoryUser(models.Model):
         return self.user_name
 
 
-class DirectoryGroup(models.Model):
+class DirectoryGroup(_ScimRecord):
     """A directory group pushed over SCIM. Its ``display_name`` (or ``external_id``) names a
     squad the way the OpenID group claim does (``identity.directory.squad_slugs_for_groups``);
     its members get a directory membership of that squad."""
 
-    id = models.CharField(primary_key=True, max_length=64, default=_scim_id, editable=False)
     display_name = models.CharField(max_length=255, db_index=True)
-    external_id = models.CharField(max_length=255, blank=True, db_index=True)
-    resource = models.JSONField(default=dict)  # the Group document without members/id/meta
     members = models.ManyToManyField(DirectoryUser, related_name="groups", blank=True)
-    version = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["display_name"]

@@ -6,7 +6,6 @@ response body in its schema."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -14,12 +13,8 @@ import yaml
 from identity.scim.services import create_directory_group, provision_directory_user
 from portal.actors import Actor
 from tests.identity.scim_helpers import GROUP_SCHEMA, USER_SCHEMA, scim_token
-from tests.live_portal import ROOT, portal_server  # noqa: F401  (fixture)
+from tests.live_portal import ROOT, portal_server, schemathesis_argv  # noqa: F401  (fixture)
 
-CHECKS = (
-    "not_a_server_error,status_code_conformance,content_type_conformance,"
-    "response_schema_conformance"
-)
 MAX_TIME = int(os.environ.get("BACKLINE_SCIM_FUZZ_SECONDS", "60"))
 SCHEMA = ROOT / "identity" / "scim" / "openapi.yaml"
 
@@ -55,27 +50,14 @@ def _with_examples(tmp_path: Path) -> Path:
 def test_schemathesis_finds_no_failures_in_scim(portal_server, squad, tmp_path):  # noqa: F811
     raw = scim_token(squad, name="fuzz")
     schema = _with_examples(tmp_path)
-    argv = [
-        str(Path(sys.executable).with_name("schemathesis")),
-        "run",
+    argv = schemathesis_argv(
         str(schema),
+        raw,
+        MAX_TIME,
+        os.environ.get("BACKLINE_FUZZ_SEED", "20261201"),
         "--url",
         f"{portal_server.url}/scim/v2",
-        "-H",
-        f"Authorization: Bearer {raw}",
-        "--checks",
-        CHECKS,
-        "--phases",
-        "examples,coverage,fuzzing",
-        "-w",
-        "1",
-        "--max-time",
-        str(MAX_TIME),
-        "--request-timeout",
-        "30",
-        "--seed",
-        os.environ.get("BACKLINE_FUZZ_SEED", "20261201"),
-    ]
+    )
     env = dict(os.environ, NO_COLOR="1")
     proc = subprocess.run(
         argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_TIME + 240

@@ -33,14 +33,8 @@ def scim_server(transactional_db, monkeypatch):
     server.stop()
 
 
-def sign_in(base: str, username: str) -> requests.Session:
-    """A browser-like session signed in through the password form (the person's Django user is
-    given a password here: the sign-in door itself is not what this test is about)."""
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.get(username=username)
-    user.set_password(PASSWORD)
-    user.save()
+def password_post(base: str, username: str) -> tuple[requests.Session, requests.Response]:
+    """The password form, filled as a browser does (CSRF cookie and field)."""
     s = requests.Session()
     page = s.get(f"{base}/login/", timeout=30)
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
@@ -51,6 +45,18 @@ def sign_in(base: str, username: str) -> requests.Session:
         allow_redirects=False,
         timeout=30,
     )
+    return s, resp
+
+
+def sign_in(base: str, username: str) -> requests.Session:
+    """A browser-like session signed in through the password form (the person's Django user is
+    given a password here: the sign-in door itself is not what this test is about)."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username=username)
+    user.set_password(PASSWORD)
+    user.save()
+    s, resp = password_post(base, username)
     assert resp.status_code == 302, resp.text[:500]
     assert s.get(f"{base}/", allow_redirects=False, timeout=30).status_code == 200
     return s
@@ -62,17 +68,7 @@ def signed_out(base: str, browser: requests.Session) -> bool:
 
 
 def password_refused(base: str, username: str) -> bool:
-    s = requests.Session()
-    page = s.get(f"{base}/login/", timeout=30)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    resp = s.post(
-        f"{base}/login/",
-        data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
-        headers={"Referer": f"{base}/login/"},
-        allow_redirects=False,
-        timeout=30,
-    )
-    return resp.status_code != 302
+    return password_post(base, username)[1].status_code != 302
 
 
 def personal_token(username: str, squad: Squad) -> str:
