@@ -25,6 +25,7 @@ from scim2_models import (
     Resource,
     ResourceType,
     ResponseParameters,
+    ScimPolicy,
     ScimProvider,
     ServiceProviderConfig,
     Sort,
@@ -34,6 +35,16 @@ from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 
 MAX_RESULTS = 200
+# What real directories send beyond the strict RFC reading: Entra ID removes members by value
+# (``{"op": "Remove", "path": "members", "value": [{"value": id}]}``) and replaces through a
+# filter that matches nothing yet (``emails[type eq "work"].value`` on a user without one);
+# attributes of extensions Backline does not declare (custom Entra/Okta extensions) are
+# accepted and dropped rather than failing the whole push.
+POLICY = ScimPolicy(
+    unknown=ScimPolicy.Unknown.ignore,
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply,
+    unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create,
+)
 
 
 def service_provider_config() -> ServiceProviderConfig:
@@ -85,6 +96,7 @@ def provider() -> ScimProvider:
             ResourceType.from_resource(Group),
         ],
         config=service_provider_config(),
+        policy=POLICY,
     )
 
 

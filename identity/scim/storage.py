@@ -17,7 +17,6 @@ from django.db.models import Q, QuerySet
 from scim2_models import (
     InvalidValueException,
     NotFoundException,
-    NotImplementedException,
     PreconditionFailedException,
     Resource,
     ResourceType,
@@ -202,30 +201,38 @@ class DjangoStorage(ScimStorage):
         *,
         position: Any = None,
     ) -> SearchPage:
-        if len(resource_types) != 1:
-            raise NotImplementedException(detail="Search /Users or /Groups, not the root.")
-        (resource_type,) = resource_types
-        qs = self._queryset(resource_type).order_by("created_at", "pk")
-        start = search_request.start_index_0 or 0
-        count = search_request.count
-        scim_filter = search_request.filter
-        if scim_filter is not None:
-            try:
-                qs = qs.filter(filter_to_q(scim_filter.ast, COLUMNS[resource_type.name]))
-            except NotInSql:
-                return self._search_in_python(resource_type, qs, scim_filter, start, count)
-        total = qs.count()
-        rows = qs[start : start + count] if count is not None else qs[start:]
-        return SearchPage(total, [self._resource(resource_type, r) for r in rows])
-
-    def _search_in_python(self, resource_type, qs, scim_filter, start, count) -> SearchPage:
-        from identity.scim.provider import service
-
-        model = service().get_model(resource_type)
-        bound = ScimFilter[model](str(scim_filter))  # type: ignore[valid-type]
-        found = [r for r in (self._resource(resource_type, row) for row in qs) if bound.match(r)]
+        start, count = search_request.start_index_0 or 0, search_request.count
         stop = None if count is None else start + count
-        return SearchPage(len(found), found[start:stop])
+        found = [self._matching(rt, search_request.filter) for rt in resource_types]
+        if len(found) == 1 and isinstance(found[0][1], QuerySet):  # paged in SQL
+            resource_type, qs = found[0]
+            rows = qs[start:stop]
+            return SearchPage(qs.count(), [self._resource(resource_type, r) for r in rows])
+        # the root (/, /.search: Users then Groups as one collection) or a filter in Python
+        matches = [
+            resource if isinstance(rows, list) else self._resource(rt, resource)
+            for rt, rows in found
+            for resource in rows
+        ]
+        return SearchPage(len(matches), matches[start:stop])
+
+    def _matching(self, resource_type: ResourceType, scim_filter) -> tuple[ResourceType, Any]:
+        """The rows matching ``scim_filter`` as a QuerySet, or the resources as a list when the
+        filter is evaluated by scim2-models (it names something that is not a column)."""
+        qs = self._queryset(resource_type).order_by("created_at", "pk")
+        if scim_filter is None:
+            return resource_type, qs
+        try:
+            return resource_type, qs.filter(
+                filter_to_q(scim_filter.ast, COLUMNS[resource_type.name])
+            )
+        except NotInSql:
+            from identity.scim.provider import service
+
+            model = service().get_model(resource_type)
+            bound = ScimFilter[model](str(scim_filter))  # type: ignore[valid-type]
+            resources = (self._resource(resource_type, row) for row in qs)
+            return resource_type, [r for r in resources if bound.match(r)]
 
     # --- writing --------------------------------------------------------------------------------
     @staticmethod

@@ -132,7 +132,7 @@ def test_entra_patch_quirks(scim):
     "ops,scim_type",
     [
         (patch({"op": "jump", "path": "active", "value": False}), None),
-        (patch({"op": "replace", "path": "nosuchattr", "value": 1}), None),
+        (patch({"op": "replace", "path": 'emails[type eq "work"', "value": 1}), "invalidPath"),
         (patch({"op": "replace", "path": "active", "value": "maybe"}), None),
         ({"Operations": []}, None),
         ("{not json", None),
@@ -311,3 +311,60 @@ def test_deactivated_users_cannot_sign_in_with_a_session_made_before(scim, clien
     assert client.get("/").status_code == 200
     scim("PATCH", f"Users/{u['id']}", patch({"op": "replace", "path": "active", "value": False}))
     assert client.get("/").status_code == 302
+
+
+def test_entra_removes_members_by_value_and_okta_puts_the_whole_group(scim, squad):
+    a, b = make_user(scim, "a@example.com"), make_user(scim, "b@example.com")
+    g = scim("POST", "Groups", {"schemas": [GROUP_SCHEMA], "displayName": "playback",
+                                "members": [{"value": a["id"]}, {"value": b["id"]}]})  # fmt: skip
+    gid = g.data["id"]
+    # Entra: "Remove" on members with the members to remove as the value
+    r = scim("PATCH", f"Groups/{gid}",
+             patch({"op": "Remove", "path": "members", "value": [{"value": a["id"]}]}))  # fmt: skip
+    assert r.status_code == 200, r.data
+    assert [m["value"] for m in r.data["members"]] == [b["id"]]
+    # Okta (group push): PUT with the whole membership
+    r = scim("PUT", f"Groups/{gid}", {"schemas": [GROUP_SCHEMA], "displayName": "playback",
+                                      "members": [{"value": a["id"]}]})  # fmt: skip
+    assert r.status_code == 200, r.data
+    assert [m["value"] for m in r.data["members"]] == [a["id"]]
+    assert set(Membership.objects.filter(squad=squad).values_list("person__directory_user__id",
+                                                                  flat=True)) == {a["id"]}  # fmt: skip
+
+
+def test_reactivation_lets_the_person_back_in(scim):
+    u = make_user(scim, "back@example.com")
+    off = scim("PATCH", f"Users/{u['id']}", patch({"op": "replace", "value": {"active": False}}))
+    assert off.data["active"] is False
+    user = get_user_model().objects.get(username="back@example.com")
+    assert not user.is_active
+    on = scim("PATCH", f"Users/{u['id']}", patch({"op": "replace", "value": {"active": True}}))
+    assert on.status_code == 200 and on.data["active"] is True
+    user.refresh_from_db()
+    assert user.is_active and user.person.active
+    assert AuditEvent.objects.filter(door="scim", action="person.reactivate").count() == 1
+
+
+def test_entra_replace_through_an_unmatched_filter_and_unknown_attributes(scim):
+    u = make_user(scim, **{"urn:example:custom:2.0:User": {"costCenter": "42"}, "nickname": "k"})
+    r = scim("PATCH", f"Users/{u['id']}", patch(
+        {"op": "Add", "path": 'emails[type eq "work"].value', "value": "kim@work.example"}))  # fmt: skip
+    assert r.status_code == 200, r.data
+    assert r.data["emails"] == [{"type": "work", "value": "kim@work.example"}]
+    assert Person.objects.get(directory_user__id=u["id"]).email == "kim@work.example"
+    assert "urn:example:custom:2.0:User" not in r.data  # undeclared: accepted and dropped
+    same = scim("PATCH", f"Users/{u['id']}", patch({"op": "replace", "path": "nosuch", "value": 1}))
+    assert same.status_code == 200 and same.data["meta"]["version"] == r.data["meta"]["version"]
+
+
+def test_search_at_the_root_covers_users_and_groups(scim):
+    a = make_user(scim, "root@example.com")
+    scim("POST", "Groups", {"schemas": [GROUP_SCHEMA], "displayName": "root-group"})
+    every = json.loads(scim.c.get("/scim/v2/", {"count": 10}).content)
+    assert every["totalResults"] == 2
+    assert {r["meta"]["resourceType"] for r in every["Resources"]} == {"User", "Group"}
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": 'userName eq "root@example.com"', "startIndex": 1}  # fmt: skip
+    found = scim("POST", ".search", body)
+    assert found.status_code == 200, found.data
+    assert [r["id"] for r in found.data["Resources"]] == [a["id"]]  # Groups have no userName

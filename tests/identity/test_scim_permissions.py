@@ -86,8 +86,8 @@ ROWS = {
     "PATCH /Me": (lambda w: "Me", lambda w: _patch("Users"), 501, False),
     "DELETE /Me": (lambda w: "Me", None, 501, False),
     "POST /Me": (lambda w: "Me", lambda w: _body("Users", w), 501, False),
-    "GET /": (lambda w: "", None, 501, False),
-    "POST /.search": (lambda w: ".search", lambda w: SEARCH, 501, False),
+    "GET /": (lambda w: "", None, 200, False),
+    "POST /.search": (lambda w: ".search", lambda w: SEARCH, 200, False),
 }
 for _ep, _make in (("Users", _user), ("Groups", _group)):
     ROWS |= {
