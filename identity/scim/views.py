@@ -20,6 +20,7 @@ from rest_framework import exceptions as drf_exceptions
 from scim2_models import (
     ForbiddenException,
     InvalidValueException,
+    PayloadTooLargeException,
     SCIMException,
     UnauthorizedException,
 )
@@ -34,10 +35,20 @@ from identity.scim.storage import DjangoStorage
 from portal.actors import Actor
 from portal.authentication import BearerTokenAuthentication
 from portal.models import ApiToken
+from portal.throttling import TokenRateThrottle
 
 log = logging.getLogger("identity.scim")
 SCOPE = "scim"
 PREFIX = "/scim/v2"
+MAX_BODY = 1024 * 1024  # a group of ~10,000 members fits; larger pushes are refused with 413
+
+
+class TooManyRequests(SCIMException):
+    """The token's per-minute limit (``ApiToken.rate_limit_per_minute``): Okta and Entra ID
+    wait for ``Retry-After`` and send the call again."""
+
+    status = 429
+    _default_detail = "Too many requests for this token; retry after the Retry-After seconds."
 
 
 def _token(request: HttpRequest) -> ApiToken:
@@ -50,10 +61,16 @@ def _token(request: HttpRequest) -> ApiToken:
     token = found[1]
     if SCOPE not in (token.scopes or []):
         raise ForbiddenException(detail=f"The token lacks the scope '{SCOPE}'.")
+    request.auth = token  # type: ignore[attr-defined]  # what the API's throttle reads
+    throttle = TokenRateThrottle()
+    if not throttle.allow_request(request, None):
+        raise TooManyRequests(retry_after=throttle.wait())
     return token
 
 
 def _scim_request(request: HttpRequest, rest: str) -> ScimRequest:
+    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+        raise PayloadTooLargeException(detail=f"The body is over {MAX_BODY} bytes.")
     headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
     return ScimRequest(
         method=request.method or "GET",
@@ -94,12 +111,13 @@ def _serve(request: HttpRequest, scim: ScimRequest, holder: dict) -> ScimRespons
 @csrf_exempt
 def scim_endpoint(request: HttpRequest, rest: str = "") -> HttpResponse:
     started = time.monotonic()
-    scim = _scim_request(request, rest)
     holder: dict = {"token": None}
     try:
-        response = _serve(request, scim, holder)
+        response = _serve(request, _scim_request(request, rest), holder)
     except SCIMException as exc:
         response = service().error_response(exc)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.context["retry_after"])
     except Exception as exc:  # noqa: BLE001 - a bug: logged, answered as a SCIM 500
         log.exception("SCIM %s %s failed", request.method, request.path)
         response = service().error_response(exc)

@@ -368,3 +368,22 @@ def test_search_at_the_root_covers_users_and_groups(scim):
     found = scim("POST", ".search", body)
     assert found.status_code == 200, found.data
     assert [r["id"] for r in found.data["Resources"]] == [a["id"]]  # Groups have no userName
+
+
+def test_a_body_over_the_limit_is_413(scim):
+    big = json.dumps(user_body(title="x" * (1024 * 1024)))
+    resp = scim("POST", "Users", big)
+    assert_scim_error(resp, 413)
+    assert not DirectoryUser.objects.exists()
+
+
+def test_the_token_rate_limit_answers_429_with_retry_after(squad):
+    token, raw = ApiToken.generate(squad=squad, name="slow", scopes=["scim"])
+    ApiToken.objects.filter(pk=token.pk).update(rate_limit_per_minute=2)
+    client = Scim(raw)
+    # five calls span at most two one-minute windows, so one window holds three of them
+    codes = [client("GET", "Users").status_code for _ in range(5)]
+    assert 429 in codes and set(codes) <= {200, 429}, codes
+    limited = next(r for r in (client("GET", "Users") for _ in range(3)) if r.status_code == 429)
+    assert int(limited["Retry-After"]) >= 1
+    assert limited.data["schemas"] == [ERROR_SCHEMA] and limited.data["status"] == "429"
