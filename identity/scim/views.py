@@ -51,14 +51,14 @@ class TooManyRequests(SCIMException):
     _default_detail = "Too many requests for this token; retry after the Retry-After seconds."
 
 
-def _token(request: HttpRequest) -> ApiToken:
+def _token(request: HttpRequest, holder: dict) -> ApiToken:
     try:
         found = BearerTokenAuthentication().authenticate(request)
     except drf_exceptions.AuthenticationFailed as exc:
         raise UnauthorizedException(detail=str(exc.detail)) from exc
     if found is None:
         raise UnauthorizedException(detail="Send a Backline API token: 'Authorization: Bearer …'.")
-    token = found[1]
+    token = holder["token"] = found[1]  # logged with the call, also when refused below
     if SCOPE not in (token.scopes or []):
         raise ForbiddenException(detail=f"The token lacks the scope '{SCOPE}'.")
     request.auth = token  # type: ignore[attr-defined]  # what the API's throttle reads
@@ -69,7 +69,8 @@ def _token(request: HttpRequest) -> ApiToken:
 
 
 def _scim_request(request: HttpRequest, rest: str) -> ScimRequest:
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+    length = str(request.META.get("CONTENT_LENGTH") or "0")
+    if length.isdigit() and int(length) > MAX_BODY:
         raise PayloadTooLargeException(detail=f"The body is over {MAX_BODY} bytes.")
     headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
     return ScimRequest(
@@ -100,7 +101,7 @@ def _serve(request: HttpRequest, scim: ScimRequest, holder: dict) -> ScimRespons
     except SCIMException:
         needs_auth = True
     if needs_auth:
-        token = holder["token"] = _token(request)
+        token = _token(request, holder)
         _refuse_nul(scim)
         actor = Actor(token=token, door="scim", ip=request.META.get("REMOTE_ADDR"))
     else:

@@ -387,3 +387,12 @@ def test_the_token_rate_limit_answers_429_with_retry_after(squad):
     limited = next(r for r in (client("GET", "Users") for _ in range(3)) if r.status_code == 429)
     assert int(limited["Retry-After"]) >= 1
     assert limited.data["schemas"] == [ERROR_SCHEMA] and limited.data["status"] == "429"
+
+
+def test_refusals_are_logged_with_the_token_that_was_refused(squad):
+    _, raw = ApiToken.generate(squad=squad, name="ci", scopes=["catalog:write"])
+    assert_scim_error(Scim(raw)("GET", "Users"), 403)
+    assert_scim_error(Scim("bl_unknown")("GET", "Users"), 401)
+    calls = list(ScimCall.objects.order_by("id"))
+    assert [(c.status, c.token_label) for c in calls] == [(403, "ci@playback"), (401, "")]
+    assert "lacks the scope 'scim'" in calls[0].error and "Unknown API token" in calls[1].error
