@@ -14,6 +14,7 @@ from identity.directory import squad_slugs_for_groups
 from identity.models import DirectoryGroup, DirectoryUser, ScimCall
 from portal.actors import Actor
 from portal.errors import Forbidden
+from portal.models import AuditEvent
 from portal.web import domain_error_response
 
 
@@ -51,6 +52,7 @@ def directory_sync(request):
         "users_active": users.filter(person__active=True).count(),
         "users_inactive": users.filter(person__active=False).count(),
         "groups": _groups(),
+        "changes": AuditEvent.objects.filter(door="scim")[:15],
         "scim_url": request.build_absolute_uri("/scim/v2/"),
     }
     return render(request, "identity/directory_sync.html", context)

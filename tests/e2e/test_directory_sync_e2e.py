@@ -34,6 +34,8 @@ def test_admin_sees_the_directory_sync(page, live_server, login, admin_user, squ
     assert rows.count() == 5
     assert "uniqueness" in page.locator("#scim-calls").inner_text()
     assert "playback" in page.locator("#scim-groups").inner_text()
+    changes = page.locator("#scim-changes").inner_text()
+    assert "person.provision" in changes and "membership.create" in changes
     screenshot(page, "directory-sync")
     page.click("text=Errors only")
     page.wait_for_url("**errors=1")
