@@ -59,6 +59,7 @@ def sign_in(base: str, username: str) -> requests.Session:
     s, resp = password_post(base, username)
     assert resp.status_code == 302, resp.text[:500]
     assert s.get(f"{base}/", allow_redirects=False, timeout=30).status_code == 200
+    assert Session.objects.filter(session_key=s.cookies["sessionid"]).exists()
     return s
 
 
@@ -69,6 +70,22 @@ def signed_out(base: str, browser: requests.Session) -> bool:
 
 def password_refused(base: str, username: str) -> bool:
     return password_post(base, username)[1].status_code != 302
+
+
+def me_status(base: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    return requests.get(f"{base}/api/v1/me/", headers=headers, timeout=30).status_code
+
+
+def assert_signed_out_everywhere(base, browser, username, token=None):
+    """The session was deleted from the store (not only refused), the cookie no longer signs
+    in, the index is empty, the person's own token is revoked and the password is refused."""
+    assert not Session.objects.filter(session_key=browser.cookies["sessionid"]).exists()
+    assert signed_out(base, browser)
+    assert not UserSession.objects.filter(user__username=username).exists()
+    if token is not None:
+        assert me_status(base, token) == 401
+    assert password_refused(base, username)
 
 
 def personal_token(username: str, squad: Squad) -> str:
@@ -113,12 +130,8 @@ def test_okta_create_add_to_group_deactivate(scim_server, squad, other_squad):
     Membership.objects.create(person=person, squad=other_squad)
 
     browser = sign_in(base, "dana@example.com")
-    assert Session.objects.filter(session_key=browser.cookies["sessionid"]).exists()
     token = personal_token("dana@example.com", squad)
-    me = requests.get(
-        f"{base}/api/v1/me/", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    assert me.status_code == 200, me.text
+    assert me_status(base, token) == 200
 
     # the group: looked up, created empty, then members pushed with PATCH add
     groups = f"{base}/scim/v2/Groups"
@@ -142,15 +155,7 @@ def test_okta_create_add_to_group_deactivate(scim_server, squad, other_squad):
                       timeout=30)  # fmt: skip
     assert gone.status_code == 200, gone.text
     assert gone.json()["active"] is False
-    # the session itself was deleted from the store, not only refused
-    assert not Session.objects.filter(session_key=browser.cookies["sessionid"]).exists()
-    assert signed_out(base, browser)
-    assert not UserSession.objects.filter(user__username="dana@example.com").exists()
-    me = requests.get(
-        f"{base}/api/v1/me/", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    assert me.status_code == 401, me.text
-    assert password_refused(base, "dana@example.com")
+    assert_signed_out_everywhere(base, browser, "dana@example.com", token)
     person.refresh_from_db()
     assert person.active is False and person.user.is_active is False
     doors = set(AuditEvent.objects.filter(door="scim").values_list("action", flat=True))
@@ -200,8 +205,7 @@ def test_entra_create_add_to_group_deactivate_remove_delete(scim_server, squad, 
         {"op": "Replace", "path": "active", "value": "False"}), timeout=30)  # fmt: skip
     assert off.status_code == 200, off.text
     assert off.json()["active"] is False
-    assert signed_out(base, browser)
-    assert password_refused(base, "Erin@contoso.com")
+    assert_signed_out_everywhere(base, browser, "Erin@contoso.com")
 
     # removal from the group by a value filter: the directory membership goes, manual stays
     removed = scim.patch(f"{groups}/{gid}", json=patch(
