@@ -77,6 +77,19 @@ def _user_for(user_name: str):
     return user
 
 
+def _catalog_person(email: str) -> Person | None:
+    """A person the catalog already knows by this email (e.g. a Backstage User entity) and
+    nobody signs in as yet: the directory's user becomes them, so ownership and history join."""
+    if not email:
+        return None
+    found = list(
+        Person.objects.filter(email__iexact=email, user__isnull=True, directory_user__isnull=True)[
+            :2
+        ]
+    )
+    return found[0] if len(found) == 1 else None
+
+
 def _project(du: DirectoryUser, doc: dict[str, Any]) -> None:
     du.user_name = str(doc["userName"])
     du.user_name_key = du.user_name.lower()
@@ -109,9 +122,10 @@ def provision_directory_user(doc: dict[str, Any], *, actor: Actor) -> DirectoryU
     _check_user_name(doc)
     user = _user_for(str(doc["userName"]))
     active = doc.get("active") is not False
-    person = Person.objects.filter(user=user).first()
+    person = Person.objects.filter(user=user).first() or _catalog_person(_email(doc))
     if person is None:
-        person = Person(user=user, slug=_unique_person_slug(str(doc["userName"])))
+        person = Person(slug=_unique_person_slug(str(doc["userName"])))
+    person.user = user
     person.name, person.email = _display_name(doc), _email(doc)
     person.external_id = str(doc.get("externalId") or "")[:255]
     person.active = active

@@ -396,3 +396,19 @@ def test_refusals_are_logged_with_the_token_that_was_refused(squad):
     calls = list(ScimCall.objects.order_by("id"))
     assert [(c.status, c.token_label) for c in calls] == [(403, "ci@playback"), (401, "")]
     assert "lacks the scope 'scim'" in calls[0].error and "Unknown API token" in calls[1].error
+
+
+def test_a_catalog_person_with_that_email_becomes_the_directory_user(scim):
+    from tests.factories import PersonFactory
+
+    imported = PersonFactory(slug="nora", name="Nora (catalog)", email="Nora@Example.com")
+    u = make_user(scim, "nora.k@example.com", emails=[{"value": "nora@example.com",
+                                                       "primary": True}])  # fmt: skip
+    imported.refresh_from_db()
+    assert imported.directory_user.id == u["id"] and imported.slug == "nora"
+    assert imported.user.username == "nora.k@example.com"
+    # two catalog people with one email: ambiguous, a new person instead
+    PersonFactory(slug="twin1", email="twin@example.com")
+    PersonFactory(slug="twin2", email="twin@example.com")
+    t = make_user(scim, "twin@example.com")
+    assert Person.objects.get(directory_user__id=t["id"]).slug == "twin"
