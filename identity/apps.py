@@ -22,3 +22,8 @@ class IdentityConfig(AppConfig):
         registry.startup_check(safety.production_problems)
         # the admin site's own sign-in form goes through the same guard (and the same switch)
         admin.site.login_form = GuardedAdminAuthenticationForm
+        # --- SCIM server and directory sync page (h15scim) ---
+        from identity.scim import wiring as scim_wiring
+
+        scim_wiring.register()
+        # --- end SCIM ---

@@ -13,6 +13,7 @@ SCOPES = (
     ("infra:apply", "Plan, apply and discard Terraform runs"),
     ("alerts:write", "Manage alert rules and notification channels"),
     ("admin", "Everything, on every squad"),
+    ("scim", "Push people and groups from the directory over SCIM (org admins grant it)"),
 )
 SCOPE_NAMES = tuple(name for name, _ in SCOPES)
 TOKEN_PREFIX = "bl_"

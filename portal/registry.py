@@ -65,6 +65,7 @@ class NavItem:
     url_name: str
     section: str
     order: int = 100
+    admin_only: bool = False  # shown to org admins only
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,10 @@ def beat(entries: dict[str, dict]) -> None:
     registry.beat.update(entries)
 
 
-def nav(label: str, url_name: str, section: str, order: int = 100) -> None:
-    registry.nav.append(NavItem(label, url_name, section, order))
+def nav(
+    label: str, url_name: str, section: str, order: int = 100, admin_only: bool = False
+) -> None:
+    registry.nav.append(NavItem(label, url_name, section, order, admin_only))
     registry.nav.sort(key=lambda n: n.order)
 
 

@@ -35,8 +35,9 @@ def create_token(
         raise Forbidden("Only tokens with the 'admin' scope may create tokens.")
     if actor.token is None and not actor.can("catalog:write", squad):
         raise Forbidden("Only members of the squad and org admins may create its tokens.")
-    if "admin" in scopes and not actor.is_admin:
-        raise Forbidden("Only org admins may grant the 'admin' scope.")
+    for powerful in ("admin", "scim"):  # scim: creates people and squad memberships
+        if powerful in scopes and not actor.is_admin:
+            raise Forbidden(f"Only org admins may grant the '{powerful}' scope.")
     with transaction.atomic():
         token, raw = ApiToken.generate(
             squad=squad,

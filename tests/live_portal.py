@@ -33,6 +33,37 @@ def server_env():
     return env
 
 
+FUZZ_CHECKS = (
+    "not_a_server_error,status_code_conformance,content_type_conformance,"
+    "response_schema_conformance"
+)
+
+
+def schemathesis_argv(schema: str, token: str, max_time: int, seed: str, *extra: str) -> list:
+    """The schemathesis run every fuzz test makes: all phases but stateful, one worker,
+    bounded in time, the four checks above, with the token as a bearer token."""
+    return [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        schema,
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        FUZZ_CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "-w",
+        "1",
+        "--max-time",
+        str(max_time),
+        "--request-timeout",
+        "30",
+        "--seed",
+        seed,
+        *extra,
+    ]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

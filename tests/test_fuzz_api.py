@@ -9,19 +9,14 @@ existing ids into half of the path parameters.
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from django.core.management import call_command
 
 from portal.models import SCOPE_NAMES, ApiToken, EventDelivery, EventSubscription
-from tests.live_portal import ROOT, portal_server  # noqa: F401  (fixture)
+from tests.live_portal import ROOT, portal_server, schemathesis_argv  # noqa: F401  (fixture)
 
-CHECKS = (
-    "not_a_server_error,status_code_conformance,content_type_conformance,"
-    "response_schema_conformance"
-)
 MAX_TIME = int(os.environ.get("BACKLINE_FUZZ_SECONDS", "120"))
 
 
@@ -106,27 +101,14 @@ def test_schemathesis_finds_no_failures(portal_server, tmp_path):  # noqa: F811
         PYTHONPATH=str(ROOT),
         NO_COLOR="1",
     )
-    argv = [
-        str(Path(sys.executable).with_name("schemathesis")),
-        "run",
+    argv = schemathesis_argv(
         f"{portal_server.url}/api/schema/",
-        "-H",
-        f"Authorization: Bearer {raw}",
-        "--checks",
-        CHECKS,
-        "--phases",
-        "examples,coverage,fuzzing",
-        "-w",
-        "1",
-        "--max-time",
-        str(MAX_TIME),
-        "--request-timeout",
-        "30",
-        "--seed",
+        raw,
+        MAX_TIME,
         os.environ.get("BACKLINE_FUZZ_SEED", "20261126"),
         "--report-dir",
         str(tmp_path / "report"),
-    ]
+    )
     proc = subprocess.run(
         argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=MAX_TIME + 150
     )

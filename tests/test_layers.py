@@ -40,6 +40,7 @@ def test_navigation_comes_from_every_app_in_order():
         "Infrastructure",
         "Dashboards",
         "Alerts",
+        "Directory sync",  # org admins only (identity, issue 15)
     ]
 
 
@@ -75,6 +76,7 @@ def test_beat_and_sources_of_every_app():
     assert [u.module for u in registry.urls] == [
         "squads.urls",
         "identity.urls",
+        "identity.scim.urls",
         "pipelines.urls",
         "infra.urls",
         "monitoring.urls",

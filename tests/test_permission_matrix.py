@@ -11,6 +11,8 @@ Each row builds the objects its action needs in the right state, so the allowed 
 succeed; every case also checks the effect: an allowed action writes its audit event (or the
 row's own ``changed`` check holds), a refused one changes nothing. ``test_matrix_covers_...``
 fails when an operation of the OpenAPI schema or an HTML URL accepting POST has no row.
+The SCIM endpoints (``/scim/v2/``, bearer tokens with the ``scim`` scope only, not in the
+OpenAPI schema) have their own matrix: ``tests/identity/test_scim_permissions.py``.
 """
 
 import inspect
