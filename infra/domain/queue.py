@@ -19,6 +19,7 @@ from infra.models import (
 )
 from portal import audit
 from portal.actors import Actor
+from portal.principal import started_by
 
 
 def _enqueue(run: TerraformRun, phase: str):
@@ -89,6 +90,7 @@ def queue_run(
             trigger=actor.door,
             created_by=actor.label,
             created_by_user=actor.user,
+            **started_by(actor),
             auto_apply=ws.auto_apply if auto_apply is None else bool(auto_apply),
         )
         audit.record(
