@@ -24,6 +24,7 @@ import codecs
 import ctypes
 import errno
 import functools
+import json
 import os
 import re
 import selectors
@@ -33,12 +34,17 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+from portal.urlsecrets import url_credentials
 
 MASK = "***"
 FLUSH_SECONDS = 0.25
 FLUSH_BYTES = 8 * 1024
 READ_BYTES = 64 * 1024
 TAIL_CHARS = 8 * 1024
+# scheme://user:password@ anywhere in a log: redacted whatever the secrets are
+URL_CREDENTIALS_RE = re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^\s@/:]+:[^\s@/]+@", re.I)
 MIN_DERIVED_LEN = 4  # lines / base64 fragments shorter than this are not masked on their own
 TRUNCATION_NOTICE = (
     "\n[backline] output truncated: more than {limit} bytes; the rest was discarded\n"
@@ -77,8 +83,24 @@ def _b64_variants(raw: bytes) -> set[str]:
     return out
 
 
+def _encoded_variants(piece: str) -> set[str]:
+    """``piece`` as a URL (percent-encoded, ``+`` for spaces), hex and JSON string would write it."""
+    out = {
+        quote(piece, safe=""),
+        quote(piece),
+        quote_plus(piece),
+        piece.encode().hex(),
+        piece.encode().hex().upper(),
+        json.dumps(piece)[1:-1],
+        json.dumps(piece, ensure_ascii=False)[1:-1],
+    }
+    return {v for v in out if v != piece and len(v) >= MIN_DERIVED_LEN}
+
+
 class Masker:
-    """Replace secret values (and their base64 / per-line forms) with ``***``."""
+    """Replace secret values with ``***``: as written, stripped, line by line, and as base64,
+    percent-encoding, hex and JSON escapes write them; for a URL with credentials in it, the
+    credentials alone (in all those forms) too."""
 
     def __init__(self, secrets: Iterable[str] = ()):
         variants: set[str] = set()
@@ -97,7 +119,11 @@ class Masker:
                     if len(line) >= MIN_DERIVED_LEN:
                         variants.add(line)
                         pieces.append(line)
+            for cred in url_credentials(secret):  # https://user:token@… : the credential alone
+                variants.add(cred)
+                pieces.append(cred)
             for piece in pieces:
+                variants |= _encoded_variants(piece)
                 for enc in _b64_variants(piece.encode()):
                     variants.add(enc)
                     # `base64` wraps at 76 columns: mask each wrapped line too
@@ -114,10 +140,14 @@ class Masker:
         )
 
     def __bool__(self):
-        return self._re is not None
+        return True  # credentials written into URLs are redacted even with no secrets known
 
     def mask(self, text: str) -> str:
-        if self._re is None or not text:
+        if not text:
+            return text
+        if "@" in text:
+            text = URL_CREDENTIALS_RE.sub(rf"\1{MASK}@", text)
+        if self._re is None:
             return text
         return self._re.sub(MASK, text)
 

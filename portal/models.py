@@ -2,8 +2,11 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.utils import timezone
+
+from portal.fields import EncryptedTextField
 
 SCOPES = (
     ("catalog:write", "Write the catalog of the token's squad"),
@@ -130,7 +133,7 @@ class EventSubscription(models.Model):
     )
     name = models.CharField(max_length=100)
     url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=200)
+    secret = EncryptedTextField(validators=[MaxLengthValidator(200)])
     event_types = models.JSONField(default=list)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -181,7 +184,7 @@ class EventDelivery(models.Model):
     )
     ref = models.CharField(max_length=100, blank=True, db_index=True)  # what it is about
     key = models.CharField(max_length=100, null=True, blank=True, unique=True)  # idempotency
-    url = models.CharField(max_length=500, blank=True)
+    url = EncryptedTextField(blank=True)  # a channel's URL is a credential (Slack)
     delivery_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=64, db_index=True)
     payload = models.JSONField()

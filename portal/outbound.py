@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from portal.models import DeliveryAttempt, EventDelivery
 from portal.models import DeliveryStatus as S
+from portal.urlsecrets import scrub_url
 
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32
@@ -208,7 +209,7 @@ def _post(delivery, body, sender) -> tuple[int | None, str, dict | None]:
     except requests.Timeout:
         return None, f"timed out after {delivery.timeout_seconds:g} s", None
     except requests.RequestException as exc:
-        return None, f"{exc.__class__.__name__}: {exc}"[:500], None
+        return None, scrub_url(f"{exc.__class__.__name__}: {exc}", delivery.url)[:500], None
     if not 200 <= resp.status_code < 300:
         return resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}", None
     try:

@@ -36,6 +36,13 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when BACKLINE_PRODUCTION is true")
     SECRET_KEY = "backline-insecure-development-key-change-me-0123456789abcdefghijklmnop"
 
+PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
+# Fernet keys for secrets at rest (portal/crypto.py): the first encrypts, all decrypt. Required in
+# production; otherwise generated once into VAR_DIR/secrets.key (0600).
+SECRETS_KEYS = env_list("BACKLINE_SECRETS_KEY", [])
+if PRODUCTION and not SECRETS_KEYS:
+    raise ImproperlyConfigured("BACKLINE_SECRETS_KEY must be set when BACKLINE_PRODUCTION is true")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 BASE_URL = env_str("BASE_URL", "http://127.0.0.1:8000")

@@ -16,6 +16,7 @@ from django.db import transaction
 from portal import audit, events
 from portal.actors import Actor
 from portal.errors import Invalid
+from portal.urlsecrets import keep_if_redacted, redact_credentials
 from squads.models import Dependency, Service, Squad, Tag
 
 # what a person edits on the service page
@@ -113,8 +114,10 @@ def update_service(
             if key not in SERVICE_FIELDS:
                 raise Invalid(errors={key: "This field cannot be changed."})
             old = getattr(locked, key)
+            if key == "repository_url":  # write-only credentials: the redacted form keeps them
+                value = keep_if_redacted(value, old)
             if old != value:
-                changed[key] = "***" if key in SECRET_FIELDS else _jsonable(value)
+                changed[key] = _audited(key, value)
                 setattr(locked, key, value)
         _full_clean(locked)
         locked.save()
@@ -198,6 +201,15 @@ def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:
         if changed:
             audit.record(actor, "squad.update", locked, squad=locked, data={"changed": changed})
     return locked
+
+
+def _audited(key: str, value: Any) -> Any:
+    """A changed value as the audit log keeps it: secrets never, URL credentials redacted."""
+    if key in SECRET_FIELDS:
+        return "***"
+    if key == "repository_url":
+        return redact_credentials(value)
+    return _jsonable(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,3 +1,4 @@
+from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from monitoring.models import (
@@ -10,6 +11,7 @@ from monitoring.models import (
     NotificationChannel,
 )
 from monitoring.services import RULE_FIELDS
+from portal.api.fields import RedactedURLField
 from squads.models import Service, Squad
 
 
@@ -92,6 +94,9 @@ class AlertSerializer(serializers.ModelSerializer):
 class NotificationChannelSerializer(serializers.ModelSerializer):
     squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
     secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    url = RedactedURLField(
+        secret=True, max_length=500, validators=[URLValidator()]
+    )  # a Slack URL is a credential
 
     class Meta:
         model = NotificationChannel

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from portal.catalog import squad_model
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent
 from portal.services import SUBSCRIPTION_FIELDS
+from portal.urlsecrets import redact_credentials, redact_secret_url
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -123,6 +124,7 @@ class EventDeliverySerializer(serializers.ModelSerializer):
         read_only=True
     )
     attempt_log = DeliveryAttemptSerializer(many=True, read_only=True)
+    url = serializers.SerializerMethodField()
 
     class Meta:
         from portal.models import EventDelivery
@@ -147,3 +149,9 @@ class EventDeliverySerializer(serializers.ModelSerializer):
             "attempt_log",
         ]
         read_only_fields = fields
+
+    def get_url(self, obj) -> str:
+        """An alert channel's URL is a credential (Slack): scheme and host only."""
+        if obj.kind == "alert":
+            return redact_secret_url(obj.url)
+        return redact_credentials(obj.url)

@@ -1,0 +1,26 @@
+"""Serializer fields for URLs that carry a credential (``portal.urlsecrets``): write-only in
+effect. The API answers the redacted form; a request sending that redacted form back (a client
+that PUTs what it GOT) keeps the stored URL."""
+
+from rest_framework import serializers
+
+from portal.urlsecrets import keep_if_redacted, redact_credentials, redact_secret_url
+
+
+class RedactedURLField(serializers.CharField):
+    """``secret=False``: a URL whose user-info is a credential (``https://****@host/repo``);
+    ``secret=True``: a URL that is a credential (``https://hooks.slack.com/…/****``)."""
+
+    def __init__(self, *, secret: bool = False, **kwargs):
+        self.secret = secret
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        value = super().to_representation(value)
+        return redact_secret_url(value) if self.secret else redact_credentials(value)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        instance = getattr(self.parent, "instance", None)
+        old = getattr(instance, self.source or "", "") if instance is not None else ""
+        return keep_if_redacted(value, old or "", secret_url=self.secret)
