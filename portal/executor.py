@@ -36,15 +36,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
-from portal.urlsecrets import url_credentials
+from portal.urlsecrets import redact_embedded_credentials, url_credentials
 
 MASK = "***"
 FLUSH_SECONDS = 0.25
 FLUSH_BYTES = 8 * 1024
 READ_BYTES = 64 * 1024
 TAIL_CHARS = 8 * 1024
-# scheme://user:password@ anywhere in a log: redacted whatever the secrets are
-URL_CREDENTIALS_RE = re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^\s@/:]+:[^\s@/]+@", re.I)
 MIN_DERIVED_LEN = 4  # lines / base64 fragments shorter than this are not masked on their own
 TRUNCATION_NOTICE = (
     "\n[backline] output truncated: more than {limit} bytes; the rest was discarded\n"
@@ -145,8 +143,7 @@ class Masker:
     def mask(self, text: str) -> str:
         if not text:
             return text
-        if "@" in text:
-            text = URL_CREDENTIALS_RE.sub(rf"\1{MASK}@", text)
+        text = redact_embedded_credentials(text, MASK)  # whatever the secrets are
         if self._re is None:
             return text
         return self._re.sub(MASK, text)

@@ -15,7 +15,16 @@ import re
 from urllib.parse import urlsplit
 
 USERINFO_RE = re.compile(r"^([a-z][a-z0-9+.\-]*://)([^@/]+)@", re.I)
+# scheme://user:password@ anywhere in a text (a log line, an imported annotation)
+EMBEDDED_CREDENTIALS_RE = re.compile(r"\b([a-z][a-z0-9+.\-]*://)[^\s@/:]+:[^\s@/]+@", re.I)
 MASK = "****"
+
+
+def redact_embedded_credentials(text: str, mask: str = MASK) -> str:
+    """Every ``scheme://user:password@`` in ``text`` as ``scheme://<mask>@``."""
+    if not text or "@" not in text:
+        return text
+    return EMBEDDED_CREDENTIALS_RE.sub(rf"\1{mask}@", text)
 
 
 def url_credentials(url: str) -> list[str]:

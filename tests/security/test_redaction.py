@@ -174,3 +174,28 @@ def test_credentials_in_any_url_are_masked_in_logs():
     )
     out = "".join(chunks)
     assert "hunter2xyz" not in out and "https://***@git.example/r" in out
+
+
+IMPORTED = f"""\
+apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: imported-svc
+  annotations:
+    backstage.io/source-location: url:https://ci-bot:{TOKEN}@github.example/acme/imported/
+spec:
+  type: service
+  lifecycle: production
+  owner: group:default/playback
+"""
+
+
+def test_an_imported_credential_is_not_exported(alice, squad):
+    c = client_for(alice)
+    resp = c.generic(
+        "POST", "/api/v1/catalog/import", IMPORTED.encode(), content_type="application/yaml"
+    )
+    assert resp.status_code == 200, resp.content
+    export = c.get("/api/v1/catalog/export").content.decode()
+    assert "imported-svc" in export and TOKEN not in export
+    assert "url:https://****@github.example/acme/imported/" in export
