@@ -199,3 +199,25 @@ def test_an_imported_credential_is_not_exported(alice, squad):
     export = c.get("/api/v1/catalog/export").content.decode()
     assert "imported-svc" in export and TOKEN not in export
     assert "url:https://****@github.example/acme/imported/" in export
+
+
+def test_process_logs_redact_credentials_in_urls():
+    import logging
+
+    from portal.logfilters import RedactingFormatter
+
+    handlers = [
+        h for h in logging.getLogger().handlers if isinstance(h.formatter, RedactingFormatter)
+    ]
+    assert handlers, "the root logger's console handler uses the redacting formatter"
+    try:
+        raise ValueError("cannot fetch https://someone:hunter2xyz@git.example/r")
+    except ValueError:
+        record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "clone of %s failed", ("https://a:pw9z@h/x",), None
+        )
+        import sys
+
+        record.exc_info = sys.exc_info()
+    line = handlers[0].formatter.format(record)
+    assert "pw9z" not in line and "hunter2xyz" not in line and "https://****@h/x" in line
