@@ -76,3 +76,28 @@ def test_nobody_authenticated_is_not_recorded(squad):
     )
     assert resp.status_code == 401
     assert not IdempotencyRecord.objects.exists()
+
+
+def test_migration_forgets_header_keyed_records_and_stored_token_values(alice):
+    import importlib
+
+    from django.apps import apps
+
+    mig = importlib.import_module("portal.migrations.0005_h14sec_idempotency_principals")
+    common = {"method": "POST", "path": "/api/v1/tokens/", "status_code": 201}
+    IdempotencyRecord.objects.create(
+        key="a", principal="t:" + "ab" * 16, response_body={"ok": 1}, **common
+    )
+    kept = IdempotencyRecord.objects.create(
+        key="b", principal="t:7", response_body={"ok": 1}, **common
+    )
+    leaky = IdempotencyRecord.objects.create(
+        key="c", principal=f"u:{alice.pk}", response_body={"id": 3, "token": "bl_x1y2z3"}, **common
+    )
+    mig.forget_header_keys_and_secrets(apps, None)
+    assert set(IdempotencyRecord.objects.values_list("key", flat=True)) == {"b", "c"}
+    leaky.refresh_from_db()
+    assert leaky.status_code == 409 and "bl_x1y2z3" not in str(leaky.response_body)
+    assert leaky.response_body["state"] == {"id": 3}
+    kept.refresh_from_db()
+    assert kept.response_body == {"ok": 1}
