@@ -28,8 +28,8 @@ def started_by(actor: Actor) -> dict[str, Any]:
         kind = "token"
     elif actor.user is not None:
         kind = "user"
-    elif actor.door == "webhook":
-        kind = "webhook"
+    elif actor.door == "webhook" or actor.only_squad is not None:
+        kind = "webhook"  # acts for one squad only, and so does whatever it starts
     else:
         kind = "system"
     return {
