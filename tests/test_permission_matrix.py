@@ -1125,6 +1125,7 @@ PIPELINE_RELEASE = [
     ("token_noscope", ["pipelines:run"], None, False),
     ("token_revoked", ["pipelines:run", "releases:promote"], "revoke", False),
     ("member_left", None, "leave", False),
+    ("push", None, None, True),  # a verified push acts for the owning squad
 ]
 
 
@@ -1135,6 +1136,14 @@ def _pipeline_release_run(world, persona, scopes, between):
 
     PipelineConfig.objects.create(service=world.svc, spec_yaml=RELEASE_SPEC)
     world.env()
+    if persona == "push":
+        from pipelines import services as pipeline_services
+        from portal.actors import Actor
+
+        push = Actor(door="webhook", system_name="github:octocat")
+        run, _ = pipeline_services.trigger_run(world.svc, actor=push, ref="main", trigger="push")
+        runner.execute(run.pk)
+        return PipelineRun.objects.get(pk=run.pk)
     c = APIClient()
     token = None
     if scopes is None:
@@ -1158,7 +1167,8 @@ def _pipeline_release_run(world, persona, scopes, between):
 )
 def test_matrix_pipeline_started_release(world, persona, scopes, between, allowed):
     run = _pipeline_release_run(world, persona, scopes, between)
-    assert run.started_by_kind == ("user" if scopes is None else "token")
+    kinds = {"push": "webhook"}
+    assert run.started_by_kind == kinds.get(persona, "user" if scopes is None else "token")
     release = Release.objects.filter(pipeline_run=run).first()
     step = run.steps.get(name="canary")
     if allowed:

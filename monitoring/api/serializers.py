@@ -1,4 +1,3 @@
-from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from monitoring.models import (
@@ -94,9 +93,7 @@ class AlertSerializer(serializers.ModelSerializer):
 class NotificationChannelSerializer(serializers.ModelSerializer):
     squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
     secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
-    url = RedactedURLField(
-        secret=True, max_length=500, validators=[URLValidator()]
-    )  # a Slack URL is a credential
+    url = RedactedURLField(secret=True, url=True, max_length=500)  # a Slack URL: a credential
 
     class Meta:
         model = NotificationChannel

@@ -44,6 +44,8 @@ def test_alert_channel_url_is_write_only(alice, charlie, squad):
         page = client_for(who).get("/alerts/").content.decode()
         assert "slackPathSecret9c7e" not in page and "T0AAA1111" not in page
     assert NotificationChannel.objects.get().url == SLACK  # the sender still has it
+    bad = c.post("/api/v1/alert-channels/", {**body, "url": "not a url"}, format="json")
+    assert bad.status_code == 400 and "url" in bad.json()["errors"], bad.content
 
 
 def test_alert_delivery_url_and_errors_are_redacted(admin_user, squad):
