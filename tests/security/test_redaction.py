@@ -185,6 +185,7 @@ metadata:
   name: imported-svc
   annotations:
     backstage.io/source-location: url:https://ci-bot:{TOKEN}@github.example/acme/imported/
+    backline.io/repository: https://ci-bot:{TOKEN}@github.example/acme/imported.git
 spec:
   type: service
   lifecycle: production
@@ -201,6 +202,23 @@ def test_an_imported_credential_is_not_exported(alice, squad):
     export = c.get("/api/v1/catalog/export").content.decode()
     assert "imported-svc" in export and TOKEN not in export
     assert "url:https://****@github.example/acme/imported/" in export
+    # stored: the repository URL's credential encrypted, the descriptor without it
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT repository_url, annotations::text, backstage_entity, backstage_seen"
+            " FROM squads_service WHERE slug = 'imported-svc'"
+        )
+        row = cur.fetchone()
+    assert row[0].startswith("https://fernet.") and not any(TOKEN in col for col in row), row
+    svc = Service.objects.get(slug="imported-svc")
+    assert svc.repository_url == f"https://ci-bot:{TOKEN}@github.example/acme/imported.git"
+    # importing the same file again changes nothing (the comparison sees the same redaction)
+    again = c.generic(
+        "POST", "/api/v1/catalog/import", IMPORTED.encode(), content_type="application/yaml"
+    )
+    assert again.status_code == 200 and again.json()["updated"] in (0, [], {}), again.json()
 
 
 def test_process_logs_redact_credentials_in_urls():
