@@ -6,7 +6,8 @@ from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.utils import timezone
 
-from portal.fields import EncryptedTextField
+from portal.fields import CredentialURLField, EncryptedTextField
+from portal.urlsecrets import redact_credentials, redact_secret_url
 
 SCOPES = (
     ("catalog:write", "Write the catalog of the token's squad"),
@@ -132,7 +133,8 @@ class EventSubscription(models.Model):
         settings.BACKLINE_SQUAD_MODEL, on_delete=models.CASCADE, related_name="event_subscriptions"
     )
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=500)
+    # credentials in it (https://user:token@host/…) are encrypted at rest, shown as ****
+    url = CredentialURLField(max_length=1000, validators=[MaxLengthValidator(500)])
     secret = EncryptedTextField(validators=[MaxLengthValidator(200)])
     event_types = models.JSONField(default=list)
     active = models.BooleanField(default=True)
@@ -145,7 +147,7 @@ class EventSubscription(models.Model):
         ordering = ["squad__name", "name"]
 
     def __str__(self):
-        return f"{self.name} → {self.url}"
+        return f"{self.name} → {redact_credentials(self.url)}"
 
     def matches(self, event_type: str) -> bool:
         for pattern in self.event_types:
@@ -209,7 +211,10 @@ class EventDelivery(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.event_type} → {self.url} ({self.status})"
+        shown = (
+            redact_secret_url(self.url) if self.kind == "alert" else redact_credentials(self.url)
+        )
+        return f"{self.event_type} → {shown} ({self.status})"
 
 
 class DeliveryAttempt(models.Model):

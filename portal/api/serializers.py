@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from portal.api.fields import RedactedURLField
 from portal.catalog import squad_model
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent
 from portal.services import SUBSCRIPTION_FIELDS
@@ -95,6 +96,7 @@ EVENT_PATTERN_HELP = (
 class EventSubscriptionSerializer(serializers.ModelSerializer):
     squad = serializers.SlugRelatedField(slug_field="slug", queryset=squad_model().objects.all())
     secret = serializers.CharField(write_only=True, min_length=8, max_length=200)
+    url = RedactedURLField(max_length=500)  # user:token@ shown as ****
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=64), help_text=EVENT_PATTERN_HELP
     )

@@ -241,3 +241,31 @@ def test_process_logs_redact_credentials_in_urls():
         record.exc_info = sys.exc_info()
     line = handlers[0].formatter.format(record)
     assert "pw9z" not in line and "hunter2xyz" not in line and "https://****@h/x" in line
+
+
+def test_subscription_url_credentials_are_write_only(alice, squad):
+    from portal.models import EventSubscription
+
+    c = client_for(alice)
+    url = "http://bot:hookPw-0e7d3a51@127.0.0.1:9/hook"
+    body = {
+        "squad": squad.slug,
+        "name": "bot",
+        "url": url,
+        "secret": "sign-secret-1",
+        "event_types": ["catalog.*"],
+    }
+    created = c.post("/api/v1/event-subscriptions/", body, format="json")
+    assert created.status_code == 201, created.content
+    shown = created.json()["url"]
+    assert shown == "http://****@127.0.0.1:9/hook"
+    sub_id = created.json()["id"]
+    put = {**body, "url": shown, "name": "bot2"}
+    assert c.put(f"/api/v1/event-subscriptions/{sub_id}/", put, format="json").status_code == 200
+    assert EventSubscription.objects.get(pk=sub_id).url == url
+    texts = [
+        c.get("/api/v1/event-subscriptions/").content.decode(),
+        c.get("/events/").content.decode(),
+        json.dumps(list(AuditEvent.objects.values_list("data", flat=True))),
+    ]
+    assert not any("hookPw-0e7d3a51" in t for t in texts)

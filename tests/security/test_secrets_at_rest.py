@@ -29,6 +29,8 @@ SENSITIVE_VAR = "db-pass-5b2d8e44-sensitive"
 PLAIN_VAR = "region-plain-eu-north-1-x9"
 WEBHOOK_SECRET = "gh-hook-1c9e7a33-secret"
 SUB_SECRET = "sub-sign-88d0b2f1-secret"
+SUB_PASSWORD = "hookPw-0e7d3a51"
+SUB_URL = f"http://bot:{SUB_PASSWORD}@127.0.0.1:9/hook"
 CHANNEL_URL = "https://hooks.slack.com/services/T0AAA1111/B0BBB2222/slackPathSecret9c7e"
 CHANNEL_SECRET = "chan-sign-3e6f0a92-secret"
 REPO_TOKEN = "ghp_RepoToken4d1c8b77"
@@ -94,7 +96,7 @@ def _make_every_secret(admin_user, squad):
     sub = {
         "squad": squad.slug,
         "name": "bot",
-        "url": "http://127.0.0.1:9/hook",
+        "url": SUB_URL,
         "secret": SUB_SECRET,
         "event_types": ["catalog.*"],
     }
@@ -135,6 +137,7 @@ def test_pg_dump_holds_no_secret_in_clear(admin_user, squad):
         PLAIN_VAR,
         WEBHOOK_SECRET,
         SUB_SECRET,
+        SUB_PASSWORD,
         CHANNEL_URL,
         CHANNEL_URL.split("/services/")[1],  # the path is the Slack credential
         CHANNEL_SECRET,
@@ -145,7 +148,8 @@ def test_pg_dump_holds_no_secret_in_clear(admin_user, squad):
     ]
     dump = pg_dump()
     leaked = [v for v in values if v in dump]
-    assert not leaked, f"in clear in pg_dump: {leaked}"
+    where = [dump[max(0, dump.find(v) - 300) : dump.find(v) + 50] for v in leaked]
+    assert not leaked, f"in clear in pg_dump: {leaked}\n" + "\n---\n".join(where)
     assert crypto.PREFIX in dump  # what is there instead
     # the non-secret parts stay clear (and queryable): the repository's host and path
     assert "@github.com/acme/player.git" in dump
@@ -155,7 +159,8 @@ def test_pg_dump_holds_no_secret_in_clear(admin_user, squad):
     assert PipelineSecret.objects.get(service=svc).value == PIPELINE_SECRET
     assert Workspace.objects.get(slug="net").repository_url == WS_URL
     assert set(Variable.objects.values_list("value", flat=True)) == {SENSITIVE_VAR, PLAIN_VAR}
-    assert EventSubscription.objects.get().secret == SUB_SECRET
+    sub = EventSubscription.objects.get()
+    assert (sub.secret, sub.url) == (SUB_SECRET, SUB_URL)
     ch = NotificationChannel.objects.get()
     assert (ch.url, ch.secret) == (CHANNEL_URL, CHANNEL_SECRET)
     env = Environment.objects.get(name="prod-hooked")
