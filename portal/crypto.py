@@ -93,17 +93,11 @@ def keys() -> list[str]:
 
 @lru_cache(maxsize=4)
 def _fernet_for(joined: str) -> MultiFernet:
-    fernets = []
-    for i, key in enumerate(joined.split(",")):
-        try:
-            fernets.append(Fernet(key.encode()))
-        except (ValueError, TypeError):
-            raise ImproperlyConfigured(
-                f"BACKLINE_SECRETS_KEY: key {i + 1} is not a Fernet key (32 url-safe base64 bytes;"
-                " make one with `python -c 'from cryptography.fernet import Fernet;"
-                " print(Fernet.generate_key().decode())'`)"
-            ) from None
-    return MultiFernet(fernets)
+    try:
+        return MultiFernet([Fernet(key.encode()) for key in joined.split(",")])
+    except (ValueError, TypeError):
+        where = key_file() if uses_key_file() else "BACKLINE_SECRETS_KEY"
+        raise ImproperlyConfigured(f"{where}: a key is not a Fernet key") from None
 
 
 def fernet() -> MultiFernet:

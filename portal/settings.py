@@ -11,6 +11,7 @@ from portal.env import (
     env_bool,
     env_choice,
     env_executable,
+    env_fernet_keys,
     env_float,
     env_int,
     env_list,
@@ -39,7 +40,7 @@ if not SECRET_KEY:
 PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
 # Fernet keys for secrets at rest (portal/crypto.py): the first encrypts, all decrypt. Required in
 # production; otherwise generated once into VAR_DIR/secrets.key (0600).
-SECRETS_KEYS = env_list("BACKLINE_SECRETS_KEY", [])
+SECRETS_KEYS = env_fernet_keys("BACKLINE_SECRETS_KEY")
 if PRODUCTION and not SECRETS_KEYS:
     raise ImproperlyConfigured("BACKLINE_SECRETS_KEY must be set when BACKLINE_PRODUCTION is true")
 

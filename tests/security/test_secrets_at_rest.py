@@ -283,6 +283,8 @@ def test_production_requires_a_secrets_key():
         BACKLINE_SECRETS_KEY=Fernet.generate_key().decode(),
     )
     assert ok.returncode == 0, ok.stderr
+    bad = _django_check(BACKLINE_SECRETS_KEY="not-a-key")  # refused at start-up, named
+    assert bad.returncode != 0 and "BACKLINE_SECRETS_KEY: key 1 is not a Fernet key" in bad.stderr
 
 
 @pytest.mark.django_db
@@ -290,5 +292,5 @@ def test_a_bad_key_is_refused_naming_the_variable(settings):
     from django.core.exceptions import ImproperlyConfigured
 
     settings.SECRETS_KEYS = ["not-a-fernet-key"]
-    with pytest.raises(ImproperlyConfigured, match="BACKLINE_SECRETS_KEY: key 1"):
+    with pytest.raises(ImproperlyConfigured, match="BACKLINE_SECRETS_KEY: a key is not a Fernet"):
         crypto.encrypt("x")
