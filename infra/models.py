@@ -3,11 +3,13 @@
 import re
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
+from portal.fields import CredentialURLField, EncryptedTextField
 from portal.jobs import LogChunkBase, LoggedJob
 
 FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\.(tf|tf\.json|tfvars)$")
@@ -93,7 +95,10 @@ class Workspace(models.Model):
     files = models.JSONField(
         default=dict, blank=True, help_text="Stored configuration: {filename: content}"
     )
-    repository_url = models.CharField(max_length=500, blank=True)
+    # credentials in it (https://user:token@host/…) are encrypted at rest, shown as ****
+    repository_url = CredentialURLField(
+        max_length=1000, blank=True, validators=[MaxLengthValidator(500)]
+    )
     ref = models.CharField(max_length=255, blank=True, default="main")
     path = models.CharField(max_length=500, blank=True, help_text="Directory inside the repo")
     terraform_bin = models.CharField(
@@ -151,7 +156,7 @@ class Variable(models.Model):
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="variables")
     key = models.CharField(max_length=128)
-    value = models.TextField(blank=True)
+    value = EncryptedTextField(blank=True)  # encrypted at rest, sensitive or not
     category = models.CharField(max_length=10, choices=Category.choices, default=Category.TERRAFORM)
     sensitive = models.BooleanField(default=False)
     description = models.CharField(max_length=300, blank=True)

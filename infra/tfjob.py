@@ -21,6 +21,7 @@ from portal import sandbox
 from portal.executor import Masker, run_process
 from portal.gitsource import SourceError, git_env, remote_for, valid_ref
 from portal.joblog import LogWriter
+from portal.urlsecrets import redact_credentials, url_credentials
 
 PASS_ENV = (
     "TF_CLI_CONFIG_FILE",
@@ -88,6 +89,7 @@ def build_env(ws, data_dir: Path):
         env[name] = var.value
         if var.sensitive and var.value:
             secrets.append(var.value)
+    secrets += url_credentials(ws.repository_url)  # a clone URL's user:token@ part
     env.update(
         {
             "TF_IN_AUTOMATION": "1",
@@ -340,7 +342,8 @@ class Job:
             shutil.rmtree(dest)
         argv = ["git", *remote.config, "clone", "--quiet", "--depth", "1", "--branch", ws.ref]
         argv += ["--", url, str(dest)]
-        self.runlog.write(f"\n$ git clone --depth 1 --branch {ws.ref} {url}\n")
+        shown = redact_credentials(url)
+        self.runlog.write(f"\n$ git clone --depth 1 --branch {ws.ref} {shown}\n")
         result = run_process(
             argv,
             cwd=self.dir,
@@ -355,10 +358,10 @@ class Job:
         if self.interrupted(result):
             raise Interrupted(self.interrupted(result))
         if result.exit_code != 0:
-            raise RunError(f"git clone of {url} at {ws.ref} failed (exit {result.exit_code}).")
+            raise RunError(f"git clone of {shown} at {ws.ref} failed (exit {result.exit_code}).")
         sub = dest / (ws.path or "")
         if not sub.resolve().is_relative_to(dest.resolve()) or not sub.is_dir():
-            raise RunError(f"The path {ws.path!r} does not exist in {url} at {ws.ref}.")
+            raise RunError(f"The path {ws.path!r} does not exist in {shown} at {ws.ref}.")
         self.src.symlink_to(sub.resolve(), target_is_directory=True)
 
     def state_now(self):

@@ -25,6 +25,7 @@ from portal import logviews
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.listing import render_list
+from portal.urlsecrets import redact_credentials
 from portal.web import add_form_errors, domain_error_response
 from squads.models import Service, Squad
 
@@ -186,7 +187,7 @@ def workspace_edit(request, slug):
         "services": [s.slug for s in ws.services.all()],
         "source": ws.source,
         "main_tf": ws.files.get("main.tf", ""),
-        "repository_url": ws.repository_url,
+        "repository_url": redact_credentials(ws.repository_url),  # write-only credentials
         "ref": ws.ref,
         "path": ws.path,
         "auto_apply": ws.auto_apply,

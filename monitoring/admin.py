@@ -7,6 +7,7 @@ from monitoring.models import (
     Delivery,
     NotificationChannel,
 )
+from portal.urlsecrets import redact_secret_url
 
 
 @admin.register(AlertRule)
@@ -31,8 +32,12 @@ class AlertAdmin(admin.ModelAdmin):
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(admin.ModelAdmin):
-    list_display = ["name", "squad", "kind", "url", "min_severity", "enabled"]
+    list_display = ["name", "squad", "kind", "shown_url", "min_severity", "enabled"]
     list_filter = ["kind", "enabled"]
+
+    @admin.display(description="URL")
+    def shown_url(self, obj):
+        return redact_secret_url(obj.url)  # a Slack URL is a credential
 
 
 @admin.register(Delivery)

@@ -3,11 +3,13 @@
 Scraped series and samples (the builtin backend's storage) live in ``metrics.models``.
 """
 
+from django.core.validators import MaxLengthValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
 from monitoring.charts import format_value
 from portal.cachegen import WatchedQuerySet
+from portal.fields import EncryptedTextField
 from squads.models import Service, Squad
 
 TRACKS = ("stable", "canary")
@@ -150,8 +152,9 @@ class NotificationChannel(models.Model):
     squad = models.ForeignKey(Squad, on_delete=models.CASCADE, related_name="alert_channels")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=200, blank=True)
+    # a Slack incoming-webhook URL is a credential: encrypted at rest, never shown back whole
+    url = EncryptedTextField(validators=[URLValidator(), MaxLengthValidator(500)])
+    secret = EncryptedTextField(blank=True, validators=[MaxLengthValidator(200)])
     min_severity = models.CharField(max_length=10, choices=Severity.choices, default="info")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)

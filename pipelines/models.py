@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
+from portal.fields import EncryptedTextField
 from portal.jobs import Job, LogChunkBase, LoggedJob
 
 
@@ -52,7 +53,7 @@ class PipelineSecret(models.Model):
         "squads.Service", on_delete=models.CASCADE, related_name="pipeline_secrets"
     )
     name = models.CharField(max_length=100)
-    value = models.TextField()
+    value = EncryptedTextField()  # encrypted at rest (portal.crypto)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.CharField(max_length=200, blank=True)

@@ -34,6 +34,7 @@ from portal.events import emit
 from portal.gitsource import valid_ref, valid_sha
 from portal.joblog import append_notice
 from portal.jobs import reap_stale, requeue_waiting
+from portal.principal import started_by
 from squads.models import Service
 
 EXECUTE_TASK = "pipelines.tasks.execute_run"  # by name: pipelines.tasks imports this module
@@ -163,6 +164,7 @@ def _create_run(
         commit_author=commit_author[:200],
         trigger=trigger,
         triggered_by=actor.label[:200],
+        **started_by(actor),
         rerun_of=rerun_of,
         delivery_id=delivery_id or None,
         idempotency_key=idempotency_key or None,

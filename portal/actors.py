@@ -21,6 +21,9 @@ class Actor:
     door: str = "ui"
     ip: str | None = None
     system_name: str | None = None  # for beat/worker/command actions with no person
+    # a system actor acting for one squad only (a verified webhook push, and the jobs it
+    # started): it may act on that squad's things and nothing else, and is no org admin
+    only_squad: int | None = None
 
     @classmethod
     def from_request(cls, request, door: str | None = None):
@@ -59,7 +62,7 @@ class Actor:
         org admin role (Django's superuser flag). ``is_staff`` alone only opens the Django admin
         site with the model permissions granted there; it gives no Backline rights."""
         if self.is_system:
-            return True
+            return self.only_squad is None
         if self.token is not None:
             return "admin" in (self.token.scopes or [])
         return bool(self.user.is_active and self.user.is_superuser)
@@ -72,6 +75,8 @@ class Actor:
         # one query per actor, however many permission checks a request makes
         if self.token is not None:
             return frozenset({self.token.squad_id})
+        if self.only_squad is not None:
+            return frozenset({self.only_squad})
         lookup = registry.member_squads  # the catalog's membership lookup
         if self.user is None or lookup is None:
             return frozenset()
@@ -83,9 +88,9 @@ class Actor:
         People: org admins, and members of the owning squad (scopes do not apply to people).
         Tokens: the token's squad must own it (or the token has ``admin``) and it carries ``scope``.
         """
-        if self.is_system:
-            return True
         squad_id = getattr(squad, "pk", squad)
+        if self.is_system:
+            return self.only_squad is None or (squad_id is not None and squad_id == self.only_squad)
         if self.token is not None:
             if "admin" in self.token.scopes:
                 return True

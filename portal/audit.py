@@ -1,4 +1,5 @@
 from portal.models import AuditEvent
+from portal.urlsecrets import redact_embedded_credentials
 
 
 def record(actor, action: str, target, *, squad=None, data=None, target_type=None) -> AuditEvent:
@@ -16,7 +17,7 @@ def record(actor, action: str, target, *, squad=None, data=None, target_type=Non
         action=action,
         target_type=target_type,
         target_id=target_id,
-        target_repr=str(target)[:300],
+        target_repr=redact_embedded_credentials(str(target))[:300],
         squad=squad,
         ip=actor.ip,
         data=data or {},

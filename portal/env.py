@@ -5,6 +5,7 @@ Each helper fails loudly (ImproperlyConfigured) on a value it cannot parse, nami
 
 import os
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.sandbox import parse_size
@@ -80,3 +81,18 @@ def env_size(name: str, default: str) -> int:
         return parse_size(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}={raw!r}: {exc}") from None
+
+
+def env_fernet_keys(name: str) -> list[str]:
+    """Comma-separated Fernet keys (32 url-safe base64 bytes each), the first one first."""
+    keys = env_list(name, [])
+    for i, key in enumerate(keys):
+        try:
+            Fernet(key.encode())
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"{name}: key {i + 1} is not a Fernet key (32 url-safe base64 bytes; make one"
+                " with `python -c 'from cryptography.fernet import Fernet;"
+                " print(Fernet.generate_key().decode())'`)"
+            ) from None
+    return keys

@@ -24,6 +24,7 @@ import codecs
 import ctypes
 import errno
 import functools
+import json
 import os
 import re
 import selectors
@@ -33,6 +34,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+from portal.urlsecrets import redact_embedded_credentials, url_credentials
 
 MASK = "***"
 FLUSH_SECONDS = 0.25
@@ -77,8 +81,24 @@ def _b64_variants(raw: bytes) -> set[str]:
     return out
 
 
+def _encoded_variants(piece: str) -> set[str]:
+    """``piece`` as a URL (percent-encoded, ``+`` for spaces), hex and JSON string would write it."""
+    out = {
+        quote(piece, safe=""),
+        quote(piece),
+        quote_plus(piece),
+        piece.encode().hex(),
+        piece.encode().hex().upper(),
+        json.dumps(piece)[1:-1],
+        json.dumps(piece, ensure_ascii=False)[1:-1],
+    }
+    return {v for v in out if v != piece and len(v) >= MIN_DERIVED_LEN}
+
+
 class Masker:
-    """Replace secret values (and their base64 / per-line forms) with ``***``."""
+    """Replace secret values with ``***``: as written, stripped, line by line, and as base64,
+    percent-encoding, hex and JSON escapes write them; for a URL with credentials in it, the
+    credentials alone (in all those forms) too."""
 
     def __init__(self, secrets: Iterable[str] = ()):
         variants: set[str] = set()
@@ -97,7 +117,11 @@ class Masker:
                     if len(line) >= MIN_DERIVED_LEN:
                         variants.add(line)
                         pieces.append(line)
+            for cred in url_credentials(secret):  # https://user:token@… : the credential alone
+                variants.add(cred)
+                pieces.append(cred)
             for piece in pieces:
+                variants |= _encoded_variants(piece)
                 for enc in _b64_variants(piece.encode()):
                     variants.add(enc)
                     # `base64` wraps at 76 columns: mask each wrapped line too
@@ -114,10 +138,13 @@ class Masker:
         )
 
     def __bool__(self):
-        return self._re is not None
+        return True  # credentials written into URLs are redacted even with no secrets known
 
     def mask(self, text: str) -> str:
-        if self._re is None or not text:
+        if not text:
+            return text
+        text = redact_embedded_credentials(text, MASK)  # whatever the secrets are
+        if self._re is None:
             return text
         return self._re.sub(MASK, text)
 

@@ -27,6 +27,7 @@ from portal import urlguard
 from portal.errors import Invalid
 from portal.executor import run_process
 from portal.gitref import valid_branch
+from portal.urlsecrets import redact_credentials, url_credentials
 
 
 def workspace_root() -> Path:
@@ -136,20 +137,13 @@ def validate_remote(url: str, *, field: str = "repository_url", lookup: bool = T
         return
 
 
-USERINFO_RE = re.compile(r"^([a-z][a-z0-9+.\-]*://)([^@/]+)@", re.I)
-
-
 def url_secrets(url: str) -> list[str]:
     """Credentials written into a repository URL (https://user:token@host/...)."""
-    m = USERINFO_RE.match(url or "")
-    if not m:
-        return []
-    user, _, password = m.group(2).partition(":")
-    return [v for v in (m.group(2), password or user) if v]
+    return url_credentials(url)
 
 
 def redact_url(url: str) -> str:
-    return USERINFO_RE.sub(r"\1***@", url or "")
+    return redact_credentials(url)
 
 
 def git_env() -> dict:

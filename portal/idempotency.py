@@ -4,9 +4,16 @@ The first request with a given key (per principal, method and path) is executed 
 answer stored; a repeat gets the stored answer replayed (with `Idempotent-Replayed: true`).
 A repeat that arrives while the first is still being executed gets 409. Answers of 5xx are
 not stored, so the client can retry with the same key.
+
+The principal is who authenticated, never a header: ``t:<token id>`` for a valid bearer token
+(checked on every request, so a token revoked since gets 401, not the stored answer),
+``u:<user id>`` for a session. A request with neither is not recorded (the view answers it).
+
+No secret is ever stored in a replayable answer: a view whose answer carries one (the new
+token's value) sets ``response.idempotent_replay = (status, body)``, and that is what a repeat
+gets, e.g. ``409 {"code": "already_created", ...}`` with the token's id but not its value.
 """
 
-import hashlib
 import json
 from datetime import timedelta
 
@@ -23,14 +30,27 @@ HEADER = "HTTP_IDEMPOTENCY_KEY"
 KEEP = timedelta(hours=24)
 
 
-def _principal(request):
-    auth = request.META.get("HTTP_AUTHORIZATION", "")
-    if auth:
-        return "t:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+class _Refused(Exception):
+    def __init__(self, response):
+        self.response = response
+
+
+def _principal(request) -> str | None:
+    """``t:<token id>``, ``u:<user id>``, or None (nobody authenticated: not recorded)."""
+    try:
+        found = BearerTokenAuthentication().authenticate(request)
+    except exceptions.AuthenticationFailed as exc:
+        resp = JsonResponse(
+            {"code": "authentication_failed", "message": str(exc.detail)}, status=401
+        )
+        resp["WWW-Authenticate"] = 'Bearer realm="api"'
+        raise _Refused(resp) from None
+    if found is not None:
+        return f"t:{found[1].pk}"
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
+    if user is not None and user.is_authenticated and user.pk is not None:
         return f"u:{user.pk}"
-    return "anon:" + (request.META.get("REMOTE_ADDR") or "")
+    return None
 
 
 class IdempotencyMiddleware:
@@ -46,12 +66,13 @@ class IdempotencyMiddleware:
                 {"code": "invalid", "message": "Idempotency-Key must be at most 200 characters."},
                 status=400,
             )
-        ident = {
-            "key": key,
-            "principal": _principal(request),
-            "method": request.method,
-            "path": request.path,
-        }
+        try:
+            principal = _principal(request)
+        except _Refused as refused:
+            return refused.response
+        if principal is None:
+            return self.get_response(request)
+        ident = {"key": key, "principal": principal, "method": request.method, "path": request.path}
         try:
             with transaction.atomic():
                 record = IdempotencyRecord.objects.create(**ident)
@@ -59,9 +80,6 @@ class IdempotencyMiddleware:
             existing = IdempotencyRecord.objects.filter(**ident).first()
             if existing is None:  # expired and deleted in between: just run it
                 return self.get_response(request)
-            refused = _credentials_refused(request)
-            if refused is not None:
-                return refused
             if existing.status_code is None:
                 return JsonResponse(
                     {
@@ -77,13 +95,9 @@ class IdempotencyMiddleware:
             resp["Idempotent-Replayed"] = "true"
             return resp
         response = self.get_response(request)
-        body = None
         if response.status_code < 500:
-            try:
-                body = json.loads(response.content) if response.content else None
-            except (ValueError, AttributeError):
-                body = None
-            record.status_code = response.status_code
+            status, body = _replayable(response)
+            record.status_code = status
             record.response_body = body
             record.save(update_fields=["status_code", "response_body"])
         else:
@@ -95,18 +109,12 @@ def purge_expired():
     return IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - KEEP).delete()[0]
 
 
-def _credentials_refused(request):
-    """A replay is an answer like any other: a token revoked or expired since the first
-    request gets 401, not the stored answer."""
-    auth = request.META.get("HTTP_AUTHORIZATION", "")
-    if not auth:
-        return None
+def _replayable(response):
+    """(status, body) a repeat gets: the answer, or what the view put in its place."""
+    replay = getattr(response, "idempotent_replay", None)
+    if replay is not None:
+        return replay
     try:
-        BearerTokenAuthentication().authenticate(request)
-    except exceptions.AuthenticationFailed as exc:
-        resp = JsonResponse(
-            {"code": "authentication_failed", "message": str(exc.detail)}, status=401
-        )
-        resp["WWW-Authenticate"] = 'Bearer realm="api"'
-        return resp
-    return None
+        return response.status_code, (json.loads(response.content) if response.content else None)
+    except (ValueError, AttributeError):
+        return response.status_code, None

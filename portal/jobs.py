@@ -4,7 +4,8 @@ of runs whose worker died, and the re-sender of runs whose broker message was lo
 - :class:`Job`: a status (each app narrows it with its own ``TextChoices``), created / started /
   finished timestamps, ``is_over`` and ``duration``.
 - :class:`LoggedJob`: a job a worker executes: ``worker``, ``heartbeat_at``,
-  ``cancel_requested``, ``log_size`` and chunks (``related_name="log_chunks"``).
+  ``cancel_requested``, ``log_size``, chunks (``related_name="log_chunks"``) and the principal
+  that started it (``started_by_*``, written and read by ``portal.principal``).
 - :class:`LogChunkBase`: one piece of a log (``offset``, ``size``, ``text``, ``created_at``);
   concrete chunk models add ``run = ForeignKey(<job>, related_name="log_chunks")``.
 
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -60,6 +62,16 @@ class LoggedJob(Job):
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     log_size = models.BigIntegerField(default=0)
+    # who started it (``portal.principal``): the worker rebuilds this actor for every action the
+    # job takes on its starter's behalf (a pipeline's release step, an auto-apply)
+    started_by_kind = models.CharField(max_length=10, blank=True)  # user|token|webhook|system
+    started_by_name = models.CharField(max_length=200, blank=True)
+    started_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_by_token = models.ForeignKey(
+        "portal.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     running_statuses: ClassVar[tuple[str, ...]] = ()
 

@@ -2,8 +2,12 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.utils import timezone
+
+from portal.fields import CredentialURLField, EncryptedTextField
+from portal.urlsecrets import redact_credentials, redact_secret_url
 
 SCOPES = (
     ("catalog:write", "Write the catalog of the token's squad"),
@@ -136,8 +140,9 @@ class EventSubscription(models.Model):
         settings.BACKLINE_SQUAD_MODEL, on_delete=models.CASCADE, related_name="event_subscriptions"
     )
     name = models.CharField(max_length=100)
-    url = models.URLField(max_length=500)
-    secret = models.CharField(max_length=200)
+    # credentials in it (https://user:token@host/…) are encrypted at rest, shown as ****
+    url = CredentialURLField(max_length=1000, validators=[MaxLengthValidator(500)])
+    secret = EncryptedTextField(validators=[MaxLengthValidator(200)])
     event_types = models.JSONField(default=list)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -149,7 +154,7 @@ class EventSubscription(models.Model):
         ordering = ["squad__name", "name"]
 
     def __str__(self):
-        return f"{self.name} → {self.url}"
+        return f"{self.name} → {redact_credentials(self.url)}"
 
     def matches(self, event_type: str) -> bool:
         for pattern in self.event_types:
@@ -188,7 +193,7 @@ class EventDelivery(models.Model):
     )
     ref = models.CharField(max_length=100, blank=True, db_index=True)  # what it is about
     key = models.CharField(max_length=100, null=True, blank=True, unique=True)  # idempotency
-    url = models.CharField(max_length=500, blank=True)
+    url = EncryptedTextField(blank=True)  # a channel's URL is a credential (Slack)
     delivery_id = models.UUIDField(unique=True)
     event_type = models.CharField(max_length=64, db_index=True)
     payload = models.JSONField()
@@ -213,7 +218,10 @@ class EventDelivery(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.event_type} → {self.url} ({self.status})"
+        shown = (
+            redact_secret_url(self.url) if self.kind == "alert" else redact_credentials(self.url)
+        )
+        return f"{self.event_type} → {shown} ({self.status})"
 
 
 class DeliveryAttempt(models.Model):

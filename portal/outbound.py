@@ -39,6 +39,7 @@ from portal import urlguard
 from portal.celery import enqueue
 from portal.models import DeliveryAttempt, EventDelivery
 from portal.models import DeliveryStatus as S
+from portal.urlsecrets import scrub_url
 
 MAX_ATTEMPTS = 6
 BACKOFF_BASE = 2.0  # seconds: 2, 4, 8, 16, 32
@@ -225,7 +226,7 @@ def _post(delivery, body, sender) -> tuple[int | None, str, dict | None]:
     except urlguard.Timeout:
         return None, f"timed out after {delivery.timeout_seconds:g} s", None
     except urlguard.FetchError as exc:
-        return None, str(exc)[:500], None
+        return None, scrub_url(str(exc), delivery.url)[:500], None
     if not resp.ok:
         return resp.status_code, f"HTTP {resp.status_code}", None
     try:

@@ -17,6 +17,7 @@ from portal import audit, events, urlguard
 from portal.actors import Actor
 from portal.errors import Forbidden, Invalid
 from portal.models import ApiToken, EventSubscription
+from portal.urlsecrets import keep_if_redacted, redact_credentials
 
 SUBSCRIPTION_FIELDS = ("squad", "name", "url", "secret", "event_types", "active")
 
@@ -126,7 +127,7 @@ def create_subscription(
             "subscription.create",
             sub,
             squad=squad,
-            data={"url": url, "event_types": sub.event_types},
+            data={"url": redact_credentials(url), "event_types": sub.event_types},
         )
     return sub
 
@@ -138,6 +139,8 @@ def update_subscription(
     unknown = set(fields) - set(SUBSCRIPTION_FIELDS)
     if unknown:
         raise Invalid(errors={k: "This field cannot be changed." for k in sorted(unknown)})
+    if "url" in fields:  # write-only credentials: the redacted form keeps them
+        fields["url"] = keep_if_redacted(fields["url"], sub.url)
     validate_subscription(fields)
     new_squad = fields.get("squad")
     if new_squad is not None and new_squad.pk != sub.squad_id:
@@ -148,13 +151,21 @@ def update_subscription(
         for key, value in fields.items():
             if getattr(sub, key) != value:
                 setattr(sub, key, value)
-                changed[key] = "***" if key == "secret" else getattr(value, "slug", value)
+                changed[key] = _audited(key, value)
         sub.save()
         if changed:
             audit.record(
                 actor, "subscription.update", sub, squad=sub.squad, data={"changed": changed}
             )
     return sub
+
+
+def _audited(key: str, value: Any) -> Any:
+    if key == "secret":
+        return "***"
+    if key == "url":
+        return redact_credentials(value)
+    return getattr(value, "slug", value)
 
 
 def delete_subscription(sub: EventSubscription, *, actor: Actor) -> None:

@@ -11,6 +11,7 @@ from portal.env import (
     env_bool,
     env_choice,
     env_executable,
+    env_fernet_keys,
     env_float,
     env_int,
     env_list,
@@ -35,6 +36,13 @@ if not SECRET_KEY:
     if not DEBUG and env_bool("BACKLINE_PRODUCTION", False):
         raise ImproperlyConfigured("SECRET_KEY must be set when BACKLINE_PRODUCTION is true")
     SECRET_KEY = "backline-insecure-development-key-change-me-0123456789abcdefghijklmnop"
+
+PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
+# Fernet keys for secrets at rest (portal/crypto.py): the first encrypts, all decrypt. Required in
+# production; otherwise generated once into VAR_DIR/secrets.key (0600).
+SECRETS_KEYS = env_fernet_keys("BACKLINE_SECRETS_KEY")
+if PRODUCTION and not SECRETS_KEYS:
+    raise ImproperlyConfigured("BACKLINE_SECRETS_KEY must be set when BACKLINE_PRODUCTION is true")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -402,7 +410,12 @@ BACKLINE_LOG_LEVEL = env_choice(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {  # redacts scheme://user:password@ in every line (portal/logfilters.py)
+            "()": "portal.logfilters.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

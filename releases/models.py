@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
+from portal.fields import EncryptedKeysJSONField
 
 
 class Environment(models.Model):
@@ -32,7 +33,7 @@ class Environment(models.Model):
     driver = models.CharField(max_length=20, choices=Driver.choices, default=Driver.LOCAL)
     # webhook: {"url", "secret", "timeout", "retries"}; local: {} (uses the demo fleet);
     # haproxy: {"socket", "backend", "stable_server", "canary_server"} (releases/haproxy.py)
-    driver_config = models.JSONField(default=dict, blank=True)
+    driver_config = EncryptedKeysJSONField(default=dict, blank=True, secret_keys=("secret",))
     # steps overriding the built-in default for every service in this environment (or null)
     strategy = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

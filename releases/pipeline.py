@@ -10,7 +10,9 @@ In ``backline.yml``::
             timeout: 2h
 
 The runner calls ``run_release_step`` instead of a subprocess for such a step. It starts the
-release (door ``pipeline``, linked to the run), writes the release's progress to the run log,
+release (door ``pipeline``, linked to the run) as the run's starter (``portal.principal``: the
+person with their squad rights now, the token with its scopes; a ``pipelines:run``-only token
+cannot start a release this way, and the step fails saying so), writes the release's progress to the run log,
 and finishes when the release does: succeeded → the step succeeds; failed / aborted → the step
 fails. Canceling the run aborts the release (traffic back to stable); the step's timeout
 aborts it too. If the worker dies, the release goes on by itself (beat drives it) and the run
@@ -22,14 +24,16 @@ import time
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.executor import ExecResult
+from portal.principal import actor_for
 from releases import services, strategy
 from releases.models import FINAL_RELEASE, Release, ReleaseStatus
 
 POLL_SECONDS = 1.0
 
 
-def _result(code, started, canceled=False, timed_out=False, written=0):
+def _result(code, started, canceled=False, timed_out=False, written=0, reason=""):
     return ExecResult(
+        limit_reason=reason,
         exit_code=code,
         timed_out=timed_out,
         canceled=canceled,
@@ -58,8 +62,9 @@ def run_release_step(
     log = _Log(on_output)
     spec = step_spec.get("release") or {}
     version = spec.get("version") or (run.commit_sha or run.requested_commit)[:12] or run.ref
-    actor = Actor.system(f"pipeline {run.service.slug} #{run.number}", door="pipeline")
     try:
+        # the run's starter, with their rights now (a token's scopes): never the system
+        actor = actor_for(run, squad=run.service.owner, door="pipeline")
         release = services.create_release(
             run.service,
             actor=actor,
@@ -71,12 +76,18 @@ def run_release_step(
         )
     except DomainError as exc:
         log.say(f"✖ cannot start the release: {exc.text}\n")
-        return _result(1, started, written=log.written)
+        why = f"cannot start the release: {exc.text}"
+        return _result(1, started, written=log.written, reason=why)
     log.say(
         f"release #{release.pk}: {run.service.slug} {version} → {release.environment.name} "
         f"({len(release.strategy)} steps, strategy: {release.strategy_source})\n"
     )
-    return _follow(release, step, actor, started, log, should_cancel, on_heartbeat, heartbeat_every)
+    # canceling the run or its timeout aborts the release (back to stable) whoever started it:
+    # the run's own safety net, for the owning squad only
+    guard = Actor(
+        door="pipeline", system_name=f"pipeline {run}", only_squad=run.service.owner_id or 0
+    )
+    return _follow(release, step, guard, started, log, should_cancel, on_heartbeat, heartbeat_every)
 
 
 def _follow(release, step, actor, started, log, should_cancel, on_heartbeat, heartbeat_every):

@@ -2,11 +2,13 @@
 resources and the dependencies between them."""
 
 from django.conf import settings
+from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
+from portal.fields import CredentialURLField, EncryptedTextField
 
 # Backstage namespace (63) + "--" + name (63): see squads.backstage.refs.
 SLUG_MAX = 130
@@ -261,14 +263,17 @@ class Service(LifecycleLabel, BackstageSource):
     tier = models.PositiveSmallIntegerField(
         default=3, choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3")], db_index=True
     )
-    repository_url = models.CharField(max_length=500, blank=True)
+    # credentials in it (https://user:token@host/…) are encrypted at rest, shown as ****
+    repository_url = CredentialURLField(
+        max_length=1000, blank=True, validators=[MaxLengthValidator(500)]
+    )
     default_branch = models.CharField(max_length=200, default="main")
     runbook_url = models.URLField(max_length=500, blank=True)
     oncall = models.CharField(max_length=200, blank=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="services")
     links = models.JSONField(default=list, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
-    webhook_secret = models.CharField(max_length=200, blank=True)
+    webhook_secret = EncryptedTextField(blank=True, validators=[MaxLengthValidator(200)])
     metrics_urls = models.JSONField(default=list, blank=True)
     provides_apis = models.ManyToManyField("Api", blank=True, related_name="providers")
     consumes_apis = models.ManyToManyField("Api", blank=True, related_name="consumers")

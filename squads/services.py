@@ -17,6 +17,7 @@ from portal import audit, events, urlguard
 from portal.actors import Actor
 from portal.errors import Invalid
 from portal.gitsource import validate_remote
+from portal.urlsecrets import keep_if_redacted, redact_credentials
 from squads.models import Dependency, Service, Squad, Tag
 
 # what a catalog row shows of a service (besides its slug and tags)
@@ -200,17 +201,30 @@ def _set_fields(
     locked: Any, fields: dict[str, Any], allowed: Iterable[str], refusal: str
 ) -> dict[str, Any]:
     """Set ``fields`` (each one of ``allowed``) on the row-locked ``locked``, validate and save
-    it; returns what changed, for the audit event (secrets as ``***``)."""
+    it; returns what changed, for the audit event (secrets as ``***``, URL credentials
+    redacted)."""
     changed: dict[str, Any] = {}
     for key, value in fields.items():
         if key not in allowed:
             raise Invalid(errors={key: refusal})
-        if getattr(locked, key) != value:
-            changed[key] = "***" if key in SECRET_FIELDS else _jsonable(value)
+        old = getattr(locked, key)
+        if key == "repository_url":  # write-only credentials: the redacted form keeps them
+            value = keep_if_redacted(value, old)
+        if old != value:
+            changed[key] = _audited(key, value)
             setattr(locked, key, value)
     _full_clean(locked)
     locked.save()
     return changed
+
+
+def _audited(key: str, value: Any) -> Any:
+    """A changed value as the audit log keeps it: secrets never, URL credentials redacted."""
+    if key in SECRET_FIELDS:
+        return "***"
+    if key == "repository_url":
+        return redact_credentials(value)
+    return _jsonable(value)
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,6 +15,7 @@ from portal.actors import Actor
 from portal.errors import DomainError
 from portal.limits import body_limit
 from portal.registry import registry
+from portal.urlsecrets import redact_credentials
 from portal.web import add_form_errors
 from squads import backstage, graph, scorecards, services
 from squads.backstage.sources import MAX_SOURCE_BYTES
@@ -306,7 +307,10 @@ def service_edit(request, slug):
     else:
         form = ServiceForm(
             instance=service,
-            initial={"tags_text": ", ".join(service.tags.values_list("name", flat=True))},
+            initial={
+                "tags_text": ", ".join(service.tags.values_list("name", flat=True)),
+                "repository_url": redact_credentials(service.repository_url),
+            },
         )
     return render(request, "squads/service_edit.html", {"service": service, "form": form})
 

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from portal import crypto
 from portal.models import ApiToken
 from tests.factories import (
     MembershipFactory,
@@ -37,6 +38,11 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 TF_READ_PATH = Path(tempfile.gettempdir()) / f"backline-tf-published-{os.getpid()}"
 TF_READ_PATH.mkdir(mode=0o755, exist_ok=True)
 os.environ["BACKLINE_TERRAFORM_READ_PATHS"] = str(TF_READ_PATH)  # Playwright's sync API runs a loop
+
+# Secrets at rest (portal.crypto): the keys this test process uses (its var/secrets.key unless
+# BACKLINE_SECRETS_KEY is set), exported so the workers, servers and commands the tests start,
+# whatever their BACKLINE_VAR_DIR, read what this process wrote
+os.environ["BACKLINE_SECRETS_KEY"] = ",".join(crypto.keys())
 
 
 # The test installation's outbound URL guard allows loopback (the suite's servers, fake GitHub,

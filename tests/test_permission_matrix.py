@@ -1241,3 +1241,84 @@ def test_handing_a_service_or_workspace_to_another_squad_needs_that_squad(world,
     bob = APIClient()
     bob.force_login(world.users["other"])
     assert bob.patch(url, body, format="json").status_code == 403
+
+
+# --- a job acts for its starter: the release a pipeline's ``release:`` step starts ---------------
+RELEASE_SPEC = (
+    "stages: [{name: deploy, steps: [{name: canary, timeout: 1,"
+    " release: {environment: staging, version: '9.9.9'}}]}]\n"
+)
+# persona, the token's scopes (None: a person), what happens between trigger and step, allowed
+PIPELINE_RELEASE = [
+    ("member", None, None, True),
+    ("admin", None, None, True),
+    ("token", ["pipelines:run", "releases:promote"], None, True),
+    ("token_noscope", ["pipelines:run"], None, False),
+    ("token_revoked", ["pipelines:run", "releases:promote"], "revoke", False),
+    ("member_left", None, "leave", False),
+    ("push", None, None, True),  # a verified push acts for the owning squad
+]
+
+
+def _pipeline_release_run(world, persona, scopes, between):
+    from pipelines import runner
+    from pipelines.models import PipelineConfig
+    from squads.models import Membership
+
+    PipelineConfig.objects.create(service=world.svc, spec_yaml=RELEASE_SPEC)
+    world.env()
+    if persona == "push":
+        from pipelines import services as pipeline_services
+        from portal.actors import Actor
+
+        push = Actor(door="webhook", system_name="github:octocat")
+        run, _ = pipeline_services.trigger_run(world.svc, actor=push, ref="main", trigger="push")
+        runner.execute(run.pk)
+        return PipelineRun.objects.get(pk=run.pk)
+    c = APIClient()
+    token = None
+    if scopes is None:
+        c.force_login(world.users["admin" if persona == "admin" else "member"])
+    else:
+        token, raw = ApiToken.generate(squad=world.squad, name=f"pr-{persona}", scopes=scopes)
+        c.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    resp = c.post(f"{A}/services/playback-api/runs/", {"ref": "main"}, format="json")
+    assert resp.status_code == 201, resp.content  # every one of them may run the pipeline
+    run = PipelineRun.objects.get(pk=resp.json()["id"])
+    if between == "revoke":
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    if between == "leave":
+        Membership.objects.filter(person__user=world.users["member"]).delete()
+    runner.execute(run.pk)  # the worker, here
+    return PipelineRun.objects.get(pk=run.pk)
+
+
+@pytest.mark.parametrize(
+    "persona,scopes,between,allowed", PIPELINE_RELEASE, ids=[p[0] for p in PIPELINE_RELEASE]
+)
+def test_matrix_pipeline_started_release(world, persona, scopes, between, allowed):
+    run = _pipeline_release_run(world, persona, scopes, between)
+    kinds = {"push": "webhook"}
+    assert run.started_by_kind == kinds.get(persona, "user" if scopes is None else "token")
+    release = Release.objects.filter(pipeline_run=run).first()
+    step = run.steps.get(name="canary")
+    if allowed:
+        assert release is not None, run.error
+        assert release.started_by == run.started_by_name and release.version == "9.9.9"
+        assert step.status == "timed_out"  # it waited for the release, then aborted it
+        return
+    assert release is None and not Release.objects.filter(service=world.svc).exists()
+    assert run.status == "failed" and step.status == "failed"
+    why = {
+        "token_noscope": "The token lacks the scope 'releases:promote' needed for starting a release",
+        "token_revoked": "was revoked",
+        "member_left": "Only members of the owning squad and org admins may do starting a release",
+    }[persona]
+    assert why in step.error and why in run.error, (step.error, run.error)
+    assert why in pipelines_log(run)
+
+
+def pipelines_log(run):
+    from pipelines import services as pipeline_services
+
+    return pipeline_services.read_log(run, 0, limit=100000)[0]

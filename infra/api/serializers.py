@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from infra import services
 from infra.models import TerraformRun, Variable, Workspace
+from portal.api.fields import RedactedURLField
 from portal.errors import Invalid
 from squads.models import Service, Squad
 
@@ -37,6 +38,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
     lock = RunRefSerializer(source="lock_run", read_only=True, allow_null=True)
     url = serializers.SerializerMethodField()
     slug = serializers.SlugField(max_length=100)
+    repository_url = RedactedURLField(required=False, allow_blank=True, max_length=500)
 
     class Meta:
         model = Workspace

@@ -20,6 +20,7 @@ from infra.models import (
 from portal import audit
 from portal.actors import Actor
 from portal.celery import enqueue
+from portal.principal import started_by
 
 # enqueued by name: infra.tasks imports the domain (through infra.runner and infra.services)
 PLAN_TASK = "infra.tasks.plan_run"
@@ -92,6 +93,7 @@ def queue_run(
             trigger=actor.door,
             created_by=actor.label,
             created_by_user=actor.user,
+            **started_by(actor),
             auto_apply=ws.auto_apply if auto_apply is None else bool(auto_apply),
         )
         audit.record(

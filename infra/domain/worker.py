@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from infra.domain.queue import APPLY_TASK, PLAN_TASK, _locked, _release
+from infra.domain.workspaces import SCOPE
 from infra.models import (
     TERMINAL,
     DriftStatus,
@@ -19,9 +20,11 @@ from infra.models import (
 from portal import audit
 from portal.actors import Actor
 from portal.celery import enqueue
+from portal.errors import Forbidden
 from portal.events import emit
 from portal.joblog import append_notice
 from portal.jobs import reap_stale, requeue_waiting
+from portal.principal import actor_for
 
 
 def _worker():
@@ -105,18 +108,28 @@ def finish(run_id, expected, status, *, actor=None, **fields) -> bool:
 
 
 def auto_confirm(run_id) -> bool:
-    """planned → confirmed for auto-apply runs (the worker applies right after)."""
+    """planned → confirmed for auto-apply runs (the worker applies right after), acting as the
+    run's starter (``portal.principal``): one who may no longer apply (a token without
+    ``infra:apply``, revoked, expired; a user who left the squad) leaves the run planned, awaiting
+    a confirmation, and the log says why."""
 
     with transaction.atomic():
         ws, run = _locked(run_id)
         if run.status != RunStatus.PLANNED or ws.lock_run_id != run.pk:
             return False
+        try:
+            actor = actor_for(run, squad=ws.owner, door="worker")
+            actor.require(SCOPE, ws.owner, "applying this workspace")
+        except Forbidden as exc:
+            append_notice(run, f"\n[backline] auto-apply skipped: {exc.text} Confirm by hand.\n")
+            run.save(update_fields=["log_size"])
+            return False
         run.status = RunStatus.CONFIRMED
         run.confirmed_at = timezone.now()
-        run.confirmed_by = "auto-apply"
+        run.confirmed_by = f"auto-apply as {actor.label}"[:200]
         run.save(update_fields=["status", "confirmed_at", "confirmed_by"])
         audit.record(
-            Actor.system("auto-apply", door="worker"),
+            actor,
             "infra.run.apply",
             run,
             squad=ws.owner,

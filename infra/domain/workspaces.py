@@ -16,6 +16,7 @@ from portal.actors import Actor
 from portal.errors import Invalid
 from portal.gitref import valid_branch
 from portal.gitsource import validate_remote
+from portal.urlsecrets import keep_if_redacted
 
 SCOPE = "infra:apply"
 RESERVED_SLUGS = {"new", "board", "runs"}
@@ -145,6 +146,8 @@ def update_workspace(
         ws = Workspace.objects.select_for_update().get(pk=ws.pk)
         changed: list[str] = []
         for key, value in fields.items():
+            if key == "repository_url":  # write-only credentials: the redacted form keeps them
+                value = keep_if_redacted(value, ws.repository_url)
             if key in WORKSPACE_FIELDS and value is not None and getattr(ws, key) != value:
                 setattr(ws, key, value)
                 changed.append(key)

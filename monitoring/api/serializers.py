@@ -9,6 +9,7 @@ from monitoring.models import (
     NotificationChannel,
 )
 from monitoring.services import RULE_FIELDS
+from portal.api.fields import RedactedURLField
 from squads.models import Service, Squad
 
 
@@ -91,6 +92,7 @@ class AlertSerializer(serializers.ModelSerializer):
 class NotificationChannelSerializer(serializers.ModelSerializer):
     squad = serializers.SlugRelatedField(slug_field="slug", queryset=Squad.objects.all())
     secret = serializers.CharField(write_only=True, required=False, allow_blank=True)
+    url = RedactedURLField(secret=True, url=True, max_length=500)  # a Slack URL: a credential
 
     class Meta:
         model = NotificationChannel

@@ -1,8 +1,10 @@
 from rest_framework import serializers
 
+from portal.api.fields import RedactedURLField
 from portal.catalog import squad_model
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 from portal.services import SUBSCRIPTION_FIELDS
+from portal.urlsecrets import redact_credentials, redact_secret_url
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -94,6 +96,7 @@ EVENT_PATTERN_HELP = (
 class EventSubscriptionSerializer(serializers.ModelSerializer):
     squad = serializers.SlugRelatedField(slug_field="slug", queryset=squad_model().objects.all())
     secret = serializers.CharField(write_only=True, min_length=8, max_length=200)
+    url = RedactedURLField(max_length=500)  # user:token@ shown as ****
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=64), help_text=EVENT_PATTERN_HELP
     )
@@ -121,6 +124,7 @@ class EventDeliverySerializer(serializers.ModelSerializer):
         read_only=True
     )
     attempt_log = DeliveryAttemptSerializer(many=True, read_only=True)
+    url = serializers.SerializerMethodField()
 
     class Meta:
         model = EventDelivery
@@ -143,3 +147,9 @@ class EventDeliverySerializer(serializers.ModelSerializer):
             "attempt_log",
         ]
         read_only_fields = fields
+
+    def get_url(self, obj) -> str:
+        """An alert channel's URL is a credential (Slack): scheme and host only."""
+        if obj.kind == "alert":
+            return redact_secret_url(obj.url)
+        return redact_credentials(obj.url)

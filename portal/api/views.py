@@ -74,9 +74,19 @@ class ApiTokenViewSet(
             scopes=data["scopes"],
             expires_at=expires_at,
         )
-        body = ApiTokenSerializer(token).data
-        body["token"] = raw
-        return Response(body, status=status.HTTP_201_CREATED)
+        shown = ApiTokenSerializer(token).data
+        response = Response({**shown, "token": raw}, status=status.HTTP_201_CREATED)
+        # a repeat with the same Idempotency-Key: "already created", never the value again
+        response.idempotent_replay = (  # type: ignore[attr-defined]
+            status.HTTP_409_CONFLICT,
+            {
+                "code": "already_created",
+                "message": "A token was already created by the first request with this "
+                "Idempotency-Key; its value is shown only once.",
+                "state": dict(shown),
+            },
+        )
+        return response
 
     @extend_schema(request=None, responses=ApiTokenSerializer)
     @action(detail=True, methods=["post"])

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from django import template
 
+from portal.urlsecrets import redact_credentials, redact_secret_url
+
 register = template.Library()
 
 SAFE_SCHEMES = {"", "http", "https", "mailto", "ftp", "ftps", "ssh", "git"}
@@ -24,3 +26,15 @@ def safe_href(value) -> str:
     except ValueError:
         return ""
     return url if scheme in SAFE_SCHEMES else ""
+
+
+@register.filter
+def no_credentials(value) -> str:
+    """``https://****@host/…``: a URL with any credential in it redacted (portal.urlsecrets)."""
+    return redact_credentials(str(value or ""))
+
+
+@register.filter
+def secret_url(value) -> str:
+    """``https://hooks.slack.com/…/****``: a URL that is itself a credential."""
+    return redact_secret_url(str(value or ""))

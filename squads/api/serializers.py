@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from portal.api.fields import RedactedURLField
 from squads.models import (
     Api,
     Dependency,
@@ -152,6 +153,8 @@ class ServiceSerializer(serializers.ModelSerializer):
     scorecard = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     lifecycle_label = serializers.CharField(read_only=True, help_text=LIFECYCLE_LABEL_HELP)
+
+    repository_url = RedactedURLField(required=False, allow_blank=True, max_length=500)
 
     class Meta:
         model = Service

@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import yaml
 
+from portal.urlsecrets import redact_embedded_credentials
 from squads.models import Dependency, ForeignEntity, Membership, Service
 
 from .render import overlay, render
@@ -104,6 +105,17 @@ def catalog_entities() -> list[dict]:
 
 def export_catalog() -> str:
     """The whole catalog as multi-document Backstage YAML."""
-    return yaml.dump_all(
-        catalog_entities(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
-    )
+    entities = [_no_credentials(e) for e in catalog_entities()]
+    return yaml.dump_all(entities, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _no_credentials(value):
+    """``value`` with every ``scheme://user:password@`` in its strings redacted: an imported
+    descriptor is written back as it came, except a credential it carried."""
+    if isinstance(value, str):
+        return redact_embedded_credentials(value)
+    if isinstance(value, dict):
+        return {k: _no_credentials(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_credentials(v) for v in value]
+    return value

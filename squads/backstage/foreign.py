@@ -4,6 +4,7 @@ one, decides who may change them."""
 
 import json
 
+from portal.urlsecrets import redact_embedded_credentials
 from squads.models import ForeignEntity
 
 from .refs import RefError, parse_ref, slug_for
@@ -15,8 +16,9 @@ def dumps(value) -> str:
 
 
 def document(e) -> str:
-    """The entity's descriptor as stored."""
-    return getattr(e, "text", None) or dumps(e.doc.data)
+    """The entity's descriptor as stored: as written, except a ``scheme://user:password@`` in
+    it (that credential reaches the database only encrypted, in ``repository_url``)."""
+    return redact_embedded_credentials(getattr(e, "text", None) or dumps(e.doc.data))
 
 
 def key(e):

@@ -4,6 +4,8 @@ changed in Backline since the import (``seen`` → ``now``) written over it."""
 
 import copy
 
+from portal.urlsecrets import redact_credentials
+
 from .constants import (
     ANN_BRANCH,
     ANN_CHAT,
@@ -139,7 +141,7 @@ def _owned(kind, slug, w):
 def _service_annotations(w):
     ann = dict(w["annotations"] or {})
     ann[ANN_TIER] = str(w["tier"])
-    repo = w["repository_url"]
+    repo = redact_credentials(w["repository_url"])  # never a credential in an export
     if repo:
         gh = repo.removeprefix("https://github.com/")
         if gh != repo and gh.count("/") == 1 and ANN_GITHUB not in ann:

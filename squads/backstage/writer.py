@@ -4,6 +4,7 @@ ones, set differences for relations."""
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
 
+from portal.fields import CredentialURLField, EncryptedTextField
 from squads.models import Dependency, Membership, Service, Tag
 
 from . import foreign
@@ -40,8 +41,10 @@ def _insert(model, rows):
         else:
             defaults[f.attname] = f.get_default()
     conn = connections[DEFAULT_DB_ALIAS]
-    # Only JSON and datetime values need adapting; ints, strings and None go as they are.
-    prep = [isinstance(f, (models.JSONField, models.DateTimeField)) for f in fields]
+    # JSON, datetime and encrypted values need adapting (portal.fields: secrets reach the
+    # table only encrypted); ints, strings and None go as they are.
+    adapted = (models.JSONField, models.DateTimeField, EncryptedTextField, CredentialURLField)
+    prep = [isinstance(f, adapted) for f in fields]
     cols = [
         (f.attname, defaults[f.attname], f if p else None)
         for f, p in zip(fields, prep, strict=True)

@@ -279,7 +279,7 @@ def test_credentials_in_the_repository_url_never_reach_the_log(service):
     from portal.gitsource import redact_url, url_secrets
 
     url = "https://ci-bot:ghp_TopSecret123@github.invalid/acme/player.git"
-    assert redact_url(url) == "https://***@github.invalid/acme/player.git"
+    assert redact_url(url) == "https://****@github.invalid/acme/player.git"
     assert "ghp_TopSecret123" in url_secrets(url)
     assert url_secrets("file:///tmp/repo") == [] and redact_url("/tmp/repo") == "/tmp/repo"
     from pipelines import runner

@@ -3,6 +3,7 @@ and APIs as sets of references."""
 
 from portal.errors import Invalid
 from portal.gitsource import validate_remote
+from portal.urlsecrets import redact_embedded_credentials
 
 from ..constants import (
     ANN_BRANCH,
@@ -131,7 +132,11 @@ class ComponentBuilder:
 def _stored_annotations(ann):
     """The annotations kept as they are (those mapped to columns are not, but the GitHub slug
     is when an explicit repository URL overrides it)."""
-    stored = {k: v for k, v in ann.items() if k not in SERVICE_MAPPED_ANNOTATIONS}
+    stored = {
+        k: redact_embedded_credentials(v) if isinstance(v, str) else v
+        for k, v in ann.items()
+        if k not in SERVICE_MAPPED_ANNOTATIONS
+    }
     if ANN_GITHUB in ann and ANN_REPO in ann:
         stored[ANN_GITHUB] = ann[ANN_GITHUB]
     return stored
