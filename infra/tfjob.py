@@ -364,6 +364,9 @@ class Job:
             return
         if text and tfstate.serial_lineage(text)[0]:
             state.write_text(text)
+            owner = state.parent.stat()
+            if os.geteuid() == 0:  # the sandbox's uid owns the folder (portal.sandbox.prepare)
+                os.chown(state, owner.st_uid, owner.st_gid)
             self.runlog.write("\n[backline] The state was copied from PostgreSQL.\n")
 
     def lock_args(self) -> list[str]:

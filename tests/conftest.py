@@ -168,11 +168,13 @@ def _worker_env():
 class WorkerProcess:
     """`celery -A portal worker` as a real subprocess, against the test database and Redis."""
 
-    def __init__(self, concurrency=2, extra_args=()):
+    def __init__(self, concurrency=2, extra_args=(), *, env=None, name="test"):
         self.concurrency = concurrency
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})  # on top of the test settings (e.g. another BACKLINE_VAR_DIR)
+        self.name = name
         self.proc = None
-        self.logfile = Path(settings.VAR_DIR) / f"test-worker-{os.getpid()}.log"
+        self.logfile = Path(settings.VAR_DIR) / f"{name}-worker-{os.getpid()}.log"
 
     def start(self, timeout=40):
         import redis
@@ -193,11 +195,11 @@ class WorkerProcess:
                 "--without-gossip",
                 "--without-mingle",
                 "-n",
-                f"test-{os.getpid()}@%h",
+                f"{self.name}-{os.getpid()}@%h",
                 *self.extra_args,
             ],
             cwd=ROOT,
-            env=_worker_env(),
+            env={**_worker_env(), **self.env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

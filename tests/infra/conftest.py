@@ -106,6 +106,17 @@ def edit_state(ws, change):
         conn.execute(sql.SQL("UPDATE {} SET data = %s WHERE name = 'default'").format(table), [new])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def drop_state_roles(django_db_setup, django_db_blocker):
+    """The pg backend's per-workspace roles are cluster-wide: drop this test database's ones
+    before the database itself goes (other databases' roles are left alone)."""
+    yield
+    from infra import tfstate
+
+    with django_db_blocker.unblock():
+        tfstate.drop_roles(tfstate.target().dbname)
+
+
 @pytest.fixture
 def tf_bin():
     return terraform_binary()

@@ -135,7 +135,7 @@ def test_file_and_fileset_see_only_the_sandbox(worker_root, squad, alice, infra_
     for f in files:
         path = Path(f) if f.startswith("/") else Path("/") / f
         assert not path.is_relative_to(var) and not path.is_relative_to(source), f
-        assert "ws-" not in f or f"ws-{ws.pk}/" in f, f  # no other workspace
+        assert "ws-" not in f or f"ws-{ws.state_key}/" in f, f  # no other workspace
     assert not any(f.endswith("manage.py") or "backline.sqlite3" in f for f in files)
     assert any(f.endswith("/src/main.tf") for f in files)  # its own configuration is there
     shown = everything_shown(alice, ws, run)
@@ -201,7 +201,7 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
     assert member.post("/api/v1/workspaces/", body, format="json").status_code == 201
     r = member.patch("/api/v1/workspaces/mine/", {"backend": "configured"}, format="json")
     assert r.status_code == 403, r.content
-    assert Workspace.objects.get(slug="mine").backend == "local"
+    assert Workspace.objects.get(slug="mine").backend == "pg"  # the default on PostgreSQL
     admin = client_for(admin_user)
     r = admin.patch("/api/v1/workspaces/mine/", {"backend": "configured"}, format="json")
     assert r.status_code == 200, r.content
@@ -210,6 +210,11 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
     assert r.status_code == 200, r.content
     r = member.patch("/api/v1/workspaces/mine/", {"backend": "local"}, format="json")
     assert r.status_code == 200 and Workspace.objects.get(slug="mine").backend == "local"
+    r = member.patch("/api/v1/workspaces/mine/", {"backend": "pg"}, format="json")
+    assert r.status_code == 200 and Workspace.objects.get(slug="mine").backend == "pg"
+    key = Workspace.objects.get(slug="mine").state_key
+    r = member.patch("/api/v1/workspaces/mine/", {"state_key": "1"}, format="json")
+    assert Workspace.objects.get(slug="mine").state_key == key  # not anybody's to choose
 
 
 def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, settings):
