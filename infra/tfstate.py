@@ -303,8 +303,12 @@ def drop_roles(dbname: str) -> int:
             "WHERE r.rolname LIKE 'backline\\_tf\\_%%' AND d.description = %s",
             [f"backline terraform state: {dbname}"],
         )
-        names = [row[0] for row in cur.fetchall()]
-        for name in names:
-            cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-            cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-    return len(names)
+        dropped = 0
+        for (name,) in cur.fetchall():
+            try:
+                cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+                cur.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+                dropped += 1
+            except psycopg.Error:
+                continue  # still has rights in another database: left for that one
+    return dropped
