@@ -3,7 +3,8 @@ and what it may declare.
 
 - ``file("/proc/self/environ")`` shows terraform's own clean environment, never the worker's;
 - ``fileset("/", "**")`` finds no ``var/``, no Backline source, no other workspace;
-- ``terraform_remote_state`` on another workspace's state fails (the file is not there);
+- ``terraform_remote_state`` on another workspace's state fails (the file is not there; in
+  PostgreSQL, the workspace's role has no right on the other's schema);
 - ``local-exec`` / ``remote-exec`` provisioners are refused at plan unless an org admin allows
   them for the workspace; only an org admin lets a workspace's code configure its backend.
 No value leaks into outputs, logs or the API.
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from infra import runner, services
+from infra import runner, services, tfstate
 from infra.models import RunStatus, TerraformRun, Workspace
 from portal.actors import Actor
 from tests.conftest import ROOT, client_for
@@ -153,6 +154,51 @@ def test_remote_state_of_another_workspace_is_not_there(worker_root, squad, othe
     shown = everything_shown(alice, ws, run)
     assert OTHER_SECRET not in shown
     assert "no such file" in shown.lower() or "unable to find" in shown.lower(), shown
+
+
+PG_REMOTE_STATE = """
+data "terraform_remote_state" "other" {
+  backend = "pg"
+  config = {
+    conn_str             = %s
+    schema_name          = %s
+    skip_schema_creation = true
+    skip_table_creation  = true
+    skip_index_creation  = true
+  }
+}
+output "stolen" {
+  value = data.terraform_remote_state.other.outputs
+}
+"""
+
+
+def test_remote_state_of_another_workspace_in_pg_is_refused(
+    worker_root, squad, other_squad, alice, bob
+):
+    """The thief knows the other workspace's schema and uses its own role (the password is in
+    its environment): PostgreSQL refuses the schema. No value anywhere."""
+    theirs = workspace(
+        "theirs",
+        other_squad,
+        {"main.tf": f'output "secret" {{\n  value = "{OTHER_SECRET}"\n}}\n'},
+        auto_apply=True,
+    )
+    assert theirs.backend == Workspace.Backend.PG
+    done = finished(services.queue_run(theirs, actor=Actor(user=bob)))
+    assert done.status == RunStatus.APPLIED, done.error or log_text(done)
+    ws = workspace("thief", squad, {"main.tf": ""})
+    ws.files = {
+        "main.tf": PG_REMOTE_STATE
+        % (json.dumps(tfstate.terraform_conn_str(ws)), json.dumps(tfstate.schema_name(theirs)))
+    }
+    ws.save()
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
+    assert run.status == RunStatus.ERRORED
+    shown = everything_shown(alice, ws, run)
+    assert OTHER_SECRET not in shown
+    assert "permission denied for schema" in shown, shown
+    assert tfstate.role_password(ws) not in shown
 
 
 @pytest.mark.parametrize(
