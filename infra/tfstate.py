@@ -184,59 +184,75 @@ def empty_state() -> str:
     )
 
 
+def _ids(ws):
+    shared = sql.Identifier(SHARED_SCHEMA)
+    schema = sql.Identifier(schema_name(ws))
+    return {
+        "role": sql.Identifier(role_name(ws)),
+        "schema": schema,
+        "table": sql.SQL("{}.states").format(schema),
+        "shared": shared,
+        "seq": sql.SQL("{}.{}").format(shared, sql.Identifier(SEQUENCE)),
+    }
+
+
+def _ensure_role(conn, cur, ws, ids) -> None:
+    """The login role, its password (sent as a SCRAM verifier, never in clear) and the comment
+    naming the database it serves (``drop_roles``)."""
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role_name(ws)])
+    if cur.fetchone() is None:
+        cur.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOINHERIT CONNECTION LIMIT 20").format(ids["role"])
+        )
+    verifier = conn.pgconn.encrypt_password(
+        role_password(ws).encode(), role_name(ws).encode(), b"scram-sha-256"
+    ).decode()
+    cur.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(ids["role"], sql.Literal(verifier)))
+    comment = sql.Literal(f"backline terraform state: {conn.info.dbname}")
+    cur.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(ids["role"], comment))
+
+
+def _ensure_table(cur, ids, seed: str | None) -> None:
+    """The schema and the ``states`` table Terraform's pg backend expects, its row, the grants."""
+    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ids["schema"]))
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (id bigint NOT NULL DEFAULT nextval({}) "
+            "PRIMARY KEY, name text UNIQUE NOT NULL, data text)"
+        ).format(ids["table"], sql.Literal(f"{SHARED_SCHEMA}.{SEQUENCE}"))
+    )
+    cur.execute(
+        sql.SQL("INSERT INTO {} (name, data) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(
+            ids["table"]
+        ),
+        [STATE_NAME, seed or empty_state()],
+    )
+    role = ids["role"]
+    for grant in (
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ids["schema"], role),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(ids["table"], role),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ids["shared"], role),
+        sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(ids["seq"], role),
+    ):
+        cur.execute(grant)
+
+
 def ensure_pg(ws, *, seed: str | None = None) -> None:
     """Create (or repair) the workspace's schema, table, role and grants; set the role's
     password. ``seed`` is the state to start from when the workspace has none yet (a local state
     carried over when the workspace moves to pg)."""
-    schema, role = sql.Identifier(schema_name(ws)), sql.Identifier(role_name(ws))
-    shared = sql.Identifier(SHARED_SCHEMA)
-    seq = sql.SQL("{}.{}").format(shared, sql.Identifier(SEQUENCE))
-    table = sql.SQL("{}.states").format(schema)
+    ids = _ids(ws)
     try:
         with _admin() as conn, conn.transaction(), conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [DDL_LOCK])
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(shared))
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ids["shared"]))
             cur.execute(
                 sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint START WITH {}").format(
-                    seq, sql.Literal(FIRST_ID)
+                    ids["seq"], sql.Literal(FIRST_ID)
                 )
             )
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role_name(ws)])
-            if cur.fetchone() is None:
-                cur.execute(
-                    sql.SQL("CREATE ROLE {} LOGIN NOINHERIT CONNECTION LIMIT 20").format(role)
-                )
-            verifier = conn.pgconn.encrypt_password(
-                role_password(ws).encode(), role_name(ws).encode(), b"scram-sha-256"
-            )
-            cur.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {}").format(role, sql.Literal(verifier.decode()))
-            )
-            cur.execute(
-                sql.SQL("COMMENT ON ROLE {} IS {}").format(
-                    role, sql.Literal(f"backline terraform state: {target().dbname}")
-                )
-            )
-            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-            cur.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} (id bigint NOT NULL DEFAULT nextval({}) "
-                    "PRIMARY KEY, name text UNIQUE NOT NULL, data text)"
-                ).format(table, sql.Literal(f"{SHARED_SCHEMA}.{SEQUENCE}"))
-            )
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (name, data) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-                ).format(table),
-                [STATE_NAME, seed or empty_state()],
-            )
-            for grant in (
-                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role),
-                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(table, role),
-                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(shared, role),
-                sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(seq, role),
-            ):
-                cur.execute(grant)
+            _ensure_role(conn, cur, ws, ids)
+            _ensure_table(cur, ids, seed)
     except psycopg.Error as exc:
         raise StateError(
             f"Backline could not prepare the workspace's state schema and role: {exc}. The state "

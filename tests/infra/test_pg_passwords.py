@@ -17,10 +17,9 @@ import pytest
 from infra import services, tfstate
 from infra.models import RunStatus, Workspace
 from portal.actors import Actor
-from tests.conftest import client_for
 from tests.infra.conftest import log_text, state_document, terraform_binary
 from tests.infra.test_runs import apply, plan
-from tests.infra.test_terraform_sandbox import PG_REMOTE_STATE
+from tests.infra.test_terraform_sandbox import PG_REMOTE_STATE, everything_shown
 from tests.pgcluster import PrivatePostgres
 
 pytestmark = pytest.mark.django_db
@@ -49,23 +48,6 @@ def workspace(owner, actor_user, slug, files):
     Workspace.objects.filter(pk=ws.pk).update(terraform_bin=terraform_binary())
     ws.refresh_from_db()
     return ws
-
-
-def shown(alice, ws, run):
-    c = client_for(alice)
-    ws.refresh_from_db()
-    run.refresh_from_db()
-    return "\n".join(
-        [
-            log_text(run),
-            run.error,
-            json.dumps(run.diagnostics),
-            json.dumps(ws.outputs),
-            c.get(f"/api/v1/workspaces/{ws.slug}/").content.decode(),
-            c.get(f"/api/v1/terraform-runs/{run.pk}/").content.decode(),
-            c.get(f"/api/v1/terraform-runs/{run.pk}/log").content.decode(),
-        ]
-    )
 
 
 def test_state_database_of_its_own_with_passwords(
@@ -99,7 +81,7 @@ def test_state_database_of_its_own_with_passwords(
         services.update_workspace(thief, actor=Actor(user=alice), files=files)
         run = plan(thief, alice)
         assert run.status == RunStatus.ERRORED, (what, log_text(run))
-        text = shown(alice, thief, run)
+        text = everything_shown(alice, thief, run)
         assert OTHER_SECRET not in text, what
         assert refusal in text, (what, text)
         assert tfstate.role_password(thief) not in text and "state_admin" not in text

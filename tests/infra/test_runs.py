@@ -29,8 +29,9 @@ def apply(run, user):
     return run
 
 
-def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice):
-    ws = make_workspace(upstream_path=upstream)
+@pytest.mark.parametrize("backend", ["pg", "local"])
+def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice, backend):
+    ws = make_workspace(upstream_path=upstream, backend=backend)
     run = plan(ws, alice, message="first")
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
     s = run.summary
@@ -114,8 +115,9 @@ def test_stale_plan_when_state_changed_outside_backline(
     assert pending.status == RunStatus.DISCARDED
 
 
-def test_drift_found_after_state_changed_outside(ws_root, make_workspace, upstream, alice):
-    ws = make_workspace(upstream_path=upstream)
+@pytest.mark.parametrize("backend", ["pg", "local"])
+def test_drift_found_after_state_changed_outside(ws_root, make_workspace, upstream, alice, backend):
+    ws = make_workspace(upstream_path=upstream, backend=backend)
     assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
     (check_id,) = services.schedule_drift_checks()  # applied, never checked: due
     assert services.schedule_drift_checks() == []  # already queued
