@@ -214,3 +214,42 @@ def test_moving_a_workspace_between_local_and_pg_keeps_its_state(ws_root, squad,
     run = plan(ws, alice)
     assert run.status == RunStatus.PLANNED_AND_FINISHED, run.error or log_text(run)
     assert json.loads(runner.state_path(ws).read_text())["lineage"] == lineage
+
+
+SQLITE_PROBE = """
+from infra import tfstate
+from infra.domain.workspaces import _validate_workspace
+from infra.models import Workspace
+from portal.errors import Invalid
+print("default", tfstate.default_backend(), Workspace().backend)
+try:
+    _validate_workspace(Workspace(slug="x", backend="pg", files={"main.tf": ""}))
+except Invalid as exc:
+    print("refused", exc.errors["backend"])
+"""
+
+
+def test_the_embedded_sqlite_mode_keeps_the_local_backend(tmp_path):
+    """Backline on SQLite (no DATABASE_URL, as `make run`): new workspaces use the local
+    backend and choosing pg is a 400 naming the field."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PYTEST"))}
+    env.update(BACKLINE_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="portal.settings")
+    for name in ("INFRA_STATE_DATABASE_URL", "BACKLINE_TESTING", "TEST_DATABASE_NAME"):
+        env.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", SQLITE_PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "default local local" in out.stdout, out.stdout
+    assert "refused ['the pg backend needs PostgreSQL" in out.stdout, out.stdout

@@ -141,6 +141,8 @@ def test_file_and_fileset_see_only_the_sandbox(worker_root, squad, alice, infra_
     assert any(f.endswith("/src/main.tf") for f in files)  # its own configuration is there
     shown = everything_shown(alice, ws, run)
     assert OTHER_SECRET not in shown and "DATABASE_URL" not in shown
+    # its own state role's password is in its environment (pg backend), masked in what is shown
+    assert "PGPASSWORD=***" in env and tfstate.role_password(ws) not in shown
 
 
 def test_remote_state_of_another_workspace_is_not_there(worker_root, squad, other_squad, alice):
