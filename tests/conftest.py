@@ -237,6 +237,18 @@ class WorkerProcess:
             self.log.close()
 
 
+@pytest.fixture(scope="session")
+def drop_state_roles(django_db_setup, django_db_blocker):
+    """The pg backend's per-workspace state roles are cluster-wide: drop this test database's
+    ones before the database itself goes (other databases' roles are left alone). Autoused by
+    the test folders that run Terraform (infra, chaos)."""
+    yield
+    from infra import tfstate
+
+    with django_db_blocker.unblock():
+        tfstate.drop_roles(tfstate.target().dbname)
+
+
 @pytest.fixture
 def celery_worker_proc(transactional_db):
     worker = WorkerProcess().start()

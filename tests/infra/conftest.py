@@ -107,14 +107,8 @@ def edit_state(ws, change):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def drop_state_roles(django_db_setup, django_db_blocker):
-    """The pg backend's per-workspace roles are cluster-wide: drop this test database's ones
-    before the database itself goes (other databases' roles are left alone)."""
+def _drop_state_roles(drop_state_roles):
     yield
-    from infra import tfstate
-
-    with django_db_blocker.unblock():
-        tfstate.drop_roles(tfstate.target().dbname)
 
 
 @pytest.fixture
