@@ -8,12 +8,14 @@ that file). Every terraform call is an argv list run by ``portal.executor.run_pr
 own process group, with sensitive values masked before anything is stored.
 """
 
+import base64
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
 from infra import tfsandbox, tfstate
@@ -373,11 +375,16 @@ class Job:
         """pg states lock with advisory locks: wait for one rather than fail at once."""
         return ["-lock-timeout=300s"] if self.ws.backend == Workspace.Backend.PG else []
 
-    # -- the saved plan, kept in the database so that any worker can apply it
+    # -- the saved plan, kept in the database so that any worker can apply it; encrypted (a plan
+    # file holds the values of every variable, sensitive ones too)
     def save_plan(self) -> None:
         data = plan_file(self.run).read_bytes()
         SavedPlan.objects.update_or_create(
-            run=self.run, defaults={"data": data, "sha256": hashlib.sha256(data).hexdigest()}
+            run=self.run,
+            defaults={
+                "data": _plan_cipher().encrypt(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            },
         )
 
     def restore_plan(self) -> bool:
@@ -385,9 +392,15 @@ class Job:
         saved = SavedPlan.objects.filter(run=self.run).first()
         if saved is None:
             return False
-        data = bytes(saved.data)
+        try:
+            data = _plan_cipher().decrypt(bytes(saved.data))
+        except InvalidToken:
+            data = b""
         if hashlib.sha256(data).hexdigest() != saved.sha256:
-            raise RunError("The saved plan of this run is damaged (checksum); start a new plan.")
+            raise RunError(
+                "The saved plan of this run cannot be read (damaged, or SECRET_KEY changed); "
+                "start a new plan."
+            )
         self.dir.mkdir(parents=True, exist_ok=True)
         plan_file(self.run).write_bytes(data)
         self.runlog.write("\n[backline] Applying the plan saved by the worker that planned.\n")
@@ -444,6 +457,12 @@ class Job:
         except ValueError:
             return None, ""
         return data.get("serial"), data.get("lineage", "")
+
+
+def _plan_cipher() -> Fernet:
+    """Fernet under a key derived from SECRET_KEY (the same on every worker)."""
+    key = hashlib.sha256(b"backline-saved-terraform-plan:" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
 class Interrupted(Exception):

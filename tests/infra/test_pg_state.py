@@ -3,6 +3,7 @@ a schema and a login role per workspace, a state identity that is never reused, 
 role cannot reach. The two-worker test is in test_pg_workers.py."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import psycopg
@@ -13,7 +14,7 @@ from psycopg import sql
 from infra import runner, services, tfstate
 from infra.models import RunStatus, SavedPlan, TerraformRun, Workspace
 from portal.actors import Actor
-from tests.infra.conftest import log_text, state_document
+from tests.infra.conftest import SECRET, log_text, state_document
 from tests.infra.test_runs import apply, plan
 
 pytestmark = pytest.mark.django_db
@@ -253,3 +254,24 @@ def test_the_embedded_sqlite_mode_keeps_the_local_backend(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "default local local" in out.stdout, out.stdout
     assert "refused ['the pg backend needs PostgreSQL" in out.stdout, out.stdout
+
+
+def test_the_saved_plan_is_kept_encrypted_until_the_run_ends(
+    ws_root, make_workspace, upstream, alice
+):
+    import hashlib
+
+    ws = make_workspace(upstream_path=upstream)  # with a sensitive variable
+    run = plan(ws, alice)
+    assert run.status == RunStatus.PLANNED, run.error or log_text(run)
+    saved = SavedPlan.objects.get(run=run)
+    on_disk = runner.plan_file(run).read_bytes()
+    assert on_disk.startswith(b"PK") and saved.sha256 == hashlib.sha256(on_disk).hexdigest()
+    stored = bytes(saved.data)
+    assert not stored.startswith(b"PK") and on_disk not in stored and SECRET.encode() not in stored
+    # another worker (no run folder here any more) applies it from the database
+    shutil.rmtree(runner.run_dir(run))
+    run = apply(run, alice)
+    assert run.status == RunStatus.APPLIED, run.error or log_text(run)
+    assert "Applying the plan saved by the worker that planned" in log_text(run)
+    assert not SavedPlan.objects.filter(run=run).exists()
