@@ -41,7 +41,8 @@ FIRST_ID = 10**12
 DDL_LOCK = 0x0BAC7F  # pg_advisory_xact_lock key serialising the DDL below across workers
 STATE_NAME = "default"  # Terraform's workspace name (Backline uses no CLI workspaces)
 KEY_RE = re.compile(r"^[0-9a-z]{1,40}$")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+PQ_SSLMODES = ("disable", "require", "verify-ca", "verify-full")
+_SSL_SEEN: dict[tuple[str, int], str] = {}
 
 
 class StateError(Exception):
@@ -138,12 +139,24 @@ def terraform_conn_str(ws) -> str:
             "The pg state backend needs PostgreSQL over TCP (the sandbox has no unix sockets): "
             "give DATABASE_URL or INFRA_STATE_DATABASE_URL a host name."
         )
-    sslmode = tgt.sslmode or ("disable" if tgt.host in LOOPBACK else "require")
+    sslmode = _terraform_sslmode(tgt)
     host = f"[{tgt.host}]" if ":" in tgt.host else tgt.host
     return (
         f"postgres://{quote(role_name(ws), safe='')}@{host}:{tgt.port}/"
         f"{quote(tgt.dbname, safe='')}?sslmode={sslmode}"
     )
+
+
+def _terraform_sslmode(tgt: Target) -> str:
+    """The sslmode for Terraform's lib/pq (no ``prefer``/``allow`` there): the URL's own when
+    lib/pq knows it, else what Backline's own connection to that server ended up using."""
+    if tgt.sslmode in PQ_SSLMODES:
+        return tgt.sslmode
+    key = (tgt.host, tgt.port)
+    if key not in _SSL_SEEN:
+        with _admin() as conn:
+            _SSL_SEEN[key] = "require" if conn.pgconn.ssl_in_use else "disable"
+    return _SSL_SEEN[key]
 
 
 def backend_block(ws) -> str:
