@@ -70,6 +70,8 @@ def claim(run_id, phase: str, worker: str) -> bool:
         if phase == "plan"
         else (RunStatus.CONFIRMED, RunStatus.APPLYING)
     )
+    if not TerraformRun.objects.filter(pk=run_id, status=want).exists():
+        return False  # a duplicate delivery: answered without taking any lock
     with transaction.atomic():
         ws, run = _locked(run_id)
         if run.status != want or ws.lock_run_id != run.pk:

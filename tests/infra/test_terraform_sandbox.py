@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 
 from infra import runner, services, tfstate
 from infra.models import RunStatus, TerraformRun, Workspace
@@ -265,11 +266,19 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
     assert Workspace.objects.get(slug="mine").state_key == key  # not anybody's to choose
 
 
+def in_process_plan(ws, alice):
+    """Plan in this process with this test's settings: the task for the module's worker is sent
+    only when the transaction commits, and by then this process has claimed the run."""
+    with transaction.atomic():
+        run = services.queue_run(ws, actor=Actor(user=alice))
+        runner.execute_plan(run.pk)
+    return run
+
+
 def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, settings):
     settings.SANDBOX = "none"
     ws = workspace("bare", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
-    run = services.queue_run(ws, actor=Actor(user=alice))
-    runner.execute_plan(run.pk)
+    run = in_process_plan(ws, alice)
     run.refresh_from_db()
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
     assert "Sandbox off (BACKLINE_SANDBOX=none)" in log_text(run)
@@ -283,8 +292,7 @@ def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, set
 def test_a_missing_bubblewrap_errors_the_plan(ws_root, squad, alice, settings):
     settings.BWRAP_BIN = "/nonexistent/bwrap"
     ws = workspace("nobwrap", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
-    run = services.queue_run(ws, actor=Actor(user=alice))
-    runner.execute_plan(run.pk)
+    run = in_process_plan(ws, alice)
     run.refresh_from_db()
     assert run.status == RunStatus.ERRORED
     assert "bubblewrap" in run.error and "not installed" in run.error
