@@ -41,6 +41,7 @@ FIRST_ID = 10**12
 DDL_LOCK = 0x0BAC7F  # pg_advisory_xact_lock key serialising the DDL below across workers
 STATE_NAME = "default"  # Terraform's workspace name (Backline uses no CLI workspaces)
 KEY_RE = re.compile(r"^[0-9a-z]{1,40}$")
+UUID_KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 PQ_SSLMODES = ("disable", "require", "verify-ca", "verify-full")
 _SSL_SEEN: dict[tuple[str, int], str] = {}
 
@@ -65,7 +66,14 @@ def schema_name(ws) -> str:
 
 
 def role_name(ws) -> str:
-    return f"backline_tf_{_key(ws)}"
+    """Roles are cluster-wide: a random key is unique everywhere; a key kept from before state
+    keys (the workspace's id) is made unique per database, so that two installations sharing a
+    PostgreSQL server never share a role."""
+    key = _key(ws)
+    if not UUID_KEY_RE.match(key):
+        tgt = target()
+        key = hashlib.sha256(f"{tgt.dbname if tgt else ''}:{key}".encode()).hexdigest()[:32]
+    return f"backline_tf_{key}"
 
 
 def role_password(ws) -> str:

@@ -275,3 +275,18 @@ def test_the_saved_plan_is_kept_encrypted_until_the_run_ends(
     assert run.status == RunStatus.APPLIED, run.error or log_text(run)
     assert "Applying the plan saved by the worker that planned" in log_text(run)
     assert not SavedPlan.objects.filter(run=run).exists()
+
+
+def test_a_workspace_older_than_state_keys_moves_to_pg(ws_root, squad, alice, settings):
+    """The migration kept such a workspace's id as its key (its local state stays at ws-<id>);
+    on pg its role name is made unique per database (roles are server-wide)."""
+    ws = new_workspace(squad, alice, "legacy", {"main.tf": DATA % ("a", "1", "o", "1")})
+    Workspace.objects.filter(pk=ws.pk).update(state_key=str(ws.pk))
+    ws.refresh_from_db()
+    assert runner.ws_root(ws).name == f"ws-{ws.pk}"  # where such a workspace's files always were
+    role = tfstate.role_name(ws)
+    assert role.startswith("backline_tf_") and role != f"backline_tf_{ws.pk}" and len(role) == 44
+    applied(ws, alice)
+    assert state_document(ws)["outputs"]["o"]["value"] == "1"
+    settings.INFRA_STATE_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/another_backline"
+    assert tfstate.role_name(ws) != role  # the same id in another database: another role
