@@ -1,12 +1,12 @@
 """Demo Terraform workspaces (called by ``python manage.py seed_demo``; idempotent).
 
 ``platform-network`` (Developer Platform) is planned and auto-applied once; ``payments-network``
-(Payments) reads its outputs through ``terraform_remote_state`` and is planned once, so the demo
-opens with a plan awaiting confirmation. Both use only variables, locals, outputs and the
-built-in ``terraform_remote_state`` data source: no provider downloads.
+(Payments) gets its outputs as variables and is planned once, so the demo opens with a plan
+awaiting confirmation. Both use only variables, locals and outputs: no provider downloads.
 """
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -42,8 +42,14 @@ output "private_subnets" {
 """
 
 PAYMENTS_TF = """\
-variable "platform_state" {
-  type = string
+variable "region" {
+  type    = string
+  default = "eu-north-1"
+}
+
+variable "private_subnets" {
+  type    = list(string)
+  default = ["10.20.0.0/20"]
 }
 
 variable "environment" {
@@ -56,20 +62,9 @@ variable "db_password" {
   sensitive = true
 }
 
-data "terraform_remote_state" "platform" {
-  backend = "local"
-  config = {
-    path = var.platform_state
-  }
-  defaults = {
-    region          = "eu-north-1"
-    private_subnets = ["10.20.0.0/20"]
-  }
-}
-
 locals {
   name    = "payments-${var.environment}"
-  subnets = data.terraform_remote_state.platform.outputs.private_subnets
+  subnets = var.private_subnets
 }
 
 output "cluster_name" {
@@ -77,7 +72,7 @@ output "cluster_name" {
 }
 
 output "region" {
-  value = data.terraform_remote_state.platform.outputs.region
+  value = var.region
 }
 
 output "gateway_subnet" {
@@ -150,8 +145,14 @@ def seed(stdout):
         description="Payments cluster network and database endpoint, on the platform VPC.",
         terraform_bin=binary,
     )
+    _run_once(platform, stdout, "Initial network (auto-apply)")
+    # the platform's outputs reach the payments workspace as its variables (a workspace never
+    # reads another's state: README, Infrastructure → Sandbox)
+    platform.refresh_from_db()
+    outputs = {k: o.get("value") for k, o in platform.outputs.items() if not o.get("sensitive")}
     for key, value, sensitive in (
-        ("platform_state", str(runner.state_path(platform)), False),
+        ("region", outputs.get("region") or "eu-north-1", False),
+        ("private_subnets", json.dumps(outputs.get("private_subnets") or ["10.20.0.0/20"]), False),
         ("environment", "production", False),
         ("db_password", "demo-Pa55word-not-real", True),
     ):
@@ -161,5 +162,4 @@ def seed(stdout):
             category="terraform",
             defaults={"value": value, "sensitive": sensitive},
         )
-    _run_once(platform, stdout, "Initial network (auto-apply)")
     _run_once(ws, stdout, "First plan of the payments network")

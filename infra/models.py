@@ -8,6 +8,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from infra.tfstate import default_backend, new_state_key
 from portal.cachegen import WatchedQuerySet
 from portal.fields import CredentialURLField, EncryptedTextField
 from portal.jobs import LogChunkBase, LoggedJob
@@ -24,6 +25,8 @@ RESERVED_ENV = {
     "TF_INPUT",
     "CHECKPOINT_DISABLE",
     "TF_FORK",
+    "PGPASSWORD",
+    "PG_CONN_STR",
     "TF_CLI_ARGS",
     "TF_CLI_ARGS_plan",
     "TF_CLI_ARGS_apply",
@@ -75,7 +78,8 @@ class Workspace(models.Model):
         GIT = "git", "Git repository"
 
     class Backend(models.TextChoices):
-        LOCAL = "local", "Local state kept by Backline"
+        PG = "pg", "State in Backline's PostgreSQL (pg backend)"
+        LOCAL = "local", "State file on the worker's disk (local backend)"
         CONFIGURED = "configured", "Backend configured in the Terraform code"
 
     slug = models.SlugField(max_length=100, unique=True)
@@ -104,7 +108,9 @@ class Workspace(models.Model):
     terraform_bin = models.CharField(
         max_length=500, blank=True, help_text="Empty: the TERRAFORM_BIN setting"
     )
-    backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LOCAL)
+    backend = models.CharField(max_length=12, choices=Backend.choices, default=default_backend)
+    # where the state lives (pg schema, local folder): random, never reused by another workspace
+    state_key = models.CharField(max_length=40, unique=True, default=new_state_key, editable=False)
     # local-exec / remote-exec provisioners are refused at plan unless an org admin allows them
     allow_provisioners = models.BooleanField(default=False)
     auto_apply = models.BooleanField(default=False)
@@ -253,3 +259,15 @@ class LogChunk(LogChunkBase):
         constraints = [
             models.UniqueConstraint(fields=["run", "offset"], name="infra_log_chunk_unique")
         ]
+
+
+class SavedPlan(models.Model):
+    """A run's saved plan file (``terraform plan -out``), kept so that any worker can apply it:
+    the worker that planned may be another host, or gone with its disk."""
+
+    run = models.OneToOneField(
+        TerraformRun, primary_key=True, on_delete=models.CASCADE, related_name="saved_plan"
+    )
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)

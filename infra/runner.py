@@ -107,7 +107,7 @@ def _plan_phases(job: Job, run: TerraformRun) -> str:
     job.prepare_source()
     _init(job)
     serial, lineage = job.state_now()
-    argv = [job.binary, "plan", "-input=false", "-json", "-detailed-exitcode"]
+    argv = [job.binary, "plan", "-input=false", "-json", "-detailed-exitcode", *job.lock_args()]
     if refresh_only:
         argv.append("-refresh-only")
     argv.append(f"-out={plan_file(run)}")
@@ -124,6 +124,8 @@ def _plan_phases(job: Job, run: TerraformRun) -> str:
     final = (
         RunStatus.PLANNED if has_changes and not refresh_only else RunStatus.PLANNED_AND_FINISHED
     )
+    if final == RunStatus.PLANNED:
+        job.save_plan()  # any worker may apply it
     services.finish(
         run.pk,
         RunStatus.PLANNING,
@@ -202,17 +204,19 @@ def execute_apply(run_id) -> str:
 def _apply_phases(job: Job, run: TerraformRun) -> str:
     """checks, apply of the saved plan, new state: the status the run ended in."""
     job.binary = resolve_binary(job.ws)
-    if not plan_file(run).exists() or not job.src.exists():
-        raise RunError(
-            "The saved plan file of this run is gone from this machine; start a new plan."
-        )
     stale = services.stale_reason(job.ws, run)
     if stale:
         job.runlog.write(f"\nStale plan: {stale}. Not applied.\n")
         return _discard_stale(run, f"Stale plan: {stale}.")
-    result, lines = job.call(
-        [job.binary, "apply", "-input=false", "-json", "-auto-approve", str(plan_file(run))]
-    )
+    if not plan_file(run).exists() or not job.src.exists():
+        # planned on another worker (or this one lost its disk): the plan saved in the database,
+        # applied in a working directory initialised here
+        if not job.restore_plan():
+            raise RunError("The saved plan file of this run is gone; start a new plan.")
+        job.prepare_source()
+        _init(job)
+    argv = [job.binary, "apply", "-input=false", "-json", "-auto-approve", *job.lock_args()]
+    result, lines = job.call([*argv, str(plan_file(run))])
     _check(job, result)
     if result.exit_code != 0:
         return _apply_failed(run, result, lines)

@@ -1,21 +1,25 @@
 """Running terraform for one phase of a run: the working directory, the environment, the log.
 
-Layout under ``WORKSPACE_ROOT/infra/ws-<id>/``: ``state/terraform.tfstate`` (local backend),
+Layout under ``WORKSPACE_ROOT/infra/ws-<state key>/``: ``state/terraform.tfstate`` (local backend;
+the pg backend keeps the state in PostgreSQL, ``infra.tfstate``),
 ``tfdata/`` (``TF_DATA_DIR``: backend and provider cache), ``runs/<run id>/src`` (the
 configuration of that run) and ``runs/<run id>/plan.tfplan`` (its saved plan; apply uses exactly
 that file). Every terraform call is an argv list run by ``portal.executor.run_process`` in its
 own process group, with sensitive values masked before anything is stored.
 """
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
-from infra import tfsandbox
-from infra.models import LogChunk, TerraformRun, Variable, Workspace
+from infra import tfsandbox, tfstate
+from infra.models import LogChunk, SavedPlan, TerraformRun, Variable, Workspace
 from infra.planparse import PlanParseError, state_outputs
 from portal import sandbox
 from portal.executor import Masker, run_process
@@ -45,11 +49,12 @@ def cancel_grace() -> float:
 
 # --- paths and state ----------------------------------------------------------------------------
 def ws_root(ws) -> Path:
-    return Path(settings.WORKSPACE_ROOT) / "infra" / f"ws-{ws.pk}"
+    """The workspace's folder on this worker, keyed by its ``state_key`` (never reused)."""
+    return Path(settings.WORKSPACE_ROOT) / "infra" / f"ws-{ws.state_key}"
 
 
 def state_path(ws) -> Path:
-    return ws_root(ws) / "state" / "terraform.tfstate"
+    return tfstate.local_state_path(ws)
 
 
 def run_dir(run) -> Path:
@@ -61,12 +66,12 @@ def plan_file(run) -> Path:
 
 
 def read_local_state(ws):
-    """(serial, lineage) of the workspace's local state file, (None, "") when there is none."""
+    """(serial, lineage) of the workspace's state where Backline keeps it (local file or pg),
+    (None, "") when there is none."""
     try:
-        data = json.loads(state_path(ws).read_text())
-    except (OSError, ValueError):
+        return tfstate.current(ws)
+    except tfstate.StateError:
         return None, ""
-    return data.get("serial"), data.get("lineage", "")
 
 
 def build_env(ws, data_dir: Path):
@@ -229,6 +234,11 @@ class Job:
         self.dir = run_dir(run)
         self.src = self.dir / "src"
         self.env, self.secrets = build_env(self.ws, self.data_dir)
+        if self.ws.backend == Workspace.Backend.PG:
+            # the state role's password: in terraform's environment only, masked everywhere
+            password = tfstate.role_password(self.ws)
+            self.env["PGPASSWORD"] = password
+            self.secrets.append(password)
         self.runlog = RunLog(run, phase_status, self.secrets)
         self._sandbox = False  # not decided yet
 
@@ -319,14 +329,85 @@ class Job:
                 raise RunError("The workspace has no stored configuration: add a .tf file.")
             for name, content in self.ws.files.items():
                 (self.src / name).write_text(content)
-        if self.ws.backend == Workspace.Backend.LOCAL:
-            state = state_path(self.ws)
+        self.write_backend()
+
+    def write_backend(self):
+        """The installation's backend block (the local file or the workspace's pg schema), as an
+        override file that replaces any backend of the code; none for ``configured``."""
+        ws = self.ws
+        if ws.backend == Workspace.Backend.LOCAL:
+            state = state_path(ws)
             state.parent.mkdir(parents=True, exist_ok=True)
-            (self.src / OVERRIDE_FILE).write_text(
+            self._carry_from_pg(state)
+            text = (
                 'terraform {\n  backend "local" {\n    path = '
                 + json.dumps(str(state))
                 + "\n  }\n}\n"
             )
+        elif ws.backend == Workspace.Backend.PG:
+            try:
+                local = state_path(ws)
+                seed = local.read_text() if local.is_file() else None
+                tfstate.ensure_pg(ws, seed=seed)
+                text = tfstate.backend_block(ws)
+                if seed is not None and tfstate.current(ws)[1] == tfstate.serial_lineage(seed)[1]:
+                    local.rename(local.with_name(local.name + ".moved-to-pg"))
+                    self.runlog.write("\n[backline] The local state was moved to PostgreSQL.\n")
+            except tfstate.StateError as exc:
+                raise RunError(str(exc)) from None
+        else:
+            return
+        (self.src / OVERRIDE_FILE).write_text(text)
+
+    def _carry_from_pg(self, state: Path) -> None:
+        """A workspace moved from pg back to local starts from its pg state."""
+        if state.exists() or not tfstate.pg_available():
+            return
+        try:
+            text = tfstate.read_pg(self.ws)
+        except tfstate.StateError:
+            return
+        if text and tfstate.serial_lineage(text)[0]:
+            state.write_text(text)
+            owner = state.parent.stat()
+            if os.geteuid() == 0:  # the sandbox's uid owns the folder (portal.sandbox.prepare)
+                os.chown(state, owner.st_uid, owner.st_gid)
+            self.runlog.write("\n[backline] The state was copied from PostgreSQL.\n")
+
+    def lock_args(self) -> list[str]:
+        """pg states lock with advisory locks: wait for one rather than fail at once."""
+        return ["-lock-timeout=300s"] if self.ws.backend == Workspace.Backend.PG else []
+
+    # -- the saved plan, kept in the database so that any worker can apply it; encrypted (a plan
+    # file holds the values of every variable, sensitive ones too)
+    def save_plan(self) -> None:
+        data = plan_file(self.run).read_bytes()
+        SavedPlan.objects.update_or_create(
+            run=self.run,
+            defaults={
+                "data": _plan_cipher().encrypt(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            },
+        )
+
+    def restore_plan(self) -> bool:
+        """Write the run's saved plan from the database into this worker's run folder."""
+        saved = SavedPlan.objects.filter(run=self.run).first()
+        if saved is None:
+            return False
+        try:
+            data = _plan_cipher().decrypt(bytes(saved.data))
+        except InvalidToken:
+            data = b""
+        if hashlib.sha256(data).hexdigest() != saved.sha256:
+            raise RunError(
+                "The saved plan of this run cannot be read (damaged, or SECRET_KEY changed); "
+                "start a new plan."
+            )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        plan_file(self.run).write_bytes(data)
+        self.runlog.write("\n[backline] Applying the plan saved by the worker that planned.\n")
+        return True
 
     def checkout(self):
         ws = self.ws
@@ -365,8 +446,13 @@ class Job:
         self.src.symlink_to(sub.resolve(), target_is_directory=True)
 
     def state_now(self):
-        if self.ws.backend == Workspace.Backend.LOCAL:
-            return read_local_state(self.ws)
+        """(serial, lineage) of the state now: read directly where Backline keeps it, with
+        ``terraform state pull`` for a backend from the code."""
+        if self.ws.backend != Workspace.Backend.CONFIGURED:
+            try:
+                return tfstate.current(self.ws)
+            except tfstate.StateError as exc:
+                raise RunError(str(exc)) from None
         out = []
         result, _ = self.call(
             [self.binary, "state", "pull"], capture=out, json_ui=False, max_bytes=256 * 2**20
@@ -378,6 +464,12 @@ class Job:
         except ValueError:
             return None, ""
         return data.get("serial"), data.get("lineage", "")
+
+
+def _plan_cipher() -> Fernet:
+    """Fernet under a key derived from SECRET_KEY (the same on every worker)."""
+    key = hashlib.sha256(b"backline-saved-terraform-plan:" + settings.SECRET_KEY.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
 
 
 class Interrupted(Exception):

@@ -369,6 +369,9 @@ SCALING_SCHEDULE_SECONDS = env_float("SCALING_SCHEDULE_SECONDS", 30.0)
 # infra: the longest a terraform command may run, and the grace between interrupt and kill
 INFRA_RUN_TIMEOUT = env_float("INFRA_RUN_TIMEOUT", 3600.0)
 INFRA_CANCEL_GRACE = env_float("INFRA_CANCEL_GRACE", 10.0)
+# where pg-backend Terraform state lives (infra/tfstate.py): empty = Backline's own database
+# when it is PostgreSQL; its user creates each workspace's schema and role (needs CREATEROLE)
+INFRA_STATE_DATABASE_URL = env_str("INFRA_STATE_DATABASE_URL", "")
 
 # identity (issue 15): single sign-on through an OpenID provider; off while OIDC_ISSUER is empty
 OIDC_ISSUER = env_str("OIDC_ISSUER", "").rstrip("/")

@@ -187,11 +187,13 @@ def _worker_env():
 class WorkerProcess:
     """`celery -A portal worker` as a real subprocess, against the test database and Redis."""
 
-    def __init__(self, concurrency=2, extra_args=()):
+    def __init__(self, concurrency=2, extra_args=(), *, env=None, name="test"):
         self.concurrency = concurrency
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})  # on top of the test settings (e.g. another BACKLINE_VAR_DIR)
+        self.name = name
         self.proc = None
-        self.logfile = Path(settings.VAR_DIR) / f"test-worker-{os.getpid()}.log"
+        self.logfile = Path(settings.VAR_DIR) / f"{name}-worker-{os.getpid()}.log"
 
     def start(self, timeout=40):
         import redis
@@ -212,11 +214,11 @@ class WorkerProcess:
                 "--without-gossip",
                 "--without-mingle",
                 "-n",
-                f"test-{os.getpid()}@%h",
+                f"{self.name}-{os.getpid()}@%h",
                 *self.extra_args,
             ],
             cwd=ROOT,
-            env=_worker_env(),
+            env={**_worker_env(), **self.env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -252,6 +254,18 @@ class WorkerProcess:
                 self.proc.wait(5)
         if getattr(self, "log", None):
             self.log.close()
+
+
+@pytest.fixture(scope="session")
+def drop_state_roles(django_db_setup, django_db_blocker):
+    """The pg backend's per-workspace state roles are cluster-wide: drop this test database's
+    ones before the database itself goes (other databases' roles are left alone). Autoused by
+    the test folders that run Terraform (infra, chaos)."""
+    yield
+    from infra import tfstate
+
+    with django_db_blocker.unblock():
+        tfstate.drop_roles(tfstate.target().dbname)
 
 
 @pytest.fixture

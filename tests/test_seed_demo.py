@@ -170,6 +170,7 @@ def test_seed_demo_optional_module_import_errors_surface(db, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("drop_state_roles")  # the infra demo plans on the pg backend
 def test_full_seed_demo_is_idempotent(db):
     """The whole seed, with whatever pipelines/monitoring/infra demo modules exist."""
     seed()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from infra.domain.workspaces import SCOPE
 from infra.models import (
     RunStatus,
+    SavedPlan,
     TerraformRun,
     Workspace,
 )
@@ -54,6 +55,7 @@ def _dispatch_next(ws: Workspace):
 
 
 def _release(ws: Workspace, run: TerraformRun):
+    SavedPlan.objects.filter(run_id=run.pk).delete()  # the run is over: its plan is spent
     if ws.lock_run_id == run.pk:
         ws.lock_run = None
         ws.locked_at = None

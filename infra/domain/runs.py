@@ -36,7 +36,7 @@ def stale_reason(ws: Workspace, run: TerraformRun) -> str:
             f"run #{newer.number} was applied after this plan was made; the plan no longer "
             "matches the state"
         )
-    if ws.backend == Workspace.Backend.LOCAL:
+    if ws.backend in (Workspace.Backend.LOCAL, Workspace.Backend.PG):
         serial, lineage = read_local_state(ws)
         if (serial, lineage) != (run.state_serial_at_plan, run.state_lineage_at_plan or ""):
             return (

@@ -65,22 +65,37 @@ def _announce(ws, run, what, *, actor=None, **extra):
 
 def claim(run_id, phase: str, worker: str) -> bool:
     """pending → planning (phase "plan") or confirmed → applying ("apply") for the lock
-    holder, with a conditional UPDATE (a duplicate delivery claims nothing)."""
+    holder; a duplicate delivery, or a second worker, claims nothing. The rows are locked and
+    read again first: a conditional UPDATE through a join (``id IN (SELECT ...)``) would let two
+    concurrent claims both succeed, as PostgreSQL rechecks only the target row's own columns."""
     now = timezone.now()
-    runs = TerraformRun.objects.filter(pk=run_id, workspace__lock_run_id=run_id)
+    want, status = (
+        (RunStatus.PENDING, RunStatus.PLANNING)
+        if phase == "plan"
+        else (RunStatus.CONFIRMED, RunStatus.APPLYING)
+    )
+    if not TerraformRun.objects.filter(pk=run_id, status=want).exists():
+        return False  # a duplicate delivery: answered without taking any lock
     with transaction.atomic():
+        ws, run = _locked(run_id)
+        if run.status != want or ws.lock_run_id != run.pk:
+            return False
+        run.status, run.heartbeat_at, run.worker = status, now, worker
         if phase == "plan":
-            claimed = runs.filter(status=RunStatus.PENDING).update(
-                status=RunStatus.PLANNING, plan_started_at=now, heartbeat_at=now, worker=worker
-            )
+            run.plan_started_at = now
         else:
-            claimed = runs.filter(status=RunStatus.CONFIRMED).update(
-                status=RunStatus.APPLYING, apply_started_at=now, heartbeat_at=now, worker=worker
-            )
-        if claimed:
-            run = TerraformRun.objects.select_related("workspace__owner").get(pk=run_id)
-            _announce(run.workspace, run, run.status, actor=_worker(), worker=worker)
-    return bool(claimed)
+            run.apply_started_at = now
+        run.save(
+            update_fields=[
+                "status",
+                "heartbeat_at",
+                "worker",
+                "plan_started_at",
+                "apply_started_at",
+            ]
+        )
+        _announce(ws, run, run.status, actor=_worker(), worker=worker)
+    return True
 
 
 def finish(run_id, expected, status, *, actor=None, **fields) -> bool:

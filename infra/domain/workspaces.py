@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from infra import tfstate
 from infra.models import (
     FILENAME_RE,
     Workspace,
@@ -40,6 +41,15 @@ def validate_files(files: Any) -> None:
 
 
 def _validate_workspace(ws: Workspace) -> None:
+    if ws.backend not in Workspace.Backend.values:
+        raise Invalid(errors={"backend": f"must be one of {', '.join(Workspace.Backend.values)}"})
+    if ws.backend == Workspace.Backend.PG and not tfstate.pg_available():
+        raise Invalid(
+            errors={
+                "backend": "the pg backend needs PostgreSQL: Backline runs on SQLite and "
+                "INFRA_STATE_DATABASE_URL is not set (use local)"
+            }
+        )
     if ws.source == Workspace.Source.STORED:
         validate_files(ws.files)
     else:
@@ -77,7 +87,7 @@ def _require_admin_for_sandbox_fields(actor: Actor, ws: Workspace | None, fields
     backend from the code (which could name another workspace's state) and local-exec /
     remote-exec provisioners are org admin decisions."""
     backend = fields.get("backend")
-    if backend and backend != Workspace.Backend.LOCAL and (ws is None or ws.backend != backend):
+    if backend == Workspace.Backend.CONFIGURED and (ws is None or ws.backend != backend):
         actor.require_admin("let a workspace's code configure its Terraform backend")
     allow = fields.get("allow_provisioners")
     if allow is not None and allow != (ws.allow_provisioners if ws is not None else False):

@@ -133,6 +133,7 @@ def run(report):
                 raise RuntimeError(f"worker run ended {status}")
 
         base = statistics.median(direct)
+        backend = ws.backend  # pg on PostgreSQL (Backline's default), else local
         for label, samples in (
             ("Terraform plan+apply via Backline worker (median)", queued),
             ("Terraform plan+apply via Backline runner in-process (median)", inproc),
@@ -146,11 +147,16 @@ def run(report):
                 baseline_label="same terraform commands run directly",
                 target="≤ 1.3× direct + 1 s",
                 ok=value <= 1.3 * base + 1.0,
-                note=f"{ROUNDS} rounds; samples {', '.join(f'{s:.2f}' for s in samples)}",
+                note=f"{ROUNDS} rounds, {backend} state; samples "
+                + ", ".join(f"{s:.2f}" for s in samples),
             )
     finally:
         if worker is not None:
             worker.stop()
+        from infra import tfstate
+
+        if tfstate.pg_available():
+            tfstate.drop_roles(DB_NAME)  # the workspaces' state roles are cluster-wide
         settings.WORKSPACE_ROOT = old_root
         os.environ.pop("BACKLINE_WORKSPACE_ROOT", None)
         connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=True)

@@ -179,3 +179,8 @@ def gunicorn(transactional_db, chaos_root, tmp_path):
     ).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_state_roles(drop_state_roles):
+    yield

@@ -5,9 +5,7 @@ trigger pipeline runs. The cluster is stopped hard (``pg_ctl stop -m immediate``
 again: requests during the outage get 503 quickly; the portal and the worker recover without a
 restart of their own; no half-written rows."""
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,77 +15,10 @@ import psycopg
 import pytest
 import requests
 
-from tests.chaos.conftest import ROOT, Gunicorn, free_port, portal_env, record, wait_for
+from tests.chaos.conftest import ROOT, Gunicorn, portal_env, record, wait_for
+from tests.pgcluster import PrivatePostgres
 
 pytestmark = [pytest.mark.chaos, pytest.mark.worker]
-DB = "test_backline_chaos"
-
-
-def _pg_bin(name):
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.skip(f"{name} not found (postgresql server package)")
-    return found[-1]
-
-
-def _as_postgres(*argv, check=True):
-    cmd = list(argv)
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
-
-
-class PrivatePostgres:
-    def __init__(self):
-        self.port = free_port()
-        self.dir = f"/tmp/chaos-pg-{os.getpid()}-{self.port}"
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/{DB}"
-
-    def init(self):
-        os.makedirs(self.dir, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        _as_postgres(
-            _pg_bin("initdb"),
-            "-D",
-            f"{self.dir}/data",
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        )
-        self.start()
-        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DB}")
-        return self
-
-    def dsn(self, db=DB):
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={db} connect_timeout=3"
-
-    def start(self):
-        _as_postgres(
-            _pg_bin("pg_ctl"),
-            "-D",
-            f"{self.dir}/data",
-            "-l",
-            f"{self.dir}/log",
-            "-w",
-            "-o",
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=100",
-            "start",
-        )
-
-    def stop(self, mode="immediate"):
-        _as_postgres(
-            _pg_bin("pg_ctl"), "-D", f"{self.dir}/data", "-m", mode, "-w", "stop", check=False
-        )
-
-    def destroy(self):
-        self.stop("fast")
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 SETUP = """
 from portal.models import ApiToken
 from squads.models import Squad

@@ -76,6 +76,41 @@ def write_state(path: Path, outputs: dict, serial=1, lineage=None):
     return path
 
 
+def state_document(ws) -> dict:
+    """The workspace's state document where Backline keeps it (pg row or local file)."""
+    from infra import tfstate
+
+    if ws.backend == "local":
+        return json.loads(tfstate.local_state_path(ws).read_text())
+    return json.loads(tfstate.read_pg(ws))
+
+
+def edit_state(ws, change):
+    """Change a workspace's state where Backline keeps it (pg row or local file), as somebody
+    running terraform by hand would: ``change(document) -> document``."""
+    import psycopg
+    from psycopg import sql
+
+    from infra import tfstate
+
+    if ws.backend == "local":
+        path = tfstate.local_state_path(ws)
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+        return
+    table = sql.SQL("{}.states").format(sql.Identifier(tfstate.schema_name(ws)))
+    with psycopg.connect(**tfstate.target().admin_conninfo(), autocommit=True) as conn:
+        (data,) = conn.execute(
+            sql.SQL("SELECT data FROM {} WHERE name = 'default'").format(table)
+        ).fetchone()
+        new = json.dumps(change(json.loads(data)))
+        conn.execute(sql.SQL("UPDATE {} SET data = %s WHERE name = 'default'").format(table), [new])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_state_roles(drop_state_roles):
+    yield
+
+
 @pytest.fixture
 def tf_bin():
     return terraform_binary()

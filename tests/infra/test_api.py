@@ -75,12 +75,13 @@ def test_bad_input_is_400_with_where(ws_root, alice, squad, upstream, body, fiel
 def test_bad_variable_names(ws_root, alice, squad, upstream):
     c = client_for(alice)
     create(c, squad, upstream)
-    r = c.post(
-        "/api/v1/workspaces/edge/variables",
-        {"key": "TF_DATA_DIR", "value": "/", "category": "env"},
-        format="json",
-    )
-    assert r.status_code == 400 and "set by Backline" in r.json()["message"]
+    for key in ("TF_DATA_DIR", "PGPASSWORD", "PG_CONN_STR"):  # the last two: the pg backend's
+        r = c.post(
+            "/api/v1/workspaces/edge/variables",
+            {"key": key, "value": "/", "category": "env"},
+            format="json",
+        )
+        assert r.status_code == 400 and "set by Backline" in r.json()["message"], key
     r = c.post("/api/v1/workspaces/edge/variables", {"key": "1abc", "value": "x"}, format="json")
     assert r.status_code == 400 and "key" in r.json()["errors"]
 

@@ -9,7 +9,7 @@ from infra.models import DriftStatus, RunStatus, TerraformRun
 from portal.actors import Actor
 from portal.errors import Conflict
 from portal.models import AuditEvent
-from tests.infra.conftest import CONFIG, SECRET, log_text, write_state
+from tests.infra.conftest import CONFIG, SECRET, edit_state, log_text, write_state
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +29,9 @@ def apply(run, user):
     return run
 
 
-def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice):
-    ws = make_workspace(upstream_path=upstream)
+@pytest.mark.parametrize("backend", ["pg", "local"])
+def test_plan_apply_then_no_change_plan(ws_root, make_workspace, upstream, alice, backend):
+    ws = make_workspace(upstream_path=upstream, backend=backend)
     run = plan(ws, alice, message="first")
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
     s = run.summary
@@ -97,27 +98,26 @@ def test_stale_plan_refused_after_a_second_apply(
     assert AuditEvent.objects.filter(action="infra.run.discard_stale").exists()
 
 
-def test_stale_plan_when_state_changed_outside_backline(ws_root, make_workspace, upstream, alice):
-    ws = make_workspace(upstream_path=upstream)
+@pytest.mark.parametrize("backend", ["pg", "local"])
+def test_stale_plan_when_state_changed_outside_backline(
+    ws_root, make_workspace, upstream, alice, backend
+):
+    ws = make_workspace(upstream_path=upstream, backend=backend)
     assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
     services.set_variable(ws, actor=Actor(user=alice), key="name", value="mars")
     pending = plan(ws, alice)
     assert pending.status == RunStatus.PLANNED
     # somebody runs terraform by hand against the same state: the serial moves on
-    state = runner.state_path(ws)
-    import json
-
-    data = json.loads(state.read_text())
-    data["serial"] += 1
-    state.write_text(json.dumps(data))
+    edit_state(ws, lambda data: {**data, "serial": data["serial"] + 1})
     with pytest.raises(Conflict, match=r"state changed after this plan was made \(serial"):
         services.apply_run(pending, actor=Actor(user=alice))
     pending.refresh_from_db()
     assert pending.status == RunStatus.DISCARDED
 
 
-def test_drift_found_after_state_changed_outside(ws_root, make_workspace, upstream, alice):
-    ws = make_workspace(upstream_path=upstream)
+@pytest.mark.parametrize("backend", ["pg", "local"])
+def test_drift_found_after_state_changed_outside(ws_root, make_workspace, upstream, alice, backend):
+    ws = make_workspace(upstream_path=upstream, backend=backend)
     assert apply(plan(ws, alice), alice).status == RunStatus.APPLIED
     (check_id,) = services.schedule_drift_checks()  # applied, never checked: due
     assert services.schedule_drift_checks() == []  # already queued

@@ -20,7 +20,7 @@ from infra.models import RunStatus, TerraformRun, Workspace
 from infra.planparse import SENSITIVE, parse_plan
 from portal.actors import Actor
 from tests.conftest import client_for
-from tests.infra.conftest import log_text
+from tests.infra.conftest import log_text, state_document
 from tests.infra.test_worker import wait_for
 
 TF111 = "/usr/local/bin/terraform"
@@ -82,8 +82,8 @@ def apply(run, user):
 
 
 def state(ws):
-    """{address: attributes} of the workspace's local state."""
-    doc = json.loads(runner.state_path(ws).read_text())
+    """{address: attributes} of the workspace's state (pg or local)."""
+    doc = state_document(ws)
     return {
         f"{r['type']}.{r['name']}": r["instances"][0]["attributes"]
         for r in doc["resources"]

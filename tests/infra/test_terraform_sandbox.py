@@ -3,7 +3,8 @@ and what it may declare.
 
 - ``file("/proc/self/environ")`` shows terraform's own clean environment, never the worker's;
 - ``fileset("/", "**")`` finds no ``var/``, no Backline source, no other workspace;
-- ``terraform_remote_state`` on another workspace's state fails (the file is not there);
+- ``terraform_remote_state`` on another workspace's state fails (the file is not there; in
+  PostgreSQL, the workspace's role has no right on the other's schema);
 - ``local-exec`` / ``remote-exec`` provisioners are refused at plan unless an org admin allows
   them for the workspace; only an org admin lets a workspace's code configure its backend.
 No value leaks into outputs, logs or the API.
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 
-from infra import runner, services
+from infra import runner, services, tfstate
 from infra.models import RunStatus, TerraformRun, Workspace
 from portal.actors import Actor
 from tests.conftest import ROOT, client_for
@@ -135,11 +137,13 @@ def test_file_and_fileset_see_only_the_sandbox(worker_root, squad, alice, infra_
     for f in files:
         path = Path(f) if f.startswith("/") else Path("/") / f
         assert not path.is_relative_to(var) and not path.is_relative_to(source), f
-        assert "ws-" not in f or f"ws-{ws.pk}/" in f, f  # no other workspace
+        assert "ws-" not in f or f"ws-{ws.state_key}/" in f, f  # no other workspace
     assert not any(f.endswith("manage.py") or "backline.sqlite3" in f for f in files)
     assert any(f.endswith("/src/main.tf") for f in files)  # its own configuration is there
     shown = everything_shown(alice, ws, run)
     assert OTHER_SECRET not in shown and "DATABASE_URL" not in shown
+    # its own state role's password is in its environment (pg backend), masked in what is shown
+    assert "PGPASSWORD=***" in env and tfstate.role_password(ws) not in shown
 
 
 def test_remote_state_of_another_workspace_is_not_there(worker_root, squad, other_squad, alice):
@@ -153,6 +157,51 @@ def test_remote_state_of_another_workspace_is_not_there(worker_root, squad, othe
     shown = everything_shown(alice, ws, run)
     assert OTHER_SECRET not in shown
     assert "no such file" in shown.lower() or "unable to find" in shown.lower(), shown
+
+
+PG_REMOTE_STATE = """
+data "terraform_remote_state" "other" {
+  backend = "pg"
+  config = {
+    conn_str             = %s
+    schema_name          = %s
+    skip_schema_creation = true
+    skip_table_creation  = true
+    skip_index_creation  = true
+  }
+}
+output "stolen" {
+  value = data.terraform_remote_state.other.outputs
+}
+"""
+
+
+def test_remote_state_of_another_workspace_in_pg_is_refused(
+    worker_root, squad, other_squad, alice, bob
+):
+    """The thief knows the other workspace's schema and uses its own role (the password is in
+    its environment): PostgreSQL refuses the schema. No value anywhere."""
+    theirs = workspace(
+        "theirs",
+        other_squad,
+        {"main.tf": f'output "secret" {{\n  value = "{OTHER_SECRET}"\n}}\n'},
+        auto_apply=True,
+    )
+    assert theirs.backend == Workspace.Backend.PG
+    done = finished(services.queue_run(theirs, actor=Actor(user=bob)))
+    assert done.status == RunStatus.APPLIED, done.error or log_text(done)
+    ws = workspace("thief", squad, {"main.tf": ""})
+    ws.files = {
+        "main.tf": PG_REMOTE_STATE
+        % (json.dumps(tfstate.terraform_conn_str(ws)), json.dumps(tfstate.schema_name(theirs)))
+    }
+    ws.save()
+    run = finished(services.queue_run(ws, actor=Actor(user=alice)))
+    assert run.status == RunStatus.ERRORED
+    shown = everything_shown(alice, ws, run)
+    assert OTHER_SECRET not in shown
+    assert "permission denied for schema" in shown, shown
+    assert tfstate.role_password(ws) not in shown
 
 
 @pytest.mark.parametrize(
@@ -201,7 +250,7 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
     assert member.post("/api/v1/workspaces/", body, format="json").status_code == 201
     r = member.patch("/api/v1/workspaces/mine/", {"backend": "configured"}, format="json")
     assert r.status_code == 403, r.content
-    assert Workspace.objects.get(slug="mine").backend == "local"
+    assert Workspace.objects.get(slug="mine").backend == "pg"  # the default on PostgreSQL
     admin = client_for(admin_user)
     r = admin.patch("/api/v1/workspaces/mine/", {"backend": "configured"}, format="json")
     assert r.status_code == 200, r.content
@@ -210,13 +259,26 @@ def test_only_an_admin_lets_the_code_configure_the_backend(ws_root, squad, alice
     assert r.status_code == 200, r.content
     r = member.patch("/api/v1/workspaces/mine/", {"backend": "local"}, format="json")
     assert r.status_code == 200 and Workspace.objects.get(slug="mine").backend == "local"
+    r = member.patch("/api/v1/workspaces/mine/", {"backend": "pg"}, format="json")
+    assert r.status_code == 200 and Workspace.objects.get(slug="mine").backend == "pg"
+    key = Workspace.objects.get(slug="mine").state_key
+    r = member.patch("/api/v1/workspaces/mine/", {"state_key": "1"}, format="json")
+    assert Workspace.objects.get(slug="mine").state_key == key  # not anybody's to choose
+
+
+def in_process_plan(ws, alice):
+    """Plan in this process with this test's settings: the task for the module's worker is sent
+    only when the transaction commits, and by then this process has claimed the run."""
+    with transaction.atomic():
+        run = services.queue_run(ws, actor=Actor(user=alice))
+        runner.execute_plan(run.pk)
+    return run
 
 
 def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, settings):
     settings.SANDBOX = "none"
     ws = workspace("bare", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
-    run = services.queue_run(ws, actor=Actor(user=alice))
-    runner.execute_plan(run.pk)
+    run = in_process_plan(ws, alice)
     run.refresh_from_db()
     assert run.status == RunStatus.PLANNED, run.error or log_text(run)
     assert "Sandbox off (BACKLINE_SANDBOX=none)" in log_text(run)
@@ -230,8 +292,7 @@ def test_sandbox_off_warns_in_the_log_and_on_the_page(ws_root, squad, alice, set
 def test_a_missing_bubblewrap_errors_the_plan(ws_root, squad, alice, settings):
     settings.BWRAP_BIN = "/nonexistent/bwrap"
     ws = workspace("nobwrap", squad, {"main.tf": 'output "x" {\n  value = 1\n}\n'})
-    run = services.queue_run(ws, actor=Actor(user=alice))
-    runner.execute_plan(run.pk)
+    run = in_process_plan(ws, alice)
     run.refresh_from_db()
     assert run.status == RunStatus.ERRORED
     assert "bubblewrap" in run.error and "not installed" in run.error
