@@ -12,14 +12,19 @@ KEEP = 5000
 PRUNE_EVERY = 100
 
 
+def _text(value: Any, limit: int) -> str:
+    """As stored: PostgreSQL text cannot hold NUL, which a SCIM error may echo from the input."""
+    return str(value or "").replace("\x00", "\ufffd")[:limit]
+
+
 def record(request, status: int, body: dict[str, Any] | None, token, started: float) -> ScimCall:
     failed = status >= 400 and isinstance(body, dict)
     call = ScimCall.objects.create(
-        method=(request.method or "")[:10],
-        path=request.get_full_path()[:500],
+        method=_text(request.method, 10),
+        path=_text(request.get_full_path(), 500),
         status=status,
-        scim_type=str((body or {}).get("scimType") or "")[:40] if failed else "",
-        error=str((body or {}).get("detail") or "")[:2000] if failed else "",
+        scim_type=_text((body or {}).get("scimType"), 40) if failed else "",
+        error=_text((body or {}).get("detail"), 2000) if failed else "",
         token=token,
         token_label=f"{token.name}@{token.squad.slug}" if token is not None else "",
         ip=request.META.get("REMOTE_ADDR") or None,
