@@ -16,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from portal import github
 from portal.executor import run_process
 from portal.gitref import valid_branch
 
@@ -107,15 +108,29 @@ class Checkout:
         root = workspace_root()
         self.cache = root / "cache" / f"{run.service_id}-{key}.git"
         self.workdir = root / "runs" / str(run.pk)
+        self.auth_env: dict[str, str] = {}
+        self.auth_secrets: list[str] = []
+
+    def _authenticate(self):
+        """The GitHub token for a clone from GitHub's host, through git's config environment
+        (portal.github.clone_env): never in the URL, the argv or the log."""
+        if not github.configured() or not github.clone_env(self.url, "x"):
+            return
+        try:
+            token = github.GitHub(getattr(self.run, "github_installation", 0)).token()
+        except github.GitHubError as exc:
+            raise SourceError(f"GitHub credentials for the clone: {exc}") from None
+        self.auth_env = github.clone_env(self.url, token)
+        self.auth_secrets = [token, self.auth_env["GIT_CONFIG_VALUE_0"].split()[-1]]
 
     def _git(self, args, cwd):
         self.on_output(f"$ git {' '.join(redact_url(a) for a in args)}\n")
         res = run_process(
             ["git", *args],
             cwd=cwd,
-            env=git_env(),
+            env={**git_env(), **self.auth_env},
             timeout=GIT_TIMEOUT,
-            secrets=url_secrets(self.url),
+            secrets=url_secrets(self.url) + self.auth_secrets,
             on_output=self.on_output,
             should_cancel=self.should_cancel,
             on_heartbeat=self.on_heartbeat,
@@ -150,6 +165,7 @@ class Checkout:
 
     def prepare(self) -> tuple[Path, str]:
         run = self.run
+        self._authenticate()
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.cache.with_suffix(".lock")
         with open(lock_path, "w") as lock:
