@@ -117,7 +117,9 @@ class Checkout:
         if not github.configured() or not github.clone_env(self.url, "x"):
             return
         try:
-            token = github.GitHub(getattr(self.run, "github_installation", 0)).token()
+            # a run started by a GitHub App delivery clones with that delivery's installation
+            check = getattr(self.run, "github_check", None)
+            token = github.GitHub(getattr(check, "installation_id", 0)).token()
         except github.GitHubError as exc:
             raise SourceError(f"GitHub credentials for the clone: {exc}") from None
         self.auth_env = github.clone_env(self.url, token)
@@ -183,6 +185,7 @@ class Checkout:
                     self.url,
                     "+refs/heads/*:refs/heads/*",
                     "+refs/tags/*:refs/tags/*",
+                    "+refs/pull/*/head:refs/pull/*/head",  # pull requests from forks
                 ],
                 cwd=self.cache,
             )
