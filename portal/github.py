@@ -211,21 +211,31 @@ class GitHub:
             cache.set(key, {"etag": etag, "data": answer.data}, ETAG_TTL)
         return answer
 
-    def paginate(self, path: str, *, params=None, key: str | None = None) -> Iterator[Any]:
-        """Every item of a list, following ``Link: <...>; rel="next"``; ``key`` names the list
-        inside an object answer (``repositories`` of ``/installation/repositories``)."""
+    def pages(
+        self, path: str, *, params=None, key: str | None = None
+    ) -> Iterator[tuple[list, bool]]:
+        """Each page of a list as ``(items, not_modified)``, following ``Link: <...>;
+        rel="next"``; ``key`` names the list inside an object answer (``repositories``)."""
         url: str | None = path
         page_params: dict | None = {"per_page": 100, **(params or {})}
         while url:
             answer = self.get(url, params=page_params)
             items = answer.data.get(key, []) if key else answer.data
-            yield from items
+            yield list(items), answer.cached
             url = _next_link(answer.headers.get("Link", ""))
             page_params = None  # the next link carries them
+
+    def paginate(self, path: str, *, params=None, key: str | None = None) -> Iterator[Any]:
+        """Every item of a list (see :meth:`pages`)."""
+        for items, _ in self.pages(path, params=params, key=key):
+            yield from items
 
     # --- the calls Backline makes --------------------------------------------------------------
     def installation_repositories(self) -> Iterator[dict]:
         return self.paginate("/installation/repositories", key="repositories")
+
+    def installation_repository_pages(self) -> Iterator[tuple[list, bool]]:
+        return self.pages("/installation/repositories", key="repositories")
 
     def file_text(self, full_name: str, path: str, ref: str = "") -> tuple[str | None, Response]:
         """A file's text at ``ref`` (default branch), None when it does not exist."""

@@ -328,7 +328,7 @@ def _push(request, data, matches):
         except Refused as exc:
             return _error(400, "invalid", str(exc))
         answer["runs"] += result.get("runs", [])
-        for key in ("reason", "skipped"):
+        for key in ("reason", "skipped", "discovery"):
             if result.get(key) and key not in answer:
                 answer[key] = result[key]
         answer["duplicate"] = answer.get("duplicate", False) or bool(result.get("duplicate"))

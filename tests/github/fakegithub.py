@@ -15,13 +15,16 @@ with ``X-RateLimit-Remaining: 0`` (primary) when asked to.
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import re
 import secrets
+import shutil
 import subprocess
 import threading
 import time
+import zlib
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,6 +62,16 @@ def git(*args, cwd=None, check=True) -> str:
     if check and proc.returncode:
         raise RuntimeError(f"git {args}: {proc.stderr}")
     return proc.stdout.strip()
+
+
+def _write_object(gitdir: Path, kind: str, data: bytes) -> str:
+    raw = f"{kind} {len(data)}".encode() + b"\0" + data
+    sha = hashlib.sha1(raw).hexdigest()
+    path = gitdir / "objects" / sha[:2] / sha[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_bytes(zlib.compress(raw))
+    return sha
 
 
 class FakeGitHub:
@@ -114,9 +127,37 @@ class FakeGitHub:
             "full_name": full_name,
             "private": private,
             "default_branch": branch,
+            "pushed_at": "",
         }
         self.commit(full_name, files, message="initial")
         return work
+
+    def add_repo_fast(self, full_name: str, files: dict[str, str], *, branch="main"):
+        """A real bare repository with one commit of flat ``files``, its objects written
+        directly (zlib loose objects, as git writes them): for hundreds of repositories."""
+        bare = self.bare / f"{full_name}.git"
+        if not hasattr(self, "_template"):
+            self._template = self.root / "template.git"
+            git("init", "-q", "--bare", "-b", branch, str(self._template))
+        shutil.copytree(self._template, bare)
+        entries = b""
+        for name in sorted(files):
+            sha = _write_object(bare, "blob", files[name].encode())
+            entries += f"100644 {name}\0".encode() + bytes.fromhex(sha)
+        tree = _write_object(bare, "tree", entries)
+        who = "Dev <dev@example.com> 1700000000 +0000"
+        commit = _write_object(
+            bare, "commit", f"tree {tree}\nauthor {who}\ncommitter {who}\n\ninitial\n".encode()
+        )
+        (bare / "refs" / "heads" / branch).write_text(commit + "\n")
+        self.repos[full_name] = {
+            "id": next(self._ids),
+            "full_name": full_name,
+            "private": True,
+            "default_branch": branch,
+            "pushed_at": "2023-11-14T22:13:20Z",
+        }
+        return commit
 
     def commit(self, full_name, files: dict[str, str | None], *, message="change", branch=None):
         """Write (None: delete) files, commit, push; returns the new commit sha."""
@@ -134,6 +175,7 @@ class FakeGitHub:
         git("add", "-A", cwd=work)
         git("commit", "-q", "--allow-empty", "-m", message, cwd=work)
         git("push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}", cwd=work)
+        self.repos[full_name]["pushed_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         return git("rev-parse", "HEAD", cwd=work)
 
     def clone_url(self, full_name: str) -> str:
@@ -152,6 +194,7 @@ class FakeGitHub:
             "html_url": f"{self.url}/{full_name}",
             "clone_url": self.clone_url(full_name),
             "default_branch": r["default_branch"],
+            "pushed_at": r.get("pushed_at", ""),
             "archived": False,
         }
 
@@ -283,7 +326,7 @@ class FakeGitHub:
             links.append(f'<{base}&page={page + 1}>; rel="next"')
             links.append(f'<{base}&page={last}>; rel="last"')
         body = {"total_count": len(names), "repositories": [self.repo_json(n) for n in chunk]}
-        etag = '"' + base64.b16encode(json.dumps(body).encode()[-40:]).decode()[:32] + '"'
+        etag = '"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
         if h.headers.get("If-None-Match") == etag:
             return self._send(
                 h, 304, None, {"ETag": etag, **({"Link": ", ".join(links)} if links else {})}

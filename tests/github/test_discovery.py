@@ -1,0 +1,170 @@
+"""GitHub discovery against the local GitHub server (tests/github/fakegithub), real bare git
+repositories behind its contents API, the real Backstage importer and PostgreSQL."""
+
+import json
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from portal import celery as portal_celery
+from portal import github
+from portal.errors import Invalid
+from portal.inbound import signature_for
+from portal.models import AuditEvent
+from squads import services as catalog
+from squads.discovery import scan
+from squads.discovery.models import DiscoveredEntity, DiscoveredRepository
+from squads.models import Service
+
+pytestmark = pytest.mark.django_db
+
+
+def component(name, owner, **spec):
+    body = {"type": "service", "lifecycle": "production", "owner": owner, **spec}
+    lines = "".join(f"  {k}: {v}\n" for k, v in body.items())
+    return f"apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n{lines}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_etags():
+    cache.clear()
+
+
+def contents_requests(hub):
+    return hub.requests_to(r"GET /repos/.*/contents/", 200)
+
+
+def test_discovery_of_500_repositories(fake_github, squad):
+    owner = squad.slug
+    for i in range(495):
+        fake_github.add_repo_fast(
+            f"acme/svc-{i:03d}", {"catalog-info.yaml": component(f"svc-{i:03d}", owner)}
+        )
+    bad = {
+        "acme/bad-schema": component("bad-schema", owner, lifecycle="[1, 2]"),
+        "acme/bad-owner": component("bad-owner", "no-such-squad"),
+        "acme/bad-yaml": "kind: Component\nmetadata: {name: x\n",
+    }
+    for name, text in bad.items():
+        fake_github.add_repo_fast(name, {"catalog-info.yaml": text})
+    fake_github.add_repo_fast("acme/no-descriptor-1", {"README.md": "hi"})
+    fake_github.add_repo_fast("acme/no-descriptor-2", {"README.md": "hi"})
+
+    report = scan.scan_installation()
+    assert report.repositories == 500
+    assert report.imported == 495 and report.missing == 2
+    assert set(report.errors) == set(bad)
+    assert Service.objects.filter(slug__startswith="svc-").count() == 495
+    assert not Service.objects.filter(slug__startswith="bad-").exists()  # nothing half-done
+    row = DiscoveredRepository.objects.get(full_name="acme/bad-owner")
+    assert row.status == "error" and "acme/bad-owner/catalog-info.yaml" in row.error
+    assert "no-such-squad" in row.error
+    assert fake_github.requests_to(r"GET /installation/repositories", 200) == 5  # Link pages
+    assert contents_requests(fake_github) == 498
+    assert fake_github.requests_to(r"GET /repos/.*/contents/", 404) == 2
+
+    again = scan.scan_installation()
+    assert again.repositories == 500 and again.unchanged == 497
+    assert contents_requests(fake_github) == 498  # the second scan read no descriptor
+    assert fake_github.requests_to(r"GET /repos/.*/contents/", 404) == 2
+    assert fake_github.requests_to(r"GET /installation/repositories", 304) == 5
+
+
+def test_removing_a_descriptor_orphans_then_removes(fake_github, squad, settings):
+    fake_github.add_repo("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    assert Service.objects.filter(slug="player").exists()
+    fake_github.commit("acme/player", {"catalog-info.yaml": None}, message="drop descriptor")
+    settings.GITHUB_ORPHAN_GRACE_SECONDS = 3600
+    report = scan.scan_installation()
+    assert report.orphaned == 1 and report.removed == 0
+    entity = DiscoveredEntity.objects.get(slug="player")
+    assert entity.orphaned_at is not None and Service.objects.filter(slug="player").exists()
+    assert AuditEvent.objects.filter(action="catalog.discovery.orphaned").count() == 1
+    settings.GITHUB_ORPHAN_GRACE_SECONDS = 0
+    assert scan.sweep_orphans() == 1
+    assert not Service.objects.filter(slug="player").exists()
+    removed = AuditEvent.objects.get(action="catalog.discovery.removed")
+    assert removed.data["entity"] == "component:player"
+
+
+def test_github_refusals_are_per_repository_or_stop_the_scan(fake_github, squad):
+    fake_github.add_repo_fast("acme/a", {"catalog-info.yaml": component("a", squad.slug)})
+    fake_github.add_repo_fast("acme/b", {"catalog-info.yaml": component("b", squad.slug)})
+    fake_github.forbidden_repos.add("acme/b")
+    report = scan.scan_installation()
+    assert report.imported == 1
+    assert "403" in report.errors["acme/b"] and "not accessible" in report.errors["acme/b"]
+    assert DiscoveredRepository.objects.get(full_name="acme/b").status == "error"
+    fake_github.primary_exhausted = True
+    before = list(DiscoveredRepository.objects.values_list("full_name", "status", "scanned_at"))
+    with pytest.raises(github.RateLimited, match="rate limit"):
+        scan.scan_installation()
+    assert (
+        list(DiscoveredRepository.objects.values_list("full_name", "status", "scanned_at"))
+        == before
+    )
+
+
+def test_a_ui_edit_of_a_descriptor_field_is_refused_naming_the_file(fake_github, squad, admin_user):
+    from portal.actors import Actor
+
+    fake_github.add_repo("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    service = Service.objects.get(slug="player")
+    actor = Actor(user=admin_user, door="html")
+    with pytest.raises(Invalid) as err:
+        catalog.update_service(service, actor=actor, description="edited in the UI")
+    message = err.value.errors["description"][0]
+    assert "catalog-info.yaml" in message and "acme/player" in message
+    catalog.update_service(service, actor=actor, webhook_secret="s3cret")  # not the file's
+    assert Service.objects.get(slug="player").webhook_secret == "s3cret"
+
+
+@pytest.fixture
+def eager():
+    before = portal_celery.app.conf.task_always_eager
+    portal_celery.app.conf.task_always_eager = True
+    yield
+    portal_celery.app.conf.task_always_eager = before
+
+
+def test_a_push_touching_the_descriptor_refreshes_it(
+    fake_github, squad, settings, eager, shared_data
+):
+    settings.GITHUB_WEBHOOK_SECRET = "app-secret"
+    fake_github.add_repo("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    text = component("player", squad.slug).replace("production", "experimental")
+    sha = fake_github.commit("acme/player", {"catalog-info.yaml": text})
+    data = json.loads(
+        (shared_data / "github-webhooks" / "push-with-installation.payload.json").read_text()
+    )
+    data.update(ref="refs/heads/main", after=sha, deleted=False)
+    data["repository"]["full_name"] = "acme/player"
+    data["commits"] = [{"id": sha, "added": [], "removed": [], "modified": ["catalog-info.yaml"]}]
+    raw = json.dumps(data).encode()
+    r = Client().post(
+        "/hooks/github", raw, content_type="application/json", HTTP_X_GITHUB_EVENT="push",
+        HTTP_X_HUB_SIGNATURE_256=signature_for("app-secret", raw),
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["discovery"] == ["acme/player"], r.content
+    assert Service.objects.get(slug="player").lifecycle == "experimental"
+
+
+def test_the_discovery_page_shows_errors_per_repository(fake_github, squad, alice):
+    fake_github.add_repo_fast("acme/good", {"catalog-info.yaml": component("good", squad.slug)})
+    fake_github.add_repo_fast("acme/broken", {"catalog-info.yaml": component("broken", "nobody")})
+    scan.scan_installation()
+    client = Client()
+    assert client.get("/catalog/discovery/").status_code == 302  # sign in first
+    client.force_login(alice)
+    page = client.get("/catalog/discovery/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'data-repository="acme/broken" data-status="error"' in html
+    assert 'data-repository="acme/good" data-status="ok"' in html
+    assert "acme/broken/catalog-info.yaml" in html and "nobody" in html
+    only_errors = client.get("/catalog/discovery/?status=error").content.decode()
+    assert "acme/broken" in only_errors and "acme/good" not in only_errors
