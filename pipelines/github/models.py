@@ -18,7 +18,7 @@ class GitHubCheck(models.Model):
     check_id = models.BigIntegerField(null=True, blank=True)  # GitHub's id, once created
     sent = models.CharField(max_length=40, blank=True)  # the last state GitHub got
     attempts = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)  # the last failed attempt, shown on the run page
+    error = models.TextField(blank=True)  # the last failed attempt (cleared by a good one)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -96,6 +96,7 @@ class FakeGitHub:
         self.secondary_limit: int | None = None  # Retry-After seconds to answer once
         self.primary_exhausted = False
         self.forbidden_repos: set[str] = set()
+        self.failing_checks = 0  # answer this many check-run calls with 502
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -375,6 +376,10 @@ class FakeGitHub:
 
     def _check_run(self, h, method, full_name, rest):
         data = json.loads(self._body(h) or b"{}")
+        with self.lock:
+            failing, self.failing_checks = self.failing_checks > 0, max(0, self.failing_checks - 1)
+        if failing:
+            return self._send(h, 502, {"message": "Server Error"})
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self.lock:
             if method == "POST" and rest == "check-runs":

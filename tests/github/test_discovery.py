@@ -168,3 +168,21 @@ def test_the_discovery_page_shows_errors_per_repository(fake_github, squad, alic
     assert "acme/broken/catalog-info.yaml" in html and "nobody" in html
     only_errors = client.get("/catalog/discovery/?status=error").content.decode()
     assert "acme/broken" in only_errors and "acme/good" not in only_errors
+
+
+def test_the_api_and_the_edit_form_refuse_descriptor_fields_too(fake_github, squad, alice):
+    from tests.conftest import client_for
+
+    fake_github.add_repo("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    r = client_for(alice).patch(
+        "/api/v1/services/player/", {"lifecycle": "deprecated"}, format="json"
+    )
+    assert r.status_code == 400
+    assert (
+        "catalog-info.yaml in the GitHub repository acme/player"
+        in r.json()["errors"]["lifecycle"][0]
+    )
+    assert Service.objects.get(slug="player").lifecycle == "production"
+    r = client_for(alice).patch("/api/v1/services/player/", {"metrics_urls": []}, format="json")
+    assert r.status_code == 200, r.content

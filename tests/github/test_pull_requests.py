@@ -173,3 +173,15 @@ def test_a_push_reports_a_check_on_the_pushed_commit(fake_github, repo, worker, 
     check = wait_for(lambda: completed(fake_github, r.json()["run_id"]), 90, what="push check")
     assert check["head_sha"] == sha and check["conclusion"] == "success"
     assert fake_github.check_history(check["id"]) == ["queued", "in_progress", "completed"]
+
+
+def test_check_updates_are_retried_while_github_fails(fake_github, repo, worker):
+    fake_github.failing_checks = 2
+    sha = fake_github.commit("acme/api", {"src.py": "print(3)\n"}, branch="feature")
+    r = post(payload(fake_github, "opened", sha))
+    assert r.status_code == 202  # the delivery does not wait for GitHub
+    check = wait_for(lambda: completed(fake_github, r.json()["run_id"]), 120, what="check")
+    assert fake_github.check_history(check["id"]) == ["queued", "in_progress", "completed"]
+    assert fake_github.requests_to(r"POST /repos/acme/api/check-runs", 502) == 2
+    row = GitHubCheck.objects.get(run_id=r.json()["run_id"])
+    assert row.attempts >= 5 and row.error == ""
