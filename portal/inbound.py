@@ -359,6 +359,7 @@ class PullRequest:
     installation: int
     delivery: str | None
     actor: Actor
+    from_fork: bool = False  # the head commit lives in another repository
 
 
 def describe_pull_request(request, data: dict) -> PullRequest:
@@ -376,6 +377,8 @@ def describe_pull_request(request, data: dict) -> PullRequest:
             raise ValueError(f"pull_request.{where}.ref: expected a branch name")
     who = _field(data, "sender", dict).get("login") or "pull_request"
     installation = _field(data, "installation", dict).get("id")
+    head_repo = _field(head, "repo", dict).get("full_name")
+    base_repo = _field(base, "repo", dict).get("full_name")
     return PullRequest(
         data=data,
         action=str(data.get("action")),
@@ -391,6 +394,7 @@ def describe_pull_request(request, data: dict) -> PullRequest:
         actor=Actor(
             door="webhook", ip=request.META.get("REMOTE_ADDR"), system_name=f"github:{who}"
         ),
+        from_fork=bool(head_repo and base_repo and head_repo != base_repo),
     )
 
 

@@ -305,6 +305,8 @@ GITHUB_RATE_LIMIT_MAX_WAIT = env_float("GITHUB_RATE_LIMIT_MAX_WAIT", 60.0)
 GITHUB_TIMEOUT = env_float("GITHUB_TIMEOUT", 15.0)
 # a new commit on a pull request cancels the older runs of that pull request
 GITHUB_PR_CANCEL_PREVIOUS = env_bool("GITHUB_PR_CANCEL_PREVIOUS", True)
+# pull requests from forks run untrusted code next to the service's pipeline secrets: off
+GITHUB_PR_BUILD_FORKS = env_bool("GITHUB_PR_BUILD_FORKS", False)
 # discovery (squads/discovery.py): the descriptor path, the scan interval, the orphan grace
 GITHUB_DISCOVERY_PATH = env_str("GITHUB_DISCOVERY_PATH", "catalog-info.yaml")
 GITHUB_DISCOVERY_SECONDS = env_int("GITHUB_DISCOVERY_SECONDS", 3600)

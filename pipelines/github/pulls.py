@@ -79,6 +79,12 @@ def cancel_older(run: PipelineRun, pr: PullRequest, filters: dict | None) -> lis
 
 
 def on_pull_request(pr: PullRequest, verified: list) -> dict:
+    if pr.from_fork and not settings.GITHUB_PR_BUILD_FORKS:
+        reason = (
+            "pull requests from forks are not built: their code would run with the service's "
+            "pipeline secrets (GITHUB_PR_BUILD_FORKS=true builds them)"
+        )
+        return {"runs": [], "reason": reason}
     filters = {service.pk: pr_filters(service, pr) for service in verified}
     runs, skipped, canceled = [], [], []
     for service in verified:

@@ -185,3 +185,14 @@ def test_check_updates_are_retried_while_github_fails(fake_github, repo, worker)
     assert fake_github.requests_to(r"POST /repos/acme/api/check-runs", 502) == 2
     row = GitHubCheck.objects.get(run_id=r.json()["run_id"])
     assert row.attempts >= 5 and row.error == ""
+
+
+def test_pull_requests_from_forks_are_not_built_unless_allowed(fake_github, repo, settings):
+    sha = fake_github.commit("acme/api", {"src.py": "x\n"}, branch="feature")
+    data = payload(fake_github, "opened", sha)
+    data["pull_request"]["head"]["repo"] = {"full_name": "mallory/api"}
+    r = post(data)
+    assert r.status_code == 200 and "forks are not built" in r.json()["reason"]
+    assert not PipelineRun.objects.exists()
+    settings.GITHUB_PR_BUILD_FORKS = True
+    assert post(data, delivery="d-2").status_code == 202
