@@ -78,6 +78,13 @@ def cancel_older(run: PipelineRun, pr: PullRequest, filters: dict | None) -> lis
     return canceled
 
 
+def _run_fields(pr: PullRequest) -> dict:
+    """What ``trigger_run`` gets for a pull request: its head commit, by the webhook actor."""
+    return dict(actor=pr.actor, ref=pr.head_ref, commit=pr.head_sha, delivery_id=pr.delivery,
+                trigger=PipelineRun.Trigger.PULL_REQUEST, commit_message=pr.title,
+                commit_author=pr.author)  # fmt: skip
+
+
 def on_pull_request(pr: PullRequest, verified: list) -> dict:
     if pr.from_fork and not settings.GITHUB_PR_BUILD_FORKS:
         reason = (
@@ -93,16 +100,7 @@ def on_pull_request(pr: PullRequest, verified: list) -> dict:
             continue
         try:
             with transaction.atomic():
-                run, created = services.trigger_run(
-                    service,
-                    actor=pr.actor,
-                    ref=pr.head_ref,
-                    commit=pr.head_sha,
-                    trigger=PipelineRun.Trigger.PULL_REQUEST,
-                    delivery_id=pr.delivery,
-                    commit_message=pr.title,
-                    commit_author=pr.author,
-                )
+                run, created = services.trigger_run(service, **_run_fields(pr))
                 if created:
                     attach_check(run, repository=pr.repository, head_sha=pr.head_sha,
                                  installation=pr.installation, pull_request=pr.number)  # fmt: skip
