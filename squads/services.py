@@ -184,7 +184,11 @@ def _refuse_descriptor_fields(service: Service, fields: dict, *relations: Any) -
         if value is not None and service.pk:
             attr = "name" if name == "tags" else "slug"
             now = set(getattr(service, name).values_list(attr, flat=True))
-            if {v if isinstance(v, str) else getattr(v, attr) for v in value} != now:
+            if name == "tags":
+                wanted = {v.strip().lower()[:63] for v in value if v and v.strip()}
+            else:
+                wanted = {getattr(v, attr, v) for v in value}
+            if wanted != now:
                 names.append(name)
     if not names:
         return

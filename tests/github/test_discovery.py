@@ -3,6 +3,7 @@ repositories behind its contents API, the real Backstage importer and PostgreSQL
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from django.core.cache import cache
@@ -193,3 +194,63 @@ def test_the_api_and_the_edit_form_refuse_descriptor_fields_too(fake_github, squ
     assert Service.objects.get(slug="player").lifecycle == "production"
     r = client_for(alice).patch("/api/v1/services/player/", {"metrics_urls": []}, format="json")
     assert r.status_code == 200, r.content
+
+
+def form_data(service, **changes):
+    data = {
+        "name": service.name, "description": service.description, "owner": service.owner_id,
+        "system": service.system_id or "", "type": service.type, "lifecycle": service.lifecycle,
+        "tier": service.tier, "repository_url": service.repository_url,
+        "default_branch": service.default_branch, "runbook_url": service.runbook_url,
+        "oncall": service.oncall, "tags_text": ", ".join(service.tags.values_list("name", flat=True)),
+    }  # fmt: skip
+    return {**data, **changes}
+
+
+def test_the_edit_form_saves_unchanged_fields_and_refuses_changed_ones(fake_github, squad, alice):
+    fake_github.add_repo("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    service = Service.objects.get(slug="player")
+    client = Client()
+    client.force_login(alice)
+    url = "/services/player/edit/"
+    assert client.post(url, form_data(service)).status_code == 302  # nothing changed: fine
+    r = client.post(url, form_data(service, description="changed here"))
+    assert r.status_code == 200  # the form again, with the field's error
+    assert "catalog-info.yaml in the GitHub repository acme/player" in r.content.decode()
+    assert Service.objects.get(slug="player").description != "changed here"
+
+
+def test_a_restored_descriptor_clears_the_orphan_mark(fake_github, squad, settings):
+    fake_github.add_repo("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    fake_github.commit("acme/player", {"catalog-info.yaml": None})
+    scan.scan_installation()
+    assert DiscoveredEntity.objects.get(slug="player").orphaned_at is not None
+    fake_github.commit("acme/player", {"catalog-info.yaml": component("player", squad.slug)})
+    scan.scan_installation()
+    assert DiscoveredEntity.objects.get(slug="player").orphaned_at is None
+    settings.GITHUB_ORPHAN_GRACE_SECONDS = 0
+    assert scan.sweep_orphans() == 0 and Service.objects.filter(slug="player").exists()
+
+
+def test_an_installation_event_queues_a_scan(fake_github, squad, settings, eager):
+    settings.GITHUB_WEBHOOK_SECRET = "app-secret"
+    fake_github.add_repo_fast("acme/new", {"catalog-info.yaml": component("new-one", squad.slug)})
+    data = json.loads(
+        (
+            Path(__file__).resolve().parents[1]
+            / "data"
+            / "octokit-webhooks"
+            / "installation"
+            / "created.payload.json"
+        ).read_text()
+    )
+    data["installation"]["id"] = fake_github.installation_id
+    raw = json.dumps(data).encode()
+    r = Client().post(
+        "/hooks/github", raw, content_type="application/json", HTTP_X_GITHUB_EVENT="installation",
+        HTTP_X_HUB_SIGNATURE_256=signature_for("app-secret", raw),
+    )  # fmt: skip
+    assert r.status_code == 200 and r.json()["discovery"] == "scan queued", r.content
+    assert Service.objects.filter(slug="new-one").exists()
