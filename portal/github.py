@@ -101,7 +101,11 @@ class Response:
 class GitHub:
     """One client per installation (``installation_id``; 0: ``GITHUB_APP_INSTALLATION_ID``)."""
 
-    def __init__(self, installation_id: int = 0, *, session: requests.Session | None = None):
+    def __init__(self, installation_id: int = 0, *, session: requests.Session | None = None,
+                 max_wait: float | None = None):  # fmt: skip
+        """``max_wait``: the longest a rate limit is waited for (default
+        ``GITHUB_RATE_LIMIT_MAX_WAIT``; 0 inside a webhook request, which GitHub times out)."""
+        self.max_wait = settings.GITHUB_RATE_LIMIT_MAX_WAIT if max_wait is None else max_wait
         self.base = settings.GITHUB_API_URL
         self.installation_id = installation_id or settings.GITHUB_APP_INSTALLATION_ID
         self.session = session or requests.Session()
@@ -172,7 +176,7 @@ class GitHub:
             wait = _rate_limit_wait(r)
             if wait is None:
                 break
-            if wait > settings.GITHUB_RATE_LIMIT_MAX_WAIT or attempt == MAX_TRIES - 1:
+            if wait > self.max_wait or attempt == MAX_TRIES - 1:
                 raise RateLimited(
                     f"GitHub rate limit reached ({method} {urlsplit(url).path}: "
                     f"{_message(r)}); try again in {wait:.0f} s",

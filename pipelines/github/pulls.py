@@ -26,7 +26,7 @@ from portal.inbound import PullRequest, Push, Refused
 
 def _spec_text(service, pr: PullRequest) -> str:
     if github.configured() and pr.repository:
-        client = github.GitHub(pr.installation)
+        client = github.GitHub(pr.installation, max_wait=0)  # GitHub waits 10 s for the answer
         for name in SPEC_FILENAMES:
             try:
                 text, _ = client.file_text(pr.repository, name, ref=pr.head_sha)

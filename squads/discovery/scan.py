@@ -58,8 +58,9 @@ class ScanReport:
 
 
 def scan_installation(installation_id: int = 0) -> ScanReport:
-    """Scan every repository of the installation; GitHub failing on the listing raises
-    ``github.GitHubError`` (nothing changed); a failing repository is reported and skipped."""
+    """Scan every repository of the installation; a failing repository is reported and
+    skipped. GitHub failing on the listing, or a rate limit, raises ``github.GitHubError``: the
+    scan stops there, and nothing is orphaned on a partial listing."""
     client = github.GitHub(installation_id)
     report = ScanReport()
     seen: set[str] = set()
@@ -112,6 +113,8 @@ def scan_repository(client, repo: dict, report: ScanReport, *, listing_unchanged
     row.path = path
     try:
         text, answer = client.file_text(row.full_name, path, ref=row.default_branch)
+    except github.RateLimited:
+        raise  # the rest would be refused too: the scan stops, this repository as it was
     except github.GitHubError as exc:
         return _failed(row, f"GitHub: {exc}", [], report)
     if text is None:

@@ -97,6 +97,7 @@ class FakeGitHub:
         self.primary_exhausted = False
         self.forbidden_repos: set[str] = set()
         self.failing_checks = 0  # answer this many check-run calls with 502
+        self.secondary_limit_after: int | None = None  # then 403 Retry-After 120 from then on
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -262,6 +263,11 @@ class FakeGitHub:
             self.simple_token and token == self.simple_token
         ):
             return self._send(h, 401, {"message": "Bad credentials"})
+        if self.secondary_limit_after is not None:
+            if self.secondary_limit_after <= 0:
+                msg = "You have exceeded a secondary rate limit."
+                return self._send(h, 403, {"message": msg}, {"Retry-After": "120"})
+            self.secondary_limit_after -= 1
         if self.secondary_limit is not None:
             wait, self.secondary_limit = self.secondary_limit, None
             msg = "You have exceeded a secondary rate limit."

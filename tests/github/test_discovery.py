@@ -254,3 +254,17 @@ def test_an_installation_event_queues_a_scan(fake_github, squad, settings, eager
     )  # fmt: skip
     assert r.status_code == 200 and r.json()["discovery"] == "scan queued", r.content
     assert Service.objects.filter(slug="new-one").exists()
+
+
+def test_a_rate_limit_mid_scan_stops_it_and_orphans_nothing(fake_github, squad):
+    for name in ("a", "b", "c"):
+        fake_github.add_repo("acme/" + name, {"catalog-info.yaml": component(name, squad.slug)})
+    scan.scan_installation()
+    for name in ("a", "b", "c"):
+        fake_github.commit("acme/" + name, {"catalog-info.yaml": None})
+    fake_github.secondary_limit_after = 2  # the listing and one descriptor, then 403 Retry-After
+    with pytest.raises(github.RateLimited, match="try again in 120 s"):
+        scan.scan_installation()
+    assert fake_github.requests_to(r"contents/catalog-info.yaml", 403) == 1  # it stopped there
+    assert DiscoveredEntity.objects.filter(orphaned_at__isnull=False).count() == 1
+    assert Service.objects.filter(slug__in=["a", "b", "c"]).count() == 3
