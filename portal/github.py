@@ -239,6 +239,10 @@ class GitHub:
         return self.paginate("/installation/repositories", key="repositories")
 
     def installation_repository_pages(self) -> Iterator[tuple[list, bool]]:
+        """The installation's repositories (with a token, simple mode: the token's own,
+        ``GET /user/repos``, which answers a bare list)."""
+        if settings.GITHUB_TOKEN:
+            return self.pages("/user/repos")
         return self.pages("/installation/repositories", key="repositories")
 
     def file_text(self, full_name: str, path: str, ref: str = "") -> tuple[str | None, Response]:

@@ -303,8 +303,8 @@ class FakeGitHub:
 
     def _api(self, h, method, path):
         query = {k: v[0] for k, v in parse_qs(urlsplit(h.path).query).items()}
-        if method == "GET" and path == "/installation/repositories":
-            return self._repositories(h, query)
+        if method == "GET" and path in ("/installation/repositories", "/user/repos"):
+            return self._repositories(h, query, bare_list=path == "/user/repos")
         m = re.fullmatch(
             r"/repos/([^/]+/[^/]+)/(contents/.+|git/trees/[^/]+|check-runs(?:/\d+)?)", path
         )
@@ -321,7 +321,7 @@ class FakeGitHub:
             return self._check_run(h, method, full_name, rest)
         self._send(h, 404, {"message": "Not Found"})
 
-    def _repositories(self, h, query):
+    def _repositories(self, h, query, bare_list=False):
         per_page = min(int(query.get("per_page", 30)), PER_PAGE_MAX)
         page = int(query.get("page", 1))
         names = sorted(self.repos)
@@ -332,7 +332,14 @@ class FakeGitHub:
         if page < last:
             links.append(f'<{base}&page={page + 1}>; rel="next"')
             links.append(f'<{base}&page={last}>; rel="last"')
-        body = {"total_count": len(names), "repositories": [self.repo_json(n) for n in chunk]}
+        body: dict | list = {
+            "total_count": len(names),
+            "repositories": [self.repo_json(n) for n in chunk],
+        }
+        if bare_list:
+            body = body["repositories"]
+            base = base.replace("/installation/repositories", "/user/repos")
+            links = [link.replace("/installation/repositories", "/user/repos") for link in links]
         etag = '"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
         if h.headers.get("If-None-Match") == etag:
             return self._send(

@@ -268,3 +268,15 @@ def test_a_rate_limit_mid_scan_stops_it_and_orphans_nothing(fake_github, squad):
     assert fake_github.requests_to(r"contents/catalog-info.yaml", 403) == 1  # it stopped there
     assert DiscoveredEntity.objects.filter(orphaned_at__isnull=False).count() == 1
     assert Service.objects.filter(slug__in=["a", "b", "c"]).count() == 3
+
+
+def test_simple_mode_with_a_token_discovers_the_tokens_repositories(fake_github, squad, settings):
+    fake_github.simple_token = "ghp_simple"
+    settings.GITHUB_TOKEN, settings.GITHUB_APP_ID = "ghp_simple", ""
+    for i in range(120):
+        fake_github.add_repo_fast(
+            f"acme/t{i:03d}", {"catalog-info.yaml": component(f"t{i:03d}", squad.slug)}
+        )
+    report = scan.scan_installation()
+    assert report.repositories == 120 and report.imported == 120, report.errors
+    assert fake_github.requests_to(r"GET /user/repos", 200) == 2
