@@ -74,6 +74,7 @@ class PipelineRun(LoggedJob):
         MANUAL = "manual"
         API = "api"
         RERUN = "rerun"
+        PULL_REQUEST = "pull_request"
 
     service = models.ForeignKey(
         "squads.Service", on_delete=models.CASCADE, related_name="pipeline_runs"
@@ -174,3 +175,6 @@ class LogChunk(LogChunkBase):
 
 def workspace_root():
     return settings.WORKSPACE_ROOT / "pipelines"
+
+
+from pipelines.github.models import GitHubCheck  # noqa: E402,F401  (issue 18, its own module)

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from pipelines.github import checks
 from pipelines.models import (
     ACTIVE_STATUSES,
     LogChunk,
@@ -344,6 +345,7 @@ def _announce(run, what, *, actor=None, **extra):
     if actor is not None:
         record(actor, event, run, squad=squad, data=payload)
     emit(event, squad, payload)
+    checks.schedule_sync(run.pk)  # issue 18: the run's GitHub check run follows it
 
 
 def start_run(run_id, *, worker: str):

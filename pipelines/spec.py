@@ -53,6 +53,7 @@ TOP_KEYS = {
     "version",
     "limits",
     "network",
+    "pull_request",
 }
 STAGE_KEYS = {"name", "steps"}
 STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release", "limits", "network"}
@@ -265,6 +266,8 @@ def parse(text: str) -> Spec:
     if "env" in top:
         data["env"] = _env(top["env"], "env")
     data.update(_sandbox(top, ""))
+    if "pull_request" in top:
+        data["pull_request"] = pull_request_filter(top["pull_request"])
     if "stages" not in top:
         raise SpecError("required: a list of stages", _line(root), "stages")
     stages_node = top["stages"]
@@ -403,3 +406,31 @@ def _step_kind(tkeys, tfield: str, release: dict | None) -> str:
             f"{tfield}.kind",
         )
     return kind
+
+
+# --- pull requests (issue 18): which pull requests run the pipeline ----------------------------
+def pull_request_filter(node) -> dict:
+    """``pull_request: false`` (no PR builds), ``true``, or ``{branches: [...] | {include,
+    exclude}, cancel_previous: bool}``: base branches of the PRs that run, and whether a new
+    commit cancels the PR's older runs (default ``GITHUB_PR_CANCEL_PREVIOUS``)."""
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":bool"):
+        return {"enabled": node.value.lower() in ("true", "yes", "on"), "branches": None}
+    keys = _mapping(node, "pull_request", {"branches", "cancel_previous"})
+    out: dict = {"enabled": True, "branches": None}
+    if "branches" in keys:
+        out["branches"] = _branches(keys["branches"])
+    if "cancel_previous" in keys:
+        vnode = keys["cancel_previous"]
+        if not (isinstance(vnode, yaml.ScalarNode) and vnode.tag.endswith(":bool")):
+            raise SpecError("expected true or false", _line(vnode), "pull_request.cancel_previous")
+        out["cancel_previous"] = vnode.value.lower() in ("true", "yes", "on")
+    return out
+
+
+def pull_request_matches(filters: dict | None, base_branch: str) -> bool:
+    """Whether a PR into ``base_branch`` runs under ``filters`` (absent: every PR runs)."""
+    if not filters:
+        return True
+    return bool(filters.get("enabled", True)) and branch_matches(
+        filters.get("branches"), base_branch
+    )

@@ -30,3 +30,6 @@ def reap_lost_runs(stale_seconds=None):
     reaped = services.reap_lost(stale_seconds)
     services.requeue_stale()
     return reaped
+
+
+from pipelines.github.tasks import sync_github_check  # noqa: E402,F401  (issue 18)

@@ -8,6 +8,7 @@ first time. Tags start nothing: a spec's filters (``branches:``) only name branc
 """
 
 from pipelines import services
+from pipelines.github import pulls
 from pipelines.models import PipelineConfig, PipelineRun
 from pipelines.spec import branch_matches
 from portal.errors import Invalid
@@ -67,6 +68,8 @@ def _push(push: Push, verified: list) -> dict:
             )
         except Invalid as exc:
             raise Refused(exc.text) from None
+        if created:
+            pulls.attach_push_check(run, push)  # issue 18: reported as a GitHub check run
         duplicate = duplicate or not created
         runs.append(_run_entry(run, service))
     result: dict = {"runs": runs, "duplicate": duplicate}
@@ -78,4 +81,11 @@ def _push(push: Push, verified: list) -> dict:
     return result
 
 
-RECEIVER = Receiver(name="pipelines", label="services", secrets=_secrets, match=_match, push=_push)
+RECEIVER = Receiver(
+    name="pipelines",
+    label="services",
+    secrets=_secrets,
+    match=_match,
+    push=_push,
+    pull_request=pulls.on_pull_request,
+)

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from portal import urlguard
+from portal import github, urlguard
 from portal.errors import Invalid
 from portal.executor import run_process
 from portal.gitref import valid_branch
@@ -183,6 +183,22 @@ class Checkout:
         root = workspace_root()
         self.cache = root / "cache" / f"{run.service_id}-{key}.git"
         self.workdir = root / "runs" / str(run.pk)
+        self.auth_env: dict[str, str] = {}
+        self.auth_secrets: list[str] = []
+
+    def _authenticate(self):
+        """The GitHub token for a clone from GitHub's host, through git's config environment
+        (portal.github.clone_env): never in the URL, the argv or the log."""
+        if not github.configured() or not github.clone_env(self.url, "x"):
+            return
+        try:
+            # a run started by a GitHub App delivery clones with that delivery's installation
+            check = getattr(self.run, "github_check", None)
+            token = github.GitHub(getattr(check, "installation_id", 0)).token()
+        except github.GitHubError as exc:
+            raise SourceError(f"GitHub credentials for the clone: {exc}") from None
+        self.auth_env = github.clone_env(self.url, token)
+        self.auth_secrets = [token, self.auth_env["GIT_CONFIG_VALUE_0"].split()[-1]]
 
     def _git(self, args, cwd):
         n = len(self.remote.config) if args[:1] == ["-c"] else 0  # the guard's -c options
@@ -190,9 +206,9 @@ class Checkout:
         res = run_process(
             ["git", *args],
             cwd=cwd,
-            env=git_env(),
+            env={**git_env(), **self.auth_env},
             timeout=GIT_TIMEOUT,
-            secrets=url_secrets(self.url),
+            secrets=url_secrets(self.url) + self.auth_secrets,
             on_output=self.on_output,
             should_cancel=self.should_cancel,
             on_heartbeat=self.on_heartbeat,
@@ -227,6 +243,7 @@ class Checkout:
 
     def prepare(self) -> tuple[Path, str]:
         run = self.run
+        self._authenticate()
         self.cache.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.cache.with_suffix(".lock")
         with open(lock_path, "w") as lock:
@@ -245,6 +262,7 @@ class Checkout:
                     self.url,
                     "+refs/heads/*:refs/heads/*",
                     "+refs/tags/*:refs/tags/*",
+                    "+refs/pull/*/head:refs/pull/*/head",  # pull requests from forks
                 ],
                 cwd=self.cache,
             )

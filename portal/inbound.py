@@ -123,6 +123,10 @@ class Receiver:
     secrets: Callable[[list[str]], set[str]]
     match: Callable[[dict, frozenset[str], str], Match]
     push: Callable[["Push", list], dict]
+    # issue 18: ``pull_request(pr, verified)`` like ``push``; ``installation(event, data)`` for
+    # ``installation*`` events (no repository: signed with GITHUB_WEBHOOK_SECRET)
+    pull_request: Callable[["PullRequest", list], dict] | None = None
+    installation: Callable[[str, dict], dict] | None = None
 
 
 RECEIVERS: dict[str, Receiver] = {}
@@ -243,6 +247,10 @@ def github(request):
     if event == "ping":
         labels = {RECEIVERS[n].label: m.labels for n, m in matches.items()}
         return JsonResponse({"ok": True, "event": "ping", "message": "pong", **labels})
+    if event == "pull_request":
+        return pull_request_delivery(request, data, matches)
+    if event.startswith("installation"):
+        return installation_delivery(event, data)
     if event != "push":
         return JsonResponse(
             {
@@ -322,7 +330,7 @@ def _push(request, data, matches):
         except Refused as exc:
             return _error(400, "invalid", str(exc))
         answer["runs"] += result.get("runs", [])
-        for key in ("reason", "skipped"):
+        for key in ("reason", "skipped", "discovery"):
             if result.get(key) and key not in answer:
                 answer[key] = result[key]
         answer["duplicate"] = answer.get("duplicate", False) or bool(result.get("duplicate"))
@@ -331,3 +339,102 @@ def _push(request, data, matches):
         return JsonResponse(answer, status=202 if answer["runs"] else 200)
     answer["duplicate"] = True
     return JsonResponse(answer, status=200)
+
+
+# --- pull requests and installations (issue 18) ---------------------------------------------------
+PR_ACTIONS = ("opened", "synchronize", "reopened")
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    """A verified ``pull_request`` event (opened, synchronize, reopened), described once."""
+
+    data: dict
+    action: str
+    number: int
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    title: str
+    author: str
+    repository: str  # owner/name
+    installation: int
+    delivery: str | None
+    actor: Actor
+    from_fork: bool = False  # the head commit lives in another repository
+
+
+def describe_pull_request(request, data: dict) -> PullRequest:
+    """A :class:`PullRequest` from a verified payload; raises ValueError naming the bad field."""
+    pr = _field(data, "pull_request", dict)
+    head, base = _field(pr, "head", dict), _field(pr, "base", dict)
+    number = data.get("number", pr.get("number"))
+    if not isinstance(number, int) or number < 1:
+        raise ValueError("number: expected the pull request's number")
+    sha = head.get("sha")
+    if not isinstance(sha, str) or not SHA_RE.match(sha):
+        raise ValueError("pull_request.head.sha: expected a commit id")
+    for where, value in (("head", head.get("ref")), ("base", base.get("ref"))):
+        if not isinstance(value, str) or not valid_branch(value):
+            raise ValueError(f"pull_request.{where}.ref: expected a branch name")
+    who = _field(data, "sender", dict).get("login") or "pull_request"
+    installation = _field(data, "installation", dict).get("id")
+    head_repo = _field(head, "repo", dict).get("full_name")
+    base_repo = _field(base, "repo", dict).get("full_name")
+    return PullRequest(
+        data=data,
+        action=str(data.get("action")),
+        number=number,
+        head_sha=sha,
+        head_ref=head["ref"],
+        base_ref=base["ref"],
+        title=str(pr.get("title") or "")[:500],
+        author=str(_field(pr, "user", dict).get("login") or ""),
+        repository=str(_field(data, "repository", dict).get("full_name") or ""),
+        installation=installation if isinstance(installation, int) else 0,
+        delivery=request.headers.get("X-GitHub-Delivery", "")[:100] or None,
+        actor=Actor(
+            door="webhook", ip=request.META.get("REMOTE_ADDR"), system_name=f"github:{who}"
+        ),
+        from_fork=bool(head_repo and base_repo and head_repo != base_repo),
+    )
+
+
+def pull_request_delivery(request, data: dict, matches: dict):
+    action = data.get("action")
+    if action not in PR_ACTIONS:
+        message = f"pull_request action {str(action)[:50]!r} starts nothing (runs: {', '.join(PR_ACTIONS)})"
+        return JsonResponse({"ok": True, "runs": [], "run_id": None, "reason": message})
+    try:
+        pr = describe_pull_request(request, data)
+    except ValueError as exc:
+        return _error(400, "invalid", str(exc))
+    answer: dict = {"ok": True, "runs": [], "pull_request": pr.number}
+    for name, match in matches.items():
+        handler = RECEIVERS[name].pull_request
+        if not match.verified or handler is None:
+            continue
+        try:
+            result = handler(pr, match.verified)
+        except Refused as exc:
+            return _error(400, "invalid", str(exc))
+        answer["runs"] += result.get("runs", [])
+        for key in ("reason", "skipped", "canceled"):
+            if result.get(key):
+                answer.setdefault(key, result[key])
+    if not answer["runs"] and "reason" not in answer:
+        answer["reason"] = "no matching service uses this repository"
+    answer["run_id"] = next((r["id"] for r in answer["runs"]), None)
+    return JsonResponse(answer, status=202 if answer["runs"] else 200)
+
+
+def installation_delivery(event: str, data: dict):
+    """``installation`` / ``installation_repositories`` (and the rest of the family): handed to
+    the receivers that listen (discovery scans the installation again)."""
+    installation = _field(data, "installation", dict).get("id")
+    answer: dict = {"ok": True, "event": event, "action": str(data.get("action") or "")}
+    answer["installation"] = installation if isinstance(installation, int) else None
+    for receiver in RECEIVERS.values():
+        if receiver.installation is not None:
+            answer.update(receiver.installation(event, data))
+    return JsonResponse(answer)

@@ -318,6 +318,25 @@ GITHUB_WEBHOOK_SECRET = env_str("GITHUB_WEBHOOK_SECRET", "")
 # unless allowed, link-local and metadata addresses always
 OUTBOUND_ALLOW = env_list("BACKLINE_OUTBOUND_ALLOW", [])
 OUTBOUND_DENY = env_list("BACKLINE_OUTBOUND_DENY", [])
+
+# GitHub (portal/github.py): the REST base URL (GitHub Enterprise: https://host/api/v3), and
+# either a token (simple mode) or a GitHub App (id + PEM path, installation tokens minted)
+GITHUB_API_URL = env_str("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+GITHUB_TOKEN = env_str("GITHUB_TOKEN", "")
+GITHUB_APP_ID = env_str("GITHUB_APP_ID", "")
+GITHUB_APP_PRIVATE_KEY = env_str("GITHUB_APP_PRIVATE_KEY", "")
+GITHUB_APP_INSTALLATION_ID = env_int("GITHUB_APP_INSTALLATION_ID", 0)
+# the longest a call waits for a rate limit to reset before failing with a clear error
+GITHUB_RATE_LIMIT_MAX_WAIT = env_float("GITHUB_RATE_LIMIT_MAX_WAIT", 60.0)
+GITHUB_TIMEOUT = env_float("GITHUB_TIMEOUT", 15.0)
+# a new commit on a pull request cancels the older runs of that pull request
+GITHUB_PR_CANCEL_PREVIOUS = env_bool("GITHUB_PR_CANCEL_PREVIOUS", True)
+# pull requests from forks run untrusted code next to the service's pipeline secrets: off
+GITHUB_PR_BUILD_FORKS = env_bool("GITHUB_PR_BUILD_FORKS", False)
+# discovery (squads/discovery.py): the descriptor path, the scan interval, the orphan grace
+GITHUB_DISCOVERY_PATH = env_str("GITHUB_DISCOVERY_PATH", "catalog-info.yaml")
+GITHUB_DISCOVERY_SECONDS = env_int("GITHUB_DISCOVERY_SECONDS", 3600)
+GITHUB_ORPHAN_GRACE_SECONDS = env_int("GITHUB_ORPHAN_GRACE_SECONDS", 86400)
 # The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
 SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))
 BWRAP_BIN = env_str("BWRAP_BIN", "bwrap")

@@ -6,6 +6,7 @@ EVENT_TYPES = {
     "catalog.service.updated": "A service's fields, tags, dependencies or owner changed.",
     "catalog.service.deleted": "A service was removed from the catalog.",
     "catalog.imported": "A Backstage import created or changed the squad's services.",
+    "catalog.discovery.failed": "GitHub discovery could not import a repository's descriptor.",
 }
 
 
@@ -17,8 +18,10 @@ class SquadsConfig(AppConfig):
 
         from portal import registry
         from portal.events import register_event_type
+        from portal.inbound import register_receiver
         from squads import cache, home, schedule
         from squads.converters import EntitySlugConverter
+        from squads.discovery import webhooks as discovery_webhooks
 
         cache.connect()
         register_converter(EntitySlugConverter, "entity")  # dotted Backstage names
@@ -29,5 +32,6 @@ class SquadsConfig(AppConfig):
         registry.beat(schedule.BEAT_SCHEDULE)
         registry.home_context(home.home_context)
         registry.member_squads(home.member_squads)
+        register_receiver(discovery_webhooks.RECEIVER)  # issue 18: GitHub discovery
         for name, description in EVENT_TYPES.items():
             register_event_type(name, description)

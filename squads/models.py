@@ -406,3 +406,6 @@ class Location(models.Model):
 
     def __str__(self):
         return self.target
+
+
+from squads.discovery.models import DiscoveredEntity, DiscoveredRepository  # noqa: E402,F401

@@ -18,6 +18,7 @@ from portal.actors import Actor
 from portal.errors import Invalid
 from portal.gitsource import validate_remote
 from portal.urlsecrets import keep_if_redacted, redact_credentials
+from squads.discovery.models import descriptor_of
 from squads.models import Dependency, Service, Squad, Tag
 
 # what a catalog row shows of a service (besides its slug and tags)
@@ -116,6 +117,7 @@ def update_service(
     """Update fields of a service. The actor needs write access to the current owner and, when
     the owner changes, to the new owner as well."""
     _require_write(actor, service.owner, f"change service '{service.slug}'")
+    _refuse_descriptor_fields(service, fields, tags, provides_apis, consumes_apis)
     new_owner = fields.get("owner", service.owner)
     if "owner" in fields and new_owner != service.owner:
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
@@ -185,6 +187,34 @@ def remove_dependency(dep: Dependency, *, actor: Actor) -> None:
     with transaction.atomic():
         audit.record(actor, "dependency.delete", dep, squad=dep.source.owner)
         dep.delete()
+
+
+def _refuse_descriptor_fields(service: Service, fields: dict, *relations: Any) -> None:
+    """Issue 18: a service GitHub discovery imported is edited in its repository's descriptor;
+    changing a field that file owns here is refused with a message naming the file."""
+    names = [
+        n for n in fields if n in SERVICE_DESCRIPTOR_FIELDS and fields[n] != getattr(service, n)
+    ]
+    for name, value in zip(("tags", "provides_apis", "consumes_apis"), relations, strict=True):
+        if value is not None and service.pk:
+            attr = "name" if name == "tags" else "slug"
+            now = set(getattr(service, name).values_list(attr, flat=True))
+            if name == "tags":
+                wanted = {v.strip().lower()[:63] for v in value if v and v.strip()}
+            else:
+                wanted = {getattr(v, attr, v) for v in value}
+            if wanted != now:
+                names.append(name)
+    if not names:
+        return
+    repo = descriptor_of("component", service.slug)
+    if repo is None:
+        return
+    message = (
+        f"This field is set by {repo.path} in the GitHub repository {repo.full_name} "
+        f"({repo.file_url}); change it there and discovery imports it."
+    )
+    raise Invalid(errors={name: [message] for name in names})
 
 
 def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:

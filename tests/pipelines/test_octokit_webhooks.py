@@ -32,6 +32,10 @@ def expected(event: str, data: dict, service: str | None) -> tuple[int, dict]:
     """(status, fields the answer must have), from the payload alone."""
     if event == "ping":
         return 200, {"message": "pong", "services": [service] if service else []}
+    if event == "pull_request":
+        return expected_pull_request(data, service)
+    if event.startswith("installation"):
+        return 200, {"event": event, "action": data.get("action", "")}
     if event != "push":
         return 200, {"message": f"ignored event {event}"}
     ref = data["ref"]
@@ -46,6 +50,20 @@ def expected(event: str, data: dict, service: str | None) -> tuple[int, dict]:
             "reason": f"tag {name} is not a branch; pipelines run on branch pushes",
         }
     return 202, {"ref": name, "commit": data["after"], "service": service}
+
+
+def expected_pull_request(data: dict, service: str | None) -> tuple[int, dict]:
+    """Issue 18: opened / synchronize / reopened run the pipeline on the head commit."""
+    action = data["action"]
+    if action not in ("opened", "synchronize", "reopened"):
+        reason = (
+            f"pull_request action {action!r} starts nothing (runs: opened, synchronize, reopened)"
+        )
+        return 200, {"runs": [], "reason": reason}
+    if service is None:
+        return 200, {"runs": [], "reason": "no matching service uses this repository"}
+    head = data["pull_request"]["head"]
+    return 202, {"ref": head["ref"], "commit": head["sha"], "trigger": "pull_request"}
 
 
 def send(raw_json: bytes, event: str, *, form: bool, secret: str, delivery: str):
@@ -81,7 +99,7 @@ def check(raw, event, data, service, *, form):
         run = PipelineRun.objects.get(pk=body["run_id"])
         assert [r["service"] for r in body["runs"]] == [service]
         assert (run.ref, run.requested_commit) == (want["ref"], want["commit"])
-        assert run.trigger == "push" and run.delivery_id == delivery
+        assert run.trigger == want.get("trigger", "push") and run.delivery_id == delivery
     else:
         assert {k: body.get(k) for k in want} == want
         assert not PipelineRun.objects.filter(delivery_id=delivery).exists()
