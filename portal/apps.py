@@ -9,6 +9,7 @@ class PortalConfig(AppConfig):
         from portal import (
             collectors,
             events,
+            lookups,
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
@@ -16,4 +17,5 @@ class PortalConfig(AppConfig):
 
         collectors.register()
         events.register()
+        lookups.register()
         registry.beat(schedule.BEAT_SCHEDULE)

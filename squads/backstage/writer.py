@@ -84,13 +84,13 @@ def _create(imp, table, ids, fk_maps, field_names):
         rows.append({"slug": slug, **_attnames(values, fk_maps)})
     _insert(model, rows)
     if create:
-        ids.update(model.objects.filter(slug__in=list(create)).values_list("slug", "pk"))
+        ids.update(model.objects.filter(slug__any=list(create)).values_list("slug", "pk"))
     fk_maps = {**fk_maps, **{k: ids for k in late_fks}}
     late_slugs = [s for s, w in create.items() if any(w[k] for k in late_fks)]
     if late_slugs:
         late = [
             _apply(o, {k: create[o.slug][k] for k in late_fks}, fk_maps)
-            for o in model.objects.filter(slug__in=late_slugs)
+            for o in model.objects.filter(slug__any=late_slugs)
         ]
         model.objects.bulk_update(late, list(late_fks), batch_size=BATCH)
     return fk_maps
@@ -130,14 +130,14 @@ def _write_rows(imp):
     return ids
 
 
-def _touched(plan, kind):
+def touched(plan, kind):
     """slug → desired row of every row of ``kind`` the plan creates or changes."""
     return {**plan[kind]["create"], **{s: w for s, (w, _) in plan[kind]["update"].items()}}
 
 
 def _write_memberships(imp, person_ids, squad_ids):
     m_new, m_update, m_delete = [], [], []
-    for slug, want in _touched(imp.plan, "person").items():
+    for slug, want in touched(imp.plan, "person").items():
         current = imp.memberships_of(slug)
         wanted = dict(want["memberships"])
         for sq, (mid, role) in current.items():
@@ -150,7 +150,7 @@ def _write_memberships(imp, person_ids, squad_ids):
                 m_new.append(
                     {"person_id": person_ids[slug], "squad_id": squad_ids[sq], "role": role}
                 )
-    Membership.objects.filter(pk__in=m_delete).delete()
+    Membership.objects.filter(pk__any=m_delete).delete()
     Membership.objects.bulk_update(m_update, ["role"], batch_size=BATCH)
     _insert(Membership, m_new)
 
@@ -183,7 +183,7 @@ def _write_service_links(imp, touched, service_ids, api_ids):
                 for n in want[key]
                 if n not in current
             ]
-        through.objects.filter(pk__in=delete).delete()
+        through.objects.filter(pk__any=delete).delete()
         _insert(through, new)
 
 
@@ -203,7 +203,7 @@ def _write_dependencies(imp, touched, service_ids, resource_ids):
                     "target_resource_id": None if component else resource_ids[target],
                 }
             )
-    Dependency.objects.filter(pk__in=delete).delete()
+    Dependency.objects.filter(pk__any=delete).delete()
     _insert(Dependency, new)
 
 
@@ -211,7 +211,7 @@ def write(imp):
     """Apply ``imp.plan`` with bulk operations (inside the caller's transaction)."""
     ids = _write_rows(imp)
     _write_memberships(imp, ids["person"], ids["squad"])
-    touched = _touched(imp.plan, "component")
-    _write_service_links(imp, touched, ids["component"], ids["api"])
-    _write_dependencies(imp, touched, ids["component"], ids["resource"])
+    services = touched(imp.plan, "component")
+    _write_service_links(imp, services, ids["component"], ids["api"])
+    _write_dependencies(imp, services, ids["component"], ids["resource"])
     foreign.write(imp, ids["squad"], _insert)
