@@ -16,26 +16,12 @@ from django.db import transaction
 from portal import audit, events
 from portal.actors import Actor
 from portal.errors import Invalid
+from squads import stitch
+from squads.fields import SERVICE_DESCRIPTOR_FIELDS, SERVICE_FIELDS, SERVICE_PAGE_FIELDS
 from squads.models import Dependency, Service, Squad, Tag
 
-# what a person edits on the service page
-SERVICE_PAGE_FIELDS = (
-    "name",
-    "description",
-    "owner",
-    "system",
-    "type",
-    "lifecycle",
-    "tier",
-    "repository_url",
-    "default_branch",
-    "runbook_url",
-    "oncall",
-)
-# what a catalog-info.yaml describes (the Backstage importer writes these)
-SERVICE_DESCRIPTOR_FIELDS = (*SERVICE_PAGE_FIELDS, "links", "annotations")
-# every field create_service / update_service accept (besides tags and APIs)
-SERVICE_FIELDS = (*SERVICE_DESCRIPTOR_FIELDS, "webhook_secret", "metrics_urls")
+__all__ = ["SERVICE_DESCRIPTOR_FIELDS", "SERVICE_FIELDS", "SERVICE_PAGE_FIELDS"]  # and the verbs
+
 SECRET_FIELDS = {"webhook_secret"}
 SQUAD_FIELDS = ("name", "mission", "chat_channel", "oncall_contact", "email", "links")
 
@@ -76,7 +62,7 @@ def create_service(
     unknown = set(fields) - set(SERVICE_FIELDS)
     if unknown:
         raise Invalid(errors={k: "Unknown field." for k in sorted(unknown)})
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         clash = Service.objects.filter(slug__iexact=slug).exclude(slug=slug).first()
         if clash is not None:  # Backstage compares names case-insensitively; so does an import
             raise Invalid(errors={"slug": f"Service '{clash.slug}' already exists."})
@@ -106,7 +92,7 @@ def update_service(
     new_owner = fields.get("owner", service.owner)
     if "owner" in fields and new_owner != service.owner:
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         locked = Service.objects.select_for_update().get(pk=service.pk)
         changed: dict[str, Any] = {}
         for key, value in fields.items():
@@ -146,7 +132,7 @@ def update_service(
 
 def delete_service(service: Service, *, actor: Actor) -> None:
     _require_write(actor, service.owner, f"delete service '{service.slug}'")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         audit.record(
             actor, "service.delete", service, squad=service.owner, data={"slug": service.slug}
         )
@@ -166,7 +152,7 @@ def add_dependency(
         raise Invalid("Give exactly one of target_service or target_resource.")
     if target_service is not None and target_service.pk == source.pk:
         raise Invalid(errors={"target_service": "A service cannot depend on itself."})
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         dep, created = Dependency.objects.get_or_create(
             source=source, target_service=target_service, target_resource=target_resource
         )
@@ -177,14 +163,14 @@ def add_dependency(
 
 def remove_dependency(dep: Dependency, *, actor: Actor) -> None:
     _require_write(actor, dep.source.owner, f"change dependencies of '{dep.source.slug}'")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         audit.record(actor, "dependency.delete", dep, squad=dep.source.owner)
         dep.delete()
 
 
 def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:
     _require_write(actor, squad, f"change squad '{squad.slug}'")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         locked = Squad.objects.select_for_update().get(pk=squad.pk)
         changed: dict[str, Any] = {}
         for key, value in fields.items():

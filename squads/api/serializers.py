@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from squads.fields import LIST_FIELDS
 from squads.models import (
     Api,
     Dependency,
@@ -202,21 +203,7 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class ServiceListSerializer(ServiceSerializer):
     class Meta(ServiceSerializer.Meta):
-        fields = [
-            "slug",
-            "name",
-            "description",
-            "owner",
-            "system",
-            "type",
-            "lifecycle",
-            "tier",
-            "repository_url",
-            "tags",
-            "scorecard",
-            "url",
-            "updated_at",
-        ]
+        fields = list(LIST_FIELDS)
 
 
 class DependencySerializer(serializers.ModelSerializer):

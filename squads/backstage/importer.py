@@ -289,9 +289,12 @@ class _Importer(EntityBuilder):
 
     # ---- phase 6: write
     def write(self):
+        from squads import stitch
         from squads.cache import CATALOG
 
-        writer.write(self)
+        with stitch.batch():  # the read form of every service affected, stitched once
+            writer.write(self)
+            stitch.restitch(writer.affected_services(self.plan))  # COPY sends no signals
         CATALOG.bump()  # COPY and through-table writes send no model signals
 
 

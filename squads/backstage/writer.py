@@ -1,61 +1,17 @@
 """Writing an import plan: COPY (PostgreSQL) / bulk_create for new rows, bulk_update for changed
 ones, set differences for relations."""
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
+from squads.bulk import attnames as _attnames
+from squads.bulk import insert as _insert
 from squads.models import Dependency, Membership, Service, Tag
 
 from . import foreign
 from .constants import BATCH
 from .tables import TABLES
-
-
-# --- fast inserts -------------------------------------------------------------------------------
-def _attnames(values, fk_maps):
-    """{"owner": "team-a"} → {"owner_id": 7} for the FKs in ``fk_maps``."""
-    out = {}
-    for k, v in values.items():
-        if k in fk_maps:
-            out[f"{k}_id"] = fk_maps[k].get(v) if v else None
-        else:
-            out[k] = v
-    return out
-
-
-def _insert(model, rows):
-    """Insert plain rows (dicts keyed by attname); unspecified columns get the model default.
-    PostgreSQL: one COPY per table; elsewhere: bulk_create."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create([model(**r) for r in rows], batch_size=BATCH)
-        return
-    now = timezone.now()
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {}
-    for f in fields:
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            defaults[f.attname] = now
-        else:
-            defaults[f.attname] = f.get_default()
-    conn = connections[DEFAULT_DB_ALIAS]
-    # Only JSON and datetime values need adapting; ints, strings and None go as they are.
-    prep = [isinstance(f, (models.JSONField, models.DateTimeField)) for f in fields]
-    cols = [
-        (f.attname, defaults[f.attname], f if p else None)
-        for f, p in zip(fields, prep, strict=True)
-    ]
-    qn = conn.ops.quote_name
-    sql = f"COPY {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
-    with conn.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for r in rows:
-            copy.write_row(
-                [
-                    f.get_db_prep_save(r.get(name, default), conn) if f else r.get(name, default)
-                    for name, default, f in cols
-                ]
-            )
 
 
 def _apply(obj, values, fks):
@@ -168,7 +124,7 @@ def _add_missing_tags(imp, touched):
 def _write_service_links(imp, touched, service_ids, api_ids):
     """A service's tags, provided and consumed APIs: set differences on the through tables."""
     _add_missing_tags(imp, touched)
-    for attr, key, current_map, target_ids, target_field in (
+    for attr, key, current_map, target_ids, target_field in (  # (SERVICE_LINKS)
         ("tags", "tags", imp.db_tags, imp.tag_ids, "tag_id"),
         ("provides_apis", "provides", imp.db_provides, api_ids, "api_id"),
         ("consumes_apis", "consumes", imp.db_consumes, api_ids, "api_id"),
@@ -207,6 +163,23 @@ def _write_dependencies(imp, touched, service_ids, resource_ids):
     _insert(Dependency, new)
 
 
+SERVICE_LINKS = ("tags", "provides_apis", "consumes_apis")
+ANALYZE_AFTER = 1000  # rows created: refresh the planner's statistics, as autovacuum would
+
+
+def _analyze(imp):
+    """After a large bulk load the planner still believes the tables are empty (autovacuum,
+    when on at all, comes later): the next queries, stitching included, would plan for that."""
+    created = sum(len(imp.plan[t.kind]["create"]) for t in TABLES)
+    if connection.vendor != "postgresql" or created < ANALYZE_AFTER:
+        return
+    tables = [t.model._meta.db_table for t in TABLES]
+    tables += [Dependency._meta.db_table, Membership._meta.db_table]
+    tables += [getattr(Service, a).through._meta.db_table for a in SERVICE_LINKS]
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {', '.join(tables)}")
+
+
 def write(imp):
     """Apply ``imp.plan`` with bulk operations (inside the caller's transaction)."""
     ids = _write_rows(imp)
@@ -215,3 +188,24 @@ def write(imp):
     _write_service_links(imp, services, ids["component"], ids["api"])
     _write_dependencies(imp, services, ids["component"], ids["resource"])
     foreign.write(imp, ids["squad"], _insert)
+    _analyze(imp)
+
+
+def affected_services(plan):
+    """Ids of the services whose read form the plan changes: the components written, the
+    services depending on them (a lifecycle feeds their scorecard), and those owned by the
+    squads, tribes and systems written or by squads whose memberships changed (leads)."""
+
+    def slugs(kind):
+        return list(touched(plan, kind))
+
+    components = slugs("component")
+    where = (
+        Q(slug__any=components)
+        | Q(dependencies__target_service__slug__any=components)
+        | Q(owner__slug__any=slugs("squad"))
+        | Q(owner__tribe__slug__any=slugs("tribe"))
+        | Q(system__slug__any=slugs("system"))
+        | Q(owner__memberships__person__slug__any=slugs("person"))
+    )
+    return set(Service.objects.filter(where).order_by().values_list("pk", flat=True))

@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from portal.actors import Actor
 from portal.models import ApiToken
 from squads import backstage
-from squads.models import Dependency, Membership, Service, Squad, Tag, Tribe
+from squads.models import Dependency, Membership, Service, ServiceView, Squad, Tag, Tribe
 from tests.backstage.conftest import run_import, snapshot, wipe_catalog
 
 EXTRA = textwrap.dedent(
@@ -402,6 +402,7 @@ def test_small_import_query_count_does_not_grow_with_the_catalog(db):
         assert report.ok
         counts.append(len(ctx.captured_queries))
         Dependency.objects.filter(source__slug="one-more")._raw_delete("default")
+        ServiceView.objects.filter(slug="one-more")._raw_delete("default")
         Service.objects.filter(slug="one-more")._raw_delete("default")
     assert counts[0] == counts[1], counts
     assert counts[0] < 40, counts
