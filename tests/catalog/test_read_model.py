@@ -245,3 +245,20 @@ def test_search_ranks_over_the_stored_vector(reader, squad):
     assert reader.found("ledger") == ["a-ledger", "b-other"]
     assert reader.found("a-ledg") == ["a-ledger"]  # substring of the slug
     assert reader.facet("owner", search="ledger") == {squad.slug: 2}
+
+
+def test_raw_sql_writes_are_rebuilt_by_restitch_catalog(reader, squad):
+    from django.core.management import call_command
+
+    ServiceFactory(slug="raw", owner=squad, description="before")
+    with connection.cursor() as cur:  # outside Backline: no signal
+        cur.execute("UPDATE squads_service SET description = 'after' WHERE slug = 'raw'")
+    assert reader.detail("raw")["description"] == "before"
+    call_command("restitch_catalog")
+    assert reader.detail("raw")["description"] == "after"
+
+
+def test_unknown_facet_is_a_400_naming_it(charlie):
+    resp = client_for(charlie).get("/api/v1/services/facets/", {"facet": ["lifecycle", "colour"]})
+    assert resp.status_code == 400
+    assert "colour" in str(resp.json())
