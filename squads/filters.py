@@ -19,14 +19,35 @@ from squads.models import (
 # Search ranks at most this many candidates from each way of matching (full text, slug, name,
 # tag): the cost of a search stays bounded however many services match a common word.
 SEARCH_CANDIDATES = 1000
-CANDIDATES_SQL = """
+# the substring match (trigram indexes) only when the words found fewer than this
+SUBSTRING_BELOW = 50
+WORDS_SQL = """
 (SELECT service_id FROM squads_serviceview
   WHERE document @@ websearch_to_tsquery('english'::regconfig, %s) LIMIT %s)
-UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(slug::text) LIKE UPPER(%s) LIMIT %s)
-UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(name::text) LIKE UPPER(%s) LIMIT %s)
 UNION (SELECT st.service_id FROM squads_service_tags st JOIN squads_tag t ON t.id = st.tag_id
   WHERE t.name = %s LIMIT %s)
 """
+SUBSTRING_SQL = """
+(SELECT service_id FROM squads_serviceview WHERE UPPER(slug::text) LIKE UPPER(%s) LIMIT %s)
+UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(name::text) LIKE UPPER(%s) LIMIT %s)
+"""
+
+
+def _candidates(value):
+    """Ids of at most a few thousand services that match ``value``: by its words (the stored
+    vector's GIN index) or an exact tag, and, when those find fewer than ``SUBSTRING_BELOW``,
+    by a substring of slug or name (trigram indexes: ``svc-004``, part of a compound)."""
+    from django.db import connection
+
+    n = SEARCH_CANDIDATES
+    with connection.cursor() as cur:
+        cur.execute(WORDS_SQL, [value, n, value.lower(), n])
+        ids = {r[0] for r in cur.fetchall()}
+        if len(ids) < SUBSTRING_BELOW:
+            like = _like(value)
+            cur.execute(SUBSTRING_SQL, [like, n, like, n])
+            ids.update(r[0] for r in cur.fetchall())
+    return sorted(ids)
 
 
 def search_vector():
@@ -74,9 +95,9 @@ def _like(value):
 
 
 def search_views(qs, value):
-    """Search over the stitched read form: on PostgreSQL the stored vector (GIN index), the
-    trigram-indexed substring of slug and name, and the exact tag, each bounded by
-    ``SEARCH_CANDIDATES``, ranked with ``ts_rank_cd`` (then name); elsewhere substrings."""
+    """Search over the stitched read form: on PostgreSQL the candidates of ``_candidates``
+    (a bounded set, read once: the page and its count filter on the ids), ranked with
+    ``ts_rank_cd`` over the stored vector, then name; elsewhere substrings."""
     value = (value or "").strip()
     if not value:
         return qs
@@ -85,13 +106,10 @@ def search_views(qs, value):
         plain = Q(slug__icontains=value) | Q(name__icontains=value)
         return qs.filter(plain | Q(service__description__icontains=value) | Q(pk__in=tagged))
     from django.contrib.postgres.search import SearchQuery, SearchRank
-    from django.db.models.expressions import RawSQL
 
-    n, like = SEARCH_CANDIDATES, _like(value)
-    candidates = RawSQL(CANDIDATES_SQL, (value, n, like, n, like, n, value.lower(), n))
     query = SearchQuery(value, search_type="websearch", config="english")
     return (
-        qs.filter(pk__in=candidates)
+        qs.filter(pk__any=_candidates(value))
         .annotate(rank=SearchRank(F("document"), query, cover_density=True))
         .order_by(F("rank").desc(nulls_last=True), "name")
     )

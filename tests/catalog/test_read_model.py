@@ -262,3 +262,29 @@ def test_unknown_facet_is_a_400_naming_it(charlie):
     resp = client_for(charlie).get("/api/v1/services/facets/", {"facet": ["lifecycle", "colour"]})
     assert resp.status_code == 400
     assert "colour" in str(resp.json())
+
+
+def test_facets_count_every_value_from_one_query(charlie, squad, other_squad):
+    for i, (owner, lifecycle) in enumerate(
+        [(squad, "production"), (squad, "production"), (other_squad, "deprecated")]
+    ):
+        ServiceFactory(slug=f"f-{i}", owner=owner, lifecycle=lifecycle)
+    c = client_for(charlie)
+    with CaptureQueriesContext(connection) as ctx:
+        resp = c.get("/api/v1/services/facets/", {"facet": ["lifecycle", "owner"]})
+    body = resp.json()
+    assert body["count"] == 3
+    assert body["facets"]["lifecycle"] == [
+        {"value": "production", "count": 2},
+        {"value": "deprecated", "count": 1},
+    ]
+    assert body["facets"]["owner"] == [
+        {"value": squad.slug, "count": 2},
+        {"value": other_squad.slug, "count": 1},
+    ]
+    assert sum("GROUPING SETS" in q["sql"] for q in ctx.captured_queries) == 1
+    filtered = c.get("/api/v1/services/facets/", {"facet": "owner", "lifecycle": "deprecated"})
+    assert filtered.json() == {
+        "count": 1,
+        "facets": {"owner": [{"value": other_squad.slug, "count": 1}]},
+    }
