@@ -229,6 +229,13 @@ def test_a_backstage_import_is_read_back_at_once(reader, admin_user, squad):
     backstage.import_catalog([("a.yaml", first + "---\n" + consumer)], Actor(user=admin_user))
     assert reader.found("podcastcache") == ["imported"]
     assert reader.detail("imported")["dependents"] == ["consumer"]
+    third = (
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: late}\n"
+        f"spec: {{type: service, lifecycle: production, owner: {squad.slug},"
+        " dependsOn: [component:imported]}\n"
+    )
+    backstage.import_catalog([("b.yaml", third)], Actor(user=admin_user))  # imported: unchanged
+    assert reader.detail("imported")["dependents"] == ["consumer", "late"]
     assert reader.rule("consumer", "deps_not_deprecated") is True
     second = doc.format(d="audiocdn mirror", lc="deprecated", o=squad.slug)
     backstage.import_catalog([("a.yaml", second + "---\n" + consumer)], Actor(user=admin_user))
