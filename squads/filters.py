@@ -28,8 +28,8 @@ UNION (SELECT st.service_id FROM squads_service_tags st JOIN squads_tag t ON t.i
   WHERE t.name = %s LIMIT %s)
 """
 SUBSTRING_SQL = """
-(SELECT service_id FROM squads_serviceview WHERE UPPER(slug::text) LIKE UPPER(%s) LIMIT %s)
-UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(name::text) LIKE UPPER(%s) LIMIT %s)
+SELECT service_id FROM squads_serviceview
+WHERE UPPER(slug::text) LIKE UPPER(%s) OR UPPER(name::text) LIKE UPPER(%s) LIMIT %s
 """
 
 
@@ -45,7 +45,7 @@ def _candidates(value):
         ids = {r[0] for r in cur.fetchall()}
         if len(ids) < SUBSTRING_BELOW:
             like = _like(value)
-            cur.execute(SUBSTRING_SQL, [like, n, like, n])
+            cur.execute(SUBSTRING_SQL, [like, like, 2 * n])
             ids.update(r[0] for r in cur.fetchall())
     return sorted(ids)
 
