@@ -9,7 +9,7 @@ from squads.scorecards import Rule, ScorecardSource
 def load(service_ids) -> dict:
     """{service_id: [drift statuses of its workspaces]} in one query."""
     statuses = defaultdict(list)
-    rows = Workspace.services.through.objects.filter(service_id__in=list(service_ids)).values_list(
+    rows = Workspace.services.through.objects.filter(service_id__any=list(service_ids)).values_list(
         "service_id", "workspace__drift_status"
     )
     for service_id, status in rows:

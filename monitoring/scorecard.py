@@ -9,13 +9,13 @@ def load(service_ids) -> dict:
     ids = list(service_ids)
     return {
         "has_rules": set(
-            AlertRule.objects.filter(service_id__in=ids, enabled=True).values_list(
+            AlertRule.objects.filter(service_id__any=ids, enabled=True).values_list(
                 "service_id", flat=True
             )
         ),
         "critical_firing": set(
             Alert.objects.filter(
-                service_id__in=ids, state=Alert.State.FIRING, severity=Severity.CRITICAL
+                service_id__any=ids, state=Alert.State.FIRING, severity=Severity.CRITICAL
             ).values_list("service_id", flat=True)
         ),
     }

@@ -8,7 +8,7 @@ from pipelines.models import PipelineRun
 def latest_ids(service_ids=None):
     qs = PipelineRun.objects.all()
     if service_ids is not None:
-        qs = qs.filter(service_id__in=list(service_ids))
+        qs = qs.filter(service_id__any=list(service_ids))
     return qs.order_by().values("service_id").annotate(m=Max("id")).values("m")
 
 

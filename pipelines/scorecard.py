@@ -10,17 +10,17 @@ from squads.scorecards import Rule, ScorecardSource
 def load(service_ids) -> dict:
     ids = list(service_ids)
     with_spec = set(
-        PipelineConfig.objects.filter(service_id__in=ids)
+        PipelineConfig.objects.filter(service_id__any=ids)
         .exclude(spec_yaml="")
         .values_list("service_id", flat=True)
     ) | set(
-        PipelineRun.objects.filter(service_id__in=ids, spec__isnull=False)
+        PipelineRun.objects.filter(service_id__any=ids, spec__isnull=False)
         .order_by()
         .values_list("service_id", flat=True)
         .distinct()
     )
     latest_default = (
-        PipelineRun.objects.filter(service_id__in=ids, ref=F("service__default_branch"))
+        PipelineRun.objects.filter(service_id__any=ids, ref=F("service__default_branch"))
         .filter(~Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]))
         .order_by()
         .values("service_id")

@@ -10,6 +10,7 @@ class PortalConfig(AppConfig):
             collectors,
             events,
             limits,
+            lookups,
             registry,
             schedule,
             schema,  # noqa: F401 - registers OpenAPI extensions
@@ -21,4 +22,5 @@ class PortalConfig(AppConfig):
         collectors.register()
         limits.connect()
         events.register()
+        lookups.register()
         registry.beat(schedule.BEAT_SCHEDULE)

@@ -34,8 +34,11 @@ from django.dispatch import Signal
 
 log = logging.getLogger(__name__)
 
-# sent by WatchedQuerySet after update() / bulk_create() / bulk_update(): fields = names changed
+# sent by WatchedQuerySet after update() / bulk_create() / bulk_update(): fields = names
+# changed, pks = the rows written (for update(): the rows matching before it ran, read only when
+# someone listens); rows_changing is sent before update() with the same arguments
 rows_changed = Signal()
+rows_changing = Signal()
 
 MISS = object()
 
@@ -147,21 +150,26 @@ class WatchedQuerySet(models.QuerySet):
     """A QuerySet whose bulk writes (which send no model signals) announce themselves."""
 
     def update(self, **kwargs):
+        pks = None
+        if rows_changing.has_listeners(self.model):
+            pks = list(self.order_by().values_list("pk", flat=True))
+            rows_changing.send(sender=self.model, fields=set(kwargs), pks=pks)
         n = super().update(**kwargs)
-        if n:
-            rows_changed.send(sender=self.model, fields=set(kwargs))
+        if n or pks is not None:  # a receiver of rows_changing hears how it ended
+            rows_changed.send(sender=self.model, fields=set(kwargs), pks=pks)
         return n
 
     def bulk_create(self, objs, *args, **kwargs):
         objs = super().bulk_create(objs, *args, **kwargs)
         if objs:
-            rows_changed.send(sender=self.model, fields=None)
+            pks = [o.pk for o in objs if o.pk is not None]
+            rows_changed.send(sender=self.model, fields=None, pks=pks)
         return objs
 
     def bulk_update(self, objs, fields, *args, **kwargs):
         n = super().bulk_update(objs, fields, *args, **kwargs)
         if n:
-            rows_changed.send(sender=self.model, fields=set(fields))
+            rows_changed.send(sender=self.model, fields=set(fields), pks=[o.pk for o in objs])
         return n
 
 

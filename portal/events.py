@@ -67,39 +67,56 @@ def validate_patterns(patterns) -> list[str]:
 
 def emit(event_type: str, squad, data: dict) -> list[EventDelivery]:
     """Record and enqueue deliveries of one event to the squad's matching subscriptions."""
-    if event_type not in EVENT_TYPES and getattr(settings, "EVENTS_STRICT", False):
-        raise UnknownEventType(f"event type {event_type!r} is not registered")
     if squad is None:
+        _check_type(event_type)
         return []
-    squad_id = getattr(squad, "pk", squad)
-    subs = [
-        s
-        for s in EventSubscription.objects.filter(squad_id=squad_id, active=True)
-        if s.matches(event_type)
-    ]
+    return emit_many(event_type, [(squad, data)])
+
+
+def emit_many(event_type: str, items) -> list[EventDelivery]:
+    """``emit`` for many squads at once: ``items`` is ``[(squad, data), ...]``; the
+    subscriptions of all of them are read in one query, so a bulk operation touching a
+    thousand squads costs one query plus one delivery per matching subscription."""
+    _check_type(event_type)
+    by_squad = {getattr(sq, "pk", sq): (sq, data) for sq, data in items if sq is not None}
+    if not by_squad:
+        return []
+    subs = EventSubscription.objects.filter(squad_id__in=list(by_squad), active=True).order_by(
+        "squad_id", "pk"
+    )
     deliveries = []
     for sub in subs:
-        delivery_id = uuid.uuid4()  # the body's id is the X-Backline-Delivery header
-        payload = {
-            "id": str(delivery_id),
-            "type": event_type,
-            "created_at": timezone.now().isoformat(),
-            "squad": getattr(squad, "slug", None),
-            "data": data,
-        }
-        deliveries.append(
-            outbound.deliver(
-                KIND,
-                sub.url,
-                payload,
-                event_type=event_type,
-                ref=f"subscription:{sub.pk}",
-                subscription=sub,
-                max_attempts=MAX_ATTEMPTS,
-                delivery_id=delivery_id,
-            )
-        )
+        if not sub.matches(event_type):
+            continue
+        squad, data = by_squad[sub.squad_id]
+        deliveries.append(_deliver(event_type, sub, squad, data))
     return deliveries
+
+
+def _check_type(event_type: str) -> None:
+    if event_type not in EVENT_TYPES and getattr(settings, "EVENTS_STRICT", False):
+        raise UnknownEventType(f"event type {event_type!r} is not registered")
+
+
+def _deliver(event_type: str, sub: EventSubscription, squad, data: dict) -> EventDelivery:
+    delivery_id = uuid.uuid4()  # the body's id is the X-Backline-Delivery header
+    payload = {
+        "id": str(delivery_id),
+        "type": event_type,
+        "created_at": timezone.now().isoformat(),
+        "squad": getattr(squad, "slug", None),
+        "data": data,
+    }
+    return outbound.deliver(
+        KIND,
+        sub.url,
+        payload,
+        event_type=event_type,
+        ref=f"subscription:{sub.pk}",
+        subscription=sub,
+        max_attempts=MAX_ATTEMPTS,
+        delivery_id=delivery_id,
+    )
 
 
 def attempt(delivery_pk: int) -> EventDelivery | None:

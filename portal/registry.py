@@ -34,13 +34,17 @@ class ScorecardRule:
 class ScorecardSource:
     """An app's scorecard rules; ``load(service_ids)`` is handed to the checks as
     ``ctx[key]``; ``inputs`` names the models (label -> fields read, None: all) whose changes
-    refresh cached catalog rows."""
+    re-stitch the services they belong to (``squads.stitch``) and refresh cached catalog rows.
+    A model with a ``service`` foreign key or a ``services`` many-to-many field is mapped to
+    its services by itself; ``affects`` (label -> ``fn(pks) -> service ids``) maps the others
+    ("this write affects service X")."""
 
     key: str
     rules: tuple[ScorecardRule, ...]
     load: Callable[[list[int]], Any] | None = None
     inputs: dict[str, set[str] | None] = field(default_factory=dict)
     order: int = 100  # rules are listed by source order, then as given
+    affects: dict[str, Callable[[list[int]], Iterable[int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class CatalogColumn:
     key: str
     load: Callable[[list[int]], Any]
     inputs: dict[str, set[str] | None] = field(default_factory=dict)
+    affects: dict[str, Callable[[list[int]], Iterable[int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from squads.scorecards import Rule, ScorecardSource
 def load(service_ids) -> dict:
     """{service id: latest production release uses a canary with analysis}."""
     latest = (
-        Release.objects.filter(service_id__in=list(service_ids), environment__production=True)
+        Release.objects.filter(service_id__any=list(service_ids), environment__production=True)
         .order_by()
         .values("service_id")
         .annotate(m=Max("id"))
@@ -39,5 +39,23 @@ RULES = [
     ),
 ]
 
+
 # registered by ReleasesConfig.ready() (squads.scorecards.register)
-SOURCE = ScorecardSource("releases", tuple(RULES), load, CATALOG_INPUTS, order=15)
+def services_in_environments(pks):
+    """An environment's ``production`` flag decides which releases the rule reads."""
+    return (
+        Release.objects.filter(environment_id__in=list(pks))
+        .order_by()
+        .values_list("service_id", flat=True)
+        .distinct()
+    )
+
+
+SOURCE = ScorecardSource(
+    "releases",
+    tuple(RULES),
+    load,
+    CATALOG_INPUTS,
+    order=15,
+    affects={"releases.Environment": services_in_environments},
+)

@@ -19,11 +19,12 @@ class SquadsConfig(AppConfig):
         from portal import registry
         from portal.events import register_event_type
         from portal.inbound import register_receiver
-        from squads import cache, home, schedule
+        from squads import cache, home, schedule, stitch
         from squads.converters import EntitySlugConverter
         from squads.discovery import webhooks as discovery_webhooks
 
         cache.connect()
+        stitch.connect()
         register_converter(EntitySlugConverter, "entity")  # dotted Backstage names
         registry.urls("squads.urls", api="squads.api.urls")
         registry.nav("Catalog", "squads:service_list", "catalog", order=10)

@@ -5,7 +5,50 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db.models import F, Q
 
-from squads.models import Api, Lifecycle, Person, Resource, Service, Squad, System, Tribe
+from squads.models import (
+    Api,
+    Lifecycle,
+    Person,
+    Resource,
+    Service,
+    ServiceView,
+    Squad,
+    System,
+    Tribe,
+)
+
+# Search ranks at most this many candidates from each way of matching (full text, slug, name,
+# tag): the cost of a search stays bounded however many services match a common word.
+SEARCH_CANDIDATES = 1000
+# the substring match (trigram indexes) only when the words found fewer than this
+SUBSTRING_BELOW = 50
+WORDS_SQL = """
+(SELECT service_id FROM squads_serviceview
+  WHERE document @@ websearch_to_tsquery('english'::regconfig, %s) LIMIT %s)
+UNION (SELECT st.service_id FROM squads_service_tags st JOIN squads_tag t ON t.id = st.tag_id
+  WHERE t.name = %s LIMIT %s)
+"""
+SUBSTRING_SQL = """
+SELECT service_id FROM squads_serviceview
+WHERE UPPER(slug::text) LIKE UPPER(%s) OR UPPER(name::text) LIKE UPPER(%s) LIMIT %s
+"""
+
+
+def _candidates(value):
+    """Ids of at most a few thousand services that match ``value``: by its words (the stored
+    vector's GIN index) or an exact tag, and, when those find fewer than ``SUBSTRING_BELOW``,
+    by a substring of slug or name (trigram indexes: ``svc-004``, part of a compound)."""
+    from django.db import connection
+
+    n = SEARCH_CANDIDATES
+    with connection.cursor() as cur:
+        cur.execute(WORDS_SQL, [value, n, value.lower(), n])
+        ids = {r[0] for r in cur.fetchall()}
+        if len(ids) < SUBSTRING_BELOW:
+            like = _like(value)
+            cur.execute(SUBSTRING_SQL, [like, like, 2 * n])
+            ids.update(r[0] for r in cur.fetchall())
+    return sorted(ids)
 
 
 def search_vector():
@@ -44,35 +87,85 @@ def search_services(qs, value):
     return qs.filter(plain | Q(description__icontains=value) | Q(pk__in=tagged))
 
 
-class ServiceFilter(django_filters.FilterSet):
+def _like(value):
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search_views(qs, value):
+    """Search over the stitched read form: on PostgreSQL the candidates of ``_candidates``
+    (a bounded set, read once: the page and its count filter on the ids), ranked with
+    ``ts_rank_cd`` over the stored vector, then name; elsewhere substrings."""
+    value = (value or "").strip()
+    if not value:
+        return qs
+    tagged = Service.tags.through.objects.filter(tag__name=value.lower()).values("service_id")
+    if not settings.IS_POSTGRES:
+        plain = Q(slug__icontains=value) | Q(name__icontains=value)
+        return qs.filter(plain | Q(service__description__icontains=value) | Q(pk__in=tagged))
+    from django.contrib.postgres.search import SearchQuery, SearchRank
+
+    query = SearchQuery(value, search_type="websearch", config="english")
+    return (
+        qs.filter(pk__any=_candidates(value))
+        .annotate(rank=SearchRank(F("document"), query, cover_density=True))
+        .order_by(F("rank").desc(nulls_last=True), "name")
+    )
+
+
+class _ServiceParams(django_filters.FilterSet):
+    """The service list's parameters held by the same column everywhere; the subclasses add
+    owner, tribe, system and tag over the columns of their model."""
+
     q = django_filters.CharFilter(method="filter_search", label="Search")
     search = django_filters.CharFilter(method="filter_search", label="Full-text search")
-    owner = django_filters.CharFilter(field_name="owner__slug", label="Owner squad (slug)")
-    squad = django_filters.CharFilter(field_name="owner__slug", label="Owner squad (slug)")
-    tribe = django_filters.CharFilter(field_name="owner__tribe__slug", label="Tribe (slug)")
-    system = django_filters.CharFilter(field_name="system__slug", label="System (slug)")
     lifecycle = django_filters.ChoiceFilter(choices=Lifecycle.choices)
     tier = django_filters.TypedChoiceFilter(choices=[(1, "1"), (2, "2"), (3, "3")], coerce=int)
     type = django_filters.CharFilter(field_name="type")
-    tag = django_filters.CharFilter(field_name="tags__name", label="Tag")
 
-    class Meta:
-        model = Service
-        fields = [
-            "q",
-            "search",
-            "owner",
-            "squad",
-            "tribe",
-            "system",
-            "lifecycle",
-            "tier",
-            "type",
-            "tag",
-        ]
 
-    def filter_search(self, qs, name, value):
-        return search_services(qs, value)
+PARAMS = ["q", "search", "owner", "squad", "tribe", "system", "lifecycle", "tier", "type", "tag"]
+
+
+def _service_filterset(name, model, search, *, owner, tribe, system, tag, doc=""):
+    """A FilterSet of the service list's parameters over ``model``'s columns."""
+
+    def column(field_name, label):
+        return django_filters.CharFilter(field_name=field_name, label=label)
+
+    meta = type("Meta", (), {"model": model, "fields": PARAMS})
+    attrs = {
+        "__doc__": doc,
+        "__module__": __name__,
+        "owner": column(owner, "Owner squad (slug)"),
+        "squad": column(owner, "Owner squad (slug)"),
+        "tribe": column(tribe, "Tribe (slug)"),
+        "system": column(system, "System (slug)"),
+        "tag": column(tag, "Tag"),
+        "Meta": meta,
+        "filter_search": lambda self, qs, name, value: search(qs, value),
+    }
+    return type(name, (_ServiceParams,), attrs)
+
+
+ServiceFilter = _service_filterset(
+    "ServiceFilter",
+    Service,
+    search_services,
+    owner="owner__slug",
+    tribe="owner__tribe__slug",
+    system="system__slug",
+    tag="tags__name",
+)
+ServiceViewFilter = _service_filterset(
+    "ServiceViewFilter",
+    ServiceView,
+    search_views,
+    owner="owner_slug",
+    tribe="tribe_slug",
+    system="system_slug",
+    tag="service__tags__name",
+    doc="``ServiceFilter``'s parameters over the stitched read form (indexed columns).",
+)
 
 
 class _TextSearch(django_filters.FilterSet):

@@ -2,6 +2,7 @@
 resources and the dependencies between them."""
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.validators import MaxLengthValidator
 from django.db import models
 from django.urls import reverse
@@ -406,6 +407,42 @@ class Location(models.Model):
 
     def __str__(self):
         return self.target
+
+
+class ServiceView(models.Model):
+    """A service's read form, stitched at write time (``squads/stitch.py``): what the list
+    shows, the API's detail document and the scorecard, recomputed in the transaction of every
+    write that changes them, for exactly the services affected. Lists filter and sort on the
+    indexed columns and return ``row``; the detail API returns ``detail``; ``document`` is the
+    full-text vector of name, slug, description and tags (PostgreSQL; GIN-indexed)."""
+
+    service = models.OneToOneField(
+        Service, primary_key=True, on_delete=models.CASCADE, related_name="view"
+    )
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True)
+    name = models.CharField(max_length=200)
+    owner_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
+    tribe_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
+    system_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
+    type = models.CharField(max_length=50, db_index=True)
+    lifecycle = models.CharField(max_length=20, db_index=True)
+    tier = models.PositiveSmallIntegerField(db_index=True)
+    level = models.CharField(max_length=10, blank=True, db_index=True)  # scorecard level
+    updated_at = models.DateTimeField()
+    row = models.JSONField()
+    detail = models.JSONField()
+    scorecard = models.JSONField()
+    document = SearchVectorField(null=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(fields=["name"], name="squads_sview_name_idx"),
+            models.Index(fields=["owner_slug", "name"], name="squads_sview_owner_name_idx"),
+        ]
+
+    def __str__(self):
+        return self.slug
 
 
 from squads.discovery.models import DiscoveredEntity, DiscoveredRepository  # noqa: E402,F401

@@ -23,8 +23,11 @@ Rule = ScorecardRule
 
 def register(source: ScorecardSource) -> None:
     """Add an app's rules (from its ``AppConfig.ready()``) and watch what they read."""
+    from squads import stitch  # stitch reads the rules: imported once both exist
+
     _register(source)
     cache.watch_inputs(source.inputs)
+    stitch.connect(source.inputs)
 
 
 @dataclass
@@ -72,13 +75,13 @@ def _catalog_ctx(services):
     """Leads per squad and deprecated dependencies per service: two queries in all."""
     squad_ids = {s.owner_id for s in services if s.owner_id}
     leads = set(
-        Membership.objects.filter(squad_id__in=squad_ids, role=Membership.Role.LEAD)
+        Membership.objects.filter(squad_id__any=list(squad_ids), role=Membership.Role.LEAD)
         .order_by()
         .values_list("squad_id", flat=True)
     )
     ids = [s.pk for s in services]
     deprecated = set(
-        Dependency.objects.filter(source_id__in=ids, target_service__lifecycle="deprecated")
+        Dependency.objects.filter(source_id__any=ids, target_service__lifecycle="deprecated")
         .order_by()
         .values_list("source_id", flat=True)
     )

@@ -18,26 +18,23 @@ from portal.actors import Actor
 from portal.errors import Invalid
 from portal.gitsource import validate_remote
 from portal.urlsecrets import keep_if_redacted, redact_credentials
+from squads import stitch
 from squads.discovery.models import descriptor_of
+from squads.fields import (
+    SERVICE_DESCRIPTOR_FIELDS,
+    SERVICE_FIELDS,
+    SERVICE_PAGE_FIELDS,
+    SERVICE_ROW_FIELDS,
+)
 from squads.models import Dependency, Service, Squad, Tag
 
-# what a catalog row shows of a service (besides its slug and tags)
-SERVICE_ROW_FIELDS = (
-    "name",
-    "description",
-    "owner",
-    "system",
-    "type",
-    "lifecycle",
-    "tier",
-    "repository_url",
-)
-# what a person edits on the service page
-SERVICE_PAGE_FIELDS = (*SERVICE_ROW_FIELDS, "default_branch", "runbook_url", "oncall")
-# what a catalog-info.yaml describes (the Backstage importer writes these)
-SERVICE_DESCRIPTOR_FIELDS = (*SERVICE_PAGE_FIELDS, "links", "annotations")
-# every field create_service / update_service accept (besides tags and APIs)
-SERVICE_FIELDS = (*SERVICE_DESCRIPTOR_FIELDS, "webhook_secret", "metrics_urls")
+__all__ = [  # and the verbs
+    "SERVICE_DESCRIPTOR_FIELDS",
+    "SERVICE_FIELDS",
+    "SERVICE_PAGE_FIELDS",
+    "SERVICE_ROW_FIELDS",
+]
+
 SECRET_FIELDS = {"webhook_secret"}
 SQUAD_FIELDS = ("name", "mission", "chat_channel", "oncall_contact", "email", "links")
 
@@ -90,7 +87,7 @@ def create_service(
     if unknown:
         raise Invalid(errors={k: "Unknown field." for k in sorted(unknown)})
     check_service_urls(fields)
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         clash = Service.objects.filter(slug__iexact=slug).exclude(slug=slug).first()
         if clash is not None:  # Backstage compares names case-insensitively; so does an import
             raise Invalid(errors={"slug": f"Service '{clash.slug}' already exists."})
@@ -122,7 +119,7 @@ def update_service(
     if "owner" in fields and new_owner != service.owner:
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
     check_service_urls({k: v for k, v in fields.items() if getattr(service, k, None) != v})
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         locked = Service.objects.select_for_update().get(pk=service.pk)
         changed = _set_fields(locked, fields, SERVICE_FIELDS, "This field cannot be changed.")
         if tags is not None:
@@ -153,7 +150,7 @@ def update_service(
 
 def delete_service(service: Service, *, actor: Actor) -> None:
     _require_write(actor, service.owner, f"delete service '{service.slug}'")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         audit.record(
             actor, "service.delete", service, squad=service.owner, data={"slug": service.slug}
         )
@@ -173,7 +170,7 @@ def add_dependency(
         raise Invalid("Give exactly one of target_service or target_resource.")
     if target_service is not None and target_service.pk == source.pk:
         raise Invalid(errors={"target_service": "A service cannot depend on itself."})
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         dep, created = Dependency.objects.get_or_create(
             source=source, target_service=target_service, target_resource=target_resource
         )
@@ -184,7 +181,7 @@ def add_dependency(
 
 def remove_dependency(dep: Dependency, *, actor: Actor) -> None:
     _require_write(actor, dep.source.owner, f"change dependencies of '{dep.source.slug}'")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         audit.record(actor, "dependency.delete", dep, squad=dep.source.owner)
         dep.delete()
 
@@ -219,7 +216,7 @@ def _refuse_descriptor_fields(service: Service, fields: dict, *relations: Any) -
 
 def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:
     _require_write(actor, squad, f"change squad '{squad.slug}'")
-    with transaction.atomic():
+    with transaction.atomic(), stitch.batch():
         locked = Squad.objects.select_for_update().get(pk=squad.pk)
         changed = _set_fields(locked, fields, SQUAD_FIELDS, "This field cannot be changed here.")
         if changed:

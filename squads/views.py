@@ -28,6 +28,7 @@ from squads.models import (
     Membership,
     Person,
     Service,
+    ServiceView,
     Squad,
     System,
     Tag,
@@ -133,6 +134,12 @@ def _filter_choices():
     }
 
 
+def stored_scorecards(services) -> dict:
+    """{service id: scorecard} as stitched at write time (squads/stitch.py): one query."""
+    ids = [s.pk for s in services]
+    return dict(ServiceView.objects.filter(pk__any=ids).values_list("service_id", "scorecard"))
+
+
 def _service_results(request):
     """The HTML of the catalog's result table and pager for this query string."""
     base = Service.objects.select_related("owner", "owner__tribe", "system").prefetch_related(
@@ -146,7 +153,7 @@ def _service_results(request):
     elif not (request.GET.get("q") or request.GET.get("search")):
         qs = qs.order_by("name")
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    cards = scorecards.evaluate(page.object_list)
+    cards = stored_scorecards(page.object_list)
     extra = _extra_columns(page.object_list)
     rows = [
         {

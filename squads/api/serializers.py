@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from portal.api.fields import RedactedURLField
+from squads.fields import LIST_FIELDS
 from squads.models import (
     Api,
     Dependency,
@@ -14,7 +15,7 @@ from squads.models import (
     Tribe,
 )
 from squads.scorecards import evaluate_one
-from squads.services import SERVICE_FIELDS, SERVICE_ROW_FIELDS
+from squads.services import SERVICE_FIELDS
 
 LIFECYCLE_LABEL_HELP = (
     "the lifecycle as the Backstage descriptor wrote it (any string, e.g. 'decommissioned'), "
@@ -208,7 +209,7 @@ class ServiceSerializer(serializers.ModelSerializer):
 
 class ServiceListSerializer(ServiceSerializer):
     class Meta(ServiceSerializer.Meta):
-        fields = ["slug", *SERVICE_ROW_FIELDS, "tags", "scorecard", "url", "updated_at"]
+        fields = list(LIST_FIELDS)
 
 
 class DependencySerializer(serializers.ModelSerializer):

@@ -1,14 +1,16 @@
-from django.db import transaction
-from django.db.models import Prefetch
+from django.db import connection, transaction
+from django.db.models import Count, Prefetch
+from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.response import Response
 
 from portal.actors import Actor
-from squads import scorecards, services
+from squads import services
 from squads.api.serializers import (
     ApiSerializer,
     DependencySerializer,
@@ -21,12 +23,12 @@ from squads.api.serializers import (
     SystemSerializer,
     TribeSerializer,
 )
-from squads.cache import CATALOG
 from squads.filters import (
     ApiFilter,
     PersonFilter,
     ResourceFilter,
     ServiceFilter,
+    ServiceViewFilter,
     SquadFilter,
     SystemFilter,
     TribeFilter,
@@ -38,11 +40,65 @@ from squads.models import (
     Person,
     Resource,
     Service,
+    ServiceView,
     Squad,
     System,
     Tag,
     Tribe,
 )
+
+# facet name -> column of the read form
+FACETS = {
+    "owner": "owner_slug",
+    "tribe": "tribe_slug",
+    "system": "system_slug",
+    "lifecycle": "lifecycle",
+    "tier": "tier",
+    "type": "type",
+    "level": "level",
+}
+
+
+def facet_counts(qs, cols):
+    """The total and every facet's counts of ``qs`` in one scan (``GROUPING SETS``)."""
+    inner, params = qs.values(*cols).query.sql_with_params()
+    sets = ", ".join(f"({c})" for c in cols)
+    flags = ", ".join(f"GROUPING({c})" for c in cols)
+    sql = (
+        f"SELECT {', '.join(cols)}, {flags}, COUNT(*) FROM ({inner}) f "
+        f"GROUP BY GROUPING SETS ({sets}, ())"
+    )
+    counts = {c: [] for c in cols}
+    total = 0
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        for row in cur.fetchall():
+            values, grouped, n = row[: len(cols)], row[len(cols) : -1], row[-1]
+            if all(grouped):
+                total = n
+                continue
+            i = grouped.index(0)
+            counts[cols[i]].append((values[i], n))
+    for col in cols:
+        counts[col].sort(key=lambda r: (-r[1], r[0]))
+    return total, counts
+
+
+def stitched(request, view):
+    """The read form filtered (the service list's parameters) and ordered: one indexed query."""
+    filterset = ServiceViewFilter(
+        request.query_params, queryset=ServiceView.objects.all(), request=request
+    )
+    if not filterset.is_valid():
+        raise ValidationError(filterset.errors)
+    return RelevanceOrdering().filter_queryset(request, filterset.qs, view)
+
+
+def stored_document(slug, field):
+    found = ServiceView.objects.filter(slug=slug).values_list(field, flat=True).first()
+    if found is None:
+        raise Http404("No service matches the given query.")
+    return found
 
 
 class TribeViewSet(viewsets.ReadOnlyModelViewSet):
@@ -130,18 +186,37 @@ class ServiceViewSet(viewsets.ModelViewSet):
         return ServiceListSerializer if self.action == "list" else ServiceSerializer
 
     def list(self, request, *args, **kwargs):
-        """A page of services; cached until a catalog input changes (squads/cache.py)."""
+        """A page of services: the rows stitched at write time (``squads.stitch``)."""
+        page = self.paginate_queryset(stitched(request, self).values_list("row", flat=True))
+        return self.get_paginated_response(list(page))
 
-        def build():
-            queryset = self.filter_queryset(self.get_queryset())
-            page = self.paginate_queryset(queryset)
-            cards = scorecards.evaluate(page)
-            serializer = self.get_serializer(
-                page, many=True, context={**self.get_serializer_context(), "scorecards": cards}
-            )
-            return self.get_paginated_response(serializer.data).data
+    def retrieve(self, request, *args, slug=None, **kwargs):
+        """The service's detail document, stitched at write time."""
+        return Response(stored_document(slug, "detail"))
 
-        return Response(CATALOG.cached(("api-services", request.build_absolute_uri()), build))
+    @extend_schema(
+        parameters=[OpenApiParameter("facet", str, many=True, enum=sorted(FACETS))],
+        responses={200: dict},
+    )
+    @action(detail=False, methods=["get"])
+    def facets(self, request):
+        """Counts of the services matching the list's filters (and search), per value of each
+        ``facet`` asked for (owner, tribe, system, lifecycle, tier, type, level)."""
+        wanted = request.query_params.getlist("facet") or ["lifecycle", "type", "tier"]
+        unknown = sorted(set(wanted) - set(FACETS))
+        if unknown:
+            raise ValidationError({"facet": [f"Unknown facet(s): {', '.join(unknown)}."]})
+        wanted = list(dict.fromkeys(wanted))
+        qs = stitched(request, self).order_by()
+        if connection.vendor == "postgresql":
+            total, counts = facet_counts(qs, [FACETS[n] for n in wanted])
+        else:
+            total, counts = qs.count(), {}
+            for col in (FACETS[n] for n in wanted):
+                rows = qs.values_list(col).annotate(n=Count("pk"))
+                counts[col] = sorted(rows, key=lambda r: (-r[1], r[0]))
+        out = {name: [{"value": v, "count": c} for v, c in counts[FACETS[name]]] for name in wanted}
+        return Response({"count": total, "facets": out})
 
     def _fields(self, data):
         tags = data.pop("tags", None)
@@ -163,10 +238,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
             consumes_apis=consumes or [],
             **data,
         )
-        return Response(
-            ServiceSerializer(self.get_queryset().get(pk=service.pk)).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(stored_document(service.slug, "detail"), status=status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
         partial = kwargs.pop("partial", False)
@@ -185,7 +257,7 @@ class ServiceViewSet(viewsets.ModelViewSet):
             consumes_apis=consumes,
             **data,
         )
-        return Response(ServiceSerializer(self.get_queryset().get(pk=instance.pk)).data)
+        return Response(stored_document(instance.slug, "detail"))
 
     def destroy(self, request, *args, **kwargs):
         services.delete_service(self.get_object(), actor=Actor.from_request(request, door="api"))
@@ -194,15 +266,10 @@ class ServiceViewSet(viewsets.ModelViewSet):
     @extend_schema(responses=ScorecardSerializer)
     @action(detail=True, methods=["get"])
     def scorecard(self, request, slug=None):
-        service = self.get_object()
-        card = scorecards.evaluate_one(service)
-        return Response(
-            {
-                "service": service.slug,
-                "owner": service.owner.slug if service.owner else None,
-                **card.as_dict(),
-            }
-        )
+        row = ServiceView.objects.filter(slug=slug).values("owner_slug", "scorecard").first()
+        if row is None:
+            raise Http404("No service matches the given query.")
+        return Response({"service": slug, "owner": row["owner_slug"] or None, **row["scorecard"]})
 
 
 class ScorecardViewSet(viewsets.GenericViewSet):
@@ -211,15 +278,14 @@ class ScorecardViewSet(viewsets.GenericViewSet):
     queryset = Service.objects.select_related("owner").order_by("name")
     filterset_class = ServiceFilter
     serializer_class = ScorecardSerializer
+    ordering_fields = ["name", "slug", "tier", "lifecycle", "updated_at"]
+    ordering = ["name"]
 
     @extend_schema(responses=ScorecardSerializer(many=True))
     def list(self, request):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        cards = scorecards.evaluate(page)
-        data = [
-            {"service": s.slug, "owner": s.owner.slug if s.owner else None, **cards[s.pk].as_dict()}
-            for s in page
-        ]
+        rows = stitched(request, self).values_list("slug", "owner_slug", "scorecard")
+        page = self.paginate_queryset(rows)
+        data = [{"service": s, "owner": o or None, **card} for s, o, card in page]
         return self.get_paginated_response(data)
 
 

@@ -150,3 +150,49 @@ def generate_catalog(total: int = 10_000, *, seed: int = 1) -> str:
     return yaml.dump_all(
         generate_entities(total, seed=seed), Dumper=_Dumper, sort_keys=False, width=100
     )
+
+
+def generate_org_entities(
+    *,
+    units: int = 50,
+    teams: int = 1_000,
+    users: int = 500,
+    components: int = 10_000,
+    seed: int = 1,
+) -> list[dict]:
+    """An organisation as the Backstage comparison loads it (issue 16): ``units`` business-unit
+    Groups, ``teams`` team Groups under them, ``users`` Users (member of one or two teams) and
+    ``components`` Components, each owned by a team with two ``dependsOn`` on other components
+    (11,550 entities by default)."""
+    rnd = random.Random(seed)
+    unit_names = [f"unit-{i}" for i in range(units)]
+    team_names = [f"team-{i}" for i in range(teams)]
+    comp_names = [f"component-{i}" for i in range(components)]
+    out = [
+        _ent("Group", u, {"type": "business-unit", "children": []}, description=f"Unit {i}")
+        for i, u in enumerate(unit_names)
+    ]
+    for i, t in enumerate(team_names):
+        spec = {"type": "team", "parent": unit_names[i % units], "children": []}
+        out.append(_ent("Group", t, {**spec, "profile": {"displayName": f"Team {i}"}}))
+    for i in range(users):
+        teams_of = sorted({team_names[i % teams], rnd.choice(team_names)})
+        profile = {"displayName": f"User {i}", "email": f"user-{i}@example.com"}
+        out.append(_ent("User", f"user-{i}", {"profile": profile, "memberOf": teams_of}))
+    for i, c in enumerate(comp_names):
+        others = [j for j in rnd.sample(range(components), 3) if j != i][:2]
+        spec = {
+            "type": rnd.choice(("service", "website", "library")),
+            "lifecycle": rnd.choice(LIFECYCLES),
+            "owner": team_names[i % teams],
+            "dependsOn": sorted(f"component:{comp_names[j]}" for j in others),
+        }
+        out.append(_ent("Component", c, spec, description=f"Component {i}", tags=["generated"]))
+    return out
+
+
+def generate_org_catalog(**counts) -> str:
+    """``generate_org_entities`` as multi-document YAML."""
+    return yaml.dump_all(
+        generate_org_entities(**counts), Dumper=_Dumper, sort_keys=False, width=100
+    )

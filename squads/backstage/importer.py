@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 
 from portal import audit, events
+from squads import stitch
 from squads.cache import CATALOG
 from squads.models import Dependency, Membership, Person, Service, Squad, Tag, Tribe
 
@@ -109,8 +110,9 @@ class _Importer(EntityBuilder):
         """Tribes and squads in full (small tables, needed to walk group trees); for the other
         tables the slug ↔ id map of every row, and full rows and relations only for the
         entities this import names."""
-        self.db_tribes = {t.slug: t for t in Tribe.objects.all()}
-        self.db_squads = {s.slug: s for s in Squad.objects.all()}
+        named = list(self.entities["group"])
+        self.db_tribes = _group_rows(Tribe, ("slug", "parent"), named)
+        self.db_squads = _group_rows(Squad, ("slug", "parent", "tribe"), named)
         self.tribe_by_id = {t.pk: t.slug for t in self.db_tribes.values()}
         self.squad_by_id = {s.pk: s.slug for s in self.db_squads.values()}
         self._load_ids()
@@ -137,7 +139,7 @@ class _Importer(EntityBuilder):
         wanted = [slug for slug in self.entities[kind] if slug in self.ids[kind]]
         if not wanted:
             return {}
-        return {o.slug: o for o in table.model.objects.filter(slug__in=wanted)}
+        return {o.slug: o for o in table.model.objects.filter(slug__any=wanted)}
 
     def _load_service_relations(self):
         """Tags, provided and consumed APIs and dependencies of the services the import names."""
@@ -150,18 +152,18 @@ class _Importer(EntityBuilder):
             return
         tag_names = {v: k for k, v in self.tag_ids.items()}
         for tid, sid, tag_id in Service.tags.through.objects.filter(
-            service_id__in=service_ids
+            service_id__any=service_ids
         ).values_list("pk", "service_id", "tag_id"):
             self.db_tags[self.service_by_id[sid]][tag_names[tag_id]] = tid
         for rel, target in (
             (Service.provides_apis.through, self.db_provides),
             (Service.consumes_apis.through, self.db_consumes),
         ):
-            for tid, sid, aid in rel.objects.filter(service_id__in=service_ids).values_list(
+            for tid, sid, aid in rel.objects.filter(service_id__any=service_ids).values_list(
                 "pk", "service_id", "api_id"
             ):
                 target[self.service_by_id[sid]][self.api_by_id[aid]] = tid
-        for did, sid, ts, tr in Dependency.objects.filter(source_id__in=service_ids).values_list(
+        for did, sid, ts, tr in Dependency.objects.filter(source_id__any=service_ids).values_list(
             "pk", "source_id", "target_service_id", "target_resource_id"
         ):
             key = (
@@ -180,7 +182,7 @@ class _Importer(EntityBuilder):
         self._memberships_loaded.update(slugs)
         if not ids:
             return
-        for mid, pid, sid, role in Membership.objects.filter(person_id__in=list(ids)).values_list(
+        for mid, pid, sid, role in Membership.objects.filter(person_id__any=list(ids)).values_list(
             "pk", "person_id", "squad_id", "role"
         ):
             self.db_memberships[ids[pid]][self.squad_by_id[sid]] = (mid, role)
@@ -292,8 +294,18 @@ class _Importer(EntityBuilder):
 
     # ---- phase 6: write
     def write(self):
-        writer.write(self)
+        with stitch.batch():  # the read form of every service affected, stitched once
+            writer.write(self)
+            stitch.restitch(writer.affected_services(self.plan))  # COPY sends no signals
         CATALOG.bump()  # COPY and through-table writes send no model signals
+
+
+def _group_rows(model, tree_fields, named):
+    """slug → row of every tribe or squad: the fields that place it in the group tree for all,
+    every field for those the import names (the diff compares them)."""
+    rows = {o.slug: o for o in model.objects.only(*tree_fields)}
+    rows.update((o.slug, o) for o in model.objects.filter(slug__any=named))
+    return rows
 
 
 def _label(kind, slug):
@@ -346,17 +358,17 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
 
 
 def _emit_imported(imp):
-    """One ``catalog.imported`` event to each squad whose services the import created or changed."""
-    slugs = set()
-    for action in ("create", "update"):
-        slugs.update(imp.plan.get("component", {}).get(action, ()))
-    if not slugs:
+    """One ``catalog.imported`` event to each squad whose services the import created or
+    changed. The owners come from the plan (the rows just written), the squads and their
+    subscriptions from two queries, whatever the number of squads."""
+    by_owner = defaultdict(list)  # squad slug → slugs of its created or changed services
+    for slug, want in writer.touched(imp.plan, "component").items():
+        if want.get("owner"):
+            by_owner[want["owner"]].append(slug)
+    if not by_owner:
         return
-    owners = Service.objects.filter(slug__in=slugs, owner__isnull=False).values_list(
-        "owner_id", flat=True
+    squads = Squad.objects.filter(slug__any=list(by_owner)).only("pk", "slug")
+    events.emit_many(
+        "catalog.imported",
+        [(sq, {"services": sorted(by_owner[sq.slug])[:200]}) for sq in squads],
     )
-    for squad in Squad.objects.filter(pk__in=set(owners)):
-        mine = sorted(
-            Service.objects.filter(owner=squad, slug__in=slugs).values_list("slug", flat=True)
-        )
-        events.emit("catalog.imported", squad, {"services": mine[:200]})

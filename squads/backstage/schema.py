@@ -1,11 +1,13 @@
 """Backstage's own JSON Schemas (``schema/``, from ``@backstage/catalog-model``): every entity
 is validated against the envelope, the entity shape and its kind's schema, as Backstage does."""
 
+import copy
 import functools
 import hashlib
 import json
 from pathlib import Path
 
+import jsonschema_rs
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
@@ -34,6 +36,24 @@ def _validator(schema_id):
         (sid, Resource.from_contents(s, default_specification=DRAFT7)) for sid, s in by_id.items()
     )
     return Draft7Validator(by_id[schema_id], registry=registry)
+
+
+_RS_BASE = "https://schemas.backstage.invalid/"  # jsonschema-rs wants absolute $ids
+
+
+def _rebased(schema):
+    out = copy.deepcopy(schema)
+    out["$id"] = _RS_BASE + schema["$id"]
+    return out
+
+
+@functools.cache
+def _fast_validator(schema_id):
+    """The same schema compiled by jsonschema-rs: a yes/no answer about 25× faster. Only a
+    "valid" is taken from it; any other verdict is explained by the reference validator."""
+    by_id, _ = _schemas()
+    registry = jsonschema_rs.Registry([(_RS_BASE + sid, _rebased(s)) for sid, s in by_id.items()])
+    return jsonschema_rs.Draft7Validator(_rebased(by_id[schema_id]), registry=registry)
 
 
 def _kind_schema(data):
@@ -87,14 +107,33 @@ def validate_document(data, text) -> list[tuple[str, str]]:
     return found
 
 
+def _fast_valid(ids, data) -> bool:
+    try:
+        return all(_fast_validator(sid).is_valid(data) for sid in ids)
+    except (ValueError, TypeError):  # not JSON-shaped (YAML dates, integer keys): ask jsonschema
+        return False
+
+
+def schema_ids(data) -> list[str]:
+    """The schemas ``data`` is checked against: a kind's schema includes Entity (and so
+    EntityMeta); the envelope and Entity alone for other kinds."""
+    kind_id = _kind_schema(data)
+    return [kind_id] if kind_id else ["EntityEnvelope", "Entity"]
+
+
 def validate_entity(data) -> list[tuple[str, str]]:
     """``[(field, message)]``: what Backstage's schemas refuse in ``data`` (an entity mapping)."""
+    ids = schema_ids(data)
+    if _fast_valid(ids, data):
+        return []
+    return reference_errors(data, ids)
+
+
+def reference_errors(data, ids=None) -> list[tuple[str, str]]:
+    """``validate_entity`` by the reference validator alone (every problem, with its path)."""
     errors = []
-    kind_id = _kind_schema(data)
-    # A kind's schema includes Entity (and so EntityMeta); the envelope alone for other kinds.
-    ids = [kind_id] if kind_id else ["EntityEnvelope", "Entity"]
     seen = set()
-    for sid in ids:
+    for sid in ids or schema_ids(data):
         for error in sorted(_validator(sid).iter_errors(data), key=lambda e: list(e.path)):
             item = _message(error)
             if item not in seen:

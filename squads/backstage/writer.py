@@ -1,64 +1,16 @@
 """Writing an import plan: COPY (PostgreSQL) / bulk_create for new rows, bulk_update for changed
 ones, set differences for relations."""
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import connection
 from django.utils import timezone
 
-from portal.fields import CredentialURLField, EncryptedTextField
+from squads.bulk import attnames as _attnames
+from squads.bulk import insert as _insert
 from squads.models import Dependency, Membership, Service, Tag
 
 from . import foreign
 from .constants import BATCH
 from .tables import TABLES
-
-
-# --- fast inserts -------------------------------------------------------------------------------
-def _attnames(values, fk_maps):
-    """{"owner": "team-a"} → {"owner_id": 7} for the FKs in ``fk_maps``."""
-    out = {}
-    for k, v in values.items():
-        if k in fk_maps:
-            out[f"{k}_id"] = fk_maps[k].get(v) if v else None
-        else:
-            out[k] = v
-    return out
-
-
-def _insert(model, rows):
-    """Insert plain rows (dicts keyed by attname); unspecified columns get the model default.
-    PostgreSQL: one COPY per table; elsewhere: bulk_create."""
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create([model(**r) for r in rows], batch_size=BATCH)
-        return
-    now = timezone.now()
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {}
-    for f in fields:
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            defaults[f.attname] = now
-        else:
-            defaults[f.attname] = f.get_default()
-    conn = connections[DEFAULT_DB_ALIAS]
-    # JSON, datetime and encrypted values need adapting (portal.fields: secrets reach the
-    # table only encrypted); ints, strings and None go as they are.
-    adapted = (models.JSONField, models.DateTimeField, EncryptedTextField, CredentialURLField)
-    prep = [isinstance(f, adapted) for f in fields]
-    cols = [
-        (f.attname, defaults[f.attname], f if p else None)
-        for f, p in zip(fields, prep, strict=True)
-    ]
-    qn = conn.ops.quote_name
-    sql = f"COPY {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
-    with conn.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-        for r in rows:
-            copy.write_row(
-                [
-                    f.get_db_prep_save(r.get(name, default), conn) if f else r.get(name, default)
-                    for name, default, f in cols
-                ]
-            )
 
 
 def _apply(obj, values, fks):
@@ -87,13 +39,13 @@ def _create(imp, table, ids, fk_maps, field_names):
         rows.append({"slug": slug, **_attnames(values, fk_maps)})
     _insert(model, rows)
     if create:
-        ids.update(model.objects.filter(slug__in=list(create)).values_list("slug", "pk"))
+        ids.update(model.objects.filter(slug__any=list(create)).values_list("slug", "pk"))
     fk_maps = {**fk_maps, **{k: ids for k in late_fks}}
     late_slugs = [s for s, w in create.items() if any(w[k] for k in late_fks)]
     if late_slugs:
         late = [
             _apply(o, {k: create[o.slug][k] for k in late_fks}, fk_maps)
-            for o in model.objects.filter(slug__in=late_slugs)
+            for o in model.objects.filter(slug__any=late_slugs)
         ]
         model.objects.bulk_update(late, list(late_fks), batch_size=BATCH)
     return fk_maps
@@ -133,14 +85,14 @@ def _write_rows(imp):
     return ids
 
 
-def _touched(plan, kind):
+def touched(plan, kind):
     """slug → desired row of every row of ``kind`` the plan creates or changes."""
     return {**plan[kind]["create"], **{s: w for s, (w, _) in plan[kind]["update"].items()}}
 
 
 def _write_memberships(imp, person_ids, squad_ids):
     m_new, m_update, m_delete = [], [], []
-    for slug, want in _touched(imp.plan, "person").items():
+    for slug, want in touched(imp.plan, "person").items():
         current = imp.memberships_of(slug)
         wanted = dict(want["memberships"])
         for sq, (mid, role) in current.items():
@@ -153,7 +105,7 @@ def _write_memberships(imp, person_ids, squad_ids):
                 m_new.append(
                     {"person_id": person_ids[slug], "squad_id": squad_ids[sq], "role": role}
                 )
-    Membership.objects.filter(pk__in=m_delete).delete()
+    Membership.objects.filter(pk__any=m_delete).delete()
     Membership.objects.bulk_update(m_update, ["role"], batch_size=BATCH)
     _insert(Membership, m_new)
 
@@ -171,7 +123,7 @@ def _add_missing_tags(imp, touched):
 def _write_service_links(imp, touched, service_ids, api_ids):
     """A service's tags, provided and consumed APIs: set differences on the through tables."""
     _add_missing_tags(imp, touched)
-    for attr, key, current_map, target_ids, target_field in (
+    for attr, key, current_map, target_ids, target_field in (  # (SERVICE_LINKS)
         ("tags", "tags", imp.db_tags, imp.tag_ids, "tag_id"),
         ("provides_apis", "provides", imp.db_provides, api_ids, "api_id"),
         ("consumes_apis", "consumes", imp.db_consumes, api_ids, "api_id"),
@@ -186,7 +138,7 @@ def _write_service_links(imp, touched, service_ids, api_ids):
                 for n in want[key]
                 if n not in current
             ]
-        through.objects.filter(pk__in=delete).delete()
+        through.objects.filter(pk__any=delete).delete()
         _insert(through, new)
 
 
@@ -206,15 +158,58 @@ def _write_dependencies(imp, touched, service_ids, resource_ids):
                     "target_resource_id": None if component else resource_ids[target],
                 }
             )
-    Dependency.objects.filter(pk__in=delete).delete()
+    Dependency.objects.filter(pk__any=delete).delete()
     _insert(Dependency, new)
+
+
+SERVICE_LINKS = ("tags", "provides_apis", "consumes_apis")
+ANALYZE_AFTER = 1000  # rows created: refresh the planner's statistics, as autovacuum would
+
+
+def _analyze(imp):
+    """After a large bulk load the planner still believes the tables are empty (autovacuum,
+    when on at all, comes later): the next queries, stitching included, would plan for that."""
+    created = sum(len(imp.plan[t.kind]["create"]) for t in TABLES)
+    if connection.vendor != "postgresql" or created < ANALYZE_AFTER:
+        return
+    tables = [t.model._meta.db_table for t in TABLES]
+    tables += [Dependency._meta.db_table, Membership._meta.db_table]
+    tables += [getattr(Service, a).through._meta.db_table for a in SERVICE_LINKS]
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {', '.join(tables)}")
 
 
 def write(imp):
     """Apply ``imp.plan`` with bulk operations (inside the caller's transaction)."""
     ids = _write_rows(imp)
     _write_memberships(imp, ids["person"], ids["squad"])
-    touched = _touched(imp.plan, "component")
-    _write_service_links(imp, touched, ids["component"], ids["api"])
-    _write_dependencies(imp, touched, ids["component"], ids["resource"])
+    services = touched(imp.plan, "component")
+    _write_service_links(imp, services, ids["component"], ids["api"])
+    _write_dependencies(imp, services, ids["component"], ids["resource"])
     foreign.write(imp, ids["squad"], _insert)
+    _analyze(imp)
+
+
+def affected_services(plan):
+    """Ids of the services whose read form the plan changes: the components written, the
+    services depending on them (a lifecycle feeds their scorecard) and those they depend on
+    (whose documents list their dependents), and those owned by the
+    squads, tribes and systems written or by squads whose memberships changed (leads)."""
+
+    components = list(touched(plan, "component"))
+    branches = (  # one indexed query per kind the plan writes (an OR over joins scans all)
+        ("component", "slug"),
+        ("component", "dependencies__target_service__slug"),
+        ("component", "dependents__source__slug"),  # their "dependents" lists
+        ("squad", "owner__slug"),
+        ("tribe", "owner__tribe__slug"),
+        ("system", "system__slug"),
+        ("person", "owner__memberships__person__slug"),
+    )
+    ids = set()
+    for kind, lookup in branches:
+        slugs = components if kind == "component" else list(touched(plan, kind))
+        if slugs:
+            qs = Service.objects.filter(**{f"{lookup}__any": slugs}).order_by()
+            ids.update(qs.values_list("pk", flat=True))
+    return ids

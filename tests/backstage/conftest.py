@@ -14,6 +14,7 @@ from squads.models import (
     Person,
     Resource,
     Service,
+    ServiceView,
     Squad,
     System,
     Tribe,
@@ -170,6 +171,7 @@ def wipe_catalog():
     """Delete the whole catalog with plain DELETEs (no cascade collection into other apps'
     tables, whose models may be mid-change in a shared tree)."""
     for model in (
+        ServiceView,
         Dependency,
         Service.tags.through,
         Service.provides_apis.through,

@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from portal.actors import Actor
 from portal.models import ApiToken
 from squads import backstage
-from squads.models import Dependency, Membership, Service, Squad, Tribe
+from squads.models import Dependency, Membership, Service, ServiceView, Squad, Tag, Tribe
 from tests.backstage.conftest import run_import, snapshot, wipe_catalog
 
 EXTRA = textwrap.dedent(
@@ -402,6 +402,7 @@ def test_small_import_query_count_does_not_grow_with_the_catalog(db):
         assert report.ok
         counts.append(len(ctx.captured_queries))
         Dependency.objects.filter(source__slug="one-more")._raw_delete("default")
+        ServiceView.objects.filter(slug="one-more")._raw_delete("default")
         Service.objects.filter(slug="one-more")._raw_delete("default")
     assert counts[0] == counts[1], counts
     assert counts[0] < 40, counts
@@ -426,3 +427,44 @@ spec: {type: service, lifecycle: production, owner: nobody-team}
     fields = {e.field for e in exc.value.errors}
     assert "metadata.links[0].url" in fields
     assert "metadata.annotations[backline.io/runbook]" in fields
+
+
+def test_full_import_query_count_does_not_grow_with_the_number_of_squads(db):
+    """The write and the ``catalog.imported`` events cost a fixed number of queries: one
+    subscription read for all squads, not one event query per squad (issue 16)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from portal.models import EventDelivery, EventSubscription
+    from squads.backstage.generate import generate_org_catalog
+
+    counts = []
+    for teams in (5, 40):
+        wipe_catalog()
+        Tag.objects.all().delete()
+        text = generate_org_catalog(units=2, teams=teams, users=10, components=4 * teams)
+        with CaptureQueriesContext(connection) as ctx:
+            report = backstage.import_catalog([("org.yaml", text)], Actor.command())
+        assert report.created == 2 + teams + 10 + 4 * teams, report.summary
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1], counts
+    # the events: one per subscribed squad, naming exactly its created or changed services
+    subscribed = ["team-3", "team-7"]
+    for slug in subscribed:
+        EventSubscription.objects.create(
+            squad=Squad.objects.get(slug=slug),
+            name="bot",
+            url="http://127.0.0.1:9/x",
+            secret="s" * 10,
+            event_types=["catalog.imported"],
+        )
+    changed = generate_org_catalog(units=2, teams=40, users=10, components=160).replace(
+        "description: Component ", "description: Changed component "
+    )
+    backstage.import_catalog([("org.yaml", changed)], Actor.command())
+    got = {d.payload["squad"]: d.payload["data"]["services"] for d in EventDelivery.objects.all()}
+    assert got == {
+        slug: sorted(Service.objects.filter(owner__slug=slug).values_list("slug", flat=True))
+        for slug in subscribed
+    }
+    assert all(len(v) == 4 for v in got.values()), got

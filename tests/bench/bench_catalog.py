@@ -35,7 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-DB_NAME = "bench_backline_catalog"
+DB_NAME = "bench_backline_catalog"  # bench_db("catalog") once settings are read (run())
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = int(os.environ.get("BENCH_SCALE", "10000"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
@@ -48,7 +48,8 @@ WORDS = (
     "queue shuffle offline sync device car speaker web mobile desktop partner label charts"
 ).split()
 BARE = "bare signed-in Django view, same-size page"
-CACHED = ("catalog page", "catalog search", "API service list")  # served from the catalog cache
+CACHED = ("catalog page", "catalog search")  # HTML served from the (optional) catalog cache
+RUN_EVERY = 0.1  # seconds between pipeline runs finishing in the churn measurement
 WRITE_EVERY = 1.0  # seconds between edits in the read/write mix
 LIFECYCLES = ("production", "production", "production", "experimental", "deprecated")
 TYPES = ("service", "service", "service", "website", "library")
@@ -158,12 +159,15 @@ def seed(scale, rnd=None):
             for i in range(1, n_people + 1)
         ),
     )
+    member_cols = {"id": 0, "person_id": 0, "squad_id": 0, "role": 0}
+    member_extra = _defaults(Membership, member_cols)
     _copy(
         cur,
         Membership,
-        ["id", "person_id", "squad_id", "role"],
+        [*member_cols, *member_extra],
         (
             [i, i, 1 + (i - 1) // 6, "lead" if i % 6 == 1 else "member"]
+            + list(member_extra.values())
             for i in range(1, n_people + 1)
         ),
     )
@@ -243,11 +247,16 @@ def seed(scale, rnd=None):
             c.execute(
                 f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT MAX(id) FROM {t}))"
             )
-        c.execute("ANALYZE")
+    from squads import stitch
     from squads.cache import CATALOG
 
-    CATALOG.bump()  # COPY sends no model signals
-    return time.perf_counter() - start
+    seeded = time.perf_counter()
+    stitch.restitch_all()  # COPY sends no model signals: stitch every service's read form
+    stitched = time.perf_counter()
+    with connection.cursor() as c:
+        c.execute("ANALYZE")  # as autovacuum would (this PostgreSQL may run without it)
+    CATALOG.bump()
+    return seeded - start, stitched - seeded
 
 
 # --- query counts -------------------------------------------------------------------------------
@@ -486,7 +495,117 @@ def _drop_db(old):
         test_settings["NAME"] = old[1]
 
 
+@contextlib.contextmanager
+def _runs_finishing(scale):
+    """A pipeline run finishing every RUN_EVERY seconds on a random service (created queued,
+    then claimed and finished with conditional UPDATEs, as the worker does), in a thread."""
+    from django.db import connection
+
+    from pipelines.models import PipelineRun, RunStatus
+    from squads.models import Service
+
+    stop, runs = threading.Event(), {"n": 0}
+
+    def loop():
+        rnd = random.Random(13)
+        try:
+            while not stop.wait(RUN_EVERY):
+                svc = Service.objects.only("pk").get(slug=f"svc-{rnd.randint(1, scale):06d}")
+                run = PipelineRun.objects.create(service=svc, ref="main", number=runs["n"] + 1)
+                PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+                    status=RunStatus.RUNNING
+                )
+                PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                    status=rnd.choice((RunStatus.SUCCEEDED, RunStatus.FAILED))
+                )
+                runs["n"] += 1
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield runs
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def _api_cases(rnd):
+    """The catalog API operations of the Backstage comparison (issue 16), read from the
+    stitched form: (name, paths, p50 limit as a multiple of /api/v1/me/'s p50)."""
+    squads = max(SCALE // 10, 10)
+    return [
+        (
+            "API entity by name",
+            [f"/api/v1/services/svc-{rnd.randint(1, SCALE):06d}/" for _ in range(50)],
+            2,
+        ),
+        (
+            "API list page of 20",
+            [f"/api/v1/services/?page_size=20&page={p}" for p in range(1, 21)],
+            3,
+        ),
+        (
+            "API owner filter",
+            [f"/api/v1/services/?owner=squad-{rnd.randint(1, squads)}" for _ in range(20)],
+            3,
+        ),
+        (
+            "API full-text search",
+            [f"/api/v1/services/?search={t.replace(' ', '+')}&page_size=20" for t in SEARCH_TERMS],
+            3,
+        ),
+        (
+            "API facets (lifecycle, type, owner)",
+            ["/api/v1/services/facets/?facet=lifecycle&facet=type&facet=owner&page_size=20"],
+            3,
+        ),
+    ]
+
+
+def _api_figures(report, base, bearer, tmp, label, churn=False):
+    """Each API operation's p50 / p95 (LATENCY_CLIENTS clients) and req/s (saturation) next
+    to ``/api/v1/me/`` in the same run; with ``churn``, while runs finish every RUN_EVERY s."""
+    me = ["/api/v1/me/"]
+    fetch(base + me[0], bearer)
+    me_lat = wrk(base, me, bearer, tmp, connections=LATENCY_CLIENTS)
+    me_sat = wrk(base, me, bearer, tmp)
+    base_label = f"/api/v1/me/ p50, same run{label}"
+    for name, paths, times in _api_cases(random.Random(5)):
+        for p in paths[:3]:
+            fetch(base + p, bearer)
+        ctx = _runs_finishing(SCALE) if churn else contextlib.nullcontext({"n": 0})
+        with ctx as runs:
+            lat = wrk(base, paths, bearer, tmp, connections=LATENCY_CLIENTS)
+            sat = wrk(base, paths, bearer, tmp)
+        p50, me_p50 = lat["p50_us"] / 1000, me_lat["p50_us"] / 1000
+        extra = f"; {runs['n']} runs finished while measuring" if churn else ""
+        report.add(
+            f"{name} p50 at {SCALE:,} services{label}",
+            p50,
+            "ms",
+            baseline=me_p50,
+            baseline_label=base_label,
+            target=f"≤ {times}× /api/v1/me/",
+            ok=p50 <= times * me_p50,
+            note=f"p95 {lat['p95_ms']:.1f} ms ({LATENCY_CLIENTS} clients){extra}",
+        )
+        report.add(
+            f"{name} throughput at {SCALE:,} services{label}",
+            sat["rps"],
+            "req/s",
+            baseline=me_sat["rps"],
+            baseline_label=f"/api/v1/me/, same run{label}",
+            note=f"{WORKERS * THREADS} connections{extra}",
+        )
+
+
 def run(report):
+    global DB_NAME
+    from tests.bench.harness import bench_db
+
+    DB_NAME = bench_db("catalog")
     if not shutil.which("wrk"):
         raise RuntimeError("wrk not found: `make deps` installs it (apt-get install wrk)")
     from django.contrib.auth import get_user_model
@@ -504,13 +623,19 @@ def run(report):
         small = max(SCALE // 10, 100)
         seed(small)
         counts_small = count_queries(user)
-        seed_s = seed(SCALE)
+        seed_s, stitch_s = seed(SCALE)
         counts_big = count_queries(user)
         report.add(
             f"catalog seed of {SCALE:,} services, {SCALE // 10:,} squads, {SCALE * 2:,} deps (COPY)",
             seed_s,
             "s",
-            note="bulk COPY + ANALYZE",
+            note="bulk COPY; then every service stitched, then ANALYZE",
+        )
+        report.add(
+            f"stitching the read form of all {SCALE:,} services (restitch_all)",
+            stitch_s,
+            "s",
+            note="list row, detail document, scorecard, search vector",
         )
         hits = count_queries(user, cache_seconds=300)
         for name in counts_big:
@@ -573,7 +698,7 @@ def run(report):
                 [f"/api/v1/services/?page={p}" for p in range(1, 21)],
                 bearer,
                 0.35,
-            ),
+            ),  # the stitched rows, never cached
         ]
         bare_of = {}
         for name, paths, headers, min_ratio in cases:
@@ -625,6 +750,27 @@ def run(report):
                 (bare, bare_lat),
                 notes=("CATALOG_CACHE_SECONDS=0: the rows rendered for every request", ""),
             )
+
+        # the API read path is the stitched form whatever the cache: measured on the gunicorn
+        # with the cache off, then while pipeline runs finish every RUN_EVERY seconds
+        _api_figures(report, cold_base, bearer, tmp, " (catalog cache off)")
+        _api_figures(
+            report, cold_base, bearer, tmp, " (cache off, a run finishing every 100 ms)", churn=True
+        )
+        bare_path, bare, bare_lat = bare_of["service page"]
+        with _runs_finishing(SCALE) as runs:
+            svc_paths = [f"/services/svc-{rnd.randint(1, SCALE):06d}/" for _ in range(50)]
+            churn = wrk(cold_base, svc_paths, cookie, tmp)
+        report.add(
+            f"service page throughput at {SCALE:,} services, cache off, a run finishing every 100 ms",
+            churn["rps"],
+            "req/s",
+            baseline=bare["rps"],
+            baseline_label=BARE,
+            target="≥ 0.5× bare",
+            ok=churn["rps"] >= 0.5 * bare["rps"],
+            note=f"{runs['n']} runs finished while measuring",
+        )
 
         # browsing while the catalog changes: a service is edited every WRITE_EVERY seconds
         # (each edit invalidates every cached page)

@@ -34,12 +34,14 @@ class Figure:
 class Report:
     figures: list = field(default_factory=list)
     errors: list = field(default_factory=list)
+    loads: list = field(default_factory=list)  # 1-minute load average at each figure
 
     def add(
         self, name, value, unit, *, baseline=None, baseline_label="", target="", ok=None, note=""
     ):
         fig = Figure(name, value, unit, baseline, baseline_label, target, ok, note)
         self.figures.append(fig)
+        self.loads.append(os.getloadavg()[0])
         print(
             f"  {name}: {value:.4g} {unit}"
             + (
@@ -82,6 +84,15 @@ def p95(samples):
 DEFAULT_SCALE = 10_000
 
 
+def bench_db(section):
+    """The throwaway database of a section, named after the configured one
+    (``bench_backline_catalog`` for ``backline``), so benches of several checkouts sharing one
+    PostgreSQL do not drop each other's."""
+    from django.conf import settings
+
+    return f"bench_{settings.DATABASES['default']['NAME']}_{section}"
+
+
 def scale():
     return int(os.environ.get("BENCH_SCALE", DEFAULT_SCALE))
 
@@ -122,7 +133,12 @@ def render_markdown(report, sections):
         title,
         "",
         f"Last run: {now} · machine: {machine()} · sections: {', '.join(sections)}"
-        f" · catalog scale: {n:,} services",
+        f" · catalog scale: {n:,} services"
+        + (
+            f" · load average (1 min) while measuring: {min(report.loads):.1f}–{max(report.loads):.1f}"
+            if report.loads
+            else ""
+        ),
         "",
         "| figure | value | baseline | ratio | target | result | machine |",
         "|---|---|---|---|---|---|---|",
