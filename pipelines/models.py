@@ -128,8 +128,58 @@ class PipelineRun(LoggedJob):
         return (self.commit_sha or self.requested_commit)[:10]
 
 
+# a job of a ``jobs:`` pipeline: a run's statuses, and skipped (a job it needs did not succeed)
+JobStatus = models.TextChoices(  # type: ignore[misc]
+    "JobStatus", [(s.name, s.value) for s in RunStatus] + [("SKIPPED", "skipped")]
+)
+
+
+class JobRun(LoggedJob):
+    """One job (one matrix combination) of a run with ``jobs:``, executed by its own Celery task
+    with its own checkout and log. ``heartbeat_at`` of a queued job: when it was sent to the
+    broker (null: waiting for its needs)."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="jobs")
+    index = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=100)
+    base = models.CharField(max_length=100)  # the job's name in the spec (matrix: shared)
+    needs = models.JSONField(default=list)  # names of the expanded jobs it waits for
+    matrix = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True)
+
+    objects = WatchedQuerySet.as_manager()
+    finished_statuses = tuple(s for s in JobStatus.values if s not in ACTIVE_STATUSES)
+    running_statuses = (JobStatus.RUNNING,)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="job_run_unique")]
+
+    def __str__(self):
+        return f"{self.run} / {self.name}"
+
+
+class JobLogChunk(LogChunkBase):
+    """A piece of a job's log (``portal.jobs.LogChunkBase``)."""
+
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="log_chunks")
+
+    class Meta:
+        ordering = ["run", "offset"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "offset"], name="job_log_chunk_unique_offset")
+        ]
+
+
 class StepRun(Job):
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="steps")
+    # a step of a job (``jobs:`` form): its log range is in the job's log, not the run's
+    job = models.ForeignKey(
+        JobRun, null=True, blank=True, on_delete=models.CASCADE, related_name="steps"
+    )
     stage = models.CharField(max_length=100)
     stage_index = models.PositiveIntegerField(default=0)
     index = models.PositiveIntegerField(default=0)

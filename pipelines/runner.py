@@ -13,7 +13,7 @@ from typing import NoReturn
 from django.conf import settings
 from django.utils import timezone
 
-from pipelines import sandboxing, services
+from pipelines import dag, sandboxing, services
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -308,6 +308,8 @@ def execute(run_id):
     try:
         workdir = job.source()
         spec = job.spec(workdir)
+        if spec.data.get("jobs"):  # parallel jobs (pipelines.dag): the last one finishes the run
+            return dag.start_jobs(run, spec, job.runlog)
         return job.finish(*job.run_steps(spec, workdir))
     except Stop as stop:
         return services.finish_run(run_id, stop.status, stop.error)

@@ -405,7 +405,7 @@ def reap_lost(stale_seconds=None):
         lock=lambda pk: (
             PipelineRun.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("service", "service__owner")
-            .filter(pk=pk)
+            .filter(pk=pk, jobs__isnull=True)  # a jobs run lives while its jobs do (dag)
             .first()
         ),
     )
@@ -439,16 +439,18 @@ def log_page(run, offset, *, limit):
 
 
 def step_log_page(step, offset, *, limit):
-    """The log answer of one step: its part of the run log, offsets from the step's start."""
+    """The log answer of one step: its part of the run log (of its job's log, for a step of a
+    ``jobs:`` pipeline), offsets from the step's start."""
+    owner = step.job if step.job_id else step.run
     if step.log_offset is None:
         return joblog.empty_page(offset, complete=step.is_over)
     end = step.log_end
     if end is None and step.is_over:  # finished before log_end was recorded
-        later = step.run.steps.filter(index__gt=step.index, log_offset__isnull=False)
+        later = owner.steps.filter(index__gt=step.index, log_offset__isnull=False)
         end = later.order_by("index").values_list("log_offset", flat=True).first()
-        end = step.run.log_size if end is None else end
+        end = owner.log_size if end is None else end
     return joblog.page(
-        step.run, offset, limit=limit, over=step.is_over, start=step.log_offset, end=end
+        owner, offset, limit=limit, over=step.is_over, start=step.log_offset, end=end
     )
 
 

@@ -45,6 +45,7 @@ STEP_KINDS = ("run", "release")  # release: start a canary release, wait for its
 
 TOP_KEYS = {
     "stages",
+    "jobs",
     "timeout",
     "default_timeout",
     "branches",
@@ -265,6 +266,8 @@ def parse(text: str) -> Spec:
     if "env" in top:
         data["env"] = _env(top["env"], "env")
     data.update(_sandbox(top, ""))
+    if "jobs" in top:
+        return Spec({**data, **_jobs_form(top)})
     if "stages" not in top:
         raise SpecError("required: a list of stages", _line(root), "stages")
     stages_node = top["stages"]
@@ -274,6 +277,17 @@ def parse(text: str) -> Spec:
     for si, snode in enumerate(stages_node.value):
         data["stages"].append(_stage(snode, f"stages[{si}]", seen_stages))
     return Spec(data)
+
+
+def _jobs_form(top) -> dict:
+    """``jobs:`` (pipelines.jobspec): each job is also a stage, so that every reader of
+    ``stages`` (steps, secrets) sees its steps."""
+    from pipelines.jobspec import parse_jobs  # jobspec builds on this module's helpers
+
+    if "stages" in top:
+        raise SpecError("use either stages or jobs, not both", _line(top["stages"]), "stages")
+    jobs = parse_jobs(top["jobs"])
+    return {"jobs": jobs, "stages": [{"name": j["name"], "steps": j["steps"]} for j in jobs]}
 
 
 def _compose(text: str):

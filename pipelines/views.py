@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from pipelines import services
+from pipelines import dag, services
 from pipelines.ansi import strip, to_html
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
@@ -52,6 +52,7 @@ def _run_context(request, run):
         "run": run,
         "service": run.service,
         "stages": services.step_groups(steps),
+        "graph": dag.graph(run) if run.spec and run.spec.get("jobs") else None,
         "steps": steps,
         "can_write": actor.can("pipelines:run", run.service.owner),
         "allowed": services.allowed_actions(run, actor),
