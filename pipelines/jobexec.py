@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import dag
+from pipelines import artifacts, dag
 from pipelines.models import JobLogChunk, JobRun, JobStatus, PipelineRun, RunStatus, StepRun
 from pipelines.runner import (
     BOLD,
@@ -60,6 +60,8 @@ class JobSource:
 
 
 class JobExecution(Execution):
+    job_spec: dict
+
     def __init__(self, job):
         self.job = job
         super().__init__(job.run)
@@ -94,10 +96,29 @@ class JobExecution(Execution):
 
     def create_steps(self, spec) -> list:
         steps = list(StepRun.objects.filter(job_id=self.job.pk).order_by("index"))
-        specs = next(j["steps"] for j in spec.data["jobs"] if j["name"] == self.job.name)
-        for step, step_spec in zip(steps, specs, strict=True):
+        for step, step_spec in zip(steps, self.job_spec["steps"], strict=True):
             step.spec = step_spec
         return steps
+
+    def run_job(self, spec, workdir) -> tuple[str, str]:
+        """Restore the cache, run the steps; on success save the cache and keep the
+        artifacts (over the cap: the job fails, nothing is kept)."""
+        note = self.runlog.write
+        cache = self.job_spec.get("cache")
+        if cache:
+            artifacts.restore_cache(self.run.service_id, cache, workdir, note)
+        status, error = self.run_steps(spec, workdir)
+        if status != RunStatus.SUCCEEDED:
+            return status, error
+        if cache:
+            artifacts.save_cache(self.run.service_id, cache, workdir, note)
+        if self.job_spec.get("artifacts"):
+            try:
+                artifacts.save_artifacts(self.job, self.job_spec["artifacts"], workdir, note)
+            except artifacts.TooLarge as exc:
+                note(f"{RED}✖ {exc}{RESET}\n")
+                return RunStatus.FAILED, str(exc)
+        return status, error
 
     def cleanup(self):
         if self.checkout is not None:
@@ -118,7 +139,9 @@ def execute_job(job_id) -> None:
     status, error = JobStatus.FAILED, ""
     try:
         workdir = ex.source()
-        status, error = ex.run_steps(Spec(job.run.spec or {}), workdir)
+        spec = Spec(job.run.spec or {})
+        ex.job_spec = next(j for j in spec.data["jobs"] if j["name"] == job.name)
+        status, error = ex.run_job(spec, workdir)
         if status == RunStatus.CANCELED:
             ex.runlog.write(f"{YELLOW}■ canceled{RESET}\n")
     except Stop as stop:

@@ -25,7 +25,13 @@ from pipelines import spec as s
 
 MAX_MATRIX = 32  # combinations of one job's matrix
 MAX_JOBS = 64  # jobs of a pipeline after matrix expansion
-JOB_KEYS = {"needs", "matrix", "steps", "env"}
+JOB_KEYS = {"needs", "matrix", "steps", "env", "artifacts", "cache"}
+ARTIFACT_KEYS = {"paths", "expire_in"}
+CACHE_KEYS = {"key", "paths"}
+CACHE_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+EXPIRE_RE = re.compile(r"^\s*(\d+)\s*(m|h|d|w)\s*$")
+EXPIRE_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_PATHS = 50
 MATRIX_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
 
 
@@ -90,7 +96,62 @@ def _job(node, field: str, name: str) -> dict:
         "env": s._env(keys["env"], f"{field}.env") if "env" in keys else {},
         "matrix": _matrix(keys["matrix"], f"{field}.matrix") if "matrix" in keys else None,
         "steps": steps,
+        "artifacts": _artifacts(keys["artifacts"], f"{field}.artifacts")
+        if "artifacts" in keys
+        else None,
+        "cache": _cache(keys["cache"], f"{field}.cache") if "cache" in keys else None,
     }
+
+
+def expire_seconds(text: str) -> int:
+    """``7d`` → seconds (units m, h, d, w); ValueError otherwise."""
+    m = EXPIRE_RE.match(str(text))
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 30m, 12h, 7d, 2w")
+    return int(m.group(1)) * EXPIRE_UNITS[m.group(2)]
+
+
+def _paths(node, field: str) -> list[str]:
+    """Paths or glob patterns inside the job's checkout: relative, no ``..``."""
+    paths = s._name_list(node, field, None, "paths")
+    if not paths or len(paths) > MAX_PATHS:
+        raise s.SpecError(f"expected 1 to {MAX_PATHS} paths", s._line(node), field)
+    for i, path in enumerate(paths):
+        if path.startswith(("/", "~")) or ".." in path.replace("\\", "/").split("/"):
+            raise s.SpecError(
+                f"{path!r} must be a relative path inside the checkout (no /, ~ or ..)",
+                s._line(node),
+                f"{field}[{i}]",
+            )
+    return paths
+
+
+def _artifacts(node, field: str) -> dict:
+    keys = s._mapping(node, field, ARTIFACT_KEYS)
+    if "paths" not in keys:
+        raise s.SpecError("required: the paths to keep", s._line(node), f"{field}.paths")
+    out = {"paths": _paths(keys["paths"], f"{field}.paths"), "expire_in": None}
+    if "expire_in" in keys:
+        try:
+            out["expire_in"] = expire_seconds(s._str(keys["expire_in"], f"{field}.expire_in"))
+        except ValueError as exc:
+            raise s.SpecError(str(exc), s._line(keys["expire_in"]), f"{field}.expire_in") from None
+    return out
+
+
+def _cache(node, field: str) -> dict:
+    keys = s._mapping(node, field, CACHE_KEYS)
+    for need in ("key", "paths"):
+        if need not in keys:
+            raise s.SpecError(f"required: the cache's {need}", s._line(node), f"{field}.{need}")
+    key = s._str(keys["key"], f"{field}.key")
+    if not CACHE_KEY_RE.match(key):
+        raise s.SpecError(
+            f"{key!r} is not a valid cache key (letters, digits, . _ -; at most 100)",
+            s._line(keys["key"]),
+            f"{field}.key",
+        )
+    return {"key": key, "paths": _paths(keys["paths"], f"{field}.paths")}
 
 
 def _values(node, field: str) -> list[str]:
@@ -206,6 +267,8 @@ def _expand(job: dict) -> list[dict]:
                 "base": job["name"],
                 "matrix": combo,
                 "steps": steps,
+                "artifacts": job["artifacts"],
+                "cache": job["cache"],
             }
         )
     return out

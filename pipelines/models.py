@@ -209,6 +209,30 @@ class StepRun(Job):
         return f"{self.stage}/{self.name}"
 
 
+class Artifact(models.Model):
+    """The files a job kept (``artifacts:``), one gzipped tar in the artifact store
+    (``pipelines.artifacts``) under ``key``, until ``expires_at``."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="artifacts")
+    job = models.ForeignKey(
+        JobRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts"
+    )
+    name = models.CharField(max_length=100)  # the job's name
+    key = models.CharField(max_length=300, unique=True)
+    size = models.BigIntegerField(default=0)  # of the archive
+    content_bytes = models.BigIntegerField(default=0)  # of the files in it
+    files = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["run", "name"]
+
+    def __str__(self):
+        return f"{self.run} / {self.name}.tar.gz"
+
+
 class LogChunk(LogChunkBase):
     """A piece of a run's log (``portal.jobs.LogChunkBase``)."""
 

@@ -5,4 +5,5 @@ BEAT_SCHEDULE = {
         "task": "pipelines.tasks.reap_lost_runs",
         "schedule": settings.PIPELINES_REAP_EVERY_SECONDS,
     },
+    "pipelines-expire-artifacts": {"task": "pipelines.tasks.expire_artifacts", "schedule": 3600.0},
 }

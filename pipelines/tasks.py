@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from pipelines import dag, jobexec, runner, services
+from pipelines import artifacts, dag, jobexec, runner, services
 
 # steps carry their own timeouts (at most 24 h each, see pipelines.spec); the task limit is a backstop
 EXECUTOR_TASK: dict = {
@@ -39,3 +39,9 @@ def reap_lost_runs(stale_seconds=None):
     dag.reap_lost_jobs(stale_seconds)
     dag.requeue_stale_jobs()
     return reaped
+
+
+@shared_task(ignore_result=True)
+def expire_artifacts():
+    """Beat: remove the artifacts past their ``expire_in``."""
+    return artifacts.expire()

@@ -11,6 +11,11 @@ urlpatterns = [
     path("pipelines/runs/<int:pk>/log", views.run_log, name="run_log"),
     path("pipelines/runs/<int:pk>/log.txt", views.run_log_text, name="run_log_text"),
     path("pipelines/runs/<int:pk>/steps/<int:index>/log", views.step_log, name="step_log"),
+    path(
+        "pipelines/runs/<int:pk>/artifacts/<int:artifact_id>",
+        views.run_artifact,
+        name="run_artifact",
+    ),
     path("pipelines/runs/<int:pk>/cancel", views.run_cancel, name="run_cancel"),
     path("pipelines/runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
     path("pipelines/services/<entity:slug>/", views.service_pipeline, name="service_pipeline"),

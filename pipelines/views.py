@@ -6,10 +6,12 @@ from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from pipelines import dag, services
 from pipelines.ansi import strip, to_html
+from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
 from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus, StepRun
@@ -53,6 +55,7 @@ def _run_context(request, run):
         "service": run.service,
         "stages": services.step_groups(steps),
         "graph": dag.graph(run) if run.spec and run.spec.get("jobs") else None,
+        "artifacts": list(run.artifacts.filter(expires_at__gt=timezone.now()).order_by("name")),
         "steps": steps,
         "can_write": actor.can("pipelines:run", run.service.owner),
         "allowed": services.allowed_actions(run, actor),
@@ -83,6 +86,13 @@ def run_log_text(request, pk):
     )
     response["Content-Disposition"] = f'inline; filename="{run.service.slug}-{run.number}.log"'
     return response
+
+
+@login_required
+def run_artifact(request, pk, artifact_id):
+    """Download one artifact of the run (a gzipped tar)."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    return artifact_response(run, artifact_id)
 
 
 @login_required

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from pipelines.models import PipelineRun, PipelineSecret, StepRun
+from pipelines.models import Artifact, JobRun, PipelineRun, PipelineSecret, StepRun
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -78,12 +78,36 @@ class PipelineRunSerializer(serializers.ModelSerializer):
         return f"/api/v1/runs/{obj.pk}/log"
 
 
+class JobRunSerializer(serializers.ModelSerializer):
+    """A job of a ``jobs:`` pipeline (issue 18)."""
+
+    class Meta:
+        model = JobRun
+        fields = ["index", "name", "base", "needs", "matrix", "status", "error"]
+        fields += ["worker", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = ["id", "name", "files", "size", "content_bytes", "sha256", "created_at"]
+        fields += ["expires_at", "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, obj) -> str:
+        return f"/api/v1/runs/{obj.run_id}/artifacts/{obj.pk}"
+
+
 class PipelineRunDetailSerializer(PipelineRunSerializer):
     steps = StepRunSerializer(many=True, read_only=True)
+    jobs = JobRunSerializer(many=True, read_only=True)
     spec = serializers.JSONField(read_only=True)
 
     class Meta(PipelineRunSerializer.Meta):
-        fields = PipelineRunSerializer.Meta.fields + ["steps", "spec"]
+        fields = PipelineRunSerializer.Meta.fields + ["steps", "jobs", "spec"]
         read_only_fields = fields
 
 

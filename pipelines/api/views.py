@@ -1,4 +1,5 @@
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
@@ -7,12 +8,14 @@ from rest_framework.views import APIView
 
 from pipelines import services
 from pipelines.api.serializers import (
+    ArtifactSerializer,
     PipelineRunDetailSerializer,
     PipelineRunSerializer,
     PipelineSecretSerializer,
     SpecSerializer,
     TriggerSerializer,
 )
+from pipelines.artifacts import artifact_response
 from pipelines.filters import PipelineRunFilter
 from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, StepRun
 from portal.actors import Actor
@@ -54,6 +57,19 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return log_response(
             request, lambda offset: services.step_log_page(step, offset, limit=LOG_LIMIT)
         )
+
+    @extend_schema(responses=ArtifactSerializer(many=True))
+    @action(detail=True, methods=["get"], url_path="artifacts")
+    def artifacts(self, request, pk=None):
+        """The artifacts the run's jobs kept (``artifacts:`` in ``backline.yml``)."""
+        run = self.get_object()
+        return Response(ArtifactSerializer(run.artifacts.order_by("name"), many=True).data)
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<artifact_id>\d+)")
+    def artifact(self, request, pk=None, artifact_id=None):
+        """One artifact: a gzipped tar of the files the job kept."""
+        return artifact_response(self.get_object(), artifact_id)
 
     @extend_schema(request=None, responses={202: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
