@@ -38,6 +38,8 @@ class PipelineConfig(models.Model):
     # the branch filters of the last spec seen (repository or portal); the webhook uses them to
     # decide quickly, before any checkout, whether a push starts a run
     known_branches = models.JSONField(null=True, blank=True)
+    # likewise its ``schedules:`` (pipelines.schedules), which beat starts runs from
+    known_schedules = models.JSONField(null=True, blank=True)
 
     objects = WatchedQuerySet.as_manager()
 
@@ -73,6 +75,7 @@ class PipelineRun(LoggedJob):
         MANUAL = "manual"
         API = "api"
         RERUN = "rerun"
+        SCHEDULE = "schedule"
 
     service = models.ForeignKey(
         "squads.Service", on_delete=models.CASCADE, related_name="pipeline_runs"
@@ -231,6 +234,36 @@ class Artifact(models.Model):
 
     def __str__(self):
         return f"{self.run} / {self.name}.tar.gz"
+
+
+class Approval(models.Model):
+    """An ``approval:`` step waiting for a member of ``squad`` to approve or reject it
+    (``pipelines.approvals``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        TIMED_OUT = "timed_out"
+        CANCELED = "canceled"
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="approvals")
+    step = models.OneToOneField(StepRun, on_delete=models.CASCADE, related_name="approval")
+    squad = models.ForeignKey("squads.Squad", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["run", "step__index"]
+
+    def __str__(self):
+        return f"approval of {self.step} ({self.status})"
 
 
 class LogChunk(LogChunkBase):

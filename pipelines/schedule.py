@@ -6,4 +6,5 @@ BEAT_SCHEDULE = {
         "schedule": settings.PIPELINES_REAP_EVERY_SECONDS,
     },
     "pipelines-expire-artifacts": {"task": "pipelines.tasks.expire_artifacts", "schedule": 3600.0},
+    "pipelines-run-schedules": {"task": "pipelines.tasks.run_schedules", "schedule": 60.0},
 }

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from pipelines.approvals import check_squads
 from pipelines.models import (
     ACTIVE_STATUSES,
     LogChunk,
@@ -259,6 +260,7 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
     if text.strip():
         try:
             spec = parse(text)
+            check_squads(spec)
         except SpecError as exc:
             raise Invalid(errors={"spec": [str(exc)]}) from None
     with transaction.atomic():
@@ -267,6 +269,7 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
         config.updated_by = actor.label[:200]
         if spec is not None:
             config.known_branches = spec.data.get("branches")
+            config.known_schedules = spec.data.get("schedules")
         config.save()
         record(actor, "pipeline.spec.save", service, squad=service.owner, data={"bytes": len(text)})
     return config

@@ -41,11 +41,12 @@ MAX_TIMEOUT = 24 * 3600.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-STEP_KINDS = ("run", "release")  # release: start a canary release, wait for its outcome
+STEP_KINDS = ("run", "release", "approval")  # release: a canary release; approval: a person
 
 TOP_KEYS = {
     "stages",
     "jobs",
+    "schedules",
     "timeout",
     "default_timeout",
     "branches",
@@ -57,6 +58,7 @@ TOP_KEYS = {
 }
 STAGE_KEYS = {"name", "steps"}
 STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release", "limits", "network"}
+STEP_KEYS |= {"approval"}  # issue 18: {squad: <slug>} (default: the owning squad)
 RELEASE_KEYS = {"environment", "version"}
 
 
@@ -266,6 +268,10 @@ def parse(text: str) -> Spec:
     if "env" in top:
         data["env"] = _env(top["env"], "env")
     data.update(_sandbox(top, ""))
+    if "schedules" in top:
+        from pipelines.schedules import parse_schedules  # builds on this module's helpers
+
+        data["schedules"] = parse_schedules(top["schedules"])
     if "jobs" in top:
         return Spec({**data, **_jobs_form(top)})
     if "stages" not in top:
@@ -340,8 +346,11 @@ def _stage(snode, sfield: str, seen_stages: set[str]) -> dict:
 def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
     """One step of stage ``sname``: a command to run or a release, and its settings."""
     tkeys = _mapping(tnode, tfield, STEP_KEYS)
-    release = _release(tkeys, tnode, tfield)
-    run = f"release to {release['environment']}" if release else _str(tkeys["run"], f"{tfield}.run")
+    approval = _approval(tkeys, tfield)
+    release = None if approval else _release(tkeys, tnode, tfield)
+    run = f"release to {release['environment']}" if release else ""
+    run = run or (approval and f"approval by {approval['squad'] or 'the owning squad'}")
+    run = run or _str(tkeys["run"], f"{tfield}.run")
     name = _step_name(tkeys, tnode, tfield, run, sname, seen_steps)
     kind = _step_kind(tkeys, tfield, release)
     return {
@@ -351,6 +360,7 @@ def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
         "env": _env(tkeys["env"], f"{tfield}.env") if "env" in tkeys else {},
         "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout") if "timeout" in tkeys else None,
         **({"release": release} if release is not None else {}),
+        **({"approval": approval} if approval else {}),
         "secrets": _name_list(tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names")
         if "secrets" in tkeys
         else [],
@@ -405,8 +415,27 @@ def _step_name(tkeys, tnode, tfield: str, run: str, sname: str, seen_steps: set[
     return name
 
 
+def _approval(tkeys, tfield: str) -> dict | None:
+    """An approval step: ``approval: {squad: <slug>}`` (or ``approval: {}``, the owning squad)."""
+    if "approval" not in tkeys:
+        return None
+    node, where = tkeys["approval"], f"{tfield}.approval"
+    for other in ("run", "release"):
+        if other in tkeys:
+            raise SpecError(f"a step has either approval or {other}, not both", _line(node), where)
+    keys = _mapping(node, where, {"squad"}) if not _is_empty(node) else {}
+    squad = _str(keys["squad"], f"{where}.squad") if "squad" in keys else ""
+    return {"squad": squad, "line": _line(node), "field": f"{where}.squad"}
+
+
+def _is_empty(node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")
+
+
 def _step_kind(tkeys, tfield: str, release: dict | None) -> str:
-    if release is not None:
+    if "approval" in tkeys:
+        kind = "approval"
+    elif release is not None:
         kind = "release"
     else:
         kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from pipelines import artifacts, dag, jobexec, runner, services
+from pipelines import artifacts, dag, jobexec, runner, schedules, services
 
 # steps carry their own timeouts (at most 24 h each, see pipelines.spec); the task limit is a backstop
 EXECUTOR_TASK: dict = {
@@ -45,3 +45,9 @@ def reap_lost_runs(stale_seconds=None):
 def expire_artifacts():
     """Beat: remove the artifacts past their ``expire_in``."""
     return artifacts.expire()
+
+
+@shared_task(ignore_result=True)
+def run_schedules():
+    """Beat, every minute: start the runs that the services' ``schedules:`` make due."""
+    return schedules.run_due()

@@ -16,6 +16,8 @@ urlpatterns = [
         views.run_artifact,
         name="run_artifact",
     ),
+    path("pipelines/runs/<int:pk>/approve", views.run_approve, name="run_approve"),
+    path("pipelines/runs/<int:pk>/reject", views.run_reject, name="run_reject"),
     path("pipelines/runs/<int:pk>/cancel", views.run_cancel, name="run_cancel"),
     path("pipelines/runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
     path("pipelines/services/<entity:slug>/", views.service_pipeline, name="service_pipeline"),

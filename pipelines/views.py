@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from pipelines import dag, services
+from pipelines import approvals, dag, services
 from pipelines.ansi import strip, to_html
 from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
@@ -56,6 +56,7 @@ def _run_context(request, run):
         "stages": services.step_groups(steps),
         "graph": dag.graph(run) if run.spec and run.spec.get("jobs") else None,
         "artifacts": list(run.artifacts.filter(expires_at__gt=timezone.now()).order_by("name")),
+        "approvals": [(a, actor.can("pipelines:run", a.squad)) for a in approvals.pending(run)],
         "steps": steps,
         "can_write": actor.can("pipelines:run", run.service.owner),
         "allowed": services.allowed_actions(run, actor),
@@ -126,6 +127,35 @@ def step_log(request, pk, index):
 
     template = "pipelines/step_log.html#tail" if request.htmx else "pipelines/step_log.html"
     return logviews.tail(request, template, ctx, read_page)
+
+
+def _decide(request, pk, approve: bool):
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    step = request.POST.get("step", "")
+    try:
+        a = approvals.decide_approval(
+            run,
+            actor=Actor.from_request(request),
+            approve=approve,
+            step=int(step) if step.isdigit() else None,
+            comment=request.POST.get("comment", "")[:500],
+        )
+        messages.success(request, f"{a.step.name}: {a.status}.")
+    except DomainError as exc:
+        return domain_error_response(request, exc, run.get_absolute_url())
+    return redirect(run.get_absolute_url())
+
+
+@require_POST
+@login_required
+def run_approve(request, pk):
+    return _decide(request, pk, True)
+
+
+@require_POST
+@login_required
+def run_reject(request, pk):
+    return _decide(request, pk, False)
 
 
 @require_POST

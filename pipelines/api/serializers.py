@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from pipelines.models import Artifact, JobRun, PipelineRun, PipelineSecret, StepRun
+from pipelines.models import Approval, Artifact, JobRun, PipelineRun, PipelineSecret, StepRun
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -129,3 +129,22 @@ class PipelineSecretSerializer(serializers.ModelSerializer):
 
 class SpecSerializer(serializers.Serializer):
     spec = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class DecisionSerializer(serializers.Serializer):
+    """Body of approve / reject: ``step`` (its index) when several approvals wait at once."""
+
+    step = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    step = serializers.IntegerField(source="step.index", read_only=True)
+    step_name = serializers.CharField(source="step.name", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ["id", "step", "step_name", "squad", "status", "requested_at", "deadline"]
+        fields += ["decided_by", "decided_at", "comment"]
+        read_only_fields = fields

@@ -6,9 +6,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipelines import services
+from pipelines import approvals, services
 from pipelines.api.serializers import (
+    ApprovalSerializer,
     ArtifactSerializer,
+    DecisionSerializer,
     PipelineRunDetailSerializer,
     PipelineRunSerializer,
     PipelineSecretSerializer,
@@ -70,6 +72,30 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     def artifact(self, request, pk=None, artifact_id=None):
         """One artifact: a gzipped tar of the files the job kept."""
         return artifact_response(self.get_object(), artifact_id)
+
+    def _decide(self, request, approve: bool):
+        ser = DecisionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        approval = approvals.decide_approval(
+            self.get_object(),
+            actor=Actor.from_request(request, door="api"),
+            approve=approve,
+            step=ser.validated_data["step"],
+            comment=ser.validated_data["comment"],
+        )
+        return Response(ApprovalSerializer(approval).data)
+
+    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Approve the run's pending ``approval:`` step (members of its squad, org admins)."""
+        return self._decide(request, True)
+
+    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Reject the run's pending ``approval:`` step: the step fails."""
+        return self._decide(request, False)
 
     @extend_schema(request=None, responses={202: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
