@@ -41,7 +41,8 @@ MAX_TIMEOUT = 24 * 3600.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-STEP_KINDS = ("run", "release", "approval")  # release: a canary release; approval: a person
+# release: a canary release; approval: a person decides; jenkins: a Jenkins job's build
+STEP_KINDS = ("run", "release", "approval", "jenkins")
 
 TOP_KEYS = {
     "stages",
@@ -58,7 +59,7 @@ TOP_KEYS = {
 }
 STAGE_KEYS = {"name", "steps"}
 STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release", "limits", "network"}
-STEP_KEYS |= {"approval"}  # issue 18: {squad: <slug>} (default: the owning squad)
+STEP_KEYS |= {"approval", "jenkins"}  # issue 18: pipelines.approvals, pipelines.jenkins
 RELEASE_KEYS = {"environment", "version"}
 
 
@@ -346,10 +347,11 @@ def _stage(snode, sfield: str, seen_stages: set[str]) -> dict:
 def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
     """One step of stage ``sname``: a command to run or a release, and its settings."""
     tkeys = _mapping(tnode, tfield, STEP_KEYS)
-    approval = _approval(tkeys, tfield)
-    release = None if approval else _release(tkeys, tnode, tfield)
+    approval, jenkins = _approval(tkeys, tfield), _jenkins(tkeys, tfield)
+    release = None if approval or jenkins else _release(tkeys, tnode, tfield)
     run = f"release to {release['environment']}" if release else ""
     run = run or (approval and f"approval by {approval['squad'] or 'the owning squad'}")
+    run = run or (jenkins and f"jenkins job {jenkins['job']}")
     run = run or _str(tkeys["run"], f"{tfield}.run")
     name = _step_name(tkeys, tnode, tfield, run, sname, seen_steps)
     kind = _step_kind(tkeys, tfield, release)
@@ -361,6 +363,7 @@ def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
         "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout") if "timeout" in tkeys else None,
         **({"release": release} if release is not None else {}),
         **({"approval": approval} if approval else {}),
+        **({"jenkins": jenkins} if jenkins else {}),
         "secrets": _name_list(tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names")
         if "secrets" in tkeys
         else [],
@@ -428,13 +431,29 @@ def _approval(tkeys, tfield: str) -> dict | None:
     return {"squad": squad, "line": _line(node), "field": f"{where}.squad"}
 
 
+def _jenkins(tkeys, tfield: str) -> dict | None:
+    """A Jenkins step: ``jenkins: {job: <full name>, parameters: {NAME: value}}``."""
+    if "jenkins" not in tkeys:
+        return None
+    node, where = tkeys["jenkins"], f"{tfield}.jenkins"
+    for other in ("run", "release", "approval"):
+        if other in tkeys:
+            raise SpecError(f"a step has either jenkins or {other}, not both", _line(node), where)
+    keys = _mapping(node, where, {"job", "parameters"})
+    if "job" not in keys:
+        raise SpecError("required: the job's full name", _line(node), f"{where}.job")
+    job = _str(keys["job"], f"{where}.job")
+    params = _env(keys["parameters"], f"{where}.parameters") if "parameters" in keys else {}
+    return {"job": job, "parameters": params}
+
+
 def _is_empty(node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")
 
 
 def _step_kind(tkeys, tfield: str, release: dict | None) -> str:
-    if "approval" in tkeys:
-        kind = "approval"
+    if "approval" in tkeys or "jenkins" in tkeys:
+        kind = "approval" if "approval" in tkeys else "jenkins"
     elif release is not None:
         kind = "release"
     else:

@@ -24,6 +24,7 @@ urlpatterns = [
     path("pipelines/services/<entity:slug>/panel", views.service_panel, name="service_panel"),
     path("pipelines/squads/<entity:slug>/panel", views.squad_panel, name="squad_panel"),
     path("pipelines/services/<entity:slug>/run", views.service_trigger, name="service_trigger"),
+    path("pipelines/services/<entity:slug>/jenkins", views.jenkins_builds, name="jenkins_builds"),
     path("pipelines/services/<entity:slug>/spec", views.spec_save, name="spec_save"),
     path("pipelines/services/<entity:slug>/secrets", views.secret_set, name="secret_set"),
     path(

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from pipelines import approvals, dag, services
+from pipelines import approvals, dag, jenkins, services
 from pipelines.ansi import strip, to_html
 from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
@@ -182,6 +182,17 @@ def run_rerun(request, pk):
     return redirect(new.get_absolute_url())
 
 
+@login_required
+def jenkins_builds(request, slug):
+    """The recent builds of the service's Jenkins job (``jenkins.io/job-full-name``)."""
+    service = get_object_or_404(Service, slug=slug)
+    builds, error = jenkins.service_builds(service) if jenkins.service_job(service) else ([], "")
+    ctx = {"job": jenkins.service_job(service), "builds": builds, "error": error}
+    if not ctx["job"]:
+        ctx["error"] = f"The service has no {jenkins.ANNOTATION} annotation."
+    return render(request, "pipelines/_jenkins_builds.html", ctx)
+
+
 @_nav
 @login_required
 def service_pipeline(request, slug):
@@ -199,6 +210,7 @@ def service_pipeline(request, slug):
         ),
         "can_write": actor.can("pipelines:run", service.owner),
         "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
+        "jenkins_job": jenkins.service_job(service),
     }
     return render(request, "pipelines/service_pipeline.html", ctx)
 
@@ -284,6 +296,7 @@ def service_panel(request, slug):
         "runs": PipelineRun.objects.filter(service=service).select_related("service")[:5],
         "can_write": actor.can("pipelines:run", service.owner),
         "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
+        "jenkins_job": jenkins.service_job(service),
     }
     return render(request, "pipelines/_service_panel_body.html", ctx)
 

@@ -327,6 +327,11 @@ PIPELINES_ARTIFACT_DIR = Path(env_str("PIPELINES_ARTIFACT_DIR", str(VAR_DIR / "a
 PIPELINES_ARTIFACT_MAX_BYTES = env_size("PIPELINES_ARTIFACT_MAX_BYTES", "100m")
 PIPELINES_ARTIFACT_EXPIRE_IN = env_str("PIPELINES_ARTIFACT_EXPIRE_IN", "30d")
 PIPELINES_CACHE_MAX_BYTES = env_size("PIPELINES_CACHE_MAX_BYTES", "500m")
+# Jenkins (pipelines.jenkins): recent builds of a service's job, and the `jenkins:` step
+JENKINS_URL = env_str("JENKINS_URL", "")
+JENKINS_USER = env_str("JENKINS_USER", "")
+JENKINS_API_TOKEN = env_str("JENKINS_API_TOKEN", "")
+JENKINS_POLL_SECONDS = env_float("JENKINS_POLL_SECONDS", 1.0)
 
 # releases: controller tick, analysis defaults, driver retry, promote debounce (tests shorten them)
 RELEASES_TICK_SECONDS = env_float("RELEASES_TICK_SECONDS", 5.0)
