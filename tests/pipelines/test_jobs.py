@@ -193,3 +193,69 @@ def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad):
     page = services.step_log_page(step, 0, limit=10000)
     assert "matrix-n=a" in page["text"] and "matrix-n=b" not in page["text"]
     assert page["complete"]
+
+
+@pytest.mark.django_db
+def test_a_lost_job_skips_its_dependents_and_fails_the_run(service, settings):
+    """No worker: the run's rows as a worker would leave them when one job's worker died."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from pipelines import dag
+    from pipelines.models import JobStatus, StepRun
+
+    run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
+    spec = parse("jobs:\n  a: {steps: [{run: x}]}\n  b: {needs: [a], steps: [{run: y}]}\n")
+    PipelineRun.objects.filter(pk=run.pk).update(status="running", spec=spec.data)
+    run.refresh_from_db()
+
+    class Log:
+        def write(self, text):
+            pass
+
+    dag.start_jobs(run, spec, Log())
+    a, b = JobRun.objects.filter(run=run).order_by("index")
+    assert a.heartbeat_at is not None and b.heartbeat_at is None  # a sent, b waits
+    stale = timezone.now() - timedelta(seconds=120)
+    JobRun.objects.filter(pk=a.pk).update(status="running", heartbeat_at=stale, worker="w1")
+    assert services.reap_lost(30) == []  # a jobs run lives while its jobs do
+    assert dag.reap_lost_jobs(30) == [a.pk]
+    a.refresh_from_db(), b.refresh_from_db(), run.refresh_from_db()
+    assert (a.status, b.status) == (JobStatus.LOST, JobStatus.SKIPPED)
+    assert run.status == RunStatus.FAILED and "Job a lost" in run.error
+    assert not StepRun.objects.filter(run=run, status__in=["queued", "running"]).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_running_jobs_and_the_waiting_ones(service, git_repo, squad, make_token):
+    from tests.conftest import token_client
+
+    git_repo.commit(
+        {
+            "backline.yml": "jobs:\n"
+            "  slow: {steps: [{name: s, run: 'echo sleeping; sleep 120'}]}\n"
+            "  later: {needs: [slow], steps: [{run: 'echo never'}]}\n"
+        },
+        "slow",
+    )
+    worker = WorkerProcess(concurrency=2).start()
+    try:
+        run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
+        wait_for(
+            lambda: JobLogChunk.objects.filter(run__run=run, text__contains="sleeping\n").exists(),
+            120,
+            what="the slow job to run",
+        )
+        client = token_client(make_token(squad, ["pipelines:run"]))
+        assert client.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 202
+        done = wait_for(
+            lambda: PipelineRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
+            60,
+            what="the canceled run to finish",
+        )
+    finally:
+        worker.stop()
+    status = dict(JobRun.objects.filter(run=run).values_list("name", "status"))
+    assert done.status == RunStatus.CANCELED, done.error
+    assert status == {"slow": "canceled", "later": "canceled"}
