@@ -11,6 +11,7 @@ urlpatterns = [
     path("pipelines/runs/<int:pk>/log", views.run_log, name="run_log"),
     path("pipelines/runs/<int:pk>/log.txt", views.run_log_text, name="run_log_text"),
     path("pipelines/runs/<int:pk>/steps/<int:index>/log", views.step_log, name="step_log"),
+    path("pipelines/runs/<int:pk>/jobs/<int:index>/log", views.job_log, name="job_log"),
     path(
         "pipelines/runs/<int:pk>/artifacts/<int:artifact_id>",
         views.run_artifact,

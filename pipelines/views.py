@@ -14,7 +14,14 @@ from pipelines.ansi import strip, to_html
 from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus, StepRun
+from pipelines.models import (
+    JobRun,
+    PipelineConfig,
+    PipelineRun,
+    PipelineSecret,
+    RunStatus,
+    StepRun,
+)
 from portal import joblog, logviews
 from portal.actors import Actor
 from portal.errors import DomainError
@@ -156,6 +163,26 @@ def run_approve(request, pk):
 @login_required
 def run_reject(request, pk):
     return _decide(request, pk, False)
+
+
+@login_required
+def job_log(request, pk, index):
+    """One job's own log (``jobs:`` pipelines): its checkout, steps, cache and artifacts."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    job = get_object_or_404(JobRun, run=run, index=index)
+    needs = ", ".join(job.needs) or "nothing"
+    # shown by the step log page: stage / name, status, and the line under the title
+    part = {"stage": "job", "name": job.name, "status": job.status, "command": f"needs {needs}"}
+    ctx = {"run": run, "service": run.service, "step": part}
+    ctx["log_url"] = reverse("pipelines:job_log", args=[run.pk, job.index])
+
+    def read_page(offset):
+        log = joblog.page(job, offset, limit=LOG_PAGE_BYTES)
+        ctx["log_html"] = to_html(log["text"])
+        return log
+
+    template = "pipelines/step_log.html#tail" if request.htmx else "pipelines/step_log.html"
+    return logviews.tail(request, template, ctx, read_page)
 
 
 @require_POST

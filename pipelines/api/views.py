@@ -19,7 +19,8 @@ from pipelines.api.serializers import (
 )
 from pipelines.artifacts import artifact_response
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, StepRun
+from pipelines.models import JobRun, PipelineConfig, PipelineRun, PipelineSecret, StepRun
+from portal import joblog
 from portal.actors import Actor
 from portal.api.logs import LOG_LIMIT, OFFSET_PARAMETER, LogPageSerializer, log_response
 from squads.models import Service
@@ -59,6 +60,13 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return log_response(
             request, lambda offset: services.step_log_page(step, offset, limit=LOG_LIMIT)
         )
+
+    @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
+    @action(detail=True, methods=["get"], url_path=r"jobs/(?P<index>\d+)/log")
+    def job_log(self, request, pk=None, index=None):
+        """One job's own log (``jobs:`` pipelines)."""
+        job = get_object_or_404(JobRun, run=self.get_object(), index=index)
+        return log_response(request, lambda offset: joblog.page(job, offset, limit=LOG_LIMIT))
 
     @extend_schema(responses=ArtifactSerializer(many=True))
     @action(detail=True, methods=["get"], url_path="artifacts")

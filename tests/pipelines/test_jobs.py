@@ -12,7 +12,7 @@ from pipelines.jobspec import MAX_MATRIX
 from pipelines.models import JobLogChunk, JobRun, LogChunk, PipelineRun, RunStatus
 from pipelines.spec import SpecError, parse
 from portal.actors import Actor
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, client_for
 from tests.pipelines.conftest import wait_for
 
 DAG = """\
@@ -138,7 +138,7 @@ def _log(model, owner):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad):
+def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad, alice):
     barrier = Barrier(3)
     threading.Thread(target=barrier.serve_forever, daemon=True).start()
     wait = WAIT.format(port=barrier.server_address[1])
@@ -189,6 +189,17 @@ def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad):
     assert len({j.worker for j in jobs.values() if j.worker}) >= 1
     runlog = _log(LogChunk, run)
     assert "6 jobs" in runlog and "job after skipped" in runlog and "pipeline failed" in runlog
+    api = client_for(alice)
+    fan_a = jobs["fan (a)"]
+    page = api.get(f"/pipelines/runs/{run.pk}/jobs/{fan_a.index}/log").content.decode()
+    assert "matrix-n=a" in page and "job fan (a)" in page
+    body = api.get(f"/api/v1/runs/{run.pk}/jobs/{fan_a.index}/log").json()
+    assert body["complete"] and "matrix-n=a" in body["text"] and "matrix-n=b" not in body["text"]
+    graph = api.get(f"/pipelines/runs/{run.pk}/").content.decode()
+    assert f'href="/pipelines/runs/{run.pk}/jobs/{fan_a.index}/log"' in graph
+    assert 'data-job="after" data-status="skipped"' in graph
+    detail = api.get(f"/api/v1/runs/{run.pk}").json()
+    assert [j["status"] for j in detail["jobs"]].count("succeeded") == 4
     step = jobs["fan (a)"].steps.get(name="show")
     page = services.step_log_page(step, 0, limit=10000)
     assert "matrix-n=a" in page["text"] and "matrix-n=b" not in page["text"]
