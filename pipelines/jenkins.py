@@ -21,11 +21,15 @@ fails the step with what it said.
 """
 
 import hashlib
+from datetime import UTC, datetime
 from urllib.parse import quote, urljoin
 
 import requests
 from django.conf import settings
 from django.core.cache import cache
+
+from pipelines.models import JenkinsBuild
+from squads.models import Service
 
 ANNOTATION = "jenkins.io/job-full-name"
 TIMEOUT = 10.0
@@ -146,6 +150,40 @@ def _build_row(b: dict) -> dict:
         "commit": sha,
         "url": b.get("url") or "",
     }
+
+
+def _started(ms):
+    return datetime.fromtimestamp(ms / 1000.0, tz=UTC) if ms else None
+
+
+def sync_builds(limit: int = 20) -> dict:
+    """Beat: save the recent builds of every service that names a Jenkins job; a job Jenkins
+    cannot answer for is skipped (its error in the result), the others go on."""
+    if not settings.JENKINS_URL:
+        return {}
+    jenkins, out = client(), {}
+    for service in Service.objects.filter(annotations__has_key=ANNOTATION):
+        job = service_job(service)
+        try:
+            rows = jenkins.recent_builds(job, limit)
+        except JenkinsError as exc:
+            out[service.slug] = str(exc)
+            continue
+        for b in rows:
+            JenkinsBuild.objects.update_or_create(
+                service=service,
+                job=job,
+                number=b["number"],
+                defaults={
+                    "status": b["status"],
+                    "started_at": _started(b["started_at"]),
+                    "duration": b["duration"],
+                    "commit": b["commit"][:64],
+                    "url": b["url"][:500],
+                },
+            )
+        out[service.slug] = len(rows)
+    return out
 
 
 def client() -> Jenkins:

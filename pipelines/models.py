@@ -266,6 +266,35 @@ class Approval(models.Model):
         return f"approval of {self.step} ({self.status})"
 
 
+class JenkinsBuild(models.Model):
+    """A build of a service's Jenkins job (``jenkins.io/job-full-name``), as beat last saw it
+    (``pipelines.jenkins.sync_builds``): counted by the scorecard and DORA."""
+
+    service = models.ForeignKey(
+        "squads.Service", on_delete=models.CASCADE, related_name="jenkins_builds"
+    )
+    job = models.CharField(max_length=300)
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20)  # success, failure, unstable, aborted, running
+    started_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(default=0)
+    commit = models.CharField(max_length=64, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["service", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "job", "number"], name="jenkins_build_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.job} #{self.number}"
+
+
 class LogChunk(LogChunkBase):
     """A piece of a run's log (``portal.jobs.LogChunkBase``)."""
 

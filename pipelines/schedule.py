@@ -7,4 +7,8 @@ BEAT_SCHEDULE = {
     },
     "pipelines-expire-artifacts": {"task": "pipelines.tasks.expire_artifacts", "schedule": 3600.0},
     "pipelines-run-schedules": {"task": "pipelines.tasks.run_schedules", "schedule": 60.0},
+    "pipelines-sync-jenkins": {
+        "task": "pipelines.tasks.sync_jenkins_builds",
+        "schedule": settings.JENKINS_SYNC_SECONDS,
+    },
 }

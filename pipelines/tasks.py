@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from pipelines import artifacts, dag, jobexec, runner, schedules, services
+from pipelines import artifacts, dag, jenkins, jobexec, runner, schedules, services
 
 # steps carry their own timeouts (at most 24 h each, see pipelines.spec); the task limit is a backstop
 EXECUTOR_TASK: dict = {
@@ -51,3 +51,9 @@ def expire_artifacts():
 def run_schedules():
     """Beat, every minute: start the runs that the services' ``schedules:`` make due."""
     return schedules.run_due()
+
+
+@shared_task(ignore_result=True)
+def sync_jenkins_builds():
+    """Beat: the recent builds of the services' Jenkins jobs, for the scorecard and DORA."""
+    return jenkins.sync_builds()

@@ -332,6 +332,7 @@ JENKINS_URL = env_str("JENKINS_URL", "")
 JENKINS_USER = env_str("JENKINS_USER", "")
 JENKINS_API_TOKEN = env_str("JENKINS_API_TOKEN", "")
 JENKINS_POLL_SECONDS = env_float("JENKINS_POLL_SECONDS", 1.0)
+JENKINS_SYNC_SECONDS = env_float("JENKINS_SYNC_SECONDS", 300.0)  # builds saved for scorecard/DORA
 
 # releases: controller tick, analysis defaults, driver retry, promote debounce (tests shorten them)
 RELEASES_TICK_SECONDS = env_float("RELEASES_TICK_SECONDS", 5.0)

@@ -150,3 +150,31 @@ def test_recent_builds_on_the_service_and_pipeline_pages(jenkins, settings, serv
     service.save()
     down = client.get(f"/pipelines/services/{service.slug}/jenkins")
     assert down.status_code == 200 and "is unreachable" in down.content.decode()
+
+
+def test_saved_builds_count_in_the_scorecard_and_dora(jenkins, service, squad):
+    from monitoring import dora
+    from pipelines import jenkins as jenkins_mod
+    from pipelines.models import JenkinsBuild
+    from squads.scorecards import evaluate_one
+
+    service.annotations = {"jenkins.io/job-full-name": "teams/playback/deploy"}
+    service.save()
+    job = jenkins.jobs["teams/playback/deploy"]
+    for n in (1, 2, 3):
+        b = Build("teams/playback/deploy", n, job, {})
+        b.shown = len(job.lines) if n < 3 else 0  # two finished, one still building
+        b.timestamp -= (4 - n) * 3600 * 1000  # started n hours ago
+        job.builds.append(b)
+    assert jenkins_mod.sync_builds() == {service.slug: 3}
+    assert jenkins_mod.sync_builds() == {service.slug: 3}  # again: updated, not duplicated
+    rows = JenkinsBuild.objects.filter(service=service).order_by("number")
+    assert [(b.number, b.status) for b in rows] == [(1, "success"), (2, "success"), (3, "running")]
+    assert rows[0].commit.startswith("e1f2a3b4") and rows[0].duration == 1.5
+    card = {r.rule.key: r.passed for r in evaluate_one(service).results}
+    assert card["has_pipeline"] is True and card["default_branch_green"] is True
+    rep = dora.report([service], days=30)
+    assert rep["metrics"]["deployments"] == 2
+    JenkinsBuild.objects.filter(number=2).update(status="failure")
+    card = {r.rule.key: r.passed for r in evaluate_one(service).results}
+    assert card["default_branch_green"] is False
