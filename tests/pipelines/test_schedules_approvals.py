@@ -138,6 +138,7 @@ def test_approval_steps_on_a_real_worker(service, git_repo, alice, bob):
     assert Approval.objects.get(run=late).status == "timed_out"
     assert bad.status == RunStatus.FAILED and "unknown squad 'nope'" in bad.error
     assert "approval.squad" in bad.error
+    assert not bad.steps.exists() and not Approval.objects.filter(run=bad).exists()  # nothing ran
     events = AuditEvent.objects.filter(action__startswith="pipeline.approval.")
     assert sorted(events.values_list("action", flat=True)) == [
         "pipeline.approval.approved",
