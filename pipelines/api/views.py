@@ -69,7 +69,13 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return log_response(request, lambda offset: joblog.page(job, offset, limit=LOG_LIMIT))
 
     @extend_schema(responses=ArtifactSerializer(many=True))
-    @action(detail=True, methods=["get"], url_path="artifacts")
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="artifacts",
+        pagination_class=None,  # every artifact of the run, as a plain list
+        filter_backends=[],
+    )
     def artifacts(self, request, pk=None):
         """The artifacts the run's jobs kept (``artifacts:`` in ``backline.yml``)."""
         run = self.get_object()
