@@ -16,7 +16,16 @@ class PipelinesConfig(AppConfig):
     name = "pipelines"
 
     def ready(self):
-        from pipelines import board, catalog, collectors, dora, schedule, scorecard
+        from pipelines import (
+            approvals,
+            board,
+            catalog,
+            collectors,
+            dora,
+            jenkins_step,
+            schedule,
+            scorecard,
+        )
         from pipelines.webhooks import RECEIVER
         from portal import registry
         from portal.events import register_event_type
@@ -39,6 +48,8 @@ class PipelinesConfig(AppConfig):
         registry.deployment_source(
             registry.DeploymentSource("pipeline_runs", dora.deployments_from_pipeline_runs)
         )
+        registry.step_kind("approval", approvals.run_approval_step)
+        registry.step_kind("jenkins", jenkins_step.run_jenkins_step)
         register_receiver(RECEIVER)
         for name, description in EVENT_TYPES.items():
             register_event_type(name, description)

@@ -1,7 +1,10 @@
-"""Deployments for DORA metrics (``monitoring.dora``) from pipeline runs, for installs that
+"""Deployments for DORA metrics (``monitoring.dora``) from pipeline runs and from the builds of
+services' Jenkins jobs (``pipelines.jenkins.sync_builds``), for installs that
 deploy without Backline releases; registered with ``portal.registry.deployment_source``."""
 
-from pipelines.models import PipelineRun
+from datetime import timedelta
+
+from pipelines.models import JenkinsBuild, PipelineRun
 
 
 def deployments_from_pipeline_runs(services, start, end) -> list[tuple]:
@@ -19,4 +22,14 @@ def deployments_from_pipeline_runs(services, start, end) -> list[tuple]:
         branch = branches.get(service_id) or "main"
         if ref in (branch, f"refs/heads/{branch}"):
             out.append((service_id, finished, created, False, ref))
-    return out
+    return out + _jenkins_deployments(list(branches), start, end)
+
+
+def _jenkins_deployments(service_ids, start, end) -> list[tuple]:
+    """Successful builds of the services' Jenkins jobs (``pipelines.jenkins.sync_builds``)."""
+    rows = JenkinsBuild.objects.filter(
+        service_id__in=service_ids, status="success", started_at__gte=start, started_at__lt=end
+    ).values_list("service_id", "started_at", "duration", "number")
+    return [
+        (sid, at + timedelta(seconds=took), at, False, f"jenkins #{n}") for sid, at, took, n in rows
+    ]

@@ -39,6 +39,8 @@ class PipelineConfig(models.Model):
     # the branch filters of the last spec seen (repository or portal); the webhook uses them to
     # decide quickly, before any checkout, whether a push starts a run
     known_branches = models.JSONField(null=True, blank=True)
+    # likewise its ``schedules:`` (pipelines.schedules), which beat starts runs from
+    known_schedules = models.JSONField(null=True, blank=True)
 
     objects = WatchedQuerySet.as_manager()
 
@@ -75,6 +77,7 @@ class PipelineRun(LoggedJob):
         API = "api"
         RERUN = "rerun"
         PULL_REQUEST = "pull_request"
+        SCHEDULE = "schedule"
 
     service = models.ForeignKey(
         "squads.Service", on_delete=models.CASCADE, related_name="pipeline_runs"
@@ -130,8 +133,58 @@ class PipelineRun(LoggedJob):
         return (self.commit_sha or self.requested_commit)[:10]
 
 
+# a job of a ``jobs:`` pipeline: a run's statuses, and skipped (a job it needs did not succeed)
+JobStatus = models.TextChoices(  # type: ignore[misc]
+    "JobStatus", [(s.name, s.value) for s in RunStatus] + [("SKIPPED", "skipped")]
+)
+
+
+class JobRun(LoggedJob):
+    """One job (one matrix combination) of a run with ``jobs:``, executed by its own Celery task
+    with its own checkout and log. ``heartbeat_at`` of a queued job: when it was sent to the
+    broker (null: waiting for its needs)."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="jobs")
+    index = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=100)
+    base = models.CharField(max_length=100)  # the job's name in the spec (matrix: shared)
+    needs = models.JSONField(default=list)  # names of the expanded jobs it waits for
+    matrix = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    error = models.TextField(blank=True)
+
+    objects = WatchedQuerySet.as_manager()
+    finished_statuses = tuple(s for s in JobStatus.values if s not in ACTIVE_STATUSES)
+    running_statuses = (JobStatus.RUNNING,)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="job_run_unique")]
+
+    def __str__(self):
+        return f"{self.run} / {self.name}"
+
+
+class JobLogChunk(LogChunkBase):
+    """A piece of a job's log (``portal.jobs.LogChunkBase``)."""
+
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="log_chunks")
+
+    class Meta:
+        ordering = ["run", "offset"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "offset"], name="job_log_chunk_unique_offset")
+        ]
+
+
 class StepRun(Job):
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="steps")
+    # a step of a job (``jobs:`` form): its log range is in the job's log, not the run's
+    job = models.ForeignKey(
+        JobRun, null=True, blank=True, on_delete=models.CASCADE, related_name="steps"
+    )
     stage = models.CharField(max_length=100)
     stage_index = models.PositiveIntegerField(default=0)
     index = models.PositiveIntegerField(default=0)
@@ -159,6 +212,89 @@ class StepRun(Job):
 
     def __str__(self):
         return f"{self.stage}/{self.name}"
+
+
+class Artifact(models.Model):
+    """The files a job kept (``artifacts:``), one gzipped tar in the artifact store
+    (``pipelines.artifacts``) under ``key``, until ``expires_at``."""
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="artifacts")
+    job = models.ForeignKey(
+        JobRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="artifacts"
+    )
+    name = models.CharField(max_length=100)  # the job's name
+    key = models.CharField(max_length=300, unique=True)
+    size = models.BigIntegerField(default=0)  # of the archive
+    content_bytes = models.BigIntegerField(default=0)  # of the files in it
+    files = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["run", "name"]
+
+    def __str__(self):
+        return f"{self.run} / {self.name}.tar.gz"
+
+
+class Approval(models.Model):
+    """An ``approval:`` step waiting for a member of ``squad`` to approve or reject it
+    (``pipelines.approvals``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+        TIMED_OUT = "timed_out"
+        CANCELED = "canceled"
+
+    run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="approvals")
+    step = models.OneToOneField(StepRun, on_delete=models.CASCADE, related_name="approval")
+    squad = models.ForeignKey("squads.Squad", on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    deadline = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["run", "step__index"]
+
+    def __str__(self):
+        return f"approval of {self.step} ({self.status})"
+
+
+class JenkinsBuild(models.Model):
+    """A build of a service's Jenkins job (``jenkins.io/job-full-name``), as beat last saw it
+    (``pipelines.jenkins.sync_builds``): counted by the scorecard and DORA."""
+
+    service = models.ForeignKey(
+        "squads.Service", on_delete=models.CASCADE, related_name="jenkins_builds"
+    )
+    job = models.CharField(max_length=300)
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20)  # success, failure, unstable, aborted, running
+    started_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(default=0)
+    commit = models.CharField(max_length=64, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+
+    objects = WatchedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["service", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "job", "number"], name="jenkins_build_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.job} #{self.number}"
 
 
 class LogChunk(LogChunkBase):

@@ -13,7 +13,7 @@ from typing import NoReturn
 from django.conf import settings
 from django.utils import timezone
 
-from pipelines import sandboxing, services
+from pipelines import approvals, dag, sandboxing, services
 from pipelines.models import (
     LogChunk,
     PipelineConfig,
@@ -201,12 +201,17 @@ class Execution:
             )
         try:
             spec = parse(text)
+            approvals.check_squads(spec)
         except SpecError as exc:
             PipelineRun.objects.filter(pk=run.pk).update(spec_source=source)
             self.stop(RunStatus.FAILED, f"Invalid pipeline spec in {where}: {exc}")
         PipelineRun.objects.filter(pk=run.pk).update(spec_source=source, spec=spec.data)
         PipelineConfig.objects.update_or_create(
-            service_id=run.service_id, defaults={"known_branches": spec.data.get("branches")}
+            service_id=run.service_id,
+            defaults={
+                "known_branches": spec.data.get("branches"),
+                "known_schedules": spec.data.get("schedules"),
+            },
         )
         if run.trigger == PipelineRun.Trigger.PUSH and not spec.branch_matches(run.ref):
             msg = f"Branch {run.ref!r} is not matched by the spec's branch filters; nothing to run."
@@ -316,6 +321,8 @@ def execute(run_id):
     try:
         workdir = job.source()
         spec = job.spec(workdir)
+        if spec.data.get("jobs"):  # parallel jobs (pipelines.dag): the last one finishes the run
+            return dag.start_jobs(run, spec, job.runlog)
         return job.finish(*job.run_steps(spec, workdir))
     except Stop as stop:
         return services.finish_run(run_id, stop.status, stop.error)

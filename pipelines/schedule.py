@@ -5,4 +5,10 @@ BEAT_SCHEDULE = {
         "task": "pipelines.tasks.reap_lost_runs",
         "schedule": settings.PIPELINES_REAP_EVERY_SECONDS,
     },
+    "pipelines-expire-artifacts": {"task": "pipelines.tasks.expire_artifacts", "schedule": 3600.0},
+    "pipelines-run-schedules": {"task": "pipelines.tasks.run_schedules", "schedule": 60.0},
+    "pipelines-sync-jenkins": {
+        "task": "pipelines.tasks.sync_jenkins_builds",
+        "schedule": settings.JENKINS_SYNC_SECONDS,
+    },
 }

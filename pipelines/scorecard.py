@@ -3,7 +3,7 @@
 
 from django.db.models import F, Max, Q
 
-from pipelines.models import PipelineConfig, PipelineRun, RunStatus
+from pipelines.models import JenkinsBuild, PipelineConfig, PipelineRun, RunStatus
 from squads.scorecards import Rule, ScorecardSource
 
 
@@ -30,16 +30,37 @@ def load(service_ids) -> dict:
     default_status = dict(
         PipelineRun.objects.filter(pk__in=latest_default).values_list("service_id", "status")
     )
+    jenkins = _jenkins_last(ids)  # services built by Jenkins: its last finished build
+    for sid, status in jenkins.items():
+        default_status.setdefault(sid, status)
     return {
-        "has_pipeline": with_spec,
+        "has_pipeline": with_spec | set(jenkins),
         "default_status": default_status,
     }
+
+
+JENKINS_STATUS = {"success": RunStatus.SUCCEEDED, "aborted": RunStatus.CANCELED}
+
+
+def _jenkins_last(ids) -> dict:
+    """{service_id: status} of each service's highest-numbered finished Jenkins build."""
+    rows = (
+        JenkinsBuild.objects.filter(service_id__in=ids)
+        .exclude(status="running")
+        .order_by("service_id", "-number")
+        .values_list("service_id", "status")
+    )
+    out: dict = {}
+    for sid, status in rows:
+        out.setdefault(sid, JENKINS_STATUS.get(status, RunStatus.FAILED))
+    return out
 
 
 # what load() and the rules read: changes to these refresh cached catalog rows (squads.cache)
 CATALOG_INPUTS = {
     "pipelines.PipelineConfig": None,
     "pipelines.PipelineRun": {"service", "status", "ref", "spec"},
+    "pipelines.JenkinsBuild": None,
 }
 
 RULES = [
@@ -48,7 +69,8 @@ RULES = [
         "Has a pipeline",
         "bronze",
         lambda s, ctx: s.pk in ctx["pipelines"]["has_pipeline"],
-        help="A backline.yml in the repository (seen by a run) or a spec stored in the portal.",
+        help="A backline.yml in the repository (seen by a run), a spec stored in the portal, "
+        "or builds of the service's Jenkins job.",
     ),
     Rule(
         "default_branch_green",

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from pipelines.approvals import check_squads
 from pipelines.github import checks
 from pipelines.models import (
     ACTIVE_STATUSES,
@@ -263,6 +264,7 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
     if text.strip():
         try:
             spec = parse(text)
+            check_squads(spec)
         except SpecError as exc:
             raise Invalid(errors={"spec": [str(exc)]}) from None
     with transaction.atomic():
@@ -271,6 +273,7 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
         config.updated_by = actor.label[:200]
         if spec is not None:
             config.known_branches = spec.data.get("branches")
+            config.known_schedules = spec.data.get("schedules")
         config.save()
         record(actor, "pipeline.spec.save", service, squad=service.owner, data={"bytes": len(text)})
     return config
@@ -410,7 +413,7 @@ def reap_lost(stale_seconds=None):
         lock=lambda pk: (
             PipelineRun.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("service", "service__owner")
-            .filter(pk=pk)
+            .filter(pk=pk, jobs__isnull=True)  # a jobs run lives while its jobs do (dag)
             .first()
         ),
     )
@@ -444,16 +447,18 @@ def log_page(run, offset, *, limit):
 
 
 def step_log_page(step, offset, *, limit):
-    """The log answer of one step: its part of the run log, offsets from the step's start."""
+    """The log answer of one step: its part of the run log (of its job's log, for a step of a
+    ``jobs:`` pipeline), offsets from the step's start."""
+    owner = step.job if step.job_id else step.run
     if step.log_offset is None:
         return joblog.empty_page(offset, complete=step.is_over)
     end = step.log_end
     if end is None and step.is_over:  # finished before log_end was recorded
-        later = step.run.steps.filter(index__gt=step.index, log_offset__isnull=False)
+        later = owner.steps.filter(index__gt=step.index, log_offset__isnull=False)
         end = later.order_by("index").values_list("log_offset", flat=True).first()
-        end = step.run.log_size if end is None else end
+        end = owner.log_size if end is None else end
     return joblog.page(
-        step.run, offset, limit=limit, over=step.is_over, start=step.log_offset, end=end
+        owner, offset, limit=limit, over=step.is_over, start=step.log_offset, end=end
     )
 
 

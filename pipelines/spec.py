@@ -41,10 +41,13 @@ MAX_TIMEOUT = 24 * 3600.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-STEP_KINDS = ("run", "release")  # release: start a canary release, wait for its outcome
+# release: a canary release; approval: a person decides; jenkins: a Jenkins job's build
+STEP_KINDS = ("run", "release", "approval", "jenkins")
 
 TOP_KEYS = {
     "stages",
+    "jobs",
+    "schedules",
     "timeout",
     "default_timeout",
     "branches",
@@ -57,6 +60,7 @@ TOP_KEYS = {
 }
 STAGE_KEYS = {"name", "steps"}
 STEP_KEYS = {"name", "run", "env", "timeout", "secrets", "kind", "release", "limits", "network"}
+STEP_KEYS |= {"approval", "jenkins"}  # issue 18: pipelines.approvals, pipelines.jenkins
 RELEASE_KEYS = {"environment", "version"}
 
 
@@ -268,6 +272,12 @@ def parse(text: str) -> Spec:
     data.update(_sandbox(top, ""))
     if "pull_request" in top:
         data["pull_request"] = pull_request_filter(top["pull_request"])
+    if "schedules" in top:
+        from pipelines.schedules import parse_schedules  # builds on this module's helpers
+
+        data["schedules"] = parse_schedules(top["schedules"])
+    if "jobs" in top:
+        return Spec({**data, **_jobs_form(top)})
     if "stages" not in top:
         raise SpecError("required: a list of stages", _line(root), "stages")
     stages_node = top["stages"]
@@ -277,6 +287,17 @@ def parse(text: str) -> Spec:
     for si, snode in enumerate(stages_node.value):
         data["stages"].append(_stage(snode, f"stages[{si}]", seen_stages))
     return Spec(data)
+
+
+def _jobs_form(top) -> dict:
+    """``jobs:`` (pipelines.jobspec): each job is also a stage, so that every reader of
+    ``stages`` (steps, secrets) sees its steps."""
+    from pipelines.jobspec import parse_jobs  # jobspec builds on this module's helpers
+
+    if "stages" in top:
+        raise SpecError("use either stages or jobs, not both", _line(top["stages"]), "stages")
+    jobs = parse_jobs(top["jobs"])
+    return {"jobs": jobs, "stages": [{"name": j["name"], "steps": j["steps"]} for j in jobs]}
 
 
 def _compose(text: str):
@@ -329,8 +350,12 @@ def _stage(snode, sfield: str, seen_stages: set[str]) -> dict:
 def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
     """One step of stage ``sname``: a command to run or a release, and its settings."""
     tkeys = _mapping(tnode, tfield, STEP_KEYS)
-    release = _release(tkeys, tnode, tfield)
-    run = f"release to {release['environment']}" if release else _str(tkeys["run"], f"{tfield}.run")
+    approval, jenkins = _approval(tkeys, tfield), _jenkins(tkeys, tfield)
+    release = None if approval or jenkins else _release(tkeys, tnode, tfield)
+    run = f"release to {release['environment']}" if release else ""
+    run = run or (approval and f"approval by {approval['squad'] or 'the owning squad'}")
+    run = run or (jenkins and f"jenkins job {jenkins['job']}")
+    run = run or _str(tkeys["run"], f"{tfield}.run")
     name = _step_name(tkeys, tnode, tfield, run, sname, seen_steps)
     kind = _step_kind(tkeys, tfield, release)
     return {
@@ -340,6 +365,8 @@ def _step(tnode, tfield: str, sname: str, seen_steps: set[str]) -> dict:
         "env": _env(tkeys["env"], f"{tfield}.env") if "env" in tkeys else {},
         "timeout": _timeout(tkeys["timeout"], f"{tfield}.timeout") if "timeout" in tkeys else None,
         **({"release": release} if release is not None else {}),
+        **({"approval": approval} if approval else {}),
+        **({"jenkins": jenkins} if jenkins else {}),
         "secrets": _name_list(tkeys["secrets"], f"{tfield}.secrets", ENV_NAME_RE, "secret names")
         if "secrets" in tkeys
         else [],
@@ -394,8 +421,43 @@ def _step_name(tkeys, tnode, tfield: str, run: str, sname: str, seen_steps: set[
     return name
 
 
+def _approval(tkeys, tfield: str) -> dict | None:
+    """An approval step: ``approval: {squad: <slug>}`` (or ``approval: {}``, the owning squad)."""
+    if "approval" not in tkeys:
+        return None
+    node, where = tkeys["approval"], f"{tfield}.approval"
+    for other in ("run", "release"):
+        if other in tkeys:
+            raise SpecError(f"a step has either approval or {other}, not both", _line(node), where)
+    keys = _mapping(node, where, {"squad"}) if not _is_empty(node) else {}
+    squad = _str(keys["squad"], f"{where}.squad") if "squad" in keys else ""
+    return {"squad": squad, "line": _line(node), "field": f"{where}.squad"}
+
+
+def _jenkins(tkeys, tfield: str) -> dict | None:
+    """A Jenkins step: ``jenkins: {job: <full name>, parameters: {NAME: value}}``."""
+    if "jenkins" not in tkeys:
+        return None
+    node, where = tkeys["jenkins"], f"{tfield}.jenkins"
+    for other in ("run", "release", "approval"):
+        if other in tkeys:
+            raise SpecError(f"a step has either jenkins or {other}, not both", _line(node), where)
+    keys = _mapping(node, where, {"job", "parameters"})
+    if "job" not in keys:
+        raise SpecError("required: the job's full name", _line(node), f"{where}.job")
+    job = _str(keys["job"], f"{where}.job")
+    params = _env(keys["parameters"], f"{where}.parameters") if "parameters" in keys else {}
+    return {"job": job, "parameters": params}
+
+
+def _is_empty(node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null")
+
+
 def _step_kind(tkeys, tfield: str, release: dict | None) -> str:
-    if release is not None:
+    if "approval" in tkeys or "jenkins" in tkeys:
+        kind = "approval" if "approval" in tkeys else "jenkins"
+    elif release is not None:
         kind = "release"
     else:
         kind = _str(tkeys["kind"], f"{tfield}.kind") if "kind" in tkeys else "run"

@@ -6,13 +6,22 @@ from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from pipelines import services
+from pipelines import approvals, dag, jenkins, services
 from pipelines.ansi import strip, to_html
+from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, RunStatus, StepRun
+from pipelines.models import (
+    JobRun,
+    PipelineConfig,
+    PipelineRun,
+    PipelineSecret,
+    RunStatus,
+    StepRun,
+)
 from portal import joblog, logviews
 from portal.actors import Actor
 from portal.errors import DomainError
@@ -52,6 +61,9 @@ def _run_context(request, run):
         "run": run,
         "service": run.service,
         "stages": services.step_groups(steps),
+        "graph": dag.graph(run) if run.spec and run.spec.get("jobs") else None,
+        "artifacts": list(run.artifacts.filter(expires_at__gt=timezone.now()).order_by("name")),
+        "approvals": [(a, actor.can("pipelines:run", a.squad)) for a in approvals.pending(run)],
         "steps": steps,
         "can_write": actor.can("pipelines:run", run.service.owner),
         "allowed": services.allowed_actions(run, actor),
@@ -82,6 +94,13 @@ def run_log_text(request, pk):
     )
     response["Content-Disposition"] = f'inline; filename="{run.service.slug}-{run.number}.log"'
     return response
+
+
+@login_required
+def run_artifact(request, pk, artifact_id):
+    """Download one artifact of the run (a gzipped tar)."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    return artifact_response(run, artifact_id)
 
 
 @login_required
@@ -117,6 +136,55 @@ def step_log(request, pk, index):
     return logviews.tail(request, template, ctx, read_page)
 
 
+def _decide(request, pk, approve: bool):
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    step = request.POST.get("step", "")
+    try:
+        a = approvals.decide_approval(
+            run,
+            actor=Actor.from_request(request),
+            approve=approve,
+            step=int(step) if step.isdigit() else None,
+            comment=request.POST.get("comment", "")[:500],
+        )
+        messages.success(request, f"{a.step.name}: {a.status}.")
+    except DomainError as exc:
+        return domain_error_response(request, exc, run.get_absolute_url())
+    return redirect(run.get_absolute_url())
+
+
+@require_POST
+@login_required
+def run_approve(request, pk):
+    return _decide(request, pk, True)
+
+
+@require_POST
+@login_required
+def run_reject(request, pk):
+    return _decide(request, pk, False)
+
+
+@login_required
+def job_log(request, pk, index):
+    """One job's own log (``jobs:`` pipelines): its checkout, steps, cache and artifacts."""
+    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    job = get_object_or_404(JobRun, run=run, index=index)
+    needs = ", ".join(job.needs) or "nothing"
+    # shown by the step log page: stage / name, status, and the line under the title
+    part = {"stage": "job", "name": job.name, "status": job.status, "command": f"needs {needs}"}
+    ctx = {"run": run, "service": run.service, "step": part}
+    ctx["log_url"] = reverse("pipelines:job_log", args=[run.pk, job.index])
+
+    def read_page(offset):
+        log = joblog.page(job, offset, limit=LOG_PAGE_BYTES)
+        ctx["log_html"] = to_html(log["text"])
+        return log
+
+    template = "pipelines/step_log.html#tail" if request.htmx else "pipelines/step_log.html"
+    return logviews.tail(request, template, ctx, read_page)
+
+
 @require_POST
 @login_required
 def run_cancel(request, pk):
@@ -141,6 +209,17 @@ def run_rerun(request, pk):
     return redirect(new.get_absolute_url())
 
 
+@login_required
+def jenkins_builds(request, slug):
+    """The recent builds of the service's Jenkins job (``jenkins.io/job-full-name``)."""
+    service = get_object_or_404(Service, slug=slug)
+    builds, error = jenkins.service_builds(service) if jenkins.service_job(service) else ([], "")
+    ctx = {"job": jenkins.service_job(service), "builds": builds, "error": error}
+    if not ctx["job"]:
+        ctx["error"] = f"The service has no {jenkins.ANNOTATION} annotation."
+    return render(request, "pipelines/_jenkins_builds.html", ctx)
+
+
 @_nav
 @login_required
 def service_pipeline(request, slug):
@@ -158,6 +237,7 @@ def service_pipeline(request, slug):
         ),
         "can_write": actor.can("pipelines:run", service.owner),
         "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
+        "jenkins_job": jenkins.service_job(service),
     }
     return render(request, "pipelines/service_pipeline.html", ctx)
 
@@ -243,6 +323,7 @@ def service_panel(request, slug):
         "runs": PipelineRun.objects.filter(service=service).select_related("service")[:5],
         "can_write": actor.can("pipelines:run", service.owner),
         "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
+        "jenkins_job": jenkins.service_job(service),
     }
     return render(request, "pipelines/_service_panel_body.html", ctx)
 

@@ -366,6 +366,17 @@ PIPELINES_REAP_EVERY_SECONDS = env_float("PIPELINES_REAP_EVERY_SECONDS", 15.0)
 PIPELINES_REQUEUE_AFTER_SECONDS = env_float("PIPELINES_REQUEUE_AFTER_SECONDS", 600.0)
 PIPELINES_MAX_STEP_LOG_BYTES = env_int("PIPELINES_MAX_STEP_LOG_BYTES", 10 * 2**20)
 PIPELINES_KILL_GRACE_SECONDS = env_float("PIPELINES_KILL_GRACE_SECONDS", 5.0)
+# pipelines, issue 18: artifacts (kept under var/ unless set), caches, their caps per job
+PIPELINES_ARTIFACT_DIR = Path(env_str("PIPELINES_ARTIFACT_DIR", str(VAR_DIR / "artifacts")))
+PIPELINES_ARTIFACT_MAX_BYTES = env_size("PIPELINES_ARTIFACT_MAX_BYTES", "100m")
+PIPELINES_ARTIFACT_EXPIRE_IN = env_str("PIPELINES_ARTIFACT_EXPIRE_IN", "30d")
+PIPELINES_CACHE_MAX_BYTES = env_size("PIPELINES_CACHE_MAX_BYTES", "500m")
+# Jenkins (pipelines.jenkins): recent builds of a service's job, and the `jenkins:` step
+JENKINS_URL = env_str("JENKINS_URL", "")
+JENKINS_USER = env_str("JENKINS_USER", "")
+JENKINS_API_TOKEN = env_str("JENKINS_API_TOKEN", "")
+JENKINS_POLL_SECONDS = env_float("JENKINS_POLL_SECONDS", 1.0)
+JENKINS_SYNC_SECONDS = env_float("JENKINS_SYNC_SECONDS", 300.0)  # builds saved for scorecard/DORA
 
 # releases: controller tick, analysis defaults, driver retry, promote debounce (tests shorten them)
 RELEASES_TICK_SECONDS = env_float("RELEASES_TICK_SECONDS", 5.0)

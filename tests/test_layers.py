@@ -66,7 +66,7 @@ def test_beat_and_sources_of_every_app():
     tasks = {entry["task"].split(".")[0] for entry in registry.beat.values()}
     assert tasks == {"portal", "squads", "pipelines", "infra", "monitoring", "releases"}
     assert [s.name for s in registry.deployment_sources] == ["releases", "pipeline_runs"]
-    assert set(registry.step_kinds) == {"release"}
+    assert set(registry.step_kinds) == {"release", "approval", "jenkins"}  # issue 18: pipelines
     assert [f.__name__ for f in registry.collectors] == [
         "pipeline_families",
         "monitoring_families",

@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 
 from infra.models import TerraformRun, Variable, Workspace
 from monitoring.models import AlertRule, NotificationChannel
-from pipelines.models import PipelineRun, PipelineSecret
+from pipelines.models import Approval, PipelineRun, PipelineSecret, StepRun
 from portal.models import SCOPE_NAMES, ApiToken, AuditEvent, EventDelivery, EventSubscription
 from releases.models import (
     AnalysisTemplate,
@@ -79,6 +79,15 @@ class World:
             commit_sha="a" * 40,
             finished_at=None if status in ("queued", "running") else timezone.now(),
         )
+
+    def approval(self):
+        """A running run whose step waits for an approval by the owning squad (issue 18)."""
+        run = self.run("running")
+        step = StepRun.objects.create(
+            run=run, stage="deploy", name="gate", kind="approval", status="running"
+        )
+        Approval.objects.create(run=run, step=step, squad=self.squad)
+        return run
 
     def strategy(self):
         return StrategyOverride.objects.create(service=self.svc, steps=PAUSING)
@@ -431,6 +440,18 @@ API_ROWS = [
         "pipelines:run",
         lambda w: (f"{A}/runs/{w.run('running').pk}/cancel/", None),
         202,
+    ),
+    _api(
+        "POST /api/v1/runs/{id}/approve/",
+        "pipelines:run",
+        lambda w: (f"{A}/runs/{w.approval().pk}/approve/", {"comment": "ship it"}),
+        200,
+    ),
+    _api(
+        "POST /api/v1/runs/{id}/reject/",
+        "pipelines:run",
+        lambda w: (f"{A}/runs/{w.approval().pk}/reject/", None),
+        200,
     ),
     _api(
         "POST /api/v1/runs/{id}/rerun/",
@@ -794,6 +815,16 @@ HTML_ROWS = [
         "POST pipelines/runs/<int:pk>/cancel",
         "pipelines:run",
         lambda w: (f"/pipelines/runs/{w.run('running').pk}/cancel", {}),
+    ),
+    _html(
+        "POST pipelines/runs/<int:pk>/approve",
+        "pipelines:run",
+        lambda w: (f"/pipelines/runs/{w.approval().pk}/approve", {"comment": "ok"}),
+    ),
+    _html(
+        "POST pipelines/runs/<int:pk>/reject",
+        "pipelines:run",
+        lambda w: (f"/pipelines/runs/{w.approval().pk}/reject", {}),
     ),
     _html(
         "POST pipelines/runs/<int:pk>/rerun",

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from pipelines.models import PipelineRun, PipelineSecret, StepRun
+from pipelines.models import Approval, Artifact, JobRun, PipelineRun, PipelineSecret, StepRun
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -78,12 +78,36 @@ class PipelineRunSerializer(serializers.ModelSerializer):
         return f"/api/v1/runs/{obj.pk}/log"
 
 
+class JobRunSerializer(serializers.ModelSerializer):
+    """A job of a ``jobs:`` pipeline (issue 18)."""
+
+    class Meta:
+        model = JobRun
+        fields = ["index", "name", "base", "needs", "matrix", "status", "error"]
+        fields += ["worker", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Artifact
+        fields = ["id", "name", "files", "size", "content_bytes", "sha256", "created_at"]
+        fields += ["expires_at", "download_url"]
+        read_only_fields = fields
+
+    def get_download_url(self, obj) -> str:
+        return f"/api/v1/runs/{obj.run_id}/artifacts/{obj.pk}"
+
+
 class PipelineRunDetailSerializer(PipelineRunSerializer):
     steps = StepRunSerializer(many=True, read_only=True)
+    jobs = JobRunSerializer(many=True, read_only=True)
     spec = serializers.JSONField(read_only=True)
 
     class Meta(PipelineRunSerializer.Meta):
-        fields = PipelineRunSerializer.Meta.fields + ["steps", "spec"]
+        fields = PipelineRunSerializer.Meta.fields + ["steps", "jobs", "spec"]
         read_only_fields = fields
 
 
@@ -105,3 +129,22 @@ class PipelineSecretSerializer(serializers.ModelSerializer):
 
 class SpecSerializer(serializers.Serializer):
     spec = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class DecisionSerializer(serializers.Serializer):
+    """Body of approve / reject: ``step`` (its index) when several approvals wait at once."""
+
+    step = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    squad = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    step = serializers.IntegerField(source="step.index", read_only=True)
+    step_name = serializers.CharField(source="step.name", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ["id", "step", "step_name", "squad", "status", "requested_at", "deadline"]
+        fields += ["decided_by", "decided_at", "comment"]
+        read_only_fields = fields

@@ -1,20 +1,26 @@
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipelines import services
+from pipelines import approvals, services
 from pipelines.api.serializers import (
+    ApprovalSerializer,
+    ArtifactSerializer,
+    DecisionSerializer,
     PipelineRunDetailSerializer,
     PipelineRunSerializer,
     PipelineSecretSerializer,
     SpecSerializer,
     TriggerSerializer,
 )
+from pipelines.artifacts import artifact_response
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import PipelineConfig, PipelineRun, PipelineSecret, StepRun
+from pipelines.models import JobRun, PipelineConfig, PipelineRun, PipelineSecret, StepRun
+from portal import joblog
 from portal.actors import Actor
 from portal.api.logs import LOG_LIMIT, OFFSET_PARAMETER, LogPageSerializer, log_response
 from squads.models import Service
@@ -54,6 +60,56 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return log_response(
             request, lambda offset: services.step_log_page(step, offset, limit=LOG_LIMIT)
         )
+
+    @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
+    @action(detail=True, methods=["get"], url_path=r"jobs/(?P<index>\d+)/log")
+    def job_log(self, request, pk=None, index=None):
+        """One job's own log (``jobs:`` pipelines)."""
+        job = get_object_or_404(JobRun, run=self.get_object(), index=index)
+        return log_response(request, lambda offset: joblog.page(job, offset, limit=LOG_LIMIT))
+
+    @extend_schema(responses=ArtifactSerializer(many=True))
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="artifacts",
+        pagination_class=None,  # every artifact of the run, as a plain list
+        filter_backends=[],
+    )
+    def artifacts(self, request, pk=None):
+        """The artifacts the run's jobs kept (``artifacts:`` in ``backline.yml``)."""
+        run = self.get_object()
+        return Response(ArtifactSerializer(run.artifacts.order_by("name"), many=True).data)
+
+    @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<artifact_id>\d+)")
+    def artifact(self, request, pk=None, artifact_id=None):
+        """One artifact: a gzipped tar of the files the job kept."""
+        return artifact_response(self.get_object(), artifact_id)
+
+    def _decide(self, request, approve: bool):
+        ser = DecisionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        approval = approvals.decide_approval(
+            self.get_object(),
+            actor=Actor.from_request(request, door="api"),
+            approve=approve,
+            step=ser.validated_data["step"],
+            comment=ser.validated_data["comment"],
+        )
+        return Response(ApprovalSerializer(approval).data)
+
+    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """Approve the run's pending ``approval:`` step (members of its squad, org admins)."""
+        return self._decide(request, True)
+
+    @extend_schema(request=DecisionSerializer, responses={200: ApprovalSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        """Reject the run's pending ``approval:`` step: the step fails."""
+        return self._decide(request, False)
 
     @extend_schema(request=None, responses={202: PipelineRunSerializer})
     @action(detail=True, methods=["post"])
