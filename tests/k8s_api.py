@@ -4,7 +4,7 @@ No API server can run on this machine, so the Kubernetes and Argo Rollouts drive
 this one through the official ``kubernetes`` client (a kubeconfig pointing here). It implements
 what those calls rely on, as the API server documents it:
 
-- GET / PUT / PATCH of namespaced objects under ``/apis/<group>/<version>/namespaces/<ns>/
+- POST (create), GET / PUT / PATCH of namespaced objects under ``/apis/<group>/<version>/namespaces/<ns>/
   <plural>/<name>`` and ``/api/v1/...``; lists; the ``status`` and ``scale`` subresources;
 - patch types ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json``
   (RFC 6902, with ``test``) and ``application/strategic-merge-patch+json`` (lists of named
@@ -255,6 +255,20 @@ class FakeKubernetes:
             if name and name in self.fail:
                 code = self.fail[name]
                 return code, status(code, "InternalError", f"simulated failure for {name}")
+            if name is None and method == "POST":  # create
+                obj = copy.deepcopy(body)
+                meta = obj.setdefault("metadata", {})
+                key = (api_path, ns, plural, meta.get("name"))
+                if key in self.objects:
+                    return 409, status(
+                        409, "AlreadyExists", f'{plural} "{meta.get("name")}" already exists'
+                    )
+                meta.update(namespace=ns, generation=1)
+                self.version += 1
+                meta["resourceVersion"] = str(self.version)
+                self._reconcile(plural, obj)
+                self.objects[key] = obj
+                return 201, copy.deepcopy(obj)
             if name is None:
                 wanted = dict(kv.split("=", 1) for kv in selector.split(",") if "=" in kv)
                 items = [
