@@ -56,3 +56,45 @@ def insert(model, rows, *, with_pk=False):
                     for name, default, f in cols
                 ]
             )
+
+
+def upsert(model, rows, *, key: str, casts: dict[str, str] | None = None) -> None:
+    """Insert plain rows or, for a ``key`` already there, replace the row's other columns
+    (PostgreSQL ``INSERT … ON CONFLICT (key) DO UPDATE``; elsewhere ``bulk_create`` with
+    ``update_conflicts``). Two transactions writing the same key wait for each other instead
+    of one failing on the unique key. ``casts``: {attname: SQL type} for values sent as text."""
+    if not rows:
+        return
+    fields = [f for f in model._meta.concrete_fields]
+    if connection.vendor != "postgresql":
+        names = [f.name for f in fields if f.attname != key and not f.primary_key]
+        model.objects.bulk_create(
+            [model(**r) for r in rows],
+            batch_size=BATCH,
+            update_conflicts=True,
+            unique_fields=[model._meta.get_field(key.removesuffix("_id")).name],
+            update_fields=names,
+        )
+        return
+    conn = connections[DEFAULT_DB_ALIAS]
+    qn = conn.ops.quote_name
+    casts = casts or {}
+    holders = ", ".join(f"%s::{casts[f.attname]}" if f.attname in casts else "%s" for f in fields)
+    updates = ", ".join(
+        f"{qn(f.column)} = EXCLUDED.{qn(f.column)}" for f in fields if f.attname != key
+    )
+    key_column = model._meta.get_field(key.removesuffix("_id")).column
+    sql = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES ({holders}) ON CONFLICT ({qn(key_column)}) DO UPDATE SET {updates}"
+    )
+    params = [
+        [
+            r.get(f.attname) if f.attname in casts else f.get_db_prep_save(r.get(f.attname), conn)
+            for f in fields
+        ]
+        for r in rows
+    ]
+    with conn.cursor() as cursor:
+        for start in range(0, len(params), BATCH):
+            cursor.executemany(sql, params[start : start + BATCH])

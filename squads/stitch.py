@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 
 from django.apps import apps
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_delete
 
@@ -32,6 +32,7 @@ from squads import bulk, documents, scorecards
 from squads.models import Dependency, Service, ServiceView
 
 CHUNK = 2000
+COPY_FROM = 500  # larger batches (imports) are written with COPY
 _state = threading.local()
 
 # The full-text document of a service (name and slug A, description B, tags C), computed by
@@ -181,10 +182,25 @@ def _stitch(ids):
     rows = [_view_row(s, cards[s.pk], rel) for s in services]
     for row in rows:
         row["document"] = texts.get(row["service_id"])
-    # by slug too: a row left by a service deleted with raw SQL must not block its successor
+    present = {s.pk for s in services}
+    # a row left by a service deleted with raw SQL must not block its successor's slug, and a
+    # deleted service's row goes
     slugs = [s.slug for s in services]
-    ServiceView.objects.filter(Q(pk__any=list(ids)) | Q(slug__any=slugs)).delete()
-    bulk.insert(ServiceView, rows, with_pk=True)
+    stale = [i for i in ids if i not in present]
+    ServiceView.objects.filter(
+        Q(pk__any=stale) | (Q(slug__any=slugs) & ~Q(pk__any=list(present)))
+    ).delete()
+    if len(rows) > COPY_FROM and connection.vendor == "postgresql":
+        try:
+            with transaction.atomic():  # a savepoint: a concurrent stitch of one of them wins
+                ServiceView.objects.filter(pk__any=list(present)).delete()
+                bulk.insert(ServiceView, rows, with_pk=True)
+            return
+        except IntegrityError:
+            pass  # another transaction stitched one of these meanwhile: upsert them instead
+    # two transactions stitching the same service (a pipeline run finishing while its service
+    # is edited) wait for each other on the row instead of one failing on the key
+    bulk.upsert(ServiceView, rows, key="service_id", casts={"document": "tsvector"})
 
 
 # --- which services a write affects -------------------------------------------------------------

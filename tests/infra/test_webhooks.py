@@ -90,6 +90,7 @@ def test_the_workspace_is_signed_with_its_linked_services_secret(repo_users, pay
         "message": "pong",
         "services": ["hello"],
         "workspaces": ["net"],
+        "repositories": [],  # discovered repositories it names (squads.discovery): none here
     }
 
 
