@@ -180,17 +180,13 @@ def test_haproxy_scale_enables_and_drains_real_servers(tmp_path, service, alice)
             r["svname"]: r for r in RuntimeAPI(proxy.socket).stat() if r["pxname"] == "playback-api"
         }
         assert rows["canary"]["status"] == "MAINT"
-        runtime = scaling_runtime(service)
+        runtime = service_runtime(service)
         instances = {i["name"]: i for i in runtime["environments"][0]["runtime"]["instances"]}
         assert instances["canary"]["status"] == "MAINT" and instances["stable"]["track"] == "stable"
     finally:
         proxy.stop()
         for t in tracks:
             t.stop()
-
-
-def scaling_runtime(service):
-    return service_runtime(service)
 
 
 # --- schedules ------------------------------------------------------------------------------------
