@@ -2,8 +2,8 @@
 
     python -m monitoring.fleet_app --service checkout --track canary --port 9101
 
-``GET /`` (any path but the ones below) answers like a service would: status 500 with the
-configured error probability, latency drawn around the configured median (observed in the
+``GET /`` (any path but the ones below) answers like a service would: status 500 for the
+configured share of requests (spread evenly), latency drawn around the configured median (observed in the
 histogram; the handler sleeps for a small part of it so the process stays cheap).
 ``GET /metrics`` is the Prometheus exposition. ``POST /control`` with JSON
 ``{"error_rate": 0.2, "latency_ms": 120}`` changes behaviour at run time.
@@ -36,7 +36,18 @@ class State:
         self.error_rate = error_rate
         self.latency_ms = latency_ms
         self.sleep_fraction = sleep_fraction
+        # errors are spread evenly (every 1/error_rate-th request, from a random phase), so a
+        # short analysis window sees the configured ratio, not a binomial draw around it
+        self.error_debt = random.random()
         self.lock = threading.Lock()
+
+    def next_is_error(self) -> bool:
+        with self.lock:
+            self.error_debt += self.error_rate
+            if self.error_debt >= 1.0:
+                self.error_debt -= 1.0
+                return True
+            return False
 
 
 def _instruments(registry):
@@ -87,11 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state = self.state
         with state.lock:
-            err, lat = state.error_rate, state.latency_ms
+            lat = state.latency_ms
         seconds = max(random.lognormvariate(0, 0.5) * lat / 1000.0, 0.0005)
         if state.sleep_fraction:
             time.sleep(min(seconds * state.sleep_fraction, 0.5))
-        code = 500 if random.random() < err else 200
+        code = 500 if state.next_is_error() else 200
         self.requests_total.labels(self.service, self.track, str(code)).inc()
         self.latency.labels(self.service, self.track).observe(seconds)
         self._send(code, b"error\n" if code == 500 else b"ok\n")

@@ -165,7 +165,9 @@ def test_steps_cannot_leave_the_sandbox(
         assert run.status == RunStatus.FAILED, (name, run.error, text)
         assert STATE_MARKER not in text and "DJANGO_SETTINGS_MODULE" not in text, name
         assert not any(s in text for s in secrets), name
-        step = run.steps.get()
+        steps = list(run.steps.all())
+        assert len(steps) == 1, (name, run.error, text)
+        step = steps[0]
         if name in REASONS:
             assert REASONS[name] in step.error, (name, step.error, text)
             assert REASONS[name] in run.error and REASONS[name] in text, name

@@ -40,7 +40,7 @@ def test_demo_releases_pass_and_fail_by_themselves(squad, other_squad, settings)
         (settings.VAR_DIR / WEIGHTS_SUBDIR / slug).unlink(missing_ok=True)
     fleet = Fleet(
         [
-            FleetService("playback-api", error_rate=0.005, canary_error_rate=0.04),
+            FleetService("playback-api", error_rate=0.005, canary_error_rate=0.01),
             FleetService("search-api", error_rate=0.01),
         ],
         weights_dir=settings.VAR_DIR / WEIGHTS_SUBDIR,
