@@ -108,7 +108,7 @@ def finish_job(job_id, status, error="") -> None:
     """running → ``status``, then :func:`advance` the run, under the run's row lock."""
     job = JobRun.objects.only("run_id").get(pk=job_id)
     with transaction.atomic():
-        run = PipelineRun.objects.select_for_update().get(pk=job.run_id)
+        run = PipelineRun.objects.select_for_update(no_key=True).get(pk=job.run_id)
         done = JobRun.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
             status=status, finished_at=timezone.now(), error=error[:5000]
         )
@@ -200,7 +200,7 @@ def reap_lost_jobs(stale_seconds=None) -> list:
     reaped = reap_stale(JobRun, stale_seconds=stale, on_lost=_mark_lost)
     for run_id in set(JobRun.objects.filter(pk__in=reaped).values_list("run_id", flat=True)):
         with transaction.atomic():
-            advance(PipelineRun.objects.select_for_update().get(pk=run_id))
+            advance(PipelineRun.objects.select_for_update(no_key=True).get(pk=run_id))
     return reaped
 
 

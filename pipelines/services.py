@@ -155,7 +155,7 @@ def _create_run(
     action: str,
 ) -> PipelineRun:
     """Number and create the run under the service's row lock, audit it, enqueue it."""
-    Service.objects.select_for_update().only("pk").get(pk=service.pk)
+    Service.objects.select_for_update(no_key=True).only("pk").get(pk=service.pk)
     number = (PipelineRun.objects.filter(service=service).aggregate(n=Max("number"))["n"] or 0) + 1
     run = PipelineRun.objects.create(
         service=service,
@@ -203,7 +203,11 @@ def cancel_run(run: PipelineRun, *, actor: Actor) -> PipelineRun:
     """Cancel a queued run at once; ask the worker to stop a running one (TERM, grace, KILL)."""
     actor.require("pipelines:run", run.service.owner, "canceling a pipeline run")
     with transaction.atomic():
-        run = PipelineRun.objects.select_for_update().select_related("service").get(pk=run.pk)
+        run = (
+            PipelineRun.objects.select_for_update(no_key=True)
+            .select_related("service")
+            .get(pk=run.pk)
+        )
         if run.status not in ACTIVE_STATUSES:
             raise Conflict(f"Run #{run.number} is already {run.status}.", state=_state(run))
         now = timezone.now()
@@ -268,7 +272,9 @@ def save_spec(service: Service, *, actor: Actor, text: str) -> PipelineConfig:
         except SpecError as exc:
             raise Invalid(errors={"spec": [str(exc)]}) from None
     with transaction.atomic():
-        config, _ = PipelineConfig.objects.select_for_update().get_or_create(service=service)
+        config, _ = PipelineConfig.objects.select_for_update(no_key=True).get_or_create(
+            service=service
+        )
         config.spec_yaml = text
         config.updated_by = actor.label[:200]
         if spec is not None:
@@ -411,7 +417,7 @@ def reap_lost(stale_seconds=None):
         stale_seconds=stale,
         on_lost=_mark_lost,
         lock=lambda pk: (
-            PipelineRun.objects.select_for_update(skip_locked=True, of=("self",))
+            PipelineRun.objects.select_for_update(skip_locked=True, of=("self",), no_key=True)
             .select_related("service", "service__owner")
             .filter(pk=pk, jobs__isnull=True)  # a jobs run lives while its jobs do (dag)
             .first()

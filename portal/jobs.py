@@ -92,7 +92,7 @@ class LogChunkBase(models.Model):
 
 
 def _lock_row(model, pk):
-    return model.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+    return model.objects.select_for_update(skip_locked=True, no_key=True).filter(pk=pk).first()
 
 
 def reap_stale(

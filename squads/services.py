@@ -120,7 +120,7 @@ def update_service(
         _require_write(actor, new_owner, f"hand service '{service.slug}' to another squad")
     check_service_urls({k: v for k, v in fields.items() if getattr(service, k, None) != v})
     with transaction.atomic(), stitch.batch():
-        locked = Service.objects.select_for_update().get(pk=service.pk)
+        locked = Service.objects.select_for_update(no_key=True).get(pk=service.pk)
         changed = _set_fields(locked, fields, SERVICE_FIELDS, "This field cannot be changed.")
         if tags is not None:
             before = sorted(locked.tags.values_list("name", flat=True))
@@ -217,7 +217,7 @@ def _refuse_descriptor_fields(service: Service, fields: dict, *relations: Any) -
 def update_squad(squad: Squad, *, actor: Actor, **fields: Any) -> Squad:
     _require_write(actor, squad, f"change squad '{squad.slug}'")
     with transaction.atomic(), stitch.batch():
-        locked = Squad.objects.select_for_update().get(pk=squad.pk)
+        locked = Squad.objects.select_for_update(no_key=True).get(pk=squad.pk)
         changed = _set_fields(locked, fields, SQUAD_FIELDS, "This field cannot be changed here.")
         if changed:
             audit.record(actor, "squad.update", locked, squad=locked, data={"changed": changed})
