@@ -2,7 +2,7 @@
 
 Remote URLs (``https``, ``http``, ``ssh``, ``user@host:path``) go through the outbound URL guard
 (``remote_for``): the host is resolved and checked once and git is pinned to that address
-(``http.curloptResolve``), redirects are not followed, and ``protocol.allow=never`` leaves git
+(``http.curloptResolve`` for HTTP, ssh's ``HostName`` for ssh), redirects are not followed, and ``protocol.allow=never`` leaves git
 only those protocols (never ``ext::``, ``fd::`` or submodule tricks). Local paths and ``file://``
 URLs work only inside a ``file:<folder>`` entry of ``BACKLINE_OUTBOUND_ALLOW`` and never inside
 Backline's own caches and checkouts. ``owner/name`` means a GitHub repository. Branch names,
@@ -100,8 +100,8 @@ def _remote(url: str, lookup: bool = True) -> Remote:
     if "://" not in url and (scp := SCP_RE.match(url)) and not url.startswith("/"):
         user, host, path = scp.groups()
         ssh = f"ssh://{user + '@' if user else ''}{host}/{path}"
-        urlguard.check_url(ssh, use="git", lookup=lookup)
-        return Remote(url, tuple(PROTOCOLS))
+        target = urlguard.check_url(ssh, use="git", lookup=lookup)
+        return Remote(url, (*PROTOCOLS, *_ssh_pin(target)))
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
     if scheme in ("", "file"):
         path = unquote(urlsplit(url).path) if scheme else url
@@ -118,7 +118,25 @@ def _remote(url: str, lookup: bool = True) -> Remote:
     if target.scheme in ("http", "https") and target.address:
         address = f"[{target.address}]" if ":" in target.address else target.address
         config += ["-c", f"http.curloptResolve={target.host}:{target.port}:{address}"]
+    if target.scheme == "ssh":
+        config += _ssh_pin(target)
     return Remote(url, tuple(config))
+
+
+def _ssh_pin(target: urlguard.Target) -> list[str]:
+    """ssh connects to the address the guard checked (``HostName``), still verifying the host
+    key under the name in the URL (``HostKeyAlias``), with no proxy command or jump host from
+    any ssh config and no prompt."""
+    if not target.address:  # a save-time check without DNS: nothing resolved to pin yet
+        return []
+    options = [
+        f"HostName={target.address}",
+        f"HostKeyAlias={target.host}",
+        "ProxyCommand=none",
+        "ProxyJump=none",
+        "BatchMode=yes",
+    ]
+    return ["-c", "core.sshCommand=ssh " + " ".join(f"-o {o}" for o in options)]
 
 
 def validate_remote(url: str, *, field: str = "repository_url", lookup: bool = True) -> None:

@@ -299,3 +299,37 @@ def test_a_terraform_run_with_a_refused_remote_errors_saying_why(
     runner.execute_plan(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.ERRORED and "outbound URL guard" in run.error, run.error
+
+
+@pytest.mark.parametrize("url", ["ssh://git@git.example/org/repo.git", "git@git.example:org/repo"])
+def test_git_over_ssh_is_pinned_to_the_checked_address(strict, monkeypatch, tmp_path, url):
+    """git runs ssh with ``HostName`` set to the address the guard checked (the host key still
+    verified under the name): a second DNS answer cannot send it elsewhere. A recording ``ssh``
+    on PATH stands in for the network; git itself builds the command line."""
+    import subprocess
+
+    real = socket.getaddrinfo
+
+    def fake(host, port, *a, **kw):
+        if host == "git.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+        return real(host, port, *a, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    remote = remote_for(url)
+    bin_dir, argv_file = tmp_path / "bin", tmp_path / "argv"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argv_file}\nexit 128\n')
+    (bin_dir / "ssh").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
+    res = subprocess.run(
+        ["git", *remote.config, "ls-remote", "--", remote.url],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert res.returncode != 0
+    argv = argv_file.read_text().splitlines()
+    assert "HostName=127.0.0.2" in argv and "HostKeyAlias=git.example" in argv, argv
+    assert "ProxyCommand=none" in argv and "BatchMode=yes" in argv, argv
+    assert any(a.endswith("git.example") for a in argv), argv  # the name, for the host key
