@@ -129,7 +129,7 @@ def _apply_admin(user, groups: Iterable[str], actor: Actor) -> bool:
 
 
 def _find_or_create(claims: Mapping[str, Any], sub: str) -> tuple[Person, bool, bool]:
-    person = Person.objects.select_for_update().filter(oidc_subject=sub).first()
+    person = Person.objects.select_for_update(no_key=True).filter(oidc_subject=sub).first()
     if person is not None:
         return person, False, False
     person = _person_by_email(_verified_email(claims))

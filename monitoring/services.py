@@ -119,7 +119,7 @@ def update_alert_rule(rule: AlertRule, *, actor: Actor, **fields: Any) -> AlertR
     )
     with transaction.atomic():
         rule = (
-            AlertRule.objects.select_for_update(of=("self",))
+            AlertRule.objects.select_for_update(of=("self",), no_key=True)
             .select_related("service", "service__owner")
             .get(pk=rule.pk)
         )
@@ -225,7 +225,7 @@ def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
         value, error = None, str(exc)
     with transaction.atomic():
         rule = (
-            AlertRule.objects.select_for_update(of=("self",))
+            AlertRule.objects.select_for_update(of=("self",), no_key=True)
             .select_related("service", "service__owner")
             .get(pk=rule_id)
         )
@@ -235,7 +235,7 @@ def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
         if error:
             return "error"  # a backend outage neither fires nor resolves anything
         active = (
-            Alert.objects.select_for_update()
+            Alert.objects.select_for_update(no_key=True)
             .filter(rule=rule, state__in=[Alert.State.PENDING, Alert.State.FIRING])
             .first()
         )
@@ -309,7 +309,7 @@ def evaluate_all(backend=None) -> dict:
         rule__enabled=False, state__in=[Alert.State.PENDING, Alert.State.FIRING]
     ).values_list("pk", flat=True):
         with transaction.atomic():
-            alert = Alert.objects.select_for_update().get(pk=alert_id)
+            alert = Alert.objects.select_for_update(no_key=True).get(pk=alert_id)
             was_firing = alert.state == Alert.State.FIRING
             alert.resolved_at = timezone.now()
             _save_and_log(alert, "resolved", None, alert.resolved_at)

@@ -46,7 +46,9 @@ def observe(release_id: int) -> dict:
 
 def _pause_stuck(release_id: int, reason: str) -> None:
     with transaction.atomic():
-        qs = Release.objects.select_for_update(of=("self",)).select_related("service__owner")
+        qs = Release.objects.select_for_update(of=("self",), no_key=True).select_related(
+            "service__owner"
+        )
         r = qs.filter(pk=release_id).first()
         if r is None or r.status != ReleaseStatus.PROGRESSING:
             return

@@ -38,7 +38,7 @@ SCOPE = "releases:promote"
 
 def _locked(release_id) -> Release:
     return (
-        Release.objects.select_for_update(of=("self",))
+        Release.objects.select_for_update(of=("self",), no_key=True)
         .select_related("service", "service__owner", "environment")
         .get(pk=getattr(release_id, "pk", release_id))
     )
@@ -114,7 +114,7 @@ def create_release(
 def _refuse_second_in_flight(service, env) -> None:
     """409 (locking the one in flight) when ``service`` has a release in flight in ``env``."""
     active = (
-        Release.objects.select_for_update()
+        Release.objects.select_for_update(no_key=True)
         .filter(service=service, environment=env, status__in=ACTIVE_RELEASE)
         .first()
     )

@@ -57,7 +57,7 @@ def confirm(release_id, call_id, *, ok, error="") -> bool:
     runs inside ``sync`` of that release (which goes on by itself)."""
     with transaction.atomic():
         r = (
-            Release.objects.select_for_update(of=("self",))
+            Release.objects.select_for_update(of=("self",), no_key=True)
             .select_related("service", "service__owner", "environment")
             .filter(pk=release_id)
             .first()

@@ -145,7 +145,7 @@ def provision_directory_user(doc: dict[str, Any], *, actor: Actor) -> DirectoryU
 def update_directory_user(du: DirectoryUser, doc: dict[str, Any], *, actor: Actor) -> DirectoryUser:
     """A SCIM PUT or PATCH /Users/<id> (``doc`` is the whole new document)."""
     _check_user_name(doc, exclude=du.pk)
-    person = Person.objects.select_for_update().get(pk=du.person_id)
+    person = Person.objects.select_for_update(no_key=True).get(pk=du.person_id)
     was_active, active = person.active, doc.get("active") is not False
     person.name, person.email = _display_name(doc), _email(doc)
     person.external_id = str(doc.get("externalId") or "")[:255]
@@ -178,7 +178,7 @@ def update_directory_user(du: DirectoryUser, doc: dict[str, Any], *, actor: Acto
 def delete_directory_user(du: DirectoryUser, *, actor: Actor) -> None:
     """A SCIM DELETE /Users/<id>: signed out, deactivated, directory memberships gone; the
     Person stays in the catalog (inactive) with its history."""
-    person = Person.objects.select_for_update().get(pk=du.person_id)
+    person = Person.objects.select_for_update(no_key=True).get(pk=du.person_id)
     person.active = False
     person.save(update_fields=["active"])
     if person.user is not None:

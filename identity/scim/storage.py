@@ -179,7 +179,7 @@ class DjangoStorage(ScimStorage):
     def _row(self, resource_type: ResourceType, resource_id: str, lock: bool = False):
         qs = self._queryset(resource_type)
         if lock:
-            qs = qs.select_for_update(of=("self",))
+            qs = qs.select_for_update(of=("self",), no_key=True)
         row = qs.filter(pk=resource_id).first()
         if row is None:
             raise NotFoundException(detail=f"{resource_type.name} '{resource_id}' not found")

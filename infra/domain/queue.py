@@ -40,7 +40,7 @@ def _dispatch_next(ws: Workspace):
     if ws.lock_run_id is not None:
         return None
     nxt = (
-        TerraformRun.objects.select_for_update()
+        TerraformRun.objects.select_for_update(no_key=True)
         .filter(workspace=ws, status=RunStatus.PENDING)
         .order_by("created_at", "id")
         .first()
@@ -66,8 +66,8 @@ def _release(ws: Workspace, run: TerraformRun):
 def _locked(run_id):
     """(workspace, run), both row-locked, workspace first."""
     ws_id = TerraformRun.objects.values_list("workspace_id", flat=True).get(pk=run_id)
-    ws = Workspace.objects.select_for_update().get(pk=ws_id)
-    run = TerraformRun.objects.select_for_update().get(pk=run_id)
+    ws = Workspace.objects.select_for_update(no_key=True).get(pk=ws_id)
+    run = TerraformRun.objects.select_for_update(no_key=True).get(pk=run_id)
     return ws, run
 
 
@@ -83,7 +83,7 @@ def queue_run(
     if kind == TerraformRun.Kind.PLAN:
         actor.require(SCOPE, ws.owner, "planning this workspace")
     with transaction.atomic():
-        ws = Workspace.objects.select_for_update().get(pk=ws.pk)
+        ws = Workspace.objects.select_for_update(no_key=True).get(pk=ws.pk)
         number = (
             TerraformRun.objects.filter(workspace=ws).aggregate(n=Max("number"))["n"] or 0
         ) + 1

@@ -154,10 +154,10 @@ def force_unlock(ws: Workspace, *, actor: Actor) -> TerraformRun | None:
     """Admins only. A running holder is marked errored (its worker stops at its next check)."""
     actor.require_admin("force-unlock a workspace")
     with transaction.atomic():
-        ws = Workspace.objects.select_for_update().get(pk=ws.pk)
+        ws = Workspace.objects.select_for_update(no_key=True).get(pk=ws.pk)
         if ws.lock_run_id is None:
             raise Conflict("The workspace is not locked.", state="unlocked")
-        holder = TerraformRun.objects.select_for_update().get(pk=ws.lock_run_id)
+        holder = TerraformRun.objects.select_for_update(no_key=True).get(pk=ws.lock_run_id)
         before = holder.status
         if holder.status in EXECUTING:
             holder.status = RunStatus.ERRORED

@@ -45,7 +45,7 @@ def set_variable(
         value = json.dumps(value) if not isinstance(value, (int, float)) else str(value)
     with transaction.atomic():
         var = (
-            Variable.objects.select_for_update()
+            Variable.objects.select_for_update(no_key=True)
             .filter(workspace=ws, key=key, category=category)
             .first()
         )

@@ -153,7 +153,7 @@ def update_workspace(
         actor.require_admin("choose the terraform binary of a workspace")
     _require_admin_for_sandbox_fields(actor, ws, fields)
     with transaction.atomic():
-        ws = Workspace.objects.select_for_update().get(pk=ws.pk)
+        ws = Workspace.objects.select_for_update(no_key=True).get(pk=ws.pk)
         changed: list[str] = []
         for key, value in fields.items():
             if key == "repository_url":  # write-only credentials: the redacted form keeps them
