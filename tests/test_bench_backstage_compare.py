@@ -85,3 +85,19 @@ def test_a_missed_target_is_named_and_marked():
     ]
     md, missed = cmp.table(rows, (30.0, 2.0, (1.0, 2.0)), {"x": "1"})
     assert any(m.startswith("import: 15.0×") for m in missed)
+
+
+def test_the_harness_figures_fail_the_run_on_a_miss_with_the_load_measured():
+    from tests.bench.harness import Report
+
+    rows = [
+        (name, {"backstage": _side(10.0, 100), "backline": _side(2.0, 500)}) for name in cmp.TARGETS
+    ]
+    report = Report()
+    cmp.add_figures(report, rows, (100.0, 2.0, (3.0, 4.0)))
+    assert sorted(f.name for f in report.failed) == [
+        "vs Backstage: facets (spec.type) p50 (Backline)",
+        "vs Backstage: first page of 20 p50 (Backline)",
+        "vs Backstage: full-text search p50 (Backline)",
+    ]
+    assert report.loads[0] == 4.0 and set(report.loads[1:]) == {1.0}

@@ -43,11 +43,22 @@ class Report:
     section: str = ""  # the benchmark running (``run.py`` sets it)
 
     def add(
-        self, name, value, unit, *, baseline=None, baseline_label="", target="", ok=None, note=""
+        self,
+        name,
+        value,
+        unit,
+        *,
+        baseline=None,
+        baseline_label="",
+        target="",
+        ok=None,
+        note="",
+        load=None,
     ):
+        """``load``: the 1-minute load average while it was measured (default: now)."""
         fig = Figure(name, value, unit, baseline, baseline_label, target, ok, note, self.section)
         self.figures.append(fig)
-        self.loads.append(os.getloadavg()[0])
+        self.loads.append(os.getloadavg()[0] if load is None else load)
         print(
             f"  {name}: {value:.4g} {unit}"
             + (
