@@ -40,3 +40,12 @@ def test_a_run_of_some_sections_replaces_only_those(monkeypatch):
     assert "Intro by hand." in md and "backstage figure" in md and "side by side table" in md
     assert "| catalog figure | 9 s |" in md and "| catalog figure | 1 s |" not in md
     assert md.index("ARGS=backstage") < md.index("ARGS=catalog")  # kept in place
+
+
+def test_a_run_where_every_section_was_skipped_keeps_the_file(monkeypatch):
+    from tests.bench.harness import Report, render_markdown
+
+    monkeypatch.delenv("BENCH_SCALE", raising=False)
+    old = "# Backline benchmarks\n\n## Catalog (`make bench ARGS=catalog`)\n\nfigures\n"
+    md = merge_markdown(old, render_markdown(Report(), ["backstage_compare"]))
+    assert "figures" in md and "ARGS=catalog" in md

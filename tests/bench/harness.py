@@ -159,6 +159,8 @@ def _merge_sections(old, new):
     """The sections of ``new`` replace those of the same ``ARGS`` name in ``old``; the rest of
     ``old`` (its introduction, sections not run) stays. ``new`` without sections replaces all."""
     new_pre, new_blocks = _blocks(new)
+    if old and not new_blocks and "\n" not in new_pre.strip():
+        return old  # every section skipped: only the title
     if not old or not any(k for k, _ in new_blocks):
         return new
     pre, blocks = _blocks(old)
