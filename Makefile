@@ -103,6 +103,8 @@ fmt: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## `make bench ARGS=backstage-compare`: side by side with real Backstage (npm; skipped without
+## it, or with BENCH_BACKSTAGE=0).
 bench: venv deps services
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) -m tests.bench.run $(ARGS)
 

@@ -31,10 +31,13 @@ def _timed(fn):
 
 
 class _ThrowawayDb:
+    def __init__(self, section="backstage"):
+        self.section = section
+
     def __enter__(self):
         self.test_settings = settings.DATABASES["default"].setdefault("TEST", {})
         self.old = connection.settings_dict["NAME"], self.test_settings.get("NAME")
-        self.test_settings["NAME"] = bench_db("backstage")
+        self.test_settings["NAME"] = bench_db(self.section)
         connection.creation.create_test_db(
             verbosity=0, autoclobber=True, keepdb=False, serialize=False
         )

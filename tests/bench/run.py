@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv):
-    wanted = set(argv)
+    wanted = {a.replace("-", "_") for a in argv}  # ARGS=backstage-compare
     names = sorted(
         m.name.removeprefix("bench_")
         for m in pkgutil.iter_modules([str(Path(__file__).parent)])
@@ -33,6 +33,7 @@ def main(argv):
     report = Report()
     for name in names:
         print(f"== {name}", flush=True)
+        report.section = name
         try:
             importlib.import_module(f"tests.bench.bench_{name}").run(report)
         except Exception as exc:  # noqa: BLE001 - report and go on with the other sections
