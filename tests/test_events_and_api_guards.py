@@ -161,6 +161,12 @@ def test_token_rate_limit_answers_429_with_retry_after(squad, make_token):
     assert resp.status_code == 429
     assert 1 <= int(resp["Retry-After"]) <= 61
     assert resp.json()["code"] == "throttled"
+    # the window's counter in Redis counts every request and expires with its window
+    token = ApiToken.objects.get()
+    keys = [k for k in cache._cache.get_client().keys("*") if f"rl:{token.pk}:".encode() in k]
+    assert len(keys) == 1, keys
+    client = cache._cache.get_client()
+    assert int(client.get(keys[0])) == 6 and 0 < client.ttl(keys[0]) <= 70
 
 
 def test_service_serializer_never_returns_webhook_secret(alice, squad):
