@@ -337,6 +337,10 @@ GITHUB_PR_BUILD_FORKS = env_bool("GITHUB_PR_BUILD_FORKS", False)
 GITHUB_DISCOVERY_PATH = env_str("GITHUB_DISCOVERY_PATH", "catalog-info.yaml")
 GITHUB_DISCOVERY_SECONDS = env_int("GITHUB_DISCOVERY_SECONDS", 3600)
 GITHUB_ORPHAN_GRACE_SECONDS = env_int("GITHUB_ORPHAN_GRACE_SECONDS", 86400)
+# discovery follows `kind: Location` targets inside the repository, up to this many files and
+# locations deep (squads/discovery/follow.py)
+GITHUB_DISCOVERY_MAX_FILES = env_int("GITHUB_DISCOVERY_MAX_FILES", 50)
+GITHUB_DISCOVERY_MAX_DEPTH = env_int("GITHUB_DISCOVERY_MAX_DEPTH", 5)
 # The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
 SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))
 BWRAP_BIN = env_str("BWRAP_BIN", "bwrap")

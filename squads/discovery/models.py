@@ -17,6 +17,9 @@ class DiscoveredRepository(models.Model):
     default_branch = models.CharField(max_length=255, default="main")
     html_url = models.CharField(max_length=500, blank=True)
     path = models.CharField(max_length=500, default="catalog-info.yaml")
+    # every file the descriptor's locations led to (the descriptor first): a push touching one
+    # rescans the repository
+    files = models.JSONField(default=list, blank=True)
     pushed_at = models.CharField(max_length=40, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, blank=True)
     error = models.TextField(blank=True)
