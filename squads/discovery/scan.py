@@ -181,10 +181,11 @@ def import_descriptor(row: DiscoveredRepository, files: list[tuple[str, str]], r
     sources = [Source(f"{row.full_name}/{p}", t, followed=True) for p, t in files]
     try:
         with transaction.atomic():
-            refs = set().union(*(_entities(t) for _p, t in files))
+            where = {ref: p for p, t in reversed(files) for ref in _entities(t)}
+            refs = set(where)
             _refuse_claimed(row, refs)
             import_catalog(sources, None)
-            _keep(row, refs, report)
+            _keep(row, where, report)
     except ImportFailed as exc:
         _failed(row, str(exc), [e.as_dict() for e in exc.errors], report, text=text)
         return False
@@ -215,12 +216,13 @@ def _refuse_claimed(row, refs) -> None:
             raise ClaimedElsewhere(f"{kind}:{slug} is already defined by {where}")
 
 
-def _keep(row, refs, report) -> None:
-    for kind, slug in refs:
+def _keep(row, where: dict, report) -> None:
+    """Record each entity with the file defining it (``where``: (kind, slug) → path)."""
+    for (kind, slug), path in where.items():
         DiscoveredEntity.objects.update_or_create(
-            kind=kind, slug=slug, defaults={"repository": row, "orphaned_at": None}
+            kind=kind, slug=slug, defaults={"repository": row, "orphaned_at": None, "path": path}
         )
-    _orphan(row, keep=refs, report=report, why=f"no longer defined in {row.path}")
+    _orphan(row, keep=set(where), report=report, why=f"no longer defined in {row.path}")
 
 
 def _orphan(row, *, keep: set, report: ScanReport, why: str) -> None:

@@ -5,6 +5,8 @@ contents API, the real importer and PostgreSQL."""
 import pytest
 from django.core.cache import cache
 
+from portal.errors import Invalid
+from squads import services as catalog
 from squads.discovery import scan
 from squads.discovery.models import DiscoveredEntity, DiscoveredRepository
 from squads.models import Service
@@ -120,6 +122,25 @@ def test_a_cycle_of_locations_is_an_error_naming_it(fake_github, squad):
     assert "makes a cycle: a.yaml → sub/b.yaml → a.yaml" in report.errors["acme/loop"]
     assert not Service.objects.filter(slug="looped").exists()
     assert contents(fake_github, "a.yaml") == 1  # not read round and round
+
+
+def test_a_ui_edit_names_the_target_file_that_sets_the_field(fake_github, squad, admin_user):
+    from portal.actors import Actor
+
+    fake_github.add_repo(
+        "acme/monorepo",
+        {
+            "catalog-info.yaml": location("root", "services/player.yaml"),
+            "services/player.yaml": component("player", squad.slug),
+        },
+    )
+    scan.scan_installation()
+    service = Service.objects.get(slug="player")
+    with pytest.raises(Invalid) as err:
+        catalog.update_service(service, actor=Actor(user=admin_user, door="html"), description="x")
+    message = err.value.errors["description"][0]
+    assert "set by services/player.yaml in the GitHub repository acme/monorepo" in message
+    assert "/blob/main/services/player.yaml" in message
 
 
 def test_locations_are_bounded_in_depth_and_files(fake_github, squad, settings):
