@@ -5,16 +5,18 @@ Files are collected from the job's checkout only: the walk never follows a symbo
 outside the checkout can match (paths are relative, without ``..``: ``pipelines.jobspec``).
 A job's artifacts or cache over the cap (``PIPELINES_ARTIFACT_MAX_BYTES``,
 ``PIPELINES_CACHE_MAX_BYTES``) are not stored at all: an artifact over the cap fails the job,
-a cache over it is not saved (a warning). Archives are written to a temporary file and renamed
-into place, so a reader never sees half of one. Restoring a cache extracts it with tarfile's
-``data`` filter (no absolute paths, no links out, no devices).
+a cache over it is not saved (a warning). Archives are written to a staging file and then
+handed to the store, so a reader never sees half of one. Restoring a cache extracts it with
+tarfile's ``data`` filter (no absolute paths, no links out, no devices).
 
-The store is a directory (``PIPELINES_ARTIFACT_DIR``, by default ``var/artifacts``); an
-S3-compatible store is not built (boto3 is not a dependency).
+The store (``pipelines.stores``) is a directory (``PIPELINES_ARTIFACT_DIR``, by default
+``var/artifacts``) or an S3-compatible bucket (``BACKLINE_ARTIFACTS_S3_BUCKET``). A store that
+fails fails the job's artifacts (the job fails, saying so) but not its cache (a warning).
 """
 
 import fnmatch
 import hashlib
+import logging
 import os
 import stat
 import tarfile
@@ -23,16 +25,25 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.http import FileResponse, Http404
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 
+from pipelines import stores
 from pipelines.jobspec import expire_seconds
 from pipelines.models import Artifact
+from portal.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+StoreError = stores.StoreError
 
 
 class TooLarge(Exception):
     """The files matched are more than the cap allows."""
+
+
+KEEP_ERRORS = (TooLarge, StoreError)  # a job's artifacts that could not be kept: it fails
 
 
 def _mb(n: int) -> str:
@@ -66,8 +77,9 @@ def collect(root: Path, patterns: list[str]) -> tuple[list[str], list[str]]:
     return sorted(set(files)), sorted(set(links))
 
 
-def _pack(root: Path, files: list[str], cap: int, what: str, dest: Path) -> tuple[int, str]:
-    """Write ``files`` of ``root`` to ``dest`` (tmp + rename); (content bytes, sha256)."""
+def _pack(root: Path, files: list[str], cap: int, what: str, key: str) -> tuple[int, str, int]:
+    """Write ``files`` of ``root`` to the store under ``key``; (content bytes, sha256, archive
+    bytes). Over ``cap``: TooLarge, and nothing is written anywhere."""
     total = 0
     for rel in files:
         total += os.lstat(root / rel).st_size
@@ -76,8 +88,8 @@ def _pack(root: Path, files: list[str], cap: int, what: str, dest: Path) -> tupl
                 f"{what}: more than {_mb(cap)} of files ({len(files)} matched); the cap is "
                 f"{_mb(cap)} per job"
             )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-", suffix=".tar.gz")
+    store = stores.current()
+    fd, tmp = tempfile.mkstemp(dir=store.staging_dir(), prefix=".tmp-", suffix=".tar.gz")
     try:
         with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=out, mode="w:gz") as tar:
             for rel in files:
@@ -86,11 +98,11 @@ def _pack(root: Path, files: list[str], cap: int, what: str, dest: Path) -> tupl
         with open(tmp, "rb") as f:
             for block in iter(lambda: f.read(2**20), b""):
                 digest.update(block)
-        os.replace(tmp, dest)
-    except BaseException:
+        size = os.stat(tmp).st_size
+        store.put(key, Path(tmp))
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
-    return total, digest.hexdigest()
+    return total, digest.hexdigest(), size
 
 
 def _add(tar, root: Path, rel: str):
@@ -102,12 +114,9 @@ def _add(tar, root: Path, rel: str):
         tar.addfile(info, f)
 
 
-def store_root() -> Path:
-    return Path(settings.PIPELINES_ARTIFACT_DIR)
-
-
 def save_artifacts(job, spec: dict, workdir: Path, log) -> Artifact | None:
-    """Keep the files ``spec`` names (a job's ``artifacts``); TooLarge over the cap."""
+    """Keep the files ``spec`` names (a job's ``artifacts``); TooLarge over the cap,
+    StoreError when the store did not take them (no row then)."""
     files, links = collect(workdir, spec["paths"])
     for rel in links:
         log(f"artifacts: skipped {rel} (a symbolic link)\n")
@@ -115,17 +124,15 @@ def save_artifacts(job, spec: dict, workdir: Path, log) -> Artifact | None:
         log(f"artifacts: no file matched {', '.join(spec['paths'])}\n")
         return None
     key = f"runs/{job.run_id}/{job.index}-{job.pk}.tar.gz"
-    dest = store_root() / key
-    content, sha = _pack(
-        workdir, files, settings.PIPELINES_ARTIFACT_MAX_BYTES, f"artifacts of {job.name}", dest
-    )
+    what = f"artifacts of {job.name}"
+    content, sha, size = _pack(workdir, files, settings.PIPELINES_ARTIFACT_MAX_BYTES, what, key)
     expire = spec.get("expire_in") or expire_seconds(settings.PIPELINES_ARTIFACT_EXPIRE_IN)
     artifact = Artifact.objects.create(
         run_id=job.run_id,
         job=job,
         name=job.name,
         key=key,
-        size=dest.stat().st_size,
+        size=size,
         content_bytes=content,
         files=len(files),
         sha256=sha,
@@ -135,34 +142,44 @@ def save_artifacts(job, spec: dict, workdir: Path, log) -> Artifact | None:
     return artifact
 
 
-def artifact_path(artifact: Artifact) -> Path:
-    return store_root() / artifact.key
-
-
-def artifact_response(run, artifact_id) -> FileResponse:
-    """The download of one artifact of ``run`` (404: not this run's, expired, or gone)."""
+def artifact_response(run, artifact_id):
+    """The download of one artifact of ``run`` (404: not this run's, expired, or gone),
+    streamed from the store; a redirect to a presigned URL when the S3 store presigns."""
     artifact = get_object_or_404(Artifact, run=run, pk=artifact_id, expires_at__gt=timezone.now())
-    path = artifact_path(artifact)
-    if not path.is_file():
-        raise Http404("The artifact's file is gone from the store.")
     name = f"{run.service.slug}-{run.number}-{artifact.name}.tar.gz".replace(" ", "_")
-    return FileResponse(
-        open(path, "rb"), as_attachment=True, filename=name, content_type="application/gzip"
-    )
+    store = stores.current()
+    try:
+        url = store.download_url(artifact.key, name)
+        if url:
+            return HttpResponseRedirect(url)
+        chunks = store.open(artifact.key)
+    except StoreError as exc:
+        raise Unavailable(str(exc), code="artifact_store") from None
+    if chunks is None:
+        raise Http404("The artifact's file is gone from the store.")
+    response = StreamingHttpResponse(chunks, content_type="application/gzip")
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    response["Content-Length"] = str(chunks.size)
+    return response
 
 
-def _cache_path(service_id, key: str) -> Path:
-    return store_root() / "caches" / str(service_id) / f"{key}.tar.gz"
+def _cache_key(service_id, key: str) -> str:
+    return f"caches/{service_id}/{key}.tar.gz"
 
 
 def restore_cache(service_id, spec: dict, workdir: Path, log) -> bool:
-    path = _cache_path(service_id, spec["key"])
-    if not path.is_file():
-        log(f"cache {spec['key']}: none yet\n")
+    try:
+        with stores.current().fetch(_cache_key(service_id, spec["key"])) as path:
+            if path is None:
+                log(f"cache {spec['key']}: none yet\n")
+                return False
+            with tarfile.open(path, "r:gz") as tar:
+                tar.extractall(workdir, filter="data")
+            size = path.stat().st_size
+    except StoreError as exc:
+        log(f"⚠ cache {spec['key']}: not restored: {exc}\n")
         return False
-    with tarfile.open(path, "r:gz") as tar:
-        tar.extractall(workdir, filter="data")
-    log(f"cache {spec['key']}: restored ({_mb(path.stat().st_size)})\n")
+    log(f"cache {spec['key']}: restored ({_mb(size)})\n")
     return True
 
 
@@ -171,15 +188,10 @@ def save_cache(service_id, spec: dict, workdir: Path, log) -> bool:
     if not files:
         log(f"cache {spec['key']}: nothing to save\n")
         return False
+    key, cap = _cache_key(service_id, spec["key"]), settings.PIPELINES_CACHE_MAX_BYTES
     try:
-        content, _sha = _pack(
-            workdir,
-            files,
-            settings.PIPELINES_CACHE_MAX_BYTES,
-            f"cache {spec['key']}",
-            _cache_path(service_id, spec["key"]),
-        )
-    except TooLarge as exc:
+        content, _sha, _size = _pack(workdir, files, cap, f"cache {spec['key']}", key)
+    except (TooLarge, StoreError) as exc:
         log(f"⚠ {exc}: not saved\n")
         return False
     log(f"cache {spec['key']}: saved {len(files)} files ({_mb(content)})\n")
@@ -187,11 +199,17 @@ def save_cache(service_id, spec: dict, workdir: Path, log) -> bool:
 
 
 def expire(now=None) -> int:
-    """Beat: remove artifacts past ``expires_at`` (file and row)."""
+    """Beat: remove artifacts past ``expires_at`` (the stored archive, then the row). One the
+    store fails to delete stays for the next round (a warning)."""
     now = now or timezone.now()
+    store = stores.current()
     gone = 0
     for artifact in Artifact.objects.filter(expires_at__lte=now).iterator():
-        artifact_path(artifact).unlink(missing_ok=True)
+        try:
+            store.delete(artifact.key)
+        except StoreError as exc:
+            logger.warning("artifact %s not expired yet: %s", artifact.pk, exc)
+            continue
         artifact.delete()
         gone += 1
     return gone

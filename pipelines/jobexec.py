@@ -115,7 +115,7 @@ class JobExecution(Execution):
         if self.job_spec.get("artifacts"):
             try:
                 artifacts.save_artifacts(self.job, self.job_spec["artifacts"], workdir, note)
-            except artifacts.TooLarge as exc:
+            except artifacts.KEEP_ERRORS as exc:
                 note(f"{RED}✖ {exc}{RESET}\n")
                 return RunStatus.FAILED, str(exc)
         return status, error

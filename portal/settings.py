@@ -337,6 +337,10 @@ GITHUB_PR_BUILD_FORKS = env_bool("GITHUB_PR_BUILD_FORKS", False)
 GITHUB_DISCOVERY_PATH = env_str("GITHUB_DISCOVERY_PATH", "catalog-info.yaml")
 GITHUB_DISCOVERY_SECONDS = env_int("GITHUB_DISCOVERY_SECONDS", 3600)
 GITHUB_ORPHAN_GRACE_SECONDS = env_int("GITHUB_ORPHAN_GRACE_SECONDS", 86400)
+# discovery follows `kind: Location` targets inside the repository, up to this many files and
+# locations deep (squads/discovery/follow.py)
+GITHUB_DISCOVERY_MAX_FILES = env_int("GITHUB_DISCOVERY_MAX_FILES", 50)
+GITHUB_DISCOVERY_MAX_DEPTH = env_int("GITHUB_DISCOVERY_MAX_DEPTH", 5)
 # The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
 SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))
 BWRAP_BIN = env_str("BWRAP_BIN", "bwrap")
@@ -371,6 +375,22 @@ PIPELINES_ARTIFACT_DIR = Path(env_str("PIPELINES_ARTIFACT_DIR", str(VAR_DIR / "a
 PIPELINES_ARTIFACT_MAX_BYTES = env_size("PIPELINES_ARTIFACT_MAX_BYTES", "100m")
 PIPELINES_ARTIFACT_EXPIRE_IN = env_str("PIPELINES_ARTIFACT_EXPIRE_IN", "30d")
 PIPELINES_CACHE_MAX_BYTES = env_size("PIPELINES_CACHE_MAX_BYTES", "500m")
+# an S3-compatible artifact and cache store (pipelines.stores) when a bucket is named; the
+# endpoint is AWS's by default (MinIO, Ceph, R2...: set the URL); the secret is never logged
+ARTIFACTS_S3_BUCKET = env_str("BACKLINE_ARTIFACTS_S3_BUCKET", "")
+ARTIFACTS_S3_ENDPOINT_URL = env_str("BACKLINE_ARTIFACTS_S3_ENDPOINT_URL", "")
+ARTIFACTS_S3_REGION = env_str("BACKLINE_ARTIFACTS_S3_REGION", "us-east-1")
+ARTIFACTS_S3_ACCESS_KEY_ID = env_str("BACKLINE_ARTIFACTS_S3_ACCESS_KEY_ID", "")
+ARTIFACTS_S3_SECRET_ACCESS_KEY = env_str("BACKLINE_ARTIFACTS_S3_SECRET_ACCESS_KEY", "")
+ARTIFACTS_S3_PREFIX = env_str("BACKLINE_ARTIFACTS_S3_PREFIX", "backline/")
+ARTIFACTS_S3_ADDRESSING = env_choice(
+    "BACKLINE_ARTIFACTS_S3_ADDRESSING", "auto", ("auto", "path", "virtual")
+)
+ARTIFACTS_S3_PRESIGN = env_bool("BACKLINE_ARTIFACTS_S3_PRESIGN", False)  # 302 to the bucket
+ARTIFACTS_S3_PRESIGN_SECONDS = env_int("BACKLINE_ARTIFACTS_S3_PRESIGN_SECONDS", 300)
+ARTIFACTS_S3_MULTIPART_THRESHOLD = env_size("BACKLINE_ARTIFACTS_S3_MULTIPART_THRESHOLD", "64m")
+ARTIFACTS_S3_MULTIPART_CHUNKSIZE = env_size("BACKLINE_ARTIFACTS_S3_MULTIPART_CHUNKSIZE", "16m")
+ARTIFACTS_S3_TIMEOUT = env_float("BACKLINE_ARTIFACTS_S3_TIMEOUT", 30.0)
 # Jenkins (pipelines.jenkins): recent builds of a service's job, and the `jenkins:` step
 JENKINS_URL = env_str("JENKINS_URL", "")
 JENKINS_USER = env_str("JENKINS_USER", "")

@@ -204,12 +204,13 @@ def _refuse_descriptor_fields(service: Service, fields: dict, *relations: Any) -
                 names.append(name)
     if not names:
         return
-    repo = descriptor_of("component", service.slug)
-    if repo is None:
+    found = descriptor_of("component", service.slug)
+    if found is None:
         return
+    repo, path = found
     message = (
-        f"This field is set by {repo.path} in the GitHub repository {repo.full_name} "
-        f"({repo.file_url}); change it there and discovery imports it."
+        f"This field is set by {path} in the GitHub repository {repo.full_name} "
+        f"({repo.url_of(path)}); change it there and discovery imports it."
     )
     raise Invalid(errors={name: [message] for name in names})
 

@@ -1,4 +1,5 @@
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status, viewsets
@@ -79,7 +80,8 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     def artifacts(self, request, pk=None):
         """The artifacts the run's jobs kept (``artifacts:`` in ``backline.yml``)."""
         run = self.get_object()
-        return Response(ArtifactSerializer(run.artifacts.order_by("name"), many=True).data)
+        kept = run.artifacts.filter(expires_at__gt=timezone.now()).order_by("name")
+        return Response(ArtifactSerializer(kept, many=True).data)
 
     @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"], url_path=r"artifacts/(?P<artifact_id>\d+)")

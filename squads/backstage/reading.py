@@ -77,10 +77,11 @@ def _read_documents(sources, ctx: _Ctx) -> list[Doc]:
         given.add(key)
         if origin:
             visited.add(origin)
-        queue.append((name, text, origin, getattr(item, "root", None) or src.folder_of(origin)))
+        root = getattr(item, "root", None) or src.folder_of(origin)
+        queue.append((name, text, origin, root, getattr(item, "followed", False)))
         ctx.report.sources.append(name)
     while queue:
-        name, text, origin, root = queue.pop(0)
+        name, text, origin, root, followed = queue.pop(0)
         ctx.report.files_read += 1
         index = 0
         try:
@@ -89,8 +90,10 @@ def _read_documents(sources, ctx: _Ctx) -> list[Doc]:
                     continue
                 doc = Doc(name, index, data, origin, root)
                 docs.append(doc)
-                if isinstance(data, dict) and str(data.get("kind", "")).lower() == "location":
-                    queue.extend(_follow_location(doc, ctx, visited))
+                if followed or not isinstance(data, dict):
+                    continue
+                if str(data.get("kind", "")).lower() == "location":
+                    queue.extend((*t, False) for t in _follow_location(doc, ctx, visited))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

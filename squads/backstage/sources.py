@@ -64,12 +64,15 @@ class Source(tuple):
     """A ``(name, text)`` pair that also knows where it came from (``origin``: an absolute
     path or an http(s) URL), so Location targets and ``$text`` placeholders inside it can be
     resolved relative to it. Plain ``(name, text)`` tuples (uploads, pasted text) have no
-    origin: nothing they name is read from the server's disk or the network."""
+    origin: nothing they name is read from the server's disk or the network. ``followed``:
+    the caller already read what the file's Location entities name (GitHub discovery,
+    ``squads.discovery.follow``) and gives those files too; the importer reads nothing more."""
 
-    def __new__(cls, name, text, origin=None, root=None):
+    def __new__(cls, name, text, origin=None, root=None, *, followed=False):
         obj = super().__new__(cls, (name, text))
         obj.origin = origin
         obj.root = root  # the folder given to ``load_sources`` (default: the file's own)
+        obj.followed = followed
         return obj
 
     @property

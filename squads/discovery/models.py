@@ -17,6 +17,9 @@ class DiscoveredRepository(models.Model):
     default_branch = models.CharField(max_length=255, default="main")
     html_url = models.CharField(max_length=500, blank=True)
     path = models.CharField(max_length=500, default="catalog-info.yaml")
+    # every file the descriptor's locations led to (the descriptor first): a push touching one
+    # rescans the repository
+    files = models.JSONField(default=list, blank=True)
     pushed_at = models.CharField(max_length=40, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, blank=True)
     error = models.TextField(blank=True)
@@ -37,8 +40,11 @@ class DiscoveredRepository(models.Model):
 
     @property
     def file_url(self) -> str:
+        return self.url_of(self.path)
+
+    def url_of(self, path: str) -> str:
         base = self.html_url or self.full_name
-        return f"{base}/blob/{self.default_branch}/{self.path}"
+        return f"{base}/blob/{self.default_branch}/{path}"
 
 
 class DiscoveredEntity(models.Model):
@@ -47,6 +53,9 @@ class DiscoveredEntity(models.Model):
     )
     kind = models.CharField(max_length=40)  # component, api, system, domain, resource, ...
     slug = models.CharField(max_length=200)
+    path = models.CharField(
+        max_length=500, blank=True
+    )  # the file defining it (a Location's target)
     orphaned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -60,11 +69,14 @@ class DiscoveredEntity(models.Model):
         return f"{self.kind}:{self.slug}"
 
 
-def descriptor_of(kind: str, slug: str) -> DiscoveredRepository | None:
-    """The repository whose descriptor defines this entity now (None: edited in Backline)."""
+def descriptor_of(kind: str, slug: str) -> tuple[DiscoveredRepository, str] | None:
+    """The repository whose descriptors define this entity now, and the file that does
+    (None: edited in Backline)."""
     entity = (
         DiscoveredEntity.objects.filter(kind=kind, slug=slug, orphaned_at__isnull=True)
         .select_related("repository")
         .first()
     )
-    return entity.repository if entity else None
+    if entity is None:
+        return None
+    return entity.repository, entity.path or entity.repository.path

@@ -29,6 +29,7 @@ from squads.backstage.importer import import_catalog
 from squads.backstage.refs import slug_for
 from squads.backstage.report import ImportFailed
 from squads.backstage.sources import Source
+from squads.discovery import follow
 from squads.discovery.models import DiscoveredEntity, DiscoveredRepository
 from squads.models import Api, Domain, Resource, Service, Squad, System
 
@@ -120,13 +121,26 @@ def scan_repository(client, repo: dict, report: ScanReport, *, listing_unchanged
     if text is None:
         report.missing += 1
         _orphan(row, keep=set(), report=report, why=f"{path} is not in the repository")
-        row.status, row.error, row.errors = Status.MISSING, "", []
-    elif answer.cached and row.status == Status.OK:
-        report.unchanged += 1
-    elif not import_descriptor(row, text, report):
-        return
+        row.status, row.error, row.errors, row.files = Status.MISSING, "", [], [path]
+    else:
+        ref = row.default_branch
+        try:
+            found = follow.read_descriptors(client, row.full_name, ref, path, text, answer.cached)
+        except ImportFailed as exc:
+            row.files = exc.descriptors.paths  # type: ignore[attr-defined]
+            texts = _joined(exc.descriptors.files)  # type: ignore[attr-defined]
+            return _failed(row, str(exc), [e.as_dict() for e in exc.errors], report, text=texts)
+        row.files = found.paths
+        if found.cached and row.status == Status.OK:
+            report.unchanged += 1
+        elif not import_descriptor(row, found.files, report):
+            return
     row.pushed_at, row.scanned_at = pushed, timezone.now()
     row.save()
+
+
+def _joined(files: list[tuple[str, str]]) -> str:
+    return "\n---\n".join(text for _path, text in files)
 
 
 def _entities(text: str) -> set[tuple[str, str]]:
@@ -142,8 +156,10 @@ def _entities(text: str) -> set[tuple[str, str]]:
             continue
         meta = doc["metadata"]
         name, ns = meta.get("name"), meta.get("namespace") or "default"
-        if isinstance(doc.get("kind"), str) and isinstance(name, str) and isinstance(ns, str):
-            refs.add((doc["kind"].lower(), slug_for(ns, name)))
+        kind = doc.get("kind")
+        if isinstance(kind, str) and isinstance(name, str) and isinstance(ns, str):
+            if kind.lower() != "location":  # followed, not stored: no entity of its own
+                refs.add((kind.lower(), slug_for(ns, name)))
     return refs
 
 
@@ -158,15 +174,18 @@ def _declared_owner(text: str) -> Squad | None:
     return None
 
 
-def import_descriptor(row: DiscoveredRepository, text: str, report: ScanReport) -> bool:
-    """Import one repository's descriptor and record its entities, in one transaction."""
-    name = f"{row.full_name}/{row.path}"
+def import_descriptor(row: DiscoveredRepository, files: list[tuple[str, str]], report) -> bool:
+    """Import one repository's descriptor (with the files its locations lead to: ``files``,
+    the descriptor first) and record its entities, in one transaction."""
+    name, text = f"{row.full_name}/{row.path}", _joined(files)
+    sources = [Source(f"{row.full_name}/{p}", t, followed=True) for p, t in files]
     try:
         with transaction.atomic():
-            refs = _entities(text)
+            where = {ref: p for p, t in reversed(files) for ref in _entities(t)}
+            refs = set(where)
             _refuse_claimed(row, refs)
-            import_catalog([Source(name, text)], None)
-            _keep(row, refs, report)
+            import_catalog(sources, None)
+            _keep(row, where, report)
     except ImportFailed as exc:
         _failed(row, str(exc), [e.as_dict() for e in exc.errors], report, text=text)
         return False
@@ -197,12 +216,13 @@ def _refuse_claimed(row, refs) -> None:
             raise ClaimedElsewhere(f"{kind}:{slug} is already defined by {where}")
 
 
-def _keep(row, refs, report) -> None:
-    for kind, slug in refs:
+def _keep(row, where: dict, report) -> None:
+    """Record each entity with the file defining it (``where``: (kind, slug) → path)."""
+    for (kind, slug), path in where.items():
         DiscoveredEntity.objects.update_or_create(
-            kind=kind, slug=slug, defaults={"repository": row, "orphaned_at": None}
+            kind=kind, slug=slug, defaults={"repository": row, "orphaned_at": None, "path": path}
         )
-    _orphan(row, keep=refs, report=report, why=f"no longer defined in {row.path}")
+    _orphan(row, keep=set(where), report=report, why=f"no longer defined in {row.path}")
 
 
 def _orphan(row, *, keep: set, report: ScanReport, why: str) -> None:

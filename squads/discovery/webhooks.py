@@ -1,6 +1,6 @@
 """Discovery's receiver of verified GitHub deliveries (the endpoint is ``portal.inbound``):
 a push to a discovered repository's default branch that adds, changes or removes its
-descriptor queues a scan of that repository; ``installation`` / ``installation_repositories``
+descriptor (or a file the descriptor's locations lead to) queues a scan of that repository; ``installation`` / ``installation_repositories``
 events queue a scan of the installation. Signed with ``GITHUB_WEBHOOK_SECRET``."""
 
 from portal.celery import enqueue
@@ -36,7 +36,9 @@ def _push(push: Push, verified: list) -> dict:
     queued = [
         row.full_name
         for row in verified
-        if push.kind == "branch" and push.name == row.default_branch and touched(push, row.path)
+        if push.kind == "branch"
+        and push.name == row.default_branch
+        and any(touched(push, path) for path in {row.path, *row.files})
     ]
     for name in queued:
         enqueue(SCAN_REPOSITORY, name)

@@ -138,6 +138,21 @@ def eager():
     portal_celery.app.conf.task_always_eager = before
 
 
+def post_push(shared_data, full_name, sha, modified, secret="app-secret"):
+    """A real push payload for ``full_name``'s main branch, signed, to ``/hooks/github``."""
+    data = json.loads(
+        (shared_data / "github-webhooks" / "push-with-installation.payload.json").read_text()
+    )
+    data.update(ref="refs/heads/main", after=sha, deleted=False)
+    data["repository"]["full_name"] = full_name
+    data["commits"] = [{"id": sha, "added": [], "removed": [], "modified": modified}]
+    raw = json.dumps(data).encode()
+    return Client().post(
+        "/hooks/github", raw, content_type="application/json", HTTP_X_GITHUB_EVENT="push",
+        HTTP_X_HUB_SIGNATURE_256=signature_for(secret, raw),
+    )  # fmt: skip
+
+
 def test_a_push_touching_the_descriptor_refreshes_it(
     fake_github, squad, settings, eager, shared_data
 ):
@@ -146,17 +161,7 @@ def test_a_push_touching_the_descriptor_refreshes_it(
     scan.scan_installation()
     text = component("player", squad.slug).replace("production", "experimental")
     sha = fake_github.commit("acme/player", {"catalog-info.yaml": text})
-    data = json.loads(
-        (shared_data / "github-webhooks" / "push-with-installation.payload.json").read_text()
-    )
-    data.update(ref="refs/heads/main", after=sha, deleted=False)
-    data["repository"]["full_name"] = "acme/player"
-    data["commits"] = [{"id": sha, "added": [], "removed": [], "modified": ["catalog-info.yaml"]}]
-    raw = json.dumps(data).encode()
-    r = Client().post(
-        "/hooks/github", raw, content_type="application/json", HTTP_X_GITHUB_EVENT="push",
-        HTTP_X_HUB_SIGNATURE_256=signature_for("app-secret", raw),
-    )  # fmt: skip
+    r = post_push(shared_data, "acme/player", sha, ["catalog-info.yaml"])
     assert r.status_code == 200 and r.json()["discovery"] == ["acme/player"], r.content
     assert Service.objects.get(slug="player").lifecycle == "experimental"
 
