@@ -95,7 +95,9 @@ def park(step, *, holder) -> bool:
 def claim(approval_id: int, *, worker: str):
     """waiting → running for the holder of a decided approval, by ``worker``; the approval
     (its step, run and job loaded), or None: still pending, or resumed already."""
+    run_id = Approval.objects.filter(pk=approval_id).values_list("run_id", flat=True).first()
     with transaction.atomic():
+        PipelineRun.objects.select_for_update().filter(pk=run_id).first()  # the others' order
         a = (
             Approval.objects.select_for_update(of=("self",))
             .select_related("step", "run", "squad")
