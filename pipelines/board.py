@@ -1,7 +1,7 @@
 """Status board section: services whose latest pipeline run failed (live, HTMX refresh)."""
 
 from pipelines.catalog import latest_ids
-from pipelines.models import PipelineRun, RunStatus
+from pipelines.models import ACTIVE_STATUSES, PipelineRun, RunStatus
 
 FAILING = (RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.LOST)
 
@@ -15,7 +15,7 @@ def failing_runs(limit=20):
 
 
 def running_count():
-    return PipelineRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+    return PipelineRun.objects.filter(status__in=ACTIVE_STATUSES).count()
 
 
 def board_section(request):

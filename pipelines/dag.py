@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from pipelines import services
 from pipelines.models import (
+    ACTIVE_STATUSES,
     JobRun,
     JobStatus,
     LogChunk,
@@ -160,7 +161,7 @@ def advance(run) -> None:
                 job.heartbeat_at = timezone.now()
     if ready:
         _send(ready)
-    if all(j.status not in (JobStatus.QUEUED, JobStatus.RUNNING) for j in jobs):
+    if all(j.status not in ACTIVE_STATUSES for j in jobs):  # none queued, running, waiting
         _finish_run(run, jobs)
 
 

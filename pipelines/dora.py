@@ -1,10 +1,12 @@
 """Deployments for DORA metrics (``monitoring.dora``) from pipeline runs and from the builds of
-services' Jenkins jobs (``pipelines.jenkins.sync_builds``), for installs that
+services' Jenkins jobs (``pipelines.jenkins.sync_builds``) and GitHub Actions deploy workflows
+(``pipelines.github.actions``), for installs that
 deploy without Backline releases; registered with ``portal.registry.deployment_source``."""
 
 from datetime import timedelta
 
-from pipelines.models import JenkinsBuild, PipelineRun
+from pipelines.github import actions
+from pipelines.models import ActionsRun, JenkinsBuild, PipelineRun
 
 
 def deployments_from_pipeline_runs(services, start, end) -> list[tuple]:
@@ -22,7 +24,11 @@ def deployments_from_pipeline_runs(services, start, end) -> list[tuple]:
         branch = branches.get(service_id) or "main"
         if ref in (branch, f"refs/heads/{branch}"):
             out.append((service_id, finished, created, False, ref))
-    return out + _jenkins_deployments(list(branches), start, end)
+    return (
+        out
+        + _jenkins_deployments(list(branches), start, end)
+        + _actions_deployments(services, branches, start, end)
+    )
 
 
 def _jenkins_deployments(service_ids, start, end) -> list[tuple]:
@@ -32,4 +38,22 @@ def _jenkins_deployments(service_ids, start, end) -> list[tuple]:
     ).values_list("service_id", "started_at", "duration", "number")
     return [
         (sid, at + timedelta(seconds=took), at, False, f"jenkins #{n}") for sid, at, took, n in rows
+    ]
+
+
+def _actions_deployments(services, branches, start, end) -> list[tuple]:
+    """Successful runs, on the default branch, of the workflows a service names in
+    ``backline.io/github-actions-deploy-workflows`` (``pipelines.github.actions``)."""
+    deploy = {s.pk: actions.deploy_workflows(s) for s in services}
+    rows = ActionsRun.objects.filter(
+        service_id__in=[pk for pk, flows in deploy.items() if flows],
+        status="completed",
+        conclusion="success",
+        updated_at__gte=start,
+        updated_at__lt=end,
+    ).values_list("service_id", "workflow_file", "head_branch", "run_started_at", "updated_at")
+    return [
+        (sid, finished, started or finished, False, f"github actions {flow}")
+        for sid, flow, branch, started, finished in rows
+        if flow in deploy[sid] and branch == (branches.get(sid) or "main")
     ]

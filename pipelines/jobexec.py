@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import artifacts, dag
+from pipelines import approvals, artifacts, dag, runner
 from pipelines.models import JobLogChunk, JobRun, JobStatus, PipelineRun, RunStatus, StepRun
 from pipelines.runner import (
     BOLD,
@@ -78,11 +78,8 @@ class JobExecution(Execution):
             workdir.mkdir(parents=True, exist_ok=True)
             return workdir
         runlog.write(f"{DIM}{redact_url(run.service.repository_url)} @ {run.commit_sha}{RESET}\n")
-        source = JobSource(
-            f"{run.pk}-job{self.job.index}", run.service, run.service_id, run.ref, run.commit_sha
-        )
         try:
-            self.checkout = Checkout(source, on_output=runlog.write, **self.watch)
+            self.checkout = self.new_checkout()
             workdir, _sha = self.checkout.prepare()
         except SourceError as exc:
             if runlog.should_cancel():
@@ -91,23 +88,50 @@ class JobExecution(Execution):
             raise Stop(RunStatus.FAILED, f"source: {exc}") from None
         return workdir
 
+    def new_checkout(self) -> Checkout:
+        run = self.run
+        source = JobSource(
+            f"{run.pk}-job{self.job.index}", run.service, run.service_id, run.ref, run.commit_sha
+        )
+        return Checkout(source, on_output=self.runlog.write, **self.watch)
+
     def conf_dir(self) -> Path:
         return Path(f"{conf_workdir(self.run.pk)}-job{self.job.index}")
 
-    def create_steps(self, spec) -> list:
+    workdir = conf_dir
+
+    def existing_steps(self, spec) -> list:
         steps = list(StepRun.objects.filter(job_id=self.job.pk).order_by("index"))
         for step, step_spec in zip(steps, self.job_spec["steps"], strict=True):
             step.spec = step_spec
         return steps
 
-    def run_job(self, spec, workdir) -> tuple[str, str]:
-        """Restore the cache, run the steps; on success save the cache and keep the
-        artifacts (over the cap: the job fails, nothing is kept)."""
+    create_steps = existing_steps
+
+    def start_job(self) -> tuple[str, str]:
+        workdir = self.source()
+        spec = Spec(self.run.spec or {})
+        self.job_spec = next(j for j in spec.data["jobs"] if j["name"] == self.job.name)
+        return self.run_job(spec, workdir)
+
+    def resume_job(self, a) -> tuple[str, str]:
+        """Go on after the approval ``a`` was decided (or end the job with it)."""
+        spec = Spec(self.run.spec or {})
+        self.job_spec = next(j for j in spec.data["jobs"] if j["name"] == self.job.name)
+        status, error = self.close_approval(a)
+        if status != RunStatus.SUCCEEDED:
+            return status, error
+        workdir = self.resume_source()
+        return self.run_job(spec, workdir, self.steps_after(spec, a.step.index))
+
+    def run_job(self, spec, workdir, steps=None) -> tuple[str, str]:
+        """Restore the cache (unless resumed: ``steps``), run the steps; on success save the
+        cache and keep the artifacts (over the cap: the job fails, nothing is kept)."""
         note = self.runlog.write
         cache = self.job_spec.get("cache")
-        if cache:
+        if cache and steps is None:
             artifacts.restore_cache(self.run.service_id, cache, workdir, note)
-        status, error = self.run_steps(spec, workdir)
+        status, error = self.run_steps(spec, workdir, steps)
         if status != RunStatus.SUCCEEDED:
             return status, error
         if cache:
@@ -135,13 +159,29 @@ def execute_job(job_id) -> None:
     if job.run.status != RunStatus.RUNNING or job.run.cancel_requested:
         dag.finish_job(job_id, JobStatus.CANCELED, "the run is over")
         return
-    ex = JobExecution(job)
-    status, error = JobStatus.FAILED, ""
+    _guarded(JobExecution(job), JobExecution.start_job)
+
+
+def resume_after_approval(approval_id) -> None:
+    """An approval was decided (or timed out, or its run canceled): claim the parked run or
+    job again (a duplicate delivery does nothing) and go on."""
+    a = approvals.claim(approval_id, worker=worker_name())
+    if a is None:
+        return
+    if a.step.job_id is None:
+        runner.resume_run(a)
+        return
+    job = JobRun.objects.select_related("run", "run__service", "run__service__owner")
+    _guarded(JobExecution(job.get(pk=a.step.job_id)), lambda ex: ex.resume_job(a))
+
+
+def _guarded(ex, body) -> None:
+    """``body(ex)``, then the job finishes and moves the run on, or parks at an approval."""
+    job_id, status, error, parked = ex.job.pk, JobStatus.FAILED, "", False
     try:
-        workdir = ex.source()
-        spec = Spec(job.run.spec or {})
-        ex.job_spec = next(j for j in spec.data["jobs"] if j["name"] == job.name)
-        status, error = ex.run_job(spec, workdir)
+        status, error = body(ex)
+        # parked: the workspace and the job wait for the decision, nothing to finish yet
+        parked = status == RunStatus.WAITING and approvals.park(ex.parked, holder=ex.job)
         if status == RunStatus.CANCELED:
             ex.runlog.write(f"{YELLOW}■ canceled{RESET}\n")
     except Stop as stop:
@@ -151,5 +191,6 @@ def execute_job(job_id) -> None:
         error = f"internal error: {exc.__class__.__name__}: {exc}"
         ex.runlog.write(f"\n{RED}✖ {error}{RESET}\n")
     finally:
-        ex.cleanup()
-        dag.finish_job(job_id, status, error)
+        if not parked:
+            ex.cleanup()
+            dag.finish_job(job_id, status, error)

@@ -1,6 +1,7 @@
 """Pipelines: specs stored in the portal, secrets, runs, steps and their logs.
 
-PipelineRun / StepRun: queued → running → succeeded | failed | canceled | timed_out | lost.
+PipelineRun / StepRun: queued → running → succeeded | failed | canceled | timed_out | lost;
+running ⇄ waiting while an ``approval:`` step waits for a decision (no worker holds it).
 """
 
 from django.conf import settings
@@ -21,9 +22,10 @@ class RunStatus(models.TextChoices):
     CANCELED = "canceled"
     TIMED_OUT = "timed_out"
     LOST = "lost"
+    WAITING = "waiting"  # parked at an approval step: no worker holds it (pipelines.approvals)
 
 
-ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING)
 FINISHED_STATUSES = tuple(s for s in RunStatus.values if s not in ACTIVE_STATUSES)
 
 
@@ -313,4 +315,5 @@ def workspace_root():
     return settings.WORKSPACE_ROOT / "pipelines"
 
 
-from pipelines.github.models import GitHubCheck  # noqa: E402,F401  (issue 18, its own module)
+# issue 18, in their own module
+from pipelines.github.models import ActionsPoll, ActionsRun, GitHubCheck  # noqa: E402,F401

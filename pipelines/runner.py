@@ -23,7 +23,7 @@ from pipelines.models import (
     StepRun,
     workspace_root,
 )
-from pipelines.spec import SPEC_FILENAMES, SpecError, parse
+from pipelines.spec import SPEC_FILENAMES, Spec, SpecError, parse
 from portal import limits
 from portal.executor import Masker, run_process
 from portal.gitsource import Checkout, SourceError, redact_url
@@ -143,6 +143,8 @@ class Execution:
         masker = Masker(list(self.secrets.values()))
         self.runlog = RunLog(run, mask=masker.mask if masker else None)
         self.checkout = None
+        self.parked: StepRun | None = None  # the approval step it waits at
+        self.keep = False
         self.watch = {
             "should_cancel": self.runlog.should_cancel,
             "on_heartbeat": self.runlog.heartbeat,
@@ -168,7 +170,7 @@ class Execution:
             runlog.write(f"{DIM}no repository: running in an empty workspace{RESET}\n")
             return workdir
         try:
-            self.checkout = Checkout(run, on_output=runlog.write, **self.watch)
+            self.checkout = self.new_checkout()
             workdir, sha = self.checkout.prepare()
         except SourceError as exc:
             if runlog.should_cancel():
@@ -222,6 +224,32 @@ class Execution:
             self.stop(RunStatus.FAILED, f"Secrets not defined for {run.service.slug}: {names}")
         return spec
 
+    def new_checkout(self) -> Checkout:
+        return Checkout(self.run, on_output=self.runlog.write, **self.watch)
+
+    def workdir(self) -> Path:
+        """Where this run's workspace is (kept while it waits for an approval)."""
+        return Path(conf_workdir(self.run.pk))
+
+    def resume_source(self) -> Path:
+        """The workspace after an approval: the one kept when the run was parked, or (another
+        machine's worker took it up) the run's commit checked out again."""
+        kept = self.workdir()
+        if kept.is_dir():
+            self.runlog.write(f"{DIM}workspace kept from before the approval{RESET}\n")
+            if self.run.service.repository_url:
+                self.checkout = self.new_checkout()  # to remove it at the end
+            return kept
+        self.runlog.write(f"{DIM}workspace not on this worker: checking the commit out again\n")
+        self.run.requested_commit = self.run.commit_sha
+        return self.source()
+
+    def existing_steps(self, spec) -> list:
+        steps = list(StepRun.objects.filter(run_id=self.run.pk).order_by("index"))
+        for step, (_si, _stage, step_spec) in zip(steps, spec.steps(), strict=True):
+            step.spec = step_spec
+        return steps
+
     def create_steps(self, spec) -> list:
         StepRun.objects.bulk_create(
             StepRun(
@@ -236,10 +264,7 @@ class Execution:
             )
             for i, (si, stage, step_spec) in enumerate(spec.steps())
         )
-        steps = list(StepRun.objects.filter(run_id=self.run.pk).order_by("index"))
-        for step, (_si, _stage, step_spec) in zip(steps, spec.steps(), strict=True):
-            step.spec = step_spec
-        return steps
+        return self.existing_steps(spec)
 
     def run_step(self, step, spec, workdir):
         """Run one step; returns (status, run error)."""
@@ -253,6 +278,9 @@ class Execution:
         step_kind = registry.step_kinds.get(step.spec.get("kind") or "")
         if step_kind is not None:  # e.g. "release" (releases app): start one, await it
             res = step_kind(self.run, step, step.spec, on_output=runlog.write, **self.watch)
+            if getattr(res, "parked", False):  # an approval: it waits without this worker
+                self.parked = step
+                return RunStatus.WAITING, ""
         else:
             res = run_process(
                 ["/bin/sh", "-c", step.command],
@@ -281,15 +309,54 @@ class Execution:
         )
         return status, error
 
-    def run_steps(self, spec, workdir):
-        """Run the steps in order until one does not succeed; returns (final status, error)."""
-        for step in self.create_steps(spec):
+    def run_steps(self, spec, workdir, steps=None):
+        """Run the steps (default: all, created now) in order until one does not succeed (or
+        parks at an approval: ``waiting``); returns (final status, error)."""
+        for step in self.create_steps(spec) if steps is None else steps:
             if self.runlog.should_cancel():
                 return RunStatus.CANCELED, ""
             status, error = self.run_step(step, spec, workdir)
             if status != RunStatus.SUCCEEDED:
                 return status, error
         return RunStatus.SUCCEEDED, ""
+
+    def close_approval(self, a) -> tuple[str, str]:
+        """The decided approval's step ends (approved: succeeded); (its status, run error)."""
+        status, line, error = approvals.outcome(a)
+        self.runlog.write(line)
+        StepRun.objects.filter(pk=a.step.pk).update(
+            status=status,
+            exit_code={RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1}.get(status),
+            finished_at=timezone.now(),
+            log_end=self.runlog.size,
+        )
+        return status, error
+
+    def steps_after(self, spec, index) -> list:
+        return [s for s in self.existing_steps(spec) if s.index > index]
+
+    def start(self):
+        workdir = self.source()
+        spec = self.spec(workdir)
+        if spec.data.get("jobs"):  # parallel jobs (pipelines.dag): the last one finishes the run
+            return dag.start_jobs(self.run, spec, self.runlog)
+        return self.settle(*self.run_steps(spec, workdir))
+
+    def resume(self, a):
+        """Go on after the approval ``a`` was decided (or end the run with it)."""
+        status, error = self.close_approval(a)
+        if status == RunStatus.SUCCEEDED:
+            workdir = self.resume_source()
+            spec = Spec(self.run.spec or {})
+            status, error = self.run_steps(spec, workdir, self.steps_after(spec, a.step.index))
+        return self.settle(status, error)
+
+    def settle(self, final, error):
+        """Finish the run, or park it (``waiting``, workspace kept) at an approval."""
+        if final == RunStatus.WAITING:
+            self.keep = approvals.park(self.parked, holder=self.run)
+            return None
+        return self.finish(final, error)
 
     def finish(self, final, error):
         if final == RunStatus.CANCELED and self.runlog.gone:
@@ -306,6 +373,8 @@ class Execution:
         return services.finish_run(self.run.pk, final, error)
 
     def cleanup(self):
+        if self.keep:  # parked: the workspace waits for the approval with the run
+            return
         if self.checkout is not None:
             self.checkout.cleanup()
         else:
@@ -317,13 +386,20 @@ def execute(run_id):
     run = services.start_run(run_id, worker=worker_name())
     if run is None:
         return None
-    job = Execution(run)
+    return guarded(Execution(run), Execution.start)
+
+
+def resume_run(a):
+    """The approval ``a`` of a parked run was decided and the run claimed: go on."""
+    run = PipelineRun.objects.select_related("service", "service__owner").get(pk=a.run_id)
+    return guarded(Execution(run), lambda ex: ex.resume(a))
+
+
+def guarded(job, body):
+    """``body(job)``; a Stop finishes the run with its status, a crash fails it."""
+    run_id = job.run.pk
     try:
-        workdir = job.source()
-        spec = job.spec(workdir)
-        if spec.data.get("jobs"):  # parallel jobs (pipelines.dag): the last one finishes the run
-            return dag.start_jobs(run, spec, job.runlog)
-        return job.finish(*job.run_steps(spec, workdir))
+        return body(job)
     except Stop as stop:
         return services.finish_run(run_id, stop.status, stop.error)
     except Exception as exc:
@@ -342,4 +418,4 @@ def conf_workdir(run_id):
     return workspace_root() / "runs" / str(run_id)
 
 
-__all__ = ["execute", "RunLog"]
+__all__ = ["execute", "resume_run", "RunLog"]

@@ -3,7 +3,14 @@
 
 from django.db.models import F, Max, Q
 
-from pipelines.models import JenkinsBuild, PipelineConfig, PipelineRun, RunStatus
+from pipelines.models import (
+    ACTIVE_STATUSES,
+    ActionsRun,
+    JenkinsBuild,
+    PipelineConfig,
+    PipelineRun,
+    RunStatus,
+)
 from squads.scorecards import Rule, ScorecardSource
 
 
@@ -21,7 +28,7 @@ def load(service_ids) -> dict:
     )
     latest_default = (
         PipelineRun.objects.filter(service_id__any=ids, ref=F("service__default_branch"))
-        .filter(~Q(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]))
+        .filter(~Q(status__in=ACTIVE_STATUSES))
         .order_by()
         .values("service_id")
         .annotate(m=Max("id"))
@@ -31,10 +38,11 @@ def load(service_ids) -> dict:
         PipelineRun.objects.filter(pk__in=latest_default).values_list("service_id", "status")
     )
     jenkins = _jenkins_last(ids)  # services built by Jenkins: its last finished build
-    for sid, status in jenkins.items():
+    actions = _actions_last(ids)  # and by GitHub Actions: its last completed default-branch run
+    for sid, status in [*jenkins.items(), *actions.items()]:
         default_status.setdefault(sid, status)
     return {
-        "has_pipeline": with_spec | set(jenkins),
+        "has_pipeline": with_spec | set(jenkins) | _with_actions(ids),
         "default_status": default_status,
     }
 
@@ -56,11 +64,35 @@ def _jenkins_last(ids) -> dict:
     return out
 
 
+ACTIONS_STATUS = {"success": RunStatus.SUCCEEDED, "cancelled": RunStatus.CANCELED}
+
+
+def _with_actions(ids) -> set:
+    return set(ActionsRun.objects.filter(service_id__in=ids).values_list("service_id", flat=True))
+
+
+def _actions_last(ids) -> dict:
+    """{service_id: status} of each service's latest completed GitHub Actions run on its
+    default branch (``pipelines.github.actions``)."""
+    rows = (
+        ActionsRun.objects.filter(
+            service_id__in=ids, status="completed", head_branch=F("service__default_branch")
+        )
+        .order_by("service_id", "-run_started_at", "-run_id")
+        .values_list("service_id", "conclusion")
+    )
+    out: dict = {}
+    for sid, conclusion in rows:
+        out.setdefault(sid, ACTIONS_STATUS.get(conclusion, RunStatus.FAILED))
+    return out
+
+
 # what load() and the rules read: changes to these refresh cached catalog rows (squads.cache)
 CATALOG_INPUTS = {
     "pipelines.PipelineConfig": None,
     "pipelines.PipelineRun": {"service", "status", "ref", "spec"},
     "pipelines.JenkinsBuild": None,
+    "pipelines.ActionsRun": None,
 }
 
 RULES = [
@@ -70,14 +102,15 @@ RULES = [
         "bronze",
         lambda s, ctx: s.pk in ctx["pipelines"]["has_pipeline"],
         help="A backline.yml in the repository (seen by a run), a spec stored in the portal, "
-        "or builds of the service's Jenkins job.",
+        "or builds of the service's Jenkins job, or GitHub Actions runs of its repository.",
     ),
     Rule(
         "default_branch_green",
         "Last pipeline run on the default branch succeeded",
         "silver",
         lambda s, ctx: ctx["pipelines"]["default_status"].get(s.pk) == RunStatus.SUCCEEDED,
-        help="The most recent finished run on the default branch succeeded.",
+        help="The most recent finished run on the default branch succeeded (a Backline run; "
+        "else the last Jenkins build; else the last GitHub Actions run).",
     ),
 ]
 

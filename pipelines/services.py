@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from pipelines import approvals
 from pipelines.approvals import check_squads
 from pipelines.github import checks
 from pipelines.models import (
@@ -226,6 +227,7 @@ def cancel_run(run: PipelineRun, *, actor: Actor) -> PipelineRun:
             run.cancel_requested = True
             run.error = f"Canceled by {actor.label}."
             run.save(update_fields=["cancel_requested", "error"])
+            approvals.cancel_waiting(run)  # parked at an approval: resumed, to end
         record(
             actor,
             "pipeline.cancel",
@@ -480,14 +482,14 @@ def step_groups(steps):
         if not stages or stages[-1]["name"] != step.stage:
             stages.append({"name": step.stage, "steps": []})
         stages[-1]["steps"].append(step)
-    order = ["lost", "timed_out", "failed", "canceled", "running", "queued", "succeeded"]
+    order = ["lost", "timed_out", "failed", "canceled", "running", "waiting", "queued", "succeeded"]
     for stage in stages:
         statuses = {s.status for s in stage["steps"]}
         stage["status"] = next((s for s in order if s in statuses), "queued")
         if statuses == {"succeeded"}:
             stage["status"] = "succeeded"
-        elif "running" in statuses:
-            stage["status"] = "running"
+        elif statuses & {"running", "waiting"}:  # going, or parked at an approval
+            stage["status"] = "running" if "running" in statuses else "waiting"
         durations = [s.duration for s in stage["steps"] if s.duration is not None]
         stage["duration"] = sum(durations) if durations else None
     return stages

@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from pipelines import artifacts, dag, jenkins, jobexec, runner, schedules, services
+from pipelines import approvals, artifacts, dag, jenkins, jobexec, runner, schedules, services
 
 # steps carry their own timeouts (at most 24 h each, see pipelines.spec); the task limit is a backstop
 EXECUTOR_TASK: dict = {
@@ -28,6 +28,18 @@ def execute_run(run_id):
 def execute_job(job_id):
     """Run one job of a ``jobs:`` pipeline (pipelines.jobexec); claimed like a run."""
     jobexec.execute_job(job_id)
+
+
+@shared_task(name=approvals.RESUME_TASK, **EXECUTOR_TASK)
+def resume_after_approval(approval_id):
+    """Go on with a run (or job) parked at an ``approval:`` step once it was decided."""
+    jobexec.resume_after_approval(approval_id)
+
+
+@shared_task(ignore_result=True)
+def expire_approvals():
+    """Beat: approval steps past their deadline time out; lost resumes are sent again."""
+    return approvals.expire_due()
 
 
 @shared_task(ignore_result=True)
@@ -59,4 +71,4 @@ def sync_jenkins_builds():
     return jenkins.sync_builds()
 
 
-from pipelines.github.tasks import sync_github_check  # noqa: E402,F401  (issue 18)
+from pipelines.github.tasks import sync_actions_runs, sync_github_check  # noqa: E402,F401

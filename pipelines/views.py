@@ -14,7 +14,9 @@ from pipelines.ansi import strip, to_html
 from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
 from pipelines.filters import PipelineRunFilter
+from pipelines.github import actions
 from pipelines.models import (
+    ACTIVE_STATUSES,
     JobRun,
     PipelineConfig,
     PipelineRun,
@@ -42,7 +44,7 @@ def _nav(view):
 def run_list(request):
     qs = PipelineRun.objects.select_related("service", "service__owner")
     flt = PipelineRunFilter(request.GET, queryset=qs)
-    active = PipelineRun.objects.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    active = PipelineRun.objects.filter(status__in=ACTIVE_STATUSES)
     return render_list(
         request,
         "pipelines/run_list.html",
@@ -220,6 +222,21 @@ def jenkins_builds(request, slug):
     return render(request, "pipelines/_jenkins_builds.html", ctx)
 
 
+def _actions_ctx(service) -> dict:
+    """The service's GitHub Actions runs as beat last read them (``github.com/project-slug``)."""
+    repo = actions.repository(service)
+    if not repo:
+        return {}
+    runs, poll = actions.recent(service)
+    flows = actions.workflow_names(service)
+    return {
+        "actions_repo": repo,
+        "actions_runs": runs,
+        "actions_poll": poll,
+        "actions_flows": flows,
+    }
+
+
 @_nav
 @login_required
 def service_pipeline(request, slug):
@@ -238,6 +255,7 @@ def service_pipeline(request, slug):
         "can_write": actor.can("pipelines:run", service.owner),
         "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
         "jenkins_job": jenkins.service_job(service),
+        **_actions_ctx(service),
     }
     return render(request, "pipelines/service_pipeline.html", ctx)
 
@@ -324,6 +342,7 @@ def service_panel(request, slug):
         "can_write": actor.can("pipelines:run", service.owner),
         "webhook_url": request.build_absolute_uri(reverse("github_webhook")),
         "jenkins_job": jenkins.service_job(service),
+        **_actions_ctx(service),
     }
     return render(request, "pipelines/_service_panel_body.html", ctx)
 

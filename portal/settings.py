@@ -334,6 +334,9 @@ GITHUB_PR_CANCEL_PREVIOUS = env_bool("GITHUB_PR_CANCEL_PREVIOUS", True)
 # pull requests from forks run untrusted code next to the service's pipeline secrets: off
 GITHUB_PR_BUILD_FORKS = env_bool("GITHUB_PR_BUILD_FORKS", False)
 # discovery (squads/discovery.py): the descriptor path, the scan interval, the orphan grace
+# GitHub Actions runs of services (pipelines.github.actions): runs read per poll, poll period
+GITHUB_ACTIONS_RUNS = env_int("GITHUB_ACTIONS_RUNS", 20)
+GITHUB_ACTIONS_SYNC_SECONDS = env_float("GITHUB_ACTIONS_SYNC_SECONDS", 120.0)
 GITHUB_DISCOVERY_PATH = env_str("GITHUB_DISCOVERY_PATH", "catalog-info.yaml")
 GITHUB_DISCOVERY_SECONDS = env_int("GITHUB_DISCOVERY_SECONDS", 3600)
 GITHUB_ORPHAN_GRACE_SECONDS = env_int("GITHUB_ORPHAN_GRACE_SECONDS", 86400)
@@ -370,6 +373,8 @@ PIPELINES_REAP_EVERY_SECONDS = env_float("PIPELINES_REAP_EVERY_SECONDS", 15.0)
 PIPELINES_REQUEUE_AFTER_SECONDS = env_float("PIPELINES_REQUEUE_AFTER_SECONDS", 600.0)
 PIPELINES_MAX_STEP_LOG_BYTES = env_int("PIPELINES_MAX_STEP_LOG_BYTES", 10 * 2**20)
 PIPELINES_KILL_GRACE_SECONDS = env_float("PIPELINES_KILL_GRACE_SECONDS", 5.0)
+# approval steps past their deadline are timed out by beat this often (pipelines.approvals)
+PIPELINES_APPROVAL_SWEEP_SECONDS = env_float("PIPELINES_APPROVAL_SWEEP_SECONDS", 15.0)
 # pipelines, issue 18: artifacts (kept under var/ unless set), caches, their caps per job
 PIPELINES_ARTIFACT_DIR = Path(env_str("PIPELINES_ARTIFACT_DIR", str(VAR_DIR / "artifacts")))
 PIPELINES_ARTIFACT_MAX_BYTES = env_size("PIPELINES_ARTIFACT_MAX_BYTES", "100m")

@@ -1,6 +1,15 @@
 from rest_framework import serializers
 
-from pipelines.models import Approval, Artifact, JobRun, PipelineRun, PipelineSecret, StepRun
+from pipelines.models import (
+    ActionsRun,
+    Approval,
+    Artifact,
+    JenkinsBuild,
+    JobRun,
+    PipelineRun,
+    PipelineSecret,
+    StepRun,
+)
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -148,3 +157,52 @@ class ApprovalSerializer(serializers.ModelSerializer):
         fields = ["id", "step", "step_name", "squad", "status", "requested_at", "deadline"]
         fields += ["decided_by", "decided_at", "comment"]
         read_only_fields = fields
+
+
+class ActionsRunSerializer(serializers.ModelSerializer):
+    """A GitHub Actions workflow run of the service's repository, as beat last read it."""
+
+    state = serializers.CharField(read_only=True)
+    duration = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ActionsRun
+        fields = [
+            "run_id",
+            "repository",
+            "workflow_id",
+            "workflow_name",
+            "workflow_file",
+            "run_number",
+            "run_attempt",
+            "event",
+            "status",
+            "conclusion",
+            "state",
+            "head_branch",
+            "head_sha",
+            "title",
+            "html_url",
+            "run_started_at",
+            "updated_at",
+            "duration",
+        ]
+
+
+class JenkinsBuildSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JenkinsBuild
+        fields = ["job", "number", "status", "started_at", "duration", "commit", "url"]
+
+
+class CIRunsSerializer(serializers.Serializer):
+    """The service's runs on other CI systems, as Backline last read them: GitHub Actions
+    (``github.com/project-slug``) and Jenkins (``jenkins.io/job-full-name``)."""
+
+    repository = serializers.CharField(allow_blank=True)
+    polled_at = serializers.DateTimeField(allow_null=True)
+    ok_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    github_actions = ActionsRunSerializer(many=True)
+    jenkins_job = serializers.CharField(allow_blank=True)
+    jenkins = JenkinsBuildSerializer(many=True)

@@ -12,6 +12,9 @@ urlpatterns = [
     *router.urls,
     re_path(rf"^services/{SLUG}/runs/?$", views.ServiceRunsView.as_view(), name="service-runs"),
     re_path(
+        rf"^services/{SLUG}/ci-runs/?$", views.ServiceCIRunsView.as_view(), name="service-ci-runs"
+    ),
+    re_path(
         rf"^services/{SLUG}/pipeline-secrets/?$",
         views.ServiceSecretsView.as_view(),
         name="service-pipeline-secrets",

@@ -7,10 +7,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipelines import approvals, services
+from pipelines import approvals, jenkins, services
 from pipelines.api.serializers import (
     ApprovalSerializer,
     ArtifactSerializer,
+    CIRunsSerializer,
     DecisionSerializer,
     PipelineRunDetailSerializer,
     PipelineRunSerializer,
@@ -20,7 +21,15 @@ from pipelines.api.serializers import (
 )
 from pipelines.artifacts import artifact_response
 from pipelines.filters import PipelineRunFilter
-from pipelines.models import JobRun, PipelineConfig, PipelineRun, PipelineSecret, StepRun
+from pipelines.github import actions
+from pipelines.models import (
+    JenkinsBuild,
+    JobRun,
+    PipelineConfig,
+    PipelineRun,
+    PipelineSecret,
+    StepRun,
+)
 from portal import joblog
 from portal.actors import Actor
 from portal.api.logs import LOG_LIMIT, OFFSET_PARAMETER, LogPageSerializer, log_response
@@ -221,3 +230,24 @@ class ServiceSpecView(APIView):
             service, actor=Actor.from_request(request, door="api"), text=ser.validated_data["spec"]
         )
         return Response({"spec": config.spec_yaml})
+
+
+class ServiceCIRunsView(APIView):
+    """``GET``: the service's recent GitHub Actions runs and Jenkins builds, as beat last
+    read them (``error``: what went wrong on the last read of GitHub; the runs are the last
+    good read's)."""
+
+    @extend_schema(responses=CIRunsSerializer)
+    def get(self, request, slug):
+        service = get_object_or_404(Service, slug=slug)
+        runs, poll = actions.recent(service, limit=50)
+        body = {
+            "repository": actions.repository(service),
+            "polled_at": poll.polled_at if poll else None,
+            "ok_at": poll.ok_at if poll else None,
+            "error": poll.error if poll else "",
+            "github_actions": runs,
+            "jenkins_job": jenkins.service_job(service),
+            "jenkins": JenkinsBuild.objects.filter(service=service)[:50],
+        }
+        return Response(CIRunsSerializer(body).data)

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pipelines.github.models import GitHubCheck
-from pipelines.models import PipelineRun, RunStatus, StepRun
+from pipelines.models import ACTIVE_STATUSES, PipelineRun, RunStatus, StepRun
 from portal import github
 from portal.celery import enqueue
 
@@ -90,7 +90,7 @@ def stages_of(run: PipelineRun) -> list[str]:
     stages = ["queued"]
     if run.started_at or run.status == RunStatus.RUNNING:
         stages.append("in_progress")
-    if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+    if run.status not in ACTIVE_STATUSES:
         stages.append("completed")
     return stages
 

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from pipelines.github import checks
+from pipelines.github import actions, checks
 from portal import github
 
 
@@ -24,3 +24,9 @@ def sync_github_check(self, run_id):
         raise self.retry(countdown=max(1.0, exc.retry_after)) from None
     except github.GitHubError as exc:
         raise self.retry(countdown=min(300, 2 ** (self.request.retries + 1))) from exc
+
+
+@shared_task(ignore_result=True)
+def sync_actions_runs():
+    """Beat: the recent GitHub Actions runs of the services naming a repository."""
+    return actions.sync_runs()

@@ -6,7 +6,9 @@ Shapes follow GitHub's documented answers (docs.github.com/rest): app JWT verifi
 app's public key (RS256, ``iss`` = app id, ``exp`` at most 10 minutes after ``iat``) →
 ``POST /app/installations/{id}/access_tokens`` ``{"token", "expires_at"}``;
 ``GET /installation/repositories`` ``{"total_count", "repositories"}`` with ``Link`` pages;
-``GET /repos/{o}/{r}/contents/{path}`` (base64 ``content``, ``sha``, ETag = blob sha, 304 on
+``GET /repos/{o}/{r}/actions/runs`` and ``/actions/workflows/{id or file}/runs``
+(``{"total_count", "workflow_runs"}``, each run shaped like GitHub's "List workflow runs for a
+repository" example, newest first, ``Link`` pages, ETag, 304); ``GET /repos/{o}/{r}/contents/{path}`` (base64 ``content``, ``sha``, ETag = blob sha, 304 on
 ``If-None-Match``); ``GET /repos/{o}/{r}/git/trees/{sha}``; ``POST``/``PATCH`` check runs;
 ``X-RateLimit-Limit/Remaining/Reset`` on every answer, 403 + ``Retry-After`` (secondary) or 403
 with ``X-RateLimit-Remaining: 0`` (primary) when asked to.
@@ -89,6 +91,8 @@ class FakeGitHub:
         self.tokens: dict[str, float] = {}
         self.repos: dict[str, dict] = {}
         self.check_runs: dict[int, dict] = {}
+        self.workflows: dict[str, dict[str, dict]] = {}  # repo → file → workflow
+        self.workflow_runs: dict[str, list[dict]] = {}  # repo → runs, newest first
         self._ids = itertools.count(1000)
         self.lock = threading.Lock()
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
@@ -212,6 +216,101 @@ class FakeGitHub:
     def check_history(self, check_id: int) -> list[str]:
         return [h["status"] for h in self.check_runs[check_id]["history"]]
 
+    # --- GitHub Actions ---------------------------------------------------------------------
+    def add_workflow_run(self, full_name, workflow="ci.yml", *, name="CI", status="completed",
+                         conclusion="success", branch="main", sha="", event="push",
+                         started: datetime | None = None, seconds=90.0, title="change"):  # fmt: skip
+        """A workflow run of ``full_name`` (the newest), shaped as GitHub answers it."""
+        owner, repo = full_name.split("/")
+        flows = self.workflows.setdefault(full_name, {})
+        flow = flows.setdefault(workflow, {"id": next(self._ids), "name": name, "file": workflow})
+        runs = self.workflow_runs.setdefault(full_name, [])
+        started = started or datetime.now(UTC) - timedelta(seconds=seconds)
+        stamp = "%Y-%m-%dT%H:%M:%SZ"
+        run_id = next(self._ids) + 30_000_000
+        sha = sha or hashlib.sha1(f"{full_name}{run_id}".encode()).hexdigest()
+        api = f"{self.url}/repos/{full_name}/actions/runs/{run_id}"
+        actor = {"login": "octocat", "id": 1, "type": "User"}
+        run = {
+            "id": run_id,
+            "name": name,
+            "node_id": f"WFR_{run_id}",
+            "check_suite_id": run_id + 1,
+            "check_suite_node_id": f"CS_{run_id + 1}",
+            "head_branch": branch,
+            "head_sha": sha,
+            "path": f".github/workflows/{workflow}",
+            "display_title": title,
+            "run_number": sum(1 for r in runs if r["workflow_id"] == flow["id"]) + 1,
+            "event": event,
+            "status": status,
+            "conclusion": conclusion if status == "completed" else None,
+            "workflow_id": flow["id"],
+            "url": api,
+            "html_url": f"{self.url}/{full_name}/actions/runs/{run_id}",
+            "pull_requests": [],
+            "created_at": started.strftime(stamp),
+            "updated_at": (started + timedelta(seconds=seconds)).strftime(stamp),
+            "actor": actor,
+            "run_attempt": 1,
+            "referenced_workflows": [],
+            "run_started_at": started.strftime(stamp),
+            "triggering_actor": actor,
+            "jobs_url": f"{api}/jobs",
+            "logs_url": f"{api}/logs",
+            "check_suite_url": f"{self.url}/repos/{full_name}/check-suites/{run_id + 1}",
+            "artifacts_url": f"{api}/artifacts",
+            "cancel_url": f"{api}/cancel",
+            "rerun_url": f"{api}/rerun",
+            "previous_attempt_url": None,
+            "workflow_url": f"{self.url}/repos/{full_name}/actions/workflows/{flow['id']}",
+            "head_commit": {
+                "id": sha,
+                "tree_id": hashlib.sha1(sha.encode()).hexdigest(),
+                "message": title,
+                "timestamp": started.strftime(stamp),
+                "author": {"name": "Dev", "email": "dev@example.com"},
+                "committer": {"name": "Dev", "email": "dev@example.com"},
+            },
+            "repository": {"id": 1, "name": repo, "full_name": full_name, "private": True},
+            "head_repository": {"id": 1, "name": repo, "full_name": full_name},
+        }
+        runs.insert(0, run)
+        return run
+
+    def _actions_runs(self, h, full_name, rest, query):
+        runs = self.workflow_runs.get(full_name, [])
+        m = re.fullmatch(r"actions/workflows/([^/]+)/runs", rest)
+        base = f"{self.url}/repos/{full_name}/{rest}"
+        if m:
+            flows = self.workflows.get(full_name, {})
+            flow = next(
+                (f for f in flows.values() if m.group(1) in (f["file"], str(f["id"]))), None
+            )
+            if flow is None:
+                return self._send(h, 404, {"message": "Not Found"})
+            runs = [r for r in runs if r["workflow_id"] == flow["id"]]
+        for key in ("branch", "event", "status"):
+            if key in query:
+                field = {"branch": "head_branch"}.get(key, key)
+                runs = [r for r in runs if query[key] in (r[field], r.get("conclusion"))]
+        per_page = min(int(query.get("per_page", 30)), PER_PAGE_MAX)
+        page = int(query.get("page", 1))
+        last = max(1, -(-len(runs) // per_page))
+        links = []
+        if page < last:
+            links.append(f'<{base}?per_page={per_page}&page={page + 1}>; rel="next"')
+            links.append(f'<{base}?per_page={per_page}&page={last}>; rel="last"')
+        body = {
+            "total_count": len(runs),
+            "workflow_runs": runs[(page - 1) * per_page : page * per_page],
+        }
+        etag = 'W/"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
+        headers = {"ETag": etag, **({"Link": ", ".join(links)} if links else {})}
+        if h.headers.get("If-None-Match") == etag:
+            return self._send(h, 304, None, headers)
+        self._send(h, 200, body, headers)
+
     # --- the handler ----------------------------------------------------------------------------
     def _handler(self):
         hub = self
@@ -306,7 +405,9 @@ class FakeGitHub:
         if method == "GET" and path in ("/installation/repositories", "/user/repos"):
             return self._repositories(h, query, bare_list=path == "/user/repos")
         m = re.fullmatch(
-            r"/repos/([^/]+/[^/]+)/(contents/.+|git/trees/[^/]+|check-runs(?:/\d+)?)", path
+            r"/repos/([^/]+/[^/]+)/(contents/.+|git/trees/[^/]+|check-runs(?:/\d+)?"
+            r"|actions/runs|actions/workflows/[^/]+/runs)",
+            path,
         )
         if not m or m.group(1) not in self.repos:
             return self._send(h, 404, {"message": "Not Found"})
@@ -319,6 +420,8 @@ class FakeGitHub:
             return self._tree(h, full_name, rest.removeprefix("git/trees/"))
         if rest.startswith("check-runs"):
             return self._check_run(h, method, full_name, rest)
+        if method == "GET" and rest.startswith("actions/"):
+            return self._actions_runs(h, full_name, rest, query)
         self._send(h, 404, {"message": "Not Found"})
 
     def _repositories(self, h, query, bare_list=False):
