@@ -30,6 +30,7 @@ import threading
 from pathlib import Path
 
 SOCKET_DIR = "/run/backline-pg"  # where the folder appears inside the sandbox
+DIR_PREFIX = "backline-pg-"  # + the worker's pid: the folders of dead workers are swept
 PROTOCOL_3 = 196608
 SSL_REQUEST, GSS_REQUEST, CANCEL_REQUEST = 80877103, 80877104, 80877102
 MAX_STARTUP = 10_000
@@ -58,6 +59,17 @@ def _params(body: bytes) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs if k}
 
 
+def _sweep() -> None:
+    """Remove the socket folders of workers that died (a SIGKILL leaves them behind)."""
+    for old in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        pid = old.name[len(DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            for entry in old.iterdir():
+                entry.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                old.rmdir()
+
+
 class StateSocket:
     """The per-run socket and its relay threads (see the module docstring)."""
 
@@ -66,7 +78,8 @@ class StateSocket:
         self.host = tgt.host or "/var/run/postgresql"  # libpq's default: the local socket
         self.role = role
         self.sslmode = sslmode
-        self.dir = Path(tempfile.mkdtemp(prefix="backline-pg-"))
+        _sweep()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-"))
         self.dir.chmod(0o755)
         self.path = self.dir / f".s.PGSQL.{tgt.port}"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -72,3 +72,23 @@ def test_tls_from_inside_is_declined_and_the_socket_goes_with_the_run(relay):
         assert raw.recv(1) == b"N"
     sock.close()
     assert not sock.path.exists() and not sock.dir.exists()
+
+
+def test_a_dead_workers_socket_folder_is_swept(relay):
+    """A worker killed mid-run leaves its folder; the next state socket removes it (not a live
+    worker's)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = Path(tempfile.gettempdir()) / f"backline-pg-{dead.pid}-x"
+    left.mkdir()
+    (left / ".s.PGSQL.5432").write_text("")
+    ws, sock = relay
+    again = tfstate.state_socket(ws)
+    try:
+        assert not left.exists() and sock.dir.exists() and again.dir.exists()
+    finally:
+        again.close()
