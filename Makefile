@@ -32,11 +32,12 @@ venv: $(STAMP)
 
 venv-run: $(RUN_STAMP)
 
-## What `make run` itself needs from Debian: bubblewrap (the step sandbox) and haproxy (the
-## demo's HAProxy-fronted service).
+## What `make run` itself needs from Debian: bubblewrap and slirp4netns (the step sandbox and its
+## isolated network) and haproxy (the demo's HAProxy-fronted service).
 run-deps: venv-run
 	@missing=""; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v slirp4netns >/dev/null 2>&1 || missing="$$missing slirp4netns"; \
 	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get"; \
@@ -44,7 +45,7 @@ run-deps: venv-run
 	fi
 
 ## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench),
-## bubblewrap (the step and Terraform sandbox), Node.js and npm (the test OpenID provider),
+## bubblewrap and slirp4netns (the step and Terraform sandbox, its isolated network), Node.js and npm (the test OpenID provider),
 ## haproxy (the haproxy deploy driver), via apt-get.
 deps: venv
 	@missing=""; \
@@ -53,6 +54,7 @@ deps: venv
 	fc-list 2>/dev/null | grep -qi dejavu || missing="$$missing fonts-dejavu-core"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
 	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v slirp4netns >/dev/null 2>&1 || missing="$$missing slirp4netns"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \

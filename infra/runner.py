@@ -87,6 +87,8 @@ def _execute(run_id, phase: str, status: str, phases, errors) -> tuple[str, Terr
         doing = "planning" if phase == "plan" else "applying"
         _fail(run_id, status, f"Internal error while {doing}: {exc}")
         return RunStatus.ERRORED, run
+    finally:
+        job.close()
 
 
 def execute_plan(run_id) -> str:

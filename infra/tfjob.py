@@ -18,10 +18,10 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 
-from infra import tfsandbox, tfstate
+from infra import tfforward, tfsandbox, tfstate
 from infra.models import LogChunk, SavedPlan, TerraformRun, Variable, Workspace
 from infra.planparse import PlanParseError, state_outputs
-from portal import sandbox
+from portal import sandbox, sandbox_net
 from portal.executor import Masker, run_process
 from portal.gitsource import SourceError, git_env, remote_for, valid_ref
 from portal.joblog import LogWriter
@@ -241,6 +241,7 @@ class Job:
             self.secrets.append(password)
         self.runlog = RunLog(run, phase_status, self.secrets)
         self._sandbox = False  # not decided yet
+        self.state_socket = None
 
     def sandbox(self):
         """The sandbox terraform runs in (None when the installation turned it off)."""
@@ -250,6 +251,8 @@ class Job:
                     sandbox.bwrap_binary()
             except sandbox.SandboxError as exc:
                 raise RunError(str(exc)) from None
+            if sandbox.enabled() and not sandbox_net.slirp_binary():
+                raise RunError(sandbox_net.missing_message())
             self._sandbox = tfsandbox.policy(
                 getattr(self, "binary", ""),
                 self.dir,
@@ -261,7 +264,24 @@ class Job:
                 self.runlog.write(f"\n[backline] {sandbox.off_warning()}\n")
             else:
                 self.env["HOME"] = str(self.dir)
+                self._open_state_socket(self._sandbox)
         return self._sandbox
+
+    def _open_state_socket(self, policy) -> None:
+        """The pg backend's one way to PostgreSQL from the sandbox (``infra.tfforward``)."""
+        if self.ws.backend != Workspace.Backend.PG:
+            return
+        try:
+            self.state_socket = tfstate.state_socket(self.ws)
+        except (tfstate.StateError, OSError) as exc:
+            raise RunError(f"The state socket could not be opened: {exc}") from None
+        policy.binds.append((self.state_socket.dir, tfforward.SOCKET_DIR))
+
+    def close(self) -> None:
+        """The end of the phase: the state socket is closed."""
+        if self.state_socket is not None:
+            self.state_socket.close()
+            self.state_socket = None
 
     def header(self, argv):
         shown = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv))

@@ -7,6 +7,10 @@ file and the installation's ``TERRAFORM_READ_PATHS``. Nothing else: no other wor
 no ``var/``, no Backline source; ``/proc/self/environ`` holds only the environment Backline
 gives terraform.
 
+Its network is ``isolated`` (``portal.sandbox_net``): providers and remote backends are reachable
+outbound, the host's loopback and own addresses are not. The pg backend reaches PostgreSQL only
+through the run's state socket (``infra.tfforward``), bound read-only at ``/run/backline-pg``.
+
 ``local-exec`` and ``remote-exec`` provisioners run commands outside Terraform's model of the
 world; a configuration that declares one is refused at plan unless an org admin allowed
 provisioners for the workspace (``Workspace.allow_provisioners``).
@@ -40,7 +44,7 @@ def policy(binary: str, run_dir: Path, data_dir: Path, state_dir: Path, env: dic
         path.mkdir(parents=True, exist_ok=True)
     hide = [Path(settings.WORKSPACE_ROOT), Path(settings.VAR_DIR), Path(settings.BASE_DIR)]
     return Policy(
-        rw=[run_dir, data_dir, state_dir], ro=ro, hide=hide, network="host", limits=Limits()
+        rw=[run_dir, data_dir, state_dir], ro=ro, hide=hide, network="isolated", limits=Limits()
     )
 
 

@@ -15,7 +15,8 @@ Backline sets the schema and the role up itself (``ensure_pg``) as the *state ad
 CREATE on the database. The role's password is derived from ``SECRET_KEY`` (every worker computes
 the same one, nothing is stored) and set again, as a SCRAM verifier, each time the state is
 prepared. Terraform gets the password in ``PGPASSWORD`` only (masked in every log); the backend
-block Backline writes names the role, host and schema, never a secret.
+block Backline writes names the role, host and schema, never a secret. In the sandbox the host is
+the run's state socket (``infra.tfforward``), which relays only that role to that database.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ import psycopg
 from django.conf import settings
 from django.db import connections
 from psycopg import sql
+
+from infra.tfforward import SOCKET_DIR, StateSocket
+from portal import sandbox
 
 SHARED_SCHEMA = "backline_tfstate"
 SEQUENCE = "states_id_seq"
@@ -135,24 +139,33 @@ def default_backend() -> str:
 
 
 def terraform_conn_str(ws) -> str:
-    """The connection string Terraform's pg backend uses, without the password."""
+    """The connection string Terraform's pg backend uses, without the password. In the sandbox
+    it names the run's state socket (``infra.tfforward``: the only way from there to
+    PostgreSQL), which relays to the server with the TLS Backline's own connection uses."""
     tgt = target()
     if tgt is None:
         raise StateError(
             "The pg state backend needs PostgreSQL: Backline runs on SQLite and "
             "INFRA_STATE_DATABASE_URL is not set. Use the local backend."
         )
-    if not tgt.host or tgt.host.startswith("/"):
-        raise StateError(
-            "The pg state backend needs PostgreSQL over TCP (the sandbox has no unix sockets): "
-            "give DATABASE_URL or INFRA_STATE_DATABASE_URL a host name."
-        )
+    user, dbname = quote(role_name(ws), safe=""), quote(tgt.dbname, safe="")
+    if sandbox.enabled():
+        return f"postgres://{user}@/{dbname}?host={SOCKET_DIR}&port={tgt.port}&sslmode=disable"
+    if tgt.host.startswith("/") or not tgt.host:
+        where = quote(tgt.host or "/var/run/postgresql", safe="/")
+        return f"postgres://{user}@/{dbname}?host={where}&port={tgt.port}&sslmode=disable"
     sslmode = _terraform_sslmode(tgt)
     host = f"[{tgt.host}]" if ":" in tgt.host else tgt.host
-    return (
-        f"postgres://{quote(role_name(ws), safe='')}@{host}:{tgt.port}/"
-        f"{quote(tgt.dbname, safe='')}?sslmode={sslmode}"
-    )
+    return f"postgres://{user}@{host}:{tgt.port}/{dbname}?sslmode={sslmode}"
+
+
+def state_socket(ws) -> StateSocket:
+    """The run's state socket (``infra.tfforward``), relaying only the workspace's own role."""
+    tgt = target()
+    if tgt is None:
+        raise StateError("no PostgreSQL state database is configured")
+    sslmode = "disable" if tgt.host.startswith("/") or not tgt.host else _terraform_sslmode(tgt)
+    return StateSocket(tgt, role_name(ws), sslmode)
 
 
 def _terraform_sslmode(tgt: Target) -> str:

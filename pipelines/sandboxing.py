@@ -24,6 +24,6 @@ def step_policy(spec, step_spec: dict, workdir: Path, cache: Path | None) -> Pol
     if not sandbox.enabled():
         return None
     merged = {**(spec.data.get("limits") or {}), **(step_spec.get("limits") or {})}
-    network = step_spec.get("network") or spec.data.get("network") or "host"
+    network = step_spec.get("network") or spec.data.get("network") or "isolated"
     ro = [cache] if cache is not None else []
     return Policy(rw=[Path(workdir)], ro=ro, network=network, limits=Limits(**merged))

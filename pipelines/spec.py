@@ -17,13 +17,14 @@ Full form::
             env: {GOFLAGS: -mod=vendor}
             timeout: 120
             secrets: [NPM_TOKEN]      # pipeline secrets of the service, as env variables
-            network: none             # host (default) or none: no network in the sandbox
+            network: none             # isolated (default: outbound only), none, or host
             limits: {memory: 1g}      # per step, over the top-level limits
 
 Sandbox limits (top level and per step; never above the installation's maximum)::
 
     limits: {memory: 2g, cpu_seconds: 600, processes: 256, file_size: 1g, disk: 5g}
-    network: host
+    network: isolated   # outbound only, never the host's loopback or own addresses (default);
+                        # none: no network; host: only where BACKLINE_SANDBOX_HOST_NETWORK=1
 """
 
 import fnmatch
@@ -31,9 +32,10 @@ import re
 from dataclasses import dataclass
 
 import yaml
+from django.conf import settings
 
 from portal import safeparse
-from portal.sandbox import NETWORKS, Limits
+from portal.sandbox import NETWORKS, Limits, host_network_refusal
 
 SPEC_FILENAMES = ("backline.yml", "backline.yaml", ".backline.yml")
 DEFAULT_TIMEOUT = 3600.0
@@ -253,6 +255,8 @@ def _sandbox(keys, field) -> dict:
                 _line(keys["network"]),
                 where,
             )
+        if value == "host" and not settings.SANDBOX_HOST_NETWORK:
+            raise SpecError(host_network_refusal(), _line(keys["network"]), where)
         out["network"] = value
     return out
 

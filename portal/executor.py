@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
+from portal.sandbox_net import Isolated, NetworkError
 from portal.urlsecrets import redact_embedded_credentials, url_credentials
 
 MASK = "***"
@@ -252,7 +253,10 @@ def run_process(
     started = time.monotonic()
     env = {k: str(v) for k, v in env.items()}
     cwd = str(cwd) if cwd is not None else None
-    proc = _spawn(list(argv), cwd, env, sandbox)
+    try:
+        proc, net = _spawn(list(argv), cwd, env, sandbox)
+    except NetworkError as exc:
+        return _not_started(masker.mask(str(exc)), on_output, started)
     run = _Run(
         proc,
         masker=masker,
@@ -270,16 +274,61 @@ def run_process(
         run.loop()
     finally:
         run.finish()
+        if net is not None:
+            net.close()
     return run.result()
 
 
-def _spawn(argv: list[str], cwd, env: dict, sandbox) -> subprocess.Popen:
+def _not_started(reason: str, on_output, started: float) -> ExecResult:
+    on_output(f"[backline] {reason}\n")
+    return ExecResult(
+        exit_code=None,
+        timed_out=False,
+        canceled=False,
+        truncated=False,
+        duration=time.monotonic() - started,
+        output_bytes=0,
+        limit_reason=reason,
+    )
+
+
+def _spawn(argv: list[str], cwd, env: dict, sandbox) -> tuple[subprocess.Popen, Isolated | None]:
     """Start the command (inside the sandbox, if any) in a new session, stdout and stderr
-    merged into one pipe. With ``setpriv`` there is no ``preexec_fn`` (vfork stays possible)."""
+    merged into one pipe. With ``setpriv`` there is no ``preexec_fn`` (vfork stays possible).
+    An isolated network is attached before the command starts (``portal.sandbox_net``); if it
+    cannot be, the command is killed unstarted and NetworkError raised."""
+    net = None
     if sandbox is not None:
         sandbox.prepare()
-        argv = sandbox.wrap(argv)
+        net = sandbox.network_setup()
+        argv = sandbox.wrap(argv, net)
     argv, preexec = _die_with_parent(argv, cwd, env)
+    try:
+        proc = _popen(argv, cwd, env, preexec, net.pass_fds() if net else ())
+    except BaseException:
+        if net is not None:
+            net.close()
+        raise
+    if net is not None:
+        try:
+            net.start()
+        except (NetworkError, OSError, ValueError, KeyError) as exc:
+            _kill_group(proc, signal.SIGKILL)
+            proc.wait()
+            said = ""
+            if proc.stdout is not None:
+                os.set_blocking(proc.stdout.fileno(), False)
+                said = (proc.stdout.read() or b"")[-2000:].decode(errors="replace").strip()
+                proc.stdout.close()
+            net.close()
+            raise NetworkError(
+                f"The sandbox's isolated network could not be set up: {exc}"
+                + (f" (the sandbox said: {said})" if said else "")
+            ) from exc
+    return proc, net
+
+
+def _popen(argv, cwd, env, preexec, pass_fds) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
         cwd=cwd,
@@ -289,6 +338,7 @@ def _spawn(argv: list[str], cwd, env: dict, sandbox) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         close_fds=True,
+        pass_fds=pass_fds,
         preexec_fn=preexec,
     )
 

@@ -11,7 +11,12 @@
   private tmpfs the size of the disk limit; a fresh ``/proc`` and a minimal ``/dev``. Nothing
   else exists: not ``var/`` (other checkouts, state, SQLite, the embedded Redis socket), not the
   Backline source or its virtualenv, not ``/run`` or ``/var/run/postgresql``.
-- **Namespaces**: user, PID, IPC, UTS, mount, cgroup (and network with ``network: none``); the
+- **Network** (``network``): ``isolated`` (the default) is a network namespace of its own with
+  outbound connectivity through slirp4netns and no way to the host's loopback or any of the
+  host's own addresses (``portal.sandbox_net``); ``none`` has no network at all; ``host`` is the
+  worker's own network, loopback services included, only where the installation allows it
+  (``BACKLINE_SANDBOX_HOST_NETWORK``).
+- **Namespaces**: user, PID, IPC, UTS, mount, cgroup, network (not with ``host``); the
   step is a child of bwrap's init in its own PID namespace, so when the step's main process
   ends every process it left behind dies with it. ``--new-session`` (no TIOCSTI on the
   worker's terminal), ``--die-with-parent``, ``--cap-drop ALL``, no new privileges.
@@ -40,9 +45,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from portal.sandbox_net import Isolated
+
 UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
-NETWORKS = ("host", "none")
+NETWORKS = ("isolated", "none", "host")
 INSIDE_ID = 65534  # nobody / nogroup
 SYSTEM_DIRS = ("/usr", "/etc")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -175,6 +182,14 @@ def bwrap_binary() -> str:
     return found
 
 
+def host_network_refusal() -> str:
+    return (
+        "network: host (the worker's own network, with the services on its loopback) is not "
+        "allowed on this installation (BACKLINE_SANDBOX_HOST_NETWORK is off); use isolated "
+        "(outbound only, the default) or none"
+    )
+
+
 def sandbox_uid() -> int:
     return settings.SANDBOX_UID_BASE + os.getpid() % settings.SANDBOX_UID_COUNT
 
@@ -185,14 +200,17 @@ class Policy:
 
     rw: list[Path]
     ro: list[Path | str] = field(default_factory=list)
-    network: str = "host"
+    network: str = "isolated"
     limits: Limits = field(default_factory=Limits)
+    binds: list[tuple[Path, str]] = field(default_factory=list)  # read-only, at another path
     hide: list[Path] = field(default_factory=list)  # emptied when inside a read-only path
     uid: int = field(default_factory=sandbox_uid)
 
     def __post_init__(self):
         if self.network not in NETWORKS:
             raise SandboxError(f"network must be one of {', '.join(NETWORKS)}")
+        if self.network == "host" and not settings.SANDBOX_HOST_NETWORK:
+            raise SandboxError(host_network_refusal())
         self.effective: Effective = self.limits.effective()
         self._next_watch = 0.0
 
@@ -208,7 +226,12 @@ class Policy:
                     os.chown(os.path.join(root, name), self.uid, self.uid, follow_symlinks=False)
             os.chown(top, self.uid, self.uid, follow_symlinks=False)  # last: marks it done
 
-    def wrap(self, argv: list[str]) -> list[str]:
+    def network_setup(self) -> Isolated | None:
+        """The isolated network of one command (None for ``none`` and ``host``); raises
+        NetworkError when slirp4netns is missing."""
+        return Isolated() if self.network == "isolated" else None
+
+    def wrap(self, argv: list[str], net: Isolated | None = None) -> list[str]:
         lim = self.effective
         prefix = [
             shutil.which("prlimit") or "prlimit",
@@ -220,7 +243,7 @@ class Policy:
             "--",
             bwrap_binary(),
             *self.mounts(),
-            *self.namespaces(),
+            *self.namespaces(net),
             "--",
         ]
         if os.geteuid() == 0:
@@ -258,6 +281,8 @@ class Policy:
                 args += ["--tmpfs", str(hidden)]
         for rw_path in self.rw:
             args += ["--bind", str(rw_path), str(rw_path)]
+        for source, dest in self.binds:
+            args += ["--ro-bind", str(source), dest]
         return args + self._open_parents()
 
     def _open_parents(self) -> list[str]:
@@ -265,7 +290,8 @@ class Policy:
         counterparts may be 0700): the sandbox's uid reaches its paths by absolute name."""
         fixed = [Path(p) for p in (*SYSTEM_DIRS, *self.ro) if Path(p).exists()]
         out: list[str] = []
-        for path in (*(p for p in self.ro if Path(p).exists()), *self.rw):
+        binds = (dest for _source, dest in self.binds)
+        for path in (*(p for p in self.ro if Path(p).exists()), *self.rw, *binds):
             for parent in reversed(Path(path).parents[:-1]):
                 if str(parent) in out or any(parent.is_relative_to(f) for f in fixed):
                     continue
@@ -274,13 +300,15 @@ class Policy:
             arg for parent in out for arg in ("--chmod", "0755", parent)
         ]  # bwrap keeps the caller's working directory (Popen's cwd) when it exists
 
-    def namespaces(self) -> list[str]:
+    def namespaces(self, net: Isolated | None = None) -> list[str]:
         args = ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         args += ["--hostname", "backline-sandbox"]
         if os.geteuid() != 0:  # an unprivileged worker: a user namespace, nobody inside
             args += ["--unshare-user", "--uid", str(INSIDE_ID), "--gid", str(INSIDE_ID)]
             args += ["--cap-drop", "ALL"]
-        if self.network == "none":
+        if net is not None:
+            args += net.bwrap_args()
+        elif self.network != "host":  # none (or isolated without its slirp4netns: nothing)
             args.append("--unshare-net")
         args += ["--new-session", "--die-with-parent"]
         return args

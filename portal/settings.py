@@ -347,6 +347,11 @@ GITHUB_DISCOVERY_MAX_DEPTH = env_int("GITHUB_DISCOVERY_MAX_DEPTH", 5)
 # The sandbox of pipeline steps and terraform (portal/sandbox.py): bwrap, or none by choice
 SANDBOX = env_choice("BACKLINE_SANDBOX", "bwrap", ("bwrap", "none"))
 BWRAP_BIN = env_str("BWRAP_BIN", "bwrap")
+# a sandbox's default network (`isolated`): its own namespace, outbound through slirp4netns, no
+# host loopback and none of the host's own addresses (portal/sandbox_net.py)
+SLIRP4NETNS_BIN = env_str("SLIRP4NETNS_BIN", "slirp4netns")
+# `network: host` (the worker's own network, its loopback services included) only when allowed
+SANDBOX_HOST_NETWORK = env_bool("BACKLINE_SANDBOX_HOST_NETWORK", False)
 # installation maximums (and the defaults) of a job's limits; backline.yml may ask for less
 SANDBOX_MAX_MEMORY = env_size("BACKLINE_SANDBOX_MAX_MEMORY", "4g")
 SANDBOX_MAX_CPU_SECONDS = env_int("BACKLINE_SANDBOX_MAX_CPU_SECONDS", 3600)

@@ -70,18 +70,25 @@ def _celery_rss(worker):
     return total
 
 
-def sandbox_cost(workdir: Path) -> tuple[float, float]:
-    """Seconds per ``/bin/true`` step through the executor, bare and in the sandbox (chown of a
-    small checkout, prlimit, bwrap with its namespaces, setpriv), alternating to share noise."""
+def sandbox_cost(workdir: Path) -> tuple[float, float, float]:
+    """Seconds per ``/bin/true`` step through the executor, bare, in the sandbox (chown of a
+    small checkout, prlimit, bwrap with its namespaces, setpriv; ``network: none``) and in the
+    sandbox with its default ``isolated`` network (slirp4netns, the host's addresses blocked),
+    in turn to share noise."""
     from portal.executor import run_process
     from portal.sandbox import Policy
 
     workdir.mkdir(parents=True, exist_ok=True)
     for i in range(50):  # a small checkout for prepare() to walk
         (workdir / f"f{i}.txt").write_text("x")
-    times = {"bare": 0.0, "boxed": 0.0}
-    for i in range(2 * N_STEPS + 2):
-        kind = "boxed" if i % 2 else "bare"
+    times = {"bare": 0.0, "boxed": 0.0, "isolated": 0.0}
+    policies = {
+        "bare": lambda: None,
+        "boxed": lambda: Policy(rw=[workdir], network="none"),
+        "isolated": lambda: Policy(rw=[workdir]),
+    }
+    for i in range(3 * N_STEPS + 3):
+        kind = ("bare", "boxed", "isolated")[i % 3]
         t0 = time.monotonic()
         res = run_process(
             ["/bin/sh", "-c", "/bin/true"],
@@ -90,12 +97,12 @@ def sandbox_cost(workdir: Path) -> tuple[float, float]:
             timeout=30,
             secrets=[],
             on_output=lambda _text: None,
-            sandbox=Policy(rw=[workdir]) if kind == "boxed" else None,
+            sandbox=policies[kind](),
         )
         assert res.exit_code == 0, res
-        if i >= 2:  # one warm-up of each
+        if i >= 3:  # one warm-up of each
             times[kind] += time.monotonic() - t0
-    return times["bare"] / N_STEPS, times["boxed"] / N_STEPS
+    return times["bare"] / N_STEPS, times["boxed"] / N_STEPS, times["isolated"] / N_STEPS
 
 
 def run(report):
@@ -186,7 +193,9 @@ def run(report):
 
             # 2. per-step overhead vs subprocess.run of the same command ----------------------------
             steps = "\n".join(f"      - name: s{i}\n        run: /bin/true" for i in range(N_STEPS))
-            svc2, _, _ = service("overhead", f"stages:\n  - name: b\n    steps:\n{steps}\n")
+            # network: none (the isolated network's own cost is the figure below)
+            spec = f"network: none\nstages:\n  - name: b\n    steps:\n{steps}\n"
+            svc2, _, _ = service("overhead", spec)
             from pipelines import services
             from portal.actors import Actor
 
@@ -212,7 +221,7 @@ def run(report):
             )
 
             # 2b. what the sandbox adds to a step, against the bare command in the same run -------
-            bare, boxed = sandbox_cost(tmp / "sandbox-cost")
+            bare, boxed, isolated = sandbox_cost(tmp / "sandbox-cost")
             report.add(
                 "pipelines: sandbox cost per step (bubblewrap + limits)",
                 (boxed - bare) * 1000,
@@ -222,6 +231,16 @@ def run(report):
                 target="≤ 50 ms",
                 ok=boxed - bare <= 0.05,
                 note=f"{N_STEPS} steps each; {boxed * 1000:.1f} ms per sandboxed step",
+            )
+            report.add(
+                "pipelines: isolated network cost per step (slirp4netns, host blocked)",
+                (isolated - boxed) * 1000,
+                "ms",
+                baseline=boxed * 1000,
+                baseline_label="the same sandboxed step with network: none",
+                target="≤ 150 ms",
+                ok=isolated - boxed <= 0.15,
+                note=f"{N_STEPS} steps each; {isolated * 1000:.1f} ms per isolated step",
             )
 
             # 3. 200 queued runs drained, none lost ---------------------------------------------

@@ -5,8 +5,9 @@ cluster (initdb under /tmp, never the shared one) that asks TCP clients for pass
 
 There, a workspace's terraform (in the sandbox, in-process) reaches its own state and nothing
 else: ``terraform_remote_state`` on another workspace fails with the thief's own role (no right
-on the schema), with the other workspace's role name (its password is not known), and as the
-cluster's superuser. No value of the other state in outputs, logs or the API."""
+on the schema; it did authenticate, through the run's state socket), with the other
+workspace's role name and as the cluster's superuser (the state socket relays neither), and
+straight over TCP (the sandbox's network does not reach the host's loopback). No value of the other state in outputs, logs or the API."""
 
 import json
 import secrets
@@ -68,10 +69,15 @@ def test_state_database_of_its_own_with_passwords(
     own = tfstate.terraform_conn_str(thief)
     their_role = own.replace(tfstate.role_name(thief), tfstate.role_name(theirs))
     superuser = own.replace(tfstate.role_name(thief), "postgres")
+    direct = f"postgres://postgres@127.0.0.1:{state_db.port}/backline_state?sslmode=disable"
+    only_own = "only the workspace's own state role"
     attempts = {
+        # its own role authenticates (scram, through the run's state socket), then has no right
         "own role": (own, "permission denied for schema"),
-        "their role": (their_role, "password authentication failed"),
-        "superuser": (superuser, "password authentication failed"),
+        # the state socket relays no other role; the server is not reachable otherwise
+        "their role": (their_role, only_own),
+        "superuser": (superuser, only_own),
+        "superuser over TCP": (direct, "connection refused"),
     }
     for what, (conn_str, refusal) in attempts.items():
         files = {

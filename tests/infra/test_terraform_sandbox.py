@@ -5,6 +5,8 @@ and what it may declare.
 - ``fileset("/", "**")`` finds no ``var/``, no Backline source, no other workspace;
 - ``terraform_remote_state`` on another workspace's state fails (the file is not there; in
   PostgreSQL, the workspace's role has no right on the other's schema);
+- PostgreSQL is reachable only through the run's state socket and only as the workspace's own
+  role (the host's loopback, where it trusts postgres, is not in the isolated network);
 - ``local-exec`` / ``remote-exec`` provisioners are refused at plan unless an org admin allows
   them for the workspace; only an org admin lets a workspace's code configure its backend.
 No value leaks into outputs, logs or the API.
@@ -202,6 +204,48 @@ def test_remote_state_of_another_workspace_in_pg_is_refused(
     assert OTHER_SECRET not in shown
     assert "permission denied for schema" in shown, shown
     assert tfstate.role_password(ws) not in shown
+
+
+def test_terraform_reaches_postgresql_only_as_its_own_role(
+    worker_root, squad, other_squad, alice, bob
+):
+    """PostgreSQL trusts 127.0.0.1 on this machine (postgres, no password). From the sandbox
+    the host's loopback is not there (nor through slirp's gateway), and the state socket relays
+    only the workspace's own role: no superuser, no other workspace's role."""
+    theirs = workspace(
+        "theirs",
+        other_squad,
+        {"main.tf": f'output "secret" {{\n  value = "{OTHER_SECRET}"\n}}\n'},
+        auto_apply=True,
+    )
+    done = finished(services.queue_run(theirs, actor=Actor(user=bob)))
+    assert done.status == RunStatus.APPLIED, done.error or log_text(done)
+    ws = workspace("thief", squad, {"main.tf": ""})
+    db = tfstate.target().dbname
+    own = tfstate.terraform_conn_str(ws)
+    assert "host=/run/backline-pg" in own and "127.0.0.1" not in own
+    only_own = "only the workspace's own state role"
+    attempts = {
+        "trust on loopback": (f"postgres://postgres@127.0.0.1:5432/{db}?sslmode=disable", None),
+        "gateway": (f"postgres://postgres@10.0.2.2:5432/{db}?sslmode=disable", None),
+        "superuser by socket": (own.replace(tfstate.role_name(ws), "postgres"), only_own),
+        "their role": (own.replace(tfstate.role_name(ws), tfstate.role_name(theirs)), only_own),
+        "other database": (own.replace(f"/{db}?", "/postgres?"), only_own),
+    }
+    for what, (conn_str, refusal) in attempts.items():
+        ws.files = {
+            "main.tf": PG_REMOTE_STATE
+            % (json.dumps(conn_str), json.dumps(tfstate.schema_name(theirs)))
+        }
+        ws.save()
+        run = finished(services.queue_run(ws, actor=Actor(user=alice)))
+        assert run.status == RunStatus.ERRORED, (what, log_text(run))
+        shown = everything_shown(alice, ws, run)
+        assert OTHER_SECRET not in shown, what
+        if refusal is None:
+            assert "connection refused" in shown or "network is unreachable" in shown, shown
+        else:
+            assert refusal in shown, (what, shown)
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,10 @@ def _log(model, owner):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad, alice):
+def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad, alice, settings):
+    # the barrier listens on the host's loopback: the steps need `network: host`, which only an
+    # installation setting allows (here and in the worker)
+    settings.SANDBOX_HOST_NETWORK = True
     barrier = Barrier(3)
     threading.Thread(target=barrier.serve_forever, daemon=True).start()
     wait = WAIT.format(port=barrier.server_address[1])
@@ -159,7 +162,7 @@ def test_jobs_run_in_parallel_on_a_real_worker(service, git_repo, squad, alice):
         },
         "jobs",
     )
-    worker = WorkerProcess(concurrency=3).start()
+    worker = WorkerProcess(concurrency=3, env={"BACKLINE_SANDBOX_HOST_NETWORK": "1"}).start()
     try:
         run, _ = services.trigger_run(service, actor=Actor.system("test"), ref="main")
         done = wait_for(

@@ -7,9 +7,11 @@ secret reaches the log, and the worker then runs the next job normally.
 
 import json
 import os
+import shlex
 import socket
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 
@@ -33,7 +35,7 @@ def spec_for(command, step=None, top=None):
 
 
 def py(code):
-    return f"python3 -c {json.dumps(code)}"
+    return f"python3 -c {shlex.quote(code)}"
 
 
 def connect_unix(path):
@@ -42,6 +44,40 @@ def connect_unix(path):
 
 def connect_tcp(port):
     return py(f"import socket; socket.create_connection(('127.0.0.1', {port}), 3); print('tcp ok')")
+
+
+def connect_any(targets):
+    """Tries every (host, port); prints each refusal, exits 0 (escaped) when one connects."""
+    return py(
+        "import socket, sys\n"
+        f"for h, p in {targets!r}:\n"
+        "    try:\n"
+        "        socket.create_connection((h, p), 3)\n"
+        "    except OSError as e:\n"
+        "        print('refused', h, p, type(e).__name__, e.errno)\n"
+        "    else:\n"
+        "        print('reached', h, p); sys.exit(0)\n"
+        "sys.exit(1)"
+    )
+
+
+def own_addresses():
+    """The host's own non-loopback IPv4 addresses (what `hostname -I` shows)."""
+    import subprocess
+
+    out = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return [a for a in out if "." in a and not a.startswith("127.")]
+
+
+@pytest.fixture
+def host_listener():
+    """A TCP service on every address of the host (0.0.0.0), like a database bound to all
+    interfaces: reachable from the host's own LAN address, outside the sandbox."""
+    srv = socket.socket()
+    srv.bind(("0.0.0.0", 0))
+    srv.listen(16)
+    yield srv.getsockname()[1]
+    srv.close()
 
 
 @pytest.fixture
@@ -67,7 +103,7 @@ def var_socket():
     path.unlink(missing_ok=True)
 
 
-def attempts(worker_pids, state, sock):
+def attempts(worker_pids, state, sock, listener_port):
     var = Path(settings.VAR_DIR)
     pids = " ".join(str(p) for p in worker_pids)
     pg_socket = "/var/run/postgresql/.s.PGSQL.5432"
@@ -80,9 +116,25 @@ def attempts(worker_pids, state, sock):
         "var_socket": (connect_unix(sock), {}, {}),
         "pg_tcp_none": (connect_tcp(5432), {"network": "none"}, {}),
         "redis_tcp_none": (connect_tcp(6379), {}, {"network": "none"}),
-        # network host reaches PostgreSQL's port, but nothing to log in with is in the step
-        "pg_tcp_host": (
-            connect_tcp(5432) + ' && test -n "$DATABASE_URL$SECRET_KEY$REDIS_URL"',
+        # the default network (isolated): outbound, but the host's loopback is not there
+        "pg_tcp": (connect_tcp(5432), {}, {}),
+        "redis_tcp": (connect_tcp(6379), {}, {}),
+        # nor through slirp's gateway (the host's loopback unless disabled), nor the host's own
+        # addresses (a service bound to 0.0.0.0 there)
+        "host_addresses": (
+            connect_any(
+                [("10.0.2.2", port) for port in (5432, 6379, listener_port)]
+                + [(a, p) for a in own_addresses() for p in (5432, 6379, listener_port)]
+            ),
+            {},
+            {},
+        ),
+        # PostgreSQL trusts 127.0.0.1 on this machine: psql as postgres, with no password
+        "psql_trust": (
+            "for h in 127.0.0.1 10.0.2.2 "
+            + " ".join(own_addresses())
+            + "; do psql -w -h $h -U postgres -d postgres -tAc 'select 7000 + 77' && exit 0; done;"
+            " exit 1",
             {},
             {},
         ),
@@ -125,6 +177,9 @@ SAYS = {
     "var_socket": "FileNotFoundError",
     "pg_tcp_none": "ConnectionRefusedError",
     "redis_tcp_none": "ConnectionRefusedError",
+    "pg_tcp": "ConnectionRefusedError",
+    "redis_tcp": "ConnectionRefusedError",
+    "psql_trust": "127.0.0.1",
 }
 
 
@@ -135,16 +190,23 @@ def trigger(client, service, ref):
 
 
 def test_steps_cannot_leave_the_sandbox(
-    celery_worker_proc, service, git_repo, squad, make_token, other_state, var_socket
+    celery_worker_proc, service, git_repo, squad, make_token, other_state, var_socket, host_listener
 ):
     assert settings.SANDBOX == "bwrap"
     # what the steps aim at exists on this machine, outside the sandbox
     assert Path("/var/run/postgresql/.s.PGSQL.5432").exists()
     socket.create_connection(("127.0.0.1", 5432), 3).close()
+    socket.create_connection(("127.0.0.1", 6379), 3).close()
+    for address in own_addresses():
+        socket.create_connection((address, host_listener), 3).close()
+    # PostgreSQL logs in postgres from 127.0.0.1 with no password (trust): the prize
+    trusted = psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    assert trusted.execute("SELECT 40 + 2").fetchone() == (42,)
+    trusted.close()
     worker_pids = [celery_worker_proc.proc.pid, *celery_worker_proc.child_pids()]
     assert "DATABASE_URL" in Path(f"/proc/{worker_pids[0]}/environ").read_text(errors="replace")
 
-    cases = attempts(worker_pids, other_state, var_socket)
+    cases = attempts(worker_pids, other_state, var_socket, host_listener)
     for name, (command, step, top) in cases.items():
         git_repo.checkout("main")
         git_repo.branch(name)
@@ -175,7 +237,12 @@ def test_steps_cannot_leave_the_sandbox(
             assert step.error == "" and "exit code" in run.error, (name, run.error)
         if name in SAYS:
             assert SAYS[name] in text, (name, text)
-    assert "tcp ok" in log_text(runs["pg_tcp_host"])  # the default network is the host's
+    hosts = log_text(runs["host_addresses"])
+    assert "reached" not in hosts and hosts.count("refused ") == 3 * (1 + len(own_addresses()))
+    assert "refused 10.0.2.2 5432 OSError 101" in hosts  # network unreachable: no host loopback
+    for address in own_addresses():  # an unreachable route: EHOSTUNREACH
+        assert f"refused {address} {host_listener} OSError 113" in hosts, hosts
+    assert "7077" not in log_text(runs["psql_trust"])
     procs = log_text(runs["processes"])
     assert "celery" not in procs and "postgres" not in procs
     assert int(procs.rsplit("procs=", 1)[1].split()[0]) <= 5
@@ -224,3 +291,85 @@ def test_sandbox_off_warns_in_the_log_and_on_the_page(service, squad, settings, 
     settings.SANDBOX = "bwrap"
     page = client_for(alice).get(f"/pipelines/runs/{run.pk}/").content.decode()
     assert 'id="sandbox-off"' not in page
+
+
+DNS_QUERY = (
+    "import socket, struct, sys\n"
+    "q = struct.pack('!HHHHHH', 0x4242, 0x0100, 1, 0, 0, 0) + b'\\x07example\\x03com\\x00'"
+    " + struct.pack('!HH', 1, 1)\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)\n"
+    "for _ in range(3):\n"
+    "    s.sendto(q, (sys.argv[1], 53))\n"
+    "    try:\n"
+    "        data = s.recv(512)\n"
+    "    except OSError as e:\n"
+    "        print('no answer', e); continue\n"
+    "    print('dns answer id', hex(struct.unpack('!H', data[:2])[0])); break\n"
+)
+
+
+def host_resolver_answers() -> str:
+    """The host's first resolver when it answers a query from the host itself, else ''."""
+    import subprocess
+    import sys
+
+    text = Path("/etc/resolv.conf").read_text() if Path("/etc/resolv.conf").exists() else ""
+    servers = [line.split()[1] for line in text.splitlines() if line.startswith("nameserver ")]
+    if not servers or servers[0].startswith("127."):
+        return ""
+    out = subprocess.run(
+        [sys.executable, "-c", DNS_QUERY, servers[0]], capture_output=True, text=True, timeout=30
+    )
+    return servers[0] if "dns answer id 0x4242" in out.stdout else ""
+
+
+def run_in_process(git_repo, service, spec_text):
+    from pipelines import runner, services
+    from portal.actors import Actor
+
+    git_repo.commit({"backline.yml": spec_text}, "spec")
+    run, _created = services.trigger_run(service, actor=Actor.system("test"), ref="main")
+    runner.execute(run.pk)
+    return PipelineRun.objects.get(pk=run.pk)
+
+
+def test_the_isolated_network_goes_out_through_its_own_tap(service, git_repo, squad, workspace):
+    """The default network has a tap device (slirp4netns) with a default route, and a query to
+    slirp's DNS (relayed to the host's non-loopback resolver) is answered; with `network: none`
+    there is neither."""
+    resolver = host_resolver_answers()
+    command = "ip -o -4 addr show; ip route; " + py(DNS_QUERY) + " 10.0.2.3"
+    run = run_in_process(git_repo, service, spec_for(command))
+    text = log_text(run)
+    assert run.status == RunStatus.SUCCEEDED, (run.error, text)
+    assert "tap0    inet 10.0.2.100/24" in text and "default via 10.0.2.2 dev tap0" in text
+    if resolver:  # outbound to a non-loopback address (the resolver at `resolver`) works
+        assert "dns answer id 0x4242" in text, (resolver, text)
+    none = run_in_process(git_repo, service, spec_for(command, {"network": "none"}))
+    text = log_text(none)
+    assert "tap0" not in text and "dns answer" not in text, text
+
+
+def test_a_missing_slirp4netns_fails_the_step_unless_it_asked_for_no_network(
+    service, git_repo, squad, settings, workspace
+):
+    settings.SLIRP4NETNS_BIN = "/nonexistent/slirp4netns"
+    run = run_in_process(git_repo, service, spec_for("echo ran-$((40 + 2))"))
+    text = log_text(run)
+    assert run.status == RunStatus.FAILED and "ran-42" not in text, (run.error, text)
+    assert "slirp4netns" in run.error and "not installed" in run.error, run.error
+    offline = run_in_process(git_repo, service, spec_for("echo offline-ok", {"network": "none"}))
+    assert offline.status == RunStatus.SUCCEEDED, (offline.error, log_text(offline))
+    assert "offline-ok" in log_text(offline)
+
+
+def test_host_network_only_where_the_installation_allows_it(service, git_repo, squad, settings):
+    from pipelines.spec import SpecError, parse
+
+    text = spec_for("true", {"network": "host"})
+    with pytest.raises(SpecError) as err:
+        parse(text)
+    assert err.value.field == "stages[0].steps[0].network" and err.value.line == 6, err.value
+    assert "BACKLINE_SANDBOX_HOST_NETWORK" in err.value.message
+    settings.SANDBOX_HOST_NETWORK = True
+    assert next(parse(text).steps())[2]["network"] == "host"

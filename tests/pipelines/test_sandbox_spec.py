@@ -1,9 +1,12 @@
 """backline.yml sandbox settings: limits and network, validated against the installation."""
 
+import ipaddress
+
 import pytest
 
 from pipelines.spec import SpecError, parse
-from portal.sandbox import Limits, Policy, format_size, parse_size
+from portal.sandbox import Limits, Policy, SandboxError, format_size, parse_size
+from portal.sandbox_net import host_addresses
 
 STEPS = "stages:\n  - name: b\n    steps:\n      - name: s\n        run: make\n"
 
@@ -11,7 +14,7 @@ STEPS = "stages:\n  - name: b\n    steps:\n      - name: s\n        run: make\n"
 def test_limits_and_network_at_top_level_and_per_step():
     spec = parse(
         "limits: {memory: 2g, cpu_seconds: 600, processes: 256, file_size: 1g, disk: 5g}\n"
-        "network: none\n" + STEPS + "        limits: {memory: 512m}\n        network: host\n"
+        "network: none\n" + STEPS + "        limits: {memory: 512m}\n        network: isolated\n"
     )
     assert spec.data["limits"] == {
         "memory": 2 * 2**30,
@@ -22,7 +25,7 @@ def test_limits_and_network_at_top_level_and_per_step():
     }
     assert spec.data["network"] == "none"
     step = next(spec.steps())[2]
-    assert step["limits"] == {"memory": 512 * 2**20} and step["network"] == "host"
+    assert step["limits"] == {"memory": 512 * 2**20} and step["network"] == "isolated"
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,7 @@ def test_limits_and_network_at_top_level_and_per_step():
         ("limits: {cpu_seconds: -1}\n" + STEPS, 1, "limits.cpu_seconds", "whole number"),
         ("limits: {swap: 1g}\n" + STEPS, 1, "limits.swap", "unknown key"),
         ("network: bridge\n" + STEPS, 1, "network", "unknown network"),
+        ("network: host\n" + STEPS, 1, "network", "BACKLINE_SANDBOX_HOST_NETWORK is off"),
         (STEPS + "        limits: {file_size: 9t}\n", 6, "stages[0].steps[0].limits.file_size", ""),
         (STEPS + "        network: [a]\n", 6, "stages[0].steps[0].network", "expected"),
     ],
@@ -92,3 +96,40 @@ def test_a_timeout_terms_the_sandboxed_command_itself(tmp_path):
     )
     assert res.timed_out and res.exit_code == 7 and res.duration < 8
     assert "got-term" in "".join(out)
+
+
+def test_the_default_network_is_isolated_and_host_needs_the_setting(tmp_path, settings):
+    policy = Policy(rw=[tmp_path])
+    assert policy.network == "isolated"
+    net = policy.network_setup()
+    assert net is not None
+    try:
+        argv = policy.wrap(["true"], net)
+        at = argv.index("--unshare-net")
+        assert argv[at + 1 : at + 5] == [
+            "--info-fd",
+            str(net.pass_fds()[0]),
+            "--block-fd",
+            str(net.pass_fds()[1]),
+        ]
+    finally:
+        net.close()
+    with pytest.raises(SandboxError, match="BACKLINE_SANDBOX_HOST_NETWORK"):
+        Policy(rw=[tmp_path], network="host")
+    settings.SANDBOX_HOST_NETWORK = True
+    assert "--unshare-net" not in Policy(rw=[tmp_path], network="host").wrap(["true"])
+
+
+def test_the_host_addresses_blocked_are_this_machines_own(tmp_path):
+    """Every non-loopback IPv4 address of the host is in the list of unreachable routes."""
+    import subprocess
+
+    own = [
+        a
+        for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+        if "." in a and not a.startswith("127.")
+    ]
+    blocked = [ipaddress.ip_network(n) for n in host_addresses()]
+    assert all(not n.is_loopback for n in blocked)
+    for address in own:
+        assert any(ipaddress.ip_address(address) in n for n in blocked), (address, blocked)
