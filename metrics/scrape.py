@@ -313,9 +313,10 @@ def claim_due(limit: int = SHARD_SIZE, now=None) -> list[int]:
     return claims.claim(
         ScrapeTarget.objects.filter(Q(next_scrape_at__isnull=True) | Q(next_scrape_at__lte=now)),
         "next_scrape_at",
-        now + step / 2,  # a target that fell behind is scraped again within half an interval
+        now + step,
         limit,
         step=step,
+        floor=now + step / 2,  # a target that fell behind is scraped again in half an interval
     )
 
 

@@ -48,7 +48,7 @@ def claim_due(limit=CLAIM_BATCH, now=None) -> list[int]:
     each rule's phase; a rule that fell behind is due again within half an interval)."""
     now = now or timezone.now()
     step = timedelta(seconds=interval())
-    return claims.claim(due(now), "last_evaluated_at", now - step / 2, limit, step=step)
+    return claims.claim(due(now), "last_evaluated_at", now, limit, step=step, floor=now - step / 2)
 
 
 def dispatch() -> int:
@@ -106,10 +106,16 @@ def _record(rules, values) -> None:
     if not rules:
         return
     value = Case(
-        *[When(pk=r.pk, then=Value(values[r.pk][0])) for r in rules], output_field=FloatField()
+        *[When(pk=r.pk, then=Value(values[r.pk][0], output_field=FloatField())) for r in rules],
+        default=F("last_value"),  # typed: a CASE of NULLs only would be text in PostgreSQL
+        output_field=FloatField(),
     )
     error = Case(
-        *[When(pk=r.pk, then=Value(values[r.pk][1][:2000])) for r in rules],
+        *[
+            When(pk=r.pk, then=Value(values[r.pk][1][:2000], output_field=TextField()))
+            for r in rules
+        ],
+        default=F("last_error"),
         output_field=TextField(),
     )
     AlertRule.objects.filter(pk__in=[r.pk for r in rules]).update(
@@ -145,7 +151,10 @@ def evaluate_batch(ids, backend=None, now=None) -> dict:
     if touched:
         Alert.objects.filter(pk__in=[a.pk for a in touched]).update(
             last_value=Case(
-                *[When(pk=a.pk, then=Value(a.last_value)) for a in touched],
+                *[
+                    When(pk=a.pk, then=Value(a.last_value, output_field=FloatField()))
+                    for a in touched
+                ],
                 default=F("last_value"),
                 output_field=FloatField(),
             )

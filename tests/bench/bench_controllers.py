@@ -314,9 +314,11 @@ def run(report):
         args = ["-B", "-s", str(tmp / "beat-schedule")]
         worker = WorkerProcess(concurrency=2, extra_args=args, name="bench-ctrl")
         stop, lags = threading.Event(), {name: [] for name in CONTROLLERS}
+        shift(
+            seeded
+        )  # + the few seconds the workers take to start (their first seconds are skipped)
         worker.start()
         try:
-            shift(seeded)
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
             sampler = threading.Thread(target=sample_lags, args=(stop, lags), daemon=True)
             sampler.start()
