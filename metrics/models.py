@@ -31,6 +31,7 @@ class ScrapeTarget(models.Model):
     last_error = models.TextField(blank=True)
     last_duration_ms = models.FloatField(null=True, blank=True)
     last_samples = models.PositiveIntegerField(default=0)
+    next_scrape_at = models.DateTimeField(null=True, blank=True, db_index=True)  # None: now
 
     class Meta:
         db_table = "monitoring_scrapetarget"

@@ -1,5 +1,8 @@
 """Builtin backend, ingestion: scrape Prometheus-format `/metrics` endpoints into the database.
 
+Each target is scraped every ``MONITORING_SCRAPE_INTERVAL`` seconds: beat claims the due ones
+(``next_scrape_at``) in shards and a worker scrapes a shard concurrently (``scrape_shard``).
+
 ``Service.metrics_urls`` lists a service's endpoints, each either a URL string or an object
 ``{"url": ..., "track": "canary"}``. The track of a series is the entry's ``track`` if set,
 else the series' own ``track`` label, else ``stable``. Every series gets the labels
@@ -9,15 +12,17 @@ else the series' own ``track`` label, else ``stable``. Every series gets the lab
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics.models import Sample, ScrapeTarget, Series
-from portal import urlguard
+from portal import claims, urlguard
 from squads.models import Service
 
 log = logging.getLogger(__name__)
@@ -26,6 +31,12 @@ SCRAPE_TIMEOUT = 5.0  # the whole scrape of one target (redirects included)
 MAX_SCRAPE_BYTES = 16 * 2**20
 CUMULATIVE_TYPES = {"counter", "histogram", "summary"}
 MAX_SAMPLES_PER_TARGET = 5000
+SHARD_SIZE = 50  # targets per claimed shard (one worker task)
+SCRAPE_THREADS = 16  # concurrent fetches in a shard
+
+
+def scrape_interval() -> float:
+    return float(settings.MONITORING_SCRAPE_INTERVAL or 15)
 
 
 def retention_seconds() -> int:
@@ -274,28 +285,73 @@ def scrape_service(service: Service, t: float | None = None) -> int:
     return total
 
 
-def scrape_all(workers: int = 8) -> dict:
-    """One round over every registered target: HTTP fetches in parallel threads (a slow or
-    dead target costs one timeout, not one per target), ingestion in this thread."""
-    services = Service.objects.exclude(metrics_urls=[]).only("id", "slug", "metrics_urls")
-    targets = []
-    summary = {"services": 0, "samples": 0, "targets": 0}
-    for service in services:
-        if not normalise_entries(service.metrics_urls):
-            continue
-        summary["services"] += 1
-        for target in sync_targets(service):
-            target.service = service
-            targets.append(target)
-    summary["targets"] = len(targets)
+def sync_all_targets() -> int:
+    """Mirror every service's ``metrics_urls`` (saving a service does it for that one; this
+    catches writes that bypass ``save()``). Returns the services with endpoints."""
+    n = 0
+    for service in Service.objects.exclude(metrics_urls=[]).only("id", "slug", "metrics_urls"):
+        if normalise_entries(service.metrics_urls):
+            sync_targets(service)
+            n += 1
+    return n
+
+
+def service_saved(sender, instance, created=False, update_fields=None, **kwargs):
+    """``post_save`` of ``Service``: its scrape targets follow its ``metrics_urls``."""
+    if update_fields is not None and "metrics_urls" not in update_fields:
+        return
+    if created and not instance.metrics_urls:
+        return
+    sync_targets(instance)
+
+
+def claim_due(limit: int = SHARD_SIZE, now=None) -> list[int]:
+    """Claim up to ``limit`` due targets (``portal.claims``); the next scrape of each is one
+    interval after the one it was due for."""
+    now = now or timezone.now()
+    step = timedelta(seconds=scrape_interval())
+    return claims.claim(
+        ScrapeTarget.objects.filter(Q(next_scrape_at__isnull=True) | Q(next_scrape_at__lte=now)),
+        "next_scrape_at",
+        now + step,
+        limit,
+        step=step,
+        floor=now + step / 2,  # a target that fell behind is scraped again in half an interval
+    )
+
+
+def scrape_shard(ids, threads: int = SCRAPE_THREADS) -> dict:
+    """Scrape the targets ``ids`` concurrently (at most ``threads`` fetches at a time, each
+    bounded by ``SCRAPE_TIMEOUT``) and ingest each exposition as soon as it arrives, so one slow
+    or hanging target costs its own timeout and delays no other."""
+    targets = list(ScrapeTarget.objects.filter(pk__in=ids).select_related("service"))
+    summary = {"targets": len(targets), "samples": 0, "down": 0}
     if not targets:
         return summary
-    started = time.monotonic()
     t = round(time.time(), 3)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(lambda tg: fetch(tg.url), targets))
-    for target, (text, error) in zip(targets, results, strict=True):
-        summary["samples"] += record(target, text, error, t, started)
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(targets)))) as pool:
+        futures = {pool.submit(_timed_fetch, tg.url): tg for tg in targets}
+        for future in as_completed(futures):
+            (text, error), started = future.result()
+            summary["samples"] += record(futures[future], text, error, t, started)
+            summary["down"] += error is not None
+    return summary
+
+
+def _timed_fetch(url):
+    started = time.monotonic()
+    return fetch(url), started
+
+
+def scrape_all() -> dict:
+    """One round over every target here, shard by shard, due or not (tests, ``manage.py`` and
+    the embedded mode; beat scrapes what is due, fanned out to workers, ``claim_due``)."""
+    summary = {"services": sync_all_targets(), "samples": 0, "targets": 0}
+    ids = list(ScrapeTarget.objects.order_by("pk").values_list("pk", flat=True))
+    for k in range(0, len(ids), SHARD_SIZE):
+        got = scrape_shard(ids[k : k + SHARD_SIZE])
+        summary["targets"] += got["targets"]
+        summary["samples"] += got["samples"]
     return summary
 
 

@@ -5,6 +5,7 @@ Scraped series and samples (the builtin backend's storage) live in ``metrics.mod
 
 from django.core.validators import MaxLengthValidator, URLValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from monitoring.charts import format_value
@@ -55,6 +56,12 @@ class AlertRule(models.Model):
 
     class Meta:
         ordering = ["service__name", "name"]
+        # the evaluator's due query (``monitoring.evaluate``): enabled rules by last evaluation
+        indexes = [
+            models.Index(
+                fields=["last_evaluated_at"], condition=Q(enabled=True), name="alertrule_due_idx"
+            )
+        ]
 
     def __str__(self):
         return f"{self.service.slug}: {self.name}"

@@ -1,17 +1,19 @@
 from django.conf import settings
 
-SCRAPE_INTERVAL = float(settings.MONITORING_SCRAPE_INTERVAL or 15)
+# the dispatchers claim what is due (one query when nothing is): they run often so each target
+# is scraped, and each rule evaluated, close to its interval
+DISPATCH = float(settings.MONITORING_DISPATCH_SECONDS)
 
 BEAT_SCHEDULE = {
     "monitoring-scrape": {
         "task": "monitoring.tasks.scrape_targets",
-        "schedule": SCRAPE_INTERVAL,
-        "options": {"expires": SCRAPE_INTERVAL},
+        "schedule": DISPATCH,
+        "options": {"expires": DISPATCH * 2},
     },
     "monitoring-evaluate-alerts": {
         "task": "monitoring.tasks.evaluate_alert_rules",
-        "schedule": 15.0,
-        "options": {"expires": 15},
+        "schedule": DISPATCH,
+        "options": {"expires": DISPATCH * 2},
     },
     "monitoring-purge-samples": {
         "task": "monitoring.tasks.purge_samples",

@@ -223,14 +223,21 @@ def evaluate_rule(rule_id: int, backend=None, now=None) -> str:
         value = rule_value(rule, backend)
     except BackendError as exc:
         value, error = None, str(exc)
+    return apply_value(rule_id, value, error, now)
+
+
+def apply_value(rule_id: int, value: float | None, error: str, now, *, claimed=False) -> str:
+    """Record a rule's evaluated ``value`` (or the backend ``error``) and move its alert along,
+    under the rule's row lock (``claimed``: the claim set ``last_evaluated_at``)."""
     with transaction.atomic():
         rule = (
             AlertRule.objects.select_for_update(of=("self",), no_key=True)
             .select_related("service", "service__owner")
             .get(pk=rule_id)
         )
+        stamp = {} if claimed else {"last_evaluated_at": now}
         AlertRule.objects.filter(pk=rule.pk).update(
-            last_evaluated_at=now, last_value=value, last_error=error[:2000]
+            last_value=value, last_error=error[:2000], **stamp
         )
         if error:
             return "error"  # a backend outage neither fires nor resolves anything
@@ -296,6 +303,8 @@ def _save_and_log(alert, to_state, value, now):
 
 
 def evaluate_all(backend=None) -> dict:
+    """Evaluate every enabled rule here (tests and the embedded mode; beat evaluates the due
+    ones in batches, ``monitoring.evaluation``)."""
     backend = backend or get_backend()
     counts: dict[str, int] = {}
     for rule_id in AlertRule.objects.filter(enabled=True).values_list("pk", flat=True):
@@ -304,7 +313,13 @@ def evaluate_all(backend=None) -> dict:
         except AlertRule.DoesNotExist:
             continue
         counts[outcome] = counts.get(outcome, 0) + 1
-    # alerts of rules that were disabled resolve
+    resolve_disabled()
+    return counts
+
+
+def resolve_disabled() -> int:
+    """Alerts of rules that were disabled resolve (one query when there are none)."""
+    n = 0
     for alert_id in Alert.objects.filter(
         rule__enabled=False, state__in=[Alert.State.PENDING, Alert.State.FIRING]
     ).values_list("pk", flat=True):
@@ -315,7 +330,8 @@ def evaluate_all(backend=None) -> dict:
             _save_and_log(alert, "resolved", None, alert.resolved_at)
             if was_firing:
                 _notify(alert, "resolved")
-    return counts
+        n += 1
+    return n
 
 
 # --- notifications --------------------------------------------------------------------------

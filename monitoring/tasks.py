@@ -1,40 +1,58 @@
 """Celery tasks: scraping (builtin backend), retention, rule evaluation. Notifications are sent
-by the outbound delivery service (``portal.tasks.deliver_event``)."""
+by the outbound delivery service (``portal.tasks.deliver_event``).
+
+Scraping and rule evaluation are claimed in batches by a beat dispatcher (every
+``MONITORING_DISPATCH_SECONDS``) and fanned out, one task per shard / batch, so every worker
+process shares them and a tick costs what is due."""
 
 import logging
 
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 
-from metrics.scrape import purge_old_samples, scrape_all
-from monitoring.services import evaluate_all
+from metrics import scrape
+from monitoring import evaluation
 
 log = logging.getLogger(__name__)
 
-SCRAPE_LOCK = "monitoring:scrape-round"
+SHARD_TASK = "monitoring.tasks.scrape_shard"
+MAX_SHARDS_PER_TICK = 400
 
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
 def scrape_targets():
+    """Beat: claim the due targets in shards, one ``scrape_shard`` task each."""
     if settings.METRICS_BACKEND != "builtin":
         return None
+    from portal.celery import enqueue
 
-    # one scrape round at a time: two rounds racing would fight over the reset offsets
-    if not cache.add(SCRAPE_LOCK, "1", timeout=55):
-        log.info("previous scrape round still running; skipping this one")
-        return {"skipped": True}
-    try:
-        return scrape_all()
-    finally:
-        cache.delete(SCRAPE_LOCK)
+    n = 0
+    for _ in range(MAX_SHARDS_PER_TICK):
+        ids = scrape.claim_due()
+        if not ids:
+            break
+        enqueue(SHARD_TASK, ids)
+        n += len(ids)
+    return n
+
+
+@shared_task(name=SHARD_TASK, ignore_result=True, soft_time_limit=50, time_limit=60)
+def scrape_shard(ids):
+    return scrape.scrape_shard(ids)
 
 
 @shared_task(ignore_result=True)
 def purge_samples():
-    return purge_old_samples()
+    scrape.sync_all_targets()  # writes that bypassed Service.save()
+    return scrape.purge_old_samples()
 
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
 def evaluate_alert_rules():
-    return evaluate_all()
+    """Beat: claim the due rules in batches, one ``evaluate_alert_batch`` task each."""
+    return evaluation.dispatch()
+
+
+@shared_task(name=evaluation.BATCH_TASK, ignore_result=True, soft_time_limit=50, time_limit=60)
+def evaluate_alert_batch(ids):
+    return evaluation.evaluate_batch(ids)

@@ -370,6 +370,8 @@ DEMO_FLEET = env_bool("BACKLINE_DEMO_FLEET", False)
 # builtin metrics backend: how long scraped samples are kept, how often beat scrapes
 MONITORING_RETENTION_HOURS = env_int("MONITORING_RETENTION_HOURS", 192)
 MONITORING_SCRAPE_INTERVAL = env_int("MONITORING_SCRAPE_INTERVAL", 15)
+MONITORING_EVALUATION_INTERVAL = env_float("MONITORING_EVALUATION_INTERVAL", 15.0)  # each rule
+MONITORING_DISPATCH_SECONDS = env_float("MONITORING_DISPATCH_SECONDS", 5.0)  # beat claims due work
 
 # pipelines: worker heartbeat, reaper, re-queue of lost broker messages, step log cap, kill grace
 PIPELINES_HEARTBEAT_SECONDS = env_float("PIPELINES_HEARTBEAT_SECONDS", 5.0)
@@ -417,6 +419,7 @@ RELEASES_MIN_REQUESTS = env_int("RELEASES_MIN_REQUESTS", 10)
 RELEASES_DRIVER_RETRY_SECONDS = env_float("RELEASES_DRIVER_RETRY_SECONDS", 5.0)
 RELEASES_PROMOTE_DEBOUNCE_SECONDS = env_float("RELEASES_PROMOTE_DEBOUNCE_SECONDS", 3.0)
 RELEASES_DRIVER_CONFIRM_SECONDS = env_float("RELEASES_DRIVER_CONFIRM_SECONDS", 30.0)
+RELEASES_CLAIM_LEASE_SECONDS = env_float("RELEASES_CLAIM_LEASE_SECONDS", 60.0)  # a claimed batch
 RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
 # how often beat reads the deployers' status onto active releases (kubernetes, argo, haproxy)
 RELEASES_OBSERVE_SECONDS = env_float("RELEASES_OBSERVE_SECONDS", 15.0)

@@ -11,8 +11,10 @@ sets ``next_tick_at`` for when it wants to be called again.
 After commit, ``sync(release_id)`` (task ``advance_release``) hands the wanted call to the
 driver, outside any row lock, and ``confirm`` records the outcome in a short transaction and
 drives on. A call has an id: the same wanted state handed over twice is one change (the
-webhook driver's outbound delivery is keyed by it). Celery beat calls ``tick_all`` every few
-seconds; a call not confirmed after ``RELEASES_DRIVER_CONFIRM_SECONDS`` is handed over again.
+webhook driver's outbound delivery is keyed by it). Celery beat calls ``dispatch`` every few
+seconds: it claims the due releases in batches (an indexed ``next_tick_at`` query, ``FOR UPDATE
+SKIP LOCKED``) and hands each batch to a worker, so the work of a tick is what is due, shared by
+every worker process; a call not confirmed after ``RELEASES_DRIVER_CONFIRM_SECONDS`` is handed over again.
 A worker killed in the middle leaves the row as last committed; measurements are unique per
 index, so nothing is counted twice and nothing is lost.
 """
@@ -28,7 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from metrics.backends import get_backend
-from portal import events, metrics
+from portal import claims, events, metrics
 from portal.celery import enqueue
 from releases import analysis, strategy
 from releases.models import (
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS_PER_TICK = 200
 ADVANCE_TASK = "releases.tasks.advance_release"  # by name: releases.tasks imports this module
+DRIVE_TASK = "releases.tasks.drive_releases"
+CLAIM_BATCH = 100  # releases per claimed batch (one worker task)
+MAX_CLAIMED_PER_TICK = 20_000
+DRIVE_HERE = 10  # a tick with at most this many due releases drives them itself
 EVENT_FOR = {
     ReleaseStatus.PAUSED: "release.paused",
     ReleaseStatus.SUCCEEDED: "release.succeeded",
@@ -323,7 +329,7 @@ def _analysis_step(r, spec, now) -> str:
 
 def _measure(r, run, now):
     """Take the measurements that are due; judge the run."""
-    backend = get_backend()
+    backend, at = _OneReadBackend(get_backend()), time.time()
     existing: dict[str, list] = {}
     for m in run.measurements.order_by("index"):
         existing.setdefault(m.metric, []).append(m)
@@ -339,7 +345,7 @@ def _measure(r, run, now):
             else run.started_at + timedelta(seconds=interval)
         )
         if verdict == "running" and due <= now + timedelta(seconds=0.25):
-            values = analysis.measure(backend, r.service, m, now=time.time())
+            values = analysis.measure(backend, r.service, m, now=at)
             meas = Measurement.objects.create(
                 analysis_run=run, metric=m["name"], index=len(done), at=now, **values
             )
@@ -370,6 +376,24 @@ def _measure(r, run, now):
     run.save()
 
 
+class _OneReadBackend:
+    """The backend, reading a service's golden signals once per measurement round (the
+    metrics of a template share their window, usually)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.read: dict = {}
+
+    def golden_signals(self, service, tracks, start, end, step, window):
+        key = (service.pk, tuple(tracks), start, end, step, window)
+        if key not in self.read:
+            self.read[key] = self.backend.golden_signals(service, tracks, start, end, step, window)
+        return self.read[key]
+
+    def instant(self, query, at=None):
+        return self.backend.instant(query, at=at)
+
+
 def _reason(m, meas, verdict):
     if meas.message:
         return f"{m['name']}: {meas.message}"
@@ -386,42 +410,83 @@ def _reason(m, meas, verdict):
 
 
 # --- entry points for tasks ----------------------------------------------------------------------
-def advance(release_id, *, wait=True) -> str:
-    """Drive one release under its row lock. ``wait=False`` skips a row locked by someone else."""
+def _advance(release_id, *, wait=True):
+    """Drive one release under its row lock; the release, or None when it is not driven (not
+    active, or locked by someone else with ``wait=False``)."""
     with transaction.atomic():
         qs = Release.objects.select_related("service", "service__owner", "environment")
         qs = qs.select_for_update(of=("self",), skip_locked=not wait)
-        r = (
-            qs.filter(pk=release_id)
-            .filter(Q(status__in=ACTIVE_RELEASE) | ~Q(driver_action=""))
-            .first()
-        )
+        r = qs.filter(pk=release_id).filter(ACTIVE_OR_OWED).first()
         if r is None:
-            return "skipped"
-        drive(r)
-        return r.status
+            return None
+        return drive(r)
 
 
-def due_ids(now=None):
+def advance(release_id, *, wait=True) -> str:
+    """Drive one release under its row lock. ``wait=False`` skips a row locked by someone else."""
+    r = _advance(release_id, wait=wait)
+    return "skipped" if r is None else r.status
+
+
+ACTIVE_OR_OWED = Q(status__in=ACTIVE_RELEASE) | ~Q(driver_action="")
+
+
+def due(now=None):
+    """The releases due now (the partial index ``release_due_idx`` serves this filter)."""
     now = now or timezone.now()
-    return list(
-        Release.objects.filter(Q(status__in=ACTIVE_RELEASE) | ~Q(driver_action=""))
+    return (
+        Release.objects.filter(ACTIVE_OR_OWED)
         .filter(Q(next_tick_at__isnull=True) | Q(next_tick_at__lte=now))
         .exclude(status=ReleaseStatus.PAUSED, pause_until__isnull=True, driver_action="")
-        .order_by("next_tick_at")
-        .values_list("pk", flat=True)[:200]
     )
 
 
-def tick_all() -> int:
-    """Drive every due release; wanted driver calls go to workers (``kick``), not inline."""
+def due_ids(now=None):
+    return list(due(now).order_by("next_tick_at").values_list("pk", flat=True)[:CLAIM_BATCH])
+
+
+def claim_due(limit=None, now=None) -> list[int]:
+    """Claim up to ``limit`` due releases (``portal.claims``): their ``next_tick_at`` moves one
+    lease ahead, so no other claimer takes them; driving them sets it for real."""
+    now = now or timezone.now()
+    lease = now + timedelta(seconds=settings.RELEASES_CLAIM_LEASE_SECONDS)
+    return claims.claim(due(now), "next_tick_at", lease, limit or CLAIM_BATCH)
+
+
+def drive_claimed(ids) -> int:
+    """Drive the claimed releases one by one (each in its own transaction); a wanted driver
+    call goes to a worker (``kick``), not inline."""
     n = 0
-    for pk in due_ids():
+    for pk in ids:
         try:
-            advance(pk, wait=False)
-            if Release.objects.filter(pk=pk).exclude(driver_call={}).exists():
+            r = _advance(pk, wait=False)
+            if r is not None and r.driver_call:
                 kick(pk)
             n += 1
         except Exception:  # noqa: BLE001 - one broken release must not stop the others
             log.exception("release %s: controller error", pk)
+    return n
+
+
+def tick_all() -> int:
+    """Drive every due release here, batch by batch (tests, ``manage.py`` and the embedded
+    mode; beat fans the batches out instead, ``dispatch``)."""
+    n, seen = 0, set()
+    while (ids := claim_due()) and not seen.issuperset(ids):
+        seen.update(ids)
+        n += drive_claimed(ids)
+    return n
+
+
+def dispatch() -> int:
+    """Beat: claim the due releases in batches and hand each batch to a worker
+    (``drive_releases``), so every worker process shares the tick. Nothing due: one query."""
+    ids = claim_due()
+    if len(ids) <= DRIVE_HERE:  # a quiet tick: no hop through the broker
+        return drive_claimed(ids)
+    n = 0
+    while ids and n < MAX_CLAIMED_PER_TICK:
+        enqueue(DRIVE_TASK, ids)
+        n += len(ids)
+        ids = claim_due()
     return n

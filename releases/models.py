@@ -161,6 +161,14 @@ class Release(models.Model):
                 name="release_one_active_per_env",
             )
         ]
+        # the controller's due query (``controller.due``): active or owed releases only
+        indexes = [
+            models.Index(
+                fields=["next_tick_at"],
+                condition=Q(status__in=["pending", "progressing", "paused"]) | ~Q(driver_action=""),
+                name="release_due_idx",
+            )
+        ]
 
     def __str__(self):
         return f"{self.service.slug} {self.version} → {self.environment.name}"

@@ -4,14 +4,11 @@ from celery import shared_task
 
 from releases import controller, sync
 
+# a release task whose worker dies is delivered again (driving is idempotent under the row lock)
+REDELIVERED = {"acks_late": True, "ignore_result": True, "soft_time_limit": 120, "time_limit": 150}
 
-@shared_task(
-    name=controller.ADVANCE_TASK,
-    acks_late=True,
-    ignore_result=True,
-    soft_time_limit=120,
-    time_limit=150,
-)
+
+@shared_task(name=controller.ADVANCE_TASK, **REDELIVERED)
 def advance_release(release_id):
     """Drive one release now, then hand its wanted driver call to the driver (after an action,
     a driver confirmation or a beat tick)."""
@@ -22,8 +19,15 @@ def advance_release(release_id):
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)
 def tick_releases():
-    """Beat: drive every release that is due (from the database state alone)."""
-    return controller.tick_all()
+    """Beat: claim the releases that are due (from the database state alone) in batches, one
+    ``drive_releases`` task per batch."""
+    return controller.dispatch()
+
+
+@shared_task(name=controller.DRIVE_TASK, **REDELIVERED)
+def drive_releases(ids):
+    """Drive one claimed batch of releases."""
+    return controller.drive_claimed(ids)
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=150)

@@ -62,13 +62,32 @@ class MetricsBackend:
         p50, p95, p99 (latency in seconds, error ratio as a fraction)."""
         raise NotImplementedError
 
+    def golden_signals_many(self, services, tracks, start, end, step, window) -> dict:
+        """{service id: golden_signals(service, ...)}; the builtin backend reads them at once."""
+        return {s.pk: self.golden_signals(s, tracks, start, end, step, window) for s in services}
+
     def current_signal(self, service, track: str, signal: str, window: float) -> float | None:
         """The latest value of one golden signal (for alert rules)."""
+        return self.current_signals([service], [track], window)[service.pk][track].get(signal)
+
+    def current_signals(self, services, tracks, window: float, signals=()) -> dict:
+        """{service id: {track: {signal: latest value or None}}} (alert rules in batches; a
+        backend may answer only ``signals`` when given)."""
         now = time.time()
         step = max(window / 4, 1)
-        data = self.golden_signals(service, [track], now - step, now, step, window)
-        points = data.get(track, {}).get(signal) or []
-        for _, v in reversed(points):
-            if v is not None:
-                return v
-        return None
+        data = self.golden_signals_many(services, tracks, now - step, now, step, window)
+        return {
+            pk: {
+                track: {name: latest(points) for name, points in (per.get(track) or {}).items()}
+                for track in tracks
+            }
+            for pk, per in data.items()
+        }
+
+
+def latest(points):
+    """The last non-None value of [(t, value), ...] (None when there is none)."""
+    for _, v in reversed(points or []):
+        if v is not None:
+            return v
+    return None

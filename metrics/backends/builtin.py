@@ -101,41 +101,29 @@ class BuiltinBackend(MetricsBackend):
         return req, f"{lat}_bucket"
 
     def golden_signals(self, service, tracks, start, end, step, window):
-        req, bucket = self.metric_names(service)
+        return self.golden_signals_many([service], tracks, start, end, step, window)[service.pk]
+
+    def golden_signals_many(self, services, tracks, start, end, step, window):
+        """``golden_signals`` of many services from one series query and one sample read."""
+        names = {s.pk: self.metric_names(s) for s in services}
         rows = list(
-            Series.objects.filter(service=service, name__in=[req, bucket], track__in=list(tracks))
-            .values_list("id", "name", "track", "code", "le", "resets")
+            Series.objects.filter(
+                service_id__in=list(names),
+                name__in={n for pair in names.values() for n in pair},
+                track__in=list(tracks),
+            )
+            .values_list("service_id", "id", "name", "track", "code", "le", "resets")
             .order_by()
         )
-        samples = load_samples([r[0] for r in rows], start - window, end, step)
+        samples = load_samples([r[1] for r in rows], start - window, end, step)
         times = sig.eval_times(start, end, step)
-        result = {}
-        for track in tracks:
-            req_cols, err_cols, le_cols = [], [], {}
-            for sid, name, s_track, code, le, resets in rows:
-                if s_track != track or sid not in samples:
-                    continue
-                ts, vs = samples[sid]
-                col = sig.rate(ts, vs, times, window, _first_raw(ts, vs, resets))
-                if name == req:
-                    req_cols.append(col)
-                    if code.startswith("5"):
-                        err_cols.append(col)
-                elif le is not None:
-                    le_cols.setdefault(le, []).append(col)
-            total = sig.sum_values(req_cols) if req_cols else [None] * len(times)
-            errors = sig.sum_values(err_cols) if err_cols else None
-            bucket_rates = {le: sig.sum_values(cols) for le, cols in le_cols.items()}
-            quantiles = sig.quantiles_over_time((0.5, 0.95, 0.99), bucket_rates)
-            data = {
-                "request_rate": list(zip(times, total, strict=True)),
-                "error_ratio": list(zip(times, sig.ratio(errors, total), strict=True)),
-            }
-            for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-                values = quantiles[q] if bucket_rates else [None] * len(times)
-                data[key] = list(zip(times, values, strict=True))
-            result[track] = data
-        return result
+        by_service: dict = {}
+        for row in rows:
+            by_service.setdefault(row[0], []).append(row[1:])
+        return {
+            pk: _signals(pair, by_service.get(pk, []), samples, tracks, times, window)
+            for pk, pair in names.items()
+        }
 
     # --- queries (PromQL subset, see metrics.backends.promql) ------------------------------
     def _select(self, node) -> list:
@@ -198,6 +186,38 @@ class BuiltinBackend(MetricsBackend):
         at = at if at is not None else time.time()
         results = self._evaluate(query, [at])
         return [r for r in results if r.points and r.points[-1][1] is not None]
+
+
+def _signals(names, rows, samples, tracks, times, window) -> dict:
+    """One service's golden signals per track from its series ``rows`` and their ``samples``."""
+    req, bucket = names
+    result = {}
+    for track in tracks:
+        req_cols, err_cols, le_cols = [], [], {}
+        for sid, name, s_track, code, le, resets in rows:
+            if s_track != track or sid not in samples:
+                continue
+            ts, vs = samples[sid]
+            col = sig.rate(ts, vs, times, window, _first_raw(ts, vs, resets))
+            if name == req:
+                req_cols.append(col)
+                if code.startswith("5"):
+                    err_cols.append(col)
+            elif name == bucket and le is not None:
+                le_cols.setdefault(le, []).append(col)
+        total = sig.sum_values(req_cols) if req_cols else [None] * len(times)
+        errors = sig.sum_values(err_cols) if err_cols else None
+        bucket_rates = {le: sig.sum_values(cols) for le, cols in le_cols.items()}
+        quantiles = sig.quantiles_over_time((0.5, 0.95, 0.99), bucket_rates)
+        data = {
+            "request_rate": list(zip(times, total, strict=True)),
+            "error_ratio": list(zip(times, sig.ratio(errors, total), strict=True)),
+        }
+        for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            values = quantiles[q] if bucket_rates else [None] * len(times)
+            data[key] = list(zip(times, values, strict=True))
+        result[track] = data
+    return result
 
 
 def _points(times, values) -> list:

@@ -133,6 +133,14 @@ class PrometheusBackend(MetricsBackend):
             result[track] = data
         return result
 
+    def current_signals(self, services, tracks, window, signals=()):
+        """One instant query per service, track and wanted signal."""
+        wanted = list(signals or PROMQL_TEMPLATES)
+        return {
+            s.pk: {t: {sg: self.current_signal(s, t, sg, window) for sg in wanted} for t in tracks}
+            for s in services
+        }
+
     def current_signal(self, service, track, signal, window):
         results = self.instant(signal_query(service, track, signal, window), at=time.time())
         return results[0].points[-1][1] if results else None

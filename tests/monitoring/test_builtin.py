@@ -232,7 +232,8 @@ def test_long_ranges_are_downsampled_in_sql_with_the_same_answer(db, squad):
     from metrics.backends.builtin import load_samples
 
     svc = ServiceFactory(slug="long", owner=squad, metrics_urls=["http://127.0.0.1:1/metrics"])
-    target = ScrapeTarget.objects.create(service=svc, url="http://127.0.0.1:1/metrics")
+    # saving the service made its target
+    target = ScrapeTarget.objects.get(service=svc, url="http://127.0.0.1:1/metrics")
     series = Series.objects.create(
         target=target,
         service=svc,
@@ -258,22 +259,21 @@ def test_long_ranges_are_downsampled_in_sql_with_the_same_answer(db, squad):
     assert len(rates) >= 36 and all(v == pytest.approx(2.0) for v in rates)
 
 
-def test_scrape_task_runs_one_round_at_a_time(checkout, fleet):
-    from django.core.cache import cache
-
-    from monitoring.tasks import SCRAPE_LOCK, scrape_targets
+def test_scrape_round_and_due_claims(checkout, fleet):
+    from metrics import scrape
 
     fleet.send("checkout", 3, track="stable")
     ServiceFactory(slug="dead", owner=checkout.owner, metrics_urls=["http://127.0.0.1:9/metrics"])
-    result = scrape_targets()
+    result = scrape.scrape_all()
     assert result["services"] == 2 and result["targets"] == 3 and result["samples"] > 0
     health = dict(ScrapeTarget.objects.values_list("service__slug", "health").order_by("health"))
     assert health == {"dead": "down", "checkout": "up"}
-    cache.add(SCRAPE_LOCK, "1", timeout=30)  # a round in progress elsewhere
-    try:
-        assert scrape_targets() == {"skipped": True}
-    finally:
-        cache.delete(SCRAPE_LOCK)
+    # beat's path: every target is due once, then not again until its interval has passed
+    claimed = scrape.claim_due(limit=10)
+    assert sorted(claimed) == sorted(ScrapeTarget.objects.values_list("pk", flat=True))
+    assert scrape.claim_due(limit=10) == []
+    got = scrape.scrape_shard(claimed)
+    assert got["targets"] == 3 and got["down"] == 1 and got["samples"] > 0
 
 
 def test_batched_quantiles_equal_the_reference_function():
