@@ -54,9 +54,10 @@ def scalable_environments(service) -> list[Environment]:
 def runtime_panel(request, slug):
     service = _service(slug)
     actor = Actor.from_request(request)
+    runtime.watch(service)
     ctx = {
         "service": service,
-        "runtime": runtime.service_runtime(service),
+        "runtime": runtime.runtime_snapshot(service),
         "schedules": ScaleSchedule.objects.filter(service=service).select_related("environment"),
         "events": ScaleEvent.objects.filter(service=service).select_related("environment")[:8],
         "environments": scalable_environments(service),

@@ -40,3 +40,11 @@ def apply_scaling_schedules():
     from releases import scaling
 
     return scaling.apply_schedules()
+
+
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+def refresh_runtime_snapshots():
+    """Beat: read the deployers' runtime for the services whose Runtime panel is open."""
+    from releases import runtime
+
+    return runtime.refresh_watched()
