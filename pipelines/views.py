@@ -124,11 +124,18 @@ def step_log(request, pk, index):
     """One step's part of the run log: a page with a live tail (HTMX: the tail alone)."""
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
     step = get_object_or_404(StepRun.objects.select_related("run"), run=run, index=index)
-    ctx = {"run": run, "service": run.service, "step": step}
-    ctx["log_url"] = reverse("pipelines:step_log", args=[run.pk, step.index])
+    url = reverse("pipelines:step_log", args=[run.pk, step.index])
+    return _part_log(
+        request, run, step, url, lambda o: services.step_log_page(step, o, limit=LOG_PAGE_BYTES)
+    )
+
+
+def _part_log(request, run, part, log_url: str, page):
+    """The step log page (a step's or a job's part of a run): ``page(offset)`` reads the log."""
+    ctx = {"run": run, "service": run.service, "step": part, "log_url": log_url}
 
     def read_page(offset):
-        log = services.step_log_page(step, offset, limit=LOG_PAGE_BYTES)
+        log = page(offset)
         ctx["log_html"] = to_html(log["text"])
         return log
 
@@ -173,16 +180,8 @@ def job_log(request, pk, index):
     needs = ", ".join(job.needs) or "nothing"
     # shown by the step log page: stage / name, status, and the line under the title
     part = {"stage": "job", "name": job.name, "status": job.status, "command": f"needs {needs}"}
-    ctx = {"run": run, "service": run.service, "step": part}
-    ctx["log_url"] = reverse("pipelines:job_log", args=[run.pk, job.index])
-
-    def read_page(offset):
-        log = joblog.page(job, offset, limit=LOG_PAGE_BYTES)
-        ctx["log_html"] = to_html(log["text"])
-        return log
-
-    template = "pipelines/step_log.html#tail" if request.htmx else "pipelines/step_log.html"
-    return logviews.tail(request, template, ctx, read_page)
+    url = reverse("pipelines:job_log", args=[run.pk, job.index])
+    return _part_log(request, run, part, url, lambda o: joblog.page(job, o, limit=LOG_PAGE_BYTES))
 
 
 @require_POST
