@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from releases import controller, sync
+from releases import controller, runtime, sync
 
 
 @shared_task(
@@ -45,6 +45,4 @@ def apply_scaling_schedules():
 @shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
 def refresh_runtime_snapshots():
     """Beat: read the deployers' runtime for the services whose Runtime panel is open."""
-    from releases import runtime
-
     return runtime.refresh_watched()
