@@ -22,7 +22,7 @@ from pipelines.runner import (
     worker_name,
 )
 from pipelines.spec import Spec
-from portal.gitsource import Checkout, SourceError, redact_url
+from portal.gitsource import redact_url
 from portal.joblog import LogWriter
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,7 @@ class JobExecution(Execution):
         source = JobSource(
             f"{run.pk}-job{self.job.index}", run.service, run.service_id, run.ref, run.commit_sha
         )
-        try:
-            self.checkout = Checkout(source, on_output=runlog.write, **self.watch)
-            workdir, _sha = self.checkout.prepare()
-        except SourceError as exc:
-            if runlog.should_cancel():
-                raise Stop(RunStatus.CANCELED) from None
-            runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
-            raise Stop(RunStatus.FAILED, f"source: {exc}") from None
+        workdir, _sha = self.check_out(source, "source")
         return workdir
 
     def conf_dir(self) -> Path:

@@ -167,14 +167,7 @@ class Execution:
             workdir.mkdir(parents=True, exist_ok=True)
             runlog.write(f"{DIM}no repository: running in an empty workspace{RESET}\n")
             return workdir
-        try:
-            self.checkout = Checkout(run, on_output=runlog.write, **self.watch)
-            workdir, sha = self.checkout.prepare()
-        except SourceError as exc:
-            if runlog.should_cancel():
-                raise Stop(RunStatus.CANCELED) from None
-            self.runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
-            raise Stop(RunStatus.FAILED, f"Source: {exc}") from None
+        workdir, sha = self.check_out(run, "Source")
         author, message = self.checkout.commit_info(sha)
         run.commit_sha = sha
         fields = {"commit_sha": sha}
@@ -184,6 +177,18 @@ class Execution:
         PipelineRun.objects.filter(pk=run.pk).update(**fields)
         runlog.write(f"{DIM}checked out {sha}{RESET}\n")
         return workdir
+
+    def check_out(self, source, label: str) -> tuple[Path, str]:
+        """Clone ``source`` (a run, or a job's part of one): a cancel while it clones ends the
+        run canceled, a clone that fails ends it failed with ``<label>: <why>``."""
+        try:
+            self.checkout = Checkout(source, on_output=self.runlog.write, **self.watch)
+            return self.checkout.prepare()
+        except SourceError as exc:
+            if self.runlog.should_cancel():
+                raise Stop(RunStatus.CANCELED) from None
+            self.runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
+            raise Stop(RunStatus.FAILED, f"{label}: {exc}") from None
 
     def spec(self, workdir: Path):
         run = self.run
