@@ -143,33 +143,53 @@ def _part_log(request, run, part, log_url: str, page):
     return logviews.tail(request, template, ctx, read_page)
 
 
-def _decide(request, pk, approve: bool):
-    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-    step = request.POST.get("step", "")
-    try:
+def _run_button(act):
+    """The POST view of one of a run's buttons: ``act(request, run, actor)`` calls the service
+    and answers (the message to show, where to go next); a refusal shows on the run's page."""
+
+    @require_POST
+    @login_required
+    def view(request, pk):
+        run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+        try:
+            text, to = act(request, run, Actor.from_request(request))
+        except DomainError as exc:
+            return domain_error_response(request, exc, run.get_absolute_url())
+        messages.success(request, text)
+        return redirect(to)
+
+    return view
+
+
+def _decide(approve: bool):
+    def act(request, run, actor):
+        step = request.POST.get("step", "")
         a = approvals.decide_approval(
             run,
-            actor=Actor.from_request(request),
+            actor=actor,
             approve=approve,
             step=int(step) if step.isdigit() else None,
             comment=request.POST.get("comment", "")[:500],
         )
-        messages.success(request, f"{a.step.name}: {a.status}.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, run.get_absolute_url())
-    return redirect(run.get_absolute_url())
+        return f"{a.step.name}: {a.status}.", run.get_absolute_url()
+
+    return act
 
 
-@require_POST
-@login_required
-def run_approve(request, pk):
-    return _decide(request, pk, True)
+def _cancel(request, run, actor):
+    services.cancel_run(run, actor=actor)
+    return f"Cancel requested for run #{run.number}.", run.get_absolute_url()
 
 
-@require_POST
-@login_required
-def run_reject(request, pk):
-    return _decide(request, pk, False)
+def _rerun(request, run, actor):
+    new = services.rerun_run(run, actor=actor)
+    return f"Re-run of #{run.number} queued as #{new.number}.", new.get_absolute_url()
+
+
+run_approve = _run_button(_decide(True))
+run_reject = _run_button(_decide(False))
+run_cancel = _run_button(_cancel)
+run_rerun = _run_button(_rerun)
 
 
 @login_required
@@ -182,30 +202,6 @@ def job_log(request, pk, index):
     part = {"stage": "job", "name": job.name, "status": job.status, "command": f"needs {needs}"}
     url = reverse("pipelines:job_log", args=[run.pk, job.index])
     return _part_log(request, run, part, url, lambda o: joblog.page(job, o, limit=LOG_PAGE_BYTES))
-
-
-@require_POST
-@login_required
-def run_cancel(request, pk):
-    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-    try:
-        services.cancel_run(run, actor=Actor.from_request(request))
-        messages.success(request, f"Cancel requested for run #{run.number}.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, run.get_absolute_url())
-    return redirect(run.get_absolute_url())
-
-
-@require_POST
-@login_required
-def run_rerun(request, pk):
-    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-    try:
-        new = services.rerun_run(run, actor=Actor.from_request(request))
-    except DomainError as exc:
-        return domain_error_response(request, exc, run.get_absolute_url())
-    messages.success(request, f"Re-run of #{run.number} queued as #{new.number}.")
-    return redirect(new.get_absolute_url())
 
 
 @login_required
