@@ -143,26 +143,44 @@ def _part_log(request, run, part, log_url: str, page):
     return logviews.tail(request, template, ctx, read_page)
 
 
-def _run_button(act):
-    """The POST view of one of a run's buttons: ``act(request, run, actor)`` calls the service
-    and answers (the message to show, where to go next); a refusal shows on the run's page."""
+def _button(load, back, act):
+    """The POST view of a button: ``load(**url_kwargs)`` fetches the object (404),
+    ``act(request, obj, actor, **url_kwargs)`` calls the service and answers (the message to
+    show or "", where to go next or None for ``back(obj)``); a refusal goes to ``back(obj)``."""
 
     @require_POST
     @login_required
-    def view(request, pk):
-        run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+    def view(request, **kwargs):
+        obj = load(**kwargs)
         try:
-            text, to = act(request, run, Actor.from_request(request))
+            text, to = act(request, obj, Actor.from_request(request), **kwargs)
         except DomainError as exc:
-            return domain_error_response(request, exc, run.get_absolute_url())
-        messages.success(request, text)
-        return redirect(to)
+            return domain_error_response(request, exc, back(obj))
+        if text:
+            messages.success(request, text)
+        return redirect(to or back(obj))
 
     return view
 
 
+def _run(pk):
+    return get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+
+
+def _service(slug, **_):
+    return get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+
+
+def _run_page(run) -> str:
+    return run.get_absolute_url()
+
+
+def _pipeline_page(anchor: str = ""):
+    return lambda service: reverse("pipelines:service_pipeline", args=[service.slug]) + anchor
+
+
 def _decide(approve: bool):
-    def act(request, run, actor):
+    def act(request, run, actor, **_):
         step = request.POST.get("step", "")
         a = approvals.decide_approval(
             run,
@@ -171,25 +189,58 @@ def _decide(approve: bool):
             step=int(step) if step.isdigit() else None,
             comment=request.POST.get("comment", "")[:500],
         )
-        return f"{a.step.name}: {a.status}.", run.get_absolute_url()
+        return f"{a.step.name}: {a.status}.", None
 
     return act
 
 
-def _cancel(request, run, actor):
+def _cancel(request, run, actor, **_):
     services.cancel_run(run, actor=actor)
-    return f"Cancel requested for run #{run.number}.", run.get_absolute_url()
+    return f"Cancel requested for run #{run.number}.", None
 
 
-def _rerun(request, run, actor):
+def _rerun(request, run, actor, **_):
     new = services.rerun_run(run, actor=actor)
     return f"Re-run of #{run.number} queued as #{new.number}.", new.get_absolute_url()
 
 
-run_approve = _run_button(_decide(True))
-run_reject = _run_button(_decide(False))
-run_cancel = _run_button(_cancel)
-run_rerun = _run_button(_rerun)
+def _trigger(request, service, actor, **_):
+    run, _created = services.trigger_run(
+        service,
+        actor=actor,
+        ref=request.POST.get("ref", ""),
+        commit=request.POST.get("commit", ""),
+        trigger=PipelineRun.Trigger.MANUAL,
+    )
+    return f"Run #{run.number} of {service.name} queued.", run.get_absolute_url()
+
+
+def _save_spec(request, service, actor, **_):
+    services.save_spec(service, actor=actor, text=request.POST.get("spec", ""))
+    return "Pipeline spec saved.", None
+
+
+def _set_secret(request, service, actor, **_):
+    post = request.POST
+    secret = services.set_secret(
+        service, actor=actor, name=post.get("name", ""), value=post.get("value", "")
+    )
+    return f"Secret {secret.name} saved.", None
+
+
+def _delete_secret(request, service, actor, name, **_):
+    deleted = services.delete_secret(service, actor=actor, name=name)
+    return (f"Secret {name} deleted." if deleted else ""), None
+
+
+run_approve = _button(_run, _run_page, _decide(True))
+run_reject = _button(_run, _run_page, _decide(False))
+run_cancel = _button(_run, _run_page, _cancel)
+run_rerun = _button(_run, _run_page, _rerun)
+service_trigger = _button(_service, _pipeline_page(), _trigger)
+spec_save = _button(_service, _pipeline_page("#spec"), _save_spec)
+secret_set = _button(_service, _pipeline_page("#secrets"), _set_secret)
+secret_delete = _button(_service, _pipeline_page("#secrets"), _delete_secret)
 
 
 @login_required
@@ -235,72 +286,6 @@ def service_pipeline(request, slug):
         "jenkins_job": jenkins.service_job(service),
     }
     return render(request, "pipelines/service_pipeline.html", ctx)
-
-
-@require_POST
-@login_required
-def service_trigger(request, slug):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    try:
-        run, _ = services.trigger_run(
-            service,
-            actor=Actor.from_request(request),
-            ref=request.POST.get("ref", ""),
-            commit=request.POST.get("commit", ""),
-            trigger=PipelineRun.Trigger.MANUAL,
-        )
-    except DomainError as exc:
-        return domain_error_response(
-            request, exc, reverse("pipelines:service_pipeline", args=[slug])
-        )
-    messages.success(request, f"Run #{run.number} of {service.name} queued.")
-    return redirect(run.get_absolute_url())
-
-
-@require_POST
-@login_required
-def spec_save(request, slug):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    back = reverse("pipelines:service_pipeline", args=[slug])
-    try:
-        services.save_spec(
-            service, actor=Actor.from_request(request), text=request.POST.get("spec", "")
-        )
-        messages.success(request, "Pipeline spec saved.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, back + "#spec")
-    return redirect(back + "#spec")
-
-
-@require_POST
-@login_required
-def secret_set(request, slug):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    back = reverse("pipelines:service_pipeline", args=[slug])
-    try:
-        secret = services.set_secret(
-            service,
-            actor=Actor.from_request(request),
-            name=request.POST.get("name", ""),
-            value=request.POST.get("value", ""),
-        )
-        messages.success(request, f"Secret {secret.name} saved.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, back + "#secrets")
-    return redirect(back + "#secrets")
-
-
-@require_POST
-@login_required
-def secret_delete(request, slug, name):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    back = reverse("pipelines:service_pipeline", args=[slug])
-    try:
-        if services.delete_secret(service, actor=Actor.from_request(request), name=name):
-            messages.success(request, f"Secret {name} deleted.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, back + "#secrets")
-    return redirect(back + "#secrets")
 
 
 @login_required
