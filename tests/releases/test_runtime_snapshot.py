@@ -2,7 +2,9 @@
 deploy driver (here the local Kubernetes API server, which counts the requests it answers) is
 read at most once per ``RELEASES_RUNTIME_SECONDS`` per service and environment."""
 
+import re
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
@@ -23,13 +25,16 @@ def _reads(api, since: int) -> int:
 
 @pytest.fixture
 def deployed(kube, k8s_env, service, alice):  # noqa: F811 - the fixtures above
+    """The service scaled in the Kubernetes environment; ``per_read``: the requests one read
+    of the driver makes."""
     scaling.scale_service(service, actor=Actor(user=alice), environment=k8s_env, replicas=4)
-    cache.delete_many([runtime._key(service, k8s_env), runtime._key(service, k8s_env) + ":lock"])
+    key = runtime._key(service, k8s_env)
+    cache.delete_many([key, key + ":lock"])
     before = len(kube.requests)
-    service_runtime(service)  # what one read of the driver costs, in requests
+    service_runtime(service)
     per_read = _reads(kube, before)
     assert per_read > 0
-    return per_read
+    return SimpleNamespace(kube=kube, env=k8s_env, service=service, key=key, per_read=per_read)
 
 
 @pytest.fixture
@@ -42,72 +47,55 @@ def viewers(db):
     return out
 
 
-def _panel(client, service) -> str:  # noqa: F811
+def _panel(client, service) -> str:  # noqa: F811 - a service, not the fixture
     r = client.get(f"/releases/services/{service.slug}/runtime")
     assert r.status_code == 200
     return r.content.decode()
 
 
-def test_many_viewers_polling_read_the_driver_once_per_interval(
-    settings,
-    kube,  # noqa: F811
-    k8s_env,  # noqa: F811
-    service,  # noqa: F811
-    deployed,
-    viewers,
-):
+def test_many_viewers_polling_read_the_driver_once_per_interval(settings, deployed, viewers):
     settings.RELEASES_RUNTIME_SECONDS = 3600  # every poll below falls within one interval
-    before = len(kube.requests)
+    d = deployed
+    before = len(d.kube.requests)
     for _ in range(5):
         for client in viewers:
-            page = _panel(client, service)
+            page = _panel(client, d.service)
             assert "playback-api-7d9f-1" in page and " s ago" in page
-    assert _reads(kube, before) == deployed  # 40 polls, one driver read
+    assert _reads(d.kube, before) == d.per_read  # 40 polls, one driver read
 
     # the snapshot is shown with its age
-    key = runtime._key(service, k8s_env)
-    snap = cache.get(key)
-    cache.set(key, {**snap, "at": snap["at"] - 42}, timeout=60)
-    assert "read 42 s ago" in _panel(viewers[0], service)
-    assert _reads(kube, before) == deployed
+    snap = cache.get(d.key)
+    cache.set(d.key, {**snap, "at": snap["at"] - 42}, timeout=60)
+    (age,) = re.findall(r"read (\d+) s ago", _panel(viewers[0], d.service))
+    assert 42 <= int(age) < 3600  # its age, and no new read although older than before
+    assert _reads(d.kube, before) == d.per_read
 
 
-def test_beat_refreshes_the_watched_snapshot_once_per_interval(
-    settings,
-    kube,  # noqa: F811
-    k8s_env,  # noqa: F811
-    service,  # noqa: F811
-    deployed,
-    viewers,
-):
+def test_beat_refreshes_the_watched_snapshot_once_per_interval(settings, deployed, viewers):
     settings.RELEASES_RUNTIME_SECONDS = 3600
-    _panel(viewers[0], service)  # watched (and the first read)
-    before = len(kube.requests)
+    d = deployed
+    _panel(viewers[0], d.service)  # watched (and the first read)
+    before = len(d.kube.requests)
     assert runtime.refresh_watched() == 0  # read within this interval already
-    cache.delete(runtime._key(service, k8s_env) + ":lock")  # the interval passes
+    cache.delete(d.key + ":lock")  # the interval passes
     assert runtime.refresh_watched() == 1
     assert runtime.refresh_watched() == 0
     for client in viewers:
-        _panel(client, service)
-    assert _reads(kube, before) == deployed
+        _panel(client, d.service)
+    assert _reads(d.kube, before) == d.per_read
 
 
-def test_reads_stay_within_one_per_interval_while_time_passes(
-    settings,
-    kube,  # noqa: F811
-    service,  # noqa: F811
-    deployed,
-    viewers,
-):
+def test_reads_stay_within_one_per_interval_while_time_passes(settings, deployed, viewers):
     """A short interval and viewers polling until the driver was read three times: however slow
     the machine, the reads never outnumber the intervals that passed (plus the first)."""
     settings.RELEASES_RUNTIME_SECONDS = 1
-    before, started = len(kube.requests), time.monotonic()
+    d = deployed
+    before, started = len(d.kube.requests), time.monotonic()
     deadline = started + 30
-    while _reads(kube, before) < 3 * deployed and time.monotonic() < deadline:
+    while _reads(d.kube, before) < 3 * d.per_read and time.monotonic() < deadline:
         for client in viewers:
-            _panel(client, service)
+            _panel(client, d.service)
     elapsed = time.monotonic() - started
-    reads = _reads(kube, before) / deployed
+    reads = _reads(d.kube, before) / d.per_read
     assert reads >= 3, "the snapshot was never refreshed"
     assert reads <= elapsed / settings.RELEASES_RUNTIME_SECONDS + 1
