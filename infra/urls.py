@@ -1,29 +1,25 @@
-from django.urls import path
-
 from infra import views
+from portal.routes import routes
 
 app_name = "infra"
 
-urlpatterns = [
-    path("infra/", views.workspace_list, name="workspace_list"),
-    path("infra/new", views.workspace_new, name="workspace_new"),
-    path("infra/board", views.board, name="board"),
-    path("infra/runs/<int:pk>/", views.run_detail, name="run_detail"),
-    path("infra/runs/<int:pk>/log", views.run_log, name="run_log"),
-    path("infra/runs/<int:pk>/apply", views.run_apply, name="run_apply"),
-    path("infra/runs/<int:pk>/discard", views.run_discard, name="run_discard"),
-    path("infra/runs/<int:pk>/cancel", views.run_cancel, name="run_cancel"),
-    path("infra/<slug:slug>/", views.workspace_detail, name="workspace_detail"),
-    path("infra/<slug:slug>/edit", views.workspace_edit, name="workspace_edit"),
-    path("infra/<slug:slug>/plan", views.workspace_plan, name="workspace_plan"),
-    path(
-        "infra/<slug:slug>/drift-check", views.workspace_drift_check, name="workspace_drift_check"
-    ),
-    path("infra/<slug:slug>/unlock", views.workspace_unlock, name="workspace_unlock"),
-    path("infra/<slug:slug>/variables", views.variable_add, name="variable_add"),
-    path(
-        "infra/<slug:slug>/variables/<int:pk>/delete",
-        views.variable_delete,
-        name="variable_delete",
-    ),
-]
+urlpatterns = routes(
+    views,
+    """
+    infra/                                       workspace_list
+    infra/new                                    workspace_new
+    infra/board                                  board
+    infra/runs/<int:pk>/                         run_detail
+    infra/runs/<int:pk>/log                      run_log
+    infra/runs/<int:pk>/apply                    run_apply
+    infra/runs/<int:pk>/discard                  run_discard
+    infra/runs/<int:pk>/cancel                   run_cancel
+    infra/<slug:slug>/                           workspace_detail
+    infra/<slug:slug>/edit                       workspace_edit
+    infra/<slug:slug>/plan                       workspace_plan
+    infra/<slug:slug>/drift-check                workspace_drift_check
+    infra/<slug:slug>/unlock                     workspace_unlock
+    infra/<slug:slug>/variables                  variable_add
+    infra/<slug:slug>/variables/<int:pk>/delete  variable_delete
+    """,
+)

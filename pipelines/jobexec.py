@@ -22,7 +22,7 @@ from pipelines.runner import (
     worker_name,
 )
 from pipelines.spec import Spec
-from portal.gitsource import Checkout, SourceError, redact_url
+from portal.gitsource import Checkout, redact_url
 from portal.joblog import LogWriter
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,7 @@ class JobExecution(Execution):
             workdir.mkdir(parents=True, exist_ok=True)
             return workdir
         runlog.write(f"{DIM}{redact_url(run.service.repository_url)} @ {run.commit_sha}{RESET}\n")
-        try:
-            self.checkout = self.new_checkout()
-            workdir, _sha = self.checkout.prepare()
-        except SourceError as exc:
-            if runlog.should_cancel():
-                raise Stop(RunStatus.CANCELED) from None
-            runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
-            raise Stop(RunStatus.FAILED, f"source: {exc}") from None
+        workdir, _sha = self.check_out("source")
         return workdir
 
     def new_checkout(self) -> Checkout:

@@ -140,10 +140,7 @@ def _artifacts(node, field: str) -> dict:
 
 
 def _cache(node, field: str) -> dict:
-    keys = s._mapping(node, field, CACHE_KEYS)
-    for need in ("key", "paths"):
-        if need not in keys:
-            raise s.SpecError(f"required: the cache's {need}", s._line(node), f"{field}.{need}")
+    keys = s._mapping(node, field, CACHE_KEYS, required=("key", "paths"), label="the cache's ")
     key = s._str(keys["key"], f"{field}.key")
     if not CACHE_KEY_RE.match(key):
         raise s.SpecError(

@@ -169,14 +169,7 @@ class Execution:
             workdir.mkdir(parents=True, exist_ok=True)
             runlog.write(f"{DIM}no repository: running in an empty workspace{RESET}\n")
             return workdir
-        try:
-            self.checkout = self.new_checkout()
-            workdir, sha = self.checkout.prepare()
-        except SourceError as exc:
-            if runlog.should_cancel():
-                raise Stop(RunStatus.CANCELED) from None
-            self.runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
-            raise Stop(RunStatus.FAILED, f"Source: {exc}") from None
+        workdir, sha = self.check_out("Source")
         author, message = self.checkout.commit_info(sha)
         run.commit_sha = sha
         fields = {"commit_sha": sha}
@@ -186,6 +179,18 @@ class Execution:
         PipelineRun.objects.filter(pk=run.pk).update(**fields)
         runlog.write(f"{DIM}checked out {sha}{RESET}\n")
         return workdir
+
+    def check_out(self, label: str) -> tuple[Path, str]:
+        """Clone the source (``new_checkout``: the run's, or a job's part of it): a cancel while
+        it clones ends the run canceled, a clone that fails ends it failed with ``<label>: <why>``."""
+        try:
+            self.checkout = self.new_checkout()
+            return self.checkout.prepare()
+        except SourceError as exc:
+            if self.runlog.should_cancel():
+                raise Stop(RunStatus.CANCELED) from None
+            self.runlog.write(f"{RED}✖ source: {exc}{RESET}\n")
+            raise Stop(RunStatus.FAILED, f"{label}: {exc}") from None
 
     def spec(self, workdir: Path):
         run = self.run

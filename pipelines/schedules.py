@@ -39,10 +39,7 @@ def parse_schedules(node) -> list[dict]:
 
 
 def _schedule(node, field: str) -> dict:
-    keys = s._mapping(node, field, SCHEDULE_KEYS)
-    for need in ("cron", "branch"):
-        if need not in keys:
-            raise s.SpecError(f"required: {need}", s._line(node), f"{field}.{need}")
+    keys = s._mapping(node, field, SCHEDULE_KEYS, required=("cron", "branch"))
     cron = s._str(keys["cron"], f"{field}.cron")
     if not croniter.is_valid(cron) or len(cron.split()) != 5:
         raise s.SpecError(

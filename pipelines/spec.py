@@ -131,7 +131,8 @@ def _kind(node):
     return "value"
 
 
-def _mapping(node, field, allowed):
+def _mapping(node, field, allowed, required=(), label=""):
+    """The keys of a mapping node, each allowed and once; the ``required`` ones present."""
     if not isinstance(node, yaml.MappingNode):
         raise SpecError(f"expected a mapping, got a {_kind(node)}", _line(node), field)
     out = {}
@@ -146,6 +147,9 @@ def _mapping(node, field, allowed):
         if key in out:
             raise SpecError(f"duplicate key {key!r}", _line(knode), f"{field}.{key}".lstrip("."))
         out[key] = vnode
+    for need in required:
+        if need not in out:
+            raise SpecError(f"required: {label}{need}", _line(node), f"{field}.{need}")
     return out
 
 

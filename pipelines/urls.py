@@ -1,36 +1,30 @@
-from django.urls import path
-
 from pipelines import views
+from portal.routes import routes
 
 app_name = "pipelines"
 
-urlpatterns = [
-    path("pipelines/", views.run_list, name="run_list"),
-    path("pipelines/board/", views.board, name="board"),
-    path("pipelines/runs/<int:pk>/", views.run_detail, name="run_detail"),
-    path("pipelines/runs/<int:pk>/log", views.run_log, name="run_log"),
-    path("pipelines/runs/<int:pk>/log.txt", views.run_log_text, name="run_log_text"),
-    path("pipelines/runs/<int:pk>/steps/<int:index>/log", views.step_log, name="step_log"),
-    path("pipelines/runs/<int:pk>/jobs/<int:index>/log", views.job_log, name="job_log"),
-    path(
-        "pipelines/runs/<int:pk>/artifacts/<int:artifact_id>",
-        views.run_artifact,
-        name="run_artifact",
-    ),
-    path("pipelines/runs/<int:pk>/approve", views.run_approve, name="run_approve"),
-    path("pipelines/runs/<int:pk>/reject", views.run_reject, name="run_reject"),
-    path("pipelines/runs/<int:pk>/cancel", views.run_cancel, name="run_cancel"),
-    path("pipelines/runs/<int:pk>/rerun", views.run_rerun, name="run_rerun"),
-    path("pipelines/services/<entity:slug>/", views.service_pipeline, name="service_pipeline"),
-    path("pipelines/services/<entity:slug>/panel", views.service_panel, name="service_panel"),
-    path("pipelines/squads/<entity:slug>/panel", views.squad_panel, name="squad_panel"),
-    path("pipelines/services/<entity:slug>/run", views.service_trigger, name="service_trigger"),
-    path("pipelines/services/<entity:slug>/jenkins", views.jenkins_builds, name="jenkins_builds"),
-    path("pipelines/services/<entity:slug>/spec", views.spec_save, name="spec_save"),
-    path("pipelines/services/<entity:slug>/secrets", views.secret_set, name="secret_set"),
-    path(
-        "pipelines/services/<entity:slug>/secrets/<str:name>/delete",
-        views.secret_delete,
-        name="secret_delete",
-    ),
-]
+urlpatterns = routes(
+    views,
+    """
+    pipelines/                                                  run_list
+    pipelines/board/                                            board
+    pipelines/runs/<int:pk>/                                    run_detail
+    pipelines/runs/<int:pk>/log                                 run_log
+    pipelines/runs/<int:pk>/log.txt                             run_log_text
+    pipelines/runs/<int:pk>/steps/<int:index>/log               step_log
+    pipelines/runs/<int:pk>/jobs/<int:index>/log                job_log
+    pipelines/runs/<int:pk>/artifacts/<int:artifact_id>         run_artifact
+    pipelines/runs/<int:pk>/approve                             run_approve
+    pipelines/runs/<int:pk>/reject                              run_reject
+    pipelines/runs/<int:pk>/cancel                              run_cancel
+    pipelines/runs/<int:pk>/rerun                               run_rerun
+    pipelines/services/<entity:slug>/                           service_pipeline
+    pipelines/services/<entity:slug>/panel                      service_panel
+    pipelines/squads/<entity:slug>/panel                        squad_panel
+    pipelines/services/<entity:slug>/run                        service_trigger
+    pipelines/services/<entity:slug>/jenkins                    jenkins_builds
+    pipelines/services/<entity:slug>/spec                       spec_save
+    pipelines/services/<entity:slug>/secrets                    secret_set
+    pipelines/services/<entity:slug>/secrets/<str:name>/delete  secret_delete
+    """,
+)

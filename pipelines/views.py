@@ -126,11 +126,18 @@ def step_log(request, pk, index):
     """One step's part of the run log: a page with a live tail (HTMX: the tail alone)."""
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
     step = get_object_or_404(StepRun.objects.select_related("run"), run=run, index=index)
-    ctx = {"run": run, "service": run.service, "step": step}
-    ctx["log_url"] = reverse("pipelines:step_log", args=[run.pk, step.index])
+    url = reverse("pipelines:step_log", args=[run.pk, step.index])
+    return _part_log(
+        request, run, step, url, lambda o: services.step_log_page(step, o, limit=LOG_PAGE_BYTES)
+    )
+
+
+def _part_log(request, run, part, log_url: str, page):
+    """The step log page (a step's or a job's part of a run): ``page(offset)`` reads the log."""
+    ctx = {"run": run, "service": run.service, "step": part, "log_url": log_url}
 
     def read_page(offset):
-        log = services.step_log_page(step, offset, limit=LOG_PAGE_BYTES)
+        log = page(offset)
         ctx["log_html"] = to_html(log["text"])
         return log
 
@@ -138,33 +145,104 @@ def step_log(request, pk, index):
     return logviews.tail(request, template, ctx, read_page)
 
 
-def _decide(request, pk, approve: bool):
-    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-    step = request.POST.get("step", "")
-    try:
+def _button(load, back, act):
+    """The POST view of a button: ``load(**url_kwargs)`` fetches the object (404),
+    ``act(request, obj, actor, **url_kwargs)`` calls the service and answers (the message to
+    show or "", where to go next or None for ``back(obj)``); a refusal goes to ``back(obj)``."""
+
+    @require_POST
+    @login_required
+    def view(request, **kwargs):
+        obj = load(**kwargs)
+        try:
+            text, to = act(request, obj, Actor.from_request(request), **kwargs)
+        except DomainError as exc:
+            return domain_error_response(request, exc, back(obj))
+        if text:
+            messages.success(request, text)
+        return redirect(to or back(obj))
+
+    return view
+
+
+def _run(pk):
+    return get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
+
+
+def _service(slug, **_):
+    return get_object_or_404(Service.objects.select_related("owner"), slug=slug)
+
+
+def _run_page(run) -> str:
+    return run.get_absolute_url()
+
+
+def _pipeline_page(anchor: str = ""):
+    return lambda service: reverse("pipelines:service_pipeline", args=[service.slug]) + anchor
+
+
+def _decide(approve: bool):
+    def act(request, run, actor, **_):
+        step = request.POST.get("step", "")
         a = approvals.decide_approval(
             run,
-            actor=Actor.from_request(request),
+            actor=actor,
             approve=approve,
             step=int(step) if step.isdigit() else None,
             comment=request.POST.get("comment", "")[:500],
         )
-        messages.success(request, f"{a.step.name}: {a.status}.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, run.get_absolute_url())
-    return redirect(run.get_absolute_url())
+        return f"{a.step.name}: {a.status}.", None
+
+    return act
 
 
-@require_POST
-@login_required
-def run_approve(request, pk):
-    return _decide(request, pk, True)
+def _cancel(request, run, actor, **_):
+    services.cancel_run(run, actor=actor)
+    return f"Cancel requested for run #{run.number}.", None
 
 
-@require_POST
-@login_required
-def run_reject(request, pk):
-    return _decide(request, pk, False)
+def _rerun(request, run, actor, **_):
+    new = services.rerun_run(run, actor=actor)
+    return f"Re-run of #{run.number} queued as #{new.number}.", new.get_absolute_url()
+
+
+def _trigger(request, service, actor, **_):
+    run, _created = services.trigger_run(
+        service,
+        actor=actor,
+        ref=request.POST.get("ref", ""),
+        commit=request.POST.get("commit", ""),
+        trigger=PipelineRun.Trigger.MANUAL,
+    )
+    return f"Run #{run.number} of {service.name} queued.", run.get_absolute_url()
+
+
+def _save_spec(request, service, actor, **_):
+    services.save_spec(service, actor=actor, text=request.POST.get("spec", ""))
+    return "Pipeline spec saved.", None
+
+
+def _set_secret(request, service, actor, **_):
+    post = request.POST
+    secret = services.set_secret(
+        service, actor=actor, name=post.get("name", ""), value=post.get("value", "")
+    )
+    return f"Secret {secret.name} saved.", None
+
+
+def _delete_secret(request, service, actor, name, **_):
+    deleted = services.delete_secret(service, actor=actor, name=name)
+    return (f"Secret {name} deleted." if deleted else ""), None
+
+
+run_approve = _button(_run, _run_page, _decide(True))
+run_reject = _button(_run, _run_page, _decide(False))
+run_cancel = _button(_run, _run_page, _cancel)
+run_rerun = _button(_run, _run_page, _rerun)
+service_trigger = _button(_service, _pipeline_page(), _trigger)
+spec_save = _button(_service, _pipeline_page("#spec"), _save_spec)
+secret_set = _button(_service, _pipeline_page("#secrets"), _set_secret)
+secret_delete = _button(_service, _pipeline_page("#secrets"), _delete_secret)
 
 
 @login_required
@@ -175,40 +253,8 @@ def job_log(request, pk, index):
     needs = ", ".join(job.needs) or "nothing"
     # shown by the step log page: stage / name, status, and the line under the title
     part = {"stage": "job", "name": job.name, "status": job.status, "command": f"needs {needs}"}
-    ctx = {"run": run, "service": run.service, "step": part}
-    ctx["log_url"] = reverse("pipelines:job_log", args=[run.pk, job.index])
-
-    def read_page(offset):
-        log = joblog.page(job, offset, limit=LOG_PAGE_BYTES)
-        ctx["log_html"] = to_html(log["text"])
-        return log
-
-    template = "pipelines/step_log.html#tail" if request.htmx else "pipelines/step_log.html"
-    return logviews.tail(request, template, ctx, read_page)
-
-
-@require_POST
-@login_required
-def run_cancel(request, pk):
-    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-    try:
-        services.cancel_run(run, actor=Actor.from_request(request))
-        messages.success(request, f"Cancel requested for run #{run.number}.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, run.get_absolute_url())
-    return redirect(run.get_absolute_url())
-
-
-@require_POST
-@login_required
-def run_rerun(request, pk):
-    run = get_object_or_404(PipelineRun.objects.select_related("service"), pk=pk)
-    try:
-        new = services.rerun_run(run, actor=Actor.from_request(request))
-    except DomainError as exc:
-        return domain_error_response(request, exc, run.get_absolute_url())
-    messages.success(request, f"Re-run of #{run.number} queued as #{new.number}.")
-    return redirect(new.get_absolute_url())
+    url = reverse("pipelines:job_log", args=[run.pk, job.index])
+    return _part_log(request, run, part, url, lambda o: joblog.page(job, o, limit=LOG_PAGE_BYTES))
 
 
 @login_required
@@ -258,72 +304,6 @@ def service_pipeline(request, slug):
         **_actions_ctx(service),
     }
     return render(request, "pipelines/service_pipeline.html", ctx)
-
-
-@require_POST
-@login_required
-def service_trigger(request, slug):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    try:
-        run, _ = services.trigger_run(
-            service,
-            actor=Actor.from_request(request),
-            ref=request.POST.get("ref", ""),
-            commit=request.POST.get("commit", ""),
-            trigger=PipelineRun.Trigger.MANUAL,
-        )
-    except DomainError as exc:
-        return domain_error_response(
-            request, exc, reverse("pipelines:service_pipeline", args=[slug])
-        )
-    messages.success(request, f"Run #{run.number} of {service.name} queued.")
-    return redirect(run.get_absolute_url())
-
-
-@require_POST
-@login_required
-def spec_save(request, slug):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    back = reverse("pipelines:service_pipeline", args=[slug])
-    try:
-        services.save_spec(
-            service, actor=Actor.from_request(request), text=request.POST.get("spec", "")
-        )
-        messages.success(request, "Pipeline spec saved.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, back + "#spec")
-    return redirect(back + "#spec")
-
-
-@require_POST
-@login_required
-def secret_set(request, slug):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    back = reverse("pipelines:service_pipeline", args=[slug])
-    try:
-        secret = services.set_secret(
-            service,
-            actor=Actor.from_request(request),
-            name=request.POST.get("name", ""),
-            value=request.POST.get("value", ""),
-        )
-        messages.success(request, f"Secret {secret.name} saved.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, back + "#secrets")
-    return redirect(back + "#secrets")
-
-
-@require_POST
-@login_required
-def secret_delete(request, slug, name):
-    service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
-    back = reverse("pipelines:service_pipeline", args=[slug])
-    try:
-        if services.delete_secret(service, actor=Actor.from_request(request), name=name):
-            messages.success(request, f"Secret {name} deleted.")
-    except DomainError as exc:
-        return domain_error_response(request, exc, back + "#secrets")
-    return redirect(back + "#secrets")
 
 
 @login_required

@@ -423,6 +423,9 @@ RELEASES_CLAIM_LEASE_SECONDS = env_float("RELEASES_CLAIM_LEASE_SECONDS", 60.0)  
 RELEASES_DEMO_TIME_SCALE = env_float("RELEASES_DEMO_TIME_SCALE", 1.0)
 # how often beat reads the deployers' status onto active releases (kubernetes, argo, haproxy)
 RELEASES_OBSERVE_SECONDS = env_float("RELEASES_OBSERVE_SECONDS", 15.0)
+# the Runtime panel's snapshot: the driver is read at most once per this many seconds per service
+# and environment, by beat for services someone watches (or by the first viewer after it)
+RELEASES_RUNTIME_SECONDS = env_int("RELEASES_RUNTIME_SECONDS", 5)
 # scaling: default limits (a service's backline.io/min-replicas / max-replicas override them)
 # and how often beat evaluates the peak-hour schedules
 SCALING_MIN_REPLICAS = env_int("SCALING_MIN_REPLICAS", 1)

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from portal import inbound, views
 from portal.registry import registry
+from portal.routes import routes
 
 # every app registers its HTML and API URL modules from AppConfig.ready() (portal.registry.urls)
 api_v1 = [
@@ -13,16 +14,21 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("audit/", views.audit_list, name="audit_list"),
-    path("tokens/", views.token_list, name="token_list"),
-    path("tokens/<int:pk>/revoke", views.token_revoke, name="token_revoke"),
-    path("events/", views.event_list, name="event_list"),
-    path("events/deliveries/<int:pk>/redeliver", views.event_redeliver, name="event_redeliver"),
+    *routes(
+        views,
+        """
+        audit/                               audit_list
+        tokens/                              token_list
+        tokens/<int:pk>/revoke               token_revoke
+        events/                              event_list
+        events/deliveries/<int:pk>/redeliver event_redeliver
+        healthz                              healthz
+        metrics                              metrics_view      metrics
+        """,
+    ),
     path("hooks/github", inbound.github, name="github_webhook"),
     path("hooks/github/", inbound.github),
     path("hooks/terraform", inbound.github, name="terraform_webhook"),  # alias, kept for old hooks
-    path("healthz", views.healthz, name="healthz"),
-    path("metrics", views.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -10,6 +10,7 @@ mapping to an error no view handled (redirecting back to the page the request ca
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib import messages
@@ -69,3 +70,19 @@ class DomainErrorMiddleware:
         if isinstance(exception, DomainError) and not request.path.startswith("/api/"):
             return domain_error_response(request, exception)
         return None
+
+
+def signed_in(what: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """For HTMX buttons: no session answers 401 "Sign in to <what>." (a login redirect would be
+    swapped into the page)."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return HttpResponse(f"Sign in to {what}.", status=401)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

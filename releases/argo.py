@@ -159,36 +159,21 @@ class ArgoRolloutsDriver(KubeDriver):
         ro = self._get(custom, ns, name)
         status = ro.get("status") or {}
         if status.get("currentPodHash") != status.get("stableRS"):  # `promote --full`
-            self._patch(
-                custom,
-                ns,
-                name,
-                {"status": {"promoteFull": True}},
-                status=True,
-                what=f"fully promote Rollout {ns}/{name}",
-            )
+            self._set_status(custom, ns, name, {"promoteFull": True}, "fully promote")
+
+    def _set_status(self, custom, ns, name, patch: dict, verb: str) -> None:
+        """What `kubectl argo rollouts` does for promote --full / abort / retry: a patch of
+        the Rollout's status subresource."""
+        what = f"{verb} Rollout {ns}/{name}"
+        self._patch(custom, ns, name, {"status": patch}, status=True, what=what)
 
     def rollback(self, release) -> None:
         custom, (ns, name) = self._custom(), self._where(release)
-        self._patch(
-            custom,
-            ns,
-            name,
-            {"status": {"abort": True}},
-            status=True,
-            what=f"abort Rollout {ns}/{name}",
-        )
+        self._set_status(custom, ns, name, {"abort": True}, "abort")
 
     def retry(self, release) -> None:
         custom, (ns, name) = self._custom(), self._where(release)
-        self._patch(
-            custom,
-            ns,
-            name,
-            {"status": {"abort": False}},
-            status=True,
-            what=f"retry Rollout {ns}/{name}",
-        )
+        self._set_status(custom, ns, name, {"abort": False}, "retry")
 
     def _analysis_runs(self, custom, ns, name) -> list[dict]:
         listed = call(

@@ -106,19 +106,16 @@ class HAProxyDriver(DeployDriver):
                 raise DriverError(f"haproxy driver_config {key} {value!r} is not a valid name")
         return RuntimeAPI(str(cfg["socket"]), float(cfg.get("timeout") or 3.0)), *names
 
-    def _weights(self, api, backend, stable, canary, canary_w: int) -> None:
+    def _weights(self, api, backend, stable, canary, canary_w: int, current: int) -> None:
+        """Move to ``canary_w`` from the canary's ``current`` weight (read once by the caller)."""
         stable_w = MAX_WEIGHT - canary_w
-        first, second = (
-            (canary, stable)
-            if canary_w >= self._current(api, backend, canary)
-            else (stable, canary)
-        )
+        first, second = (canary, stable) if canary_w >= current else (stable, canary)
         wanted = {canary: canary_w, stable: stable_w}
         for server in (first, second):  # raise one side before lowering the other
             api.change(f"set server {backend}/{server} weight {wanted[server]}")
 
-    def _current(self, api, backend, server) -> int:
-        row = self._row(api.stat(), backend, server)
+    @staticmethod
+    def _weight(row) -> int:
         try:
             return int(row.get("weight") or 0)
         except ValueError:
@@ -144,24 +141,29 @@ class HAProxyDriver(DeployDriver):
 
     def set_weight(self, release, weight: int) -> None:
         api, backend, stable, canary = self._names(release)
+        current = self._weight(self._row(api.stat(), backend, canary))
         if weight > 0:
             self._place_canary(api, backend, canary, release)
-        self._weights(api, backend, stable, canary, canary_weight(weight))
+        self._weights(api, backend, stable, canary, canary_weight(weight), current)
 
     def promote(self, release) -> None:
+        """One ``show stat`` per promote: the canary's address and weight come from it, and
+        each step after it knows the weights it set."""
         api, backend, stable, canary = self._names(release)
         row = self._row(api.stat(), backend, canary)
         addr = row.get("addr") or ""
         host, _, port = addr.rpartition(":")
         if not host or not port.isdigit():
             raise DriverError(f"HAProxy shows no address for {backend}/{canary}: {addr!r}")
-        self._weights(api, backend, stable, canary, MAX_WEIGHT)  # all on the new version first
+        # all on the new version first
+        self._weights(api, backend, stable, canary, MAX_WEIGHT, self._weight(row))
         api.change(f"set server {backend}/{stable} addr {host.strip('[]')} port {port}")
-        self._weights(api, backend, stable, canary, 0)  # the stable slot now runs it
+        self._weights(api, backend, stable, canary, 0, MAX_WEIGHT)  # the stable slot now runs it
 
     def rollback(self, release) -> None:
         api, backend, stable, canary = self._names(release)
-        self._weights(api, backend, stable, canary, 0)
+        current = self._weight(self._row(api.stat(), backend, canary))
+        self._weights(api, backend, stable, canary, 0, current)
 
     def status(self, release) -> DriverStatus:
         api, backend, stable, canary = self._names(release)
@@ -170,7 +172,7 @@ class HAProxyDriver(DeployDriver):
         weights = {}
         for track, server in (("stable", stable), ("canary", canary)):
             row = self._row(rows, backend, server)
-            weights[track] = int(row.get("weight") or 0)
+            weights[track] = self._weight(row)
             detail[track] = {
                 "server": f"{backend}/{server}",
                 "address": row.get("addr", ""),
@@ -230,7 +232,7 @@ class HAProxyDriver(DeployDriver):
                     "track": tracks.get(r.get("svname", ""), ""),
                     "address": r.get("addr", ""),
                     "status": r.get("status", ""),
-                    "weight": int(r.get("weight") or 0),
+                    "weight": self._weight(r),
                     "check": r.get("check_status", ""),
                 }
                 for r in rows

@@ -1,33 +1,17 @@
 """The service page's Runtime panel (HTMX, live) and its Scale / schedule forms."""
 
-from functools import wraps
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from portal.actors import Actor
 from portal.errors import DomainError
-from portal.web import domain_error_response
+from portal.web import domain_error_response, signed_in
 from releases import runtime, scaling
 from releases.drivers import DriverError, get_driver
 from releases.models import Environment, ScaleEvent, ScaleSchedule
 from squads.models import Service
-
-
-def _signed_in(view):
-    """Release-page buttons are HTMX: no session answers 401 (a redirect would be swapped into
-    the page), as the release actions do."""
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return HttpResponse("Sign in to scale this service.", status=401)
-        return view(request, *args, **kwargs)
-
-    return wrapped
 
 
 def _service(slug) -> Service:
@@ -54,9 +38,10 @@ def scalable_environments(service) -> list[Environment]:
 def runtime_panel(request, slug):
     service = _service(slug)
     actor = Actor.from_request(request)
+    runtime.watch(service)
     ctx = {
         "service": service,
-        "runtime": runtime.service_runtime(service),
+        "runtime": runtime.runtime_snapshot(service),
         "schedules": ScaleSchedule.objects.filter(service=service).select_related("environment"),
         "events": ScaleEvent.objects.filter(service=service).select_related("environment")[:8],
         "environments": scalable_environments(service),
@@ -66,7 +51,7 @@ def runtime_panel(request, slug):
 
 
 @require_POST
-@_signed_in
+@signed_in("scale this service")
 def scale(request, slug):
     service = _service(slug)
     try:
@@ -87,7 +72,7 @@ def scale(request, slug):
 
 
 @require_POST
-@_signed_in
+@signed_in("scale this service")
 def schedule_create(request, slug):
     service = _service(slug)
     form = request.POST
@@ -110,7 +95,7 @@ def schedule_create(request, slug):
 
 
 @require_POST
-@_signed_in
+@signed_in("scale this service")
 def schedule_delete(request, slug, pk):
     service = _service(slug)
     schedule = get_object_or_404(ScaleSchedule, pk=pk, service=service)

@@ -152,4 +152,4 @@ class RuntimeView(APIView):
 
     @extend_schema(responses=dict)
     def get(self, request, slug):
-        return Response(runtime.service_runtime(_service(slug)))
+        return Response(runtime.runtime_snapshot(_service(slug)))

@@ -1,19 +1,22 @@
 from django.conf import settings
 
+
+def _every(task: str, seconds: float) -> dict:
+    """A beat entry that expires when it could not run within two of its periods."""
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds * 2}}
+
+
 BEAT_SCHEDULE = {
-    "pipelines-tick-releases": {
-        "task": "releases.tasks.tick_releases",
-        "schedule": settings.RELEASES_TICK_SECONDS,
-        "options": {"expires": settings.RELEASES_TICK_SECONDS * 2},
-    },
-    "releases-scaling-schedules": {
-        "task": "releases.tasks.apply_scaling_schedules",
-        "schedule": settings.SCALING_SCHEDULE_SECONDS,
-        "options": {"expires": settings.SCALING_SCHEDULE_SECONDS * 2},
-    },
-    "releases-observe": {
-        "task": "releases.tasks.observe_releases",
-        "schedule": settings.RELEASES_OBSERVE_SECONDS,
-        "options": {"expires": settings.RELEASES_OBSERVE_SECONDS * 2},
-    },
+    "pipelines-tick-releases": _every(
+        "releases.tasks.tick_releases", settings.RELEASES_TICK_SECONDS
+    ),
+    "releases-scaling-schedules": _every(
+        "releases.tasks.apply_scaling_schedules", settings.SCALING_SCHEDULE_SECONDS
+    ),
+    "releases-observe": _every(
+        "releases.tasks.observe_releases", settings.RELEASES_OBSERVE_SECONDS
+    ),
+    "releases-runtime-snapshots": _every(
+        "releases.tasks.refresh_runtime_snapshots", settings.RELEASES_RUNTIME_SECONDS
+    ),
 }

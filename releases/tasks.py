@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from releases import controller, sync
+from releases import controller, runtime, sync
 
 # a release task whose worker dies is delivered again (driving is idempotent under the row lock)
 REDELIVERED = {"acks_late": True, "ignore_result": True, "soft_time_limit": 120, "time_limit": 150}
@@ -44,3 +44,9 @@ def apply_scaling_schedules():
     from releases import scaling
 
     return scaling.apply_schedules()
+
+
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=90)
+def refresh_runtime_snapshots():
+    """Beat: read the deployers' runtime for the services whose Runtime panel is open."""
+    return runtime.refresh_watched()

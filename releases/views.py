@@ -8,7 +8,6 @@ polled every 2 s while the release is in flight). Actions answer the fragment to
 import time
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -17,7 +16,7 @@ from monitoring.charts import line_chart
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.listing import render_list
-from portal.web import domain_error_response
+from portal.web import domain_error_response, signed_in
 from releases import services, strategy
 from releases.board import board_section
 from releases.filters import ReleaseFilter
@@ -189,8 +188,6 @@ ACTIONS = {
 
 
 def _act(request, pk, name):
-    if not request.user.is_authenticated:
-        return HttpResponse("Sign in to act on releases.", status=401)
     r = get_object_or_404(_qs(), pk=pk)
     actor = Actor.from_request(request, door="ui")
     kwargs = {}
@@ -215,6 +212,7 @@ def _action_view(name):
     """The POST view of one release action button (``ACTIONS[name]``)."""
 
     @require_POST
+    @signed_in("act on releases")
     def view(request, pk):
         return _act(request, pk, name)
 
@@ -229,10 +227,9 @@ release_retry = _action_view("retry")
 
 
 @require_POST
+@signed_in("start a release")
 def release_start(request, slug):
     """The Start release button on the service page."""
-    if not request.user.is_authenticated:
-        return HttpResponse("Sign in to start a release.", status=401)
     service = get_object_or_404(Service.objects.select_related("owner"), slug=slug)
     actor = Actor.from_request(request, door="ui")
     try:

@@ -85,7 +85,18 @@ class LifecycleLabel:
         return self.get_lifecycle_display()
 
 
-class _Group(BackstageSource):
+class _Named(BackstageSource):
+    """Groups and entities: listed and shown by name."""
+
+    class Meta:
+        abstract = True
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class _Group(_Named):
     """What tribes and squads both have: a parent of their own kind, contacts, links."""
 
     parent = models.ForeignKey(
@@ -97,12 +108,8 @@ class _Group(BackstageSource):
 
     objects = WatchedQuerySet.as_manager()
 
-    class Meta:
+    class Meta(_Named.Meta):
         abstract = True
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
 
 class Tribe(_Group):
@@ -188,7 +195,7 @@ class Membership(models.Model):
         return f"{self.person} in {self.squad} ({self.role})"
 
 
-class _Entity(BackstageSource):
+class _Entity(_Named):
     """What domains, systems, APIs and resources all have."""
 
     slug = models.SlugField(max_length=SLUG_MAX, unique=True)
@@ -197,12 +204,8 @@ class _Entity(BackstageSource):
     tags = models.JSONField(default=list, blank=True)
     links = models.JSONField(default=list, blank=True)
 
-    class Meta:
+    class Meta(_Named.Meta):
         abstract = True
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
 
 
 class Domain(_Entity):

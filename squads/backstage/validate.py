@@ -33,15 +33,20 @@ def link_url_ok(url: str) -> bool:
     return scheme in ("http", "https", "mailto")
 
 
+def _metadata_list(ctx, e, key: str) -> list:
+    """``metadata.<key>``: absent is empty, anything but a list is an error (and empty)."""
+    items = e.metadata.get(key)
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        ctx.error(e.doc, e, f"metadata.{key}", "must be a list")
+        return []
+    return items
+
+
 def _links(ctx, e):
-    links = e.metadata.get("links")
-    if links is None:
-        return []
-    if not isinstance(links, list):
-        ctx.error(e.doc, e, "metadata.links", "must be a list")
-        return []
     out = []
-    for i, link in enumerate(links):
+    for i, link in enumerate(_metadata_list(ctx, e, "links")):
         if not isinstance(link, dict) or not isinstance(link.get("url"), str) or not link["url"]:
             ctx.error(e.doc, e, f"metadata.links[{i}]", "must be a mapping with a 'url'")
             continue
@@ -59,14 +64,8 @@ def _links(ctx, e):
 
 
 def _tags(ctx, e):
-    tags = e.metadata.get("tags")
-    if tags is None:
-        return []
-    if not isinstance(tags, list):
-        ctx.error(e.doc, e, "metadata.tags", "must be a list")
-        return []
-    out = []
-    for i, tag in enumerate(tags):
+    out: list[str] = []
+    for i, tag in enumerate(_metadata_list(ctx, e, "tags")):
         if not isinstance(tag, str) or not TAG_RE.match(tag) or len(tag) > 63:
             ctx.error(
                 e.doc,

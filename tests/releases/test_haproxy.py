@@ -240,3 +240,53 @@ def test_names_cannot_smuggle_commands(lb, haproxy_env, playback_api):
         get_driver(haproxy_env).set_weight(release, 10)
     assert lb.proc.poll() is None  # still serving
     assert lb.send(20)
+
+
+class CountingSocket:
+    """A Unix socket in front of HAProxy's admin socket that relays each command to it and
+    keeps the command lines it saw."""
+
+    def __init__(self, path, target):
+        self.path, self.target, self.commands = str(path), target, []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                line = b""
+                while not line.endswith(b"\n") and (chunk := conn.recv(4096)):
+                    line += chunk
+                self.commands.append(line.decode().strip())
+                conn.sendall(RuntimeAPI(self.target).command(line.decode().strip()).encode())
+
+    def stop(self):
+        self.server.close()
+
+
+def test_promote_reads_show_stat_once(tmp_path, lb, haproxy_env, playback_api):
+    from releases.models import Release
+
+    counter = CountingSocket(tmp_path / "counted.sock", lb.socket)
+    try:
+        haproxy_env.driver_config = {**haproxy_env.driver_config, "socket": counter.path}
+        driver = get_driver(haproxy_env)
+        release = Release(service=playback_api, environment=haproxy_env, version="4")
+        driver.set_weight(release, 50)
+        assert counter.commands.count("show stat") == 1
+        del counter.commands[:]
+        driver.promote(release)
+        assert counter.commands.count("show stat") == 1, counter.commands
+        assert sum(c.startswith("set server") for c in counter.commands) == 5
+        status = get_driver(haproxy_env).status(release)
+        assert status.detail["canary"]["weight"] == 0 and status.detail["stable"]["weight"] == 256
+        assert status.detail["stable"]["address"] == status.detail["canary"]["address"]
+        assert _share(lb.send(100), "canary") == 100  # the stable slot runs the new version
+    finally:
+        counter.stop()

@@ -184,72 +184,39 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         stamp.write_text(digest.hexdigest())
 
-    def child_specs(self):
+    def web_argv(self) -> list[str]:
+        """gunicorn when installed, else Django's runserver."""
         py = sys.executable
-        manage = str(Path(settings.BASE_DIR) / "manage.py")
-        if importlib.util.find_spec("gunicorn") is not None:
-            web = [
-                py,
-                "-m",
-                "gunicorn",
-                "portal.wsgi",
-                "--bind",
-                _bind(self.port),
-                "--workers",
-                os.environ.get("WEB_WORKERS", "2"),
-                "--threads",
-                os.environ.get("WEB_THREADS", "4"),
-                "--graceful-timeout",
-                str(GRACE_SECONDS - 2),
-                "--timeout",
-                "120",
-                "--error-logfile",
-                "-",
-                "--log-level",
-                self.log_level.lower(),
-            ]
-            if _gunicorn_has("control_socket_disable"):
-                # gunicorn 24+ opens ~/.gunicorn/gunicorn.ctl, shared by every gunicorn of
-                # the user; we need no control interface.
-                web.append("--no-control-socket")
-        else:
-            web = [py, manage, "runserver", "--noreload", _bind(self.port)]
-        specs = [
-            Child("web", web),
-            Child(
-                "worker",
-                [
-                    py,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "portal",
-                    "worker",
-                    "-c",
-                    "2",
-                    f"--loglevel={self.log_level}",
-                ],
-            ),
-            Child(
-                "beat",
-                [
-                    py,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "portal",
-                    *self.quiet,
-                    "beat",
-                    f"--loglevel={self.log_level}",
-                    "-s",
-                    str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
-                ],
-            ),
+        if importlib.util.find_spec("gunicorn") is None:
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            return [py, manage, "runserver", "--noreload", _bind(self.port)]
+        web = [py, "-m", "gunicorn", "portal.wsgi", "--bind", _bind(self.port)]
+        web += ["--workers", os.environ.get("WEB_WORKERS", "2")]
+        web += ["--threads", os.environ.get("WEB_THREADS", "4")]
+        web += ["--graceful-timeout", str(GRACE_SECONDS - 2), "--timeout", "120"]
+        web += ["--error-logfile", "-", "--log-level", self.log_level.lower()]
+        if _gunicorn_has("control_socket_disable"):
+            # gunicorn 24+ opens ~/.gunicorn/gunicorn.ctl, shared by every gunicorn of
+            # the user; we need no control interface.
+            web.append("--no-control-socket")
+        return web
+
+    def celery_specs(self) -> list["Child"]:
+        celery = [sys.executable, "-m", "celery", "-A", "portal"]
+        level = f"--loglevel={self.log_level}"
+        beat_file = str(settings.CELERY_BEAT_SCHEDULE_FILENAME)
+        return [
+            Child("worker", [*celery, "worker", "-c", "2", level]),
+            Child("beat", [*celery, *self.quiet, "beat", level, "-s", beat_file]),
         ]
+
+    def child_specs(self):
+        specs = [Child("web", self.web_argv()), *self.celery_specs()]
         if os.environ.get("BACKLINE_DEMO_FLEET", "1") != "0" and _module_exists(
             "monitoring.management.commands.demo_fleet"
         ):
-            specs.append(Child("fleet", [py, manage, "demo_fleet"]))
+            manage = str(Path(settings.BASE_DIR) / "manage.py")
+            specs.append(Child("fleet", [sys.executable, manage, "demo_fleet"]))
         return specs
 
     def start_children(self):
