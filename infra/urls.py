@@ -8,6 +8,7 @@ urlpatterns = [
     path("infra/", views.workspace_list, name="workspace_list"),
     path("infra/new", views.workspace_new, name="workspace_new"),
     path("infra/board", views.board, name="board"),
+    path("infra/services/<entity:slug>/panel", views.service_panel, name="service_panel"),
     path("infra/runs/<int:pk>/", views.run_detail, name="run_detail"),
     path("infra/runs/<int:pk>/log", views.run_log, name="run_log"),
     path("infra/runs/<int:pk>/apply", views.run_apply, name="run_apply"),

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import get_template
 from django.utils.html import escape, format_html
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 
 from portal.actors import Actor
 from portal.errors import DomainError
@@ -166,19 +167,59 @@ def _name_of(model, column):
     return Subquery(model.objects.filter(slug=OuterRef(column)).values("name")[:1])
 
 
-def _result_row(r, runs):
-    s = r["row"]
-    owner = s["owner"] and {
-        "name": r["owner_name"],
-        "url": documents.url_of("squads:squad_detail", s["owner"]),
-        "tribe": r["tribe_name"],
-    }
-    system = s["system"] and {
-        "name": r["system_name"],
-        "url": documents.url_of("squads:system_detail", s["system"]),
-    }
-    card = r["scorecard"]
-    return {"s": s, "owner": owner, "system": system, "scorecard": card, "last_run": runs}
+def _owner_cell(row):
+    slug = row["row"]["owner"]
+    if not slug:
+        return '<span class="badge badge-bad">no owner</span>'
+    url = documents.url_of("squads:squad_detail", slug)
+    tribe = row["tribe_name"]
+    tribe = f'<div class="muted small">{escape(tribe)}</div>' if tribe else ""
+    return f'<a href="{url}">{escape(row["owner_name"] or "")}</a>{tribe}'
+
+
+def _system_cell(row):
+    slug = row["row"]["system"]
+    if not slug:
+        return '<span class="muted">—</span>'
+    url = documents.url_of("squads:system_detail", slug)
+    return f'<a href="{url}">{escape(row["system_name"] or "")}</a>'
+
+
+def _card_cell(card):
+    if not card:
+        return ""
+    level = card.get("level") or "none"
+    return (
+        f'<span class="badge badge-{escape(level)}" title="{card["passed"]} of '
+        f'{card["applicable"]} checks pass">{escape(level.title())}</span> '
+        f'<span class="muted small">{card["percent"]}%</span>'
+    )
+
+
+def _run_cell(run):
+    if run is None:
+        return '<span class="muted small">no runs</span>'
+    return f'<span class="badge badge-{escape(run.status)}">{escape(run.status)}</span>'
+
+
+def _row_html(row, runs):
+    """One catalog row, built in Python from the stitched row (a template loop over 25 rows
+    resolved some 800 variables per page: the larger part of a page's cost)."""
+    s = row["row"]
+    run = f"<td>{_run_cell(runs.get(row['service_id']))}</td>" if runs is not None else ""
+    tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in s["tags"])
+    description = escape(Truncator(s["description"] or "").chars(90))
+    lifecycle = escape(s["lifecycle"])
+    return (
+        f'<tr>\n      <td><a class="svc-link" href="{escape(s["url"])}"><strong>'
+        f'{escape(s["name"])}</strong></a><div class="muted small">{description}</div></td>\n'
+        f'      <td class="nowrap">{_owner_cell(row)}</td>\n'
+        f"      <td>{_system_cell(row)}</td>\n"
+        f'      <td><span class="badge badge-{lifecycle}">{lifecycle}</span></td>\n'
+        f'      <td class="nowrap">Tier {int(s["tier"])}</td>\n'
+        f"      <td>{_card_cell(row['scorecard'])}</td>\n"
+        f"      {run}\n      <td>{tags}</td>\n    </tr>\n"
+    )
 
 
 def _service_results(request):
@@ -200,11 +241,11 @@ def _service_results(request):
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     found = list(page.object_list)
     extra = {c.key: c.load([r["service_id"] for r in found]) for c in registry.catalog_columns}
-    runs = extra.get("last_runs", {})
-    rows = [_result_row(r, runs.get(r["service_id"])) for r in found]
+    runs = extra.get("last_runs")
+    rows = "".join(_row_html(r, runs) for r in found)
     ctx = {
         "page": page,
-        "rows": rows,
+        "rows_html": mark_safe(rows),  # noqa: S308 - every value escaped (_row_html)
         "has_runs": "last_runs" in extra,
         "pager_target": "#results",
     }
@@ -298,13 +339,28 @@ def _service_apis(detail):
     return [found[s] for s in provides if s in found], [found[s] for s in consumes if s in found]
 
 
+# what the page shows of a dependency's ends (not their descriptors: large JSON)
+DEPENDENCY_COLUMNS = (
+    "source_id",
+    "target_service_id",
+    "target_resource_id",
+    *(f"{end}__{f}" for end in ("source", "target_service") for f in ("slug", "name", "lifecycle")),
+    "source__owner__name",
+    "target_service__owner__name",
+    "target_resource__name",
+    "target_resource__type",
+)
+
+
 def _dependencies(service):
     """What the service depends on (services by name, then resources) and what depends on it
     (by name), with the other ends' owners: one query."""
-    rows = Dependency.objects.filter(
-        Q(source_id=service.pk) | Q(target_service_id=service.pk)
-    ).select_related(
-        "source", "source__owner", "target_service", "target_service__owner", "target_resource"
+    rows = (
+        Dependency.objects.filter(Q(source_id=service.pk) | Q(target_service_id=service.pk))
+        .select_related(
+            "source", "source__owner", "target_service", "target_service__owner", "target_resource"
+        )
+        .only(*DEPENDENCY_COLUMNS)
     )
     deps, dependents = [], []
     for d in rows:
@@ -347,6 +403,7 @@ def service_detail(request, slug):
         members = list(
             Membership.objects.filter(squad_id=service.owner_id)
             .select_related("person")
+            .only("role", "person__name")
             .order_by("role", "person__name")
         )
     ctx = {
