@@ -9,6 +9,7 @@ urlpatterns = routes(
     infra/                                       workspace_list
     infra/new                                    workspace_new
     infra/board                                  board
+    infra/services/<entity:slug>/panel           service_panel
     infra/runs/<int:pk>/                         run_detail
     infra/runs/<int:pk>/log                      run_log
     infra/runs/<int:pk>/apply                    run_apply

@@ -369,3 +369,12 @@ def run_cancel(request, pk):
 @login_required
 def board(request):
     return render(request, "infra/board_section.html", {"section": board_section(request)})
+
+
+@login_required
+def service_panel(request, slug):
+    """The body of the infrastructure panel on the service page (lazy-loaded by HTMX): the
+    service's Terraform workspaces."""
+    service = get_object_or_404(Service.objects.only("pk", "slug"), slug=slug)
+    workspaces = service.terraform_workspaces.all()
+    return render(request, "infra/_workspace_rows.html", {"workspaces": workspaces})

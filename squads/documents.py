@@ -55,12 +55,17 @@ def _field(service, name):
 _PLACEHOLDER = "slug-placeholder"
 
 
-def service_url(slug, _cache={}):  # noqa: B006 - the URL pattern, reversed once per process
-    """``Service.get_absolute_url()`` without a ``reverse()`` per service (slugs need no
+def url_of(name, slug, _cache={}):  # noqa: B006 - each URL pattern, reversed once per process
+    """``reverse(name, args=[slug])`` without a ``reverse()`` per entity (slugs need no
     quoting: letters, digits and ``-_.``)."""
-    if "pattern" not in _cache:
-        _cache["pattern"] = reverse("squads:service_detail", args=[_PLACEHOLDER])
-    return _cache["pattern"].replace(_PLACEHOLDER, slug)
+    if name not in _cache:
+        _cache[name] = reverse(name, args=[_PLACEHOLDER])
+    return _cache[name].replace(_PLACEHOLDER, slug)
+
+
+def service_url(slug):
+    """``Service.get_absolute_url()``, see ``url_of``."""
+    return url_of("squads:service_detail", slug)
 
 
 def detail_document(service, card, rel) -> dict:

@@ -17,38 +17,43 @@ from squads.models import (
     Tribe,
 )
 
-# Search ranks at most this many candidates from each way of matching (full text, slug, name,
-# tag): the cost of a search stays bounded however many services match a common word.
+# Search ranks at most this many candidates from each way of matching (full text, tag, slug,
+# name): the cost of a search, and of counting its results, stays bounded however many services
+# match a common word (the count is exact below these caps; see ``ServiceViewSet``).
 SEARCH_CANDIDATES = 1000
 # the substring match (trigram indexes) only when the words found fewer than this
 SUBSTRING_BELOW = 50
-WORDS_SQL = """
-(SELECT service_id FROM squads_serviceview
-  WHERE document @@ websearch_to_tsquery('english'::regconfig, %s) LIMIT %s)
-UNION (SELECT st.service_id FROM squads_service_tags st JOIN squads_tag t ON t.id = st.tag_id
-  WHERE t.name = %s LIMIT %s)
-"""
-SUBSTRING_SQL = """
-SELECT service_id FROM squads_serviceview
-WHERE UPPER(slug::text) LIKE UPPER(%s) OR UPPER(name::text) LIKE UPPER(%s) LIMIT %s
+# The candidates, as one subquery of the page's query (and of its count): the words (the stored
+# vector's GIN index) or an exact tag, and, when those find fewer than SUBSTRING_BELOW (a
+# one-time filter: PostgreSQL skips the scans otherwise), a substring of slug or name (trigram
+# indexes, one per column: an OR of the two is planned as a scan of every row).
+CANDIDATES_SQL = """
+WITH found AS (
+  (SELECT service_id FROM squads_serviceview
+    WHERE document @@ websearch_to_tsquery('english'::regconfig, %s) LIMIT %s)
+  UNION (SELECT st.service_id FROM squads_service_tags st JOIN squads_tag t ON t.id = st.tag_id
+    WHERE t.name = %s LIMIT %s))
+SELECT service_id FROM found
+UNION SELECT service_id FROM (
+  (SELECT service_id FROM squads_serviceview WHERE UPPER(slug::text) LIKE UPPER(%s) LIMIT %s)
+  UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(name::text) LIKE UPPER(%s) LIMIT %s)
+) sub WHERE (SELECT COUNT(*) FROM found) < %s
 """
 
 
 def _candidates(value):
-    """Ids of at most a few thousand services that match ``value``: by its words (the stored
-    vector's GIN index) or an exact tag, and, when those find fewer than ``SUBSTRING_BELOW``,
-    by a substring of slug or name (trigram indexes: ``svc-004``, part of a compound)."""
-    from django.db import connection
+    """``service_id`` is a candidate of a search for ``value`` (``CANDIDATES_SQL``), as a
+    condition: ``= ANY(ARRAY(...))`` is computed once and read through the primary key (an
+    ``IN (subquery)`` was planned as a hash join over every row)."""
+    from django.db.models import BooleanField
+    from django.db.models.expressions import RawSQL
 
-    n = SEARCH_CANDIDATES
-    with connection.cursor() as cur:
-        cur.execute(WORDS_SQL, [value, n, value.lower(), n])
-        ids = {r[0] for r in cur.fetchall()}
-        if len(ids) < SUBSTRING_BELOW:
-            like = _like(value)
-            cur.execute(SUBSTRING_SQL, [like, like, 2 * n])
-            ids.update(r[0] for r in cur.fetchall())
-    return sorted(ids)
+    n, like = SEARCH_CANDIDATES, _like(value)
+    return RawSQL(
+        f"squads_serviceview.service_id = ANY(ARRAY({CANDIDATES_SQL}))",
+        [value, n, value.lower(), n, like, n, like, n, SUBSTRING_BELOW],
+        output_field=BooleanField(),
+    )
 
 
 def search_vector():
@@ -93,7 +98,7 @@ def _like(value):
 
 def search_views(qs, value):
     """Search over the stitched read form: on PostgreSQL the candidates of ``_candidates``
-    (a bounded set, read once: the page and its count filter on the ids), ranked with
+    (a bounded set, a subquery of the page's one query), ranked with
     ``ts_rank_cd`` over the stored vector, then name; elsewhere substrings."""
     value = (value or "").strip()
     if not value:
@@ -106,7 +111,7 @@ def search_views(qs, value):
 
     query = SearchQuery(value, search_type="websearch", config="english")
     return (
-        qs.filter(pk__any=_candidates(value))
+        qs.filter(_candidates(value))
         .annotate(rank=SearchRank(F("document"), query, cover_density=True))
         .order_by(F("rank").desc(nulls_last=True), "name")
     )

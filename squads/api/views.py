@@ -156,8 +156,15 @@ class RelevanceOrdering(OrderingFilter):
 
 class ServiceViewSet(viewsets.ModelViewSet):
     """Services (Backstage Components). Filters: owner, tribe, system, lifecycle, tier, type,
-    tag; `search=` is full-text (PostgreSQL) over name, slug and description, ordered by
-    relevance unless `ordering=` is given."""
+    tag; `search=` is full-text (PostgreSQL) over name, slug, description and tags (and a
+    substring of slug or name when the words find few), ordered by relevance (`ts_rank_cd`)
+    unless `ordering=` is given.
+
+    A search ranks a bounded candidate set: at most 1,000 services per way of matching (words,
+    exact tag, slug substring, name substring). `count` (and the facets' counts) is exact while
+    a search matches fewer than that; a search for a word in more than 1,000 services counts,
+    and pages through, its first 1,000 matches by words (refine the search or add a filter).
+    Without `search=` the count is exact."""
 
     lookup_field = "slug"
     lookup_value_regex = r"[-a-zA-Z0-9_.]+"  # Backstage names may contain dots

@@ -6,6 +6,7 @@ And the hand-built documents equal what the DRF serializers return."""
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from monitoring.models import Alert, AlertRule
@@ -312,3 +313,69 @@ def test_stitched_documents_never_hold_url_credentials(reader, squad):
         )
         (stored,) = cur.fetchone()
     assert secret not in stored
+
+
+@override_settings(CATALOG_CACHE_SECONDS=0)  # the HTML pages' own read path, no cached layer
+def test_html_pages_read_the_stitched_form_at_once(charlie, squad):
+    """The catalog page and the service page (read from the stitched form since issue 16)
+    show a run finishing, a scorecard change and a squad's new name right after the write."""
+    c = client_for(charlie)
+    svc = ServiceFactory(slug="svc", name="Svc", owner=squad, type="service")
+
+    def catalog_row():
+        html = c.get("/catalog/").content.decode()
+        return html.split('href="/services/svc/"', 1)[1].split("</tr>", 1)[0]
+
+    def scorecard_card():
+        html = c.get("/services/svc/").content.decode()
+        return html.split('id="scorecard"', 1)[1].split("</ul>", 1)[0]
+
+    assert "no runs" in catalog_row()
+    run = PipelineRun.objects.create(service=svc, ref=svc.default_branch, number=1)
+    before = scorecard_card()
+    PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.SUCCEEDED
+    )
+    assert "badge-succeeded" in catalog_row()
+    after = scorecard_card()
+    assert after != before and after.count("✓") == before.count("✓") + 1
+    card = ServiceView.objects.get(pk=svc.pk).scorecard
+    assert f"{card['percent']}%" in catalog_row()
+
+    Squad.objects.filter(pk=squad.pk).update(name="Renamed Squad")
+    assert "Renamed Squad" in catalog_row()
+    svc.description = "royaltyledger reconciliation"
+    svc.save()
+    assert (
+        "royaltyledger reconciliation"
+        in c.get("/catalog/", {"q": "royaltyledger"}).content.decode()
+    )
+    assert "royaltyledger reconciliation" in c.get("/services/svc/").content.decode()
+
+
+def test_a_search_is_one_query_and_its_count(charlie, squad):
+    """The candidates (words, tag, substrings) are a subquery of the page's query: the read
+    form is queried twice per search (the page and its count), not once per way of matching."""
+    ServiceFactory(slug="a-ledger", name="Ledger", description="ledger", owner=squad)
+    ServiceFactory(slug="svc-0042", name="Numbered", owner=squad)
+    c = client_for(charlie)
+    for term in ("ledger", "svc-004"):  # by words; by a substring of the slug
+        c.get("/api/v1/services/", {"search": term})
+        with CaptureQueriesContext(connection) as ctx:
+            body = c.get("/api/v1/services/", {"search": term}).json()
+        assert body["count"] == 1 and len(body["results"]) == 1
+        reads = [q["sql"] for q in ctx.captured_queries if "squads_serviceview" in q["sql"]]
+        assert len(reads) == 2, reads
+
+
+def test_gin_pending_lists_are_short_and_the_heap_narrow(db):
+    """Migration 0009: without autovacuum a GIN index's pending list (scanned by every
+    search) stays under 256 kB, and the read form's documents live out of line."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN "
+            "('squads_sview_document_gin', 'squads_serviceview')"
+        )
+        options = dict(cur.fetchall())
+    assert "gin_pending_list_limit=256" in options["squads_sview_document_gin"]
+    assert "toast_tuple_target=128" in options["squads_serviceview"]

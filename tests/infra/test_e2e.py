@@ -47,6 +47,7 @@ def test_plan_read_summary_apply(worker_root, live_server, page, login, alice, m
         drift_summary=[{"address": "output.upstream", "action": "update", "attributes": []}],
     )
     page.goto(f"{live_server.url}/services/edge-proxy/")
+    page.wait_for_selector("#infra-panel table")  # the panel loads by HTMX
     assert "drifted" in page.inner_text("#infra-panel")
     screenshot(page, "infra-service-panel")
     page.goto(f"{live_server.url}/")

@@ -47,7 +47,10 @@ def test_drift_on_service_squad_board_and_scorecard(alice, squad, tf_bin):
     c = Client()
     c.force_login(alice)
     page = c.get(f"/services/{svc.slug}/").content.decode()
-    assert 'id="infra-panel"' in page and "Player network" in page and "drifted" in page
+    panel_url = f"/infra/services/{svc.slug}/panel"
+    assert 'id="infra-panel"' in page and f'hx-get="{panel_url}"' in page  # loads by HTMX
+    panel = c.get(panel_url).content.decode()
+    assert "Player network" in panel and "drifted" in panel
     squad_page = c.get(f"/squads/{squad.slug}/").content.decode()
     assert "Clean network" in squad_page and "no drift" in squad_page
     home = c.get("/").content.decode()
