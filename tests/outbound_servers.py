@@ -8,11 +8,22 @@ from collections import Counter
 from contextlib import contextmanager
 
 
+def wait_until(fn, timeout=60, what="condition"):
+    """``fn()`` once it is truthy, polled until ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := fn():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 class Routes:
     def __init__(self):
         self.routes = {}  # path -> callable(handler)
         self.hits = Counter()
         self.bodies = {}
+        self.cut = {}  # path -> bytes a drip had sent when its client hung up early
         self.headers = {}  # path -> the last request's headers
 
     def body(self, path, text, status=200, content_type="text/plain"):
@@ -36,20 +47,23 @@ class Routes:
         self.routes[path] = answer
 
     def drip(self, path, seconds, every=0.2):
-        """Headers at once, then one byte every ``every`` seconds for ``seconds``."""
+        """Headers at once, then one byte every ``every`` seconds for ``seconds``. When the client
+        hangs up before the end, ``cut[path]`` is the number of bytes it had been sent."""
 
         def answer(h):
             h.send_response(200)
             h.send_header("Content-Type", "text/plain")
             h.end_headers()
             end = time.monotonic() + seconds
+            sent = 0
             try:
                 while time.monotonic() < end:
                     h.wfile.write(b"#")
                     h.wfile.flush()
+                    sent += 1
                     time.sleep(every)
             except OSError:
-                pass
+                self.cut[path] = sent
 
         self.routes[path] = answer
 

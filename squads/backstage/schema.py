@@ -62,6 +62,8 @@ def _kind_schema(data):
     version = str(data.get("apiVersion", "")).rsplit("/", 1)[-1]
     spec = data.get("spec")
     spec_type = spec.get("type") if isinstance(spec, dict) else None
+    if not isinstance(spec_type, str):
+        spec_type = None  # a list or mapping there is the schema's to refuse, not a 500 here
     for v in (version, "v1alpha1"):  # v1beta1 shares the v1alpha1 schemas
         for key in ((kind, v, spec_type), (kind, v, None)):
             if key in by_kind:

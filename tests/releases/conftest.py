@@ -21,13 +21,16 @@ SECRET = "deployer-secret-1"
 
 
 class Deployer:
-    """A deployer receiving Backline's signed webhook calls. ``mode``: ok | fail | slow."""
+    """A deployer receiving Backline's signed webhook calls. ``mode``: ok | fail | slow | hold."""
 
     def __init__(self):
         self.calls = []  # every attempt: dict(action, weight, valid, delivery)
         self.mode = "ok"
         self.slow_seconds = 2.0
         self.slow_on = None  # (action, weight) to delay, or None for all
+        # mode "hold": the call matching slow_on sets ``holding`` and waits for ``release``
+        self.holding = threading.Event()
+        self.release = threading.Event()
         self.weight = 0
         self.lock = threading.Lock()
         deployer = self
@@ -59,6 +62,9 @@ class Deployer:
                     deployer.slow_on is None or deployer.slow_on == (call["action"], call["weight"])
                 ):
                     time.sleep(deployer.slow_seconds)
+                if mode == "hold" and deployer.slow_on == (call["action"], call["weight"]):
+                    deployer.holding.set()
+                    deployer.release.wait(300)
                 if call["action"] in ("set_weight", "promote", "rollback"):
                     deployer.weight = 0 if call["action"] != "set_weight" else call["weight"]
                 return self._send(200, {"ok": True, "weight": deployer.weight, "healthy": True})
