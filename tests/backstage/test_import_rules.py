@@ -405,7 +405,9 @@ def test_small_import_query_count_does_not_grow_with_the_catalog(db):
         ServiceView.objects.filter(slug="one-more")._raw_delete("default")
         Service.objects.filter(slug="one-more")._raw_delete("default")
     assert counts[0] == counts[1], counts
-    assert counts[0] < 40, counts
+    # one query per kind written and per scorecard input of the stitched service (the GitHub
+    # Actions runs are two inputs: the last default-branch run and "has a pipeline")
+    assert counts[0] <= 42, counts
 
 
 def test_javascript_urls_are_refused_at_import(db):
