@@ -29,6 +29,7 @@ import select
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 from django.conf import settings
@@ -200,11 +201,11 @@ class Isolated:
         """End slirp4netns (the command has ended) and every descriptor."""
         self._close(*list(self.fds))
         if self.slirp is not None:
-            try:
-                self.slirp.wait(timeout=5)
-            except subprocess.TimeoutExpired:
+            # the namespace it served is gone with the command: SIGKILL, and reap it off the
+            # step's path (its exit tears down its own namespaces: ~20 ms the step used to wait)
+            if self.slirp.poll() is None:
                 self.slirp.kill()
-                self.slirp.wait()
+                threading.Thread(target=self.slirp.wait, name="slirp-reaper", daemon=True).start()
         self.log.close()
 
 
