@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from portal.counters import count_in_window
+
 log = logging.getLogger(__name__)
 PREFIX = "identity:guard"
 
@@ -78,20 +80,13 @@ def current_lockout(username: str, ip: str | None) -> Lockout | None:
     return None
 
 
-def _count(key: str) -> int:
-    window = settings.LOGIN_LOCKOUT_SECONDS
-    if cache.add(key, 1, timeout=window):
-        return 1
-    return int(cache.incr(key))
-
-
 def record_failure(username: str, ip: str | None) -> Lockout | None:
     """Count one wrong password; the lockout it starts, if it reached a limit."""
     limits = {"username": settings.LOGIN_MAX_FAILURES, "address": settings.LOGIN_IP_MAX_FAILURES}
     started = None
     try:
         for scope, value in _subjects(username, ip):
-            failures = _count(_key(f"fail:{scope}", value))
+            failures = count_in_window(_key(f"fail:{scope}", value), settings.LOGIN_LOCKOUT_SECONDS)
             if limits[scope] > 0 and failures >= limits[scope]:
                 until = now() + settings.LOGIN_LOCKOUT_SECONDS
                 cache.set(_key(f"lock:{scope}", value), until, settings.LOGIN_LOCKOUT_SECONDS)
@@ -119,7 +114,7 @@ def allow_callback(ip: str | None) -> int:
     t = now()
     key = _key(f"oidc-callback:{int(t // 60)}", ip)
     try:
-        count = 1 if cache.add(key, 1, timeout=70) else int(cache.incr(key))
+        count = count_in_window(key, 70)
     except Exception:  # noqa: BLE001
         log.warning("OIDC callback rate limit: Redis unavailable", exc_info=True)
         return 0

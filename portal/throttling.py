@@ -2,24 +2,10 @@
 
 import time
 
-from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
+from portal.counters import count_in_window
 from portal.models import ApiToken
-
-
-def _count(key: str) -> int:
-    """This window's count after this request: SET NX EX (the window's expiry) and INCR in one
-    round trip to Redis (Django's ``add`` then ``incr`` took three)."""
-    backend = getattr(cache, "_cache", None)
-    if backend is None or not hasattr(backend, "get_client"):  # not the Redis cache backend
-        return 1 if cache.add(key, 1, timeout=70) else cache.incr(key)
-    full = cache.make_and_validate_key(key)
-    pipe = backend.get_client(full, write=True).pipeline(transaction=False)
-    pipe.set(full, 0, ex=70, nx=True)
-    pipe.incr(full)
-    _, count = pipe.execute()
-    return int(count)
 
 
 class TokenRateThrottle(BaseThrottle):
@@ -33,7 +19,7 @@ class TokenRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // 60)
         try:
-            count = _count(f"rl:{token.pk}:{window}")
+            count = count_in_window(f"rl:{token.pk}:{window}", 70)
         except Exception:  # noqa: BLE001 - never refuse service because the counter store is down
             return True
         self._wait = 60 - (now % 60)
