@@ -1,0 +1,246 @@
+"""The catalog page: the filtered, sorted, paged service list (cached per catalog change)."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Exists, OuterRef, Subquery
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.template.loader import get_template
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
+
+from portal.registry import registry
+from squads import documents
+from squads.cache import CATALOG
+from squads.filters import ServiceViewFilter
+from squads.models import Lifecycle, Service, ServiceView, Squad, System, Tag, Tribe
+
+PAGE_SIZE = 25
+
+
+# A dropdown lists at most this many choices; a bigger catalog gets a text field instead (a
+# 10,000-option <select> is neither usable nor cheap to render).
+FILTER_SELECT_MAX = 300
+
+
+def _filter_field(name, choices, selected, empty_label, html_id=""):
+    """The HTML of one catalog filter: a <select> of ``choices`` ((value, label) pairs, one
+    query, at most FILTER_SELECT_MAX + 1 rows fetched), or a text input when there are more."""
+    choices = list(choices[: FILTER_SELECT_MAX + 1])
+    id_attr = format_html(' id="{}"', html_id) if html_id else ""
+    if len(choices) > FILTER_SELECT_MAX:
+        return format_html(
+            '<input type="search" name="{}"{} value="{}" placeholder="{} (slug)" style="width:140px">',
+            name,
+            id_attr,
+            selected or "",
+            empty_label.lower(),
+        )
+    options = mark_safe(  # noqa: S308 - every value and label escaped
+        "".join(
+            f'<option value="{escape(v)}"{" selected" if v == selected else ""}>'
+            f"{escape(label)}</option>"
+            for v, label in choices
+        )
+    )
+    return format_html(
+        '<select name="{}"{}><option value="">{}</option>{}</select>',
+        name,
+        id_attr,
+        empty_label,
+        options,
+    )
+
+
+# every filter's choices in one query (PostgreSQL): (kind, position, value, label) rows
+CHOICES_SQL = """
+WITH RECURSIVE t(type) AS (
+    (SELECT type FROM squads_service ORDER BY type LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.type FROM squads_service s WHERE s.type > t.type ORDER BY s.type LIMIT 1)
+    FROM t WHERE t.type IS NOT NULL
+)
+(SELECT 'owner', row_number() OVER (ORDER BY name), slug, name FROM squads_squad
+  ORDER BY name LIMIT %(n)s)
+UNION ALL (SELECT 'tribe', row_number() OVER (ORDER BY name), slug, name FROM squads_tribe tr
+  WHERE EXISTS (SELECT 1 FROM squads_squad q WHERE q.tribe_id = tr.id) ORDER BY name LIMIT %(n)s)
+UNION ALL (SELECT 'system', row_number() OVER (ORDER BY name), slug, name FROM squads_system
+  ORDER BY name LIMIT %(n)s)
+UNION ALL (SELECT 'type', row_number() OVER (ORDER BY type), type, type FROM t
+  WHERE type IS NOT NULL ORDER BY type LIMIT %(n)s)
+UNION ALL (SELECT 'tag', row_number() OVER (ORDER BY name), name, name FROM squads_tag tg
+  WHERE EXISTS (SELECT 1 FROM squads_service_tags st WHERE st.tag_id = tg.id)
+  ORDER BY name LIMIT %(n)s)
+"""
+
+
+def _filter_choices():
+    """(value, label) pairs of every catalog filter, at most FILTER_SELECT_MAX + 1 each: one
+    query on PostgreSQL (a recursive query hops along the ``type`` index for the types)."""
+    limit = FILTER_SELECT_MAX + 1
+    if connection.vendor != "postgresql":
+        return _filter_choices_each(limit)
+    found = {k: [] for k in ("owner", "tribe", "system", "type", "tag")}
+    with connection.cursor() as cursor:
+        cursor.execute(CHOICES_SQL, {"n": limit})
+        for kind, _pos, value, label in sorted(cursor.fetchall(), key=lambda r: (r[0], r[1])):
+            found[kind].append((value, label))
+    return found
+
+
+def _filter_choices_each(limit):
+    return {
+        "owner": list(Squad.objects.order_by("name").values_list("slug", "name")[:limit]),
+        "tribe": list(
+            Tribe.objects.filter(Exists(Squad.objects.filter(tribe=OuterRef("pk"))))
+            .order_by("name")
+            .values_list("slug", "name")[:limit]
+        ),
+        "system": list(System.objects.order_by("name").values_list("slug", "name")[:limit]),
+        "type": list(
+            Service.objects.order_by("type").values_list("type", "type").distinct()[:limit]
+        ),
+        "tag": list(
+            Tag.objects.filter(Exists(Service.tags.through.objects.filter(tag_id=OuterRef("pk"))))
+            .order_by("name")
+            .values_list("name", "name")[:limit]
+        ),
+    }
+
+
+SORTS = {
+    "name": "name",
+    "-name": "-name",
+    "owner": "owner_slug",
+    "-owner": "-owner_slug",
+    "tier": "tier",
+    "-tier": "-tier",
+    "lifecycle": "lifecycle",
+    "-lifecycle": "-lifecycle",
+    "updated": "-updated_at",
+}
+
+
+def _name_of(model, column):
+    """The name of the ``model`` row whose slug is the read form's ``column``: a subquery per
+    row of a page (one probe of a unique index), so the page is still one query."""
+    return Subquery(model.objects.filter(slug=OuterRef(column)).values("name")[:1])
+
+
+def _owner_cell(row):
+    slug = row["row"]["owner"]
+    if not slug:
+        return '<span class="badge badge-bad">no owner</span>'
+    url = documents.url_of("squads:squad_detail", slug)
+    tribe = row["tribe_name"]
+    tribe = f'<div class="muted small">{escape(tribe)}</div>' if tribe else ""
+    return f'<a href="{url}">{escape(row["owner_name"] or "")}</a>{tribe}'
+
+
+def _system_cell(row):
+    slug = row["row"]["system"]
+    if not slug:
+        return '<span class="muted">—</span>'
+    url = documents.url_of("squads:system_detail", slug)
+    return f'<a href="{url}">{escape(row["system_name"] or "")}</a>'
+
+
+def _card_cell(card):
+    if not card:
+        return ""
+    level = card.get("level") or "none"
+    return (
+        f'<span class="badge badge-{escape(level)}" title="{card["passed"]} of '
+        f'{card["applicable"]} checks pass">{escape(level.title())}</span> '
+        f'<span class="muted small">{card["percent"]}%</span>'
+    )
+
+
+def _run_cell(run):
+    if run is None:
+        return '<span class="muted small">no runs</span>'
+    return f'<span class="badge badge-{escape(run.status)}">{escape(run.status)}</span>'
+
+
+def _row_html(row, runs):
+    """One catalog row, built in Python from the stitched row (a template loop over 25 rows
+    resolved some 800 variables per page: the larger part of a page's cost)."""
+    s = row["row"]
+    run = f"<td>{_run_cell(runs.get(row['service_id']))}</td>" if runs is not None else ""
+    tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in s["tags"])
+    description = escape(Truncator(s["description"] or "").chars(90))
+    lifecycle = escape(s["lifecycle"])
+    return (
+        f'<tr>\n      <td><a class="svc-link" href="{escape(s["url"])}"><strong>'
+        f'{escape(s["name"])}</strong></a><div class="muted small">{description}</div></td>\n'
+        f'      <td class="nowrap">{_owner_cell(row)}</td>\n'
+        f"      <td>{_system_cell(row)}</td>\n"
+        f'      <td><span class="badge badge-{lifecycle}">{lifecycle}</span></td>\n'
+        f'      <td class="nowrap">Tier {int(s["tier"])}</td>\n'
+        f"      <td>{_card_cell(row['scorecard'])}</td>\n"
+        f"      {run}\n      <td>{tags}</td>\n    </tr>\n"
+    )
+
+
+def _service_results(request):
+    """The HTML of the catalog's result table and pager for this query string: a page of the
+    stitched read form (its list row, stored scorecard and the owner's, tribe's and system's
+    names: one indexed query, and its count) and the other apps' columns (one query each)."""
+    flt = ServiceViewFilter(request.GET, queryset=ServiceView.objects.all())
+    qs = flt.qs
+    sort = request.GET.get("sort", "")
+    if sort in SORTS:
+        qs = qs.order_by(SORTS[sort], "name")
+    elif not (request.GET.get("q") or request.GET.get("search")):
+        qs = qs.order_by("name")
+    rows = qs.values("service_id", "row", "scorecard").annotate(
+        owner_name=_name_of(Squad, "owner_slug"),
+        tribe_name=_name_of(Tribe, "tribe_slug"),
+        system_name=_name_of(System, "system_slug"),
+    )
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    found = list(page.object_list)
+    extra = {c.key: c.load([r["service_id"] for r in found]) for c in registry.catalog_columns}
+    runs = extra.get("last_runs")
+    rows = "".join(_row_html(r, runs) for r in found)
+    ctx = {
+        "page": page,
+        "rows_html": mark_safe(rows),  # noqa: S308 - every value escaped (_row_html)
+        "has_runs": "last_runs" in extra,
+        "pager_target": "#results",
+    }
+    return get_template("squads/_service_results.html").render(ctx, request)
+
+
+@login_required
+def service_list(request):
+    """The catalog. Result rows (and the filters' choices) are cached until a catalog input
+    changes (squads/cache.py): a page of rows is rendered once per change, not per visit."""
+    results = CATALOG.cached(
+        ("html-results", request.path, request.GET.urlencode()),
+        lambda: _service_results(request),
+    )
+    if request.htmx and not request.htmx.boosted:
+        return HttpResponse(results)
+    choices = CATALOG.cached(("filter-choices",), _filter_choices)
+    get = request.GET.get
+    ctx = {
+        "results": mark_safe(results),  # noqa: S308 - rendered by our template (autoescaped)
+        "sort": get("sort", ""),
+        "lifecycles": Lifecycle.choices,
+        "filter_fields": {
+            "owner": _filter_field(
+                "owner", choices["owner"], get("owner"), "All squads", html_id="f-owner"
+            ),
+            "tribe": _filter_field("tribe", choices["tribe"], get("tribe"), "All tribes"),
+            "system": _filter_field("system", choices["system"], get("system"), "All systems"),
+            "type": _filter_field("type", choices["type"], get("type"), "Any"),
+            "tag": _filter_field("tag", choices["tag"], get("tag"), "Any"),
+        },
+    }
+    return render(request, "squads/service_list.html", ctx)
+
+
+service_list.nav_section = "catalog"
