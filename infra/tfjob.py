@@ -22,9 +22,10 @@ from infra import tfforward, tfsandbox, tfstate
 from infra.models import LogChunk, SavedPlan, TerraformRun, Variable, Workspace
 from infra.planparse import PlanParseError, state_outputs
 from portal import sandbox, sandbox_net
-from portal.executor import Masker, run_process
+from portal.executor import run_process
 from portal.gitsource import SourceError, git_env, remote_for, valid_ref
 from portal.joblog import LogWriter
+from portal.masking import Masker
 from portal.urlsecrets import redact_credentials, url_credentials
 
 PASS_ENV = (

@@ -25,9 +25,10 @@ from pipelines.models import (
 )
 from pipelines.spec import SPEC_FILENAMES, Spec, SpecError, parse
 from portal import limits
-from portal.executor import Masker, run_process
+from portal.executor import run_process
 from portal.gitsource import Checkout, SourceError, redact_url
 from portal.joblog import LogWriter
+from portal.masking import Masker
 from portal.registry import registry
 from portal.sandbox import enabled as sandbox_enabled
 from portal.sandbox import off_warning as sandbox_off_warning

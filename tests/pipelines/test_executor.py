@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from portal.executor import Masker, run_process
+from portal.executor import run_process
+from portal.masking import Masker
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 SECRET = "s3cr3t-Value-42"
