@@ -154,17 +154,8 @@ def seed_scaling(stdout=None) -> None:
         stdout.write(f"  scaling: {SCALED} peak window at {opens:%H:%M} UTC (8 replicas, else 3)")
 
 
-def seed(stdout=None):
-    edge = seed_edge(stdout)
-    seed_scaling(stdout)
-    staging = Environment.objects.filter(name="staging").first()
-    production = Environment.objects.filter(name="production").first()
-    if staging is None or production is None:
-        return
-    slugs = {d[0] for d in DEMO} | {h[0] for h in HISTORY}
-    svcs = {s.slug: s for s in Service.objects.filter(slug__in=slugs).select_related("owner")}
-    if Release.objects.filter(service__slug__in=slugs).exists():
-        return
+def _seed_history(svcs, production) -> None:
+    """Finished releases in production over the past weeks (DORA figures, release list)."""
     now = timezone.now()
     steps = [{"set_weight": w} for w in (10, 25, 50, 100)]
     for slug, version, status, days, minutes in HISTORY:
@@ -190,6 +181,20 @@ def seed(stdout=None):
             started_at=started,
             finished_at=started + timedelta(minutes=minutes),
         )
+
+
+def seed(stdout=None):
+    edge = seed_edge(stdout)
+    seed_scaling(stdout)
+    staging = Environment.objects.filter(name="staging").first()
+    production = Environment.objects.filter(name="production").first()
+    if staging is None or production is None:
+        return
+    slugs = {d[0] for d in DEMO} | {h[0] for h in HISTORY}
+    svcs = {s.slug: s for s in Service.objects.filter(slug__in=slugs).select_related("owner")}
+    if Release.objects.filter(service__slug__in=slugs).exists():
+        return
+    _seed_history(svcs, production)
     actor = Actor.system("seed_demo", door="command")
     for slug, version, params in DEMO:
         if slug not in svcs:
