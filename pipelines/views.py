@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from pipelines import approvals, dag, jenkins, services
+from pipelines import approvals, dag, jenkins, logs, services
 from pipelines.ansi import strip, to_html
 from pipelines.artifacts import artifact_response
 from pipelines.board import board_section
@@ -62,7 +62,7 @@ def _run_context(request, run):
     return {
         "run": run,
         "service": run.service,
-        "stages": services.step_groups(steps),
+        "stages": logs.step_groups(steps),
         "graph": dag.graph(run) if run.spec and run.spec.get("jobs") else None,
         "artifacts": list(run.artifacts.filter(expires_at__gt=timezone.now()).order_by("name")),
         "approvals": [(a, actor.can("pipelines:run", a.squad)) for a in approvals.pending(run)],
@@ -81,8 +81,8 @@ def _log_ctx(run, text):
 def run_detail(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
     ctx = _run_context(request, run)
-    start = services.log_window_start(run, LOG_PAGE_BYTES)
-    log = services.log_page(run, start, limit=LOG_PAGE_BYTES)
+    start = logs.log_window_start(run, LOG_PAGE_BYTES)
+    log = logs.log_page(run, start, limit=LOG_PAGE_BYTES)
     ctx.update(_log_ctx(run, log["text"]), log=log, log_start=start)
     return render(request, "pipelines/run_detail.html", ctx)
 
@@ -113,7 +113,7 @@ def run_log(request, pk):
     run = get_object_or_404(PipelineRun.objects.select_related("service", "service__owner"), pk=pk)
 
     def read_page(offset):
-        log = services.log_page(run, offset, limit=LOG_PAGE_BYTES)
+        log = logs.log_page(run, offset, limit=LOG_PAGE_BYTES)
         ctx.update(_run_context(request, run), **_log_ctx(run, log["text"]))
         return log
 
@@ -128,7 +128,7 @@ def step_log(request, pk, index):
     step = get_object_or_404(StepRun.objects.select_related("run"), run=run, index=index)
     url = reverse("pipelines:step_log", args=[run.pk, step.index])
     return _part_log(
-        request, run, step, url, lambda o: services.step_log_page(step, o, limit=LOG_PAGE_BYTES)
+        request, run, step, url, lambda o: logs.step_log_page(step, o, limit=LOG_PAGE_BYTES)
     )
 
 

@@ -7,7 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from pipelines import approvals, jenkins, services
+from pipelines import approvals, jenkins, logs, services
 from pipelines.api.serializers import (
     ApprovalSerializer,
     ArtifactSerializer,
@@ -59,7 +59,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def log(self, request, pk=None):
         run = self.get_object()  # read before the log: nothing written after its status is missed
-        return log_response(request, lambda offset: services.log_page(run, offset, limit=LOG_LIMIT))
+        return log_response(request, lambda offset: logs.log_page(run, offset, limit=LOG_LIMIT))
 
     @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
     @action(detail=True, methods=["get"], url_path=r"steps/(?P<index>\d+)/log")
@@ -68,7 +68,7 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         run = self.get_object()
         step = get_object_or_404(StepRun.objects.select_related("run"), run=run, index=index)
         return log_response(
-            request, lambda offset: services.step_log_page(step, offset, limit=LOG_LIMIT)
+            request, lambda offset: logs.step_log_page(step, offset, limit=LOG_LIMIT)
         )
 
     @extend_schema(parameters=[OFFSET_PARAMETER], responses=LogPageSerializer)
