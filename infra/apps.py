@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from portal import domain_app
 
 # outbound event types Terraform work emits (README, "Outbound events")
 EVENT_TYPES = {
@@ -15,28 +15,18 @@ EVENT_TYPES = {
 }
 
 
-class InfraConfig(AppConfig):
+class InfraConfig(domain_app.DomainAppConfig):
     name = "infra"
+    nav_items = (("Infrastructure", "infra:workspace_list", "infra", 50),)
+    demo_order, panel_order = 40, 40
+    event_types = EVENT_TYPES
 
-    def ready(self):
-        from infra import board, schedule, scorecard
-        from infra.metrics import register
+    def register(self):
+        from infra import metrics, scorecard
         from infra.webhooks import RECEIVER
-        from portal import registry
-        from portal.events import register_event_type
         from portal.inbound import register_receiver
         from squads import scorecards
 
-        register()
+        metrics.register()
         register_receiver(RECEIVER)
-        registry.urls("infra.urls", api="infra.api.urls")
-        registry.nav("Infrastructure", "infra:workspace_list", "infra", order=50)
-        registry.nav_section("infra", "infra")
-        registry.beat(schedule.BEAT_SCHEDULE)
-        registry.demo_seed("infra.demo", order=40)
-        registry.board_section(board.board_section)
-        registry.panel("service", "infra/service_panel.html", order=40)
-        registry.panel("squad", "infra/squad_panel.html", order=40)
         scorecards.register(scorecard.SOURCE)
-        for name, description in EVENT_TYPES.items():
-            register_event_type(name, description)

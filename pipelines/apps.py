@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from portal import domain_app, registry
 
 # outbound event types pipelines emit (README, "Outbound events")
 EVENT_TYPES = {
@@ -12,34 +12,18 @@ EVENT_TYPES = {
 }
 
 
-class PipelinesConfig(AppConfig):
+class PipelinesConfig(domain_app.DomainAppConfig):
     name = "pipelines"
+    nav_items = (("Pipelines", "pipelines:run_list", "pipelines", 30),)
+    demo_order, panel_order = 10, 20
+    event_types = EVENT_TYPES
 
-    def ready(self):
-        from pipelines import (
-            approvals,
-            board,
-            catalog,
-            collectors,
-            dora,
-            jenkins_step,
-            schedule,
-            scorecard,
-        )
+    def register(self):
+        from pipelines import approvals, catalog, collectors, dora, jenkins_step, scorecard
         from pipelines.webhooks import RECEIVER
-        from portal import registry
-        from portal.events import register_event_type
         from portal.inbound import register_receiver
         from squads import cache, scorecards
 
-        registry.urls("pipelines.urls", api="pipelines.api.urls")
-        registry.nav("Pipelines", "pipelines:run_list", "pipelines", order=30)
-        registry.nav_section("pipelines", "pipelines")
-        registry.beat(schedule.BEAT_SCHEDULE)
-        registry.demo_seed("pipelines.demo", order=10)
-        registry.board_section(board.board_section)
-        registry.panel("service", "pipelines/service_panel.html", order=20)
-        registry.panel("squad", "pipelines/squad_panel.html", order=20)
         scorecards.register(scorecard.SOURCE)
         cache.register_column(
             registry.CatalogColumn("last_runs", catalog.last_runs, catalog.CATALOG_INPUTS)
@@ -51,5 +35,3 @@ class PipelinesConfig(AppConfig):
         registry.step_kind("approval", approvals.run_approval_step)
         registry.step_kind("jenkins", jenkins_step.run_jenkins_step)
         register_receiver(RECEIVER)
-        for name, description in EVENT_TYPES.items():
-            register_event_type(name, description)

@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from portal import domain_app, registry
 
 # outbound event types releases emit (README, "Outbound events")
 EVENT_TYPES = {
@@ -12,20 +12,25 @@ EVENT_TYPES = {
 }
 
 
-class ReleasesConfig(AppConfig):
+class ReleasesConfig(domain_app.DomainAppConfig):
     """Canary releases: environments, strategies, analysis, deploy drivers, the controller.
 
     Its tables keep their ``pipelines_*`` names (the models lived in the pipelines app before).
     """
 
     name = "releases"
+    api_urls = "releases.api_urls"
+    nav_items = (("Releases", "releases:release_list", "releases", 40),)
+    demo_order = 20
+    panels = (
+        ("service", "pipelines/releases/service_panel.html", 10),
+        ("service", "releases/runtime_panel.html", 12),
+    )
+    event_types = EVENT_TYPES
 
-    def ready(self):
-        from portal import registry
-        from portal.events import register_event_type
+    def register(self):
         from releases import (
             argo,
-            board,
             collectors,
             dora,
             drivers,
@@ -33,20 +38,11 @@ class ReleasesConfig(AppConfig):
             kubernetes,
             pipeline,
             scaling,
-            schedule,
             scorecard,
             sync,
         )
         from squads import scorecards
 
-        registry.urls("releases.urls", api="releases.api_urls")
-        registry.nav("Releases", "releases:release_list", "releases", order=40)
-        registry.nav_section("releases", "releases")
-        registry.beat(schedule.BEAT_SCHEDULE)
-        registry.demo_seed("releases.demo", order=20)
-        registry.board_section(board.board_section)
-        registry.panel("service", "pipelines/releases/service_panel.html", order=10)
-        registry.panel("service", "releases/runtime_panel.html", order=12)
         registry.chart_marks(scaling.scale_marks)
         scorecards.register(scorecard.SOURCE)
         registry.collector(collectors.release_families)
@@ -57,5 +53,3 @@ class ReleasesConfig(AppConfig):
         sync.register()
         for driver in (haproxy.HAProxyDriver, kubernetes.KubernetesDriver, argo.ArgoRolloutsDriver):
             drivers.register_driver(driver)
-        for name, description in EVENT_TYPES.items():
-            register_event_type(name, description)
