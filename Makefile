@@ -32,17 +32,22 @@ venv: $(STAMP)
 
 venv-run: $(RUN_STAMP)
 
+## Shell for the two package targets below: $(RUN_PACKAGES) adds to $missing what `make run`
+## needs, $(APT_INSTALL_MISSING) installs whatever $missing names.
+RUN_PACKAGES = command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	command -v slirp4netns >/dev/null 2>&1 || missing="$$missing slirp4netns"; \
+	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy";
+APT_INSTALL_MISSING = if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 ## What `make run` itself needs from Debian: bubblewrap and slirp4netns (the step sandbox and its
 ## isolated network) and haproxy (the demo's HAProxy-fronted service).
 run-deps: venv-run
 	@missing=""; \
-	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
-	command -v slirp4netns >/dev/null 2>&1 || missing="$$missing slirp4netns"; \
-	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing$$missing with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(RUN_PACKAGES) \
+	$(APT_INSTALL_MISSING)
 
 ## System packages: Chromium (browser tests), Prometheus (monitoring tests), wrk (make bench),
 ## bubblewrap and slirp4netns (the step and Terraform sandbox, its isolated network), Node.js and npm (the test OpenID provider),
@@ -53,15 +58,10 @@ deps: venv
 	command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus || missing="$$missing prometheus"; \
 	fc-list 2>/dev/null | grep -qi dejavu || missing="$$missing fonts-dejavu-core"; \
 	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
-	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
-	command -v slirp4netns >/dev/null 2>&1 || missing="$$missing slirp4netns"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
-	command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing$$missing with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(RUN_PACKAGES) \
+	$(APT_INSTALL_MISSING)
 
 ## The OpenID provider the identity tests run: npm's oidc-provider, into var/oidc-provider
 ## (the tests install it on first use too; the version is pinned in tests/identity/provider.py)
