@@ -47,11 +47,10 @@ class DomainAppConfig(AppConfig):
         registry.beat(import_module(f"{app}.schedule").BEAT_SCHEDULE)
         registry.demo_seed(f"{app}.demo", order=self.demo_order)
         registry.board_section(import_module(f"{app}.board").board_section)
+        kinds: tuple[PanelKind, ...] = ("service", "squad")
         panels = self.panels
         if panels is None:
-            panels = tuple(
-                (k, f"{app}/{k}_panel.html", self.panel_order) for k in ("service", "squad")
-            )
+            panels = tuple((k, f"{app}/{k}_panel.html", self.panel_order) for k in kinds)
         for kind, template, order in panels:
             registry.panel(kind, template, order)
         for name, description in self.event_types.items():
