@@ -11,7 +11,7 @@ from django.utils import timezone
 from infra.tfstate import default_backend, new_state_key
 from portal.cachegen import WatchedQuerySet
 from portal.fields import CredentialURLField, EncryptedTextField
-from portal.jobs import LogChunkBase, LoggedJob
+from portal.jobs import LogChunkBase, LoggedJob, log_chunk_meta
 
 FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}\.(tf|tf\.json|tfvars)$")
 VAR_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,127}$")
@@ -253,12 +253,7 @@ class LogChunk(LogChunkBase):
     """A piece of a run's log (``portal.jobs.LogChunkBase``)."""
 
     run = models.ForeignKey(TerraformRun, on_delete=models.CASCADE, related_name="log_chunks")
-
-    class Meta:
-        ordering = ["run", "offset"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "offset"], name="infra_log_chunk_unique")
-        ]
+    Meta = log_chunk_meta("infra_log_chunk_unique")
 
 
 class SavedPlan(models.Model):

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines import approvals, artifacts, dag, runner
-from pipelines.models import JobLogChunk, JobRun, JobStatus, PipelineRun, RunStatus, StepRun
+from pipelines.models import (
+    JobLogChunk,
+    JobRun,
+    JobStatus,
+    PipelineRun,
+    RunStatus,
+    StepRun,
+    run_workdir,
+)
 from pipelines.runner import (
     BOLD,
     CYAN,
@@ -18,7 +26,6 @@ from pipelines.runner import (
     YELLOW,
     Execution,
     Stop,
-    conf_workdir,
     worker_name,
 )
 from pipelines.spec import Spec
@@ -89,7 +96,7 @@ class JobExecution(Execution):
         return Checkout(source, on_output=self.runlog.write, **self.watch)
 
     def conf_dir(self) -> Path:
-        return Path(f"{conf_workdir(self.run.pk)}-job{self.job.index}")
+        return Path(f"{run_workdir(self.run.pk)}-job{self.job.index}")
 
     workdir = conf_dir
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from portal.cachegen import WatchedQuerySet
 from portal.fields import EncryptedTextField
-from portal.jobs import Job, LogChunkBase, LoggedJob
+from portal.jobs import Job, LogChunkBase, LoggedJob, log_chunk_meta
 
 
 class RunStatus(models.TextChoices):
@@ -173,12 +173,7 @@ class JobLogChunk(LogChunkBase):
     """A piece of a job's log (``portal.jobs.LogChunkBase``)."""
 
     run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="log_chunks")
-
-    class Meta:
-        ordering = ["run", "offset"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "offset"], name="job_log_chunk_unique_offset")
-        ]
+    Meta = log_chunk_meta("job_log_chunk_unique_offset")
 
 
 class StepRun(Job):
@@ -303,16 +298,16 @@ class LogChunk(LogChunkBase):
     """A piece of a run's log (``portal.jobs.LogChunkBase``)."""
 
     run = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, related_name="log_chunks")
-
-    class Meta:
-        ordering = ["run", "offset"]
-        constraints = [
-            models.UniqueConstraint(fields=["run", "offset"], name="log_chunk_unique_offset")
-        ]
+    Meta = log_chunk_meta("log_chunk_unique_offset")
 
 
 def workspace_root():
     return settings.WORKSPACE_ROOT / "pipelines"
+
+
+def run_workdir(run_id):
+    """Where a run's checkout lives (its jobs' are beside it, ``-job<index>``)."""
+    return workspace_root() / "runs" / str(run_id)
 
 
 # issue 18, in their own module

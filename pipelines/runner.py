@@ -13,16 +13,8 @@ from typing import NoReturn
 from django.conf import settings
 from django.utils import timezone
 
-from pipelines import approvals, dag, sandboxing, services
-from pipelines.models import (
-    LogChunk,
-    PipelineConfig,
-    PipelineRun,
-    PipelineSecret,
-    RunStatus,
-    StepRun,
-    workspace_root,
-)
+from pipelines import approvals, dag, models, sandboxing, services
+from pipelines.models import PipelineRun, RunStatus, StepRun, run_workdir
 from pipelines.spec import SPEC_FILENAMES, Spec, SpecError, parse
 from portal import limits
 from portal.executor import run_process
@@ -54,7 +46,7 @@ class RunLog(LogWriter):
     """The run's log (``portal.joblog.LogWriter``): owned while the run is ``running``."""
 
     model = PipelineRun
-    chunk_model = LogChunk
+    chunk_model = models.LogChunk
 
     def __init__(self, run, **options):  # mask, max_bytes: see LogWriter
         super().__init__(run, RunStatus.RUNNING, **options)  # gone: it left `running` elsewhere
@@ -66,7 +58,7 @@ def _load_spec(run, workdir: Path):
         if path.is_file():
             with path.open(errors="replace") as f:  # at most one character over the limit
                 return "repository", name, f.read(limits.SPEC_MAX + 1)
-    config = PipelineConfig.objects.filter(service_id=run.service_id).first()
+    config = models.PipelineConfig.objects.filter(service_id=run.service_id).first()
     if config and config.spec_yaml.strip():
         return "portal", "the spec stored in the portal", config.spec_yaml
     return None, None, None
@@ -139,7 +131,9 @@ class Execution:
     def __init__(self, run):
         self.run = run
         self.secrets = dict(
-            PipelineSecret.objects.filter(service_id=run.service_id).values_list("name", "value")
+            models.PipelineSecret.objects.filter(service_id=run.service_id).values_list(
+                "name", "value"
+            )
         )
         masker = Masker(list(self.secrets.values()))
         self.runlog = RunLog(run, mask=masker.mask if masker else None)
@@ -166,7 +160,7 @@ class Execution:
         shown = redact_url(run.service.repository_url) or "(none)"
         runlog.write(f"{BOLD}{CYAN}▶ source{RESET} {shown} @ {run.ref}\n")
         if not run.service.repository_url:
-            workdir = Path(conf_workdir(run.pk))
+            workdir = Path(run_workdir(run.pk))
             workdir.mkdir(parents=True, exist_ok=True)
             runlog.write(f"{DIM}no repository: running in an empty workspace{RESET}\n")
             return workdir
@@ -214,7 +208,7 @@ class Execution:
             PipelineRun.objects.filter(pk=run.pk).update(spec_source=source)
             self.stop(RunStatus.FAILED, f"Invalid pipeline spec in {where}: {exc}")
         PipelineRun.objects.filter(pk=run.pk).update(spec_source=source, spec=spec.data)
-        PipelineConfig.objects.update_or_create(
+        models.PipelineConfig.objects.update_or_create(
             service_id=run.service_id,
             defaults={
                 "known_branches": spec.data.get("branches"),
@@ -235,7 +229,7 @@ class Execution:
 
     def workdir(self) -> Path:
         """Where this run's workspace is (kept while it waits for an approval)."""
-        return Path(conf_workdir(self.run.pk))
+        return Path(run_workdir(self.run.pk))
 
     def resume_source(self) -> Path:
         """The workspace after an approval: the one kept when the run was parked, or (another
@@ -384,7 +378,7 @@ class Execution:
         if self.checkout is not None:
             self.checkout.cleanup()
         else:
-            shutil.rmtree(conf_workdir(self.run.pk), ignore_errors=True)
+            shutil.rmtree(run_workdir(self.run.pk), ignore_errors=True)
 
 
 def execute(run_id):
@@ -418,10 +412,6 @@ def guarded(job, body):
         return None
     finally:
         job.cleanup()
-
-
-def conf_workdir(run_id):
-    return workspace_root() / "runs" / str(run_id)
 
 
 __all__ = ["execute", "resume_run", "RunLog"]

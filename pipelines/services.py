@@ -24,7 +24,7 @@ from pipelines.models import (
     PipelineSecret,
     RunStatus,
     StepRun,
-    workspace_root,
+    run_workdir,
 )
 from pipelines.spec import ENV_NAME_RE, SpecError, parse
 from portal import limits, metrics
@@ -425,7 +425,7 @@ def reap_lost(stale_seconds=None):
         ),
     )
     for run_id in reaped:  # the dead worker could not remove its checkout (same machine)
-        shutil.rmtree(workspace_root() / "runs" / str(run_id), ignore_errors=True)
+        shutil.rmtree(run_workdir(run_id), ignore_errors=True)
     return reaped
 
 

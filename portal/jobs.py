@@ -91,6 +91,13 @@ class LogChunkBase(models.Model):
         abstract = True
 
 
+def log_chunk_meta(constraint: str) -> type:
+    """The ``Meta`` of a ``LogChunkBase`` model whose foreign key to its job is ``run``: chunks
+    in order, one per offset, under the unique constraint named ``constraint``."""
+    unique = models.UniqueConstraint(fields=["run", "offset"], name=constraint)
+    return type("Meta", (), {"ordering": ["run", "offset"], "constraints": [unique]})
+
+
 def _lock_row(model, pk):
     return model.objects.select_for_update(skip_locked=True, no_key=True).filter(pk=pk).first()
 
