@@ -26,7 +26,7 @@ from portal.actors import Actor
 from portal.errors import DomainError
 from portal.listing import render_list
 from portal.urlsecrets import redact_credentials
-from portal.web import add_form_errors, domain_error_response
+from portal.web import add_form_errors, board_view, domain_error_response
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
@@ -366,9 +366,7 @@ def run_cancel(request, pk):
     return _run_action(request, pk, services.cancel_run, "Cancel requested.")
 
 
-@login_required
-def board(request):
-    return render(request, "infra/board_section.html", {"section": board_section(request)})
+board = board_view(board_section)
 
 
 @login_required

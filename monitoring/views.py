@@ -17,7 +17,7 @@ from monitoring.forms import AlertRuleForm, NotificationChannelForm
 from monitoring.models import Alert, AlertRule, Delivery, NotificationChannel
 from portal.actors import Actor
 from portal.errors import DomainError
-from portal.web import domain_error_response
+from portal.web import board_view, domain_error_response
 from squads.models import Service, Squad
 
 
@@ -204,9 +204,7 @@ def alert_list(request):
     return render(request, "monitoring/alert_list.html", ctx)
 
 
-@login_required
-def board(request):
-    return render(request, "monitoring/board_section.html", {"section": board_section(request)})
+board = board_view(board_section)
 
 
 @login_required

@@ -28,7 +28,7 @@ from portal import joblog, logviews
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.listing import render_list
-from portal.web import domain_error_response
+from portal.web import board_view, domain_error_response
 from squads.models import Service, Squad
 
 LOG_PAGE_BYTES = logviews.LOG_PAGE_BYTES
@@ -306,9 +306,7 @@ def service_pipeline(request, slug):
     return render(request, "pipelines/service_pipeline.html", ctx)
 
 
-@login_required
-def board(request):
-    return render(request, "pipelines/board_section.html", {"section": board_section(request)})
+board = board_view(board_section)
 
 
 @login_required

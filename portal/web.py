@@ -14,7 +14,9 @@ from functools import wraps
 from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.utils.html import escape
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.defaults import permission_denied
@@ -86,3 +88,15 @@ def signed_in(what: str) -> Callable[[Callable[..., HttpResponse]], Callable[...
         return wrapped
 
     return decorator
+
+
+def board_view(section: Callable[[Any], dict]) -> Callable[..., HttpResponse]:
+    """The view a home-page board section refreshes itself from (its template polls it over
+    HTMX): the section's own template, rendered with a fresh ``section``."""
+
+    @login_required
+    def board(request: HttpRequest) -> HttpResponse:
+        fresh = section(request)
+        return render(request, fresh["template"], {"section": fresh})
+
+    return board

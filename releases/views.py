@@ -16,7 +16,7 @@ from monitoring.charts import line_chart
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.listing import render_list
-from portal.web import domain_error_response, signed_in
+from portal.web import board_view, domain_error_response, signed_in
 from releases import services, strategy
 from releases.board import board_section
 from releases.filters import ReleaseFilter
@@ -273,8 +273,4 @@ def service_panel(request, slug):
     return render(request, "pipelines/releases/service_panel.html#body", ctx)
 
 
-@login_required
-def board(request):
-    return render(
-        request, "pipelines/releases/board_section.html", {"section": board_section(request)}
-    )
+board = board_view(board_section)
