@@ -16,38 +16,37 @@ process did the work:
   {status}``, ``backline_scrape_targets{health}``, ``backline_builtin_series``.
 """
 
-from django.db.models import Count
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from metrics.models import ScrapeTarget, Series
 from monitoring.models import Alert, Delivery
+from portal.collectors import counts
 
 
 def monitoring_families():
-    alerts = GaugeMetricFamily(
-        "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
+    yield counts(
+        GaugeMetricFamily(
+            "backline_alerts", "Alerts pending or firing now", labels=["state", "severity"]
+        ),
+        Alert.objects.filter(state__in=[Alert.State.PENDING, Alert.State.FIRING]),
+        "state",
+        "severity",
     )
-    for row in (
-        Alert.objects.filter(state__in=[Alert.State.PENDING, Alert.State.FIRING])
-        .values("state", "severity")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        alerts.add_metric([row["state"], row["severity"]], row["n"])
-    yield alerts
-    deliveries = CounterMetricFamily(
-        "backline_alert_deliveries", "Alert notifications by status", labels=["status"]
+    yield counts(
+        CounterMetricFamily(
+            "backline_alert_deliveries", "Alert notifications by status", labels=["status"]
+        ),
+        Delivery.objects.all(),
+        "outbound__status",
+        default="pending",
     )
-    rows = Delivery.objects.values("outbound__status").annotate(n=Count("id")).order_by()
-    for row in rows:
-        deliveries.add_metric([row["outbound__status"] or "pending"], row["n"])
-    yield deliveries
-    targets = GaugeMetricFamily(
-        "backline_scrape_targets", "Builtin backend scrape targets by health", labels=["health"]
+    yield counts(
+        GaugeMetricFamily(
+            "backline_scrape_targets", "Builtin backend scrape targets by health", labels=["health"]
+        ),
+        ScrapeTarget.objects.all(),
+        "health",
     )
-    for row in ScrapeTarget.objects.values("health").annotate(n=Count("id")).order_by():
-        targets.add_metric([row["health"]], row["n"])
-    yield targets
     yield GaugeMetricFamily(
         "backline_builtin_series",
         "Series stored by the builtin backend",

@@ -5,22 +5,19 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
 from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 
 from pipelines.models import FINISHED_STATUSES, PipelineRun
+from portal.collectors import counts
 
 
 def pipeline_families():
-    runs = CounterMetricFamily(
-        "backline_pipeline_runs_finished",
-        "Pipeline runs finished, by final status (from the database)",
-        labels=["status"],
+    yield counts(
+        CounterMetricFamily(
+            "backline_pipeline_runs_finished",
+            "Pipeline runs finished, by final status (from the database)",
+            labels=["status"],
+        ),
+        PipelineRun.objects.filter(status__in=FINISHED_STATUSES),
+        "status",
     )
-    for row in (
-        PipelineRun.objects.filter(status__in=FINISHED_STATUSES)
-        .values("status")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        runs.add_metric([row["status"]], row["n"])
-    yield runs
     agg = PipelineRun.objects.filter(
         status__in=FINISHED_STATUSES, started_at__isnull=False, finished_at__isnull=False
     ).aggregate(
