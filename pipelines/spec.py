@@ -71,11 +71,7 @@ class SpecError(ValueError):
         self.message = message
         self.line = line
         self.field = field
-        where = []
-        if line is not None:
-            where.append(f"line {line}")
-        if field:
-            where.append(field)
+        where = [w for w in (f"line {line}" if line is not None else "", field) if w]
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
     def as_dict(self):
@@ -220,17 +216,13 @@ def _name_list(node, field, pattern, what):
 
 
 def _branches(node):
-    if isinstance(node, yaml.MappingNode):
-        keys = _mapping(node, "branches", {"include", "exclude"})
-        return {
-            "include": _name_list(keys["include"], "branches.include", None, "patterns")
-            if "include" in keys
-            else [],
-            "exclude": _name_list(keys["exclude"], "branches.exclude", None, "patterns")
-            if "exclude" in keys
-            else [],
-        }
-    return {"include": _name_list(node, "branches", None, "patterns"), "exclude": []}
+    if not isinstance(node, yaml.MappingNode):
+        return {"include": _name_list(node, "branches", None, "patterns"), "exclude": []}
+    keys = _mapping(node, "branches", {"include", "exclude"})
+    return {
+        part: _name_list(keys[part], f"branches.{part}", None, "patterns") if part in keys else []
+        for part in ("include", "exclude")
+    }
 
 
 def _limits(node, field):
