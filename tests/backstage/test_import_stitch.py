@@ -3,14 +3,15 @@ bulk path (COPY, shared scorecard documents, the collector paused) changes how i
 never what."""
 
 import gc
+import json
 
 import pytest
 from django.db import connection
 
 from portal.actors import Actor
-from squads import backstage, stitch
+from squads import backstage, scorecards, stitch
 from squads.backstage.generate import generate_catalog
-from squads.models import ServiceView
+from squads.models import Service, ServiceView
 
 
 def _read_forms():
@@ -41,6 +42,9 @@ def test_imported_read_forms_equal_a_restitch_from_scratch(db):
     assert all(f["document"] for f in forms.values())
     cards = {str(f["scorecard"]) for f in forms.values()}
     assert 1 < len(cards) < len(forms)  # documents shared, yet each service's own result
+    for service in Service.objects.order_by("pk")[::25]:  # each as evaluated on its own
+        card = scorecards.evaluate_one(service).as_dict()
+        assert json.loads(forms[service.pk]["scorecard"]) == card
     # another seed: lifecycles, owners, dependencies, tags and APIs change for most services
     again = backstage.import_catalog(
         [("gen.yaml", generate_catalog(1500, seed=2))], Actor.command()
