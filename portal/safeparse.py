@@ -118,16 +118,17 @@ def _events(text: str, max_depth: int) -> Iterator:
         raise YamlTooComplex(f"nested deeper than {max_depth} levels", exc.problem_mark) from None
 
 
-def load_yaml_all(text: str, **limits) -> Iterator:
+def load_yaml_all(text: str, *, loader=YamlLoader, **limits) -> Iterator:
     """Every document of a YAML stream (lazily, as ``yaml.load_all``), after :func:`check_yaml`.
-    A syntax error is left to the loader, so it is raised at the document it is in."""
+    A syntax error is left to the loader, so it is raised at the document it is in. ``loader``:
+    a subclass of ``YamlLoader`` building the same objects (the Backstage importer's)."""
     try:
         check_yaml(text, **limits)
     except TooComplex:
         raise
     except yaml.YAMLError:
         pass
-    yield from yaml.load_all(text, Loader=YamlLoader)
+    yield from yaml.load_all(text, Loader=loader)
 
 
 def compose_yaml(text: str, **limits):

@@ -1,6 +1,8 @@
 """Bulk writes of plain rows: COPY on PostgreSQL, ``bulk_create`` elsewhere (the Backstage
 importer's writer, the stitched read form)."""
 
+import json
+
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.utils import timezone
 
@@ -38,24 +40,43 @@ def insert(model, rows, *, with_pk=False):
         else:
             defaults[f.attname] = f.get_default()
     conn = connections[DEFAULT_DB_ALIAS]
-    # JSON, datetime and encrypted values need adapting (portal.fields: secrets reach the
-    # table only encrypted); ints, strings and None go as they are.
-    adapted = (models.JSONField, models.DateTimeField, EncryptedTextField, CredentialURLField)
-    prep = [isinstance(f, adapted) for f in fields]
-    cols = [
-        (f.attname, defaults[f.attname], f if p else None)
-        for f, p in zip(fields, prep, strict=True)
-    ]
+    cols = [(f.attname, defaults[f.attname], _preparer(f, conn)) for f in fields]
     qn = conn.ops.quote_name
     sql = f"COPY {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) FROM STDIN"
     with conn.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for r in rows:
             copy.write_row(
                 [
-                    f.get_db_prep_save(r.get(name, default), conn) if f else r.get(name, default)
-                    for name, default, f in cols
+                    prep(r.get(name, default)) if prep else r.get(name, default)
+                    for name, default, prep in cols
                 ]
             )
+
+
+def _preparer(field, conn):
+    """How a value of ``field`` goes into COPY: None for as it is (ints, strings, None); JSON
+    as its text (what the field's ``get_db_prep_save`` would send), each object encoded once
+    (rows sharing a document, such as the scorecards of services with the same results, cost
+    one encoding); datetime and encrypted values adapted by the field (portal.fields: secrets
+    reach the table only encrypted)."""
+    if isinstance(field, models.JSONField):
+        encoded = {}  # id(value) -> (value, text): the value kept alive while its id is a key
+
+        def prep_json(value):
+            if value is None:
+                return None
+            hit = encoded.get(id(value))
+            if hit is None:
+                hit = encoded[id(value)] = (
+                    value,
+                    json.dumps(field.get_prep_value(value), cls=field.encoder),
+                )
+            return hit[1]
+
+        return prep_json
+    if isinstance(field, (models.DateTimeField, EncryptedTextField, CredentialURLField)):
+        return lambda value: field.get_db_prep_save(value, conn)
+    return None
 
 
 def upsert(model, rows, *, key: str, casts: dict[str, str] | None = None) -> None:

@@ -57,9 +57,15 @@ _PLACEHOLDER = "slug-placeholder"
 
 def url_of(name, slug, _cache={}):  # noqa: B006 - each URL pattern, reversed once per process
     """``reverse(name, args=[slug])`` without a ``reverse()`` per entity (slugs need no
-    quoting: letters, digits and ``-_.``)."""
+    quoting: letters, digits and ``-_.``).
+
+    ``name`` is ``"<app>:<view>"`` of an app's HTML URL module, which the registry mounts at
+    the site root (``portal.registry.urls``): it is reversed within that module, so a process
+    that has served no request yet (an import command, a worker) does not load the whole
+    URLconf for it (every app's views: 3 s here, most of it the SCIM views' models)."""
     if name not in _cache:
-        _cache[name] = reverse(name, args=[_PLACEHOLDER])
+        app, _, view = name.rpartition(":")
+        _cache[name] = reverse(view, urlconf=f"{app}.urls", args=[_PLACEHOLDER])
     return _cache[name].replace(_PLACEHOLDER, slug)
 
 

@@ -154,7 +154,21 @@ def relations(ids):
     return rel
 
 
-def _view_row(service, card, rel):
+def _card_documents(cards):
+    """service id -> its scorecard document; services with the same results share one dict
+    (an import's 10,000 new services have a handful of distinct cards), built once and
+    encoded once by ``bulk.insert``."""
+    shared, out = {}, {}
+    for pk, card in cards.items():
+        key = (card.level, *((r.rule.key, r.passed) for r in card.results))
+        doc = shared.get(key)
+        if doc is None:
+            doc = shared[key] = card.as_dict()
+        out[pk] = doc
+    return out
+
+
+def _view_row(service, card, card_doc, rel):
     detail = documents.detail_document(service, card, rel)
     return {
         "service_id": service.pk,
@@ -170,7 +184,7 @@ def _view_row(service, card, rel):
         "updated_at": service.updated_at,
         "row": documents.list_row(detail),
         "detail": detail,
-        "scorecard": card.as_dict(),
+        "scorecard": card_doc,
     }
 
 
@@ -179,7 +193,8 @@ def _stitch(ids):
     cards = scorecards.evaluate(services)
     rel = relations(ids)
     texts = documents_of(ids)
-    rows = [_view_row(s, cards[s.pk], rel) for s in services]
+    card_docs = _card_documents(cards)
+    rows = [_view_row(s, cards[s.pk], card_docs[s.pk], rel) for s in services]
     for row in rows:
         row["document"] = texts.get(row["service_id"])
     present = {s.pk for s in services}

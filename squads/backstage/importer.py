@@ -16,7 +16,7 @@ from squads import stitch
 from squads.cache import CATALOG
 from squads.models import Dependency, Membership, Person, Service, Squad, Tag, Tribe
 
-from . import foreign, ownership, writer
+from . import foreign, gcpause, ownership, writer
 from .build import EntityBuilder
 from .constants import ENTITY_KINDS
 from .reading import Entity, YamlLoader, _Ctx, _read_documents
@@ -323,7 +323,11 @@ def import_catalog(sources, actor, *, dry_run=False) -> ImportReport:
     trusted system caller.
     """
     ownership.may_import(actor)  # before any parsing work
-    imp = _Importer(sources, actor, dry_run)
+    with gcpause.paused():
+        return _run(_Importer(sources, actor, dry_run), actor, dry_run)
+
+
+def _run(imp, actor, dry_run):
     imp.parse()
     with transaction.atomic():
         if connection.vendor == "postgresql":

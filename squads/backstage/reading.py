@@ -9,6 +9,7 @@ from portal import safeparse
 from . import sources as src
 from .refs import DEFAULT_NAMESPACE, ref_string
 from .report import ImportIssue
+from .yamlfast import FastLoader
 
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
@@ -85,7 +86,8 @@ def _read_documents(sources, ctx: _Ctx) -> list[Doc]:
         ctx.report.files_read += 1
         index = 0
         try:
-            for index, data in enumerate(safeparse.load_yaml_all(text), start=1):  # noqa: B007
+            documents = safeparse.load_yaml_all(text, loader=FastLoader)
+            for index, data in enumerate(documents, start=1):  # noqa: B007
                 if data is None:
                     continue
                 doc = Doc(name, index, data, origin, root)
