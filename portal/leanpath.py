@@ -94,6 +94,8 @@ class LeanApp:
         try:
             request = _plain_request(environ)
             body = route.handler(request, match)
+            if body is not None and not within_limit(*request.lean_token, time.time()):
+                body = None  # throttled: Django counts it again and gives DRF's 429
         except Declined:
             body = None
         except Exception:  # noqa: BLE001 - a lean-path bug must degrade to the normal path
@@ -186,8 +188,9 @@ def bearer_key(request) -> str:
 def authorized_answer(request, columns: Sequence[str], params: dict[str, Any]) -> tuple:
     """The ``columns`` (SQL expressions over ``params``) computed for a valid token, in the
     statement that checks it (exists, not revoked, not expired) and records its last use as
-    ``BearerTokenAuthentication`` does; then the token's rate limit counted. ``Declined`` when
-    the token does not pass or is throttled (DRF gives its 401 or 429)."""
+    ``BearerTokenAuthentication`` does. ``Declined`` when the token does not pass (DRF gives
+    its 401). The token's rate limit is counted once the handler has its answer (``LeanApp``):
+    a request the handler declines after this is counted by DRF alone."""
     sql = _token_sql().replace(
         "{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns)
     )
@@ -195,8 +198,7 @@ def authorized_answer(request, columns: Sequence[str], params: dict[str, Any]) -
     row = run(sql, {**params, "now": now, "key_hash": hash_token(bearer_key(request))})
     if row is None or not row[1]:
         raise Declined
-    if not within_limit(row[0], row[2] or 0, time.time()):
-        raise Declined
+    request.lean_token = (row[0], row[2] or 0)
     return row[3:]
 
 

@@ -322,3 +322,15 @@ def test_a_broken_persistent_connection_is_replaced(catalog, bearer, settings):
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
     status, body, _h, served = get("/api/v1/services/playback-api/", bearer, settings)
     assert status == 200 and body["slug"] == "playback-api" and served == 1
+
+
+def test_a_read_left_to_django_is_counted_once_by_the_rate_limit(catalog, squad, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    token, raw = ApiToken.generate(squad=squad, name="lost", scopes=[])
+    ApiToken.objects.filter(pk=token.pk).update(rate_limit_per_minute=3)
+    headers = {"Authorization": f"Bearer {raw}"}
+    answers = [get("/api/v1/services/no-such/", headers, settings)[0] for _ in range(3)]
+    assert answers == [404, 404, 404]  # not 429: each counted once, by DRF
+    assert get("/api/v1/services/playback-api/", headers, settings)[0] == 429
