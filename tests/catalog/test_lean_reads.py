@@ -334,3 +334,20 @@ def test_a_read_left_to_django_is_counted_once_by_the_rate_limit(catalog, squad,
     answers = [get("/api/v1/services/no-such/", headers, settings)[0] for _ in range(3)]
     assert answers == [404, 404, 404]  # not 429: each counted once, by DRF
     assert get("/api/v1/services/playback-api/", headers, settings)[0] == 429
+
+
+def test_request_metrics_count_lean_reads_as_django_reads(catalog, bearer, settings):
+    from django.urls import resolve
+    from prometheus_client import REGISTRY
+
+    path = "/api/v1/services/playback-api/"
+    labels = {"view": resolve(path).view_name, "method": "GET", "status": "2xx"}
+
+    def count():
+        name = "backline_http_request_duration_seconds_count"
+        return REGISTRY.get_sample_value(name, labels) or 0
+
+    for lean in (True, False):
+        before = count()
+        assert get(path, bearer, settings, lean=lean)[0] == 200
+        assert count() == before + 1, f"lean={lean}"
