@@ -17,3 +17,8 @@ QUEUE_DEPTH = Gauge("backline_queue_depth", "Jobs waiting in the Celery queue", 
 RELEASE_TRANSITIONS = Counter(
     "backline_release_transitions_total", "Release state transitions", ["to"]
 )
+LEAN_READS = Counter(
+    "backline_lean_reads_total",
+    "API reads offered to the lean read path (portal.leanpath), by who answered them",
+    ["outcome"],
+)

@@ -78,7 +78,9 @@ class SecurityHeadersMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        response = self.get_response(request)
+        return self.process_response(request, self.get_response(request))
+
+    def process_response(self, request, response):
         if settings.CONTENT_SECURITY_POLICY and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = _policy(getattr(response, "csp_extra", {}))
         if request.path.startswith("/api/") and not response.has_header("Cache-Control"):

@@ -12,6 +12,7 @@ Event types and outbound senders are registered in ``portal.events`` / ``portal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -92,6 +93,19 @@ class DeploymentSource:
     priority: int = 0
 
 
+@dataclass
+class LeanRoute:
+    """A read the lean path (``portal.leanpath``) answers before Django: GETs whose path
+    matches ``pattern``; ``handler(request, match)`` returns the JSON body (bytes), or None or
+    raises ``portal.leanpath.Declined`` for Django to answer. ``allow`` is the DRF view's
+    ``Allow`` header."""
+
+    pattern: re.Pattern[str]
+    handler: Callable[[Any, re.Match[str]], bytes | None]
+    allow: str
+    view_name: str = field(default="", init=False)  # resolved once, for the request metrics
+
+
 class Registry:
     def __init__(self):
         self.clear()
@@ -113,6 +127,7 @@ class Registry:
         self.demo_seeds: list[tuple[int, str]] = []
         self.startup_checks: list[Callable[[], list[str]]] = []
         self.chart_marks: list[Callable[[Any, float, float], Iterable[tuple[float, str]]]] = []
+        self.lean_routes: list[LeanRoute] = []
 
 
 registry = Registry()
@@ -181,6 +196,14 @@ def chart_marks(fn: Callable[[Any, float, float], Iterable[tuple[float, str]]]) 
     """``fn(service, t0, t1)`` yields ``(unix time, label)`` marks drawn on the service's
     request-rate chart (a scale action, say)."""
     registry.chart_marks.append(fn)
+
+
+def lean_route(
+    pattern: str, handler: Callable[[Any, re.Match[str]], bytes | None], allow: str
+) -> None:
+    """A hot API read the lean path answers before Django (see ``LeanRoute``); routes are
+    tried in the order registered, the first whose pattern matches the path only."""
+    registry.lean_routes.append(LeanRoute(re.compile(pattern), handler, allow))
 
 
 def step_kind(kind: str, run: Callable[..., Any]) -> None:

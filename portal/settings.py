@@ -189,6 +189,9 @@ CELERY_TIMEZONE = "UTC"
 # Catalog result rows (HTML and API pages) are cached until a catalog input changes
 # (squads/cache.py); this bounds staleness for writes made outside Backline. 0 turns it off.
 CATALOG_CACHE_SECONDS = env_int("CATALOG_CACHE_SECONDS", 120)
+# The hottest API reads answered before Django's handler (portal/leanpath.py); false sends
+# every request through Django and DRF (the two give the same answers).
+LEAN_READS = env_bool("BACKLINE_LEAN_READS", True)
 
 CACHES = {
     "default": {

@@ -1,14 +1,20 @@
 import os
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
-from django.db import connections
-
-from portal.registry import startup_problems
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+# after django.setup(): these read models and settings
+from django.conf import settings  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.db import connections  # noqa: E402
+
+from portal.leanpath import LeanApp  # noqa: E402
+from portal.registry import registry, startup_problems  # noqa: E402
+
+# the hottest API reads (routes the apps register) are answered before Django: portal.leanpath
+application = LeanApp(django_application, registry.lean_routes)
 
 # BACKLINE_PRODUCTION: refuse to serve while a startup check fails (e.g. a demo password)
 if settings.PRODUCTION and (problems := startup_problems()):

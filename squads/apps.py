@@ -20,10 +20,12 @@ class SquadsConfig(AppConfig):
         from portal.events import register_event_type
         from portal.inbound import register_receiver
         from squads import cache, home, schedule, stitch
+        from squads.api import lean
         from squads.converters import EntitySlugConverter
         from squads.discovery import webhooks as discovery_webhooks
 
         cache.connect()
+        lean.register()  # the hottest service reads, answered before Django (portal.leanpath)
         stitch.connect()
         register_converter(EntitySlugConverter, "entity")  # dotted Backstage names
         registry.urls("squads.urls", api="squads.api.urls")

@@ -1,0 +1,199 @@
+"""The catalog's lean reads (``portal.leanpath``): a service's detail, the service list and its
+facets, each answered by one statement that checks the token and returns the JSON PostgreSQL
+assembled from the stored documents of the read form (``ServiceView``, stitched at write
+time, so never stale). They mirror ``ServiceViewSet`` exactly: the same filters
+(``ServiceViewFilter``: owner/squad, tribe, system, type, lifecycle, tier, search/q), order
+(name; relevance then name for a search), pagination (``StandardPagination``: page, page_size
+up to 500, DRF's next/previous links) and facet counts; any other parameter, a value the
+filters would refuse, ``ordering=``, ``tag=``, ``page=last``, a page past the end or an unknown
+slug is left to the DRF view (``Declined``), which answers it (400, 404...)."""
+
+import json
+import math
+import re
+
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+
+from portal.api.pagination import StandardPagination
+from portal.leanpath import Declined, authorized_answer, param
+from squads.api.views import FACETS
+from squads.filters import CANDIDATES_SQL, SEARCH_CANDIDATES, SUBSTRING_BELOW, _like
+from squads.models import Lifecycle, ServiceView
+
+TABLE = ServiceView._meta.db_table
+# parameter -> column it must equal (a form CharField: stripped, empty means no filter)
+EXACT = {
+    "owner": "owner_slug",
+    "squad": "owner_slug",
+    "tribe": "tribe_slug",
+    "system": "system_slug",
+    "type": "type",
+}
+# parameter -> the values a choice filter accepts (as sent: a ChoiceField does not strip)
+CHOICES: dict[str, dict[str, object]] = {
+    "lifecycle": {v: v for v in Lifecycle.values},
+    "tier": {"1": 1, "2": 2, "3": 3},
+}
+FILTERS = {*EXACT, *CHOICES, "search", "q"}
+LIST_PARAMS = frozenset({*FILTERS, "page", "page_size"})
+FACET_PARAMS = frozenset({*FILTERS, "facet"})
+DEFAULT_FACETS = ["lifecycle", "type", "tier"]
+TEXT_FACETS = {c for c in FACETS.values() if c != "tier"}
+_PAGING = StandardPagination
+
+
+def _named(sql: str, prefix: str) -> str:
+    """``sql``'s ``%s`` placeholders as ``%(prefix0)s``, ``%(prefix1)s``... in order."""
+    counter = iter(range(sql.count("%s")))
+    return re.sub(r"%s", lambda _m: f"%({prefix}{next(counter)})s", sql)
+
+
+_CANDIDATES = _named(CANDIDATES_SQL, "c")
+
+
+def _filters(request, known) -> tuple[list[str], dict, bool]:
+    """The list's filters as SQL conditions and parameters, and whether a search orders it."""
+    if not set(request.GET) <= known or ("search" in request.GET and "q" in request.GET):
+        raise Declined
+    conds: list[str] = []
+    params: dict[str, object] = {}
+    for name, column in EXACT.items():
+        value = param(request, name)
+        if value:
+            conds.append(f"{column} = %(f_{name})s")
+            params[f"f_{name}"] = value
+    for name, accepted in CHOICES.items():
+        choice = param(request, name, strip=False)
+        if choice:
+            if choice not in accepted:
+                raise Declined
+            conds.append(f"{name} = %(f_{name})s")
+            params[f"f_{name}"] = accepted[choice]
+    text = param(request, "search") or param(request, "q")
+    if text:
+        n, like = SEARCH_CANDIDATES, _like(text)
+        values = [text, n, text.lower(), n, like, n, like, n, SUBSTRING_BELOW]
+        params.update({f"c{i}": v for i, v in enumerate(values)})
+        conds.append(f"service_id = ANY(ARRAY({_CANDIDATES}))")
+    return conds, params, bool(text)
+
+
+def _where(conds) -> str:
+    return f" WHERE {' AND '.join(conds)}" if conds else ""
+
+
+def service_detail(request, match) -> bytes:
+    """``GET /api/v1/services/<slug>/``: the stored detail document."""
+    (doc,) = authorized_answer(
+        request,
+        [f"SELECT detail::text FROM {TABLE} WHERE slug = %(slug)s"],
+        {"slug": match["slug"]},
+    )
+    if doc is None:
+        raise Declined  # the view's 404
+    return doc.encode()
+
+
+def _page(request) -> tuple[int, int]:
+    """(page number, page size) as ``StandardPagination`` reads them."""
+    raw = request.GET.get("page") or 1
+    try:
+        number = int(raw)  # "last", not a number, < 1: the pagination's own answers
+    except ValueError:
+        raise Declined from None
+    if number < 1:
+        raise Declined
+    size = _PAGING.page_size
+    try:
+        asked = int(request.GET["page_size"])
+        if asked > 0:
+            size = min(asked, _PAGING.max_page_size)
+    except (KeyError, ValueError):
+        pass
+    return number, size
+
+
+def service_list(request, match) -> bytes:
+    """``GET /api/v1/services/``: a page of stored list rows in DRF's envelope."""
+    conds, params, searched = _filters(request, LIST_PARAMS)
+    number, size = _page(request)
+    order = (
+        "ts_rank_cd(document, websearch_to_tsquery('english'::regconfig, %(c0)s)) DESC "
+        "NULLS LAST, name ASC"
+        if searched
+        else "name ASC"
+    )
+    where = _where(conds)
+    count, rows = authorized_answer(
+        request,
+        [
+            f"SELECT COUNT(*) FROM {TABLE}{where}",
+            f"array_to_string(ARRAY(SELECT row::text FROM {TABLE}{where} ORDER BY {order} "
+            "LIMIT %(limit)s OFFSET %(offset)s), ',')",
+        ],
+        {**params, "limit": size, "offset": (number - 1) * size},
+    )
+    pages = max(1, math.ceil(count / size))
+    if number > pages:
+        raise Declined  # the pagination's 400
+    url = request.build_absolute_uri()
+    nxt = replace_query_param(url, "page", number + 1) if number < pages else None
+    prev = None
+    if number == 2:
+        prev = remove_query_param(url, "page")
+    elif number > 2:
+        prev = replace_query_param(url, "page", number - 1)
+    links = f'"next":{_json(nxt)},"previous":{_json(prev)}'
+    return f'{{"count":{count},{links},"results":[{rows}]}}'.encode()
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _facet_sql(wanted: list[str], where: str) -> str:
+    cols = [FACETS[name] for name in wanted]
+    flags = ", ".join(f"GROUPING({c}) AS g{i}" for i, c in enumerate(cols))
+    sets = ", ".join(f"({c})" for c in cols)
+    total = " AND ".join(f"g{i} = 1" for i in range(len(cols)))
+    lists = []
+    for i, (name, col) in enumerate(zip(wanted, cols, strict=True)):
+        by = f'{col} COLLATE "C"' if col in TEXT_FACETS else col  # Python's order of values
+        lists.append(
+            f"'{name}', COALESCE((SELECT json_agg(json_build_object('value', {col}, 'count', n) "
+            f"ORDER BY n DESC, {by}) FROM g WHERE g{i} = 0), '[]'::json)"
+        )
+    return (
+        f"WITH f AS (SELECT {', '.join(cols)} FROM {TABLE}{where}), "
+        f"g AS (SELECT {', '.join(cols)}, {flags}, COUNT(*) AS n FROM f "
+        f"GROUP BY GROUPING SETS ({sets}, ())) "
+        f"SELECT json_build_object('count', (SELECT n FROM g WHERE {total}), "
+        f"'facets', json_build_object({', '.join(lists)}))::text"
+    )
+
+
+def service_facets(request, match) -> bytes:
+    """``GET /api/v1/services/facets/``: the counts per value of each facet asked for."""
+    conds, params, _searched = _filters(request, FACET_PARAMS)
+    wanted = request.GET.getlist("facet") or DEFAULT_FACETS
+    if not set(wanted) <= set(FACETS):
+        raise Declined  # the view's 400
+    (body,) = authorized_answer(
+        request, [_facet_sql(list(dict.fromkeys(wanted)), _where(conds))], params
+    )
+    return body.encode()
+
+
+def register() -> None:
+    """The routes, as ``squads.api.urls``' router matches them (trailing slash optional;
+    ``facets`` before a service slug)."""
+    from portal import registry
+
+    services = r"^/api/v1/services"
+    registry.lean_route(rf"{services}/facets/?\Z", service_facets, "GET, HEAD, OPTIONS")
+    registry.lean_route(rf"{services}/?\Z", service_list, "GET, POST, HEAD, OPTIONS")
+    registry.lean_route(
+        rf"{services}/(?P<slug>[-a-zA-Z0-9_.]+)/?\Z",
+        service_detail,
+        "GET, PUT, PATCH, DELETE, HEAD, OPTIONS",
+    )
