@@ -141,3 +141,44 @@ def test_beat_tick_fans_batches_out_to_two_worker_processes(
     log = worker.logfile.read_text()
     done = [ln for ln in log.splitlines() if "drive_releases" in ln and "succeeded" in ln]
     assert len(done) >= 15
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_next_tick_does_not_wait_behind_a_backlog_of_batches(
+    squad, default_environments, monkeypatch
+):
+    """25 batches are queued before a worker starts, then beat's tick: the worker takes the
+    tick from its own queue after at most a couple of batches, not after all 25 (one FIFO
+    queue did that, so under a backlog every dispatcher ran once a minute)."""
+    import redis
+    from django.conf import settings
+
+    from portal.celery import TICK_QUEUE, _beat_schedule, app
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    seed(squad, 300, due=True)
+    monkeypatch.setattr(controller, "CLAIM_BATCH", 12)
+    assert controller.dispatch() == 300  # 25 drive_releases tasks, queued
+    entry = _beat_schedule()["pipelines-tick-releases"]
+    assert entry["options"]["queue"] == TICK_QUEUE
+    # as beat sends it (without the expiry: the worker may take longer than that to start)
+    app.send_task(entry["task"], queue=entry["options"]["queue"])
+    monkeypatch.setattr(redis.Redis, "flushdb", lambda self: None)  # keep the queued tasks
+    worker = WorkerProcess(concurrency=2).start()
+    try:
+        deadline = time.monotonic() + 120
+        while "tick_releases" not in worker.logfile.read_text() or (
+            Release.objects.filter(status="paused").count() < 300
+        ):
+            assert time.monotonic() < deadline, "the worker did not run the tick and the batches"
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    done = [
+        "tick" if "tick_releases" in ln else "batch"
+        for ln in worker.logfile.read_text().splitlines()
+        if "succeeded" in ln and ("tick_releases" in ln or "drive_releases" in ln)
+    ]
+    assert done.count("batch") == 25 and done.count("tick") == 1
+    assert done.index("tick") <= 4, done
