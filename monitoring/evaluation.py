@@ -15,7 +15,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Case, F, FloatField, Q, TextField, Value, When
+from django.db.models import Q
 from django.utils import timezone
 
 from metrics.backends import BackendError, get_backend
@@ -103,24 +103,9 @@ def _changes(rule, active, value, now) -> bool:
 
 def _record(rules, values) -> None:
     """The rules' last values in one UPDATE (the claim set ``last_evaluated_at``)."""
-    if not rules:
-        return
-    value = Case(
-        *[When(pk=r.pk, then=Value(values[r.pk][0], output_field=FloatField())) for r in rules],
-        default=F("last_value"),  # typed: a CASE of NULLs only would be text in PostgreSQL
-        output_field=FloatField(),
-    )
-    error = Case(
-        *[
-            When(pk=r.pk, then=Value(values[r.pk][1][:2000], output_field=TextField()))
-            for r in rules
-        ],
-        default=F("last_error"),
-        output_field=TextField(),
-    )
-    AlertRule.objects.filter(pk__in=[r.pk for r in rules]).update(
-        last_value=value, last_error=error
-    )
+    for r in rules:
+        r.last_value, r.last_error = values[r.pk][0], values[r.pk][1][:2000]
+    claims.update_rows(rules, ["last_value", "last_error"])
 
 
 def evaluate_batch(ids, backend=None, now=None) -> dict:
@@ -148,15 +133,5 @@ def evaluate_batch(ids, backend=None, now=None) -> dict:
                 continue
         counts[outcome] = counts.get(outcome, 0) + 1
     _record(quiet, values)
-    if touched:
-        Alert.objects.filter(pk__in=[a.pk for a in touched]).update(
-            last_value=Case(
-                *[
-                    When(pk=a.pk, then=Value(a.last_value, output_field=FloatField()))
-                    for a in touched
-                ],
-                default=F("last_value"),
-                output_field=FloatField(),
-            )
-        )
+    claims.update_rows(touched, ["last_value"])
     return counts
