@@ -30,6 +30,11 @@ BATCH_TASK = "monitoring.tasks.evaluate_alert_batch"
 CLAIM_BATCH = 500
 MAX_CLAIMED_PER_TICK = 50_000
 ACTIVE = [Alert.State.PENDING, Alert.State.FIRING]
+LATENCY = {"p50", "p95", "p99"}
+# what a batch reads of a rule's service (a backend's metric names and queries): not its
+# catalog JSON
+SERVICE_FIELDS = ("service__id", "service__slug", "service__annotations")
+RULE_FIELDS = tuple(f.name for f in AlertRule._meta.concrete_fields)
 
 
 def interval() -> float:
@@ -53,11 +58,15 @@ def claim_due(limit=CLAIM_BATCH, now=None) -> list[int]:
 
 def dispatch() -> int:
     """Beat: claim the due rules in batches, one worker task per batch. Nothing due: two
-    queries (the claim, and the alerts of disabled rules)."""
-    n = 0
-    while n < MAX_CLAIMED_PER_TICK and (ids := claim_due()):
-        enqueue(BATCH_TASK, ids)
-        n += len(ids)
+    queries (the claim, and the alerts of disabled rules). What falls due while it claims
+    waits for the next tick (``claims.fan_out``)."""
+    now = timezone.now()
+    n = claims.fan_out(
+        lambda: claim_due(CLAIM_BATCH, now),
+        lambda ids: enqueue(BATCH_TASK, ids),
+        CLAIM_BATCH,
+        MAX_CLAIMED_PER_TICK,
+    )
     services.resolve_disabled()
     return n
 
@@ -69,8 +78,9 @@ def _values(rules, backend) -> dict:
     for rule in rules:
         if rule.query:
             groups.setdefault(("query", rule.query), []).append(rule)
-        else:
-            groups.setdefault(("signal", rule.window_seconds), []).append(rule)
+        else:  # one read per window, track and kind of series (requests or buckets)
+            key = (rule.window_seconds, rule.track, rule.signal in LATENCY)
+            groups.setdefault(("signal", key), []).append(rule)
     for (kind, key), members in groups.items():
         try:
             if kind == "query":
@@ -81,9 +91,9 @@ def _values(rules, backend) -> dict:
                 got = {r.pk: max(vals) if vals else None for r in members}
             else:
                 svcs = {r.service_id: r.service for r in members}
-                tracks = sorted({r.track for r in members})
+                window, track, _ = key
                 wanted = sorted({r.signal for r in members})
-                data = backend.current_signals(list(svcs.values()), tracks, key, wanted)
+                data = backend.current_signals(list(svcs.values()), [track], window, wanted)
                 got = {r.pk: data[r.service_id][r.track].get(r.signal) for r in members}
             out.update({pk: (v, "") for pk, v in got.items()})
         except BackendError as exc:
@@ -112,7 +122,11 @@ def evaluate_batch(ids, backend=None, now=None) -> dict:
     """Evaluate the claimed rules ``ids``; {outcome: count}."""
     backend = backend or get_backend()
     now = now or timezone.now()
-    rules = list(AlertRule.objects.filter(pk__in=ids, enabled=True).select_related("service"))
+    rules = list(
+        AlertRule.objects.filter(pk__in=ids, enabled=True)
+        .select_related("service")
+        .only(*RULE_FIELDS, *SERVICE_FIELDS)
+    )
     values = _values(rules, backend)
     active = {a.rule_id: a for a in Alert.objects.filter(rule_id__in=ids, state__in=ACTIVE)}
     counts: dict[str, int] = {}

@@ -15,6 +15,11 @@ then moves to ``GREATEST(field + step, floor)`` (its own phase, so a row claimed
 is not pushed later every round, and one far behind is not claimed again at once), and to
 ``until`` when ``field`` is NULL; on SQLite every row moves to ``until``.
 
+``fan_out(claim, send, batch, most)`` is a dispatcher's tick: claim batch after batch of what
+was due when the tick started and send each to a worker, until a batch comes back short
+(nothing more was due then) — never chasing the items that fall due while it claims, which
+kept a tick claiming batches of 2 or 3 for as long as its cap allowed.
+
 ``update_rows(objs, fields)`` writes what a claimed batch worked out, each row its own values,
 in one ``UPDATE … FROM (VALUES …)`` on PostgreSQL (Django's ``bulk_update`` builds a ``CASE``
 per field whose expressions cost ~1 ms of Python per row; ``bulk_update`` elsewhere). Like
@@ -85,4 +90,19 @@ def update_rows(objs, fields: list[str], batch_size: int = 1000) -> int:
             n += cur.rowcount
     if n and rows_changed.has_listeners(model):
         rows_changed.send(sender=model, fields=set(fields), pks=[o.pk for o in objs])
+    return n
+
+
+def fan_out(claim, send, batch: int, most: int, first: list | None = None) -> int:
+    """Call ``claim()`` (claiming up to ``batch`` items due at one fixed time; ``first``: the
+    first claim's answer, already made) and ``send(ids)`` each non-empty answer, until one is
+    short of ``batch`` or ``most`` items went. Returns the items sent. Nothing due: one claim."""
+    n = 0
+    ids = claim() if first is None else first
+    while ids:
+        send(ids)
+        n += len(ids)
+        if len(ids) < batch or n >= most:
+            break
+        ids = claim()
     return n

@@ -476,13 +476,16 @@ def tick_all() -> int:
 
 def dispatch() -> int:
     """Beat: claim the due releases in batches and hand each batch to a worker
-    (``drive_releases``), so every worker process shares the tick. Nothing due: one query."""
-    ids = claim_due()
+    (``drive_releases``), so every worker process shares the tick; what falls due while it
+    claims waits for the next tick (``claims.fan_out``). Nothing due: one query."""
+    now = timezone.now()
+    ids = claim_due(now=now)
     if len(ids) <= DRIVE_HERE:  # a quiet tick: no hop through the broker
         return drive_claimed(ids)
-    n = 0
-    while ids and n < MAX_CLAIMED_PER_TICK:
-        enqueue(DRIVE_TASK, ids)
-        n += len(ids)
-        ids = claim_due()
-    return n
+    return claims.fan_out(
+        lambda: claim_due(now=now),
+        lambda batch: enqueue(DRIVE_TASK, batch),
+        CLAIM_BATCH,
+        MAX_CLAIMED_PER_TICK,
+        first=ids,
+    )

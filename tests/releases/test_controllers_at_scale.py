@@ -87,6 +87,21 @@ def test_an_idle_tick_costs_the_same_at_10_and_1000(squad, default_environments)
     assert sum("UPDATE" in q and "SKIP LOCKED" in q for q in large) == 4
 
 
+def test_a_tick_stops_at_a_short_batch(squad, default_environments, monkeypatch):
+    """30 due releases in batches of 12: three claims (12, 12, 6) and no fourth: a short batch
+    means nothing more was due when the tick started (a tick that claimed on while items fell
+    due sent batches of 2 or 3 for as long as its cap allowed, issue 16). Same for rules."""
+    seed(squad, 30, due=True)
+    monkeypatch.setattr(controller, "CLAIM_BATCH", 12)
+    monkeypatch.setattr(evaluation, "CLAIM_BATCH", 12)
+    for dispatch in (controller.dispatch, evaluation.dispatch):
+        with CaptureQueriesContext(connection) as ctx:
+            assert dispatch() == 30  # enqueued to the real broker
+        claimed = [q["sql"] for q in ctx.captured_queries if "SKIP LOCKED" in q["sql"]]
+        assert len(claimed) == 3
+    assert controller.claim_due() == [] and evaluation.claim_due() == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_claimers_never_get_the_same_release(squad, default_environments):
     seed(squad, 400, due=True)
