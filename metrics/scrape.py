@@ -12,7 +12,7 @@ else the series' own ``track`` label, else ``stable``. Every series gets the lab
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from django.conf import settings
@@ -33,6 +33,7 @@ CUMULATIVE_TYPES = {"counter", "histogram", "summary"}
 MAX_SAMPLES_PER_TARGET = 5000
 SHARD_SIZE = 50  # targets per claimed shard (one worker task)
 SCRAPE_THREADS = 16  # concurrent fetches in a shard
+INGEST_EVERY = 0.5  # s: a shard ingests the expositions that arrived in this time together
 
 
 def scrape_interval() -> float:
@@ -161,10 +162,10 @@ def _new_series(target: ScrapeTarget, name: str, kind: str, labels: dict, key: s
     )
 
 
-def _match_series(target: ScrapeTarget, text: str) -> tuple[list, list[Series]]:
+def _match_series(target: ScrapeTarget, text: str, known: dict) -> tuple[list, list[Series]]:
     """The exposition's samples as (series, raw value, created), and the series first seen
-    in it (not saved yet). At most ``MAX_SAMPLES_PER_TARGET``; NaN samples are dropped."""
-    known = {(s.name, s.key): s for s in Series.objects.filter(target=target)}
+    in it (not saved yet); ``known``: the target's series by (name, key), grown by the new
+    ones. At most ``MAX_SAMPLES_PER_TARGET``; NaN samples are dropped."""
     new_series, pending = [], []
     for n, (name, kind, labels, value, created) in enumerate(parse_exposition(text)):
         if n >= MAX_SAMPLES_PER_TARGET:
@@ -182,50 +183,73 @@ def _match_series(target: ScrapeTarget, text: str) -> tuple[list, list[Series]]:
     return pending, new_series
 
 
-def _create_series(target: ScrapeTarget, new_series: list[Series]) -> None:
+def _create_series(new_series: list[Series]) -> None:
     """Insert ``new_series`` and give each its id (a concurrent insert's, on a conflict)."""
     if not new_series:
         return
     Series.objects.bulk_create(new_series, ignore_conflicts=True)
     # re-read ids (ignore_conflicts does not set them)
     ids = {
-        (s.name, s.key): s
-        for s in Series.objects.filter(target=target, key__in=[x.key for x in new_series])
+        (s.target_id, s.name, s.key): s.pk
+        for s in Series.objects.filter(
+            target_id__in={x.target_id for x in new_series}, key__in={x.key for x in new_series}
+        ).only("pk", "target_id", "name", "key")
     }
     for s in new_series:
-        got = ids.get((s.name, s.key))
-        if got is not None:
-            s.pk = got.pk
+        s.pk = ids.get((s.target_id, s.name, s.key))
 
 
 def _store(rows: list[Sample], changed: list[Series], reset: list[Series]) -> None:
     with transaction.atomic():
         Sample.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
-        if changed:
-            Series.objects.bulk_update(
-                changed, ["last_raw", "offset", "last_t", "created"], batch_size=500
-            )
+        claims.update_rows(changed, ["last_raw", "offset", "last_t", "created"])
         if reset:  # rare (a process restarted): not part of every scrape's update
-            Series.objects.bulk_update(reset, ["resets"], batch_size=500)
+            claims.update_rows(reset, ["resets"])
 
 
 def ingest(target: ScrapeTarget, text: str, t: float) -> int:
-    """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored."""
-    pending, new_series = _match_series(target, text)
-    _create_series(target, new_series)
-    changed, rows, reset = [], [], []
-    for series, raw, created in pending:
-        if series.pk is None:
+    """Store one scrape of ``target`` taken at Unix time ``t``. Returns the samples stored;
+    ValueError when ``text`` is not Prometheus text format."""
+    n = ingest_many([(target, text)], t)[target.pk]
+    if isinstance(n, ValueError):
+        raise n
+    return n
+
+
+def ingest_many(scrapes, t: float) -> dict:
+    """Store the scrapes ``[(target, exposition text)]`` taken at ``t`` together: one read of
+    their series, one insert of the samples, one update of the series. {target id: samples
+    stored, or the ValueError of an exposition that is not Prometheus text format}."""
+    known: dict = {}
+    for series in Series.objects.filter(target__in=[tg for tg, _ in scrapes]):
+        known.setdefault(series.target_id, {})[(series.name, series.key)] = series
+    out: dict = {}
+    pending, new_series = [], []
+    for target, text in scrapes:
+        try:
+            got, new = _match_series(target, text, known.setdefault(target.pk, {}))
+        except ValueError as exc:
+            out[target.pk] = exc
             continue
-        if series.last_t is not None and t <= series.last_t:
-            continue  # out of order / duplicate scrape
-        stored, was_reset = stored_value(series, raw, t, created)
-        if was_reset:
-            reset.append(series)
-        changed.append(series)
-        rows.append(Sample(series_id=series.pk, t=t, value=stored))
+        pending.append((target, got))
+        new_series += new
+    _create_series(new_series)
+    changed, rows, reset = [], [], []
+    for target, got in pending:
+        out[target.pk] = 0
+        for series, raw, created in got:
+            if series.pk is None:
+                continue
+            if series.last_t is not None and t <= series.last_t:
+                continue  # out of order / duplicate scrape
+            stored, was_reset = stored_value(series, raw, t, created)
+            if was_reset:
+                reset.append(series)
+            changed.append(series)
+            rows.append(Sample(series_id=series.pk, t=t, value=stored))
+            out[target.pk] += 1
     _store(rows, changed, reset)
-    return len(rows)
+    return out
 
 
 def fetch(url: str):
@@ -251,23 +275,31 @@ def fetch(url: str):
 
 def record(target: ScrapeTarget, text, error, t: float, started: float) -> int:
     """Ingest a fetched exposition (or record the failure) and update the target's health."""
-    n = 0
-    if error is None:
-        try:
-            n = ingest(target, text, t)
-        except ValueError as exc:  # not Prometheus text format
-            error = f"unparsable exposition: {exc}"
-    fields = {
-        "last_scrape_at": timezone.now(),
-        "last_duration_ms": (time.monotonic() - started) * 1000,
-        "last_samples": n,
-        "health": "down" if error else "up",
-        "last_error": (error or "")[:2000],
-    }
-    ScrapeTarget.objects.filter(pk=target.pk).update(**fields)
-    if error:
-        log.info("scrape of %s failed: %s", target.url, error)
-    return n
+    return record_many([(target, text, error, started)], t)
+
+
+def record_many(fetched, t: float) -> int:
+    """Ingest the fetched expositions ``[(target, text, error, started)]`` of a scrape at
+    ``t`` together (``ingest_many``) and update the targets' health in one statement. Returns
+    the samples stored."""
+    stored = ingest_many([(tg, text) for tg, text, error, _ in fetched if error is None], t)
+    now = timezone.now()
+    for target, _, error, started in fetched:
+        n = stored.get(target.pk, 0)
+        if isinstance(n, ValueError):  # not Prometheus text format
+            error, n = f"unparsable exposition: {n}", 0
+        target.last_scrape_at = now
+        target.last_duration_ms = (time.monotonic() - started) * 1000
+        target.last_samples = n
+        target.health = "down" if error else "up"
+        target.last_error = (error or "")[:2000]
+        if error:
+            log.info("scrape of %s failed: %s", target.url, error)
+    claims.update_rows([f[0] for f in fetched], HEALTH_FIELDS)
+    return sum(f[0].last_samples for f in fetched)
+
+
+HEALTH_FIELDS = ["last_scrape_at", "last_duration_ms", "last_samples", "health", "last_error"]
 
 
 def scrape_target(target: ScrapeTarget, t: float | None = None) -> int:
@@ -322,19 +354,25 @@ def claim_due(limit: int = SHARD_SIZE, now=None) -> list[int]:
 
 def scrape_shard(ids, threads: int = SCRAPE_THREADS) -> dict:
     """Scrape the targets ``ids`` concurrently (at most ``threads`` fetches at a time, each
-    bounded by ``SCRAPE_TIMEOUT``) and ingest each exposition as soon as it arrives, so one slow
-    or hanging target costs its own timeout and delays no other."""
+    bounded by ``SCRAPE_TIMEOUT``) and ingest what has arrived every ``INGEST_EVERY`` seconds
+    together (``record_many``), so one slow or hanging target costs its own timeout and delays
+    no other."""
     targets = list(ScrapeTarget.objects.filter(pk__in=ids).select_related("service"))
     summary = {"targets": len(targets), "samples": 0, "down": 0}
     if not targets:
         return summary
     t = round(time.time(), 3)
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(targets)))) as pool:
-        futures = {pool.submit(_timed_fetch, tg.url): tg for tg in targets}
-        for future in as_completed(futures):
-            (text, error), started = future.result()
-            summary["samples"] += record(futures[future], text, error, t, started)
-            summary["down"] += error is not None
+        pending = {pool.submit(_timed_fetch, tg.url): tg for tg in targets}
+        while pending:
+            done, _ = wait(pending, timeout=INGEST_EVERY)
+            fetched = []
+            for future in done:
+                (text, error), started = future.result()
+                fetched.append((pending.pop(future), text, error, started))
+                summary["down"] += error is not None
+            if fetched:
+                summary["samples"] += record_many(fetched, t)
     return summary
 
 

@@ -15,7 +15,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Case, F, FloatField, Q, TextField, Value, When
+from django.db.models import Q
 from django.utils import timezone
 
 from metrics.backends import BackendError, get_backend
@@ -30,6 +30,11 @@ BATCH_TASK = "monitoring.tasks.evaluate_alert_batch"
 CLAIM_BATCH = 500
 MAX_CLAIMED_PER_TICK = 50_000
 ACTIVE = [Alert.State.PENDING, Alert.State.FIRING]
+LATENCY = {"p50", "p95", "p99"}
+# what a batch reads of a rule's service (a backend's metric names and queries): not its
+# catalog JSON
+SERVICE_FIELDS = ("service__id", "service__slug", "service__annotations")
+RULE_FIELDS = tuple(f.name for f in AlertRule._meta.concrete_fields)
 
 
 def interval() -> float:
@@ -53,11 +58,15 @@ def claim_due(limit=CLAIM_BATCH, now=None) -> list[int]:
 
 def dispatch() -> int:
     """Beat: claim the due rules in batches, one worker task per batch. Nothing due: two
-    queries (the claim, and the alerts of disabled rules)."""
-    n = 0
-    while n < MAX_CLAIMED_PER_TICK and (ids := claim_due()):
-        enqueue(BATCH_TASK, ids)
-        n += len(ids)
+    queries (the claim, and the alerts of disabled rules). What falls due while it claims
+    waits for the next tick (``claims.fan_out``)."""
+    now = timezone.now()
+    n = claims.fan_out(
+        lambda: claim_due(CLAIM_BATCH, now),
+        lambda ids: enqueue(BATCH_TASK, ids),
+        CLAIM_BATCH,
+        MAX_CLAIMED_PER_TICK,
+    )
     services.resolve_disabled()
     return n
 
@@ -69,8 +78,9 @@ def _values(rules, backend) -> dict:
     for rule in rules:
         if rule.query:
             groups.setdefault(("query", rule.query), []).append(rule)
-        else:
-            groups.setdefault(("signal", rule.window_seconds), []).append(rule)
+        else:  # one read per window, track and kind of series (requests or buckets)
+            key = (rule.window_seconds, rule.track, rule.signal in LATENCY)
+            groups.setdefault(("signal", key), []).append(rule)
     for (kind, key), members in groups.items():
         try:
             if kind == "query":
@@ -81,9 +91,9 @@ def _values(rules, backend) -> dict:
                 got = {r.pk: max(vals) if vals else None for r in members}
             else:
                 svcs = {r.service_id: r.service for r in members}
-                tracks = sorted({r.track for r in members})
+                window, track, _ = key
                 wanted = sorted({r.signal for r in members})
-                data = backend.current_signals(list(svcs.values()), tracks, key, wanted)
+                data = backend.current_signals(list(svcs.values()), [track], window, wanted)
                 got = {r.pk: data[r.service_id][r.track].get(r.signal) for r in members}
             out.update({pk: (v, "") for pk, v in got.items()})
         except BackendError as exc:
@@ -103,31 +113,20 @@ def _changes(rule, active, value, now) -> bool:
 
 def _record(rules, values) -> None:
     """The rules' last values in one UPDATE (the claim set ``last_evaluated_at``)."""
-    if not rules:
-        return
-    value = Case(
-        *[When(pk=r.pk, then=Value(values[r.pk][0], output_field=FloatField())) for r in rules],
-        default=F("last_value"),  # typed: a CASE of NULLs only would be text in PostgreSQL
-        output_field=FloatField(),
-    )
-    error = Case(
-        *[
-            When(pk=r.pk, then=Value(values[r.pk][1][:2000], output_field=TextField()))
-            for r in rules
-        ],
-        default=F("last_error"),
-        output_field=TextField(),
-    )
-    AlertRule.objects.filter(pk__in=[r.pk for r in rules]).update(
-        last_value=value, last_error=error
-    )
+    for r in rules:
+        r.last_value, r.last_error = values[r.pk][0], values[r.pk][1][:2000]
+    claims.update_rows(rules, ["last_value", "last_error"])
 
 
 def evaluate_batch(ids, backend=None, now=None) -> dict:
     """Evaluate the claimed rules ``ids``; {outcome: count}."""
     backend = backend or get_backend()
     now = now or timezone.now()
-    rules = list(AlertRule.objects.filter(pk__in=ids, enabled=True).select_related("service"))
+    rules = list(
+        AlertRule.objects.filter(pk__in=ids, enabled=True)
+        .select_related("service")
+        .only(*RULE_FIELDS, *SERVICE_FIELDS)
+    )
     values = _values(rules, backend)
     active = {a.rule_id: a for a in Alert.objects.filter(rule_id__in=ids, state__in=ACTIVE)}
     counts: dict[str, int] = {}
@@ -148,15 +147,5 @@ def evaluate_batch(ids, backend=None, now=None) -> dict:
                 continue
         counts[outcome] = counts.get(outcome, 0) + 1
     _record(quiet, values)
-    if touched:
-        Alert.objects.filter(pk__in=[a.pk for a in touched]).update(
-            last_value=Case(
-                *[
-                    When(pk=a.pk, then=Value(a.last_value, output_field=FloatField()))
-                    for a in touched
-                ],
-                default=F("last_value"),
-                output_field=FloatField(),
-            )
-        )
+    claims.update_rows(touched, ["last_value"])
     return counts

@@ -24,16 +24,18 @@ def scrape_targets():
     """Beat: claim the due targets in shards, one ``scrape_shard`` task each."""
     if settings.METRICS_BACKEND != "builtin":
         return None
+    from django.utils import timezone
+
+    from portal import claims
     from portal.celery import enqueue
 
-    n = 0
-    for _ in range(MAX_SHARDS_PER_TICK):
-        ids = scrape.claim_due()
-        if not ids:
-            break
-        enqueue(SHARD_TASK, ids)
-        n += len(ids)
-    return n
+    now = timezone.now()  # what falls due while it claims waits for the next tick
+    return claims.fan_out(
+        lambda: scrape.claim_due(scrape.SHARD_SIZE, now),
+        lambda ids: enqueue(SHARD_TASK, ids),
+        scrape.SHARD_SIZE,
+        MAX_SHARDS_PER_TICK * scrape.SHARD_SIZE,
+    )
 
 
 @shared_task(name=SHARD_TASK, ignore_result=True, soft_time_limit=50, time_limit=60)

@@ -9,6 +9,7 @@ import os
 from celery import Celery, signals
 from django.apps import apps
 from django.conf import settings
+from kombu import Queue
 
 from portal.embedded_redis import ensure_running
 from portal.registry import registry
@@ -18,6 +19,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Two queues, both consumed by every worker that names none (``celery -A portal worker``: make
+# run, docker-compose, the tests' and benchmarks' workers): the default one, and ``ticks`` for
+# the beat dispatchers that claim due work and fan it out as batch tasks on the default queue
+# (``TICK_OPTIONS`` in an app's ``schedule.py``). A worker takes from its queues in turn, so a
+# backlog of batches never delays the next tick by more than the batch that frees a process.
+DEFAULT_QUEUE = "celery"
+TICK_QUEUE = "ticks"
+app.conf.task_default_queue = DEFAULT_QUEUE
+app.conf.task_queues = (Queue(DEFAULT_QUEUE), Queue(TICK_QUEUE))
 
 
 def _beat_schedule():
@@ -36,6 +47,16 @@ def _setup_beat(sender, **kwargs):
 def _ensure_embedded_redis(sender, **kwargs):
     if getattr(settings, "USING_EMBEDDED_REDIS", False):
         ensure_running()
+
+
+def tick_entry(task: str, seconds: float) -> dict:
+    """A beat entry for a dispatcher: sent to the tick queue, expiring when it could not run
+    within two of its periods."""
+    return {
+        "task": task,
+        "schedule": seconds,
+        "options": {"expires": seconds * 2, "queue": TICK_QUEUE},
+    }
 
 
 def enqueue(name: str, *args, countdown: float | None = None) -> None:

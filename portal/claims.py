@@ -14,10 +14,22 @@ A periodic controller passes ``step`` (its interval) and a ``floor``: on Postgre
 then moves to ``GREATEST(field + step, floor)`` (its own phase, so a row claimed a little late
 is not pushed later every round, and one far behind is not claimed again at once), and to
 ``until`` when ``field`` is NULL; on SQLite every row moves to ``until``.
+
+``fan_out(claim, send, batch, most)`` is a dispatcher's tick: claim batch after batch of what
+was due when the tick started and send each to a worker, until a batch comes back short
+(nothing more was due then) — never chasing the items that fall due while it claims, which
+kept a tick claiming batches of 2 or 3 for as long as its cap allowed.
+
+``update_rows(objs, fields)`` writes what a claimed batch worked out, each row its own values,
+in one ``UPDATE … FROM (VALUES …)`` on PostgreSQL (Django's ``bulk_update`` builds a ``CASE``
+per field whose expressions cost ~1 ms of Python per row; ``bulk_update`` elsewhere). Like
+``WatchedQuerySet.bulk_update`` it announces the write (``cachegen.rows_changed``).
 """
 
 from django.db import connection, transaction
 from django.db.models import F
+
+from portal.cachegen import rows_changed
 
 
 def claim(queryset, field: str, until, limit: int, step=None, floor=None) -> list[int]:
@@ -44,3 +56,53 @@ def claim(queryset, field: str, until, limit: int, step=None, floor=None) -> lis
                 [*params, *args],
             )
             return [row[0] for row in cur.fetchall()]
+
+
+def update_rows(objs, fields: list[str], batch_size: int = 1000) -> int:
+    """Save ``fields`` of the model instances ``objs`` (one model), in one statement per
+    ``batch_size`` rows. Returns the rows written."""
+    objs = list(objs)
+    if not objs:
+        return 0
+    model = type(objs[0])
+    if connection.vendor != "postgresql":
+        return model.objects.bulk_update(objs, fields, batch_size=batch_size)
+    opts = model._meta
+    pk = opts.pk
+    cols = [opts.get_field(f) for f in fields]
+    names = ", ".join(f'"{c.column}" = v."{c.column}"' for c in cols)
+    row = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in [pk, *cols]) + ")"
+    columns = ", ".join(f'"{f.column}"' for f in [pk, *cols])
+    n = 0
+    with connection.cursor() as cur:
+        for k in range(0, len(objs), batch_size):
+            chunk = objs[k : k + batch_size]
+            params = [
+                f.get_db_prep_save(getattr(obj, f.attname), connection)
+                for obj in chunk
+                for f in [pk, *cols]
+            ]
+            cur.execute(
+                f"UPDATE {opts.db_table} AS t SET {names} FROM (VALUES {', '.join([row] * len(chunk))}) "
+                f'AS v({columns}) WHERE t."{pk.column}" = v."{pk.column}"',
+                params,
+            )
+            n += cur.rowcount
+    if n and rows_changed.has_listeners(model):
+        rows_changed.send(sender=model, fields=set(fields), pks=[o.pk for o in objs])
+    return n
+
+
+def fan_out(claim, send, batch: int, most: int, first: list | None = None) -> int:
+    """Call ``claim()`` (claiming up to ``batch`` items due at one fixed time; ``first``: the
+    first claim's answer, already made) and ``send(ids)`` each non-empty answer, until one is
+    short of ``batch`` or ``most`` items went. Returns the items sent. Nothing due: one claim."""
+    n = 0
+    ids = claim() if first is None else first
+    while ids:
+        send(ids)
+        n += len(ids)
+        if len(ids) < batch or n >= most:
+            break
+        ids = claim()
+    return n

@@ -123,6 +123,17 @@ def condition_text(m) -> str:
     return m.get("condition", "")
 
 
+TRACKS = ("canary", "stable")
+
+
+def signal_span(m, now: float) -> tuple[float, float, float, float]:
+    """(start, end, step, window) of the golden-signal read that measures ``m`` at ``now``:
+    the same floats for one release and for a batch read (``controller.Reads``)."""
+    window = float(m["window"])
+    step = max(window / 4, 1.0)
+    return now - step, now, step, window
+
+
 def _latest(points):
     for _, v in reversed(points or []):
         if v is not None:
@@ -146,9 +157,8 @@ def measure(backend, service, m, now=None) -> dict:
                 return {**out, "phase": "inconclusive", "message": "the query returned no data"}
             ok = OPS[op](value, float(num))
             return {**out, "phase": "successful" if ok else "failed"}
-        window = float(m["window"])
-        step = max(window / 4, 1.0)
-        data = backend.golden_signals(service, ["canary", "stable"], now - step, now, step, window)
+        start, end, step, window = signal_span(m, now)
+        data = backend.golden_signals(service, list(TRACKS), start, end, step, window)
     except BackendError as exc:
         return {**out, "phase": "error", "message": f"metrics backend: {exc}"[:1000]}
     canary, stable = data.get("canary", {}), data.get("stable", {})

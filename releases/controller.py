@@ -20,7 +20,6 @@ index, so nothing is counted twice and nothing is lost.
 """
 
 import logging
-import time
 import uuid
 from datetime import timedelta
 
@@ -29,10 +28,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from metrics.backends import get_backend
 from portal import claims, events, metrics
 from portal.celery import enqueue
-from releases import analysis, strategy
+from releases import analysis, reads, strategy
 from releases.models import (
     ACTIVE_RELEASE,
     FINAL_RELEASE,
@@ -79,6 +77,9 @@ DRIVEN_FIELDS = [
     "finished_at",
     "updated_at",
 ]
+
+
+MEASURED_FIELDS = ["status", "next_measure_at", "finished_at", "message"]  # of a run
 
 
 def state(r) -> dict:
@@ -170,7 +171,7 @@ def drive(r, *, actor=CONTROLLER, door="beat") -> Release:
         if not _advance_once(r, now, actor, door):
             break
     _want(r, now)
-    r.save(update_fields=DRIVEN_FIELDS)
+    reads.save(r, DRIVEN_FIELDS)  # in a claimed batch: with the batch's other rows
     return r
 
 
@@ -291,9 +292,7 @@ def kick(release_id):
 
 
 def _analysis_step(r, spec, now) -> str:
-    run = AnalysisRun.objects.filter(
-        release=r, generation=r.generation, step_index=r.step_index
-    ).first()
+    run = reads.run_of(r)
     if run is None:
         template = AnalysisTemplate.objects.filter(name=spec.get("template")).first()
         if template is None:
@@ -329,9 +328,11 @@ def _analysis_step(r, spec, now) -> str:
 
 def _measure(r, run, now):
     """Take the measurements that are due; judge the run."""
-    backend, at = _OneReadBackend(get_backend()), time.time()
+    backend = reads.current()  # the batch's, or read now for this release alone
+    at = backend.at
+    created = []
     existing: dict[str, list] = {}
-    for m in run.measurements.order_by("index"):
+    for m in reads.measurements_of(run):
         existing.setdefault(m.metric, []).append(m)
     verdicts, next_due, reasons = [], [], []
     for m in run.metrics:
@@ -346,9 +347,10 @@ def _measure(r, run, now):
         )
         if verdict == "running" and due <= now + timedelta(seconds=0.25):
             values = analysis.measure(backend, r.service, m, now=at)
-            meas = Measurement.objects.create(
+            meas = Measurement(
                 analysis_run=run, metric=m["name"], index=len(done), at=now, **values
             )
+            created.append(meas)
             phases.append(meas.phase)
             verdict = analysis.metric_verdict(m, phases)
             due = now + timedelta(seconds=interval)
@@ -359,6 +361,7 @@ def _measure(r, run, now):
         verdicts.append(verdict)
         if verdict == "running":
             next_due.append(due)
+    reads.taken(run, created)
     outcome = analysis.run_verdict(verdicts)
     run.status = outcome
     if outcome == "running":
@@ -373,25 +376,7 @@ def _measure(r, run, now):
             "error": "analysis could not measure, a human decides: ",
         }[outcome] + "; ".join(reasons)
         note(r, "analysis", f"analysis {run.template}: {run.message}")
-    run.save()
-
-
-class _OneReadBackend:
-    """The backend, reading a service's golden signals once per measurement round (the
-    metrics of a template share their window, usually)."""
-
-    def __init__(self, backend):
-        self.backend = backend
-        self.read: dict = {}
-
-    def golden_signals(self, service, tracks, start, end, step, window):
-        key = (service.pk, tuple(tracks), start, end, step, window)
-        if key not in self.read:
-            self.read[key] = self.backend.golden_signals(service, tracks, start, end, step, window)
-        return self.read[key]
-
-    def instant(self, query, at=None):
-        return self.backend.instant(query, at=at)
+    reads.save(run, MEASURED_FIELDS)
 
 
 def _reason(m, meas, verdict):
@@ -453,18 +438,29 @@ def claim_due(limit=None, now=None) -> list[int]:
     return claims.claim(due(now), "next_tick_at", lease, limit or CLAIM_BATCH)
 
 
-def drive_claimed(ids) -> int:
-    """Drive the claimed releases one by one (each in its own transaction); a wanted driver
-    call goes to a worker (``kick``), not inline."""
+def drive_claimed(ids, at: float | None = None) -> int:
+    """Drive the claimed releases: locked together (one query; a row someone else holds is
+    skipped), their due analyses measured from reads made for the whole batch at once at
+    ``at`` (``reads.batch``), each driven in its own savepoint so one broken release does not
+    stop the others, and the rows they change written together at the end (three statements);
+    a wanted driver call goes to a worker (``kick``, after commit)."""
     n = 0
-    for pk in ids:
-        try:
-            r = _advance(pk, wait=False)
-            if r is not None and r.driver_call:
-                kick(pk)
-            n += 1
-        except Exception:  # noqa: BLE001 - one broken release must not stop the others
-            log.exception("release %s: controller error", pk)
+    with transaction.atomic():
+        qs = Release.objects.select_related("service", "service__owner", "environment")
+        qs = qs.select_for_update(of=("self",), skip_locked=True)
+        locked = list(qs.filter(pk__in=list(ids)).filter(ACTIVE_OR_OWED).order_by("pk"))
+        with reads.batch(locked, at):
+            for r in locked:
+                mark = reads.mark()
+                try:
+                    with transaction.atomic():
+                        drive(r)
+                    if r.driver_call:
+                        kick(r.pk)
+                    n += 1
+                except Exception:  # noqa: BLE001 - one broken release must not stop the others
+                    reads.undo(mark)  # its rows are written as they were
+                    log.exception("release %s: controller error", r.pk)
     return n
 
 
@@ -480,13 +476,16 @@ def tick_all() -> int:
 
 def dispatch() -> int:
     """Beat: claim the due releases in batches and hand each batch to a worker
-    (``drive_releases``), so every worker process shares the tick. Nothing due: one query."""
-    ids = claim_due()
+    (``drive_releases``), so every worker process shares the tick; what falls due while it
+    claims waits for the next tick (``claims.fan_out``). Nothing due: one query."""
+    now = timezone.now()
+    ids = claim_due(now=now)
     if len(ids) <= DRIVE_HERE:  # a quiet tick: no hop through the broker
         return drive_claimed(ids)
-    n = 0
-    while ids and n < MAX_CLAIMED_PER_TICK:
-        enqueue(DRIVE_TASK, ids)
-        n += len(ids)
-        ids = claim_due()
-    return n
+    return claims.fan_out(
+        lambda: claim_due(now=now),
+        lambda batch: enqueue(DRIVE_TASK, batch),
+        CLAIM_BATCH,
+        MAX_CLAIMED_PER_TICK,
+        first=ids,
+    )

@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from portal.celery import tick_entry
+
 
 def _every(task: str, seconds: float) -> dict:
     """A beat entry that expires when it could not run within two of its periods."""
@@ -7,7 +9,8 @@ def _every(task: str, seconds: float) -> dict:
 
 
 BEAT_SCHEDULE = {
-    "pipelines-tick-releases": _every(
+    # the dispatcher on the tick queue: a backlog of its batches never holds the next claim back
+    "pipelines-tick-releases": tick_entry(
         "releases.tasks.tick_releases", settings.RELEASES_TICK_SECONDS
     ),
     "releases-scaling-schedules": _every(

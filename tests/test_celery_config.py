@@ -56,3 +56,24 @@ def test_enqueue_by_name_runs_the_task_here_when_eager():
     finally:
         app.conf.task_always_eager = before
     assert AuditEvent.objects.filter(action="worker.heartbeat", data__note="eager by name").exists()
+
+
+def test_beat_dispatchers_go_to_the_tick_queue_every_worker_consumes():
+    """The dispatchers that fan batches out are not queued behind those batches (issue 16):
+    beat sends them to their own queue, and a worker started without ``-Q`` (make run,
+    docker-compose, the tests' workers) consumes it along with the default queue."""
+    from portal.celery import DEFAULT_QUEUE, TICK_QUEUE, _beat_schedule
+
+    app.loader.import_default_modules()
+    schedule = _beat_schedule()
+    ticks = {
+        e["task"] for e in schedule.values() if e.get("options", {}).get("queue") == TICK_QUEUE
+    }
+    assert ticks >= {
+        "releases.tasks.tick_releases",
+        "monitoring.tasks.evaluate_alert_rules",
+        "monitoring.tasks.scrape_targets",
+    }
+    assert {q.name for q in app.amqp.queues.values()} == {DEFAULT_QUEUE, TICK_QUEUE}
+    # the batches they enqueue by name stay on the default queue
+    assert app.amqp.router.route({}, "releases.tasks.drive_releases")["queue"].name == DEFAULT_QUEUE

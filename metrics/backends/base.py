@@ -62,8 +62,9 @@ class MetricsBackend:
         p50, p95, p99 (latency in seconds, error ratio as a fraction)."""
         raise NotImplementedError
 
-    def golden_signals_many(self, services, tracks, start, end, step, window) -> dict:
-        """{service id: golden_signals(service, ...)}; the builtin backend reads them at once."""
+    def golden_signals_many(self, services, tracks, start, end, step, window, signals=()) -> dict:
+        """{service id: golden_signals(service, ...)}; the builtin backend reads them at once
+        (given ``signals``, only the series those read: the others may answer no data)."""
         return {s.pk: self.golden_signals(s, tracks, start, end, step, window) for s in services}
 
     def current_signal(self, service, track: str, signal: str, window: float) -> float | None:
@@ -75,7 +76,9 @@ class MetricsBackend:
         backend may answer only ``signals`` when given)."""
         now = time.time()
         step = max(window / 4, 1)
-        data = self.golden_signals_many(services, tracks, now - step, now, step, window)
+        data = self.golden_signals_many(
+            services, tracks, now - step, now, step, window, signals=signals
+        )
         return {
             pk: {
                 track: {name: latest(points) for name, points in (per.get(track) or {}).items()}

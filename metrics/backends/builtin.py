@@ -103,13 +103,22 @@ class BuiltinBackend(MetricsBackend):
     def golden_signals(self, service, tracks, start, end, step, window):
         return self.golden_signals_many([service], tracks, start, end, step, window)[service.pk]
 
-    def golden_signals_many(self, services, tracks, start, end, step, window):
-        """``golden_signals`` of many services from one series query and one sample read."""
+    def golden_signals_many(self, services, tracks, start, end, step, window, signals=()):
+        """``golden_signals`` of many services from one series query and one sample read;
+        given ``signals``, of the series they read only (request counters for the request rate
+        and error ratio, histogram buckets for the latencies)."""
         names = {s.pk: self.metric_names(s) for s in services}
+        wanted = set(signals)
+        reads = [  # which of (requests, buckets) the wanted signals read
+            not wanted or bool(wanted & {"request_rate", "error_ratio"}),
+            not wanted or bool(wanted & {"p50", "p95", "p99"}),
+        ]
         rows = list(
             Series.objects.filter(
                 service_id__in=list(names),
-                name__in={n for pair in names.values() for n in pair},
+                name__in={
+                    n for pair in names.values() for n, r in zip(pair, reads, strict=True) if r
+                },
                 track__in=list(tracks),
             )
             .values_list("service_id", "id", "name", "track", "code", "le", "resets")

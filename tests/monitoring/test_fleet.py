@@ -47,12 +47,14 @@ def test_demo_fleet_command_registers_targets_and_stops_cleanly(squad):
     reader.start()
     try:
         deadline = time.monotonic() + 30
-        urls = []
-        while time.monotonic() < deadline and len(urls) < 2:
+        urls, other = [], []
+        while time.monotonic() < deadline and (len(urls) < 2 or len(other) < 2):
+            # the command registers one service after the other: wait for both
             urls = Service.objects.get(slug="playback-api").metrics_urls
+            other = Service.objects.get(slug="search-api").metrics_urls
             time.sleep(0.2)
         assert {u["track"] for u in urls} == {"stable", "canary"}
-        assert len(Service.objects.get(slug="search-api").metrics_urls) == 2
+        assert len(other) == 2
         # the traffic generator is hitting them: counters labelled by service and track appear
         deadline = time.monotonic() + 15
         text = ""

@@ -87,6 +87,21 @@ def test_an_idle_tick_costs_the_same_at_10_and_1000(squad, default_environments)
     assert sum("UPDATE" in q and "SKIP LOCKED" in q for q in large) == 4
 
 
+def test_a_tick_stops_at_a_short_batch(squad, default_environments, monkeypatch):
+    """30 due releases in batches of 12: three claims (12, 12, 6) and no fourth: a short batch
+    means nothing more was due when the tick started (a tick that claimed on while items fell
+    due sent batches of 2 or 3 for as long as its cap allowed, issue 16). Same for rules."""
+    seed(squad, 30, due=True)
+    monkeypatch.setattr(controller, "CLAIM_BATCH", 12)
+    monkeypatch.setattr(evaluation, "CLAIM_BATCH", 12)
+    for dispatch in (controller.dispatch, evaluation.dispatch):
+        with CaptureQueriesContext(connection) as ctx:
+            assert dispatch() == 30  # enqueued to the real broker
+        claimed = [q["sql"] for q in ctx.captured_queries if "SKIP LOCKED" in q["sql"]]
+        assert len(claimed) == 3
+    assert controller.claim_due() == [] and evaluation.claim_due() == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_claimers_never_get_the_same_release(squad, default_environments):
     seed(squad, 400, due=True)
@@ -141,3 +156,50 @@ def test_beat_tick_fans_batches_out_to_two_worker_processes(
     log = worker.logfile.read_text()
     done = [ln for ln in log.splitlines() if "drive_releases" in ln and "succeeded" in ln]
     assert len(done) >= 15
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_next_tick_does_not_wait_behind_a_backlog_of_batches(
+    squad, default_environments, monkeypatch
+):
+    """25 batches are queued before a worker starts, then beat's tick: the worker takes the
+    tick from its own queue after at most a couple of batches, not after all 25 (one FIFO
+    queue did that, so under a backlog every dispatcher ran once a minute)."""
+    import redis
+    from django.conf import settings
+
+    from portal.celery import TICK_QUEUE, _beat_schedule, app
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    seed(squad, 300, due=True)
+    monkeypatch.setattr(controller, "CLAIM_BATCH", 12)
+    assert controller.dispatch() == 300  # 25 drive_releases tasks, queued
+    entry = _beat_schedule()["pipelines-tick-releases"]
+    assert entry["options"]["queue"] == TICK_QUEUE
+    # as beat sends it (without the expiry: the worker may take longer than that to start)
+    app.send_task(entry["task"], queue=entry["options"]["queue"])
+    monkeypatch.setattr(redis.Redis, "flushdb", lambda self: None)  # keep the queued tasks
+    worker = WorkerProcess(concurrency=2, name="backlog")
+    start = worker.logfile.stat().st_size if worker.logfile.exists() else 0  # appended to
+
+    def log():
+        return worker.logfile.read_text()[start:]
+
+    worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while "tick_releases" not in log() or (
+            Release.objects.filter(status="paused").count() < 300
+        ):
+            assert time.monotonic() < deadline, "the worker did not run the tick and the batches"
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    done = [
+        "tick" if "tick_releases" in ln else "batch"
+        for ln in log().splitlines()
+        if "succeeded" in ln and ("tick_releases" in ln or "drive_releases" in ln)
+    ]
+    assert done.count("batch") == 25 and done.count("tick") == 1
+    assert done.index("tick") <= 4, done
