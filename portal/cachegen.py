@@ -44,10 +44,13 @@ MISS = object()
 
 
 class Generation:
-    def __init__(self, name, setting):
+    def __init__(self, name, setting, covers=()):
         self.name = name
         self.key = f"gen:{name}"
         self.setting = setting  # settings attribute holding the entry timeout in seconds
+        # narrower generations (built from a subset of this one's inputs, watched on fewer
+        # fields) that an explicit bump() after a raw-SQL or COPY write must bump as well
+        self.covers = tuple(covers)
         self._local = LocalEntries()
 
     @property
@@ -72,6 +75,11 @@ class Generation:
             log.warning("cache generation %s not bumped (cache unreachable)", self.name)
 
     def bump(self):
+        """After a write no watcher saw (COPY, raw SQL): this generation and those it covers."""
+        for generation in (self, *self.covers):
+            generation.bump_own()
+
+    def bump_own(self):
         self._incr()
         transaction.on_commit(self._incr)
 
@@ -194,18 +202,18 @@ def watch(model, generation, fields=None):
 
     def on_save(sender, instance, update_fields=None, **kw):
         if relevant(update_fields):
-            generation.bump()
+            generation.bump_own()
 
     def on_delete(sender, **kw):
-        generation.bump()
+        generation.bump_own()
 
     def on_rows(sender, fields=None, **kw):
         if relevant(fields):
-            generation.bump()
+            generation.bump_own()
 
     def on_m2m(sender, action, **kw):
         if action in ("post_add", "post_remove", "post_clear"):
-            generation.bump()
+            generation.bump_own()
 
     post_save.connect(on_save, sender=model, weak=False, dispatch_uid=uid)
     post_delete.connect(on_delete, sender=model, weak=False, dispatch_uid=uid)

@@ -15,7 +15,17 @@ from portal.cachegen import Generation, unwatch, watch
 from portal.registry import CatalogColumn, registry
 from portal.registry import catalog_column as _register_column
 
-CATALOG = Generation("catalog", "CATALOG_CACHE_SECONDS")
+# The catalog filters' choices (squads, tribes, systems, types, tags) change with far fewer
+# writes than the rows: a service's description or scorecard edit leaves them as they are.
+CHOICES = Generation("catalog-choices", "CATALOG_CACHE_SECONDS")
+CHOICES_INPUTS = {
+    "squads.Squad": {"slug", "name", "tribe"},
+    "squads.Tribe": {"slug", "name"},
+    "squads.System": {"slug", "name"},
+    "squads.Tag": {"name"},
+    "squads.Service": {"type", "tags"},  # a tag is offered while a service carries it
+}
+CATALOG = Generation("catalog", "CATALOG_CACHE_SECONDS", covers=(CHOICES,))
 _watched: set[str] = set()
 
 # model label -> fields that matter (None: all of them)
@@ -63,3 +73,5 @@ def register_column(column: CatalogColumn) -> None:
 
 def connect():
     watch_inputs(CATALOG_INPUTS)
+    for label, fields in CHOICES_INPUTS.items():
+        watch(apps.get_model(label), CHOICES, fields)

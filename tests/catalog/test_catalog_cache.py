@@ -13,7 +13,7 @@ from monitoring.models import Alert, AlertRule
 from pipelines.models import PipelineRun, RunStatus
 from portal.actors import Actor
 from squads import backstage
-from squads.cache import CATALOG
+from squads.cache import CATALOG, CHOICES
 from squads.models import Membership, Service, Squad, Tag
 from tests.conftest import client_for, token_client
 from tests.factories import DependencyFactory, ServiceFactory
@@ -175,6 +175,29 @@ def test_filter_choices_follow_the_catalog(alice, squad, svc):
     assert b'<option value="deep-audio"' not in c.get("/catalog/").content
     svc.tags.add(Tag.objects.create(name="deep-audio"))
     assert b'<option value="deep-audio"' in c.get("/catalog/").content
+
+
+def test_filter_choices_outlive_row_edits_and_follow_their_inputs(alice, squad, svc):
+    c = client_for(alice)
+    c.get("/catalog/")
+    gen = CHOICES.current()
+    Service.objects.filter(pk=svc.pk).update(description="Edited")
+    svc.tier = 1
+    svc.save()  # a save() without update_fields may change anything: rebuilds them
+    assert CHOICES.current() > gen
+    gen = CHOICES.current()
+    Service.objects.filter(pk=svc.pk).update(description="Edited again", tier=2)
+    assert CHOICES.current() == gen  # the rows' generation moved on, the choices' did not
+    assert b"Edited again" in c.get("/catalog/").content
+    Squad.objects.filter(pk=squad.pk).update(name="Renamed Squad")
+    Service.objects.filter(pk=svc.pk).update(type="library")
+    assert CHOICES.current() > gen
+    page = c.get("/catalog/").content
+    assert b'<option value="library">library</option>' in page
+    assert b"Renamed Squad</option>" in page
+    gen = CHOICES.current()
+    CATALOG.bump()  # what COPY writers call: covers the choices too
+    assert CHOICES.current() > gen
 
 
 @override_settings(
