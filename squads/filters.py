@@ -57,8 +57,10 @@ def _candidates(value):
 
 
 def search_vector():
-    """The full-text document of a service. Migration ``0002_service_search_index`` builds a GIN
-    index on exactly this expression (PostgreSQL only): keep the two in step."""
+    """The full-text document of a service, computed per row: ``search_services`` (over
+    ``Service``) is reached only by an update or delete sent with ``?search=``, one row by its
+    slug; every list and search runs over the read form's stored, indexed vector
+    (``search_views``). Migration 0011 dropped the GIN index 0002 built on this expression."""
     return (
         SearchVector("name", weight="A", config="english")
         + SearchVector("slug", weight="A", config="simple")

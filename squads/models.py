@@ -252,20 +252,27 @@ class Service(LifecycleLabel, BackstageSource):
     slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    # owner_id lookups (a squad's services, SET NULL on its deletion) use the (owner, name) index
     owner = models.ForeignKey(
-        Squad, null=True, blank=True, on_delete=models.SET_NULL, related_name="services"
+        Squad,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="services",
+        db_index=False,
     )
     system = models.ForeignKey(
         System, null=True, blank=True, on_delete=models.SET_NULL, related_name="services"
     )
-    type = models.CharField(max_length=50, default="service", db_index=True)
+    # Not indexed here: lists, counts and facets filter the read form's columns (ServiceView)
+    type = models.CharField(max_length=50, default="service")
     lifecycle = models.CharField(
-        max_length=20, choices=Lifecycle.choices, default=Lifecycle.EXPERIMENTAL, db_index=True
+        max_length=20, choices=Lifecycle.choices, default=Lifecycle.EXPERIMENTAL
     )
     # Backstage allows any lifecycle string: as written in the descriptor ("" = ``lifecycle``).
     lifecycle_raw = models.CharField(max_length=200, blank=True, default="")
     tier = models.PositiveSmallIntegerField(
-        default=3, choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3")], db_index=True
+        default=3, choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3")]
     )
     # credentials in it (https://user:token@host/…) are encrypted at rest, shown as ****
     repository_url = CredentialURLField(
@@ -424,7 +431,7 @@ class ServiceView(models.Model):
     )
     slug = models.SlugField(max_length=SLUG_MAX, unique=True)
     name = models.CharField(max_length=200)
-    owner_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
+    owner_slug = models.CharField(max_length=SLUG_MAX, blank=True)  # (owner_slug, name) index
     tribe_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
     system_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
     type = models.CharField(max_length=50, db_index=True)
