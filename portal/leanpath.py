@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
@@ -215,7 +216,7 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
             reused = False
         conn.health_check_done = True  # type: ignore[attr-defined]  # the retry below is the check
         try:
-            with conn.cursor() as cursor:
+            with _prepared_cursor(conn) as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
         except (OperationalError, InterfaceError):
@@ -225,6 +226,26 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
         except DatabaseError:
             raise Declined from None
     raise Declined
+
+
+class _PreparedCursor(psycopg.Cursor):
+    """A server-side binding cursor whose statements are prepared on first use: the lean
+    statements (one per route shape) are then planned once per connection, not per request
+    (Django's cursors bind client-side, which psycopg never prepares)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _prepared_cursor(conn):
+    """A ``_PreparedCursor`` on ``conn``, wrapped as ``conn.cursor()`` wraps its own (errors
+    translated, queries logged where Django logs them); another database's plain cursor."""
+    if conn.vendor != "postgresql":
+        return conn.cursor()
+    conn.validate_thread_sharing()
+    conn.ensure_connection()
+    raw = _PreparedCursor(conn.connection)
+    return conn.make_debug_cursor(raw) if conn.queries_logged else conn.make_cursor(raw)
 
 
 def _obsolete(conn) -> bool:

@@ -189,6 +189,11 @@ def test_one_statement_per_lean_read(catalog, bearer, settings):
         with CaptureQueriesContext(connection) as queries:
             assert get(path, bearer, settings)[0] == 200
         assert len(queries) == 1, [q["sql"] for q in queries]
+    with connection.cursor() as cursor:  # planned once per connection, not per request
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%WITH tok AS%%'"
+        )
+        assert cursor.fetchone()[0] == 2
 
 
 @pytest.mark.parametrize(
