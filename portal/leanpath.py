@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
@@ -187,24 +188,27 @@ def bearer_key(request) -> str:
     return parts[1]
 
 
-def authorized_answer(request, columns: Sequence[str], params: dict[str, Any]) -> tuple:
+def authorized_answer(
+    request, columns: Sequence[str], params: dict[str, Any], *, prepare: bool = True
+) -> tuple:
     """The ``columns`` (SQL expressions over ``params``) computed for a valid token, in the
     statement that checks it (exists, not revoked, not expired) and records its last use as
     ``BearerTokenAuthentication`` does. ``Declined`` when the token does not pass (DRF gives
     its 401). The token's rate limit is counted once the handler has its answer (``LeanApp``):
-    a request the handler declines after this is counted by DRF alone."""
+    a request the handler declines after this is counted by DRF alone. ``prepare=False``: the
+    statement is planned for its values each time (a generic plan would serve it badly)."""
     sql = _token_sql().replace(
         "{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns)
     )
     now = timezone.now()
-    row = run(sql, {**params, "now": now, "key_hash": hash_token(bearer_key(request))})
+    row = run(sql, {**params, "now": now, "key_hash": hash_token(bearer_key(request))}, prepare)
     if row is None or not row[1]:
         raise Declined
     request.META[TOKEN_KEY] = (row[0], row[2] or 0)
     return row[3:]
 
 
-def run(sql: str, params: dict[str, Any]) -> tuple | None:
+def run(sql: str, params: dict[str, Any], prepare: bool = True) -> tuple | None:
     """One statement on this thread's connection: a reused connection found broken is closed
     and the statement retried once on a fresh one; any other database error: ``Declined``."""
     conn = connections["default"]
@@ -215,7 +219,7 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
             reused = False
         conn.health_check_done = True  # type: ignore[attr-defined]  # the retry below is the check
         try:
-            with conn.cursor() as cursor:
+            with _prepared_cursor(conn) if prepare else conn.cursor() as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
         except (OperationalError, InterfaceError):
@@ -225,6 +229,26 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
         except DatabaseError:
             raise Declined from None
     raise Declined
+
+
+class _PreparedCursor(psycopg.Cursor):
+    """A server-side binding cursor whose statements are prepared on first use: the lean
+    statements (one per route shape) are then planned once per connection, not per request
+    (Django's cursors bind client-side, which psycopg never prepares)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _prepared_cursor(conn):
+    """A ``_PreparedCursor`` on ``conn``, wrapped as ``conn.cursor()`` wraps its own (errors
+    translated, queries logged where Django logs them); another database's plain cursor."""
+    if conn.vendor != "postgresql":
+        return conn.cursor()
+    conn.validate_thread_sharing()
+    conn.ensure_connection()
+    raw = _PreparedCursor(conn.connection)
+    return conn.make_debug_cursor(raw) if conn.queries_logged else conn.make_cursor(raw)
 
 
 def _obsolete(conn) -> bool:

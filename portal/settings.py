@@ -133,6 +133,10 @@ if DATABASE_URL:
             "DB_CONNECT_TIMEOUT", 3
         )
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        # Server-side prepared statements (off in Django by default, for transaction poolers):
+        # only server-binding cursors use them, i.e. portal.leanpath's; the ORM binds client-side.
+        if env_bool("DB_PREPARED_STATEMENTS", True):
+            DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 else:
     DATABASES = {
         "default": {

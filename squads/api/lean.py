@@ -132,6 +132,7 @@ def service_list(request, match) -> bytes:
             "LIMIT %(limit)s OFFSET %(offset)s), ',')",
         ],
         {**params, "limit": size, "offset": (number - 1) * size},
+        prepare=not searched,  # a generic plan of the search: 41.7 ms p50 in the bench, vs 4.5
     )
     pages = max(1, math.ceil(count / size))
     if number > pages:
@@ -174,12 +175,15 @@ def _facet_sql(wanted: list[str], where: str) -> str:
 
 def service_facets(request, match) -> bytes:
     """``GET /api/v1/services/facets/``: the counts per value of each facet asked for."""
-    conds, params, _searched = _filters(request, FACET_PARAMS)
+    conds, params, searched = _filters(request, FACET_PARAMS)
     wanted = request.GET.getlist("facet") or DEFAULT_FACETS
     if not set(wanted) <= set(FACETS):
         raise Declined  # the view's 400
     (body,) = authorized_answer(
-        request, [_facet_sql(list(dict.fromkeys(wanted)), _where(conds))], params
+        request,
+        [_facet_sql(list(dict.fromkeys(wanted)), _where(conds))],
+        params,
+        prepare=not searched,
     )
     return body.encode()
 

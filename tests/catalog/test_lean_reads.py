@@ -13,7 +13,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from werkzeug.test import Client
 
+from pipelines import services as pipeline_services
+from pipelines.models import RunStatus
 from portal import metrics
+from portal.actors import Actor
 from portal.models import ApiToken
 from portal.wsgi import application
 from squads.models import Service
@@ -185,10 +188,17 @@ def test_lean_answers_are_real(catalog, bearer, settings):
 
 def test_one_statement_per_lean_read(catalog, bearer, settings):
     get("/api/v1/services/playback-api/", bearer, settings)  # connect, last use recorded
-    for path in ["/api/v1/services/playback-api/", "/api/v1/services/?search=bulk&tier=2"]:
+    searched = "/api/v1/services/?search=bulk&tier=2"
+    for path in ["/api/v1/services/playback-api/", "/api/v1/services/?tier=2", searched]:
         with CaptureQueriesContext(connection) as queries:
             assert get(path, bearer, settings)[0] == 200
         assert len(queries) == 1, [q["sql"] for q in queries]
+    with connection.cursor() as cursor:  # planned once per connection, not per request
+        cursor.execute(
+            "SELECT statement LIKE '%%websearch%%' FROM pg_prepared_statements "
+            "WHERE statement LIKE '%%WITH tok AS%%'"
+        )
+        assert [r[0] for r in cursor.fetchall()] == [False, False]  # a search: planned each time
 
 
 @pytest.mark.parametrize(
@@ -351,3 +361,19 @@ def test_request_metrics_count_lean_reads_as_django_reads(catalog, bearer, setti
         before = count()
         assert get(path, bearer, settings, lean=lean)[0] == 200
         assert count() == before + 1, f"lean={lean}"
+
+
+def test_a_pipeline_run_finishing_restitches_its_service(catalog, bearer, settings):
+    """A run finished through the pipelines services (conditional UPDATEs, no model save) is
+    in the lean detail's scorecard at once, as in the DRF view's."""
+    service = Service.objects.get(slug="playback-api")
+    run, _ = pipeline_services.trigger_run(
+        service, actor=Actor.system("t"), ref=service.default_branch
+    )
+    assert pipeline_services.start_run(run.pk, worker="test:1") is not None
+    path = "/api/v1/services/playback-api/"
+    before = same(path, bearer, settings, lean=True)[1]["scorecard"]
+    assert pipeline_services.finish_run(run.pk, RunStatus.SUCCEEDED)
+    after = same(path, bearer, settings, lean=True)[1]["scorecard"]
+    assert after["percent"] > before["percent"], (before, after)
+    assert pipeline_services.finish_run(run.pk, RunStatus.FAILED) is False  # already finished
