@@ -30,6 +30,7 @@ row; a ``VALUES`` list of one parameter per cell cost ~40 % more than the arrays
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 
 from portal.cachegen import rows_changed
 
@@ -107,3 +108,13 @@ def fan_out(claim, send, batch: int, most: int, first: list | None = None) -> in
             break
         ids = claim()
     return n
+
+
+def ids_in(ids):
+    """``ids`` for a ``pk__in=`` filter: on PostgreSQL one array parameter
+    (``IN (SELECT unnest(%s::bigint[]))``), so a claimed batch of 500 ids is not 500 parameters
+    for Django to compile and psycopg to convert; the list itself elsewhere."""
+    ids = list(ids)
+    if connection.vendor != "postgresql":
+        return ids
+    return RawSQL("SELECT unnest(%s::bigint[])", [ids])
