@@ -462,7 +462,7 @@ def drive_claimed(ids, at: float | None = None) -> int:
 def _lock(ids) -> list:
     qs = Release.objects.select_related("service", "service__owner", "environment")
     qs = qs.select_for_update(of=("self",), skip_locked=True)
-    return list(qs.filter(pk__in=list(ids)).filter(ACTIVE_OR_OWED).order_by("pk"))
+    return list(qs.filter(pk__in=claims.ids_in(ids)).filter(ACTIVE_OR_OWED).order_by("pk"))
 
 
 def _drive_locked(locked, at: float, *, alone: bool) -> int:
