@@ -115,6 +115,6 @@ def ids_in(ids):
     (``IN (SELECT unnest(%s::bigint[]))``), so a claimed batch of 500 ids is not 500 parameters
     for Django to compile and psycopg to convert; the list itself elsewhere."""
     ids = list(ids)
-    if connection.vendor != "postgresql":
-        return ids
+    if not ids or connection.vendor != "postgresql":
+        return ids  # none: Django answers an empty ``IN`` without a query
     return RawSQL("SELECT unnest(%s::bigint[])", [ids])

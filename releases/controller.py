@@ -449,6 +449,8 @@ def drive_claimed(ids, at: float | None = None) -> int:
     back and the batch driven again from freshly read rows with each release in its own
     savepoint, so one broken release does not stop the others (the savepoint per release, most
     of a release's cost, is paid only in a batch that needs it)."""
+    if not ids:
+        return 0
     at = at if at is not None else time.time()
     with transaction.atomic():
         try:
