@@ -357,7 +357,7 @@ def scrape_shard(ids, threads: int = SCRAPE_THREADS) -> dict:
     bounded by ``SCRAPE_TIMEOUT``) and ingest what has arrived every ``INGEST_EVERY`` seconds
     together (``record_many``), so one slow or hanging target costs its own timeout and delays
     no other."""
-    targets = list(ScrapeTarget.objects.filter(pk__in=ids).select_related("service"))
+    targets = list(ScrapeTarget.objects.filter(pk__in=claims.ids_in(ids)).select_related("service"))
     summary = {"targets": len(targets), "samples": 0, "down": 0}
     if not targets:
         return summary

@@ -123,12 +123,14 @@ def evaluate_batch(ids, backend=None, now=None) -> dict:
     backend = backend or get_backend()
     now = now or timezone.now()
     rules = list(
-        AlertRule.objects.filter(pk__in=ids, enabled=True)
+        AlertRule.objects.filter(pk__in=claims.ids_in(ids), enabled=True)
         .select_related("service")
         .only(*RULE_FIELDS, *SERVICE_FIELDS)
     )
     values = _values(rules, backend)
-    active = {a.rule_id: a for a in Alert.objects.filter(rule_id__in=ids, state__in=ACTIVE)}
+    active = {
+        a.rule_id: a for a in Alert.objects.filter(rule_id__in=claims.ids_in(ids), state__in=ACTIVE)
+    }
     counts: dict[str, int] = {}
     quiet, touched = [], []
     for rule in rules:

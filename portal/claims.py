@@ -21,13 +21,16 @@ was due when the tick started and send each to a worker, until a batch comes bac
 kept a tick claiming batches of 2 or 3 for as long as its cap allowed.
 
 ``update_rows(objs, fields)`` writes what a claimed batch worked out, each row its own values,
-in one ``UPDATE … FROM (VALUES …)`` on PostgreSQL (Django's ``bulk_update`` builds a ``CASE``
-per field whose expressions cost ~1 ms of Python per row; ``bulk_update`` elsewhere). Like
+in one ``UPDATE … FROM unnest(%s::type[], …)`` on PostgreSQL, one array parameter per column
+(Django's ``bulk_update`` builds a ``CASE`` per field whose expressions cost ~1 ms of Python per
+row; a ``VALUES`` list of one parameter per cell cost ~40 % more than the arrays on 800 rows);
+``bulk_update`` elsewhere. Like
 ``WatchedQuerySet.bulk_update`` it announces the write (``cachegen.rows_changed``).
 """
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 
 from portal.cachegen import rows_changed
 
@@ -71,22 +74,21 @@ def update_rows(objs, fields: list[str], batch_size: int = 1000) -> int:
     pk = opts.pk
     cols = [opts.get_field(f) for f in fields]
     names = ", ".join(f'"{c.column}" = v."{c.column}"' for c in cols)
-    row = "(" + ", ".join(f"%s::{f.cast_db_type(connection)}" for f in [pk, *cols]) + ")"
+    arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in [pk, *cols])
     columns = ", ".join(f'"{f.column}"' for f in [pk, *cols])
+    sql = (
+        f"UPDATE {opts.db_table} AS t SET {names} FROM unnest({arrays}) AS v({columns}) "
+        f'WHERE t."{pk.column}" = v."{pk.column}"'
+    )
     n = 0
     with connection.cursor() as cur:
         for k in range(0, len(objs), batch_size):
             chunk = objs[k : k + batch_size]
             params = [
-                f.get_db_prep_save(getattr(obj, f.attname), connection)
-                for obj in chunk
+                [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in chunk]
                 for f in [pk, *cols]
             ]
-            cur.execute(
-                f"UPDATE {opts.db_table} AS t SET {names} FROM (VALUES {', '.join([row] * len(chunk))}) "
-                f'AS v({columns}) WHERE t."{pk.column}" = v."{pk.column}"',
-                params,
-            )
+            cur.execute(sql, params)
             n += cur.rowcount
     if n and rows_changed.has_listeners(model):
         rows_changed.send(sender=model, fields=set(fields), pks=[o.pk for o in objs])
@@ -106,3 +108,13 @@ def fan_out(claim, send, batch: int, most: int, first: list | None = None) -> in
             break
         ids = claim()
     return n
+
+
+def ids_in(ids):
+    """``ids`` for a ``pk__in=`` filter: on PostgreSQL one array parameter
+    (``IN (SELECT unnest(%s::bigint[]))``), so a claimed batch of 500 ids is not 500 parameters
+    for Django to compile and psycopg to convert; the list itself elsewhere."""
+    ids = list(ids)
+    if not ids or connection.vendor != "postgresql":
+        return ids  # none: Django answers an empty ``IN`` without a query
+    return RawSQL("SELECT unnest(%s::bigint[])", [ids])

@@ -20,6 +20,7 @@ index, so nothing is counted twice and nothing is lost.
 """
 
 import logging
+import time
 import uuid
 from datetime import timedelta
 
@@ -441,26 +442,53 @@ def claim_due(limit=None, now=None) -> list[int]:
 def drive_claimed(ids, at: float | None = None) -> int:
     """Drive the claimed releases: locked together (one query; a row someone else holds is
     skipped), their due analyses measured from reads made for the whole batch at once at
-    ``at`` (``reads.batch``), each driven in its own savepoint so one broken release does not
-    stop the others, and the rows they change written together at the end (three statements);
-    a wanted driver call goes to a worker (``kick``, after commit)."""
-    n = 0
+    ``at`` (``reads.batch``), and the rows they change written together at the end (three
+    statements); a wanted driver call goes to a worker (``kick``, after commit).
+
+    The batch is driven in one savepoint; should any release raise, that savepoint is rolled
+    back and the batch driven again from freshly read rows with each release in its own
+    savepoint, so one broken release does not stop the others (the savepoint per release, most
+    of a release's cost, is paid only in a batch that needs it)."""
+    if not ids:
+        return 0
+    at = at if at is not None else time.time()
     with transaction.atomic():
-        qs = Release.objects.select_related("service", "service__owner", "environment")
-        qs = qs.select_for_update(of=("self",), skip_locked=True)
-        locked = list(qs.filter(pk__in=list(ids)).filter(ACTIVE_OR_OWED).order_by("pk"))
-        with reads.batch(locked, at):
-            for r in locked:
-                mark = reads.mark()
-                try:
+        try:
+            with transaction.atomic():
+                return _drive_locked(_lock(ids), at, alone=False)
+        except Exception:  # noqa: BLE001 - driven again below, each release on its own
+            log.warning("release batch of %d: an error, driving each alone", len(ids))
+        return _drive_locked(_lock(ids), at, alone=True)
+
+
+def _lock(ids) -> list:
+    qs = Release.objects.select_related("service", "service__owner", "environment")
+    qs = qs.select_for_update(of=("self",), skip_locked=True)
+    return list(qs.filter(pk__in=claims.ids_in(ids)).filter(ACTIVE_OR_OWED).order_by("pk"))
+
+
+def _drive_locked(locked, at: float, *, alone: bool) -> int:
+    """Drive ``locked``; ``alone``: each in a savepoint, a release that raises is logged and
+    its deferred writes dropped; else the first error raises."""
+    n = 0
+    with reads.batch(locked, at):
+        for r in locked:
+            mark = reads.mark()
+            try:
+                if alone:
                     with transaction.atomic():
                         drive(r)
-                    if r.driver_call:
-                        kick(r.pk)
-                    n += 1
-                except Exception:  # noqa: BLE001 - one broken release must not stop the others
-                    reads.undo(mark)  # its rows are written as they were
-                    log.exception("release %s: controller error", r.pk)
+                else:
+                    drive(r)
+            except Exception:  # noqa: BLE001 - one broken release must not stop the others
+                if not alone:
+                    raise
+                reads.undo(mark)  # its rows are written as they were
+                log.exception("release %s: controller error", r.pk)
+                continue
+            if r.driver_call:
+                kick(r.pk)
+            n += 1
     return n
 
 

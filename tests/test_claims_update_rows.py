@@ -54,3 +54,42 @@ def test_update_rows_writes_each_rows_own_values_in_one_statement(squad):
     target.refresh_from_db()
     assert (target.last_scrape_at, target.health) == (when, "up")
     assert claims.update_rows([], ["health"]) == 0
+
+
+@pytest.mark.django_db
+def test_update_rows_round_trips_json_nulls_and_times_row_by_row(squad):
+    """The one array per column keeps each row's JSON (nested, quotes, unicode, empty), NULLs
+    (a column all NULL, NULL among values) and aware times as they were in memory."""
+    service = ServiceFactory(owner=squad)
+    target = ScrapeTarget.objects.create(service=service, url="http://127.0.0.1:9/metrics")
+    series = [
+        Series.objects.create(target=target, service=service, name="x", key=f"k{k}")
+        for k in range(4)
+    ]
+    resets = [[], [[1.5, 10.0], [2.0, 20.5]], [[3.0, 1e-9]], [[4.25, 0.1]]]
+    labels = [{}, {"a": 'q"uote\\d', "b": "é ✓"}, {"nested": {"x": [1, None, "y"]}}, {"k": ""}]
+    created = [None, None, 1700000000.125, None]  # NULL among floats
+    for s, r, lab, c in zip(series, resets, labels, created, strict=True):
+        s.resets, s.labels, s.created, s.last_raw = r, lab, c, None  # last_raw: all NULL
+        s.last_t = 1700000001.5
+    fields = ["resets", "labels", "created", "last_raw", "last_t"]
+    with CaptureQueriesContext(connection) as ctx:
+        assert claims.update_rows(series, fields) == 4
+    assert len(ctx.captured_queries) == 1
+    got = {s.pk: s for s in Series.objects.filter(target=target)}
+    for s, r, lab, c in zip(series, resets, labels, created, strict=True):
+        row = got[s.pk]
+        assert (row.resets, row.labels, row.created, row.last_raw) == (r, lab, c, None)
+        assert row.last_t == 1700000001.5
+    when = [timezone.now() - timedelta(minutes=k, microseconds=k) for k in range(2)]
+    other = ScrapeTarget.objects.create(service=service, url="http://127.0.0.1:9/other")
+    target.last_scrape_at, other.last_scrape_at = when[0], None
+    target.last_error, other.last_error = "line 1\nline 2 'quoted' {brace}", ""
+    assert claims.update_rows([target, other], ["last_scrape_at", "last_error"]) == 2
+    target.refresh_from_db()
+    other.refresh_from_db()
+    assert (target.last_scrape_at, target.last_error) == (
+        when[0],
+        "line 1\nline 2 'quoted' {brace}",
+    )
+    assert (other.last_scrape_at, other.last_error) == (None, "")

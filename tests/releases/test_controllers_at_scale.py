@@ -203,3 +203,28 @@ def test_the_next_tick_does_not_wait_behind_a_backlog_of_batches(
     ]
     assert done.count("batch") == 25 and done.count("tick") == 1
     assert done.index("tick") <= 4, done
+
+
+def test_a_release_that_raises_in_a_batch_stops_none_of_the_others(
+    squad, default_environments, monkeypatch
+):
+    """A batch is driven in one savepoint; when one release raises, the batch is driven again
+    each release alone: the others move on, the broken one keeps its row and events."""
+    seed(squad, 4, due=True, tag="br")
+    ids = list(Release.objects.order_by("pk").values_list("pk", flat=True))
+    broken = ids[1]
+    real = controller.transition
+
+    def transition(r, to, *args, **kwargs):
+        if r.pk == broken:
+            raise RuntimeError("driver exploded")
+        return real(r, to, *args, **kwargs)
+
+    monkeypatch.setattr(controller, "transition", transition)
+    assert controller.drive_claimed(ids) == 3
+    status = dict(Release.objects.values_list("pk", "status"))
+    assert status[broken] == "pending"
+    assert [status[pk] for pk in ids if pk != broken] == ["paused"] * 3
+    assert not ReleaseEvent.objects.filter(release_id=broken).exists()
+    # pending -> progressing -> paused: two status events each, none written twice
+    assert ReleaseEvent.objects.filter(release_id__in=ids).count() == 6
