@@ -20,7 +20,6 @@ from portal.errors import DomainError
 from squads.models import Person
 
 
-
 def sign_in_context() -> dict:
     return {
         "oidc_enabled": oidc.enabled(),
