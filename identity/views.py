@@ -12,13 +12,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from identity import guard, oidc, profile
+from identity.backends import PATH as PERSON_BACKEND
 from identity.forms import GuardedAuthenticationForm
 from identity.services import sign_in_person
 from portal.actors import Actor
 from portal.errors import DomainError
 from squads.models import Person
-
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def sign_in_context() -> dict:
@@ -99,7 +98,7 @@ def oidc_callback(request):
         return _failed(request, exc.message, exc.status)
     except DomainError as exc:
         return _failed(request, exc.text, exc.status)
-    auth_login(request, result.user, backend=MODEL_BACKEND)  # a new session key: no fixation
+    auth_login(request, result.user, backend=PERSON_BACKEND)  # a new session key: no fixation
     request.session[oidc.SESSION_ID_TOKEN] = id_token
     request.session.pop(oidc.SESSION_NEXT, None)
     return redirect(next_url)

@@ -209,6 +209,12 @@ CACHES = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# the first signs people in (their session user comes with its catalog person); Django's own
+# stays listed for the sessions signed in before it
+AUTHENTICATION_BACKENDS = [
+    "identity.backends.PersonBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -105,9 +105,18 @@ def upsert(model, rows, *, key: str, casts: dict[str, str] | None = None) -> Non
         f"{qn(f.column)} = EXCLUDED.{qn(f.column)}" for f in fields if f.attname != key
     )
     key_column = model._meta.get_field(key.removesuffix("_id")).column
+    others = [qn(f.column) for f in fields if f.attname != key]
+    # a row that would not change is left alone (still locked): no dead tuple, no index entry,
+    # no re-TOASTed documents (this PostgreSQL runs without autovacuum)
+    unchanged = (
+        f"({', '.join('t.' + c for c in others)}) IS DISTINCT FROM "
+        f"({', '.join('EXCLUDED.' + c for c in others)})"
+    )
     sql = (
-        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-        f"VALUES ({holders}) ON CONFLICT ({qn(key_column)}) DO UPDATE SET {updates}"
+        f"INSERT INTO {qn(model._meta.db_table)} AS t "
+        f"({', '.join(qn(f.column) for f in fields)}) "
+        f"VALUES ({holders}) ON CONFLICT ({qn(key_column)}) DO UPDATE SET {updates} "
+        f"WHERE {unchanged}"
     )
     params = [
         [

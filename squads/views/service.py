@@ -119,6 +119,15 @@ def _name(obj):
     return obj.name if obj is not None else ""
 
 
+def _can_write(actor, service, members):
+    """``actor.can("catalog:write", service.owner)`` without its membership query for a person
+    (neither admin nor token): they may when they are among the owner's members, whom the page
+    has loaded."""
+    if actor.user is None or actor.token is not None or not service.owner_id or actor.is_admin:
+        return actor.can("catalog:write", service.owner)
+    return any(m.person.user_id == actor.user.pk for m in members)
+
+
 @login_required
 def service_detail(request, slug):
     """The service page, read from the stitched read form: the service with its owner, tribe,
@@ -143,7 +152,7 @@ def service_detail(request, slug):
         members = list(
             Membership.objects.filter(squad_id=service.owner_id)
             .select_related("person")
-            .only("role", "person__name")
+            .only("role", "person__name", "person__user_id")
             .order_by("role", "person__name")
         )
     ctx = {
@@ -156,7 +165,7 @@ def service_detail(request, slug):
         "graph_svg": _service_graph(service, deps, dependents),
         "scorecard": view.scorecard,
         "members": members,
-        "can_write": actor.can("catalog:write", service.owner),
+        "can_write": _can_write(actor, service, members),
         "panels": panel_templates("service"),
     }
     return render(request, "squads/service_detail.html", ctx)
