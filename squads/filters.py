@@ -175,7 +175,18 @@ ServiceViewFilter = _service_filterset(
 )
 
 
-class _TextSearch(django_filters.FilterSet):
+class BySlug(django_filters.FilterSet):
+    """A FilterSet whose relations named in ``Meta.fields`` filter by the related row's slug
+    (``?owner=payments``), as everywhere in the catalog API."""
+
+    @classmethod
+    def filter_for_field(cls, field, field_name, lookup_expr=None):
+        if field.is_relation:
+            return django_filters.CharFilter(field_name=f"{field_name}__slug")
+        return super().filter_for_field(field, field_name, lookup_expr)
+
+
+class _TextSearch(BySlug):
     """``q``: a case-insensitive substring of name, slug or the ``text_field``."""
 
     text_field = ""
@@ -191,17 +202,10 @@ class _TextSearch(django_filters.FilterSet):
 
 class SquadFilter(_TextSearch):
     text_field = "mission"
-    tribe = django_filters.CharFilter(field_name="tribe__slug")
 
     class Meta:
         model = Squad
         fields = ["tribe", "q"]
-
-
-class TribeFilter(django_filters.FilterSet):
-    class Meta:
-        model = Tribe
-        fields = ["kind"]
 
 
 class PersonFilter(_TextSearch):
@@ -213,28 +217,13 @@ class PersonFilter(_TextSearch):
         fields = ["squad", "q"]
 
 
-class SystemFilter(django_filters.FilterSet):
-    owner = django_filters.CharFilter(field_name="owner__slug")
-    domain = django_filters.CharFilter(field_name="domain__slug")
-
-    class Meta:
-        model = System
-        fields = ["owner", "domain"]
+def _by_slug(model, *fields):
+    """The catalog's plain FilterSet of ``model``: exact ``fields``, relations by slug."""
+    meta = type("Meta", (), {"model": model, "fields": list(fields)})
+    return type(f"{model.__name__}Filter", (BySlug,), {"Meta": meta, "__module__": __name__})
 
 
-class ApiFilter(django_filters.FilterSet):
-    owner = django_filters.CharFilter(field_name="owner__slug")
-    system = django_filters.CharFilter(field_name="system__slug")
-
-    class Meta:
-        model = Api
-        fields = ["owner", "system", "type", "lifecycle"]
-
-
-class ResourceFilter(django_filters.FilterSet):
-    owner = django_filters.CharFilter(field_name="owner__slug")
-    system = django_filters.CharFilter(field_name="system__slug")
-
-    class Meta:
-        model = Resource
-        fields = ["owner", "system", "type"]
+TribeFilter = _by_slug(Tribe, "kind")
+SystemFilter = _by_slug(System, "owner", "domain")
+ApiFilter = _by_slug(Api, "owner", "system", "type", "lifecycle")
+ResourceFilter = _by_slug(Resource, "owner", "system", "type")
