@@ -17,7 +17,7 @@ class AlertRuleForm(forms.ModelForm):
 class NotificationChannelForm(forms.ModelForm):
     class Meta:
         model = NotificationChannel
-        fields = list(CHANNEL_FIELDS)
+        fields = [f for f in CHANNEL_FIELDS if f != "enabled"]
 
     def __init__(self, *args, squads=None, **kwargs):
         super().__init__(*args, **kwargs)

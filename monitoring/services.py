@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from django.conf import settings
 from django.db import transaction
@@ -22,7 +22,6 @@ from monitoring.models import (
     AlertRule,
     Delivery,
     NotificationChannel,
-    Severity,
 )
 from portal import audit, events, limits, urlguard
 from portal.actors import Actor
@@ -30,22 +29,38 @@ from portal.errors import Invalid
 
 log = logging.getLogger(__name__)
 
-RULE_FIELDS = (
-    "name",
-    "signal",
-    "query",
-    "track",
-    "comparison",
-    "threshold",
-    "window_seconds",
-    "for_seconds",
-    "severity",
-    "enabled",
-)
+
+class RuleFields(TypedDict, total=False):
+    """What a person sets on an alert rule: ``create_alert_rule``'s keywords, and through
+    ``RULE_FIELDS`` what ``update_alert_rule``, the form and the API accept. A field not given
+    takes the model's default."""
+
+    name: Required[str]
+    signal: str  # a golden signal, or
+    query: str  # a raw query
+    track: str
+    comparison: str
+    threshold: Required[float]
+    window_seconds: int
+    for_seconds: int
+    severity: str
+    enabled: bool
+
+
+class ChannelFields(TypedDict, total=False):
+    """``create_channel``'s keywords (``CHANNEL_FIELDS`` with the squad: what the form takes)."""
+
+    name: Required[str]
+    kind: Required[str]
+    url: Required[str]
+    secret: str
+    min_severity: str
+    enabled: bool
+
+
+RULE_FIELDS = tuple(RuleFields.__annotations__)
+CHANNEL_FIELDS = ("squad", *ChannelFields.__annotations__)
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
-
-
-CHANNEL_FIELDS = ("squad", "name", "kind", "url", "secret", "min_severity")
 
 
 # --- rules and channels ---------------------------------------------------------------------
@@ -69,37 +84,12 @@ def validate_alert_rule(signal: str, query: str, *, check_query: bool = True) ->
         raise Invalid(errors={"query": problem})
 
 
-def create_alert_rule(
-    service: Any,
-    *,
-    actor: Actor,
-    name: str,
-    threshold: float,
-    signal: str = "",
-    query: str = "",
-    track: str = "stable",
-    comparison: str = ">",
-    window_seconds: int = 60,
-    for_seconds: int = 0,
-    severity: str = Severity.WARNING,
-    enabled: bool = True,
-) -> AlertRule:
+def create_alert_rule(service: Any, *, actor: Actor, **fields: Unpack[RuleFields]) -> AlertRule:
     actor.require("alerts:write", service.owner_id, "creating alert rules")
-    validate_alert_rule(signal, query)
+    fields["query"] = (fields.get("query") or "").strip()
+    validate_alert_rule(fields.get("signal", ""), fields["query"])
     with transaction.atomic():
-        rule = AlertRule.objects.create(
-            service=service,
-            name=name,
-            threshold=threshold,
-            signal=signal,
-            query=(query or "").strip(),
-            track=track,
-            comparison=comparison,
-            window_seconds=window_seconds,
-            for_seconds=for_seconds,
-            severity=severity,
-            enabled=enabled,
-        )
+        rule = AlertRule.objects.create(service=service, **fields)
         audit.record(
             actor, "alert_rule.create", rule, squad=service.owner, data={"expr": rule.expression}
         )
@@ -146,28 +136,12 @@ def delete_alert_rule(rule: AlertRule, *, actor: Actor) -> None:
 
 
 def create_channel(
-    squad: Any,
-    *,
-    actor: Actor,
-    name: str,
-    kind: str,
-    url: str,
-    secret: str = "",
-    min_severity: str = Severity.INFO,
-    enabled: bool = True,
+    squad: Any, *, actor: Actor, **fields: Unpack[ChannelFields]
 ) -> NotificationChannel:
     actor.require("alerts:write", squad.pk, "adding notification channels")
-    urlguard.validate_url(url, use="webhook", field="url")
+    urlguard.validate_url(fields["url"], use="webhook", field="url")
     with transaction.atomic():
-        channel = NotificationChannel.objects.create(
-            squad=squad,
-            name=name,
-            kind=kind,
-            url=url,
-            secret=secret,
-            min_severity=min_severity,
-            enabled=enabled,
-        )
+        channel = NotificationChannel.objects.create(squad=squad, **fields)
         audit.record(
             actor, "alert_channel.create", channel, squad=squad, data={"kind": channel.kind}
         )
