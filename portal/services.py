@@ -6,7 +6,7 @@ Every function is ``verb_noun(obj, *, actor, ...)``; refusals raise ``portal.err
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
@@ -19,7 +19,19 @@ from portal.errors import Forbidden, Invalid
 from portal.models import ApiToken, EventSubscription
 from portal.urlsecrets import keep_if_redacted, redact_credentials
 
-SUBSCRIPTION_FIELDS = ("squad", "name", "url", "secret", "event_types", "active")
+
+class SubscriptionFields(TypedDict, total=False):
+    """``create_subscription``'s keywords; with the squad (``SUBSCRIPTION_FIELDS``) what
+    ``update_subscription`` may change and what the API shows."""
+
+    name: Required[str]
+    url: Required[str]
+    secret: Required[str]
+    event_types: Required[list[str]]
+    active: bool
+
+
+SUBSCRIPTION_FIELDS = ("squad", *SubscriptionFields.__annotations__)
 
 
 def create_token(
@@ -97,37 +109,21 @@ def validate_subscription(fields: dict[str, Any]) -> None:
 
 
 def create_subscription(
-    squad: Any,
-    *,
-    actor: Actor,
-    name: str,
-    url: str,
-    secret: str,
-    event_types: list[str],
-    active: bool = True,
+    squad: Any, *, actor: Actor, **fields: Unpack[SubscriptionFields]
 ) -> EventSubscription:
     _require_squad_admin(actor, squad, "manage event subscriptions")
-    name, url = (name or "").strip(), (url or "").strip()
-    fields: dict[str, Any] = {"name": name, "url": url, "secret": secret}
-    fields["event_types"] = event_types
-    validate_subscription(fields)
-    event_types = fields["event_types"]
+    given: dict[str, Any] = {"secret": "", "event_types": [], **fields}  # each one is checked
+    given["name"] = (given.get("name") or "").strip()
+    given["url"] = (given.get("url") or "").strip()
+    validate_subscription(given)  # event_types: the sorted distinct patterns
     with transaction.atomic():
-        sub = EventSubscription.objects.create(
-            squad=squad,
-            name=name,
-            url=url,
-            secret=secret,
-            event_types=sorted(set(event_types)),
-            active=active,
-            created_by=actor.user,
-        )
+        sub = EventSubscription.objects.create(squad=squad, created_by=actor.user, **given)
         audit.record(
             actor,
             "subscription.create",
             sub,
             squad=squad,
-            data={"url": redact_credentials(url), "event_types": sub.event_types},
+            data={"url": redact_credentials(sub.url), "event_types": sub.event_types},
         )
     return sub
 
