@@ -8,14 +8,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from infra.domain.queue import queue_run
-from infra.domain.workspaces import SCOPE
+from infra.domain.workspaces import SCOPE, record
 from infra.models import (
     DriftStatus,
     RunStatus,
     TerraformRun,
     Workspace,
 )
-from portal import audit, events
+from portal import events
 from portal.actors import Actor
 
 
@@ -33,13 +33,9 @@ def record_drift(run: TerraformRun, status: str, drift: list):
     )
     if status == DriftStatus.DRIFTED and previous != DriftStatus.DRIFTED:
         with transaction.atomic():
-            audit.record(
-                Actor.system("drift-check", door="worker"),
-                "infra.workspace.drifted",
-                ws,
-                squad=ws.owner,
-                data={"run": run.pk, "drift": [d["address"] for d in drift][:50]},
-            )
+            addresses = [d["address"] for d in drift][:50]
+            who = Actor.system("drift-check", door="worker")
+            record(who, "infra.workspace.drifted", ws, ws, run=run.pk, drift=addresses)
             events.emit(
                 "infra.drift_detected",
                 ws.owner,

@@ -11,14 +11,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from infra.domain.workspaces import SCOPE
+from infra.domain.workspaces import SCOPE, record
 from infra.models import (
     RunStatus,
     SavedPlan,
     TerraformRun,
     Workspace,
 )
-from portal import audit
 from portal.actors import Actor
 from portal.celery import enqueue
 from portal.principal import started_by
@@ -98,13 +97,8 @@ def queue_run(
             **started_by(actor),
             auto_apply=ws.auto_apply if auto_apply is None else bool(auto_apply),
         )
-        audit.record(
-            actor,
-            "infra.run.drift_check" if kind == TerraformRun.Kind.DRIFT else "infra.run.plan",
-            run,
-            squad=ws.owner,
-            data={"workspace": ws.slug, "number": number, "message": run.message},
-        )
+        action = "infra.run.drift_check" if kind == TerraformRun.Kind.DRIFT else "infra.run.plan"
+        record(actor, action, run, ws, number=number, message=run.message)
         _dispatch_next(ws)
     run.refresh_from_db()
     return run

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from infra.domain.queue import _dispatch_next, _enqueue, _locked, _release
 from infra.domain.worker import _announce
-from infra.domain.workspaces import SCOPE
+from infra.domain.workspaces import SCOPE, record
 from infra.models import (
     EXECUTING,
     LogChunk,
@@ -17,7 +17,7 @@ from infra.models import (
     Workspace,
 )
 from infra.tfjob import read_local_state
-from portal import audit, joblog
+from portal import joblog
 from portal.actors import Actor
 from portal.errors import Conflict
 
@@ -53,7 +53,7 @@ def _discard(ws, run, actor, reason, action):
     run.discard_reason = reason
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "discard_reason", "finished_at"])
-    audit.record(actor, action, run, squad=ws.owner, data={"workspace": ws.slug, "reason": reason})
+    record(actor, action, run, ws, reason=reason)
     _announce(ws, run, RunStatus.DISCARDED, reason=reason)
     _release(ws, run)
 
@@ -99,7 +99,7 @@ def apply_run(run: TerraformRun, *, actor: Actor) -> TerraformRun:
             run.confirmed_at = timezone.now()
             run.confirmed_by = actor.label
             run.save(update_fields=["status", "confirmed_at", "confirmed_by"])
-            audit.record(actor, "infra.run.apply", run, squad=ws.owner, data={"workspace": ws.slug})
+            record(actor, "infra.run.apply", run, ws)
             _enqueue(run, "apply")
     if stale:
         raise Conflict(
@@ -145,7 +145,7 @@ def cancel_run(run: TerraformRun, *, actor: Actor) -> TerraformRun:
                 + (" (discard it instead)." if run.status == RunStatus.PLANNED else "."),
                 state=run.status,
             )
-        audit.record(actor, "infra.run.cancel", run, squad=ws.owner, data={"workspace": ws.slug})
+        record(actor, "infra.run.cancel", run, ws)
     run.refresh_from_db()
     return run
 
@@ -169,13 +169,8 @@ def force_unlock(ws: Workspace, *, actor: Actor) -> TerraformRun | None:
         ws.lock_run = None
         ws.locked_at = None
         ws.save(update_fields=["lock_run", "locked_at", "updated_at"])
-        audit.record(
-            actor,
-            "infra.workspace.force_unlock",
-            ws,
-            squad=ws.owner,
-            data={"run": holder.pk, "number": holder.number, "run_status": before},
-        )
+        data = {"run": holder.pk, "number": holder.number, "run_status": before}
+        record(actor, "infra.workspace.force_unlock", ws, ws, **data)
         _dispatch_next(ws)
     return holder
 

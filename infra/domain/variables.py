@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from infra.domain.workspaces import SCOPE
+from infra.domain.workspaces import SCOPE, record
 from infra.models import (
     ENV_KEY_RE,
     RESERVED_ENV,
@@ -15,7 +15,6 @@ from infra.models import (
     Variable,
     Workspace,
 )
-from portal import audit
 from portal.actors import Actor
 from portal.errors import Invalid
 
@@ -62,18 +61,8 @@ def set_variable(
         var.sensitive = bool(sensitive)
         var.description = description or var.description
         var.save()
-        audit.record(
-            actor,
-            "infra.variable.create" if created else "infra.variable.update",
-            var,
-            squad=ws.owner,
-            data={
-                "workspace": ws.slug,
-                "key": key,
-                "category": category,
-                "sensitive": var.sensitive,
-            },
-        )
+        action = "infra.variable.create" if created else "infra.variable.update"
+        record(actor, action, var, ws, key=key, category=category, sensitive=var.sensitive)
     return var
 
 
@@ -81,11 +70,5 @@ def delete_variable(var: Variable, *, actor: Actor) -> None:
     ws = var.workspace
     actor.require(SCOPE, ws.owner, "changing this workspace's variables")
     with transaction.atomic():
-        audit.record(
-            actor,
-            "infra.variable.delete",
-            var,
-            squad=ws.owner,
-            data={"workspace": ws.slug, "key": var.key, "category": var.category},
-        )
+        record(actor, "infra.variable.delete", var, ws, key=var.key, category=var.category)
         var.delete()

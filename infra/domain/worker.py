@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from infra.domain.queue import APPLY_TASK, PLAN_TASK, _locked, _release
-from infra.domain.workspaces import SCOPE
+from infra.domain.workspaces import SCOPE, record
 from infra.models import (
     TERMINAL,
     DriftStatus,
@@ -17,7 +17,6 @@ from infra.models import (
     TerraformRun,
     Workspace,
 )
-from portal import audit
 from portal.actors import Actor
 from portal.celery import enqueue
 from portal.errors import Forbidden
@@ -59,7 +58,7 @@ def _announce(ws, run, what, *, actor=None, **extra):
     }
     event = RUN_EVENTS[str(what)]
     if actor is not None:
-        audit.record(actor, event, run, squad=ws.owner, data=payload)
+        record(actor, event, run, ws, **payload)
     emit(event, ws.owner, payload)
 
 
@@ -143,13 +142,7 @@ def auto_confirm(run_id) -> bool:
         run.confirmed_at = timezone.now()
         run.confirmed_by = f"auto-apply as {actor.label}"[:200]
         run.save(update_fields=["status", "confirmed_at", "confirmed_by"])
-        audit.record(
-            actor,
-            "infra.run.apply",
-            run,
-            squad=ws.owner,
-            data={"workspace": ws.slug, "auto_apply": True},
-        )
+        record(actor, "infra.run.apply", run, ws, auto_apply=True)
     return True
 
 

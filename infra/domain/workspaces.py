@@ -23,6 +23,15 @@ SCOPE = "infra:apply"
 RESERVED_SLUGS = {"new", "board", "runs"}
 
 
+def record(actor: Actor, action: str, target: Any, ws: Workspace, **data: Any) -> None:
+    """Audit ``action`` on ``target``: the workspace ``ws`` itself, or a run or variable of it.
+    The event belongs to the workspace's squad and, for a run or a variable, names the
+    workspace."""
+    if target is not ws:
+        data = {"workspace": ws.slug, **data}
+    audit.record(actor, action, target, squad=ws.owner, data=data)
+
+
 # --- workspaces and variables ------------------------------------------------------------------
 def validate_files(files: Any) -> None:
     if not isinstance(files, dict):
@@ -126,12 +135,9 @@ def create_workspace(
             ws.save()
             if services:
                 ws.services.set(services)
-            audit.record(
-                actor,
-                "infra.workspace.create",
-                ws,
-                squad=owner,
-                data={"source": ws.source, "services": [s.slug for s in services]},
+            services_slugs = [s.slug for s in services]
+            record(
+                actor, "infra.workspace.create", ws, ws, source=ws.source, services=services_slugs
             )
     except IntegrityError as exc:
         raise Invalid(errors={"slug": f"a workspace with slug {slug!r} already exists"}) from exc
@@ -173,5 +179,5 @@ def update_workspace(
         if services is not None:
             ws.services.set(services)
             changed.append("services")
-        audit.record(actor, "infra.workspace.update", ws, squad=ws.owner, data={"changed": changed})
+        record(actor, "infra.workspace.update", ws, ws, changed=changed)
     return ws
