@@ -142,10 +142,8 @@ class WorkspaceViewSet(
     @action(detail=True, methods=["post"], url_path="force-unlock")
     def force_unlock(self, request, slug=None):
         """Org admins: release the lock (a running holder is marked errored). Audited."""
-        ws = self.get_object()
-        services.force_unlock(ws, actor=Actor.from_request(request))
-        ws.refresh_from_db()
-        return Response(WorkspaceSerializer(ws).data)
+        services.force_unlock(self.get_object(), actor=Actor.from_request(request))
+        return self.retrieve(request, slug=slug)  # the workspace as it is now
 
 
 class TerraformRunViewSet(viewsets.ReadOnlyModelViewSet):

@@ -91,10 +91,8 @@ class ApiTokenViewSet(
     @extend_schema(request=None, responses=ApiTokenSerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        token = self.get_object()
-        services.revoke_token(token, actor=Actor.from_request(request))
-        token.refresh_from_db()
-        return Response(ApiTokenSerializer(token).data)
+        services.revoke_token(self.get_object(), actor=Actor.from_request(request))
+        return self.retrieve(request, pk=pk)  # the token as it is now
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):

@@ -9,6 +9,7 @@ from infra.models import DriftStatus, RunStatus, TerraformRun
 from portal.actors import Actor
 from portal.errors import Conflict
 from portal.models import AuditEvent
+from tests.conftest import client_for
 from tests.infra.conftest import CONFIG, SECRET, edit_state, log_text, write_state
 
 pytestmark = pytest.mark.django_db
@@ -219,3 +220,20 @@ def test_sensitive_values_masked_even_when_terraform_prints_them(
     assert ws.outputs["leak"]["value"] == "***"
     text = log_text(run)
     assert 'leak = "***"' in text and SECRET not in text
+
+
+def test_force_unlock_api_answers_the_unlocked_workspace(
+    ws_root, make_workspace, upstream, alice, admin_user
+):
+    ws = make_workspace(upstream_path=upstream)
+    held = plan(ws, alice)
+    assert held.status == RunStatus.PLANNED  # the plan holds the lock until applied
+    resp = client_for(admin_user).post(f"/api/v1/workspaces/{ws.slug}/force-unlock")
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["slug"] == ws.slug and resp.json()["lock"] is None
+    event = AuditEvent.objects.get(action="infra.workspace.force_unlock")
+    assert event.squad_id == ws.owner_id
+    assert event.data == {"run": held.pk, "number": held.number, "run_status": "planned"}
+    planned = AuditEvent.objects.get(action="infra.run.plan")  # a run's event names its workspace
+    assert planned.data == {"workspace": ws.slug, "number": held.number, "message": held.message}
+    assert planned.squad_id == ws.owner_id
