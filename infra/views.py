@@ -63,7 +63,6 @@ def workspace_list(request):
         flt,
         per_page=50,
         rows=flt.qs.order_by("name"),
-        squads=Squad.objects.only("slug", "name"),
         drift_choices=DriftStatus.choices,
         counts=counts,
         pager_target="#ws-results",

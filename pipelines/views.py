@@ -49,9 +49,7 @@ def run_list(request):
         request,
         "pipelines/run_list.html",
         flt,
-        per_page=30,
         statuses=RunStatus.values,
-        squads=Squad.objects.only("slug", "name"),
         counts={"active": active.count()},
     )
 

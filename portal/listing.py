@@ -12,12 +12,22 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from portal.catalog import squad_model
+
 
 def render_list(
-    request: HttpRequest, template: str, flt: Any, *, per_page: int, rows: Any = None, **context
+    request: HttpRequest,
+    template: str,
+    flt: Any,
+    *,
+    per_page: int = 30,
+    rows: Any = None,
+    **context: Any,
 ) -> HttpResponse:
     """``template`` with ``filter`` (the FilterSet ``flt``), ``page`` (a page of ``rows``,
-    default ``flt.qs``) and ``context``."""
+    default ``flt.qs``), ``squads`` (for the squad picker every list has; read only if the
+    template shows it) and ``context``."""
     page = Paginator(flt.qs if rows is None else rows, per_page).get_page(request.GET.get("page"))
     name = f"{template}#results" if getattr(request, "htmx", False) else template
-    return render(request, name, {"filter": flt, "page": page, **context})
+    squads = squad_model().objects.only("slug", "name")
+    return render(request, name, {"filter": flt, "page": page, "squads": squads, **context})

@@ -42,7 +42,6 @@ def audit_list(request):
         flt,
         per_page=50,
         doors=[d for d, _ in AuditEvent.DOORS],
-        squads=squad_model().objects.only("slug", "name"),
     )
 
 

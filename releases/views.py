@@ -26,7 +26,7 @@ from releases.models import (
     Release,
     ReleaseStatus,
 )
-from squads.models import Service, Squad
+from squads.models import Service
 
 
 def _nav(view):
@@ -46,9 +46,7 @@ def release_list(request):
         request,
         "pipelines/releases/list.html",
         flt,
-        per_page=30,
         statuses=ReleaseStatus.values,
-        squads=Squad.objects.only("slug", "name"),
         environments=Environment.objects.all(),
         in_flight=Release.objects.filter(status__in=ACTIVE_RELEASE).count(),
     )
