@@ -43,9 +43,11 @@ class Lockout:
     @property
     def message(self) -> str:
         who = "this username" if self.scope == "username" else "your address"
+        sso = settings.OIDC_ISSUER and settings.OIDC_CLIENT_ID  # identity.oidc.enabled()
         return (
             f"Too many failed sign-ins for {who}. Password sign-in is locked for "
-            f"{self.duration}; try again after that (or sign in with single sign-on)."
+            f"{self.duration}; try again after that"
+            + (f" (or sign in with {settings.OIDC_PROVIDER_NAME})." if sso else ".")
         )
 
 

@@ -113,3 +113,47 @@ def test_sign_in_with_the_provider_follows_the_directory(
     page.goto(f"{live_server.url}/admin/")
     assert "Site administration" in page.content()
     assert Person.objects.get(oidc_subject="00u-erin").user.is_superuser
+
+
+def test_the_sign_in_page_when_locked_out_and_when_the_provider_is_down(
+    page, live_server, settings
+):
+    """The password form after too many wrong passwords (the right one refused, the time left
+    shown), then password sign-in turned off with the provider unreachable: only the button,
+    and its failure is a page with a way back. Screenshots: sign-in-locked, sign-in-sso-only,
+    sign-in-provider-down."""
+    import uuid
+
+    from tests.conftest import PASSWORD
+    from tests.factories import UserFactory
+    from tests.identity.provider import warm_up
+
+    settings.LOGIN_MAX_FAILURES, settings.LOGIN_IP_MAX_FAILURES = 3, 1000
+    user = UserFactory(username=f"locked-{uuid.uuid4().hex[:8]}")
+    warm_up(live_server.url)
+    for password in ("wrong-1", "wrong-2", "wrong-3", PASSWORD):
+        page.goto(f"{live_server.url}/login/")
+        page.fill("#id_username", user.username)
+        page.fill("#id_password", password)
+        page.click("#password-form button[type=submit]")
+        page.wait_for_selector("#id_password")
+    alert = page.get_by_role("alert").inner_text()
+    assert "Too many failed sign-ins for this username" in alert and "15 minutes" in alert
+    assert page.url == f"{live_server.url}/login/"  # the right password did not sign in
+    screenshot(page, "sign-in-locked")
+
+    settings.PASSWORD_LOGIN = False
+    settings.OIDC_ISSUER, settings.OIDC_CLIENT_ID = "http://127.0.0.1:9", "backline"
+    settings.OIDC_PROVIDER_NAME = "Okta"
+    page.goto(f"{live_server.url}/login/")
+    assert page.get_by_role("link", name="Sign in with Okta").is_visible()
+    assert page.locator("#id_password").count() == 0
+    screenshot(page, "sign-in-sso-only")
+    page.get_by_role("link", name="Sign in with Okta").click()
+    page.wait_for_selector("#sign-in-error")
+    assert "did not answer at discovery" in page.locator("#sign-in-error").inner_text()
+    back = page.get_by_role("link", name="Back to sign-in")
+    assert back.is_visible() and page.get_by_role("link", name="Try Okta again").is_visible()
+    screenshot(page, "sign-in-provider-down")
+    back.click()
+    page.wait_for_selector("#sso-button")

@@ -12,9 +12,10 @@
 // accounts.json: {"<sub>": {"login": "...", "password": "...", "email": "...",
 //                 "email_verified": true, "name": "...", "groups": [...], "tamper": "aud"}}
 //
-// `tamper` makes the token endpoint hand out an ID token whose `aud` (or `exp`, `iss`) is wrong
-// but whose signature is valid (re-signed with the provider's own key): the relying party must
-// refuse it on the claim, not on the signature.
+// `tamper` makes the token endpoint hand out an ID token whose `aud` (or `exp`, `iss`, `nonce`)
+// is wrong but whose signature is valid (re-signed with the provider's own key): the relying
+// party must refuse it on the claim, not on the signature. `sig` keeps every claim right but
+// signs with another key under the provider's key id: refused on the signature (JWKS).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { pathToFileURL } from 'node:url';
@@ -25,6 +26,7 @@ const issuer = `http://127.0.0.1:${config.port}`;
 
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingJwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-signing-key', alg: 'RS256', use: 'sig' };
+const { privateKey: strangerKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 
 function accounts() {
   return JSON.parse(fs.readFileSync(config.accounts_file, 'utf8'));
@@ -154,8 +156,10 @@ provider.use(async (ctx, next) => {
   if (tamper === 'aud-azp') Object.assign(claims, { aud: ['some-other-application'], azp: config.client_id });
   if (tamper === 'exp') Object.assign(claims, { iat: now - 7200, exp: now - 3600 });
   if (tamper === 'iss') claims.iss = 'http://127.0.0.1:1/not-the-issuer';
+  if (tamper === 'nonce') claims.nonce = 'a-nonce-from-another-sign-in';
   const input = `${header}.${b64url(claims)}`;
-  const signature = crypto.sign('sha256', Buffer.from(input), privateKey).toString('base64url');
+  const key = tamper === 'sig' ? strangerKey : privateKey;
+  const signature = crypto.sign('sha256', Buffer.from(input), key).toString('base64url');
   ctx.body = { ...ctx.body, id_token: `${input}.${signature}` };
 });
 

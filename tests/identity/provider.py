@@ -118,11 +118,20 @@ class Provider(ServerProcess):
             setattr(settings, key, value)
 
 
+def warm_up(backline_url: str, timeout: float = 180) -> None:
+    """The live server's first request imports every URLconf (scim2-models builds its pydantic
+    models then) and compiles the templates: on a busy machine that can outlast the tests'
+    per-request timeouts, so it is made here, with a long one."""
+    resp = requests.get(f"{backline_url}/login/", timeout=timeout)
+    assert resp.status_code == 200, resp.text[:300]
+
+
 def provider_fixture(live_server, tmp_path, settings):
     """A running oidc-provider whose client's callback is this test's live Backline; Backline's
     OIDC settings point at it (the ``provider`` fixture of tests/identity and tests/e2e)."""
     p = Provider(tmp_path, live_server.url).start()
     p.configure(settings)
+    warm_up(live_server.url)
     try:
         yield p
     finally:
@@ -133,10 +142,13 @@ def provider_fixture(live_server, tmp_path, settings):
 FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 
 
-def to_callback(session: requests.Session, backline_url: str, login: str, password: str) -> str:
-    """Start single sign-on at Backline, sign in on the provider's page and return the URL the
-    provider sends the browser back to (``/oidc/callback/?code=...&state=...``), not followed."""
-    resp = session.get(f"{backline_url}/oidc/login/", timeout=20)
+def to_callback(
+    session: requests.Session, backline_url: str, login: str, password: str, params=None
+) -> str:
+    """Start single sign-on at Backline (``params``: its query, e.g. ``next``), sign in on the
+    provider's page and return the URL the provider sends the browser back to
+    (``/oidc/callback/?code=...&state=...``), not followed."""
+    resp = session.get(f"{backline_url}/oidc/login/", params=params, timeout=20)
     assert resp.status_code == 200 and "Test IdP" in resp.text, resp.text[:500]
     action = FORM_ACTION.search(resp.text)
     assert action, resp.text[:500]

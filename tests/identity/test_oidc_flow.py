@@ -13,7 +13,7 @@ from portal.models import AuditEvent
 from squads.models import Membership, Person
 from tests.conftest import PASSWORD
 from tests.factories import MembershipFactory, PersonFactory, SquadFactory, UserFactory
-from tests.identity.provider import Provider, query, to_callback
+from tests.identity.provider import Provider, query, to_callback, warm_up
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -143,6 +143,25 @@ def test_first_sign_in_links_an_existing_person_by_verified_email_only(
     assert Person.objects.get(oidc_subject="entra-mallory").user != alice
 
 
+@pytest.mark.parametrize(
+    "next_url,lands_on",
+    [
+        ("/squads/?q=play", "/squads/?q=play"),
+        ("https://evil.example.com/steal", "/"),  # never off-site (no open redirect)
+        ("//evil.example.com/", "/"),
+    ],
+)
+def test_sign_in_returns_to_the_page_asked_for_on_this_site_only(
+    provider, live_server, next_url, lands_on
+):
+    provider.set_accounts({"okta-00u1": DANA})
+    s = requests.Session()
+    callback = to_callback(s, live_server.url, "dana", "dana-secret", {"next": next_url})
+    resp = s.get(callback, allow_redirects=False, timeout=30)
+    assert resp.status_code == 302 and resp.headers["Location"] == lands_on
+    assert me(s, live_server)["username"] == "dana"
+
+
 def test_a_person_the_directory_deactivated_is_not_signed_in(provider, live_server):
     PersonFactory(slug="dana", name="Dana", oidc_subject="okta-00u1", active=False)
     provider.set_accounts({"okta-00u1": DANA})
@@ -191,6 +210,8 @@ def test_a_replayed_code_is_refused_by_the_provider(provider, live_server):
         ("aud", ["ID token was refused", "aud"]),
         ("aud-azp", ["ID token was refused", "aud"]),  # azp naming us does not make up for aud
         ("iss", ["ID token was refused", "iss"]),
+        ("nonce", ["ID token was refused", "nonce"]),
+        ("sig", ["ID token was refused", "signature"]),  # not signed by a key of the JWKS
     ],
 )
 def test_an_id_token_with_a_bad_claim_is_refused(provider, live_server, tamper, words):
@@ -281,6 +302,7 @@ def other_provider(live_server, tmp_path, settings):
         p = Provider(tmp_path, live_server.url, **options).start()
         started.append(p)
         p.configure(settings)
+        warm_up(live_server.url)
         return p
 
     yield start

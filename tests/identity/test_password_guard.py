@@ -37,6 +37,7 @@ def test_twenty_wrong_passwords_lock_the_username_then_the_right_one_is_refused_
     text = refused.content.decode()
     assert "Too many failed sign-ins for this username" in text
     assert "locked for 15 minutes" in text and refused["Retry-After"] in ("899", "900")
+    assert "single sign-on" not in text and "sign in with" not in text  # SSO is not configured
 
     right = attempt(c, "alice", PASSWORD)
     assert right.status_code == 429 and "locked for" in right.content.decode()
@@ -67,6 +68,15 @@ def test_the_time_left_is_shown(alice, settings, monkeypatch):
     monkeypatch.setattr(guard, "now", lambda: start + 540)
     resp = attempt(c, "alice", PASSWORD)
     assert resp.status_code == 429 and "locked for 60 seconds" in resp.content.decode()
+
+
+def test_the_lockout_points_at_single_sign_on_when_it_is_configured(alice, settings):
+    settings.LOGIN_MAX_FAILURES = 1
+    settings.OIDC_ISSUER, settings.OIDC_CLIENT_ID = "http://127.0.0.1:9", "backline"
+    settings.OIDC_PROVIDER_NAME = "Okta"
+    resp = attempt(Client(), "alice", "wrong")
+    assert resp.status_code == 429
+    assert "try again after that (or sign in with Okta)." in resp.content.decode()
 
 
 def test_a_success_ends_the_run_of_failures(alice, settings):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
 from django.test import Client
 
@@ -311,6 +312,40 @@ def test_deactivated_users_cannot_sign_in_with_a_session_made_before(scim, clien
     assert client.get("/").status_code == 200
     scim("PATCH", f"Users/{u['id']}", patch({"op": "replace", "path": "active", "value": False}))
     assert client.get("/").status_code == 302
+
+
+def test_deleting_a_user_signs_them_out_everywhere(scim, client, squad):
+    """DELETE /Users/<id> of someone signed in: every session of theirs is deleted from the
+    store, the tokens they made are revoked, directory memberships go, all audited."""
+    u = make_user(scim, "lee@example.com")
+    user = get_user_model().objects.get(username="lee@example.com")
+    client.force_login(user)
+    session_key = client.session.session_key
+    assert client.get("/").status_code == 200
+    token, raw = ApiToken.generate(squad=squad, name="laptop", scopes=[], created_by=user)
+    g = scim("POST", "Groups", {"schemas": [GROUP_SCHEMA], "displayName": "playback",
+                                "members": [{"value": u["id"]}]})  # fmt: skip
+    assert g.status_code == 201, g.data
+    person = Person.objects.get(directory_user__id=u["id"])
+    assert Membership.objects.filter(person=person, source="directory").count() == 1
+
+    assert scim("DELETE", f"Users/{u['id']}").status_code == 204
+    assert not Session.objects.filter(session_key=session_key).exists()
+    assert client.get("/").status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/v1/me/")
+    assert api.status_code == 401
+    person.refresh_from_db()
+    assert person.active is False and not person.memberships.exists()
+    assert scim("GET", f"Users/{u['id']}").status_code == 404
+    assert scim("GET", f"Groups/{g.data['id']}").data.get("members") is None
+    signed_out = AuditEvent.objects.get(door="scim", action="person.sign_out")
+    assert signed_out.data == {
+        "sessions": 1, "tokens_revoked": 1, "reason": "deleted by the directory",
+    }  # fmt: skip
+    actions = set(AuditEvent.objects.filter(door="scim").values_list("action", flat=True))
+    assert {"person.deprovision", "token.revoke", "membership.delete"} <= actions
 
 
 def test_entra_removes_members_by_value_and_okta_puts_the_whole_group(scim, squad):
