@@ -310,7 +310,7 @@ output "replicas" {
 
 @pytest.mark.skipif(not Path(TF111).exists(), reason="the machine's Terraform 1.11 is needed")
 @pytest.mark.usefixtures("ws_root")
-def test_schedule_scales_through_the_terraform_workspace(squad, alice):
+def test_schedule_scales_through_the_terraform_workspace(squad, alice, client):
     ws = Workspace.objects.create(
         slug="playback-capacity",
         name="capacity",
@@ -347,6 +347,13 @@ def test_schedule_scales_through_the_terraform_workspace(squad, alice):
     event = ScaleEvent.objects.get()
     assert event.via == "terraform" and event.status == "planned" and event.terraform_run_id
     assert run_pending() == 12
+    client.force_login(alice)
+    page = client.get(f"/releases/services/{svc.slug}/runtime").content.decode()
+    run = TerraformRun.objects.get(pk=event.terraform_run_id)
+    # the timeline follows the plan to its apply; the panel shows the applied value
+    assert f"run #{run.number}</a>" in page and ">applied</span>" in page, page
+    assert "applied <strong>12</strong> replicas" in page
+    assert "production (through Terraform)" in page
     assert scaling.apply_schedules(datetime(2026, 12, 1, 22, 30, tzinfo=UTC)) == 1
     assert run_pending() == 4
     assert ws.variables.get(key="replicas").value == "4"
@@ -401,6 +408,14 @@ def test_runtime_panel_and_scale_form(kube, k8s_env, service, alice, bob, client
         ).status_code
         == 403
     )
+
+
+def test_runtime_panel_empty_state(service, alice, client):
+    client.force_login(alice)
+    page = client.get(f"/releases/services/{service.slug}/runtime").content.decode()
+    assert "Not deployed anywhere Backline can see yet" in page
+    assert "<table" not in page  # no runtime, schedule or timeline tables
+    assert client.get(f"/api/v1/services/{service.slug}/runtime").json()["environments"] == []
 
 
 def test_scale_actions_are_marked_on_the_request_rate_chart(kube, k8s_env, service, alice):
