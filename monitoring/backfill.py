@@ -22,6 +22,7 @@ from monitoring.fleet import Fleet, FleetService
 from monitoring.fleet_app import BUCKETS
 from squads.models import Service
 
+STEPS_PER_COMMIT = 10
 SIGMA = 0.5  # fleet_app: latency = lognormvariate(0, 0.5) × latency_ms
 
 
@@ -73,7 +74,7 @@ def _behaviour(spec: FleetService, track: str) -> tuple[float, float, float]:
 
 def backfill(fleet: Fleet, rps: float, hours: float = 3.0, step: float = 30.0, now=None) -> int:
     """Store the synthesised history of every instance that has none; returns samples stored.
-    One ``ingest_many`` per time step for all instances, all in one transaction: on the
+    One ``ingest_many`` per time step for all instances, ten steps per transaction: on the
     first run's SQLite, a commit per scrape took minutes on a busy machine, and the charts
     stayed empty meanwhile. ``step`` 30 s: the 1 h and 6 h charts take rates over 60 s
     windows, which need two scrapes in each (at 60 s apart they drew nothing)."""
@@ -91,19 +92,26 @@ def backfill(fleet: Fleet, rps: float, hours: float = 3.0, step: float = 30.0, n
             todo.append((target, spec, _behaviour(spec, target.track), [0.0, 0.0]))
     stored = 0
     t = now - hours * 3600
-    with transaction.atomic():
-        while todo and t < now - step:
-            daily = 1 + 0.35 * math.sin(2 * math.pi * (t % 86400) / 86400 - math.pi / 2)
-            scrapes = []
-            for target, spec, (share, err, lat), counts in todo:
-                n = max(rps * share * daily * step * rng.uniform(0.85, 1.15), 0.0)
-                bad = n * err * rng.uniform(0.6, 1.4)
-                counts[0] += n - bad
-                counts[1] += bad
-                text = exposition(spec.slug, target.track, counts[0], counts[1], lat)
-                scrapes.append((target, text))
-            stored += sum(
-                n for n in ingest_many(scrapes, round(t, 3)).values() if isinstance(n, int)
-            )
-            t += step
+    while todo and t < now - step:
+        # a transaction per STEPS_PER_COMMIT steps: one for all would hold SQLite's write lock
+        # for minutes ("database is locked" in the worker); one per step commits too often
+        with transaction.atomic():
+            for _ in range(STEPS_PER_COMMIT):
+                if t >= now - step:
+                    break
+                stored += _step(todo, rng, rps, step, t)
+                t += step
     return stored
+
+
+def _step(todo, rng, rps: float, step: float, t: float) -> int:
+    """One synthesised scrape of every instance at ``t``."""
+    daily = 1 + 0.35 * math.sin(2 * math.pi * (t % 86400) / 86400 - math.pi / 2)
+    scrapes = []
+    for target, spec, (share, err, lat), counts in todo:
+        n = max(rps * share * daily * step * rng.uniform(0.85, 1.15), 0.0)
+        bad = n * err * rng.uniform(0.6, 1.4)
+        counts[0] += n - bad
+        counts[1] += bad
+        scrapes.append((target, exposition(spec.slug, target.track, counts[0], counts[1], lat)))
+    return sum(n for n in ingest_many(scrapes, round(t, 3)).values() if isinstance(n, int))
