@@ -60,6 +60,30 @@ def current_weight(ro: dict) -> int | None:
     return int(passed[-1]) if passed else 0
 
 
+def current_step_index(ro: dict) -> int | None:
+    """The plugin's ``GetCurrentCanaryStep``: ``None`` without canary steps, else the status's
+    index (0 when unset)."""
+    if not canary_steps(ro):
+        return None
+    return int((ro.get("status") or {}).get("currentStepIndex") or 0)
+
+
+def promote_patches(ro: dict) -> tuple[dict | None, dict | None]:
+    """(spec patch, status patch) of ``kubectl argo rollouts promote`` (no flags): unpause the
+    spec when it is paused; clear the pause conditions when there are some, else move a canary
+    with steps to its next step (never both)."""
+    spec_patch = {"spec": {"paused": False}} if (ro.get("spec") or {}).get("paused") else None
+    status_patch: dict[str, Any] | None = None
+    if (ro.get("status") or {}).get("pauseConditions"):
+        status_patch = {"status": {"pauseConditions": None}}
+    elif ((ro.get("spec") or {}).get("strategy") or {}).get("canary") is not None:
+        index = current_step_index(ro)
+        if index is not None:
+            index = min(index + 1, len(canary_steps(ro)))
+            status_patch = {"status": {"pauseConditions": None, "currentStepIndex": index}}
+    return spec_patch, status_patch
+
+
 class ArgoRolloutsDriver(KubeDriver):
     name = "argo-rollouts"
     observes = True
@@ -120,27 +144,21 @@ class ArgoRolloutsDriver(KubeDriver):
             raise api_error(exc, what) from exc
 
     def promote_step(self, custom, ns, name, ro: dict) -> None:
-        """``kubectl argo rollouts promote <name>``."""
-        spec_patch: dict[str, Any] | None = None
-        status_patch: dict[str, Any] | None = None
-        status = ro.get("status") or {}
-        if (ro.get("spec") or {}).get("paused"):
-            spec_patch = {"spec": {"paused": False}}
-        if status.get("pauseConditions"):
-            status_patch = {"status": {"pauseConditions": None}}
-        elif ro.get("spec", {}).get("strategy", {}).get("canary") is not None:
-            index = status.get("currentStepIndex")
-            if index is not None:
-                index = min(int(index) + 1, len(canary_steps(ro)))
-                status_patch = {"status": {"pauseConditions": None, "currentStepIndex": index}}
+        """``kubectl argo rollouts promote <name>``: the status patch first, then the spec's;
+        a Rollout without the status subresource (before v0.10) gets both as one patch."""
+        spec_patch, status_patch = promote_patches(ro)
+        what = f"promote Rollout {ns}/{name}"
         if status_patch is not None:
-            self._patch(
-                custom, ns, name, status_patch, status=True, what=f"promote Rollout {ns}/{name}"
-            )
+            try:
+                custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ns, ROLLOUTS, name, status_patch, _content_type=MERGE
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise api_error(exc, what) from exc
+                spec_patch = {**(spec_patch or {}), **status_patch}
         if spec_patch is not None:
-            self._patch(
-                custom, ns, name, spec_patch, status=False, what=f"promote Rollout {ns}/{name}"
-            )
+            self._patch(custom, ns, name, spec_patch, status=False, what=what)
 
     def set_weight(self, release, weight: int) -> None:
         custom, (ns, name) = self._custom(), self._where(release)

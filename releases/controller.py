@@ -154,8 +154,10 @@ def _driver_failed(r, what, exc, now):
     r.driver_error = f"{what}: {exc}"[:2000]
     r.next_tick_at = now + timedelta(seconds=settings.RELEASES_DRIVER_RETRY_SECONDS)
     if r.driver_failures == 1 or r.driver_failures % 10 == 0:
+        # the terminal, like the release's events, hears of a retried failure when it starts
+        # and every tenth time, not at every retry (the demo's first seconds: fleet not up)
         note(r, "driver", r.driver_error)
-    log.warning("release %s: %s", r.pk, r.driver_error)
+        log.warning("release %s: %s", r.pk, r.driver_error)
 
 
 def _driver_ok(r):

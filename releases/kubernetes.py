@@ -206,11 +206,18 @@ class KubernetesDriver(KubeDriver):
             raise DriverError(f"deployment {deployment['metadata']['name']} has no containers")
         return containers[0]["name"]
 
-    def _set_image(self, apps, ns, name, container, image) -> None:
-        # what `kubectl set image deployment/<name> <container>=<image>` sends
-        body = {
-            "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
-        }
+    def _set_image(self, apps, ns, deployment: dict, container, image) -> None:
+        """What `kubectl set image deployment/<name> <container>=<image>` sends: the two-way
+        strategic merge patch of the change, which keeps the containers' order
+        (``$setElementOrder/containers``) and names the changed one by its merge key."""
+        name = deployment["metadata"]["name"]
+        order = [
+            {"name": c.get("name")}
+            for c in deployment["spec"]["template"]["spec"].get("containers") or []
+        ]
+        changed = [{"image": image, "name": container}]
+        pod_spec = {"$setElementOrder/containers": order, "containers": changed}
+        body = {"spec": {"template": {"spec": pod_spec}}}
         call(
             lambda: apps.patch_namespaced_deployment(name, ns, body, _content_type=STRATEGIC),
             f"set image of deployment {ns}/{name}",
@@ -281,7 +288,7 @@ class KubernetesDriver(KubeDriver):
         image = self.image_of(release)
         container = self._container(canary)
         if container_image(canary, container) != image:
-            self._set_image(apps, ns, canary_name, container, image)
+            self._set_image(apps, ns, canary, container, image)
         if self.config.get("route"):
             wanted = max(1, math.ceil(self._replicas(stable) * weight / 100)) if weight else 0
             if weight and self._replicas(canary) != wanted:
@@ -304,7 +311,7 @@ class KubernetesDriver(KubeDriver):
         container = self._container(stable)
         image = container_image(canary, self._container(canary)) or self.image_of(release)
         if container_image(stable, container) != image:
-            self._set_image(apps, ns, stable_name, container, image)
+            self._set_image(apps, ns, stable, container, image)
         if self._replicas(stable) != total:
             self._scale(apps, ns, stable_name, total)
         self._route_weights(release, 100, 0)

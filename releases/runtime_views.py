@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from infra.models import TerraformRun
 from portal.actors import Actor
 from portal.errors import DomainError
 from portal.web import domain_error_response, signed_in
@@ -34,6 +35,17 @@ def scalable_environments(service) -> list[Environment]:
     return out
 
 
+def timeline(service, limit: int = 8) -> list[ScaleEvent]:
+    """The last scale actions; one planned through Terraform carries its run (``e.run``), so
+    the timeline shows where the plan is now (applied, waiting for approval, errored)."""
+    events = list(ScaleEvent.objects.filter(service=service).select_related("environment")[:limit])
+    ids = [e.terraform_run_id for e in events if e.terraform_run_id]
+    runs = {r.pk: r for r in TerraformRun.objects.filter(pk__in=ids)} if ids else {}
+    for e in events:
+        e.run = runs.get(e.terraform_run_id)
+    return events
+
+
 @login_required
 def runtime_panel(request, slug):
     service = _service(slug)
@@ -43,7 +55,7 @@ def runtime_panel(request, slug):
         "service": service,
         "runtime": runtime.runtime_snapshot(service),
         "schedules": ScaleSchedule.objects.filter(service=service).select_related("environment"),
-        "events": ScaleEvent.objects.filter(service=service).select_related("environment")[:8],
+        "events": timeline(service),
         "environments": scalable_environments(service),
         "can_scale": any(actor.can(s, service.owner_id) for s in scaling.SCOPES),
     }

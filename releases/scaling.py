@@ -42,7 +42,8 @@ CAPACITY = "backline.io/capacity-variable"
 MIN_REPLICAS = "backline.io/min-replicas"
 MAX_REPLICAS = "backline.io/max-replicas"
 MAX_WINDOW_MINUTES = 7 * 24 * 60
-OVERLAP_HORIZON = timedelta(days=14)
+OVERLAP_HORIZON = timedelta(days=366)
+OVERLAP_OPENINGS = 3000
 
 
 def require_scaling(actor: Actor, service, what: str = "scaling this service") -> None:
@@ -238,6 +239,36 @@ def windows(
             return out
 
 
+def _openings(cron: str, tz: str, start: datetime, end: datetime, most: int) -> list[datetime]:
+    it = croniter(cron, start.astimezone(_zone(tz)))
+    out: list[datetime] = []
+    while len(out) < most and (opened := it.get_next(datetime)) < end:
+        out.append(opened)
+    return out
+
+
+def first_overlap(a: tuple, b: tuple, now: datetime) -> datetime | None:
+    """When a window of schedule ``a`` first overlaps one of ``b`` (each ``(cron, minutes,
+    tz)``) within ``OVERLAP_HORIZON`` from ``now`` (a year: monthly windows, and timezones whose
+    offsets part at a daylight-saving change), else ``None``. Windows [x, x+m) and [y, y+n)
+    overlap when ``x - n < y < x + m``: for each opening ``x`` of the sparser schedule, one
+    step of the other's cron from ``x - n`` finds the only candidate ``y``."""
+    end = now + OVERLAP_HORIZON
+    # the sparser one drives; a pair of dense ones is checked over its first OVERLAP_OPENINGS
+    first = [
+        _openings(c, z, now - timedelta(minutes=m), end, OVERLAP_OPENINGS) for c, m, z in (a, b)
+    ]
+    (x_cron, x_min, x_tz), (y_cron, y_min, y_tz) = (
+        (a, b) if len(first[0]) <= len(first[1]) else (b, a)
+    )
+    y_zone = _zone(y_tz)
+    for x in min(first, key=len):
+        it = croniter(y_cron, (x - timedelta(minutes=y_min)).astimezone(y_zone))
+        if it.get_next(datetime) < x + timedelta(minutes=x_min):
+            return x.astimezone(UTC)
+    return None
+
+
 def validate_schedule(service, env, data: dict, *, exclude=None) -> dict:
     cron = str(data.get("cron") or "").strip()
     if not cron or not croniter.is_valid(cron) or len(cron.split()) != 5:
@@ -257,7 +288,6 @@ def validate_schedule(service, env, data: dict, *, exclude=None) -> dict:
     if exclude is not None:
         others = others.exclude(pk=exclude.pk)
     now = timezone.now()
-    mine = windows(cron, minutes, tz, now, now + OVERLAP_HORIZON)
     for other in others:
         if other.base_replicas != base:
             raise Invalid(
@@ -265,8 +295,9 @@ def validate_schedule(service, env, data: dict, *, exclude=None) -> dict:
                     "base_replicas": f"must be {other.base_replicas}, as in schedule {other.name or other.pk}: one base per service and environment"
                 }
             )
-        theirs = windows(other.cron, other.duration_minutes, other.tz, now, now + OVERLAP_HORIZON)
-        clash = next((a for a, b in mine for c, d in theirs if a < d and c < b), None)
+        clash = first_overlap(
+            (cron, minutes, tz), (other.cron, other.duration_minutes, other.tz), now
+        )
         if clash is not None:
             raise Invalid(
                 errors={

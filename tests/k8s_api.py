@@ -8,7 +8,7 @@ what those calls rely on, as the API server documents it:
   <plural>/<name>`` and ``/api/v1/...``; lists; the ``status`` and ``scale`` subresources;
 - patch types ``application/merge-patch+json`` (RFC 7386), ``application/json-patch+json``
   (RFC 6902, with ``test``) and ``application/strategic-merge-patch+json`` (lists of named
-  objects such as ``containers`` merged by ``name``);
+  objects such as ``containers`` merged by ``name``, ordered by ``$setElementOrder/<list>``);
 - optimistic concurrency: a write carrying a stale ``metadata.resourceVersion`` answers
   ``409 Conflict`` with a ``Status`` object; every write bumps ``resourceVersion``, a spec
   change bumps ``metadata.generation``; bearer-token authentication (401 without it).
@@ -47,15 +47,27 @@ def merge_patch(target, patch):
     return out
 
 
+ORDER = "$setElementOrder/"
+
+
 def strategic_patch(target, patch):
-    """Strategic merge for what Backline sends: dicts merge, lists of named dicts merge by name."""
+    """Strategic merge for what Backline sends: dicts merge, lists of named dicts merge by name;
+    the directive ``$setElementOrder/<list>`` (names by the merge key) orders the merged list,
+    and one naming an element that neither side has is refused, as the API server does."""
     if isinstance(patch, dict) and isinstance(target, dict):
         out = dict(target)
         for key, value in patch.items():
+            if key.startswith(ORDER):
+                continue
+            if key.startswith("$"):
+                raise ValueError(f"unknown strategic merge directive {key!r}")
             if value is None:
                 out.pop(key, None)
             else:
                 out[key] = strategic_patch(target.get(key), value)
+        for key, order in patch.items():
+            if key.startswith(ORDER):
+                out[key[len(ORDER) :]] = _ordered(out.get(key[len(ORDER) :]) or [], order)
         return out
     if (
         isinstance(patch, list)
@@ -72,6 +84,15 @@ def strategic_patch(target, patch):
                 out.append(copy.deepcopy(item))
         return out
     return copy.deepcopy(patch)
+
+
+def _ordered(items: list, order: list) -> list:
+    names = [o["name"] for o in order]
+    by_name = {i["name"]: i for i in items}
+    if missing := [n for n in names if n not in by_name]:
+        raise ValueError(f"$setElementOrder names no element {missing}")
+    rest = [i for i in items if i["name"] not in names]
+    return [by_name[n] for n in names] + rest
 
 
 def _pointer(path):
@@ -122,6 +143,7 @@ class FakeKubernetes:
         self.stuck: set[str] = set()
         self.interfere: dict[str, int] = {}  # name → writes a "concurrent writer" makes first
         self.fail: dict[str, int] = {}  # name → status code to answer (e.g. 500, 403)
+        self.no_status: set[str] = set()  # plurals served without a status subresource
         self.version = 100
         self.lock = threading.Lock()
         api = self
@@ -252,6 +274,10 @@ class FakeKubernetes:
         api_path = "api/v1" if m["core"] else f"apis/{m['group']}/{m['version']}"
         ns, plural, name, sub = m["ns"], m["plural"], m["name"], m["sub"]
         with self.lock:
+            if sub == "status" and plural in self.no_status:
+                return 404, status(
+                    404, "NotFound", f"the server could not find the requested resource ({path})"
+                )
             if name and name in self.fail:
                 code = self.fail[name]
                 return code, status(code, "InternalError", f"simulated failure for {name}")

@@ -221,6 +221,8 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         assert not leftovers, f"still running: {leftovers}\n{portal.tail()}"
         assert not _pid_alive(redis_pid), "embedded Redis still running"
         assert "stopped" in portal.lines[-1]
+        # stopped cleanly: no worker (or any child's) traceback on the way out
+        assert "Traceback" not in portal.output, portal.tail(120)
     finally:
         portal.cleanup()
 
@@ -256,6 +258,13 @@ def test_killed_run_portal_leaves_nothing_behind(var_dir):
         redis_pid = portal.redis_pid()
         assert {"web", "worker", "beat"} <= set(children) and redis_pid
         requests.get(f"{portal.url}/healthz", timeout=10)
+        # beat has sent its due tasks at least once (its schedule file is written): at INFO
+        # each tick would have printed a line by now
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(var_dir.glob("celerybeat-schedule*")):
+            time.sleep(0.3)
+        assert list(var_dir.glob("celerybeat-schedule*")), portal.tail()
+        time.sleep(2 * 2)  # two release ticks (RELEASES_TICK_SECONDS) after it
         assert " INFO " not in portal.output, portal.tail()
         portal.proc.send_signal(signal.SIGTERM)
         portal.proc.send_signal(signal.SIGKILL)

@@ -73,12 +73,19 @@ def deployments(kube):
 IMAGE = {"image": "reg.example/{service}:{version}"}
 
 
-def _set_image(name, image):
+def _set_image(name, image, containers=("app",)):
+    """``kubectl set image deployment/<name> app=<image>``: the two-way strategic merge patch
+    kubectl computes (``strategicpatch.CreateTwoWayMergePatch``), which lists every container
+    by name in ``$setElementOrder/containers`` and carries only the changed one."""
+    pod_spec = {
+        "$setElementOrder/containers": [{"name": c} for c in containers],
+        "containers": [{"image": image, "name": "app"}],
+    }
     return {
         "method": "PATCH",
         "path": f"/{APPS}/namespaces/{NS}/deployments/{name}",
         "content_type": "application/strategic-merge-patch+json",
-        "body": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}},
+        "body": {"spec": {"template": {"spec": pod_spec}}},
     }
 
 
@@ -102,19 +109,24 @@ def _route_write(kube, stable_weight, canary_weight):
     assert req["body"]["metadata"]["resourceVersion"]  # optimistic concurrency
 
 
-def test_gateway_route_canary_through_a_release(kube, deployments, playback_api, alice):
+def _routed_release(kube, service, user, version):
+    """A release started in an environment whose traffic moves on an HTTPRoute."""
     kube.put(
         GW, NS, "httproutes", http_route("playback-api", "playback-api", "playback-api-canary")
     )
     env = _env(kube, "k8s-prod", "kubernetes", route="{service}", **IMAGE)
-    actor = Actor(user=alice)
-
+    actor = Actor(user=user)
     r = settle(
         services.create_release(
-            playback_api, actor=actor, environment=env, version="2.0", steps=PAUSING
+            service, actor=actor, environment=env, version=version, steps=PAUSING
         )
     )
     assert (r.status, r.weight) == ("paused", 10), (r.status, r.driver_error)
+    return env, actor, r
+
+
+def test_gateway_route_canary_through_a_release(kube, deployments, playback_api, alice):
+    env, actor, r = _routed_release(kube, playback_api, alice, "2.0")
     writes = kube.writes()
     assert writes[0] == _set_image("playback-api-canary", "reg.example/playback-api:2.0")
     assert writes[1] == _scale("playback-api-canary", 1)  # ceil(4 × 10 %)
@@ -189,6 +201,37 @@ def test_replica_ratio_without_a_route_and_abort(kube, deployments, playback_api
     r = settle(services.abort_release(r, actor=actor, reason="errors"))
     assert r.status == "aborted" and r.weight == 0
     assert kube.writes(since) == [_scale("playback-api", 4), _scale("playback-api-canary", 0)]
+
+
+def test_set_image_keeps_the_sidecar_and_the_order(kube, playback_api):
+    for name, replicas in (("playback-api", 4), ("playback-api-canary", 0)):
+        d = deployment(name, "reg.example/playback-api:1.0", replicas)
+        d["spec"]["template"]["spec"]["containers"].insert(0, {"name": "proxy", "image": "envoy:1"})
+        kube.put(APPS, NS, "deployments", d)
+    env = _env(kube, "k8s-prod", "kubernetes", container="app", **IMAGE)
+    get_driver(env).set_weight(Release(service=playback_api, environment=env, version="2.2"), 10)
+    assert kube.writes()[0] == _set_image(
+        "playback-api-canary", "reg.example/playback-api:2.2", containers=("proxy", "app")
+    )
+    pod_spec = kube.get(APPS, NS, "deployments", "playback-api-canary")["spec"]["template"]["spec"]
+    assert pod_spec["containers"] == [
+        {"name": "proxy", "image": "envoy:1"},
+        {"name": "app", "image": "reg.example/playback-api:2.2"},
+    ]
+
+
+def test_abort_with_a_route_moves_traffic_before_scaling(kube, deployments, playback_api, alice):
+    _, actor, r = _routed_release(kube, playback_api, alice, "2.3")
+    since = len(kube.requests)
+    r = settle(services.abort_release(r, actor=actor, reason="errors"))
+    assert (r.status, r.weight) == ("aborted", 0), (r.status, r.driver_error)
+    writes = kube.writes(since)
+    assert [w["path"].rsplit("/", 1)[-1] for w in writes] == ["playback-api", "scale"]
+    _route_write(kube, 100, 0)  # traffic back on stable first
+    assert writes[-1] == _scale("playback-api-canary", 0)
+    stable = kube.get(APPS, NS, "deployments", "playback-api")
+    assert stable["spec"]["replicas"] == 4  # stable kept its size and image
+    assert stable["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0")
 
 
 def test_api_errors_show_and_leave_the_release_where_it_was(
@@ -367,6 +410,72 @@ def test_argo_spec_paused_unpauses_and_abort_retry(kube, playback_api):
         _status_patch({"status": {"abort": True}}),
         _status_patch({"status": {"abort": False}}),
     ]
+
+
+def _rollout_patch(body):
+    return {
+        "method": "PATCH",
+        "path": f"/{ARGO}/namespaces/{NS}/rollouts/playback-api",
+        "content_type": "application/merge-patch+json",
+        "body": body,
+    }
+
+
+def test_argo_promote_corner_cases_as_the_plugin(kube, playback_api):
+    """``getPatches`` of the plugin's promote: an unset step index counts as step 0; a canary
+    without steps only unpauses; without the status subresource (Rollouts before v0.10) the
+    spec and status changes go as one patch of the Rollout."""
+    env = _env(kube, "argo", "argo-rollouts", **IMAGE)
+    release = Release(service=playback_api, environment=env, version="1.0")  # what it runs
+    ro = rollout(currentPodHash="bbb")
+    del ro["status"]["currentStepIndex"]
+    ro["spec"]["paused"] = True
+    kube.put(ARGO, NS, "rollouts", ro)
+    get_driver(env).set_weight(release, 10)
+    assert kube.writes() == [
+        _status_patch({"status": {"pauseConditions": None, "currentStepIndex": 1}}),
+        _rollout_patch({"spec": {"paused": False}}),
+    ]
+
+    ro = rollout(currentPodHash="bbb")
+    ro["spec"]["strategy"]["canary"]["steps"] = []
+    del ro["status"]["currentStepIndex"]
+    ro["spec"]["paused"] = True
+    kube.put(ARGO, NS, "rollouts", ro)
+    since = len(kube.requests)
+    get_driver(env).set_weight(release, 10)
+    assert kube.writes(since) == [_rollout_patch({"spec": {"paused": False}})]
+
+    kube.no_status.add("rollouts")
+    ro = rollout(currentPodHash="bbb", currentStepIndex=1)
+    ro["status"]["pauseConditions"] = [{"reason": "CanaryPauseStep"}]
+    ro["spec"]["paused"] = True
+    kube.put(ARGO, NS, "rollouts", ro)
+    since = len(kube.requests)
+    get_driver(env).set_weight(release, 50)
+    assert kube.writes(since) == [
+        _status_patch({"status": {"pauseConditions": None}}),  # answered 404
+        _rollout_patch({"spec": {"paused": False}, "status": {"pauseConditions": None}}),
+    ]
+    stored = kube.get(ARGO, NS, "rollouts", "playback-api")
+    assert "pauseConditions" not in stored["status"] and stored["spec"]["paused"] is False
+
+
+def test_argo_rollout_scales_through_its_scale_subresource(kube, playback_api):
+    """``kubectl scale rollout/<name> --replicas=N``: a merge patch of the ``scale``
+    subresource (the Rollout CRD declares one)."""
+    kube.put(ARGO, NS, "rollouts", rollout())
+    env = _env(kube, "argo", "argo-rollouts", **IMAGE)
+    get_driver(env).scale(playback_api, 7)
+    assert kube.writes() == [
+        {
+            "method": "PATCH",
+            "path": f"/{ARGO}/namespaces/{NS}/rollouts/playback-api/scale",
+            "content_type": "application/merge-patch+json",
+            "body": {"spec": {"replicas": 7}},
+        }
+    ]
+    assert kube.get(ARGO, NS, "rollouts", "playback-api")["spec"]["replicas"] == 7
 
 
 def test_argo_status_mirrors_steps_and_analysis_runs(kube, playback_api):

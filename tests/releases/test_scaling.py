@@ -12,7 +12,7 @@ from infra import runner
 from infra.models import RunStatus, TerraformRun, Workspace
 from monitoring.dashboards import service_dashboard
 from portal.actors import Actor
-from portal.models import AuditEvent
+from portal.models import AuditEvent, EventDelivery, EventSubscription
 from releases import scaling
 from releases.haproxy import RuntimeAPI
 from releases.models import Environment, ScaleEvent, ScaleSchedule
@@ -61,7 +61,10 @@ def service(squad):
     )
 
 
-def test_scale_through_the_api(kube, k8s_env, service, alice):
+def test_scale_through_the_api(kube, k8s_env, service, alice, squad):
+    EventSubscription.objects.create(
+        squad=squad, name="ops", url="http://127.0.0.1:9/x", secret="s", event_types=["service.*"]
+    )
     client = client_for(alice)
     r = client.post(
         f"/api/v1/services/{service.slug}/scale",
@@ -78,7 +81,19 @@ def test_scale_through_the_api(kube, k8s_env, service, alice):
         "body": {"spec": {"replicas": 6}},
     }
     assert kube.get("apis/apps/v1", "apps", "deployments", "playback-api")["spec"]["replicas"] == 6
-    assert AuditEvent.objects.filter(action="service.scale", door="api").count() == 1
+    audit = AuditEvent.objects.get(action="service.scale")
+    assert (audit.door, audit.squad_id, audit.data["replicas"]) == ("api", squad.pk, 6)
+    (delivery,) = EventDelivery.objects.filter(kind="event", event_type="service.scaled")
+    assert delivery.payload["squad"] == squad.slug
+    assert delivery.payload["data"] == {
+        "service": "playback-api",
+        "environment": "k8s",
+        "replicas": 6,
+        "previous": None,
+        "via": "kubernetes",
+        "status": "applied",
+        "terraform_run": None,
+    }
 
     runtime = client.get(f"/api/v1/services/{service.slug}/runtime").json()
     (env,) = runtime["environments"]
@@ -219,6 +234,12 @@ def test_schedule_windows_scale_up_and_back(kube, k8s_env, service, alice):
     events = list(ScaleEvent.objects.order_by("at", "id").values_list("replicas", "door", "reason"))
     assert [(n, d) for n, d, _ in events] == [(4, "beat"), (12, "beat"), (4, "beat")]
     assert "window open" in events[1][2]
+    audited = AuditEvent.objects.filter(action="service.scale").order_by("id")
+    assert [(a.door, a.data["replicas"], a.data["previous"]) for a in audited] == [
+        ("beat", 4, None),
+        ("beat", 12, 4),
+        ("beat", 4, 12),
+    ]
     # Saturday: no window
     assert scaling.apply_schedules(datetime(2026, 12, 5, 16, 30, tzinfo=UTC)) == 0
 
@@ -227,6 +248,8 @@ def test_schedule_windows_scale_up_and_back(kube, k8s_env, service, alice):
     "over, field",
     [
         ({"cron": "0 18 * * 2"}, "cron"),  # overlaps the weekday window on Tuesdays
+        # 15:00-15:30 UTC is inside 17:00-23:00 Stockholm only in summer time (UTC+2)
+        ({"cron": "0 15 * * 1-5", "timezone": "UTC", "duration_minutes": 30}, "cron"),
         ({"cron": "every day"}, "cron"),
         ({"cron": "0 1 * * *", "timezone": "Mars/Olympus"}, "timezone"),
         ({"cron": "0 1 * * *", "replicas": 50}, "replicas"),
@@ -242,6 +265,17 @@ def test_bad_schedules_name_the_field(kube, k8s_env, service, alice, over, field
     assert r.status_code == 400, r.content
     assert field in r.json()["errors"], r.json()
     assert ScaleSchedule.objects.count() == 1
+
+
+def test_monthly_windows_overlapping_weeks_ahead_are_refused(kube, k8s_env, service, alice):
+    client = client_for(alice)
+    month_end = {"cron": "0 12 1 * *", "duration_minutes": 120, "timezone": "UTC"}
+    assert _schedule(client, service, **month_end).status_code == 201
+    r = _schedule(client, service, cron="30 13 1 * *", duration_minutes=30, timezone="UTC")
+    assert r.status_code == 400 and "overlaps" in r.json()["errors"]["cron"][0], r.content
+    r = _schedule(client, service, cron="0 14 1 * *", duration_minutes=30, timezone="UTC")
+    assert r.status_code == 201, r.content  # right after it: no overlap
+    assert ScaleSchedule.objects.count() == 2
 
 
 def test_schedules_list_and_delete_by_the_squad_only(kube, k8s_env, service, alice, bob):
@@ -276,7 +310,7 @@ output "replicas" {
 
 @pytest.mark.skipif(not Path(TF111).exists(), reason="the machine's Terraform 1.11 is needed")
 @pytest.mark.usefixtures("ws_root")
-def test_schedule_scales_through_the_terraform_workspace(squad, alice):
+def test_schedule_scales_through_the_terraform_workspace(squad, alice, client):
     ws = Workspace.objects.create(
         slug="playback-capacity",
         name="capacity",
@@ -313,6 +347,13 @@ def test_schedule_scales_through_the_terraform_workspace(squad, alice):
     event = ScaleEvent.objects.get()
     assert event.via == "terraform" and event.status == "planned" and event.terraform_run_id
     assert run_pending() == 12
+    client.force_login(alice)
+    page = client.get(f"/releases/services/{svc.slug}/runtime").content.decode()
+    run = TerraformRun.objects.get(pk=event.terraform_run_id)
+    # the timeline follows the plan to its apply; the panel shows the applied value
+    assert f"run #{run.number}</a>" in page and ">applied</span>" in page, page
+    assert "applied <strong>12</strong> replicas" in page
+    assert "production (through Terraform)" in page
     assert scaling.apply_schedules(datetime(2026, 12, 1, 22, 30, tzinfo=UTC)) == 1
     assert run_pending() == 4
     assert ws.variables.get(key="replicas").value == "4"
@@ -367,6 +408,14 @@ def test_runtime_panel_and_scale_form(kube, k8s_env, service, alice, bob, client
         ).status_code
         == 403
     )
+
+
+def test_runtime_panel_empty_state(service, alice, client):
+    client.force_login(alice)
+    page = client.get(f"/releases/services/{service.slug}/runtime").content.decode()
+    assert "Not deployed anywhere Backline can see yet" in page
+    assert "<table" not in page  # no runtime, schedule or timeline tables
+    assert client.get(f"/api/v1/services/{service.slug}/runtime").json()["environments"] == []
 
 
 def test_scale_actions_are_marked_on_the_request_rate_chart(kube, k8s_env, service, alice):

@@ -35,12 +35,19 @@ GRACE_SECONDS = 10
 WEB_READY_TIMEOUT = 180
 
 
+# what `demo_fleet` prints once its history is back-filled and its endpoints registered: the
+# banner waits for it, so the first page a new user opens has live charts
+FLEET_READY = "demo fleet running"
+
+
 class Child:
-    def __init__(self, name, argv):
+    def __init__(self, name, argv, ready_line=""):
         self.name = name
         self.argv = argv
         self.proc = None
         self.reader = None
+        self.ready_line = ready_line  # the banner waits for this line of its output
+        self.ready = not ready_line
 
     @property
     def pid(self):
@@ -88,7 +95,10 @@ class Command(BaseCommand):
     def _pump(self, child):
         prefix = f"{child.name:<{self._width}} | "
         for raw in iter(child.proc.stdout.readline, b""):
-            self.emit(prefix + raw.decode("utf-8", "replace").rstrip("\r\n"))
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if child.ready_line and child.ready_line in line:
+                child.ready = True
+            self.emit(prefix + line)
         child.proc.stdout.close()
 
     # --- main -------------------------------------------------------------------------------
@@ -216,7 +226,7 @@ class Command(BaseCommand):
             "monitoring.management.commands.demo_fleet"
         ):
             manage = str(Path(settings.BASE_DIR) / "manage.py")
-            specs.append(Child("fleet", [sys.executable, manage, "demo_fleet"]))
+            specs.append(Child("fleet", [sys.executable, manage, "demo_fleet"], FLEET_READY))
         return specs
 
     def start_children(self):
@@ -245,7 +255,7 @@ class Command(BaseCommand):
 
     def watch(self):
         deadline = time.monotonic() + WEB_READY_TIMEOUT
-        announced = False
+        announced = waiting = False
         while self.stopping is None:
             for child in self.children:
                 if not child.alive():
@@ -255,9 +265,13 @@ class Command(BaseCommand):
                     )
                     return 1
             if not announced:
-                if _port_open(self.port):
+                web_up = _port_open(self.port)
+                if web_up and (all(c.ready for c in self.children) or time.monotonic() > deadline):
                     self.banner()
                     announced = True
+                elif web_up and not waiting:
+                    waiting = True
+                    self.say("web is up; waiting for the demo fleet (back-filling its history)")
                 elif time.monotonic() > deadline:
                     self.say(f"web did not listen on port {self.port} in {WEB_READY_TIMEOUT}s")
                     return 1
