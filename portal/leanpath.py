@@ -4,7 +4,8 @@
 whose path matches a route an app registered (``portal.registry.lean_route``, from its
 ``AppConfig.ready()``) is offered to that route's handler, which answers with ONE SQL round
 trip (:func:`authorized_answer`: the bearer token checked and the answer, already serialised by
-PostgreSQL, in the same statement) plus the rate limit's one Redis round trip; no middleware
+PostgreSQL, in the same statement) while the rate limit's one Redis round trip runs (sent
+before the SQL, its reply read after: ``portal.counters.PendingCount``); no middleware
 chain, no DRF request, no ORM, no JSON parse or encode of the stored documents.
 
 It answers only what it answers exactly as the DRF view would (``tests/catalog/test_lean_reads.py``
@@ -44,16 +45,18 @@ from django.urls import resolve
 from django.utils import timezone
 
 from portal import metrics
+from portal.counters import PendingCount
 from portal.middleware import SecurityHeadersMiddleware
 from portal.models import ApiToken, hash_token
 from portal.registry import LeanRoute
-from portal.throttling import within_limit
+from portal.throttling import COUNTED, WINDOW, rate_key, within_limit
 
 log = logging.getLogger(__name__)
 
 JSON_ACCEPT = frozenset({"", "*/*", "application/json"})
 MAX_PARAMS = 20
 TOKEN_KEY = "backline.lean_token"  # (pk, rate limit) of the token authorized_answer checked
+HASH_KEY = "backline.lean_key_hash"  # the hash of the request's bearer token
 
 
 class Declined(Exception):
@@ -93,17 +96,18 @@ class LeanApp:
 
     def _try(self, route, match, environ, start_response):
         start = time.perf_counter()
+        pending = None
         try:
             request = _plain_request(environ)
+            key_hash = request.META[HASH_KEY] = hash_token(bearer_key(request))
+            pending = _send_count(key_hash)  # Redis counts while PostgreSQL answers
             body = route.handler(request, match)
-            pk, limit = request.META.get(TOKEN_KEY, (None, 0))  # set by authorized_answer
-            if body is not None and (pk is None or not within_limit(pk, limit, time.time())):
-                body = None  # throttled: Django counts it again and gives DRF's 429
         except Declined:
             body = None
         except Exception:  # noqa: BLE001 - a lean-path bug must degrade to the normal path
             log.exception("lean read path failed; Django answers %s", environ.get("PATH_INFO"))
             body = None
+        body = _settle(pending, body, environ) if HASH_KEY in environ else None
         if body is None:
             metrics.LEAN_READS.labels(outcome="django").inc()
             return None
@@ -116,6 +120,44 @@ class LeanApp:
         metrics.LEAN_READS.labels(outcome="lean").inc()
         start_response("200 OK", list(response.items()))
         return [body]
+
+
+def _send_count(key_hash: str) -> PendingCount | None:
+    """The request counted in its token's window, the reply not yet read; None when the
+    counter store is down (never refuse)."""
+    try:
+        return PendingCount(rate_key(key_hash, time.time()), WINDOW)
+    except Exception:  # noqa: BLE001 - never refuse service because the counter store is down
+        return None
+
+
+def _settle(pending: PendingCount | None, body: bytes | None, environ) -> bytes | None:
+    """``body`` if the token ``authorized_answer`` found valid is within its rate limit; else
+    None: Django answers, and its throttle reads the count made here (a 429 for a throttled
+    token, one count for a request left to Django). A request whose token was not found
+    valid here is taken back out of the count (Django counts it if the token is valid)."""
+    count = None
+    if pending is not None:
+        try:
+            count = pending.result()
+        except Exception:  # noqa: BLE001 - never refuse service because the counter store is down
+            pending = None
+    pk, limit = environ.get(TOKEN_KEY, (None, 0))  # set by authorized_answer
+    if pk is None:
+        if pending is not None:
+            _undo(pending)
+        return None
+    if body is not None and within_limit(count, limit):
+        return body
+    environ[COUNTED] = (environ[HASH_KEY], count)
+    return None
+
+
+def _undo(pending: PendingCount) -> None:
+    try:
+        pending.undo()
+    except Exception:  # noqa: BLE001, S110 - the counter store is down: the window expires
+        pass
 
 
 def _plain_request(environ) -> WSGIRequest:
@@ -174,7 +216,7 @@ WITH tok AS (
   WHERE id = (SELECT id FROM tok WHERE ok AND (last_used_at IS NULL
                                                OR last_used_at < %(now)s - interval '60 seconds'))
   RETURNING id
-)
+){{cte}}
 SELECT tok.id, tok.ok, tok.lim{{columns}} FROM tok"""
 
 
@@ -189,26 +231,29 @@ def bearer_key(request) -> str:
 
 
 def authorized_answer(
-    request, columns: Sequence[str], params: dict[str, Any], *, prepare: bool = True
+    request, columns: Sequence[str], params: dict[str, Any], *, cte: str = ""
 ) -> tuple:
     """The ``columns`` (SQL expressions over ``params``) computed for a valid token, in the
     statement that checks it (exists, not revoked, not expired) and records its last use as
     ``BearerTokenAuthentication`` does. ``Declined`` when the token does not pass (DRF gives
-    its 401). The token's rate limit is counted once the handler has its answer (``LeanApp``):
-    a request the handler declines after this is counted by DRF alone. ``prepare=False``: the
-    statement is planned for its values each time (a generic plan would serve it badly)."""
-    sql = _token_sql().replace(
-        "{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns)
+    its 401). The token's rate limit is counted alongside (``LeanApp``; a request left to
+    Django is counted once: ``_settle``). ``cte``: a common table
+    expression the columns may read (``name AS (...)``), evaluated only if they do."""
+    sql = (
+        _token_sql()
+        .replace("{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns))
+        .replace("{cte}", f", {cte}" if cte else "")
     )
     now = timezone.now()
-    row = run(sql, {**params, "now": now, "key_hash": hash_token(bearer_key(request))}, prepare)
+    key_hash = request.META.get(HASH_KEY) or hash_token(bearer_key(request))
+    row = run(sql, {**params, "now": now, "key_hash": key_hash})
     if row is None or not row[1]:
         raise Declined
     request.META[TOKEN_KEY] = (row[0], row[2] or 0)
     return row[3:]
 
 
-def run(sql: str, params: dict[str, Any], prepare: bool = True) -> tuple | None:
+def run(sql: str, params: dict[str, Any]) -> tuple | None:
     """One statement on this thread's connection: a reused connection found broken is closed
     and the statement retried once on a fresh one; any other database error: ``Declined``."""
     conn = connections["default"]
@@ -219,7 +264,7 @@ def run(sql: str, params: dict[str, Any], prepare: bool = True) -> tuple | None:
             reused = False
         conn.health_check_done = True  # type: ignore[attr-defined]  # the retry below is the check
         try:
-            with _prepared_cursor(conn) if prepare else conn.cursor() as cursor:
+            with _prepared_cursor(conn) as cursor:
                 cursor.execute(sql, params)
                 return cursor.fetchone()
         except (OperationalError, InterfaceError):

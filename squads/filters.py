@@ -27,18 +27,22 @@ SUBSTRING_BELOW = 50
 # vector's GIN index) or an exact tag, and, when those find fewer than SUBSTRING_BELOW (a
 # one-time filter: PostgreSQL skips the scans otherwise), a substring of slug or name (trigram
 # indexes, one per column: an OR of the two is planned as a scan of every row).
-CANDIDATES_SQL = """
+CANDIDATES_SQL = f"""
 WITH found AS (
   (SELECT service_id FROM squads_serviceview
-    WHERE document @@ websearch_to_tsquery('english'::regconfig, %s) LIMIT %s)
+    WHERE document @@ websearch_to_tsquery('english'::regconfig, %s) LIMIT {SEARCH_CANDIDATES})
   UNION (SELECT st.service_id FROM squads_service_tags st JOIN squads_tag t ON t.id = st.tag_id
-    WHERE t.name = %s LIMIT %s))
+    WHERE t.name = %s LIMIT {SEARCH_CANDIDATES}))
 SELECT service_id FROM found
 UNION SELECT service_id FROM (
-  (SELECT service_id FROM squads_serviceview WHERE UPPER(slug::text) LIKE UPPER(%s) LIMIT %s)
-  UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(name::text) LIKE UPPER(%s) LIMIT %s)
-) sub WHERE (SELECT COUNT(*) FROM found) < %s
+  (SELECT service_id FROM squads_serviceview WHERE UPPER(slug::text) LIKE UPPER(%s)
+    LIMIT {SEARCH_CANDIDATES})
+  UNION (SELECT service_id FROM squads_serviceview WHERE UPPER(name::text) LIKE UPPER(%s)
+    LIMIT {SEARCH_CANDIDATES})
+) sub WHERE (SELECT COUNT(*) FROM found) < {SUBSTRING_BELOW}
 """
+# (the bounds are constants of the text, not parameters: a prepared statement's generic plan
+# then knows them, and reads the trigram indexes; with ``LIMIT $n`` it scanned every row)
 
 
 def _candidates(value):
@@ -48,10 +52,9 @@ def _candidates(value):
     from django.db.models import BooleanField
     from django.db.models.expressions import RawSQL
 
-    n, like = SEARCH_CANDIDATES, _like(value)
     return RawSQL(
         f"squads_serviceview.service_id = ANY(ARRAY({CANDIDATES_SQL}))",
-        [value, n, value.lower(), n, like, n, like, n, SUBSTRING_BELOW],
+        candidate_params(value),
         output_field=BooleanField(),
     )
 
@@ -92,6 +95,12 @@ def search_services(qs, value):
             .order_by(F("rank").desc(nulls_last=True), "name")
         )
     return qs.filter(plain | Q(description__icontains=value) | Q(pk__in=tagged))
+
+
+def candidate_params(value):
+    """The parameters of ``CANDIDATES_SQL`` for a search of ``value``, in order."""
+    like = _like(value)
+    return [value, value.lower(), like, like]
 
 
 def _like(value):
