@@ -53,7 +53,7 @@ JENKINS_STATUS = {"success": RunStatus.SUCCEEDED, "aborted": RunStatus.CANCELED}
 def _jenkins_last(ids) -> dict:
     """{service_id: status} of each service's highest-numbered finished Jenkins build."""
     rows = (
-        JenkinsBuild.objects.filter(service_id__in=ids)
+        JenkinsBuild.objects.filter(service_id__any=ids)
         .exclude(status="running")
         .order_by("service_id", "-number")
         .values_list("service_id", "status")
@@ -68,7 +68,7 @@ ACTIONS_STATUS = {"success": RunStatus.SUCCEEDED, "cancelled": RunStatus.CANCELE
 
 
 def _with_actions(ids) -> set:
-    return set(ActionsRun.objects.filter(service_id__in=ids).values_list("service_id", flat=True))
+    return set(ActionsRun.objects.filter(service_id__any=ids).values_list("service_id", flat=True))
 
 
 def _actions_last(ids) -> dict:
@@ -76,7 +76,7 @@ def _actions_last(ids) -> dict:
     default branch (``pipelines.github.actions``)."""
     rows = (
         ActionsRun.objects.filter(
-            service_id__in=ids, status="completed", head_branch=F("service__default_branch")
+            service_id__any=ids, status="completed", head_branch=F("service__default_branch")
         )
         .order_by("service_id", "-run_started_at", "-run_id")
         .values_list("service_id", "conclusion")

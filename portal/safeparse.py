@@ -121,14 +121,32 @@ def _events(text: str, max_depth: int) -> Iterator:
 def load_yaml_all(text: str, *, loader=YamlLoader, **limits) -> Iterator:
     """Every document of a YAML stream (lazily, as ``yaml.load_all``), after :func:`check_yaml`.
     A syntax error is left to the loader, so it is raised at the document it is in. ``loader``:
-    a subclass of ``YamlLoader`` building the same objects (the Backstage importer's)."""
+    a subclass of ``YamlLoader`` building the same objects (the Backstage importer's). A loader
+    that refuses deep nesting itself as it builds (``CHECKS_DEPTH``) skips the separate pass
+    when the text cannot hold an anchor (so no alias can expand): the default limits only."""
+    if not (getattr(loader, "CHECKS_DEPTH", False) and not limits and not may_anchor(text)):
+        try:
+            check_yaml(text, **limits)
+        except TooComplex:
+            raise
+        except yaml.YAMLError:
+            pass
     try:
-        check_yaml(text, **limits)
-    except TooComplex:
-        raise
-    except yaml.YAMLError:
-        pass
-    yield from yaml.load_all(text, Loader=loader)
+        yield from yaml.load_all(text, Loader=loader)
+    except yaml.MarkedYAMLError as exc:
+        if "maximum nesting depth" not in str(exc.problem):
+            raise
+        raise YamlTooComplex(f"nested deeper than {MAX_DEPTH} levels", exc.problem_mark) from None
+
+
+# An anchor is ``&name`` at the start of a node: after a space, a line start or a flow
+# indicator (``"key":&a`` in flow style too). Matched in quoted text as well: never missed.
+_MAY_ANCHOR = re.compile(r"(?:^|[\s\ufeff\[\]{},:])&[^\s\[\]{},]", re.M)
+
+
+def may_anchor(text: str) -> bool:
+    """Whether ``text`` may define a YAML anchor (without one, no alias can resolve)."""
+    return "&" in text and _MAY_ANCHOR.search(text) is not None
 
 
 def compose_yaml(text: str, **limits):

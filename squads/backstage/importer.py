@@ -125,12 +125,13 @@ class _Importer(EntityBuilder):
         self._load_service_relations()
 
     def _load_ids(self):
-        """``ids``: kind → slug → id of every row; ``<kind>_by_id``: the reverse."""
+        """``ids``: kind → slug → id of every row; ``<kind>_by_id``: the reverse. One query
+        for all the tables (11,500 pairs at 10,000 services), read without building models."""
         self.ids = {"group": {}}
-        for table in ENTITY_TABLES:
-            pairs = list(table.model.objects.values_list("slug", "pk"))
-            self.ids[table.entity_kind] = dict(pairs)
-            by_id = {pk: slug for slug, pk in pairs}
+        pairs = _slug_id_pairs(ENTITY_TABLES)
+        for n, table in enumerate(ENTITY_TABLES):
+            self.ids[table.entity_kind] = dict(pairs[n])
+            by_id = {pk: slug for slug, pk in pairs[n]}
             setattr(self, f"{'service' if table.kind == 'component' else table.kind}_by_id", by_id)
 
     def _named_rows(self, table):
@@ -298,6 +299,21 @@ class _Importer(EntityBuilder):
             writer.write(self)
             stitch.restitch(writer.affected_services(self.plan))  # COPY sends no signals
         CATALOG.bump()  # COPY and through-table writes send no model signals
+
+
+def _slug_id_pairs(tables):
+    """[(slug, id), ...] of every row of each table, in one query."""
+    out = [[] for _ in tables]
+    qn = connection.ops.quote_name
+    sql = " UNION ALL ".join(
+        f"SELECT {n}, {qn('slug')}, {qn(t.model._meta.pk.column)} FROM {qn(t.model._meta.db_table)}"
+        for n, t in enumerate(tables)
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql)
+        for n, slug, pk in cur.fetchall():
+            out[n].append((slug, pk))
+    return out
 
 
 def _group_rows(model, tree_fields, named):

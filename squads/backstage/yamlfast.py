@@ -6,11 +6,15 @@ sequence, a constructor looked up per tag) even with libyaml parsing. Descriptor
 all string-keyed mappings, sequences and strings: those are built here in one recursive call
 each; any other node (ints, booleans, dates, merge keys ``<<``, sets, an unknown tag, a
 non-string key) goes to the safe constructor unchanged, so values and errors stay its own.
-The depth is bounded before loading (``portal.safeparse.check_yaml``)."""
+
+The depth limit is enforced while building (``CHECKS_DEPTH``): a text that cannot hold an
+anchor skips ``portal.safeparse.check_yaml``'s separate pass over the event stream (a quarter
+of reading an import's 11,550 documents); one that may still gets it, aliases checked there
+before any node is built."""
 
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from portal.safeparse import YamlLoader
+from portal.safeparse import MAX_DEPTH, YamlLoader, YamlTooComplex
 
 STR = "tag:yaml.org,2002:str"
 MAP = "tag:yaml.org,2002:map"
@@ -18,23 +22,33 @@ SEQ = "tag:yaml.org,2002:seq"
 
 
 class FastLoader(YamlLoader):  # type: ignore[misc,valid-type]
+    CHECKS_DEPTH = True  # refuses collections nested deeper than MAX_DEPTH as it builds them
+    max_depth = MAX_DEPTH
+    _depth = 0
+
     def construct_object(self, node, deep=False):
         done = self.constructed_objects  # nodes built so far: aliases share the object
         if node in done:
             return done[node]
         tag, kind = node.tag, type(node)
-        if tag == STR and kind is ScalarNode:
-            return node.value
-        if tag == MAP and kind is MappingNode and _plain_keys(node):
-            mapping = done[node] = {}
-            for key, value in node.value:
-                mapping[key.value] = self.construct_object(value)
-            return mapping
-        if tag == SEQ and kind is SequenceNode:
-            items = done[node] = []
-            items.extend(self.construct_object(child) for child in node.value)
-            return items
-        return super().construct_object(node, deep=True)
+        if kind is ScalarNode:
+            return node.value if tag == STR else super().construct_object(node, deep=True)
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise YamlTooComplex(f"nested deeper than {self.max_depth} levels", node.start_mark)
+            if tag == MAP and kind is MappingNode and _plain_keys(node):
+                mapping = done[node] = {}
+                for key, value in node.value:
+                    mapping[key.value] = self.construct_object(value)
+                return mapping
+            if tag == SEQ and kind is SequenceNode:
+                items = done[node] = []
+                items.extend(self.construct_object(child) for child in node.value)
+                return items
+            return super().construct_object(node, deep=True)
+        finally:
+            self._depth -= 1
 
 
 def _plain_keys(node):

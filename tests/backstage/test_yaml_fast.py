@@ -52,3 +52,72 @@ def test_generated_catalogs_load_the_same():
         assert list(yaml.load_all(text, Loader=FastLoader)) == list(
             yaml.load_all(text, Loader=YamlLoader)
         )
+
+
+# --- the limits, checked while building when no anchor can occur ---------------------------------
+def _no_prepass(monkeypatch):
+    from portal import safeparse
+
+    calls = []
+    real = safeparse.check_yaml
+    monkeypatch.setattr(safeparse, "check_yaml", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("ok: 1\n---\n" + "a: " + "[" * 70 + "]" * 70 + "\n", 3),  # flow, in the second document
+        ("".join("  " * i + f"k{i}:\n" for i in range(70)) + "  " * 70 + "v\n", 65),  # block
+        ("x: " + "[" * 2000 + "]" * 2000 + "\n", 1),  # beyond libyaml's own limit (1,000)
+    ],
+)
+def test_deep_nesting_is_refused_while_building_without_the_event_pass(monkeypatch, text, line):
+    from portal import safeparse
+
+    prepass = _no_prepass(monkeypatch)
+    with pytest.raises(safeparse.TooComplex, match="nested deeper than 64 levels") as info:
+        list(safeparse.load_yaml_all(text, loader=FastLoader))
+    assert prepass == []
+    assert isinstance(info.value, yaml.MarkedYAMLError) and info.value.problem_mark.line + 1 <= line
+
+
+def test_64_levels_still_load_and_the_counter_unwinds(monkeypatch):
+    from portal import safeparse
+
+    text = "[" * 64 + "]" * 64 + "\n---\n" + "[" * 64 + "]" * 64 + "\n"
+    docs = list(safeparse.load_yaml_all(text, loader=FastLoader))
+    assert len(docs) == 2 and docs == list(yaml.load_all(text, Loader=YamlLoader))
+
+
+@pytest.mark.parametrize(
+    "text, anchors",
+    [
+        ("a: R&D and a & b, x=1&y=2\n", False),
+        ("a: &x 1\nb: *x\n", True),
+        ("- &x 1\n", True),
+        ("&x [a]\n", True),
+        ('{"k":&x v, j: *x}\n', True),
+        ("[&x a, *x]\n", True),
+        ("a:\t&x 1\n", True),
+        ("\ufeff&x a\n", True),
+        ("a: 'quoted &x'\n", True),  # in quotes: a needless event pass, never a missed one
+    ],
+)
+def test_texts_that_may_hold_an_anchor_get_the_event_pass(monkeypatch, text, anchors):
+    from portal import safeparse
+
+    assert safeparse.may_anchor(text) is anchors
+    prepass = _no_prepass(monkeypatch)
+    assert list(safeparse.load_yaml_all(text, loader=FastLoader)) == list(
+        yaml.load_all(text, Loader=YamlLoader)
+    )
+    assert prepass == ([1] if anchors else [])
+
+
+def test_an_alias_bomb_is_refused_by_the_event_pass_with_the_fast_loader():
+    from portal import safeparse
+    from tests.backstage.test_import_guard import BOMB
+
+    with pytest.raises(safeparse.TooComplex, match="too many aliases"):
+        list(safeparse.load_yaml_all(BOMB, loader=FastLoader))
