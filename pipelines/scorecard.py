@@ -114,5 +114,10 @@ RULES = [
     ),
 ]
 
+# the runs load() can see at all: finished ones (the last on the default branch) and those with
+# a spec (has a pipeline). A run queued and started without a spec is neither: its creation and
+# its queued -> running move re-stitch nothing (``squads.stitch``), its finish does.
+SEEN_RUNS = {"pipelines.PipelineRun": ~Q(status__in=ACTIVE_STATUSES) | Q(spec__isnull=False)}
+
 # registered by PipelinesConfig.ready() (squads.scorecards.register)
-SOURCE = ScorecardSource("pipelines", tuple(RULES), load, CATALOG_INPUTS, order=10)
+SOURCE = ScorecardSource("pipelines", tuple(RULES), load, CATALOG_INPUTS, order=10, rows=SEEN_RUNS)

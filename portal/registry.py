@@ -38,7 +38,9 @@ class ScorecardSource:
     re-stitch the services they belong to (``squads.stitch``) and refresh cached catalog rows.
     A model with a ``service`` foreign key or a ``services`` many-to-many field is mapped to
     its services by itself; ``affects`` (label -> ``fn(pks) -> service ids``) maps the others
-    ("this write affects service X")."""
+    ("this write affects service X"). ``rows`` (label -> a ``Q``) narrows an input to the rows
+    ``load`` can see at all (say, finished runs and runs with a spec): a write to a row outside
+    it both before and after (a run going from queued to running) re-stitches nothing."""
 
     key: str
     rules: tuple[ScorecardRule, ...]
@@ -46,12 +48,14 @@ class ScorecardSource:
     inputs: dict[str, set[str] | None] = field(default_factory=dict)
     order: int = 100  # rules are listed by source order, then as given
     affects: dict[str, Callable[[list[int]], Iterable[int]]] = field(default_factory=dict)
+    rows: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CatalogColumn:
     """A per-service fact shown in the catalog list: ``load(service_ids)`` (one query) is
-    passed to the template as ``extra[key]``; ``inputs`` as for ``ScorecardSource``."""
+    passed to the template as ``extra[key]``, read live for each page (no stored read form
+    holds it); ``inputs`` refresh cached catalog rows when they change."""
 
     key: str
     load: Callable[[list[int]], Any]

@@ -63,12 +63,10 @@ def watch_inputs(labels) -> None:
 
 
 def register_column(column: CatalogColumn) -> None:
-    """A per-service column of the catalog list (from another app's ``AppConfig.ready()``)."""
-    from squads import stitch  # stitch imports the scorecards, which import this module
-
+    """A per-service column of the catalog list (from another app's ``AppConfig.ready()``):
+    loaded with each page, so its inputs refresh the cache only (no read form holds it)."""
     _register_column(column)
     watch_inputs(column.inputs)
-    stitch.connect(column.inputs)
 
 
 def connect():

@@ -4,13 +4,18 @@
 agree field for field).
 
 ``service`` comes with ``owner_slug`` and ``system_slug`` annotated
-(``squads.stitch.services_for``), its lists from ``squads.stitch.relations``."""
+(``squads.stitch.services_for``), its lists from ``relations`` below, its full-text document
+from ``documents_of``."""
 
+from collections import defaultdict
+
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from portal.urlsecrets import redact_credentials
 from squads.fields import LIST_FIELDS, SERVICE_FIELDS
+from squads.models import Dependency, Service
 
 LINK_KEYS = ("url", "title", "icon", "type")
 
@@ -100,3 +105,56 @@ def detail_document(service, card, rel) -> dict:
 def list_row(detail: dict) -> dict:
     """The row ``GET /api/v1/services/`` lists: a subset of the detail document."""
     return {k: detail[k] for k in LIST_FIELDS}
+
+
+# The full-text document of a service (name and slug A, description B, tags C), computed by
+# PostgreSQL and written with the row (its text form is valid tsvector input): no second pass.
+DOCUMENT_SQL = """
+SELECT s.id,
+    setweight(to_tsvector('english'::regconfig, COALESCE(s.name, '')), 'A')
+    || setweight(to_tsvector('simple'::regconfig, COALESCE(s.slug, '')), 'A')
+    || setweight(to_tsvector('english'::regconfig, COALESCE(s.description, '')), 'B')
+    || setweight(to_tsvector('simple'::regconfig, COALESCE((
+        SELECT string_agg(t.name, ' ') FROM squads_service_tags st
+        JOIN squads_tag t ON t.id = st.tag_id WHERE st.service_id = s.id), '')), 'C')
+FROM squads_service s WHERE s.id = ANY(%s)
+"""
+
+
+def documents_of(ids) -> dict:
+    """service id -> its search document (text form), PostgreSQL only."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(DOCUMENT_SQL, [list(ids)])
+        return dict(cur.fetchall())
+
+
+def relations(ids):
+    """What the documents list of each service: tags, APIs, dependencies and dependents, as
+    plain values in five queries (service id -> list, in the serializers' order)."""
+    ids = list(ids)
+    rel = {k: defaultdict(list) for k in ("tags", "provides", "consumes", "deps", "dependents")}
+    for sid, name in (
+        Service.tags.through.objects.filter(service_id__any=ids)
+        .order_by("tag__name")
+        .values_list("service_id", "tag__name")
+    ):
+        rel["tags"][sid].append(name)
+    for key, through in (
+        ("provides", Service.provides_apis.through),
+        ("consumes", Service.consumes_apis.through),
+    ):
+        rows = through.objects.filter(service_id__any=ids).order_by("api__name", "api_id")
+        for sid, slug in rows.values_list("service_id", "api__slug"):
+            rel[key][sid].append(slug)
+    deps = Dependency.objects.filter(source_id__any=ids).order_by("id")
+    for pk, sid, service, resource in deps.values_list(
+        "pk", "source_id", "target_service__slug", "target_resource__slug"
+    ):
+        kind = "service" if service is not None else "resource"
+        rel["deps"][sid].append({"id": pk, "kind": kind, "slug": service or resource})
+    dependents = Dependency.objects.filter(target_service_id__any=ids).order_by("id")
+    for tid, slug in dependents.values_list("target_service_id", "source__slug"):
+        rel["dependents"][tid].append(slug)
+    return rel

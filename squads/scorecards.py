@@ -138,17 +138,49 @@ def evaluate(services) -> dict:
     for source in registry.scorecards:
         if source.load is not None:
             ctx[source.key] = source.load(ids)
-    rules = sorted(all_rules(), key=lambda r: LEVELS.index(r.level))
+    rules = _ordered_rules()
+    return {s.pk: _card([RuleResult(rule, rule.check(s, ctx)) for rule in rules]) for s in services}
+
+
+def _ordered_rules():
+    return sorted(all_rules(), key=lambda r: LEVELS.index(r.level))
+
+
+def _card(results) -> Scorecard:
+    level = None
+    for lvl in LEVELS:
+        if all(r.passed is not False for r in results if r.rule.level == lvl):
+            level = lvl
+        else:
+            break
+    return Scorecard(results=results, level=level)
+
+
+def reevaluate(services, stored: dict, keys) -> dict | None:
+    """{service.pk: Scorecard} with only the rules of the sources ``keys`` checked again (their
+    ``load`` run for these services) and the other rules' results taken from ``stored``
+    (service id -> its stored scorecard document): after a write to an input of those sources
+    alone. None when a stored document does not list exactly the rules registered now, or a
+    rule reads another source's facts: evaluate them all then."""
+    services = list(services)
+    sources = [src for src in registry.scorecards if src.key in keys]
+    ids = [s.pk for s in services]
+    ctx = {src.key: src.load(ids) for src in sources if src.load is not None}
+    fresh = {rule.key for src in sources for rule in src.rules}
+    rules = _ordered_rules()
     cards = {}
     for s in services:
-        results = [RuleResult(rule, rule.check(s, ctx)) for rule in rules]
-        level = None
-        for lvl in LEVELS:
-            if all(r.passed is not False for r in results if r.rule.level == lvl):
-                level = lvl
-            else:
-                break
-        cards[s.pk] = Scorecard(results=results, level=level)
+        old = {r["key"]: r["passed"] for r in (stored.get(s.pk) or {}).get("rules", ())}
+        if set(old) != {rule.key for rule in rules}:
+            return None
+        try:
+            results = [
+                RuleResult(rule, rule.check(s, ctx) if rule.key in fresh else old[rule.key])
+                for rule in rules
+            ]
+        except KeyError:  # a check reading another source's ctx
+            return None
+        cards[s.pk] = _card(results)
     return cards
 
 

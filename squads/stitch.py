@@ -16,6 +16,7 @@ Backstage importer, seeds) calls ``restitch(ids)`` itself; ``restitch_all()`` re
 inside the caller's transaction).
 """
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -24,53 +25,69 @@ from contextlib import contextmanager
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
-from django.db.models.signals import m2m_changed, post_delete, post_migrate, post_save, pre_delete
+from django.db.models.signals import (
+    m2m_changed,
+    post_delete,
+    post_migrate,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 
 from portal.cachegen import rows_changed, rows_changing
 from portal.registry import registry
 from squads import bulk, documents, scorecards
+from squads.documents import documents_of, relations
 from squads.models import Dependency, Service, ServiceView
 
 CHUNK = 2000
 COPY_FROM = 500  # larger batches (imports) are written with COPY
 _state = threading.local()
 
-# The full-text document of a service (name and slug A, description B, tags C), computed by
-# PostgreSQL and written with the row (its text form is valid tsvector input): no second pass.
-DOCUMENT_SQL = """
-SELECT s.id,
-    setweight(to_tsvector('english'::regconfig, COALESCE(s.name, '')), 'A')
-    || setweight(to_tsvector('simple'::regconfig, COALESCE(s.slug, '')), 'A')
-    || setweight(to_tsvector('english'::regconfig, COALESCE(s.description, '')), 'B')
-    || setweight(to_tsvector('simple'::regconfig, COALESCE((
-        SELECT string_agg(t.name, ' ') FROM squads_service_tags st
-        JOIN squads_tag t ON t.id = st.tag_id WHERE st.service_id = s.id), '')), 'C')
-FROM squads_service s WHERE s.id = ANY(%s)
-"""
-
-
-def documents_of(ids) -> dict:
-    """service id -> its search document (text form), PostgreSQL only."""
-    if connection.vendor != "postgresql":
-        return {}
-    with connection.cursor() as cur:
-        cur.execute(DOCUMENT_SQL, [list(ids)])
-        return dict(cur.fetchall())
-
 
 # --- stitching ----------------------------------------------------------------------------------
-def restitch(service_ids: Iterable[int]) -> None:
-    """Recompute the read form of these services now (or when the current ``batch()`` ends)."""
+def restitch(service_ids: Iterable[int], sources=None) -> None:
+    """Recompute the read form of these services now (or when the current ``batch()`` ends).
+    ``sources`` (scorecard source keys): only inputs of those sources changed, so only their
+    rules are checked again (``_stitch_cards``); None: everything."""
     ids = {int(i) for i in service_ids if i}
     if not ids:
         return
     stack = getattr(_state, "batches", None)
     if stack:
-        stack[-1].update(ids)
+        stack[-1].add(ids, sources)
         return
     ids_sorted = sorted(ids)
     for start in range(0, len(ids_sorted), CHUNK):
-        _stitch(ids_sorted[start : start + CHUNK])
+        chunk = ids_sorted[start : start + CHUNK]
+        if sources is None:
+            _stitch(chunk)
+        else:
+            _stitch_cards(chunk, frozenset(sources))
+
+
+class _Pending:
+    """The services a ``batch()`` collected: in full, or for some sources' rules only."""
+
+    def __init__(self):
+        self.full: set[int] = set()
+        self.cards: dict[int, set[str]] = defaultdict(set)
+
+    def add(self, ids, sources):
+        if sources is None:
+            self.full.update(ids)
+        else:
+            for i in ids:
+                self.cards[i].update(sources)
+
+    def flush(self):
+        restitch(self.full)
+        by_sources = defaultdict(set)
+        for i, keys in self.cards.items():
+            if i not in self.full:
+                by_sources[frozenset(keys)].add(i)
+        for keys, ids in by_sources.items():
+            restitch(ids, keys)
 
 
 @contextmanager
@@ -80,13 +97,13 @@ def batch():
     stack = getattr(_state, "batches", None)
     if stack is None:
         stack = _state.batches = []
-    stack.append(set())
+    stack.append(_Pending())
     try:
         yield stack[-1]
     except BaseException:
         stack.pop()
         raise
-    restitch(stack.pop())
+    stack.pop().flush()
 
 
 def restitch_all() -> int:
@@ -122,36 +139,6 @@ def services_for(ids):
             system_slug=F("system__slug"),
         )
     )
-
-
-def relations(ids):
-    """What the documents list of each service: tags, APIs, dependencies and dependents, as
-    plain values in five queries (service id -> list, in the serializers' order)."""
-    ids = list(ids)
-    rel = {k: defaultdict(list) for k in ("tags", "provides", "consumes", "deps", "dependents")}
-    for sid, name in (
-        Service.tags.through.objects.filter(service_id__any=ids)
-        .order_by("tag__name")
-        .values_list("service_id", "tag__name")
-    ):
-        rel["tags"][sid].append(name)
-    for key, through in (
-        ("provides", Service.provides_apis.through),
-        ("consumes", Service.consumes_apis.through),
-    ):
-        rows = through.objects.filter(service_id__any=ids).order_by("api__name", "api_id")
-        for sid, slug in rows.values_list("service_id", "api__slug"):
-            rel[key][sid].append(slug)
-    deps = Dependency.objects.filter(source_id__any=ids).order_by("id")
-    for pk, sid, service, resource in deps.values_list(
-        "pk", "source_id", "target_service__slug", "target_resource__slug"
-    ):
-        kind = "service" if service is not None else "resource"
-        rel["deps"][sid].append({"id": pk, "kind": kind, "slug": service or resource})
-    dependents = Dependency.objects.filter(target_service_id__any=ids).order_by("id")
-    for tid, slug in dependents.values_list("target_service_id", "source__slug"):
-        rel["dependents"][tid].append(slug)
-    return rel
 
 
 def _card_documents(cards):
@@ -218,6 +205,56 @@ def _stitch(ids):
     bulk.upsert(ServiceView, rows, key="service_id", casts={"document": "tsvector"})
 
 
+CARDS_SQL = """
+UPDATE squads_serviceview v SET level = n.level, scorecard = n.card,
+    detail = jsonb_set(v.detail, '{scorecard}', n.short),
+    "row" = jsonb_set(v."row", '{scorecard}', n.short)
+FROM (SELECT unnest(%s::int[]) AS id, unnest(%s::text[]) AS level,
+    unnest(%s::text[])::jsonb AS card, unnest(%s::text[])::jsonb AS short) n
+WHERE v.service_id = n.id AND v.scorecard IS DISTINCT FROM n.card
+"""
+
+
+def _stitch_cards(ids, keys):
+    """After a write to inputs of the scorecard sources ``keys`` alone (a run finishing): the
+    rules of those sources checked again, the others' results read from the stored scorecard,
+    and only the scorecard (its column, level, and the ``scorecard`` key of the list row and
+    detail, set in place) written, for the services whose card changed. Some 9 queries
+    instead of ~23; a full stitch when a service has no read form (or is gone) or the stored cards
+    list other rules. The rows are locked first: a full stitch of one of them (its service
+    edited meanwhile) waits, or is waited for and its card read, never overwritten."""
+    if connection.vendor != "postgresql":
+        return _stitch(ids)
+    with transaction.atomic():
+        locked = ServiceView.objects.select_for_update().filter(pk__any=ids).order_by("pk")
+        stored = dict(locked.values_list("pk", "scorecard"))
+        services = list(services_for(ids))
+        cards = None
+        if len(stored) == len(services) == len(ids):
+            cards = scorecards.reevaluate(services, stored, keys)
+        if cards is None:
+            return _stitch(ids)
+        _write_cards(cards, stored)
+
+
+def _write_cards(cards, stored):
+    docs = {pk: card.as_dict() for pk, card in cards.items()}
+    changed = [pk for pk, doc in docs.items() if doc != stored[pk]]
+    if not changed:
+        return
+    short = [{"level": cards[pk].level, "percent": cards[pk].percent} for pk in changed]
+    with connection.cursor() as cur:
+        cur.execute(
+            CARDS_SQL,
+            [
+                changed,
+                [cards[pk].level or "" for pk in changed],
+                [json.dumps(docs[pk]) for pk in changed],
+                [json.dumps(doc) for doc in short],
+            ],
+        )
+
+
 # --- which services a write affects -------------------------------------------------------------
 def _ids(qs, field="pk"):
     return qs.order_by().values_list(field, flat=True)
@@ -267,36 +304,68 @@ RESOLVERS = {
 }
 
 
-def _default_resolver(model):
-    """A model's own way to its services: a ``service`` FK or a ``services`` m2m field."""
+def _default_resolver(model, rows=None):
+    """A model's own way to its services: a ``service`` FK or a ``services`` m2m field; with
+    ``rows`` (a ``Q``), only the services of the rows matching it."""
     names = {f.name: f for f in model._meta.get_fields()}
+    matching = model.objects.all() if rows is None else model.objects.filter(rows)
     field = names.get("service")
     if field is not None and (field.many_to_one or field.one_to_one) and field.concrete:
-        return lambda pks: _ids(model.objects.filter(pk__any=pks), "service_id")
+        return lambda pks: _ids(matching.filter(pk__any=pks), "service_id")
     field = names.get("services")
     if field is not None and field.many_to_many and field.concrete:
         through = field.remote_field.through
         own = next(f.name for f in through._meta.fields if f.related_model is model)
-        return _through_services(through, f"{own}_id")
+        if rows is None:
+            return _through_services(through, f"{own}_id")
+        return lambda pks: _through_services(through, f"{own}_id")(
+            _ids(matching.filter(pk__any=pks))
+        )
     raise LookupError(
         f"{model._meta.label} is a scorecard input with no service field: register "
         "affects={label: fn(pks) -> service ids}"
     )
 
 
+def _resolver(model, fn, rows):
+    """``fn`` (or the model's own way to its services) over the rows matching ``rows``."""
+    if fn is None:
+        return _default_resolver(model, rows)
+    if rows is None:
+        return fn
+    return lambda pks: fn(list(_ids(model.objects.filter(rows).filter(pk__any=pks))))
+
+
+def _merge(have, fields, fn, rows):
+    """Two sources reading one model: the union of their fields and of their rows."""
+    if have is None:
+        return None if fields is None else set(fields), fn, rows
+    had_fields, had_fn, had_rows = have
+    fields = None if had_fields is None or fields is None else {*had_fields, *fields}
+    rows = None if had_rows is None or rows is None else had_rows | rows
+    return fields, had_fn or fn, rows
+
+
 def resolvers():
-    """label -> (fields, fn) for every model a service's read form depends on."""
-    found = dict(RESOLVERS)
-    for source in [*registry.scorecards, *registry.catalog_columns]:
+    """label -> (fields, fn, sources) for every model a service's read form depends on: the
+    catalog's own (sources None: a write re-stitches all of it) and what the scorecard rules
+    read (sources: whose rules to check again) (catalog columns are loaded live with each page,
+    no read form holds them: their writes stitch nothing)."""
+    found = {label: (fields, fn, None) for label, (fields, fn) in RESOLVERS.items()}
+    readers = defaultdict(set)  # label -> the scorecard sources reading it
+    for source in registry.scorecards:
         for label, fields in source.inputs.items():
-            model = apps.get_model(label)
-            fn = source.affects.get(label) or _default_resolver(model)
-            have = found.get(label)
-            if have is None:
-                found[label] = (None if fields is None else set(fields), fn)
-            elif have[0] is not None:
-                found[label] = (None if fields is None else {*have[0], *fields}, have[1])
-    return found
+            rows = source.rows.get(label)
+            found[label] = _merge(found.get(label), fields, source.affects.get(label), rows)
+            readers[label].add(source.key)
+    return {
+        label: (
+            fields,
+            _resolver(apps.get_model(label), fn, rows),
+            None if label in RESOLVERS else frozenset(readers[label]),
+        )
+        for label, (fields, fn, rows) in found.items()
+    }
 
 
 # --- signals ------------------------------------------------------------------------------------
@@ -307,19 +376,26 @@ def _relevant(wanted, changed):
     return bool(changed & wanted) or bool(changed & {f + "_id" for f in wanted})
 
 
-def _connect_model(label, wanted, fn):
+def _connect_model(label, wanted, fn, sources):
     model = apps.get_model(label)
     uid = f"stitch:{label}"
 
+    def before_save(sender, instance, update_fields=None, **kw):
+        # the services of the row as it was: a save may move it to another service, or out of
+        # the rows a scorecard reads (a finished run saved back to queued)
+        if not instance._state.adding and instance.pk and _relevant(wanted, update_fields):
+            instance._stitch_before = set(fn([instance.pk]))
+
     def on_save(sender, instance, update_fields=None, **kw):
         if _relevant(wanted, update_fields):
-            restitch(fn([instance.pk]))
+            ids = {*instance.__dict__.pop("_stitch_before", ()), *fn([instance.pk])}
+            restitch(ids, sources)
 
     def before_delete(sender, instance, **kw):
         instance._stitch_ids = set(fn([instance.pk]))
 
     def on_delete(sender, instance, **kw):
-        restitch(getattr(instance, "_stitch_ids", ()))
+        restitch(getattr(instance, "_stitch_ids", ()), sources)
 
     def before_update(sender, fields=None, pks=None, **kw):
         if pks and _relevant(wanted, fields):  # the services the rows belong to before it
@@ -328,8 +404,9 @@ def _connect_model(label, wanted, fn):
     def on_rows(sender, fields=None, pks=None, **kw):
         before = getattr(_state, "before", {}).pop(id(pks), set())
         if _relevant(wanted, fields) and pks:
-            restitch({*before, *fn(pks)})
+            restitch({*before, *fn(pks)}, sources)
 
+    pre_save.connect(before_save, sender=model, weak=False, dispatch_uid=uid)
     post_save.connect(on_save, sender=model, weak=False, dispatch_uid=uid)
     pre_delete.connect(before_delete, sender=model, weak=False, dispatch_uid=uid)
     post_delete.connect(on_delete, sender=model, weak=False, dispatch_uid=uid)
@@ -377,7 +454,7 @@ def _backfill(sender, **kw):
 def _disconnect_model(label):
     model = apps.get_model(label)
     uid = f"stitch:{label}"
-    for signal in (post_save, pre_delete, post_delete, rows_changing, rows_changed):
+    for signal in (pre_save, post_save, pre_delete, post_delete, rows_changing, rows_changed):
         signal.disconnect(sender=model, dispatch_uid=uid)
     for field in model._meta.local_many_to_many:
         m2m_changed.disconnect(sender=field.remote_field.through, dispatch_uid=uid + field.name)

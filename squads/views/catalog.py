@@ -65,9 +65,9 @@ def _filter_field(name, choices, selected, empty_label, html_id=""):
 # every filter's choices in one query (PostgreSQL): (kind, position, value, label) rows
 CHOICES_SQL = """
 WITH RECURSIVE t(type) AS (
-    (SELECT type FROM squads_service ORDER BY type LIMIT 1)
+    (SELECT type FROM squads_serviceview ORDER BY type LIMIT 1)
     UNION ALL
-    SELECT (SELECT s.type FROM squads_service s WHERE s.type > t.type ORDER BY s.type LIMIT 1)
+    SELECT (SELECT s.type FROM squads_serviceview s WHERE s.type > t.type ORDER BY s.type LIMIT 1)
     FROM t WHERE t.type IS NOT NULL
 )
 (SELECT 'owner', row_number() OVER (ORDER BY name), slug, name FROM squads_squad
@@ -86,7 +86,9 @@ UNION ALL (SELECT 'tag', row_number() OVER (ORDER BY name), name, name FROM squa
 
 def _filter_choices():
     """(value, label) pairs of every catalog filter, at most FILTER_SELECT_MAX + 1 each: one
-    query on PostgreSQL (a recursive query hops along the ``type`` index for the types)."""
+    query on PostgreSQL (a recursive query hops along the read form's ``type`` index for the
+    types: ``squads_service`` has none since migration 0011, and a scan of it took 20 of the
+    catalog page's 30 ms uncached)."""
     limit = FILTER_SELECT_MAX + 1
     if connection.vendor != "postgresql":
         return _filter_choices_each(limit)

@@ -192,8 +192,10 @@ def test_a_run_finishing_and_an_alert_firing(reader, squad, monkeypatch):
     assert reader.rule("svc", "default_branch_green") is False
     run = PipelineRun.objects.create(service=svc, ref=svc.default_branch, number=1)
     stitched = []
-    real = stitch._stitch
-    monkeypatch.setattr(stitch, "_stitch", lambda ids: (stitched.append(list(ids)), real(ids)))
+    real = stitch._stitch_cards  # a run is an input of the pipelines rules alone
+    monkeypatch.setattr(
+        stitch, "_stitch_cards", lambda ids, keys: (stitched.append(list(ids)), real(ids, keys))
+    )
     PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
         status=RunStatus.SUCCEEDED
     )
