@@ -222,3 +222,27 @@ def run_verdict(verdicts: list[str]) -> str:
     if verdicts and all(v == "successful" for v in verdicts):
         return "successful"
     return "running"
+
+
+OUTCOME_MESSAGE = {  # the finished run's message, before the failing metrics' reasons
+    "successful": "every metric within its threshold",
+    "failed": "analysis failed: ",
+    "inconclusive": "analysis inconclusive, a human decides: ",
+    "error": "analysis could not measure, a human decides: ",
+}
+
+
+def failure_reason(m, meas, verdict) -> str:
+    """One metric's failed measurement, as the release page and its events say it."""
+    if meas.message:
+        return f"{m['name']}: {meas.message}"
+    val = meas.value
+    if m["kind"] == "p99":
+        shown = f"{val:.0f} ms" if val is not None else "no data"
+        thr = f"{meas.threshold:.0f} ms" if meas.threshold is not None else "?"
+    elif m["kind"] == "query":
+        shown, thr = f"{val:g}" if val is not None else "no data", meas.condition
+    else:
+        shown = f"{val * 100:.2f} %" if val is not None else "no data"
+        thr = f"{meas.threshold * 100:.2f} %" if meas.threshold is not None else "?"
+    return f"{m['name']} {verdict}: canary {shown} against {thr} ({meas.condition})"

@@ -358,7 +358,7 @@ def _measure(r, run, now):
             verdict = analysis.metric_verdict(m, phases)
             due = now + timedelta(seconds=interval)
             if verdict != "running" and verdict != "successful":
-                reasons.append(_reason(m, meas, verdict))
+                reasons.append(analysis.failure_reason(m, meas, verdict))
         elif verdict not in ("running", "successful"):
             reasons.append(f"{m['name']}: {verdict}")
         verdicts.append(verdict)
@@ -372,29 +372,9 @@ def _measure(r, run, now):
     else:
         run.finished_at = now
         run.next_measure_at = None
-        run.message = {
-            "successful": "every metric within its threshold",
-            "failed": "analysis failed: ",
-            "inconclusive": "analysis inconclusive, a human decides: ",
-            "error": "analysis could not measure, a human decides: ",
-        }[outcome] + "; ".join(reasons)
+        run.message = analysis.OUTCOME_MESSAGE[outcome] + "; ".join(reasons)
         note(r, "analysis", f"analysis {run.template}: {run.message}")
     reads.save(run, MEASURED_FIELDS)
-
-
-def _reason(m, meas, verdict):
-    if meas.message:
-        return f"{m['name']}: {meas.message}"
-    val = meas.value
-    if m["kind"] == "p99":
-        shown = f"{val:.0f} ms" if val is not None else "no data"
-        thr = f"{meas.threshold:.0f} ms" if meas.threshold is not None else "?"
-    elif m["kind"] == "query":
-        shown, thr = f"{val:g}" if val is not None else "no data", meas.condition
-    else:
-        shown = f"{val * 100:.2f} %" if val is not None else "no data"
-        thr = f"{meas.threshold * 100:.2f} %" if meas.threshold is not None else "?"
-    return f"{m['name']} {verdict}: canary {shown} against {thr} ({meas.condition})"
 
 
 # --- entry points for tasks ----------------------------------------------------------------------
