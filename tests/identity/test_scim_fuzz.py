@@ -57,6 +57,10 @@ def test_schemathesis_finds_no_failures_in_scim(portal_server, squad, tmp_path):
         os.environ.get("BACKLINE_FUZZ_SEED", "20261201"),
         "--url",
         f"{portal_server.url}/scim/v2",
+        # Hypothesis' generator-efficiency check, not a finding: on a slow run a path-only
+        # operation (DELETE /Users/{id}) can see most drawn ids discarded as unusable in a URL
+        # path, and the run then ends on "Failed Health Check" with nothing wrong on the server.
+        "--suppress-health-check=filter_too_much",
     )
     env = dict(os.environ, NO_COLOR="1")
     proc = subprocess.run(
