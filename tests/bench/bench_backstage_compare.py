@@ -401,10 +401,12 @@ def run(report):
         catalog_path = bs.DIR / "catalog.yaml"
         bs.DIR.mkdir(parents=True, exist_ok=True)
         catalog_path.write_text(text)
-        bs_base, bs_s, bs_load = _backstage_up(stack, tmp, catalog_path)
-        print(f"  Backstage ingested {EXPECTED:,} entities in {bs_s:.1f} s", flush=True)
+        # Backline imports first: once Backstage has ingested, its processing loop keeps
+        # re-processing every entity in the background, and each import is timed alone.
         bl_base, bearer, bl_s, bl_load = _backline_up(stack, tmp, text)
         print(f"  Backline imported {EXPECTED:,} entities in {bl_s:.2f} s", flush=True)
+        bs_base, bs_s, bs_load = _backstage_up(stack, tmp, catalog_path)
+        print(f"  Backstage ingested {EXPECTED:,} entities in {bs_s:.1f} s", flush=True)
         rows = measure(bs_base, bl_base, bearer, tmp)
     versions = {**bs.installed_versions(), "Node.js": _node_version()}
     load = (min(bs_load[0], bl_load[0]), max(bs_load[1], bl_load[1]))
