@@ -3,7 +3,9 @@
 Each helper fails loudly (ImproperlyConfigured) on a value it cannot parse, naming the variable.
 """
 
+import importlib.util
 import os
+from pathlib import Path
 
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -55,6 +57,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_map(name: str) -> dict[str, str]:
+    """``"key=value,..."`` as ``{"key": "value"}``; an item without a key or a value is skipped."""
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (item.partition("=") for item in env_list(name, []))
+        if key.strip() and value.strip()
+    }
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = os.environ.get(name, default).strip()
     if value not in choices:
@@ -72,6 +83,15 @@ def env_executable(name: str, candidates: list[str], default: str) -> str:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
     return default
+
+
+def package_file(package: str, *parts: str) -> str:
+    """The path of a file an installed package ships (``""`` when it is not installed), found
+    without importing the package: a default for :func:`env_executable`."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.origin:
+        return ""
+    return str(Path(spec.origin).parent.joinpath(*parts))
 
 
 def env_size(name: str, default: str) -> int:

@@ -109,9 +109,15 @@ def check_yaml(
 
 
 def _events(text: str, max_depth: int) -> Iterator:
-    """The event stream; libyaml's own nesting limit (1,000 flow levels) reported as ours."""
+    """The event stream, libyaml's nesting limit reported as ours."""
+    return _nesting_as_ours(yaml.parse(text, Loader=YamlLoader), max_depth)
+
+
+def _nesting_as_ours(stream: Iterator, max_depth: int) -> Iterator:
+    """``stream`` (events or documents) with libyaml's own nesting limit (1,000 flow levels)
+    raised as :class:`YamlTooComplex`, like the limit of ``max_depth`` levels it stands for."""
     try:
-        yield from yaml.parse(text, Loader=YamlLoader)
+        yield from stream
     except yaml.MarkedYAMLError as exc:
         if "maximum nesting depth" not in str(exc.problem):
             raise
@@ -131,12 +137,7 @@ def load_yaml_all(text: str, *, loader=YamlLoader, **limits) -> Iterator:
             raise
         except yaml.YAMLError:
             pass
-    try:
-        yield from yaml.load_all(text, Loader=loader)
-    except yaml.MarkedYAMLError as exc:
-        if "maximum nesting depth" not in str(exc.problem):
-            raise
-        raise YamlTooComplex(f"nested deeper than {MAX_DEPTH} levels", exc.problem_mark) from None
+    yield from _nesting_as_ours(yaml.load_all(text, Loader=loader), MAX_DEPTH)
 
 
 # An anchor is ``&name`` at the start of a node: after a space, a line start or a flow

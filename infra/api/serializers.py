@@ -36,7 +36,7 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         slug_field="slug", queryset=Service.objects.all(), many=True, required=False
     )
     lock = RunRefSerializer(source="lock_run", read_only=True, allow_null=True)
-    url = serializers.SerializerMethodField()
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
     slug = serializers.SlugField(max_length=100)
     repository_url = RedactedURLField(required=False, allow_blank=True, max_length=500)
 
@@ -52,9 +52,6 @@ class WorkspaceSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = WORKSPACE_READ_ONLY
         extra_kwargs = {"name": {"required": False}}
-
-    def get_url(self, obj) -> str:
-        return obj.get_absolute_url()
 
     def validate_files(self, value):
         try:
@@ -92,7 +89,7 @@ class VariableSerializer(serializers.ModelSerializer):
 class TerraformRunSerializer(serializers.ModelSerializer):
     workspace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     waiting_for = serializers.SerializerMethodField()
-    url = serializers.SerializerMethodField()
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
 
     class Meta:
         model = TerraformRun
@@ -128,9 +125,6 @@ class TerraformRunSerializer(serializers.ModelSerializer):
 
     def get_waiting_for(self, obj) -> str:
         return services.waiting_for(obj)
-
-    def get_url(self, obj) -> str:
-        return obj.get_absolute_url()
 
 
 class PlanRequestSerializer(serializers.Serializer):

@@ -41,7 +41,7 @@ class PipelineRunSerializer(serializers.ModelSerializer):
     branch = serializers.CharField(source="ref", read_only=True)
     duration = serializers.FloatField(read_only=True, allow_null=True)
     is_over = serializers.BooleanField(read_only=True)
-    url = serializers.SerializerMethodField()
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
     log_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -79,9 +79,6 @@ class PipelineRunSerializer(serializers.ModelSerializer):
     def get_squad(self, obj) -> str | None:
         owner = obj.service.owner
         return owner.slug if owner else None
-
-    def get_url(self, obj) -> str:
-        return obj.get_absolute_url()
 
     def get_log_url(self, obj) -> str:
         return f"/api/v1/runs/{obj.pk}/log"

@@ -102,48 +102,52 @@ def _flag(value) -> bool:
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+# the import's OpenAPI description (what it accepts, how it answers)
+_IMPORT_SCHEMA = extend_schema(
+    operation_id="catalog_import",
+    summary="Import Backstage descriptor files",
+    description=(
+        "Body: multi-document Backstage YAML (`application/yaml`, `text/yaml` or "
+        "`text/plain`), or a multipart upload with one or more `file` fields. The import is "
+        "all-or-nothing and idempotent. Location targets are not followed for uploads. "
+        "Needs `catalog:write` for every squad owning an entity the import creates or "
+        "changes (org admins: anything). At most 10 MB."
+    ),
+    tags=["catalog"],
+    parameters=[
+        OpenApiParameter(
+            "dry_run",
+            OpenApiTypes.BOOL,
+            OpenApiParameter.QUERY,
+            description="Validate and report what would change; write nothing.",
+        )
+    ],
+    request={
+        "application/yaml": OpenApiTypes.STR,
+        "text/yaml": OpenApiTypes.STR,
+        "text/plain": OpenApiTypes.STR,
+        "multipart/form-data": inline_serializer(
+            name="CatalogImportUpload",
+            fields={"file": serializers.ListField(child=serializers.FileField())},
+        ),
+    },
+    responses={
+        200: CatalogImportReportSerializer,
+        400: OpenApiResponse(
+            CatalogImportFailedSerializer, description="invalid entities; nothing imported"
+        ),
+        401: CatalogErrorSerializer,
+        403: CatalogErrorSerializer,
+        413: CatalogErrorSerializer,
+    },
+)
+
+
 class CatalogImportView(APIView):
     body_limit = MAX_IMPORT_BYTES  # above DATA_UPLOAD_MAX_MEMORY_SIZE (portal.limits)
     parser_classes = [YamlParser, XYamlParser, TextYamlParser, PlainTextParser, MultiPartParser]
 
-    @extend_schema(
-        operation_id="catalog_import",
-        summary="Import Backstage descriptor files",
-        description=(
-            "Body: multi-document Backstage YAML (`application/yaml`, `text/yaml` or "
-            "`text/plain`), or a multipart upload with one or more `file` fields. The import is "
-            "all-or-nothing and idempotent. Location targets are not followed for uploads. "
-            "Needs `catalog:write` for every squad owning an entity the import creates or "
-            "changes (org admins: anything). At most 10 MB."
-        ),
-        tags=["catalog"],
-        parameters=[
-            OpenApiParameter(
-                "dry_run",
-                OpenApiTypes.BOOL,
-                OpenApiParameter.QUERY,
-                description="Validate and report what would change; write nothing.",
-            )
-        ],
-        request={
-            "application/yaml": OpenApiTypes.STR,
-            "text/yaml": OpenApiTypes.STR,
-            "text/plain": OpenApiTypes.STR,
-            "multipart/form-data": inline_serializer(
-                name="CatalogImportUpload",
-                fields={"file": serializers.ListField(child=serializers.FileField())},
-            ),
-        },
-        responses={
-            200: CatalogImportReportSerializer,
-            400: OpenApiResponse(
-                CatalogImportFailedSerializer, description="invalid entities; nothing imported"
-            ),
-            401: CatalogErrorSerializer,
-            403: CatalogErrorSerializer,
-            413: CatalogErrorSerializer,
-        },
-    )
+    @_IMPORT_SCHEMA
     def post(self, request):
         if _declared_length(request) > MAX_IMPORT_BYTES:
             return _too_big()

@@ -160,7 +160,7 @@ class ServiceSerializer(serializers.ModelSerializer):
     has_webhook_secret = serializers.SerializerMethodField()
     metrics_urls = serializers.ListField(child=serializers.URLField(), required=False)
     scorecard = serializers.SerializerMethodField()
-    url = serializers.SerializerMethodField()
+    url = serializers.CharField(source="get_absolute_url", read_only=True)
     lifecycle_label = serializers.CharField(read_only=True, help_text=LIFECYCLE_LABEL_HELP)
 
     repository_url = RedactedURLField(required=False, allow_blank=True, max_length=500)
@@ -196,9 +196,6 @@ class ServiceSerializer(serializers.ModelSerializer):
         if card is None:
             card = evaluate_one(obj)
         return {"level": card.level, "percent": card.percent}
-
-    def get_url(self, obj) -> str:
-        return obj.get_absolute_url()
 
     def validate_links(self, value):
         if not isinstance(value, list) or not all(
