@@ -14,7 +14,7 @@ import math
 import random
 import time
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from metrics.models import Sample, Series
 from metrics.scrape import ingest_many, sync_targets
@@ -23,6 +23,11 @@ from monitoring.fleet_app import BUCKETS
 from squads.models import Service
 
 STEPS_PER_COMMIT = 10
+# SQLite (make run): the pause after each commit in which a writer waiting for the lock gets it.
+# Its busy handler retries every 100 ms once it has waited a while; without the pause the next
+# BEGIN IMMEDIATE won every time and, on a loaded machine, the worker's tasks gave up after
+# their 30 s timeout ("database is locked", a traceback in the terminal) while this ran.
+SQLITE_YIELD_SECONDS = 0.15
 SIGMA = 0.5  # fleet_app: latency = lognormvariate(0, 0.5) × latency_ms
 
 
@@ -101,6 +106,8 @@ def backfill(fleet: Fleet, rps: float, hours: float = 3.0, step: float = 30.0, n
                     break
                 stored += _step(todo, rng, rps, step, t)
                 t += step
+        if connection.vendor == "sqlite":
+            time.sleep(SQLITE_YIELD_SECONDS)
     return stored
 
 

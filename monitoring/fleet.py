@@ -12,7 +12,8 @@ Library use (the canary-release work drives it)::
     fleet.stop()                        # TERM, grace, KILL every child
 
 Every process runs in its own process group, so ``stop()`` (and the ``demo_fleet`` command's
-SIGTERM handler) can always reap it.
+SIGTERM handler) can always reap it, and ends when the process that started it does (even
+SIGKILLed: ``portal.procs.die_with_parent``).
 
 From *another* process (a deploy driver in a Celery worker), while ``manage.py demo_fleet``
 runs: ``publish_weight(slug, percent)`` sets the canary share of the generated traffic (a file
@@ -35,6 +36,8 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
+
+from portal.procs import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 # Releases (the `local` deploy driver) set a service's canary weight by writing an integer to
@@ -190,6 +193,7 @@ class Fleet:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - a killed fleet leaves no instance behind
         )
 
     def wait_ready(self, timeout=15.0):

@@ -124,6 +124,46 @@ class Portal:
             time.sleep(0.2)
         return False
 
+    def sign_in(self, username, password):
+        """A session signed in through the real login form (the first page: the status board)."""
+        s = requests.Session()
+        r = s.get(f"{self.url}/login/", timeout=10)
+        assert r.status_code == 200
+        r = s.post(
+            f"{self.url}/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": s.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{self.url}/login/"},
+            timeout=10,
+        )
+        assert r.status_code == 200 and r.url == f"{self.url}/", r.text[:500]
+        return s
+
+    def banner_logins(self):
+        """{username: password} of the banner's "Demo logins" lines."""
+        return dict(re.findall(r"^portal \|\s+(\w+)\s+/ (\S+)\s", self.output, re.M))
+
+    def descendants(self):
+        """Every live process run_portal started, children's children included (the fleet's
+        instances and HAProxy, gunicorn's and Celery's workers, the embedded Redis)."""
+        parents = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        found, todo = set(), [self.proc.pid]
+        while todo:
+            for pid in parents.get(todo.pop(), []):
+                if pid not in found:
+                    found.add(pid)
+                    todo.append(pid)
+        return found
+
     def cleanup(self):
         """Last resort if the test failed half-way: kill whatever is left, by process group."""
         if self.proc.poll() is None:
@@ -169,20 +209,7 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         assert {"web", "worker", "beat"} <= set(children), out
 
         # Demo data is there: alice signs in through the real form and is lead of playback.
-        s = requests.Session()
-        r = s.get(f"{portal.url}/login/", timeout=10)
-        assert r.status_code == 200
-        r = s.post(
-            f"{portal.url}/login/",
-            data={
-                "username": "alice",
-                "password": "backline-demo",
-                "csrfmiddlewaretoken": s.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{portal.url}/login/"},
-            timeout=10,
-        )
-        assert r.status_code == 200 and r.url == f"{portal.url}/", r.text[:500]
+        s = portal.sign_in("alice", "backline-demo")
         me = s.get(f"{portal.url}/api/v1/me/", timeout=10).json()
         assert me["username"] == "alice" and "playback" in me["squads"]
         assert s.get(f"{portal.url}/api/schema/", timeout=30).status_code == 200
@@ -245,36 +272,100 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         again.cleanup()
 
 
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
+def _points(session, portal, slug, range_key, track, signal="request_rate"):
+    """The (t, value) points with a value of one signal, as the service dashboard's chart of
+    that track draws them (the JSON twin of the page: /api/v1/services/<slug>/signals)."""
+    r = session.get(
+        f"{portal.url}/api/v1/services/{slug}/signals",
+        params={"range": range_key, "track": track},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text[:500]
+    return [(t, v) for t, v in r.json()["tracks"][track][signal]["points"] if v is not None]
+
+
 @pytest.mark.slow
 def test_killed_run_portal_leaves_nothing_behind(var_dir):
-    """A supervisor ends `make run` with TERM and then, at once, KILL: every child (web,
-    worker, beat, the embedded Redis) ends with it; the terminal held only the banner and
-    warnings while it ran."""
-    portal = Portal(var_dir, _free_port())
+    """`make run` as a new user gets it, the demo fleet on: right after the banner every chart
+    of the dashboards has the last hours behind it (the fleet's back-fill), for every track of
+    every demo service; the terminal holds only the banner and warnings (no Celery banner, no
+    INFO line, no traceback). Then a supervisor ends it with TERM and, at once, KILL: every
+    process it started (web, worker, beat, the fleet with its instances and HAProxy, the
+    embedded Redis) ends with it."""
+    from monitoring.management.commands.demo_fleet import DEFAULT_SERVICES
+
+    portal = Portal(var_dir, _free_port(), BACKLINE_DEMO_FLEET="1")
     try:
         portal.wait_healthy()
-        assert portal.wait_for_output("Backline is running at"), portal.tail()
+        # the banner waits for the fleet's back-fill (run_portal gives it 180 s at most)
+        assert portal.wait_for_output("Backline is running at", timeout=300), portal.tail()
+        banner_at = time.time()
         children = portal.child_pids()
         redis_pid = portal.redis_pid()
-        assert {"web", "worker", "beat"} <= set(children) and redis_pid
-        requests.get(f"{portal.url}/healthz", timeout=10)
-        # beat has sent its due tasks at least once (its schedule file is written): at INFO
-        # each tick would have printed a line by now
-        deadline = time.time() + 60
-        while time.time() < deadline and not list(var_dir.glob("celerybeat-schedule*")):
-            time.sleep(0.3)
+        assert {"web", "worker", "beat", "fleet"} <= set(children) and redis_pid, portal.tail()
+        processes = {pid: _cmdline(pid) for pid in portal.descendants()}
+        assert any("monitoring.fleet_app" in c for c in processes.values()), processes
+
+        # A new user signs in with the banner's login and opens the dashboards: every demo
+        # service of the fleet is listed.
+        logins = portal.banner_logins()
+        assert logins.get("alice") == "backline-demo", portal.tail()
+        s = portal.sign_in("alice", logins["alice"])
+        index = s.get(f"{portal.url}/dashboards/", timeout=30)
+        assert index.status_code == 200
+        listed = set(re.findall(r'href="/dashboards/services/([\w-]+)/"', index.text))
+        assert {spec.slug for spec in DEFAULT_SERVICES} <= listed, listed
+        for slug, tracks in ((spec.slug, spec.tracks) for spec in DEFAULT_SERVICES):
+            # the page: its four charts each draw a line per track (none is "No data")
+            page = s.get(f"{portal.url}/dashboards/services/{slug}/", timeout=60)
+            assert page.status_code == 200
+            assert page.text.count('class="card chart-card"') == 4, slug
+            assert "No data in this range" not in page.text, slug
+            for track in tracks:
+                drawn = re.findall(rf'<path d="[^"]+"[^>]*data-series="{track}"', page.text)
+                assert len(drawn) >= 4, (slug, track, len(drawn))
+                # behind the 6 h chart: the back-filled hours with traffic, at least a point per
+                # 30 s scrape over 2 h
+                points = [p for p in _points(s, portal, slug, "6h", track) if p[1] > 0]
+                span = points[-1][0] - points[0][0] if points else 0
+                assert len(points) >= 2 * 3600 / 30 and span >= 2 * 3600, (slug, track, span)
+                assert _points(s, portal, slug, "6h", track, "p95"), (slug, track)
+
+        # Beat and worker carry on with live scrapes: the request rate has a point whose 60 s
+        # window starts after the banner (two scrapes since), so they have ticked meanwhile.
+        slug = DEFAULT_SERVICES[0].slug
+        deadline = time.time() + 180  # the worker starts with the banner: its boot, 2 scrapes
+        live = []
+        while time.time() < deadline and not live:
+            live = [p for p in _points(s, portal, slug, "15m", "stable") if p[0] > banner_at + 60]
+            time.sleep(1)
+        assert live, portal.tail()
         assert list(var_dir.glob("celerybeat-schedule*")), portal.tail()
-        time.sleep(2 * 2)  # two release ticks (RELEASES_TICK_SECONDS) after it
-        assert " INFO " not in portal.output, portal.tail()
+
+        # The terminal: the banner and warnings only.
+        out = portal.output
+        for noise in ("celery@", "[config]", "SecurityWarning", " INFO ", "Traceback"):
+            assert noise not in out, f"{noise!r} in the terminal:\n{portal.tail(120)}"
+        fleet_lines = [line for line in portal.lines if line.startswith("fleet ")]
+        assert fleet_lines and all("demo fleet running" in line for line in fleet_lines), (
+            fleet_lines
+        )
+
+        processes.update({pid: _cmdline(pid) for pid in portal.descendants()})
         portal.proc.send_signal(signal.SIGTERM)
         portal.proc.send_signal(signal.SIGKILL)
         portal.proc.wait(30)
         deadline = time.time() + 60
-        while time.time() < deadline and (
-            any(_pid_alive(pid) for pid in children.values()) or _pid_alive(redis_pid)
-        ):
+        while time.time() < deadline and any(_pid_alive(pid) for pid in processes):
             time.sleep(0.3)
-        left = [name for name, pid in children.items() if _pid_alive(pid)]
+        left = {pid: cmd for pid, cmd in processes.items() if _pid_alive(pid)}
         assert not left, f"still running after run_portal was killed: {left}"
         assert not _pid_alive(redis_pid), "the embedded Redis outlived run_portal"
     finally:

@@ -38,7 +38,14 @@ class Command(BaseCommand):
             "--services", default="", help="comma-separated slugs (default: 4 demo services)"
         )
 
-    def handle(self, *args, base_port, rps, services, **opts):
+    def note(self, text: str) -> None:
+        """A line of what the fleet is doing: shown unless ``-v 0`` (``make run``'s terminal
+        holds the banner and warnings); the ready line and restarts are always shown."""
+        if self.verbosity >= 1:
+            self.stdout.write(text)
+
+    def handle(self, *args, base_port, rps, services, verbosity=1, **opts):
+        self.verbosity = verbosity
         specs = self._specs(services)
         stop = threading.Event()
 
@@ -55,11 +62,11 @@ class Command(BaseCommand):
             if haproxy_front.available() and haproxy_front.FRONTED in fleet.services:
                 sock = haproxy_front.socket_path(settings.VAR_DIR)
                 front = haproxy_front.start(fleet, haproxy_front.FRONTED, sock)
-                self.stdout.write(f"{haproxy_front.FRONTED}: behind HAProxy (admin socket {sock})")
+                self.note(f"{haproxy_front.FRONTED}: behind HAProxy (admin socket {sock})")
             if settings.DEMO_BACKFILL_HOURS > 0:  # first run: charts alive from the first page
                 n = backfill.backfill(fleet, rps, hours=settings.DEMO_BACKFILL_HOURS)
                 if n:
-                    self.stdout.write(
+                    self.note(
                         f"back-filled {settings.DEMO_BACKFILL_HOURS:g} h of metrics ({n} samples)"
                     )
             self._register(fleet, specs)
@@ -71,7 +78,7 @@ class Command(BaseCommand):
         finally:
             haproxy_front.stop(front)
             fleet.stop()
-            self.stdout.write("demo fleet stopped")
+            self.note("demo fleet stopped")
 
     def _specs(self, services: str) -> list[FleetService]:
         """The fleet to run: the wanted slugs (or the demo services) that exist in the catalog."""
@@ -102,9 +109,7 @@ class Command(BaseCommand):
                     squad=svc.owner,
                     data={"metrics_urls": urls},
                 )
-            self.stdout.write(
-                f"{spec.slug}: " + ", ".join(f"{u['track']} {u['url']}" for u in urls)
-            )
+            self.note(f"{spec.slug}: " + ", ".join(f"{u['track']} {u['url']}" for u in urls))
 
     def _watch(self, fleet: Fleet, stop: threading.Event) -> None:
         """Until ``stop``: report canary weight changes and restart instances that exited."""
@@ -114,7 +119,7 @@ class Command(BaseCommand):
                 weight = fleet.canary_weight(slug)
                 if "canary" in svc.tracks and not svc.via and shown.get(slug) != weight:
                     shown[slug] = weight
-                    self.stdout.write(f"{slug}: canary weight {weight} %")
+                    self.note(f"{slug}: canary weight {weight} %")
             for (slug, track), inst in fleet.instances.items():
                 if inst.proc.poll() is not None and not stop.is_set():
                     self.stdout.write(f"{slug}/{track} exited ({inst.proc.returncode}); restarting")

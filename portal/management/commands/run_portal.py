@@ -5,7 +5,10 @@ terminal.
 2. migrate, collectstatic (when static files changed), seed_demo.
 3. Start the children, each in its own process group, output prefixed with its name:
    web (gunicorn, or runserver if gunicorn is missing), worker and beat (Celery), and the
-   monitoring demo fleet when it exists and BACKLINE_DEMO_FLEET is not "0".
+   monitoring demo fleet when it exists and BACKLINE_DEMO_FLEET is not "0". With the fleet,
+   worker and beat start once it is ready (its history back-filled, its endpoints
+   registered): the back-fill has SQLite to itself, and no release tick finds a demo service
+   without its instances.
 4. Print the URL and the demo logins, then watch: Ctrl-C / SIGTERM stops every child (TERM,
    grace period, KILL) and exits 0; a child that dies on its own stops everything (exit 1).
 """
@@ -38,16 +41,19 @@ WEB_READY_TIMEOUT = 180
 # what `demo_fleet` prints once its history is back-filled and its endpoints registered: the
 # banner waits for it, so the first page a new user opens has live charts
 FLEET_READY = "demo fleet running"
+# the start of the SecurityWarning a Celery worker started as root gives (celery.platforms)
+CELERY_ROOT_WARNING = "You're running the worker with superuser privileges"
 
 
 class Child:
-    def __init__(self, name, argv, ready_line=""):
+    def __init__(self, name, argv, ready_line="", after=""):
         self.name = name
         self.argv = argv
         self.proc = None
         self.reader = None
         self.ready_line = ready_line  # the banner waits for this line of its output
         self.ready = not ready_line
+        self.after = after  # started once that child is ready (or the banner's deadline passed)
 
     @property
     def pid(self):
@@ -216,20 +222,40 @@ class Command(BaseCommand):
         level = f"--loglevel={self.log_level}"
         beat_file = str(settings.CELERY_BEAT_SCHEDULE_FILENAME)
         return [
-            Child("worker", [*celery, "worker", "-c", "2", level]),
+            Child("worker", [*celery, *self.quiet, "worker", "-c", "2", level]),
             Child("beat", [*celery, *self.quiet, "beat", level, "-s", beat_file]),
         ]
 
     def child_specs(self):
-        specs = [Child("web", self.web_argv()), *self.celery_specs()]
+        specs = [Child("web", self.web_argv())]
+        celery = self.celery_specs()
         if os.environ.get("BACKLINE_DEMO_FLEET", "1") != "0" and _module_exists(
             "monitoring.management.commands.demo_fleet"
         ):
             manage = str(Path(settings.BASE_DIR) / "manage.py")
-            specs.append(Child("fleet", [sys.executable, manage, "demo_fleet"], FLEET_READY))
-        return specs
+            # -v 0: only its ready line and warnings (an instance restarted), as the others
+            fleet = [sys.executable, manage, "demo_fleet", *(["-v", "0"] if self.quiet else [])]
+            specs.append(Child("fleet", fleet, FLEET_READY))
+            for child in celery:
+                child.after = "fleet"
+        return specs + celery
 
     def start_children(self):
+        self.pending = []  # children waiting for another one to be ready
+        self.env = self.child_env()
+        for child in self.child_specs():
+            if child.after:
+                self.pending.append(child)
+            else:
+                self.start(child)
+
+    def start_pending(self, deadline_passed=False):
+        ready = {c.name for c in self.children if c.ready}
+        for child in [c for c in self.pending if deadline_passed or c.after in ready]:
+            self.pending.remove(child)
+            self.start(child)
+
+    def child_env(self) -> dict:
         env = dict(os.environ)
         # the embedded demo reaches its own fleet (loopback) and demo repositories (var/)
         env.setdefault("BACKLINE_OUTBOUND_ALLOW", ",".join(demo_outbound_allow()))
@@ -237,21 +263,29 @@ class Command(BaseCommand):
         env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
         env["BACKLINE_VAR_DIR"] = str(settings.VAR_DIR)
         env["LOG_LEVEL"] = self.log_level  # Django's root logger in every child
-        for child in self.child_specs():
-            child.proc = subprocess.Popen(
-                child.argv,
-                cwd=settings.BASE_DIR,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: we stop it as a whole
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - and it ends if we are killed
+        if self.quiet:
+            # Celery warns at every worker start when it runs as root (a container, a dev VM):
+            # nothing `make run`'s user can act on, and 8 lines of the terminal
+            env["PYTHONWARNINGS"] = ",".join(
+                filter(None, [env.get("PYTHONWARNINGS"), f"ignore:{CELERY_ROOT_WARNING}"])
             )
-            child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
-            child.reader.start()
-            self.children.append(child)
-            self.say(f"started {child.name} (pid {child.pid}): {' '.join(child.argv[1:])}")
+        return env
+
+    def start(self, child: Child) -> None:
+        child.proc = subprocess.Popen(
+            child.argv,
+            cwd=settings.BASE_DIR,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: we stop it as a whole
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - and it ends if we are killed
+        )
+        child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
+        child.reader.start()
+        self.children.append(child)
+        self.say(f"started {child.name} (pid {child.pid}): {' '.join(child.argv[1:])}")
 
     def watch(self):
         deadline = time.monotonic() + WEB_READY_TIMEOUT
@@ -264,6 +298,8 @@ class Command(BaseCommand):
                         f"{child.proc.returncode}; stopping everything"
                     )
                     return 1
+            if self.pending:
+                self.start_pending(deadline_passed=time.monotonic() > deadline)
             if not announced:
                 web_up = _port_open(self.port)
                 if web_up and (all(c.ready for c in self.children) or time.monotonic() > deadline):
