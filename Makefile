@@ -9,7 +9,8 @@ RUN_STAMP := $(VENV)/.installed-run
 PG_URL ?= postgres://postgres@127.0.0.1:5432/backline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # the suite runs in this many processes (pytest-xdist, a test file per process; each has its own
-# test database, Redis database and var/); the fault tests (tests/chaos) run after, alone
+# test database, Redis database and var/), the longest files first (tests/conftest.py: SLOW_FILES_FIRST);
+# the fault tests (tests/chaos) run after, alone
 TEST_PROCS ?= 2
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
@@ -89,7 +90,7 @@ test: venv deps services oidc-provider
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) manage.py makemigrations --check --dry-run
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --ignore=tests/chaos $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder --ignore=tests/chaos $(PYTEST_ARGS)
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 e2e: venv deps services oidc-provider

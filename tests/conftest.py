@@ -52,6 +52,39 @@ OUTBOUND_ALLOW = ["127.0.0.0/8", "::1/128", f"file:{tempfile.gettempdir()}"]
 os.environ["BACKLINE_OUTBOUND_ALLOW"] = ",".join(OUTBOUND_ALLOW)
 
 
+def _scan_static_files_once():
+    """WhiteNoise (``WHITENOISE_USE_FINDERS``) stats and reads the headers of every static file
+    of every app each time a middleware chain is built, which a Django test client does per
+    client: ~30 ms (80 ms on a loaded machine) a client, thousands of clients a suite run. The
+    test process scans them once per finder setup and hands every new middleware the same
+    answers (the files do not change while the suite runs)."""
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    scan = WhiteNoiseMiddleware.add_files_from_finders
+    scanned: dict[tuple, dict] = {}
+
+    def add_files_from_finders(self):
+        key = (
+            self.static_prefix,
+            self.max_age,
+            self.allow_all_origins,
+            self.charset,
+            tuple(str(d) for d in settings.STATICFILES_DIRS),
+            tuple(settings.INSTALLED_APPS),
+            tuple(settings.STATICFILES_FINDERS),
+        )
+        if key not in scanned:
+            before = dict(self.files)
+            scan(self)
+            scanned[key] = {u: f for u, f in self.files.items() if before.get(u) is not f}
+        self.files.update(scanned[key])
+
+    WhiteNoiseMiddleware.add_files_from_finders = add_files_from_finders  # type: ignore[method-assign]
+
+
+_scan_static_files_once()
+
+
 @pytest.fixture(autouse=True)
 def _outbound_allow(settings):
     settings.OUTBOUND_ALLOW = list(OUTBOUND_ALLOW)
@@ -355,3 +388,43 @@ def screenshot(pg, name):
     path = SCREENSHOTS / f"{name}.png"
     pg.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- the order files go to the xdist workers (`make test`: -n 2 --dist loadfile) ------------------
+# The files that run longest, longest first (measured loaded-run totals): xdist's own order (by
+# number of tests per file, ``--loadscope-reorder``) sends a long file of one or two tests to a
+# worker last, and the other worker waits for it with nothing to do. Started first, they run
+# beside the many short files, which then fill both workers to the end. `make test` passes
+# --no-loadscope-reorder so that this order is the one the workers get.
+SLOW_FILES_FIRST = [
+    "tests/test_run_portal.py",  # ~300 s
+    "tests/test_fuzz_api.py",  # ~130 s
+    "tests/identity/test_scim_fuzz.py",  # ~60 s
+    "tests/test_permission_matrix.py",
+    "tests/test_seed_demo.py",  # ~40 s
+    "tests/github/test_discovery.py",  # ~35 s
+    "tests/test_nested_bodies.py",
+    "tests/pipelines/test_octokit_webhooks.py",
+    "tests/github/test_pull_requests.py",
+]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker: files in SLOW_FILES_FIRST order, then the rest by number of tests
+    (xdist's order); a file's tests keep their order (pytest-django's: plain database tests,
+    then transactional ones, then the others). A run in one process keeps pytest-django's order."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    per_file: dict[str, list[int]] = {}  # path: [tests, index of its first test]
+    for i, item in enumerate(items):
+        path = item.nodeid.split("::", 1)[0]
+        per_file.setdefault(path, [0, i])[0] += 1
+    rank = {path: i for i, path in enumerate(SLOW_FILES_FIRST)}
+
+    def file_order(item):
+        path = item.nodeid.split("::", 1)[0]
+        count, first = per_file[path]
+        return (rank.get(path, len(rank)), -count, first)
+
+    items.sort(key=file_order)

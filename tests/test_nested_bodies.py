@@ -15,7 +15,8 @@ from portal.models import SCOPE_NAMES, ApiToken
 from tests import test_permission_matrix as matrix
 
 HTML_EXEMPT, ROWS = matrix.HTML_EXEMPT, matrix.ROWS
-world = matrix.world  # the matrix's fixtures: its objects, its fast password hasher
+# the matrix's fixtures: its objects (written once for the module), its fast password hasher
+pristine_world, world = matrix.pristine_world, matrix.world
 fast_passwords = matrix.fast_passwords
 
 DEEP_JSON = b'{"a":' * 1000 + b"1" + b"}" * 1000

@@ -15,6 +15,7 @@ The SCIM endpoints (``/scim/v2/``, bearer tokens with the ``scim`` scope only, n
 OpenAPI schema) have their own matrix: ``tests/identity/test_scim_permissions.py``.
 """
 
+import copy
 import inspect
 import re
 import uuid
@@ -39,7 +40,7 @@ from releases.models import (
     StrategyOverride,
 )
 from squads.models import Dependency, Membership, Squad
-from tests.factories import ServiceFactory
+from tests.factories import ServiceFactory, SquadFactory, TribeFactory
 
 PERSONAS = [
     "member",
@@ -1084,17 +1085,52 @@ def expected(row: Row, persona: str) -> tuple[int, bool]:
 
 
 # --- fixtures -----------------------------------------------------------------------------------
+FAST_HASHER = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def fast_passwords(settings):
-    # instantiated before the personas: PBKDF2 for four users would cost a second per case
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # PBKDF2 for a user a test makes itself would cost a quarter of a second
+    settings.PASSWORD_HASHERS = FAST_HASHER
+
+
+@pytest.fixture(scope="module")
+def pristine_world(django_db_setup, django_db_blocker):
+    """The personas, squads and services every row starts from, written once for the module
+    (about fifteen rows: rebuilt per case they took half of its time) in a transaction that is
+    rolled back when the module ends. Each test runs inside it in its own savepoint (the ``db``
+    fixture's atomic block, nested), so whatever a case writes or deletes is undone after it."""
+    from django.db import transaction
+    from django.test import override_settings
+
+    from tests.conftest import _person_user
+
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer._from_testcase = True  # as Django's class-level atomic: durable blocks nest in it
+        outer.__enter__()
+        with override_settings(PASSWORD_HASHERS=FAST_HASHER):
+            tribe = TribeFactory(slug="audio", name="Audio")
+            squad = SquadFactory(slug="playback", name="Playback", tribe=tribe)
+            other_squad = SquadFactory(slug="search", name="Search", tribe=tribe)
+            alice = _person_user("alice", squad, role="lead")
+            bob = _person_user("bob", other_squad)
+            charlie = _person_user("charlie")
+            admin_user = _person_user("admin", is_staff=True, is_superuser=True)
+            pristine = World(squad, other_squad, alice, bob, charlie, admin_user)
+    yield pristine
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        outer.__exit__(None, None, None)
 
 
 @pytest.fixture
-def world(settings, tmp_path, squad, other_squad, alice, bob, charlie, admin_user):
+def world(pristine_world, db, settings, tmp_path):
     settings.WORKSPACE_ROOT = tmp_path / "workspaces"
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    return World(squad, other_squad, alice, bob, charlie, admin_user)
+    # a copy of the instances per test (as Django's setUpTestData): a case that changes one in
+    # memory leaves the next case the rows as they are in the database
+    return copy.deepcopy(pristine_world)
 
 
 def client_as(world, row, persona):
