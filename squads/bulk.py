@@ -9,6 +9,7 @@ from django.utils import timezone
 from portal.fields import CredentialURLField, EncryptedTextField
 
 BATCH = 1000
+EMPTY_JSON = {list: "[]", dict: "{}"}
 
 
 def attnames(values, fk_maps):
@@ -65,6 +66,8 @@ def _preparer(field, conn):
         def prep_json(value):
             if value is None:
                 return None
+            if not value and type(value) in EMPTY_JSON:  # most links, annotations... lists
+                return EMPTY_JSON[type(value)]
             hit = encoded.get(id(value))
             if hit is None:
                 hit = encoded[id(value)] = (

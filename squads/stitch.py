@@ -35,6 +35,7 @@ from django.db.models.signals import (
 )
 
 from portal.cachegen import rows_changed, rows_changing
+from portal.lookups import many
 from portal.registry import registry
 from squads import bulk, documents, scorecards
 from squads.documents import documents_of, relations
@@ -131,7 +132,7 @@ def services_for(ids):
     """The services (without their descriptors) and their owner's, tribe's and system's
     slugs, in one query."""
     return (
-        Service.objects.filter(pk__any=list(ids))
+        Service.objects.filter(pk__any=many(ids))
         .defer(*HEAVY)
         .annotate(
             owner_slug=F("owner__slug"),
@@ -190,12 +191,12 @@ def _stitch(ids):
     slugs = [s.slug for s in services]
     stale = [i for i in ids if i not in present]
     ServiceView.objects.filter(
-        Q(pk__any=stale) | (Q(slug__any=slugs) & ~Q(pk__any=list(present)))
+        Q(pk__any=stale) | (Q(slug__any=many(slugs)) & ~Q(pk__any=many(present)))
     ).delete()
     if len(rows) > COPY_FROM and connection.vendor == "postgresql":
         try:
             with transaction.atomic():  # a savepoint: a concurrent stitch of one of them wins
-                ServiceView.objects.filter(pk__any=list(present)).delete()
+                ServiceView.objects.filter(pk__any=many(present)).delete()
                 bulk.insert(ServiceView, rows, with_pk=True)
             return
         except IntegrityError:
