@@ -24,10 +24,11 @@ def attnames(values, fk_maps):
 
 
 def insert(model, rows, *, with_pk=False):
-    """Insert plain rows (dicts keyed by attname); unspecified columns get the model default
+    """Insert plain rows (dicts keyed by attname, a list or an iterable read once: with COPY,
+    rows a generator builds are sent as built); unspecified columns get the model default
     (the primary key too, unless ``with_pk``). PostgreSQL: one COPY per table; elsewhere:
     bulk_create."""
-    if not rows:
+    if isinstance(rows, (list, tuple)) and not rows:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_create([model(**r) for r in rows], batch_size=BATCH)

@@ -182,9 +182,15 @@ def _stitch(ids):
     rel = relations(ids)
     texts = documents_of(ids)
     card_docs = _card_documents(cards)
-    rows = [_view_row(s, cards[s.pk], card_docs[s.pk], rel) for s in services]
-    for row in rows:
-        row["document"] = texts.get(row["service_id"])
+
+    def rows():
+        """Built as they are sent: with COPY, PostgreSQL stores each row (its indexes, its
+        documents out of line) on the other core while the next is built."""
+        for s in services:
+            row = _view_row(s, cards[s.pk], card_docs[s.pk], rel)
+            row["document"] = texts.get(s.pk)
+            yield row
+
     present = {s.pk for s in services}
     # a row left by a service deleted with raw SQL must not block its successor's slug, and a
     # deleted service's row goes
@@ -193,17 +199,17 @@ def _stitch(ids):
     ServiceView.objects.filter(
         Q(pk__any=stale) | (Q(slug__any=many(slugs)) & ~Q(pk__any=many(present)))
     ).delete()
-    if len(rows) > COPY_FROM and connection.vendor == "postgresql":
+    if len(services) > COPY_FROM and connection.vendor == "postgresql":
         try:
             with transaction.atomic():  # a savepoint: a concurrent stitch of one of them wins
                 ServiceView.objects.filter(pk__any=many(present)).delete()
-                bulk.insert(ServiceView, rows, with_pk=True)
+                bulk.insert(ServiceView, rows(), with_pk=True)
             return
         except IntegrityError:
             pass  # another transaction stitched one of these meanwhile: upsert them instead
     # two transactions stitching the same service (a pipeline run finishing while its service
     # is edited) wait for each other on the row instead of one failing on the key
-    bulk.upsert(ServiceView, rows, key="service_id", casts={"document": "tsvector"})
+    bulk.upsert(ServiceView, list(rows()), key="service_id", casts={"document": "tsvector"})
 
 
 CARDS_SQL = """
