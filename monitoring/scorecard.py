@@ -2,11 +2,12 @@
 critical alert firing. Two queries for any number of services."""
 
 from monitoring.models import Alert, AlertRule, Severity
+from portal.lookups import many
 from squads.scorecards import Rule, ScorecardSource
 
 
 def load(service_ids) -> dict:
-    ids = list(service_ids)
+    ids = many(service_ids)
     return {
         "has_rules": set(
             AlertRule.objects.filter(service_id__any=ids, enabled=True).values_list(

@@ -3,12 +3,13 @@
 from django.db.models import Max
 
 from pipelines.models import PipelineRun
+from portal.lookups import many
 
 
 def latest_ids(service_ids=None):
     qs = PipelineRun.objects.all()
     if service_ids is not None:
-        qs = qs.filter(service_id__any=list(service_ids))
+        qs = qs.filter(service_id__any=many(service_ids))
     return qs.order_by().values("service_id").annotate(m=Max("id")).values("m")
 
 

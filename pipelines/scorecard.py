@@ -11,11 +11,12 @@ from pipelines.models import (
     PipelineRun,
     RunStatus,
 )
+from portal.lookups import many
 from squads.scorecards import Rule, ScorecardSource
 
 
 def load(service_ids) -> dict:
-    ids = list(service_ids)
+    ids = many(service_ids)
     with_spec = set(
         PipelineConfig.objects.filter(service_id__any=ids)
         .exclude(spec_yaml="")

@@ -2,6 +2,7 @@
 
 from django.db.models import Max
 
+from portal.lookups import many
 from releases.models import Release
 from squads.scorecards import Rule, ScorecardSource
 
@@ -9,7 +10,7 @@ from squads.scorecards import Rule, ScorecardSource
 def load(service_ids) -> dict:
     """{service id: latest production release uses a canary with analysis}."""
     latest = (
-        Release.objects.filter(service_id__any=list(service_ids), environment__production=True)
+        Release.objects.filter(service_id__any=many(service_ids), environment__production=True)
         .order_by()
         .values("service_id")
         .annotate(m=Max("id"))

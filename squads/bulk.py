@@ -9,6 +9,7 @@ from django.utils import timezone
 from portal.fields import CredentialURLField, EncryptedTextField
 
 BATCH = 1000
+EMPTY_JSON = {list: "[]", dict: "{}"}
 
 
 def attnames(values, fk_maps):
@@ -23,10 +24,11 @@ def attnames(values, fk_maps):
 
 
 def insert(model, rows, *, with_pk=False):
-    """Insert plain rows (dicts keyed by attname); unspecified columns get the model default
+    """Insert plain rows (dicts keyed by attname, a list or an iterable read once: with COPY,
+    rows a generator builds are sent as built); unspecified columns get the model default
     (the primary key too, unless ``with_pk``). PostgreSQL: one COPY per table; elsewhere:
     bulk_create."""
-    if not rows:
+    if isinstance(rows, (list, tuple)) and not rows:
         return
     if connection.vendor != "postgresql":
         model.objects.bulk_create([model(**r) for r in rows], batch_size=BATCH)
@@ -65,6 +67,8 @@ def _preparer(field, conn):
         def prep_json(value):
             if value is None:
                 return None
+            if not value and type(value) in EMPTY_JSON:  # most links, annotations... lists
+                return EMPTY_JSON[type(value)]
             hit = encoded.get(id(value))
             if hit is None:
                 hit = encoded[id(value)] = (

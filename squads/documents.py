@@ -13,6 +13,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.lookups import array_param, many
 from portal.urlsecrets import redact_credentials
 from squads.fields import LIST_FIELDS, SERVICE_FIELDS
 from squads.models import Dependency, Service
@@ -126,14 +127,14 @@ def documents_of(ids) -> dict:
     if connection.vendor != "postgresql":
         return {}
     with connection.cursor() as cur:
-        cur.execute(DOCUMENT_SQL, [list(ids)])
+        cur.execute(DOCUMENT_SQL, [array_param(ids)])
         return dict(cur.fetchall())
 
 
 def relations(ids):
     """What the documents list of each service: tags, APIs, dependencies and dependents, as
     plain values in five queries (service id -> list, in the serializers' order)."""
-    ids = list(ids)
+    ids = many(ids)
     rel = {k: defaultdict(list) for k in ("tags", "provides", "consumes", "deps", "dependents")}
     for sid, name in (
         Service.tags.through.objects.filter(service_id__any=ids)

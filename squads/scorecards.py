@@ -12,6 +12,7 @@ catalog rows when they change.
 
 from dataclasses import dataclass
 
+from portal.lookups import many
 from portal.registry import ScorecardRule, ScorecardSource, registry
 from portal.registry import scorecard as _register
 from squads import cache
@@ -81,7 +82,7 @@ def _catalog_ctx(services):
     )
     ids = [s.pk for s in services]
     deprecated = set(
-        Dependency.objects.filter(source_id__any=ids, target_service__lifecycle="deprecated")
+        Dependency.objects.filter(source_id__any=many(ids), target_service__lifecycle="deprecated")
         .order_by()
         .values_list("source_id", flat=True)
     )

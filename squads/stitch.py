@@ -35,6 +35,7 @@ from django.db.models.signals import (
 )
 
 from portal.cachegen import rows_changed, rows_changing
+from portal.lookups import many
 from portal.registry import registry
 from squads import bulk, documents, scorecards
 from squads.documents import documents_of, relations
@@ -131,7 +132,7 @@ def services_for(ids):
     """The services (without their descriptors) and their owner's, tribe's and system's
     slugs, in one query."""
     return (
-        Service.objects.filter(pk__any=list(ids))
+        Service.objects.filter(pk__any=many(ids))
         .defer(*HEAVY)
         .annotate(
             owner_slug=F("owner__slug"),
@@ -181,28 +182,34 @@ def _stitch(ids):
     rel = relations(ids)
     texts = documents_of(ids)
     card_docs = _card_documents(cards)
-    rows = [_view_row(s, cards[s.pk], card_docs[s.pk], rel) for s in services]
-    for row in rows:
-        row["document"] = texts.get(row["service_id"])
+
+    def rows():
+        """Built as they are sent: with COPY, PostgreSQL stores each row (its indexes, its
+        documents out of line) on the other core while the next is built."""
+        for s in services:
+            row = _view_row(s, cards[s.pk], card_docs[s.pk], rel)
+            row["document"] = texts.get(s.pk)
+            yield row
+
     present = {s.pk for s in services}
     # a row left by a service deleted with raw SQL must not block its successor's slug, and a
     # deleted service's row goes
     slugs = [s.slug for s in services]
     stale = [i for i in ids if i not in present]
     ServiceView.objects.filter(
-        Q(pk__any=stale) | (Q(slug__any=slugs) & ~Q(pk__any=list(present)))
+        Q(pk__any=stale) | (Q(slug__any=many(slugs)) & ~Q(pk__any=many(present)))
     ).delete()
-    if len(rows) > COPY_FROM and connection.vendor == "postgresql":
+    if len(services) > COPY_FROM and connection.vendor == "postgresql":
         try:
             with transaction.atomic():  # a savepoint: a concurrent stitch of one of them wins
-                ServiceView.objects.filter(pk__any=list(present)).delete()
-                bulk.insert(ServiceView, rows, with_pk=True)
+                ServiceView.objects.filter(pk__any=many(present)).delete()
+                bulk.insert(ServiceView, rows(), with_pk=True)
             return
         except IntegrityError:
             pass  # another transaction stitched one of these meanwhile: upsert them instead
     # two transactions stitching the same service (a pipeline run finishing while its service
     # is edited) wait for each other on the row instead of one failing on the key
-    bulk.upsert(ServiceView, rows, key="service_id", casts={"document": "tsvector"})
+    bulk.upsert(ServiceView, list(rows()), key="service_id", casts={"document": "tsvector"})
 
 
 CARDS_SQL = """

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 
 from portal import audit, events
+from portal.lookups import many
 from squads import stitch
 from squads.cache import CATALOG
 from squads.models import Dependency, Membership, Person, Service, Squad, Tag, Tribe
@@ -140,7 +141,7 @@ class _Importer(EntityBuilder):
         wanted = [slug for slug in self.entities[kind] if slug in self.ids[kind]]
         if not wanted:
             return {}
-        return {o.slug: o for o in table.model.objects.filter(slug__any=wanted)}
+        return {o.slug: o for o in table.model.objects.filter(slug__any=many(wanted))}
 
     def _load_service_relations(self):
         """Tags, provided and consumed APIs and dependencies of the services the import names."""
@@ -148,7 +149,7 @@ class _Importer(EntityBuilder):
         self.db_provides = defaultdict(dict)  # service slug → api slug → through id
         self.db_consumes = defaultdict(dict)
         self.db_deps = defaultdict(dict)  # service slug → (kind, slug) → id
-        service_ids = [o.pk for o in self.db_services.values()]
+        service_ids = many(o.pk for o in self.db_services.values())
         if not service_ids:
             return
         tag_names = {v: k for k, v in self.tag_ids.items()}
@@ -183,7 +184,7 @@ class _Importer(EntityBuilder):
         self._memberships_loaded.update(slugs)
         if not ids:
             return
-        for mid, pid, sid, role in Membership.objects.filter(person_id__any=list(ids)).values_list(
+        for mid, pid, sid, role in Membership.objects.filter(person_id__any=many(ids)).values_list(
             "pk", "person_id", "squad_id", "role"
         ):
             self.db_memberships[ids[pid]][self.squad_by_id[sid]] = (mid, role)
@@ -320,7 +321,7 @@ def _group_rows(model, tree_fields, named):
     """slug → row of every tribe or squad: the fields that place it in the group tree for all,
     every field for those the import names (the diff compares them)."""
     rows = {o.slug: o for o in model.objects.only(*tree_fields)}
-    rows.update((o.slug, o) for o in model.objects.filter(slug__any=named))
+    rows.update((o.slug, o) for o in model.objects.filter(slug__any=many(named)))
     return rows
 
 

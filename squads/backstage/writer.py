@@ -4,6 +4,7 @@ ones, set differences for relations."""
 from django.db import connection
 from django.utils import timezone
 
+from portal.lookups import many
 from squads.bulk import attnames as _attnames
 from squads.bulk import insert as _insert
 from squads.models import Dependency, Membership, Service, Tag
@@ -34,18 +35,19 @@ def _create(imp, table, ids, fk_maps, field_names):
     model, late_fks = table.model, table.late_fks
     create = imp.plan[table.kind]["create"]
     rows = []
+    written = set(field_names) - set(late_fks)
     for slug, want in create.items():
-        values = {k: v for k, v in want.items() if k in field_names and k not in late_fks}
+        values = {k: v for k, v in want.items() if k in written}
         rows.append({"slug": slug, **_attnames(values, fk_maps)})
     _insert(model, rows)
     if create:
-        ids.update(model.objects.filter(slug__any=list(create)).values_list("slug", "pk"))
+        ids.update(model.objects.filter(slug__any=many(create)).values_list("slug", "pk"))
     fk_maps = {**fk_maps, **{k: ids for k in late_fks}}
     late_slugs = [s for s, w in create.items() if any(w[k] for k in late_fks)]
     if late_slugs:
         late = [
             _apply(o, {k: create[o.slug][k] for k in late_fks}, fk_maps)
-            for o in model.objects.filter(slug__any=late_slugs)
+            for o in model.objects.filter(slug__any=many(late_slugs))
         ]
         model.objects.bulk_update(late, list(late_fks), batch_size=BATCH)
     return fk_maps
@@ -222,6 +224,6 @@ def affected_services(plan):
     for kind, lookup in branches:
         slugs = components if kind == "component" else list(touched(plan, kind))
         if slugs:
-            qs = Service.objects.filter(**{f"{lookup}__any": slugs}).order_by()
+            qs = Service.objects.filter(**{f"{lookup}__any": many(slugs)}).order_by()
             ids.update(qs.values_list("pk", flat=True))
     return ids
