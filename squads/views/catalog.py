@@ -3,9 +3,10 @@
 import html
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Exists, OuterRef
+from django.db.models.expressions import RawSQL
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import get_template
@@ -230,10 +231,31 @@ def _row_html(row, runs):
     )
 
 
+def _page(rows, number):
+    """``Paginator(rows, PAGE_SIZE).get_page(number)`` and its rows, in one query when the page
+    is in range: its rows carry the count of all of them (an uncorrelated subquery, computed
+    once). A malformed or out-of-range number, or no rows, takes the paginator's own path."""
+    paginator = Paginator(rows, PAGE_SIZE)
+    try:
+        n = int(number or 1)
+    except (TypeError, ValueError):
+        n = 0
+    if n >= 1:
+        sql, params = rows.order_by().values("pk").query.sql_with_params()
+        total = RawSQL(f"SELECT COUNT(*) FROM ({sql}) c", params)  # noqa: S611 - compiled ORM SQL
+        bottom = (n - 1) * PAGE_SIZE
+        found = list(rows.annotate(total=total)[bottom : bottom + PAGE_SIZE])
+        if found:
+            paginator.count = found[0]["total"]  # the cached_property, known
+            return Page(found, paginator.validate_number(n), paginator), found
+    page = paginator.get_page(number)
+    return page, list(page.object_list)
+
+
 def _service_results(request):
     """The HTML of the catalog's result table and pager for this query string: a page of the
     stitched read form (its list row, stored scorecard and the owner's, tribe's and system's
-    names: one indexed query, and its count) and the other apps' columns (one query each)."""
+    names, and the count: one indexed query) and the other apps' columns (one query each)."""
     qs = ServiceView.objects.all()
     if any(k in request.GET for k in PARAMS):  # no parameter given: nothing to filter
         qs = ServiceViewFilter(request.GET, queryset=qs).qs
@@ -243,8 +265,7 @@ def _service_results(request):
     elif not (request.GET.get("q") or request.GET.get("search")):
         qs = qs.order_by("name")
     rows = qs.values("service_id", "row", "scorecard", "owner_name", "tribe_name", "system_name")
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
-    found = list(page.object_list)
+    page, found = _page(rows, request.GET.get("page"))
     extra = {c.key: c.load([r["service_id"] for r in found]) for c in registry.catalog_columns}
     runs = extra.get("last_runs")
     rows = "".join(_row_html(r, runs) for r in found)
