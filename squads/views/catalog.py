@@ -65,8 +65,11 @@ def _filter_field(name, choices, selected, empty_label, html_id=""):
 
 
 # every filter's choices in one query (PostgreSQL): (kind, position, value, label) rows. A kind
-# with FILTER_SELECT_MAX + 1 or more candidates (counted up to that, no sort) returns one marker
-# row (position 0) instead of its sorted rows: its filter is a text field, no choice is shown.
+# of COUNTED (usually many at scale) is counted first, up to FILTER_SELECT_MAX + 1 (no sort):
+# with that many it returns one marker row (position 0) instead of its sorted rows, and its
+# filter is a text field. The others (tribes, types: usually few) are fetched sorted, at most
+# FILTER_SELECT_MAX + 1 rows.
+COUNTED = ("owner", "system", "tag")
 CHOICE_KINDS = {
     "owner": ("slug, name", "squads_squad", "TRUE", "name"),
     "tribe": (
@@ -97,12 +100,18 @@ def _choices_sql():
     counts = ", ".join(
         f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT %(n)s) x) AS {kind}"
         for kind, (_cols, table, where, _order) in CHOICE_KINDS.items()
+        if kind in COUNTED
     )
+    over = ", ".join(f"('{kind}', n.{kind})" for kind in COUNTED)
     parts = [
-        f"(SELECT '{kind}', 0, NULL, NULL FROM n WHERE n.{kind} >= %(n)s)\n"
-        f"UNION ALL (SELECT '{kind}', row_number() OVER (ORDER BY {order}), {cols} FROM {table}\n"
-        f"  WHERE {where} AND (SELECT n.{kind} < %(n)s FROM n) ORDER BY {order} LIMIT %(n)s)"
-        for kind, (cols, table, where, order) in CHOICE_KINDS.items()
+        f"(SELECT k, 0, NULL, NULL FROM n, LATERAL (VALUES {over}) v(k, c) WHERE c >= %(n)s)",
+        *(
+            f"(SELECT '{kind}', row_number() OVER (ORDER BY {order}), {cols} FROM {table}\n"
+            f"  WHERE {where}"
+            + (f" AND (SELECT n.{kind} < %(n)s FROM n)" if kind in COUNTED else "")
+            + f" ORDER BY {order} LIMIT %(n)s)"
+            for kind, (cols, table, where, order) in CHOICE_KINDS.items()
+        ),
     ]
     return f"{TYPES_CTE}, n AS (SELECT {counts})\n" + "\nUNION ALL\n".join(parts)
 
