@@ -434,6 +434,10 @@ class ServiceView(models.Model):
     owner_slug = models.CharField(max_length=SLUG_MAX, blank=True)  # (owner_slug, name) index
     tribe_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
     system_slug = models.CharField(max_length=SLUG_MAX, blank=True, db_index=True)
+    # the names the catalog page shows beside the slugs: a rename re-stitches (stitch.RESOLVERS)
+    owner_name = models.CharField(max_length=200, blank=True, default="")
+    tribe_name = models.CharField(max_length=200, blank=True, default="")
+    system_name = models.CharField(max_length=200, blank=True, default="")
     type = models.CharField(max_length=50, db_index=True)
     lifecycle = models.CharField(max_length=20, db_index=True)
     tier = models.PositiveSmallIntegerField(db_index=True)

@@ -130,7 +130,7 @@ HEAVY = ("backstage_entity", "backstage_seen")  # descriptors: no document shows
 
 def services_for(ids):
     """The services (without their descriptors) and their owner's, tribe's and system's
-    slugs, in one query."""
+    slugs and names, in one query."""
     return (
         Service.objects.filter(pk__any=many(ids))
         .defer(*HEAVY)
@@ -138,6 +138,9 @@ def services_for(ids):
             owner_slug=F("owner__slug"),
             tribe_slug=F("owner__tribe__slug"),
             system_slug=F("system__slug"),
+            owner_name=F("owner__name"),
+            tribe_name=F("owner__tribe__name"),
+            system_name=F("system__name"),
         )
     )
 
@@ -165,6 +168,9 @@ def _view_row(service, card, card_doc, rel):
         "owner_slug": service.owner_slug or "",
         "tribe_slug": service.tribe_slug or "",
         "system_slug": service.system_slug or "",
+        "owner_name": service.owner_name or "",
+        "tribe_name": service.tribe_name or "",
+        "system_name": service.system_name or "",
         "type": service.type,
         "lifecycle": service.lifecycle,
         "tier": service.tier,
@@ -302,9 +308,9 @@ def _membership_services(pks):
 RESOLVERS = {
     "squads.Service": (None, _service_and_dependents),
     "squads.Dependency": (None, _dependency_ends),
-    "squads.Squad": ({"slug", "tribe"}, _owned_by("owner_id")),
-    "squads.Tribe": ({"slug"}, _owned_by("owner__tribe_id")),
-    "squads.System": ({"slug"}, _owned_by("system_id")),
+    "squads.Squad": ({"slug", "name", "tribe"}, _owned_by("owner_id")),
+    "squads.Tribe": ({"slug", "name"}, _owned_by("owner__tribe_id")),
+    "squads.System": ({"slug", "name"}, _owned_by("system_id")),
     "squads.Membership": (None, _membership_services),
     "squads.Tag": ({"name"}, _through_services(Service.tags.through, "tag_id")),
     "squads.Api": ({"slug"}, _api_services),

@@ -3,20 +3,21 @@
 import html
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connection
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import Exists, OuterRef
+from django.db.models.expressions import RawSQL
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.template.loader import get_template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator
+from django.utils.text import Truncator, add_truncation_text, calculate_truncate_chars_length
 
 from portal.registry import registry
 from squads import documents
 from squads.cache import CATALOG, CHOICES
-from squads.filters import ServiceViewFilter
+from squads.filters import PARAMS, ServiceViewFilter
 from squads.models import Lifecycle, Service, ServiceView, Squad, System, Tag, Tribe
 
 PAGE_SIZE = 25
@@ -35,10 +36,11 @@ FILTER_SELECT_MAX = 300
 
 def _filter_field(name, choices, selected, empty_label, html_id=""):
     """The HTML of one catalog filter: a <select> of ``choices`` ((value, label) pairs, one
-    query, at most FILTER_SELECT_MAX + 1 rows fetched), or a text input when there are more."""
-    choices = list(choices[: FILTER_SELECT_MAX + 1])
+    query, at most FILTER_SELECT_MAX + 1 rows fetched), or a text input when there are more
+    (or ``choices`` is None: more, not fetched)."""
+    choices = None if choices is None else list(choices[: FILTER_SELECT_MAX + 1])
     id_attr = format_html(' id="{}"', html_id) if html_id else ""
-    if len(choices) > FILTER_SELECT_MAX:
+    if choices is None or len(choices) > FILTER_SELECT_MAX:
         return format_html(
             '<input type="search" name="{}"{} value="{}" placeholder="{} (slug)" style="width:140px">',
             name,
@@ -62,41 +64,78 @@ def _filter_field(name, choices, selected, empty_label, html_id=""):
     )
 
 
-# every filter's choices in one query (PostgreSQL): (kind, position, value, label) rows
-CHOICES_SQL = """
+# every filter's choices in one query (PostgreSQL): (kind, position, value, label) rows. A kind
+# of COUNTED (usually many at scale) is counted first, up to FILTER_SELECT_MAX + 1 (no sort):
+# with that many it returns one marker row (position 0) instead of its sorted rows, and its
+# filter is a text field. The others (tribes, types: usually few) are fetched sorted, at most
+# FILTER_SELECT_MAX + 1 rows.
+COUNTED = ("owner", "system", "tag")
+CHOICE_KINDS = {
+    "owner": ("slug, name", "squads_squad", "TRUE", "name"),
+    "tribe": (
+        "slug, name",
+        "squads_tribe tr",
+        "EXISTS (SELECT 1 FROM squads_squad q WHERE q.tribe_id = tr.id)",
+        "name",
+    ),
+    "system": ("slug, name", "squads_system", "TRUE", "name"),
+    "type": ("type, type", "t", "type IS NOT NULL", "type"),
+    "tag": (
+        "name, name",
+        "squads_tag tg",
+        "EXISTS (SELECT 1 FROM squads_service_tags st WHERE st.tag_id = tg.id)",
+        "name",
+    ),
+}
+TYPES_CTE = """
 WITH RECURSIVE t(type) AS (
     (SELECT type FROM squads_serviceview ORDER BY type LIMIT 1)
     UNION ALL
     SELECT (SELECT s.type FROM squads_serviceview s WHERE s.type > t.type ORDER BY s.type LIMIT 1)
     FROM t WHERE t.type IS NOT NULL
-)
-(SELECT 'owner', row_number() OVER (ORDER BY name), slug, name FROM squads_squad
-  ORDER BY name LIMIT %(n)s)
-UNION ALL (SELECT 'tribe', row_number() OVER (ORDER BY name), slug, name FROM squads_tribe tr
-  WHERE EXISTS (SELECT 1 FROM squads_squad q WHERE q.tribe_id = tr.id) ORDER BY name LIMIT %(n)s)
-UNION ALL (SELECT 'system', row_number() OVER (ORDER BY name), slug, name FROM squads_system
-  ORDER BY name LIMIT %(n)s)
-UNION ALL (SELECT 'type', row_number() OVER (ORDER BY type), type, type FROM t
-  WHERE type IS NOT NULL ORDER BY type LIMIT %(n)s)
-UNION ALL (SELECT 'tag', row_number() OVER (ORDER BY name), name, name FROM squads_tag tg
-  WHERE EXISTS (SELECT 1 FROM squads_service_tags st WHERE st.tag_id = tg.id)
-  ORDER BY name LIMIT %(n)s)
-"""
+)"""
+
+
+def _choices_sql():
+    counts = ", ".join(
+        f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT %(n)s) x) AS {kind}"
+        for kind, (_cols, table, where, _order) in CHOICE_KINDS.items()
+        if kind in COUNTED
+    )
+    over = ", ".join(f"('{kind}', n.{kind})" for kind in COUNTED)
+    parts = [
+        f"(SELECT k, 0, NULL, NULL FROM n, LATERAL (VALUES {over}) v(k, c) WHERE c >= %(n)s)",
+        *(
+            f"(SELECT '{kind}', row_number() OVER (ORDER BY {order}), {cols} FROM {table}\n"
+            f"  WHERE {where}"
+            + (f" AND (SELECT n.{kind} < %(n)s FROM n)" if kind in COUNTED else "")
+            + f" ORDER BY {order} LIMIT %(n)s)"
+            for kind, (cols, table, where, order) in CHOICE_KINDS.items()
+        ),
+    ]
+    return f"{TYPES_CTE}, n AS (SELECT {counts})\n" + "\nUNION ALL\n".join(parts)
+
+
+CHOICES_SQL = _choices_sql()
 
 
 def _filter_choices():
-    """(value, label) pairs of every catalog filter, at most FILTER_SELECT_MAX + 1 each: one
-    query on PostgreSQL (a recursive query hops along the read form's ``type`` index for the
-    types: ``squads_service`` has none since migration 0011, and a scan of it took 20 of the
-    catalog page's 30 ms uncached)."""
+    """(value, label) pairs of every catalog filter (None for a filter with more than
+    FILTER_SELECT_MAX: a text field): one query on PostgreSQL (a recursive query hops along
+    the read form's ``type`` index for the types: ``squads_service`` has none since migration
+    0011, and a scan of it took 20 of the catalog page's 30 ms uncached; a kind over the limit
+    is counted up to it, not sorted and fetched)."""
     limit = FILTER_SELECT_MAX + 1
     if connection.vendor != "postgresql":
         return _filter_choices_each(limit)
-    found = {k: [] for k in ("owner", "tribe", "system", "type", "tag")}
+    found = {k: [] for k in CHOICE_KINDS}
     with connection.cursor() as cursor:
         cursor.execute(CHOICES_SQL, {"n": limit})
-        for kind, _pos, value, label in sorted(cursor.fetchall(), key=lambda r: (r[0], r[1])):
-            found[kind].append((value, label))
+        for kind, pos, value, label in sorted(cursor.fetchall(), key=lambda r: (r[0], r[1])):
+            if pos == 0:
+                found[kind] = None
+            else:
+                found[kind].append((value, label))
     return found
 
 
@@ -131,12 +170,6 @@ SORTS = {
     "-lifecycle": "-lifecycle",
     "updated": "-updated_at",
 }
-
-
-def _name_of(model, column):
-    """The name of the ``model`` row whose slug is the read form's ``column``: a subquery per
-    row of a page (one probe of a unique index), so the page is still one query."""
-    return Subquery(model.objects.filter(slug=OuterRef(column)).values("name")[:1])
 
 
 def _owner_cell(row):
@@ -174,13 +207,26 @@ def _run_cell(run):
     return f'<span class="badge badge-{escape(run.status)}">{escape(run.status)}</span>'
 
 
+def _description(text, cut=None):
+    """``Truncator(text).chars(90)``, with its result for ASCII text computed directly (no
+    combining characters, NFC leaves it as is): 25 calls a page were 2 ms of it."""
+    if not text.isascii():
+        return Truncator(text).chars(DESCRIPTION_CHARS)
+    if len(text) <= DESCRIPTION_CHARS:
+        return text
+    return add_truncation_text(text[: calculate_truncate_chars_length(DESCRIPTION_CHARS, None)])
+
+
+DESCRIPTION_CHARS = 90
+
+
 def _row_html(row, runs):
     """One catalog row, built in Python from the stitched row (a template loop over 25 rows
     resolved some 800 variables per page: the larger part of a page's cost)."""
     s = row["row"]
     run = f"<td>{_run_cell(runs.get(row['service_id']))}</td>" if runs is not None else ""
     tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in s["tags"])
-    description = escape(Truncator(s["description"] or "").chars(90))
+    description = escape(_description(s["description"] or ""))
     lifecycle = escape(s["lifecycle"])
     return (
         f'<tr>\n      <td><a class="svc-link" href="{escape(s["url"])}"><strong>'
@@ -194,24 +240,41 @@ def _row_html(row, runs):
     )
 
 
+def _page(rows, number):
+    """``Paginator(rows, PAGE_SIZE).get_page(number)`` and its rows, in one query when the page
+    is in range: its rows carry the count of all of them (an uncorrelated subquery, computed
+    once). A malformed or out-of-range number, or no rows, takes the paginator's own path."""
+    paginator = Paginator(rows, PAGE_SIZE)
+    try:
+        n = int(number or 1)
+    except (TypeError, ValueError):
+        n = 0
+    if n >= 1:
+        sql, params = rows.order_by().values("pk").query.sql_with_params()
+        total = RawSQL(f"SELECT COUNT(*) FROM ({sql}) c", params)  # noqa: S611 - compiled ORM SQL
+        bottom = (n - 1) * PAGE_SIZE
+        found = list(rows.annotate(total=total)[bottom : bottom + PAGE_SIZE])
+        if found:
+            paginator.count = found[0]["total"]  # the cached_property, known
+            return Page(found, paginator.validate_number(n), paginator), found
+    page = paginator.get_page(number)
+    return page, list(page.object_list)
+
+
 def _service_results(request):
     """The HTML of the catalog's result table and pager for this query string: a page of the
     stitched read form (its list row, stored scorecard and the owner's, tribe's and system's
-    names: one indexed query, and its count) and the other apps' columns (one query each)."""
-    flt = ServiceViewFilter(request.GET, queryset=ServiceView.objects.all())
-    qs = flt.qs
+    names, and the count: one indexed query) and the other apps' columns (one query each)."""
+    qs = ServiceView.objects.all()
+    if any(k in request.GET for k in PARAMS):  # no parameter given: nothing to filter
+        qs = ServiceViewFilter(request.GET, queryset=qs).qs
     sort = request.GET.get("sort", "")
     if sort in SORTS:
         qs = qs.order_by(SORTS[sort], "name")
     elif not (request.GET.get("q") or request.GET.get("search")):
         qs = qs.order_by("name")
-    rows = qs.values("service_id", "row", "scorecard").annotate(
-        owner_name=_name_of(Squad, "owner_slug"),
-        tribe_name=_name_of(Tribe, "tribe_slug"),
-        system_name=_name_of(System, "system_slug"),
-    )
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
-    found = list(page.object_list)
+    rows = qs.values("service_id", "row", "scorecard", "owner_name", "tribe_name", "system_name")
+    page, found = _page(rows, request.GET.get("page"))
     extra = {c.key: c.load([r["service_id"] for r in found]) for c in registry.catalog_columns}
     runs = extra.get("last_runs")
     rows = "".join(_row_html(r, runs) for r in found)
@@ -220,8 +283,10 @@ def _service_results(request):
         "rows_html": mark_safe(rows),  # noqa: S308 - every value escaped (_row_html)
         "has_runs": "last_runs" in extra,
         "pager_target": "#results",
+        "request": request,
     }
-    return get_template("squads/_service_results.html").render(ctx, request)
+    # without the request: the fragment reads only these (the context processors ran for the page)
+    return get_template("squads/_service_results.html").render(ctx)
 
 
 @login_required

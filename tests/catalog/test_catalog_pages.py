@@ -78,3 +78,42 @@ def test_squad_and_my_squads_pages(client, alice, squad):
     assert "Playback" in mine and "Lead" in mine
     assert client.get("/squads/").status_code == 200
     assert client.get(f"/tribes/{squad.tribe.slug}/").status_code == 200
+
+
+def test_catalog_filters_are_selects_up_to_the_limit_then_text_fields(
+    client, alice, monkeypatch, db
+):
+    """A filter lists its choices while they number at most FILTER_SELECT_MAX (squads, tribes
+    with a squad, systems, types, tags in use), and is a text field above it: every limit
+    around each kind's number of choices."""
+    from squads.cache import CHOICES
+    from squads.models import Squad, System, Tag, Tribe
+    from squads.views import catalog
+    from tests.factories import SystemFactory, TribeFactory
+
+    client.force_login(alice)
+    tribes = [TribeFactory(slug=f"tribe-{i}") for i in range(4)]  # the last has no squad
+    squads = [SquadFactory(slug=f"sq-{i}", tribe=tribes[i % 3]) for i in range(5)]
+    for i in range(2):
+        SystemFactory(slug=f"sys-{i}")
+    for i, kind in enumerate(("service", "library", "website")):
+        svc = ServiceFactory(slug=f"svc-{i}", owner=squads[i], type=kind)
+        svc.tags.add(Tag.objects.create(name=f"used-{i}"))
+    Tag.objects.create(name="unused")
+    number = {
+        "owner": Squad.objects.count(),
+        "tribe": Tribe.objects.filter(squads__isnull=False).distinct().count(),
+        "system": System.objects.count(),
+        "type": Service.objects.values("type").distinct().count(),
+        "tag": Tag.objects.filter(services__isnull=False).distinct().count(),
+    }
+
+    def fields():
+        html = client.get("/catalog/").content.decode()
+        return {name: "select" if f'<select name="{name}"' in html else "text" for name in number}
+
+    for limit in range(0, max(number.values()) + 2):  # the choices computed for each
+        monkeypatch.setattr(catalog, "FILTER_SELECT_MAX", limit)
+        CHOICES.bump()
+        expected = {k: "select" if n <= limit else "text" for k, n in number.items()}
+        assert fields() == expected, (limit, number)

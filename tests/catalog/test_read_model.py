@@ -381,3 +381,51 @@ def test_gin_pending_lists_are_short_and_the_heap_narrow(db):
         options = dict(cur.fetchall())
     assert "gin_pending_list_limit=256" in options["squads_sview_document_gin"]
     assert "toast_tuple_target=128" in options["squads_serviceview"]
+
+
+def test_catalog_page_names_follow_every_rename_at_once(charlie):
+    """The owner's, tribe's and system's names are stored with the read form (the catalog page
+    reads no name subquery): each kind of rename and move re-stitches the services it shows on,
+    read back from the page right after the write."""
+    from squads.models import System, Tribe
+
+    c = client_for(charlie)
+    tribe, other_tribe = TribeFactory(slug="t1", name="Tribe One"), TribeFactory(slug="t2")
+    squad = SquadFactory(slug="sq", name="Squad Before", tribe=tribe)
+    system = SystemFactory(slug="sys", name="System Before")
+    svc = ServiceFactory(slug="svc", owner=squad, system=system)
+    ServiceFactory(slug="bystander", owner=SquadFactory(slug="other"), system=None)
+
+    def row():
+        html = c.get("/catalog/").content.decode()
+        return html.split('href="/services/svc/"', 1)[1].split("</tr>", 1)[0]
+
+    def stored():
+        return ServiceView.objects.values_list("owner_name", "tribe_name", "system_name").get(
+            pk=svc.pk
+        )
+
+    assert stored() == ("Squad Before", "Tribe One", "System Before")
+    squad.name = "Squad Saved"
+    squad.save()
+    assert "Squad Saved" in row()
+    Squad.objects.filter(pk=squad.pk).update(name="Squad <Updated>")
+    assert "Squad &lt;Updated&gt;" in row()
+    tribe.name = "Tribe Saved"
+    tribe.save(update_fields=["name"])
+    assert "Tribe Saved" in row()
+    Tribe.objects.filter(pk=tribe.pk).update(name="Tribe Updated")
+    assert "Tribe Updated" in row()
+    Squad.objects.filter(pk=squad.pk).update(tribe=other_tribe)
+    assert other_tribe.name in row() and "Tribe Updated" not in row()
+    System.objects.filter(pk=system.pk).update(name="System Updated")
+    assert "System Updated" in row()
+    Service.objects.filter(pk=svc.pk).update(system=None, owner=None)
+    assert stored() == ("", "", "")
+    assert "no owner" in row()
+    # every read form agrees with the live names
+    for view in ServiceView.objects.select_related("service__owner__tribe", "service__system"):
+        s = view.service
+        assert view.owner_name == (s.owner.name if s.owner else "")
+        assert view.tribe_name == (s.owner.tribe.name if s.owner and s.owner.tribe else "")
+        assert view.system_name == (s.system.name if s.system else "")
