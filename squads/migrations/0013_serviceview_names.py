@@ -3,15 +3,19 @@ them with the row instead of three subqueries per listed row; a rename re-stitch
 
 from django.db import migrations, models
 
+# Correlated subqueries (not UPDATE ... FROM): the same statement runs on SQLite (`make run`).
 BACKFILL = """
-UPDATE squads_serviceview v SET
-    owner_name = COALESCE(q.name, ''), tribe_name = COALESCE(t.name, ''),
-    system_name = COALESCE(y.name, '')
-FROM squads_service s
-LEFT JOIN squads_squad q ON q.id = s.owner_id
-LEFT JOIN squads_tribe t ON t.id = q.tribe_id
-LEFT JOIN squads_system y ON y.id = s.system_id
-WHERE s.id = v.service_id
+UPDATE squads_serviceview SET
+    owner_name = COALESCE((SELECT q.name FROM squads_service s
+                           JOIN squads_squad q ON q.id = s.owner_id
+                           WHERE s.id = squads_serviceview.service_id), ''),
+    tribe_name = COALESCE((SELECT t.name FROM squads_service s
+                           JOIN squads_squad q ON q.id = s.owner_id
+                           JOIN squads_tribe t ON t.id = q.tribe_id
+                           WHERE s.id = squads_serviceview.service_id), ''),
+    system_name = COALESCE((SELECT y.name FROM squads_service s
+                            JOIN squads_system y ON y.id = s.system_id
+                            WHERE s.id = squads_serviceview.service_id), '')
 """
 
 
