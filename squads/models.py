@@ -460,3 +460,19 @@ class ServiceView(models.Model):
 
 
 from squads.discovery.models import DiscoveredEntity, DiscoveredRepository  # noqa: E402,F401
+
+
+class ServiceFacetCount(models.Model):
+    """How many read forms have each value of each facet column (``facet="*"``: all of them),
+    kept in the writing transaction by statement triggers on ``ServiceView`` (PostgreSQL,
+    migration 0014): the catalog's unfiltered facets read these rows instead of scanning every
+    service. A write that changes no facet column (a run finishing) touches no row here."""
+
+    facet = models.CharField(max_length=20)
+    value = models.CharField(max_length=SLUG_MAX, blank=True)
+    n = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["facet", "value"], name="squads_facet_value_uniq")
+        ]
