@@ -217,7 +217,11 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         # A task sent through the embedded Redis is executed by the worker run_portal started.
         from celery import Celery
 
-        broker = Celery("probe", broker=f"redis+socket://{var_dir / 'redis.sock'}?virtual_host=0")
+        broker = Celery(  # not the current app: later tests in this process send through it
+            "probe",
+            broker=f"redis+socket://{var_dir / 'redis.sock'}?virtual_host=0",
+            set_as_current=False,
+        )
         note = f"probe-{uuid.uuid4().hex[:8]}"
         broker.send_task("portal.tasks.record_heartbeat", args=[note])
         deadline = time.time() + 60
