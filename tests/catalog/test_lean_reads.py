@@ -422,19 +422,11 @@ UNFILTERED_FACETS = (
 
 def _scanned_facets():
     """Each facet's counts computed from the read form itself (what the triggers must keep)."""
+    from squads.api.views import FACETS
     from squads.models import ServiceFacetCount, ServiceView
 
-    columns = {
-        "owner": "owner_slug",
-        "tribe": "tribe_slug",
-        "system": "system_slug",
-        "lifecycle": "lifecycle",
-        "tier": "tier",
-        "type": "type",
-        "level": "level",
-    }
     scanned = {("*", ""): ServiceView.objects.count()}
-    for facet, col in columns.items():
+    for facet, col in FACETS.items():
         for value, n in ServiceView.objects.values_list(col).annotate(n=Count("pk")):
             scanned[(facet, str(value))] = n
     stored = {
