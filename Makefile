@@ -10,8 +10,10 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/backline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 # the suite runs in this many processes (pytest-xdist, a test file per process; each has its own
 # test database, Redis database and var/), the longest files first (tests/conftest.py: SLOW_FILES_FIRST);
-# the fault tests (tests/chaos) run after, alone
+# the fault tests (tests/chaos) run beside it in one more process, on a Redis database of their own
+# (the suite's processes take TEST_REDIS_URL's database and the ones below it: gw0 → 15, gw1 → 14)
 TEST_PROCS ?= 2
+CHAOS_REDIS_URL ?= $(TEST_REDIS_URL:/15=/13)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test deps run-deps venv venv-run services lint fmt check bench chaos migrate clean e2e oidc-provider
@@ -90,8 +92,15 @@ test: venv deps services oidc-provider
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(PYTHON) manage.py makemigrations --check --dry-run
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder --ignore=tests/chaos $(PYTEST_ARGS)
-	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
+	@mkdir -p var; rm -f var/chaos-test.log; \
+	BACKLINE_VAR_DIR=$(CURDIR)/var/test-chaos DATABASE_URL=$(PG_URL) REDIS_URL=$(CHAOS_REDIS_URL) $(BIN)/pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS) > var/chaos-test.log 2>&1 & chaos=$$!; \
+	trap 'kill -INT $$chaos 2>/dev/null' INT TERM; \
+	echo "tests/chaos runs beside the suite (its output: var/chaos-test.log, shown at the end)"; \
+	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder --ignore=tests/chaos $(PYTEST_ARGS); suite=$$?; \
+	wait $$chaos; faults=$$?; \
+	echo "=== tests/chaos (exit $$faults) ==="; cat var/chaos-test.log; \
+	echo "make test: suite exit $$suite, tests/chaos exit $$faults"; \
+	test $$suite = 0 && test $$faults = 0
 
 e2e: venv deps services oidc-provider
 	DATABASE_URL=$(PG_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
