@@ -264,9 +264,7 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
             reused = False
         conn.health_check_done = True  # type: ignore[attr-defined]  # the retry below is the check
         try:
-            with _prepared_cursor(conn) as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
+            return _fetch_one(conn, sql, params)
         except (OperationalError, InterfaceError):
             if not reused or conn.in_atomic_block:
                 raise Declined from None
@@ -276,24 +274,34 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
     raise Declined
 
 
-class _PreparedCursor(psycopg.Cursor):
-    """A server-side binding cursor whose statements are prepared on first use: the lean
-    statements (one per route shape) are then planned once per connection, not per request
-    (Django's cursors bind client-side, which psycopg never prepares)."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-def _prepared_cursor(conn):
-    """A ``_PreparedCursor`` on ``conn``, wrapped as ``conn.cursor()`` wraps its own (errors
-    translated, queries logged where Django logs them); another database's plain cursor."""
+def _fetch_one(conn, sql: str, params: dict[str, Any]) -> tuple | None:
+    """The first row of ``sql``: on PostgreSQL through a server-side binding cursor kept with
+    the connection, the statement prepared on first use (the lean statements, one per route
+    shape, are then planned once per connection, not per request: Django's cursors bind
+    client-side, which psycopg never prepares), errors translated as ``conn.cursor()``'s are
+    and the statement logged where Django logs queries; another database's plain cursor."""
     if conn.vendor != "postgresql":
-        return conn.cursor()
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
     conn.validate_thread_sharing()
     conn.ensure_connection()
-    raw = _PreparedCursor(conn.connection)
-    return conn.make_debug_cursor(raw) if conn.queries_logged else conn.make_cursor(raw)
+    start = time.monotonic()
+    with conn.wrap_database_errors:
+        cursor = _lean_cursor(conn)
+        cursor.execute(sql, params, prepare=True)
+        row = cursor.fetchone()
+    if conn.queries_logged:
+        conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
+    return row
+
+
+def _lean_cursor(conn) -> psycopg.Cursor:
+    """This connection's cursor of the lean statements (a new one after a reconnection)."""
+    kept = getattr(conn, "_lean_cursor", None)
+    if kept is None or kept.connection is not conn.connection or kept.closed:
+        kept = conn._lean_cursor = psycopg.Cursor(conn.connection)
+    return kept
 
 
 def _obsolete(conn) -> bool:
