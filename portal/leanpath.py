@@ -28,6 +28,7 @@ its ``SELECT 1`` on every request); ``CONN_MAX_AGE`` is honoured.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import setting_changed
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.dispatch import receiver
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -111,15 +114,26 @@ class LeanApp:
         if body is None:
             metrics.LEAN_READS.labels(outcome="django").inc()
             return None
-        response = _response(request, body, route.allow)
+        headers = _response_headers(request, body, route.allow)
         if not route.view_name:
             route.view_name = resolve(request.path_info).view_name
-        metrics.HTTP_LATENCY.labels(view=route.view_name, method="GET", status="2xx").observe(
-            time.perf_counter() - start
-        )
-        metrics.LEAN_READS.labels(outcome="lean").inc()
-        start_response("200 OK", list(response.items()))
+        _latency(route.view_name).observe(time.perf_counter() - start)
+        _LEAN.inc()
+        start_response("200 OK", headers)
         return [body]
+
+
+_LEAN = metrics.LEAN_READS.labels(outcome="lean")
+_LATENCY: dict[str, Any] = {}  # view name -> its histogram of 2xx GETs
+
+
+def _latency(view_name: str):
+    found = _LATENCY.get(view_name)
+    if found is None:
+        found = _LATENCY[view_name] = metrics.HTTP_LATENCY.labels(
+            view=view_name, method="GET", status="2xx"
+        )
+    return found
 
 
 def _send_count(key_hash: str) -> PendingCount | None:
@@ -192,6 +206,26 @@ def _response(request, body: bytes, allow: str) -> HttpResponse:
     return response
 
 
+# (Allow, secure request) -> the headers of a lean answer but its length: what ``_response``
+# (the middlewares' own process_response) gives for them, computed once; a lean answer's
+# headers depend on nothing else (its path is under /api/, it sets no header of its own)
+_HEADERS: dict[tuple[str, bool], list[tuple[str, str]]] = {}
+
+
+def _response_headers(request, body: bytes, allow: str) -> list[tuple[str, str]]:
+    key = (allow, request.is_secure())
+    headers = _HEADERS.get(key)
+    if headers is None:
+        headers = _HEADERS[key] = list(_response(request, b"", allow).items())
+    length = str(len(body))
+    return [(k, length if k == "Content-Length" else v) for k, v in headers]
+
+
+@receiver(setting_changed)
+def _forget_headers(**kwargs) -> None:
+    _HEADERS.clear()
+
+
 def param(request, name: str, strip: bool = True) -> str | None:
     """The single value of ``name`` (None if absent), stripped as a form ``CharField`` strips
     it; ``Declined`` for a repeated parameter or a NUL character (the filters answer 400)."""
@@ -220,6 +254,16 @@ WITH tok AS (
 SELECT tok.id, tok.ok, tok.lim{{columns}} FROM tok"""
 
 
+@functools.lru_cache(maxsize=1024)
+def _statement(columns: tuple[str, ...], cte: str) -> str:
+    """The text of ``authorized_answer``'s statement (one per route shape)."""
+    return (
+        _token_sql()
+        .replace("{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns))
+        .replace("{cte}", f", {cte}" if cte else "")
+    )
+
+
 def bearer_key(request) -> str:
     """The bearer token of the ``Authorization`` header, as ``BearerTokenAuthentication``
     splits it; ``Declined`` for anything else (DRF answers it)."""
@@ -239,11 +283,7 @@ def authorized_answer(
     its 401). The token's rate limit is counted alongside (``LeanApp``; a request left to
     Django is counted once: ``_settle``). ``cte``: a common table
     expression the columns may read (``name AS (...)``), evaluated only if they do."""
-    sql = (
-        _token_sql()
-        .replace("{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns))
-        .replace("{cte}", f", {cte}" if cte else "")
-    )
+    sql = _statement(tuple(columns), cte)
     now = timezone.now()
     key_hash = request.META.get(HASH_KEY) or hash_token(bearer_key(request))
     row = run(sql, {**params, "now": now, "key_hash": key_hash})

@@ -178,13 +178,15 @@ def service_list(request, match) -> bytes:
     pages = max(1, math.ceil(count / size))
     if number > pages:
         raise Declined  # the pagination's 400
-    url = request.build_absolute_uri()
-    nxt = replace_query_param(url, "page", number + 1) if number < pages else None
-    prev = None
-    if number == 2:
-        prev = remove_query_param(url, "page")
-    elif number > 2:
-        prev = replace_query_param(url, "page", number - 1)
+    nxt = prev = None
+    if pages > 1:  # DRF's links, from the request's absolute URL
+        url = request.build_absolute_uri()
+        if number < pages:
+            nxt = replace_query_param(url, "page", number + 1)
+        if number == 2:
+            prev = remove_query_param(url, "page")
+        elif number > 2:
+            prev = replace_query_param(url, "page", number - 1)
     links = f'"next":{_json(nxt)},"previous":{_json(prev)}'
     return f'{{"count":{count},{links},"results":[{rows}]}}'.encode()
 

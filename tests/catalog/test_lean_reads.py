@@ -415,3 +415,26 @@ def test_an_unknown_token_leaves_no_count(catalog, settings):
     for _ in range(2):
         assert get("/api/v1/services/", {"Authorization": "Bearer nope"}, settings)[0] == 401
     assert _window_count(hash_token("nope")) == 0
+
+
+def test_headers_follow_the_settings_and_the_scheme(catalog, bearer, settings):
+    """The lean answer's headers (computed once per Allow and scheme by the middlewares
+    themselves) follow a settings change and an HTTPS request as Django's do."""
+    path = "/api/v1/services/?owner=playback"
+    before = same(path, bearer, settings, lean=True)[2]
+    settings.CONTENT_SECURITY_POLICY = "default-src 'none'"
+    after = same(path, bearer, settings, lean=True)[2]
+    assert (
+        after["content-security-policy"]
+        == "default-src 'none'"
+        != before["content-security-policy"]
+    )
+    secure = Client(application, use_cookies=False)
+    answers = []
+    for lean in (True, False):
+        settings.LEAN_READS = lean
+        resp = secure.get(path, headers=bearer, base_url="https://localhost")
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        assert headers.pop("content-length") == str(len(resp.get_data()))
+        answers.append((resp.status_code, resp.json, headers))
+    assert answers[0] == answers[1] and answers[0][0] == 200
