@@ -64,17 +64,18 @@ class Filters:
         self.conds: list[str] = []
         self.params: dict[str, object] = {}
         self.facets: list[tuple[str, str]] = []
+        given = request.GET
         for name, column in EXACT.items():
-            value = param(request, name)
+            value = param(request, name) if name in given else None
             if value:
                 self._add(name, column, value, value)
         for name, accepted in CHOICES.items():
-            choice = param(request, name, strip=False)
+            choice = param(request, name, strip=False) if name in given else None
             if choice:
                 if choice not in accepted:
                     raise Declined
                 self._add(name, name, accepted[choice], choice)
-        text = param(request, "search") or param(request, "q")
+        text = (param(request, "search") or param(request, "q")) if given else None
         self.searched = bool(text)
         if text:
             self.params.update({f"c{i}": v for i, v in enumerate(candidate_params(text))})
@@ -192,7 +193,7 @@ def service_list(request, match) -> bytes:
 
 
 def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _facet_sql(wanted: list[str], where: str) -> str:
