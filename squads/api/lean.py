@@ -4,7 +4,10 @@ assembled from the stored documents of the read form (``ServiceView``, stitched 
 time, so never stale). They mirror ``ServiceViewSet`` exactly: the same filters
 (``ServiceViewFilter``: owner/squad, tribe, system, type, lifecycle, tier, search/q), order
 (name; relevance then name for a search), pagination (``StandardPagination``: page, page_size
-up to 500, DRF's next/previous links) and facet counts; any other parameter, a value the
+up to 500, DRF's next/previous links) and facet counts (the facets ignore ``page`` and
+``page_size``, as the view does). The count of a list with no filter or one facet-column
+filter, and the unfiltered facets, are read from the counts the read form's triggers keep in
+every writing transaction (``ServiceFacetCount``, PostgreSQL). Any other parameter, a value the
 filters would refuse, ``ordering=``, ``tag=``, ``page=last``, a page past the end or an unknown
 slug is left to the DRF view (``Declined``), which answers it (400, 404...)."""
 
@@ -37,7 +40,7 @@ CHOICES: dict[str, dict[str, object]] = {
 }
 FILTERS = {*EXACT, *CHOICES, "search", "q"}
 LIST_PARAMS = frozenset({*FILTERS, "page", "page_size"})
-FACET_PARAMS = frozenset({*FILTERS, "facet"})
+FACET_PARAMS = frozenset({*FILTERS, "facet", "page", "page_size"})  # the view ignores paging
 DEFAULT_FACETS = ["lifecycle", "type", "tier"]
 TEXT_FACETS = {c for c in FACETS.values() if c != "tier"}
 _PAGING = StandardPagination

@@ -141,6 +141,8 @@ LEAN = [
     "/api/v1/services/facets/?facet=type&facet=type&facet=lifecycle",
     "/api/v1/services/facets/?facet=type&owner=nobody",
     "/api/v1/services/facets/?facet=lifecycle&search=playback&tier=1",
+    "/api/v1/services/facets/?facet=lifecycle&facet=type&facet=owner&page_size=20",  # ignored
+    "/api/v1/services/facets/?facet=tier&page=last&page_size=x&owner=playback",
 ]
 DJANGO = [
     "/api/v1/services/?page_size=20&page=4",  # beyond the last page
