@@ -19,8 +19,8 @@ know, a disallowed host, an error answer (404, 400), a database error. ``LEAN_RE
 What the bypassed layers do for these requests is kept: the token checks and last-used
 bookkeeping of ``portal.authentication.BearerTokenAuthentication`` (same SQL conditions), the
 rate limit of ``portal.throttling`` (same counter), the security headers (Django's
-``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` and ``portal.middleware``'s, called on
-the response), DRF's ``Allow`` and ``Vary``, host validation and the request metrics
+``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` and ``portal.middleware``'s own
+``process_response``, run once per ``Allow`` header and scheme: ``_response_headers``), DRF's ``Allow`` and ``Vary``, host validation and the request metrics
 (``RequestMetricsMiddleware``'s histogram, same labels). A persistent connection found broken is
 closed and the statement retried once on a new one (what ``CONN_HEALTH_CHECKS`` would do, without
 its ``SELECT 1`` on every request); ``CONN_MAX_AGE`` is honoured.
