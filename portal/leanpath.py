@@ -19,8 +19,8 @@ know, a disallowed host, an error answer (404, 400), a database error. ``LEAN_RE
 What the bypassed layers do for these requests is kept: the token checks and last-used
 bookkeeping of ``portal.authentication.BearerTokenAuthentication`` (same SQL conditions), the
 rate limit of ``portal.throttling`` (same counter), the security headers (Django's
-``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` and ``portal.middleware``'s, called on
-the response), DRF's ``Allow`` and ``Vary``, host validation and the request metrics
+``SecurityMiddleware`` and ``XFrameOptionsMiddleware`` and ``portal.middleware``'s own
+``process_response``, run once per ``Allow`` header and scheme: ``_response_headers``), DRF's ``Allow`` and ``Vary``, host validation and the request metrics
 (``RequestMetricsMiddleware``'s histogram, same labels). A persistent connection found broken is
 closed and the statement retried once on a new one (what ``CONN_HEALTH_CHECKS`` would do, without
 its ``SELECT 1`` on every request); ``CONN_MAX_AGE`` is honoured.
@@ -28,6 +28,7 @@ its ``SELECT 1`` on every request); ``CONN_MAX_AGE`` is honoured.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -37,7 +38,9 @@ import psycopg
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
+from django.core.signals import setting_changed
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.dispatch import receiver
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -111,15 +114,26 @@ class LeanApp:
         if body is None:
             metrics.LEAN_READS.labels(outcome="django").inc()
             return None
-        response = _response(request, body, route.allow)
+        headers = _response_headers(request, body, route.allow)
         if not route.view_name:
             route.view_name = resolve(request.path_info).view_name
-        metrics.HTTP_LATENCY.labels(view=route.view_name, method="GET", status="2xx").observe(
-            time.perf_counter() - start
-        )
-        metrics.LEAN_READS.labels(outcome="lean").inc()
-        start_response("200 OK", list(response.items()))
+        _latency(route.view_name).observe(time.perf_counter() - start)
+        _LEAN.inc()
+        start_response("200 OK", headers)
         return [body]
+
+
+_LEAN = metrics.LEAN_READS.labels(outcome="lean")
+_LATENCY: dict[str, Any] = {}  # view name -> its histogram of 2xx GETs
+
+
+def _latency(view_name: str):
+    found = _LATENCY.get(view_name)
+    if found is None:
+        found = _LATENCY[view_name] = metrics.HTTP_LATENCY.labels(
+            view=view_name, method="GET", status="2xx"
+        )
+    return found
 
 
 def _send_count(key_hash: str) -> PendingCount | None:
@@ -192,6 +206,26 @@ def _response(request, body: bytes, allow: str) -> HttpResponse:
     return response
 
 
+# (Allow, secure request) -> the headers of a lean answer but its length: what ``_response``
+# (the middlewares' own process_response) gives for them, computed once; a lean answer's
+# headers depend on nothing else (its path is under /api/, it sets no header of its own)
+_HEADERS: dict[tuple[str, bool], list[tuple[str, str]]] = {}
+
+
+def _response_headers(request, body: bytes, allow: str) -> list[tuple[str, str]]:
+    key = (allow, request.is_secure())
+    headers = _HEADERS.get(key)
+    if headers is None:
+        headers = _HEADERS[key] = list(_response(request, b"", allow).items())
+    length = str(len(body))
+    return [(k, length if k == "Content-Length" else v) for k, v in headers]
+
+
+@receiver(setting_changed)
+def _forget_headers(**kwargs) -> None:
+    _HEADERS.clear()
+
+
 def param(request, name: str, strip: bool = True) -> str | None:
     """The single value of ``name`` (None if absent), stripped as a form ``CharField`` strips
     it; ``Declined`` for a repeated parameter or a NUL character (the filters answer 400)."""
@@ -220,6 +254,16 @@ WITH tok AS (
 SELECT tok.id, tok.ok, tok.lim{{columns}} FROM tok"""
 
 
+@functools.lru_cache(maxsize=1024)
+def _statement(columns: tuple[str, ...], cte: str) -> str:
+    """The text of ``authorized_answer``'s statement (one per route shape)."""
+    return (
+        _token_sql()
+        .replace("{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns))
+        .replace("{cte}", f", {cte}" if cte else "")
+    )
+
+
 def bearer_key(request) -> str:
     """The bearer token of the ``Authorization`` header, as ``BearerTokenAuthentication``
     splits it; ``Declined`` for anything else (DRF answers it)."""
@@ -239,11 +283,7 @@ def authorized_answer(
     its 401). The token's rate limit is counted alongside (``LeanApp``; a request left to
     Django is counted once: ``_settle``). ``cte``: a common table
     expression the columns may read (``name AS (...)``), evaluated only if they do."""
-    sql = (
-        _token_sql()
-        .replace("{columns}", "".join(f", CASE WHEN tok.ok THEN ({c}) END" for c in columns))
-        .replace("{cte}", f", {cte}" if cte else "")
-    )
+    sql = _statement(tuple(columns), cte)
     now = timezone.now()
     key_hash = request.META.get(HASH_KEY) or hash_token(bearer_key(request))
     row = run(sql, {**params, "now": now, "key_hash": key_hash})
@@ -264,9 +304,7 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
             reused = False
         conn.health_check_done = True  # type: ignore[attr-defined]  # the retry below is the check
         try:
-            with _prepared_cursor(conn) as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
+            return _fetch_one(conn, sql, params)
         except (OperationalError, InterfaceError):
             if not reused or conn.in_atomic_block:
                 raise Declined from None
@@ -276,24 +314,34 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
     raise Declined
 
 
-class _PreparedCursor(psycopg.Cursor):
-    """A server-side binding cursor whose statements are prepared on first use: the lean
-    statements (one per route shape) are then planned once per connection, not per request
-    (Django's cursors bind client-side, which psycopg never prepares)."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-def _prepared_cursor(conn):
-    """A ``_PreparedCursor`` on ``conn``, wrapped as ``conn.cursor()`` wraps its own (errors
-    translated, queries logged where Django logs them); another database's plain cursor."""
+def _fetch_one(conn, sql: str, params: dict[str, Any]) -> tuple | None:
+    """The first row of ``sql``: on PostgreSQL through a server-side binding cursor kept with
+    the connection, the statement prepared on first use (the lean statements, one per route
+    shape, are then planned once per connection, not per request: Django's cursors bind
+    client-side, which psycopg never prepares), errors translated as ``conn.cursor()``'s are
+    and the statement logged where Django logs queries; another database's plain cursor."""
     if conn.vendor != "postgresql":
-        return conn.cursor()
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
     conn.validate_thread_sharing()
     conn.ensure_connection()
-    raw = _PreparedCursor(conn.connection)
-    return conn.make_debug_cursor(raw) if conn.queries_logged else conn.make_cursor(raw)
+    start = time.monotonic()
+    with conn.wrap_database_errors:
+        cursor = _lean_cursor(conn)
+        cursor.execute(sql, params, prepare=True)
+        row = cursor.fetchone()
+    if conn.queries_logged:
+        conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
+    return row
+
+
+def _lean_cursor(conn) -> psycopg.Cursor:
+    """This connection's cursor of the lean statements (a new one after a reconnection)."""
+    kept = getattr(conn, "_lean_cursor", None)
+    if kept is None or kept.connection is not conn.connection or kept.closed:
+        kept = conn._lean_cursor = psycopg.Cursor(conn.connection)
+    return kept
 
 
 def _obsolete(conn) -> bool:

@@ -4,7 +4,10 @@ assembled from the stored documents of the read form (``ServiceView``, stitched 
 time, so never stale). They mirror ``ServiceViewSet`` exactly: the same filters
 (``ServiceViewFilter``: owner/squad, tribe, system, type, lifecycle, tier, search/q), order
 (name; relevance then name for a search), pagination (``StandardPagination``: page, page_size
-up to 500, DRF's next/previous links) and facet counts; any other parameter, a value the
+up to 500, DRF's next/previous links) and facet counts (the facets ignore ``page`` and
+``page_size``, as the view does). The count of a list with no filter or one facet-column
+filter, and the unfiltered facets, are read from the counts the read form's triggers keep in
+every writing transaction (``ServiceFacetCount``, PostgreSQL). Any other parameter, a value the
 filters would refuse, ``ordering=``, ``tag=``, ``page=last``, a page past the end or an unknown
 slug is left to the DRF view (``Declined``), which answers it (400, 404...)."""
 
@@ -37,7 +40,7 @@ CHOICES: dict[str, dict[str, object]] = {
 }
 FILTERS = {*EXACT, *CHOICES, "search", "q"}
 LIST_PARAMS = frozenset({*FILTERS, "page", "page_size"})
-FACET_PARAMS = frozenset({*FILTERS, "facet"})
+FACET_PARAMS = frozenset({*FILTERS, "facet", "page", "page_size"})  # the view ignores paging
 DEFAULT_FACETS = ["lifecycle", "type", "tier"]
 TEXT_FACETS = {c for c in FACETS.values() if c != "tier"}
 _PAGING = StandardPagination
@@ -50,35 +53,60 @@ def _named(sql: str, prefix: str) -> str:
 
 
 _CANDIDATES = _named(CANDIDATES_SQL, "c")
+FACET_OF = {column: facet for facet, column in FACETS.items()}  # column -> its facet's name
+COUNTS = ServiceFacetCount._meta.db_table
 
 
-def _filters(request, known) -> tuple[list[str], dict, bool]:
-    """The list's filters as SQL conditions and parameters, and whether a search orders it."""
-    if not set(request.GET) <= known or ("search" in request.GET and "q" in request.GET):
-        raise Declined
-    conds: list[str] = []
-    params: dict[str, object] = {}
-    for name, column in EXACT.items():
-        value = param(request, name)
-        if value:
-            conds.append(f"{column} = %(f_{name})s")
-            params[f"f_{name}"] = value
-    for name, accepted in CHOICES.items():
-        choice = param(request, name, strip=False)
-        if choice:
-            if choice not in accepted:
-                raise Declined
-            conds.append(f"{name} = %(f_{name})s")
-            params[f"f_{name}"] = accepted[choice]
-    text = param(request, "search") or param(request, "q")
-    if text:
-        params.update({f"c{i}": v for i, v in enumerate(candidate_params(text))})
-        conds.append(f"service_id = ANY(ARRAY({_CANDIDATES}))")
-    return conds, params, bool(text)
+class Filters:
+    """The list's filters: SQL conditions and their parameters, whether a search orders the
+    list, and the (facet, value) of each facet-column condition (``ServiceFacetCount``)."""
 
+    def __init__(self, request, known):
+        if not set(request.GET) <= known or ("search" in request.GET and "q" in request.GET):
+            raise Declined
+        self.conds: list[str] = []
+        self.params: dict[str, object] = {}
+        self.facets: list[tuple[str, str]] = []
+        given = request.GET
+        for name, column in EXACT.items():
+            value = param(request, name) if name in given else None
+            if value:
+                self._add(name, column, value, value)
+        for name, accepted in CHOICES.items():
+            choice = param(request, name, strip=False) if name in given else None
+            if choice:
+                if choice not in accepted:
+                    raise Declined
+                self._add(name, name, accepted[choice], choice)
+        text = (param(request, "search") or param(request, "q")) if given else None
+        self.searched = bool(text)
+        if text:
+            self.params.update({f"c{i}": v for i, v in enumerate(candidate_params(text))})
+            self.conds.append(f"service_id = ANY(ARRAY({_CANDIDATES}))")
 
-def _where(conds) -> str:
-    return f" WHERE {' AND '.join(conds)}" if conds else ""
+    def _add(self, name: str, column: str, value: object, text: str) -> None:
+        self.conds.append(f"{column} = %(f_{name})s")
+        self.params[f"f_{name}"] = value
+        self.facets.append((FACET_OF[column], text))
+
+    @property
+    def where(self) -> str:
+        return f" WHERE {' AND '.join(self.conds)}" if self.conds else ""
+
+    def stored_count(self) -> tuple[str, dict[str, str]] | None:
+        """The count of the filtered rows read from the counts the read form's triggers keep
+        in every writing transaction (migration 0014: exact, never stale), as an SQL
+        expression and its parameters: with no filter the total (``facet='*'``), with one
+        facet-column condition that value's count; None for anything else (a search, two
+        conditions) or a database without the triggers (it counts the rows)."""
+        if self.searched or len(self.facets) > 1 or connection.vendor != "postgresql":
+            return None
+        facet, value = self.facets[0] if self.facets else ("*", "")
+        sql = (
+            f"COALESCE((SELECT n FROM {COUNTS} WHERE facet = '{facet}' "
+            "AND value = %(count_value)s), 0)"
+        )
+        return sql, {"count_value": value}
 
 
 def service_detail(request, match) -> bytes:
@@ -126,15 +154,19 @@ RANKED_PAGE = (
 )
 
 
-def _list_sql(where: str, searched: bool) -> tuple[list[str], str]:
+def _list_sql(filters: Filters) -> tuple[list[str], str]:
     """(count and page columns, common table expression) of a list statement."""
-    if searched:
+    where = filters.where
+    if filters.searched:
         return [
             "SELECT COUNT(*) FROM ranked",
             RANKED_PAGE.format(table=TABLE),
         ], RANKED.format(table=TABLE, where=where)
+    stored = filters.stored_count()
+    if stored:
+        filters.params.update(stored[1])
     return [
-        f"SELECT COUNT(*) FROM {TABLE}{where}",
+        stored[0] if stored else f"SELECT COUNT(*) FROM {TABLE}{where}",
         f"array_to_string(ARRAY(SELECT row::text FROM {TABLE}{where} ORDER BY name ASC "
         "LIMIT %(limit)s OFFSET %(offset)s), ',')",
     ], ""
@@ -142,28 +174,29 @@ def _list_sql(where: str, searched: bool) -> tuple[list[str], str]:
 
 def service_list(request, match) -> bytes:
     """``GET /api/v1/services/``: a page of stored list rows in DRF's envelope."""
-    conds, params, searched = _filters(request, LIST_PARAMS)
+    filters = Filters(request, LIST_PARAMS)
     number, size = _page(request)
-    columns, cte = _list_sql(_where(conds), searched)
-    count, rows = authorized_answer(
-        request, columns, {**params, "limit": size, "offset": (number - 1) * size}, cte=cte
-    )
+    columns, cte = _list_sql(filters)
+    params = {**filters.params, "limit": size, "offset": (number - 1) * size}
+    count, rows = authorized_answer(request, columns, params, cte=cte)
     pages = max(1, math.ceil(count / size))
     if number > pages:
         raise Declined  # the pagination's 400
-    url = request.build_absolute_uri()
-    nxt = replace_query_param(url, "page", number + 1) if number < pages else None
-    prev = None
-    if number == 2:
-        prev = remove_query_param(url, "page")
-    elif number > 2:
-        prev = replace_query_param(url, "page", number - 1)
+    nxt = prev = None
+    if pages > 1:  # DRF's links, from the request's absolute URL
+        url = request.build_absolute_uri()
+        if number < pages:
+            nxt = replace_query_param(url, "page", number + 1)
+        if number == 2:
+            prev = remove_query_param(url, "page")
+        elif number > 2:
+            prev = replace_query_param(url, "page", number - 1)
     links = f'"next":{_json(nxt)},"previous":{_json(prev)}'
     return f'{{"count":{count},{links},"results":[{rows}]}}'.encode()
 
 
 def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _facet_sql(wanted: list[str], where: str) -> str:
@@ -187,9 +220,6 @@ def _facet_sql(wanted: list[str], where: str) -> str:
     )
 
 
-COUNTS = ServiceFacetCount._meta.db_table
-
-
 def _stored_facet_sql(wanted: list[str]) -> str:
     """The unfiltered facets from the counts the read form's triggers keep (migration 0014):
     the same JSON as ``_facet_sql`` without reading every service."""
@@ -208,14 +238,14 @@ def _stored_facet_sql(wanted: list[str]) -> str:
 
 def service_facets(request, match) -> bytes:
     """``GET /api/v1/services/facets/``: the counts per value of each facet asked for."""
-    conds, params, _searched = _filters(request, FACET_PARAMS)
+    filters = Filters(request, FACET_PARAMS)
     wanted = request.GET.getlist("facet") or DEFAULT_FACETS
     if not set(wanted) <= set(FACETS):
         raise Declined  # the view's 400
     wanted = list(dict.fromkeys(wanted))
-    stored = not conds and connection.vendor == "postgresql"
-    sql = _stored_facet_sql(wanted) if stored else _facet_sql(wanted, _where(conds))
-    (body,) = authorized_answer(request, [sql], params)
+    stored = not filters.conds and connection.vendor == "postgresql"
+    sql = _stored_facet_sql(wanted) if stored else _facet_sql(wanted, filters.where)
+    (body,) = authorized_answer(request, [sql], filters.params)
     return body.encode()
 
 

@@ -9,7 +9,6 @@ import datetime as dt
 
 import pytest
 from django.db import connection
-from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from werkzeug.test import Client
@@ -107,6 +106,10 @@ LEAN = [
     "/api/v1/services/?owner=",
     "/api/v1/services/?squad=search",
     "/api/v1/services/?owner=playback&squad=search",
+    "/api/v1/services/?owner=playback&squad=playback",
+    "/api/v1/services/?squad=search&page_size=1&page=2",
+    "/api/v1/services/?type=job&page_size=7&page=6",  # a partial last page
+    "/api/v1/services/?tier=2&page_size=5&page=3",
     "/api/v1/services/?owner=nobody",
     "/api/v1/services/?tribe=audio",
     "/api/v1/services/?tribe=distant&tier=1",
@@ -138,6 +141,8 @@ LEAN = [
     "/api/v1/services/facets/?facet=type&facet=type&facet=lifecycle",
     "/api/v1/services/facets/?facet=type&owner=nobody",
     "/api/v1/services/facets/?facet=lifecycle&search=playback&tier=1",
+    "/api/v1/services/facets/?facet=lifecycle&facet=type&facet=owner&page_size=20",  # ignored
+    "/api/v1/services/facets/?facet=tier&page=last&page_size=x&owner=playback",
 ]
 DJANGO = [
     "/api/v1/services/?page_size=20&page=4",  # beyond the last page
@@ -414,67 +419,24 @@ def test_an_unknown_token_leaves_no_count(catalog, settings):
     assert _window_count(hash_token("nope")) == 0
 
 
-UNFILTERED_FACETS = (
-    "/api/v1/services/facets/?facet=owner&facet=tribe&facet=system&facet=lifecycle"
-    "&facet=tier&facet=type&facet=level"
-)
-
-
-def _scanned_facets():
-    """Each facet's counts computed from the read form itself (what the triggers must keep)."""
-    from squads.api.views import FACETS
-    from squads.models import ServiceFacetCount, ServiceView
-
-    scanned = {("*", ""): ServiceView.objects.count()}
-    for facet, col in FACETS.items():
-        for value, n in ServiceView.objects.values_list(col).annotate(n=Count("pk")):
-            scanned[(facet, str(value))] = n
-    stored = {
-        (f, v): n for f, v, n in ServiceFacetCount.objects.values_list("facet", "value", "n") if n
-    }
-    return scanned, stored
-
-
-def test_unfiltered_facets_come_from_counts_kept_by_every_write(catalog, bearer, settings, squad):
-    """The unfiltered facets are read from counts the read form's triggers keep: after every
-    way a row can change (a save, ``QuerySet.update()``, a delete, a squad moving tribe, an
-    import, a full re-stitch, a run finishing) they equal a scan of the read form, and the lean
-    answer equals DRF's (which scans)."""
-    from squads import stitch
-    from squads.backstage import import_catalog
-
-    def check():
-        scanned, stored = _scanned_facets()
-        assert stored == scanned
-        same(UNFILTERED_FACETS, bearer, settings, lean=True)
-        same("/api/v1/services/facets/", bearer, settings, lean=True)
-
-    check()
-    Service.objects.filter(slug="playback-api").update(lifecycle="deprecated", tier=3)
-    check()
-    web = Service.objects.get(slug="playback-web")
-    web.type = "website"
-    web.save()
-    check()
-    web.delete()
-    check()
-    squad.tribe = TribeFactory(slug="video")
-    squad.save()
-    check()
-    doc = (
-        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: imported-one}\n"
-        "spec: {type: library, lifecycle: experimental, owner: playback}\n"
+def test_headers_follow_the_settings_and_the_scheme(catalog, bearer, settings):
+    """The lean answer's headers (computed once per Allow and scheme by the middlewares
+    themselves) follow a settings change and an HTTPS request as Django's do."""
+    path = "/api/v1/services/?owner=playback"
+    before = same(path, bearer, settings, lean=True)[2]
+    settings.CONTENT_SECURITY_POLICY = "default-src 'none'"
+    after = same(path, bearer, settings, lean=True)[2]
+    assert (
+        after["content-security-policy"]
+        == "default-src 'none'"
+        != before["content-security-policy"]
     )
-    import_catalog([("one.yaml", doc)], Actor.system("test", door="command"))
-    check()
-    stitch.restitch_all()
-    check()
-    service = Service.objects.get(slug="playback-api")
-    run, _ = pipeline_services.trigger_run(
-        service, actor=Actor.system("t"), ref=service.default_branch
-    )
-    assert pipeline_services.start_run(run.pk, worker="test:1") is not None
-    assert pipeline_services.finish_run(run.pk, RunStatus.SUCCEEDED)
-    check()
-    scanned, _stored = _scanned_facets()
-    assert scanned[("*", "")] == Service.objects.count() >= 3  # the test had rows to count
+    secure = Client(application, use_cookies=False)
+    answers = []
+    for lean in (True, False):
+        settings.LEAN_READS = lean
+        resp = secure.get(path, headers=bearer, base_url="https://localhost")
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        assert headers.pop("content-length") == str(len(resp.get_data()))
+        answers.append((resp.status_code, resp.json, headers))
+    assert answers[0] == answers[1] and answers[0][0] == 200

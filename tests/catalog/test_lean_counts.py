@@ -1,0 +1,115 @@
+"""The lean list and facet reads count from the counts the read form's triggers keep
+(``ServiceFacetCount``, migration 0014): after every kind of write those counts equal a scan
+of the read form, and the lean answers that read them equal DRF's (which counts the rows)."""
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
+
+from pipelines import services as pipeline_services
+from pipelines.models import RunStatus
+from portal.actors import Actor
+from squads.models import Service
+from tests.catalog import test_lean_reads as lean
+from tests.factories import TribeFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+catalog, bearer = lean.catalog, lean.bearer  # the fixtures: the same catalog and token
+get, same = lean.get, lean.same
+
+UNFILTERED_FACETS = (
+    "/api/v1/services/facets/?facet=owner&facet=tribe&facet=system&facet=lifecycle"
+    "&facet=tier&facet=type&facet=level"
+)
+
+
+def _scanned_facets():
+    """Each facet's counts computed from the read form itself (what the triggers must keep)."""
+    from squads.api.views import FACETS
+    from squads.models import ServiceFacetCount, ServiceView
+
+    scanned = {("*", ""): ServiceView.objects.count()}
+    for facet, col in FACETS.items():
+        for value, n in ServiceView.objects.values_list(col).annotate(n=Count("pk")):
+            scanned[(facet, str(value))] = n
+    stored = {
+        (f, v): n for f, v, n in ServiceFacetCount.objects.values_list("facet", "value", "n") if n
+    }
+    return scanned, stored
+
+
+def test_unfiltered_facets_come_from_counts_kept_by_every_write(catalog, bearer, settings, squad):
+    """The unfiltered facets are read from counts the read form's triggers keep: after every
+    way a row can change (a save, ``QuerySet.update()``, a delete, a squad moving tribe, an
+    import, a full re-stitch, a run finishing) they equal a scan of the read form, and the lean
+    answer equals DRF's (which scans)."""
+    from squads import stitch
+    from squads.backstage import import_catalog
+
+    def check():
+        scanned, stored = _scanned_facets()
+        assert stored == scanned
+        same(UNFILTERED_FACETS, bearer, settings, lean=True)
+        same("/api/v1/services/facets/", bearer, settings, lean=True)
+        for path in COUNTED_LISTS:  # their counts are read from the same rows
+            same(path, bearer, settings, lean=True)
+
+    check()
+    Service.objects.filter(slug="playback-api").update(lifecycle="deprecated", tier=3)
+    check()
+    web = Service.objects.get(slug="playback-web")
+    web.type = "website"
+    web.save()
+    check()
+    web.delete()
+    check()
+    squad.tribe = TribeFactory(slug="video")
+    squad.save()
+    check()
+    doc = (
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: imported-one}\n"
+        "spec: {type: library, lifecycle: experimental, owner: playback}\n"
+    )
+    import_catalog([("one.yaml", doc)], Actor.system("test", door="command"))
+    check()
+    stitch.restitch_all()
+    check()
+    service = Service.objects.get(slug="playback-api")
+    run, _ = pipeline_services.trigger_run(
+        service, actor=Actor.system("t"), ref=service.default_branch
+    )
+    assert pipeline_services.start_run(run.pk, worker="test:1") is not None
+    assert pipeline_services.finish_run(run.pk, RunStatus.SUCCEEDED)
+    check()
+    scanned, _stored = _scanned_facets()
+    assert scanned[("*", "")] == Service.objects.count() >= 3  # the test had rows to count
+
+
+COUNTED_LISTS = [
+    "/api/v1/services/?page_size=5",
+    "/api/v1/services/?owner=playback&page_size=1",
+    "/api/v1/services/?tribe=video",
+    "/api/v1/services/?system=audio-stack",
+    "/api/v1/services/?lifecycle=deprecated",
+    "/api/v1/services/?tier=3",
+    "/api/v1/services/?type=website",
+]
+
+
+def test_list_counts_come_from_stored_counts_with_at_most_one_facet_filter(
+    catalog, bearer, settings
+):
+    """No filter, or one filter on a facet column: the list's count is the stored count of
+    that value (``ServiceFacetCount``), not a count of the rows; a search or two filters count
+    the rows they select. Both equal DRF's count (``test_lean_answers_equal_drf_answers``,
+    and after every kind of write: ``COUNTED_LISTS`` above)."""
+    searched = "/api/v1/services/?search=bulk"
+    two = "/api/v1/services/?owner=far-away&tier=2"
+    for path in [*COUNTED_LISTS, searched, two]:
+        with CaptureQueriesContext(connection) as queries:
+            assert get(path, bearer, settings)[0] == 200
+        (sql,) = [q["sql"] for q in queries]
+        assert ("squads_servicefacetcount" in sql) == (path not in (searched, two)), path
+        assert ("COUNT(*)" in sql) == (path in (searched, two)), path
