@@ -89,13 +89,20 @@ class StateSocket:
         self.listener.settimeout(0.5)
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.stopping = threading.Event()
+        # close() wakes the accept loop at once (a timeout there made every run wait for it)
+        self._wake_r, self._wake_w = os.pipe()
         self.thread = threading.Thread(target=self._accept, name="tf-state-socket", daemon=True)
         self.thread.start()
 
     def close(self) -> None:
+        if self.stopping.is_set():  # closed already (closing twice is allowed)
+            return
         self.stopping.set()
+        os.write(self._wake_w, b"x")
         self.thread.join(timeout=5)
         self.listener.close()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
         self.path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.dir.rmdir()
@@ -103,6 +110,9 @@ class StateSocket:
     def _accept(self) -> None:
         while not self.stopping.is_set():
             try:
+                ready, _, _ = select.select([self.listener, self._wake_r], [], [])
+                if self._wake_r in ready:
+                    return
                 conn, _ = self.listener.accept()
             except TimeoutError:
                 continue
