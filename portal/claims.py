@@ -68,16 +68,40 @@ def update_rows(objs, fields: list[str], batch_size: int = 1000) -> int:
     if not objs:
         return 0
     model = type(objs[0])
-    if connection.vendor != "postgresql":
-        return model.objects.bulk_update(objs, fields, batch_size=batch_size)
     opts = model._meta
     pk = opts.pk
     cols = [opts.get_field(f) for f in fields]
+    if connection.vendor != "postgresql":
+        n = _update_rows_each(opts.db_table, pk, cols, objs)
+    else:
+        n = _update_rows_unnest(opts.db_table, pk, cols, objs, batch_size)
+    if n and rows_changed.has_listeners(model):
+        rows_changed.send(sender=model, fields=set(fields), pks=[o.pk for o in objs])
+    return n
+
+
+def _update_rows_each(table, pk, cols, objs) -> int:
+    """SQLite (``make run``): one prepared ``UPDATE`` run for every row (``executemany``), not
+    ``bulk_update``'s ``CASE WHEN`` per column, which SQLite evaluates row by row for every
+    row it updates: a back-filled fleet took 57 s to save instead of 11 s."""
+    sets = ", ".join(f'"{c.column}" = %s' for c in cols)
+    sql = f'UPDATE "{table}" SET {sets} WHERE "{pk.column}" = %s'
+    params = [
+        [*(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in cols), obj.pk]
+        for obj in objs
+    ]
+    with connection.cursor() as cur:
+        cur.executemany(sql, params)
+        return len(objs) if cur.rowcount < 0 else cur.rowcount
+
+
+def _update_rows_unnest(table, pk, cols, objs, batch_size) -> int:
+    """PostgreSQL: one ``UPDATE ... FROM unnest(arrays)`` per ``batch_size`` rows."""
     names = ", ".join(f'"{c.column}" = v."{c.column}"' for c in cols)
     arrays = ", ".join(f"%s::{f.cast_db_type(connection)}[]" for f in [pk, *cols])
     columns = ", ".join(f'"{f.column}"' for f in [pk, *cols])
     sql = (
-        f"UPDATE {opts.db_table} AS t SET {names} FROM unnest({arrays}) AS v({columns}) "
+        f"UPDATE {table} AS t SET {names} FROM unnest({arrays}) AS v({columns}) "
         f'WHERE t."{pk.column}" = v."{pk.column}"'
     )
     n = 0
@@ -90,8 +114,6 @@ def update_rows(objs, fields: list[str], batch_size: int = 1000) -> int:
             ]
             cur.execute(sql, params)
             n += cur.rowcount
-    if n and rows_changed.has_listeners(model):
-        rows_changed.send(sender=model, fields=set(fields), pks=[o.pk for o in objs])
     return n
 
 

@@ -4,7 +4,6 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 
@@ -14,9 +13,9 @@ from portal.registry import registry
 from portal.urlsecrets import redact_credentials
 from portal.web import add_form_errors
 from squads import documents, graph, services
-from squads.models import Api, Dependency, Membership, Service, ServiceView
+from squads.models import Service
 from squads.services import SERVICE_PAGE_FIELDS
-from squads.stitch import HEAVY, restitch
+from squads.views import service_data
 
 
 def panel_templates(kind):
@@ -58,67 +57,6 @@ def _service_graph(service, deps, dependents):
     return mark_safe(graph.render(center, upstream, downstream))  # noqa: S308 - every label is escaped
 
 
-def _stitched(service):
-    """The service's read form (``squads.stitch``), or None when none was stitched yet."""
-    try:
-        return service.view
-    except ServiceView.DoesNotExist:
-        return None
-
-
-def _service_apis(detail):
-    """The APIs the service provides and consumes (the slugs of its stitched detail document,
-    in its order), with their owners: one query, none when it has no APIs."""
-    provides, consumes = detail["provides_apis"], detail["consumes_apis"]
-    if not provides and not consumes:
-        return [], []
-    found = {
-        a.slug: a
-        for a in Api.objects.filter(slug__any=[*provides, *consumes]).select_related("owner")
-    }
-    return [found[s] for s in provides if s in found], [found[s] for s in consumes if s in found]
-
-
-# what the page shows of a dependency's ends (not their descriptors: large JSON)
-DEPENDENCY_COLUMNS = (
-    "source_id",
-    "target_service_id",
-    "target_resource_id",
-    *(f"{end}__{f}" for end in ("source", "target_service") for f in ("slug", "name", "lifecycle")),
-    "source__owner__name",
-    "target_service__owner__name",
-    "target_resource__name",
-    "target_resource__type",
-)
-
-
-def _dependencies(service):
-    """What the service depends on (services by name, then resources) and what depends on it
-    (by name), with the other ends' owners: one query."""
-    rows = (
-        Dependency.objects.filter(Q(source_id=service.pk) | Q(target_service_id=service.pk))
-        .select_related(
-            "source", "source__owner", "target_service", "target_service__owner", "target_resource"
-        )
-        .only(*DEPENDENCY_COLUMNS)
-    )
-    deps, dependents = [], []
-    for d in rows:
-        if d.source_id == service.pk:
-            deps.append(d)
-        if d.target_service_id == service.pk:
-            dependents.append(d)
-    deps.sort(
-        key=lambda d: (d.target_service is None, _name(d.target_service or d.target_resource))
-    )
-    dependents.sort(key=lambda d: d.source.name)
-    return deps, dependents
-
-
-def _name(obj):
-    return obj.name if obj is not None else ""
-
-
 def _can_write(actor, service, members):
     """``actor.can("catalog:write", service.owner)`` without its membership query for a person
     (neither admin nor token): they may when they are among the owner's members, whom the page
@@ -130,42 +68,24 @@ def _can_write(actor, service, members):
 
 @login_required
 def service_detail(request, slug):
-    """The service page, read from the stitched read form: the service with its owner, tribe,
-    system, detail document (tags, APIs) and stored scorecard in one query, then dependencies
-    (both ways), APIs and the squad's people in one query each. The live panels (runs, releases,
-    runtime, signals) load themselves by HTMX."""
-    service = get_object_or_404(
-        Service.objects.defer(*HEAVY)
-        .select_related("owner", "owner__tribe", "system", "system__domain", "view")
-        .defer("view__row", "view__document"),
-        slug=slug,
-    )
-    view = _stitched(service)
-    if view is None:  # written by raw SQL and not stitched yet: stitch it now
-        restitch([service.pk])
-        view = ServiceView.objects.get(pk=service.pk)
-    provides, consumes = _service_apis(view.detail)
-    deps, dependents = _dependencies(service)
+    """The service page, read from the stitched read form in one statement
+    (``service_data``): the service with its owner, tribe, system, tags and stored scorecard,
+    its dependencies both ways, its APIs and its squad's people. The live panels (runs,
+    releases, runtime, signals) load themselves by HTMX."""
+    page = service_data.service_page(slug)
+    service = page.service
     actor = Actor.from_request(request)
-    members = []
-    if service.owner_id:
-        members = list(
-            Membership.objects.filter(squad_id=service.owner_id)
-            .select_related("person")
-            .only("role", "person__name", "person__user_id")
-            .order_by("role", "person__name")
-        )
     ctx = {
         "service": service,
-        "tags": view.detail["tags"],
-        "provides": provides,
-        "consumes": consumes,
-        "deps": deps,
-        "dependents": dependents,
-        "graph_svg": _service_graph(service, deps, dependents),
-        "scorecard": view.scorecard,
-        "members": members,
-        "can_write": _can_write(actor, service, members),
+        "tags": page.tags,
+        "provides": page.provides,
+        "consumes": page.consumes,
+        "deps": page.deps,
+        "dependents": page.dependents,
+        "graph_svg": _service_graph(service, page.deps, page.dependents),
+        "scorecard": page.scorecard,
+        "members": page.members,
+        "can_write": _can_write(actor, service, page.members),
         "panels": panel_templates("service"),
     }
     return render(request, "squads/service_detail.html", ctx)

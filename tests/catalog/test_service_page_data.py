@@ -1,0 +1,146 @@
+"""The service page's one-statement read (``squads.views.service_data``) gives what the ORM's
+queries give: the same instances' fields, relations, order and page, for a service with every
+kind of neighbour (services and a resource upstream, dependents, APIs both ways with and without
+owners, people, tribe, system and domain), for one with none, and for a missing one."""
+
+import pytest
+from django.db import connection
+from django.http import Http404
+from django.test.utils import CaptureQueriesContext
+
+from squads.models import Domain, Membership, ServiceView, Tag
+from squads.views import service_data
+from tests.factories import (
+    ApiFactory,
+    DependencyFactory,
+    MembershipFactory,
+    PersonFactory,
+    ResourceFactory,
+    ServiceFactory,
+    SquadFactory,
+    SystemFactory,
+)
+
+
+def _summary(page):
+    s = page.service
+    return {
+        "service": (s.pk, s.slug, s.name, s.lifecycle_label, s.tier, s.type, s.links, s.oncall),
+        "owner": (s.owner.slug, s.owner.name, s.owner.tribe.name if s.owner.tribe else None)
+        if s.owner
+        else None,
+        "system": (s.system.name, s.system.domain.name if s.system.domain else None)
+        if s.system
+        else None,
+        "tags": page.tags,
+        "scorecard": page.scorecard,
+        "deps": [
+            (
+                d.target_service.slug if d.target_service else None,
+                d.target_service.owner.name if d.target_service and d.target_service.owner else "",
+                d.target_service.lifecycle if d.target_service else None,
+                (d.target_resource.name, d.target_resource.type) if d.target_resource else None,
+            )
+            for d in page.deps
+        ],
+        "dependents": [
+            (d.source.slug, d.source.owner.name if d.source.owner else "") for d in page.dependents
+        ],
+        "provides": [(a.slug, a.name, a.type) for a in page.provides],
+        "consumes": [(a.slug, a.owner.name if a.owner else "") for a in page.consumes],
+        "members": [(m.person.name, m.get_role_display(), m.person.user_id) for m in page.members],
+    }
+
+
+@pytest.fixture
+def busy(squad):
+    system = SystemFactory(slug="audio", name="Audio")
+    system.domain = Domain.objects.create(slug="media", name="Media")
+    system.save()
+    svc = ServiceFactory(
+        slug="playback-api",
+        name="Playback API",
+        owner=squad,
+        system=system,
+        lifecycle="experimental",
+        links=[{"url": "https://runbooks.example/p", "title": "Runbook"}],
+        oncall="playback-oncall",
+    )
+    svc.tags.add(*[Tag.objects.create(name=n) for n in ("b", "a")])
+    edge = SquadFactory(slug="edge", name="Edge")
+    DependencyFactory(
+        source=svc, target_service=ServiceFactory(slug="zeta", name="Zeta", owner=edge)
+    )
+    DependencyFactory(
+        source=svc, target_service=ServiceFactory(slug="alpha", name="Alpha", owner=None)
+    )
+    DependencyFactory(
+        source=svc, target_service=None, target_resource=ResourceFactory(name="pg", type="database")
+    )
+    DependencyFactory(source=ServiceFactory(slug="web", name="Web", owner=edge), target_service=svc)
+    DependencyFactory(source=ServiceFactory(slug="app", name="App", owner=None), target_service=svc)
+    svc.provides_apis.add(ApiFactory(slug="playback", name="Playback", type="grpc", owner=squad))
+    svc.consumes_apis.add(
+        ApiFactory(slug="catalog", name="Catalog", owner=edge), ApiFactory(slug="free", name="Free")
+    )
+    MembershipFactory(squad=squad, person=PersonFactory(name="Zed"), role=Membership.Role.MEMBER)
+    MembershipFactory(squad=squad, person=PersonFactory(name="Amy"), role=Membership.Role.MEMBER)
+    return svc
+
+
+@pytest.mark.django_db
+def test_one_statement_gives_what_the_orm_gives(busy):
+    with CaptureQueriesContext(connection) as ctx:
+        page = service_data.service_page("playback-api")
+    assert len(ctx.captured_queries) == (1 if connection.vendor == "postgresql" else 5)
+    got = _summary(page)
+    assert got == _summary(service_data._service_page_orm("playback-api"))
+    assert [d[0] for d in got["deps"]] == ["alpha", "zeta", None]  # by name, resources last
+    assert got["deps"][0][1] == "" and got["deps"][1][1] == "Edge"
+    assert got["dependents"] == [("app", ""), ("web", "Edge")]
+    assert got["consumes"] == [("catalog", "Edge"), ("free", "")]
+    assert [m[0] for m in got["members"]][-2:] == ["Amy", "Zed"]
+    assert got["system"] == ("Audio", "Media") and got["owner"][2] is not None
+    # a field the page does not read is deferred, loaded on access (as the ORM would)
+    busy.annotations = {"backstage.io/techdocs-ref": "dir:."}
+    busy.save(update_fields=["annotations"])
+    assert "annotations" in page.service.get_deferred_fields()
+    assert page.service.annotations == {"backstage.io/techdocs-ref": "dir:."}
+
+
+@pytest.mark.django_db
+def test_a_lone_service_and_a_missing_one(squad):
+    ServiceFactory(slug="lone", name="Lone", owner=None)
+    page = service_data.service_page("lone")
+    assert _summary(page) == _summary(service_data._service_page_orm("lone"))
+    assert page.service.owner is None and page.deps == page.dependents == page.members == []
+    with pytest.raises(Http404):
+        service_data.service_page("nope")
+
+
+@pytest.mark.django_db
+def test_a_service_without_its_read_form_is_stitched_on_first_view(busy):
+    ServiceView.objects.filter(service_id=busy.pk).delete()
+    page = service_data.service_page("playback-api")
+    assert ServiceView.objects.filter(service_id=busy.pk).exists()
+    assert page.tags == ["a", "b"] and len(page.deps) == 3
+
+
+@pytest.mark.django_db
+def test_the_page_renders_every_neighbour(client, alice, busy):
+    client.force_login(alice)
+    html = client.get("/services/playback-api/").content.decode()
+    for text in (
+        'href="/services/alpha/"',
+        'href="/services/zeta/"',
+        'href="/services/web/"',
+        "pg</td>",
+        'Playback</a> <span class="badge">grpc</span>',
+        'Catalog</a> <span class="muted small">Edge</span>',
+        "Amy",
+        "Media",
+        "playback-oncall",
+        'href="https://runbooks.example/p"',
+    ):
+        assert text in html, text
+    assert 'href="/services/playback-api/edit/"' in html  # alice leads the owning squad
