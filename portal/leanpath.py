@@ -314,6 +314,13 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
     raise Declined
 
 
+def prepared_row(sql: str, params: dict[str, Any]) -> tuple | None:
+    """The first row of ``sql`` on the default connection, prepared once per connection on
+    PostgreSQL (``_fetch_one``): for the hot HTML pages' statements, whose errors are Django's
+    (no retry, no ``Declined``)."""
+    return _fetch_one(connections["default"], sql, params)
+
+
 def _fetch_one(conn, sql: str, params: dict[str, Any]) -> tuple | None:
     """The first row of ``sql``: on PostgreSQL through a server-side binding cursor kept with
     the connection, the statement prepared on first use (the lean statements, one per route

@@ -144,3 +144,31 @@ def test_the_page_renders_every_neighbour(client, alice, busy):
     ):
         assert text in html, text
     assert 'href="/services/playback-api/edit/"' in html  # alice leads the owning squad
+
+
+def _count(client, query=""):
+    html = client.get(f"/catalog/{query}", HTTP_HX_REQUEST="true").content.decode()
+    return int(html.split('<span id="result-count">')[1].split(" ")[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unfiltered_catalog_count_is_the_stored_total_and_never_stale(client, alice, squad):
+    """The unfiltered catalog page reads the trigger-kept total (no count of every row): after
+    ORM saves, a ``QuerySet.update()`` and deletes it equals the rows there are,
+    and an empty filter or a sort counts as no filter."""
+    from django.test import override_settings
+
+    from squads.models import Service
+
+    client.force_login(alice)
+    with override_settings(CATALOG_CACHE_SECONDS=0):
+        for k in range(7):
+            ServiceFactory(slug=f"svc-{k}", owner=squad)
+        assert _count(client) == _count(client, "?owner=&sort=-tier") == 7
+        with CaptureQueriesContext(connection) as ctx:
+            _count(client, "?page=1")
+        assert not any("COUNT(*)" in q["sql"].upper() for q in ctx.captured_queries)
+        Service.objects.filter(slug__in=["svc-0", "svc-1"]).delete()
+        Service.objects.filter(slug="svc-2").update(lifecycle="deprecated")
+        assert _count(client) == Service.objects.count() == 5
+        assert _count(client, "?lifecycle=deprecated") == 1  # filtered: counted
