@@ -139,7 +139,7 @@ def measure(bs_base, bl_base, bearer, tmp):
                 sequential(base, paths[:5], headers, n=5)  # warm the process
                 side[key]["load"].append(os.getloadavg()[0])
                 side[key]["ms"] += sequential(base, paths, headers)
-                side[key]["rps"].append(wrk(base, paths, headers, tmp)["rps"])
+                side[key]["rps"].append(wrk(base, paths, headers, tmp, connections=8)["rps"])
         rows.append((name, side))
         print(f"  measured {name}", flush=True)
     return rows

@@ -41,6 +41,13 @@ SCALE = int(os.environ.get("BENCH_SCALE", "10000"))
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "8"))
 WORKERS, THREADS = 2, 4
 LATENCY_CLIENTS = WORKERS
+# wrk's connections at saturation, and the most one gunicorn worker takes: without a cap, the
+# worker that wins the accept race takes every connection wrk opens at once and the other
+# idles (seen: the same page at 484 req/s with both workers busy, then 230-250 with one, run
+# after run), so throughput figures measured one core or two by chance. Capped at half the
+# connections plus its threads, each worker holds at least THREADS of them: both saturated.
+SATURATION = WORKERS * THREADS * 4
+WORKER_CONNECTIONS = SATURATION // WORKERS + THREADS
 WORDS = (
     "playback audio stream playlist recommendation search payment identity billing ledger "
     "catalog artist album track podcast radio lyrics social share notification email push "
@@ -324,6 +331,8 @@ def start_gunicorn(db_name, port, logfile, **extra_env):
             str(WORKERS),
             "--threads",
             str(THREADS),
+            "--worker-connections",
+            str(WORKER_CONNECTIONS),
             "--worker-class",
             "gthread",
             "--bind",
@@ -375,7 +384,7 @@ end
 """
 
 
-def wrk(base, paths, headers, tmp, seconds=WRK_SECONDS, connections=WORKERS * THREADS):
+def wrk(base, paths, headers, tmp, seconds=WRK_SECONDS, connections=SATURATION):
     script = Path(tmp) / f"wrk-{time.monotonic_ns()}.lua"
     script.write_text(
         LUA
@@ -597,7 +606,7 @@ def _api_figures(report, base, bearer, tmp, label, churn=False):
             "req/s",
             baseline=me_sat["rps"],
             baseline_label=f"/api/v1/me/, same run{label}",
-            note=f"{WORKERS * THREADS} connections{extra}",
+            note=f"{SATURATION} connections{extra}",
         )
 
 
@@ -718,11 +727,11 @@ def run(report):
             served = "cache hits once each URL was seen" if name in CACHED else "not cached"
             note = (
                 f"{len(paths)} URLs, ~{size // 1024} KiB; bare view {bare_size // 1024} KiB; "
-                f"{WORKERS} gunicorn workers x {THREADS} threads, wrk {WORKERS * THREADS} "
+                f"{WORKERS} gunicorn workers x {THREADS} threads, wrk {SATURATION} "
                 f"connections; {served}"
             )
             lat_note = (
-                f"{LATENCY_CLIENTS} concurrent clients; at saturation ({WORKERS * THREADS} "
+                f"{LATENCY_CLIENTS} concurrent clients; at saturation ({SATURATION} "
                 f"connections) p95 {res['p95_ms']:.0f} ms vs bare {bare['p95_ms']:.0f} ms"
             )
             _add_pair(
