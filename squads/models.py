@@ -447,6 +447,10 @@ class ServiceView(models.Model):
     detail = models.JSONField()
     scorecard = models.JSONField()
     document = SearchVectorField(null=True)
+    # the catalog page's row as HTML before and after its scorecard and last-run cells
+    # (squads.rowhtml); empty in a form stitched before they existed
+    html_head = models.TextField(blank=True, default="")
+    html_tail = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["name"]

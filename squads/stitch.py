@@ -37,7 +37,7 @@ from django.db.models.signals import (
 from portal.cachegen import rows_changed, rows_changing
 from portal.lookups import many
 from portal.registry import registry
-from squads import bulk, documents, scorecards
+from squads import bulk, documents, rowhtml, scorecards
 from squads.documents import documents_of, relations
 from squads.models import Dependency, Service, ServiceView
 
@@ -161,6 +161,8 @@ def _card_documents(cards):
 
 def _view_row(service, card, card_doc, rel):
     detail = documents.detail_document(service, card, rel)
+    row = documents.list_row(detail)
+    names = (service.owner_name or "", service.tribe_name or "", service.system_name or "")
     return {
         "service_id": service.pk,
         "slug": service.slug,
@@ -176,9 +178,11 @@ def _view_row(service, card, card_doc, rel):
         "tier": service.tier,
         "level": card.level or "",
         "updated_at": service.updated_at,
-        "row": documents.list_row(detail),
+        "row": row,
         "detail": detail,
         "scorecard": card_doc,
+        "html_head": rowhtml.head(row, *names),
+        "html_tail": rowhtml.tail(row),
     }
 
 

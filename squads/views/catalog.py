@@ -1,7 +1,5 @@
 """The catalog page: the filtered, sorted, paged service list (cached per catalog change)."""
 
-import html
-
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Page, Paginator
 from django.db import connection
@@ -12,10 +10,9 @@ from django.shortcuts import render
 from django.template.loader import get_template
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
-from django.utils.text import Truncator, add_truncation_text, calculate_truncate_chars_length
 
 from portal.registry import registry
-from squads import documents
+from squads import rowhtml
 from squads.cache import CATALOG, CHOICES
 from squads.filters import PARAMS, ServiceViewFilter
 from squads.models import (
@@ -28,14 +25,9 @@ from squads.models import (
     Tag,
     Tribe,
 )
+from squads.rowhtml import escape
 
 PAGE_SIZE = 25
-
-
-def escape(value) -> str:
-    """``django.utils.html.escape`` without its lazy-string wrapper (some 500 calls a page): the
-    same characters escaped, for text joined into a fragment marked safe as a whole."""
-    return html.escape(str(value))
 
 
 # A dropdown lists at most this many choices; a bigger catalog gets a text field instead (a
@@ -181,24 +173,6 @@ SORTS = {
 }
 
 
-def _owner_cell(row):
-    slug = row["row"]["owner"]
-    if not slug:
-        return '<span class="badge badge-bad">no owner</span>'
-    url = documents.url_of("squads:squad_detail", slug)
-    tribe = row["tribe_name"]
-    tribe = f'<div class="muted small">{escape(tribe)}</div>' if tribe else ""
-    return f'<a href="{url}">{escape(row["owner_name"] or "")}</a>{tribe}'
-
-
-def _system_cell(row):
-    slug = row["row"]["system"]
-    if not slug:
-        return '<span class="muted">—</span>'
-    url = documents.url_of("squads:system_detail", slug)
-    return f'<a href="{url}">{escape(row["system_name"] or "")}</a>'
-
-
 def _card_cell(card):
     if not card:
         return ""
@@ -216,37 +190,33 @@ def _run_cell(run):
     return f'<span class="badge badge-{escape(run.status)}">{escape(run.status)}</span>'
 
 
-def _description(text, cut=None):
-    """``Truncator(text).chars(90)``, with its result for ASCII text computed directly (no
-    combining characters, NFC leaves it as is): 25 calls a page were 2 ms of it."""
-    if not text.isascii():
-        return Truncator(text).chars(DESCRIPTION_CHARS)
-    if len(text) <= DESCRIPTION_CHARS:
-        return text
-    return add_truncation_text(text[: calculate_truncate_chars_length(DESCRIPTION_CHARS, None)])
-
-
-DESCRIPTION_CHARS = 90
-
-
 def _row_html(row, runs):
-    """One catalog row, built in Python from the stitched row (a template loop over 25 rows
-    resolved some 800 variables per page: the larger part of a page's cost)."""
-    s = row["row"]
+    """One catalog row: its stored parts (``squads.rowhtml``) around the scorecard and
+    last-run cells (a template loop over 25 rows resolved some 800 variables per page: the
+    larger part of a page's cost)."""
     run = f"<td>{_run_cell(runs.get(row['service_id']))}</td>" if runs is not None else ""
-    tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in s["tags"])
-    description = escape(_description(s["description"] or ""))
-    lifecycle = escape(s["lifecycle"])
     return (
-        f'<tr>\n      <td><a class="svc-link" href="{escape(s["url"])}"><strong>'
-        f'{escape(s["name"])}</strong></a><div class="muted small">{description}</div></td>\n'
-        f'      <td class="nowrap">{_owner_cell(row)}</td>\n'
-        f"      <td>{_system_cell(row)}</td>\n"
-        f'      <td><span class="badge badge-{lifecycle}">{lifecycle}</span></td>\n'
-        f'      <td class="nowrap">Tier {int(s["tier"])}</td>\n'
-        f"      <td>{_card_cell(row['scorecard'])}</td>\n"
-        f"      {run}\n      <td>{tags}</td>\n    </tr>\n"
+        f"{row['html_head']}      <td>{_card_cell(row['scorecard'])}</td>\n"
+        f"      {run}\n{row['html_tail']}"
     )
+
+
+def _unstitched_parts(found):
+    """The row parts of read forms stitched before ``html_head`` existed, built from their
+    stored list rows (one query, none when every row has its parts)."""
+    missing = [r["service_id"] for r in found if not r["html_head"]]
+    if not missing:
+        return
+    names = ("row", "owner_name", "tribe_name", "system_name")
+    parts = {
+        r["service_id"]: r
+        for r in ServiceView.objects.filter(pk__in=missing).values("service_id", *names)
+    }
+    for r in found:
+        p = parts.get(r["service_id"])
+        if not r["html_head"] and p is not None:
+            r["html_head"] = rowhtml.head(p["row"], *(p[n] for n in names[1:]))
+            r["html_tail"] = rowhtml.tail(p["row"])
 
 
 # the number of services, as the read form's triggers keep it in every writing transaction
@@ -296,8 +266,9 @@ def _service_results(request):
         qs = qs.order_by(SORTS[sort], "name")
     elif not (request.GET.get("q") or request.GET.get("search")):
         qs = qs.order_by("name")
-    rows = qs.values("service_id", "row", "scorecard", "owner_name", "tribe_name", "system_name")
+    rows = qs.values("service_id", "html_head", "html_tail", "scorecard")
     page, found = _page(rows, request.GET.get("page"), filtered)
+    _unstitched_parts(found)
     extra = {c.key: c.load([r["service_id"] for r in found]) for c in registry.catalog_columns}
     runs = extra.get("last_runs")
     rows = "".join(_row_html(r, runs) for r in found)

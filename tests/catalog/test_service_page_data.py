@@ -172,3 +172,40 @@ def test_unfiltered_catalog_count_is_the_stored_total_and_never_stale(client, al
         Service.objects.filter(slug="svc-2").update(lifecycle="deprecated")
         assert _count(client) == Service.objects.count() == 5
         assert _count(client, "?lifecycle=deprecated") == 1  # filtered: counted
+
+
+@pytest.mark.django_db
+def test_catalog_rows_from_their_stored_parts_equal_rows_built_per_request(client, alice, squad):
+    """The catalog page's rows come from the HTML parts stitched with the read form; a read
+    form stitched before the parts existed (empty) renders the same page from its list row;
+    a rename of the owner, an edit of a description with markup and a new tag reach the
+    stored parts at once."""
+    from django.test import override_settings
+
+    from squads.models import Service, Tag
+
+    system = SystemFactory(slug="audio", name="Audio <Systems>")
+    for k in range(4):
+        ServiceFactory(slug=f"svc-{k}", name=f"Svc {k}", owner=squad, system=system)
+    ServiceFactory(slug="orphan", name="Orphan", owner=None, description="x" * 120)
+    client.force_login(alice)
+
+    def page():
+        return client.get("/catalog/", HTTP_HX_REQUEST="true").content.decode()
+
+    with override_settings(CATALOG_CACHE_SECONDS=0):
+        stored = page()
+        assert ServiceView.objects.filter(html_head="").count() == 0
+        ServiceView.objects.update(html_head="", html_tail="")
+        assert page() == stored
+        assert "Audio &lt;Systems&gt;" in stored and "no owner" in stored and "…" in stored
+        squad.name = "Playback & Co"
+        squad.save()
+        svc = Service.objects.get(slug="svc-1")
+        svc.description = "Plays <b>audio</b>"
+        svc.save()
+        svc.tags.add(Tag.objects.create(name="edge&cdn"))
+        after = page()
+        assert "Playback &amp; Co" in after and "Plays &lt;b&gt;audio&lt;/b&gt;" in after
+        assert '<span class="tag">edge&amp;cdn</span>' in after
+        assert ServiceView.objects.get(service__slug="svc-1").html_head != ""
