@@ -222,18 +222,26 @@ def _facet_sql(wanted: list[str], where: str) -> str:
 
 def _stored_facet_sql(wanted: list[str]) -> str:
     """The unfiltered facets from the counts the read form's triggers keep (migration 0014):
-    the same JSON as ``_facet_sql`` without reading every service."""
-    lists = []
+    the same JSON as ``_facet_sql`` without reading every service, assembled as text from
+    each value's counts read in order along ``squads_facet_order_idx`` (migration 0016): at
+    100,000 services the owner facet has 10,000 values, and sorting them and building a JSON
+    object per value was 18 of the answer's 20 ms."""
+    parts = []
     for name in wanted:
         value, by = (
-            ("value::int", "value::int") if name == "tier" else ("value", 'value COLLATE "C"')
+            ("value", "value::int")
+            if name == "tier"
+            else ("to_json(value)::text", 'value COLLATE "C"')
         )
-        lists.append(
-            f"'{name}', COALESCE((SELECT json_agg(json_build_object('value', {value}, 'count', n) "
-            f"ORDER BY n DESC, {by}) FROM {COUNTS} WHERE facet = '{name}' AND n > 0), '[]'::json)"
+        items = (
+            f"SELECT '[' || string_agg('{{\"value\":' || {value} || ',\"count\":' || n || '}}', ',') "
+            f"|| ']' FROM (SELECT value, n FROM {COUNTS} WHERE facet = '{name}' AND n > 0 "
+            f"ORDER BY n DESC, {by}) x"
         )
+        parts.append(f"'\"{name}\":' || COALESCE(({items}), '[]')")
     total = f"COALESCE((SELECT n FROM {COUNTS} WHERE facet = '*' AND value = ''), 0)"
-    return f"SELECT json_build_object('count', {total}, 'facets', json_build_object({', '.join(lists)}))::text"
+    facets = " || ',' || ".join(parts)
+    return f"SELECT '{{\"count\":' || {total} || ',\"facets\":{{' || {facets} || '}}}}'"
 
 
 def service_facets(request, match) -> bytes:

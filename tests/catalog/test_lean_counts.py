@@ -113,3 +113,16 @@ def test_list_counts_come_from_stored_counts_with_at_most_one_facet_filter(
         (sql,) = [q["sql"] for q in queries]
         assert ("squads_servicefacetcount" in sql) == (path not in (searched, two)), path
         assert ("COUNT(*)" in sql) == (path in (searched, two)), path
+
+
+def test_unfiltered_facets_escape_and_order_values_as_drf_does(catalog, bearer, settings, squad):
+    """The stored facets are assembled as JSON text in SQL: values with quotes, backslashes,
+    control and non-ASCII characters come out as DRF encodes them, ties in byte order (the
+    index the facets read along, migration 0016)."""
+    from tests.factories import ServiceFactory
+
+    for k, kind in enumerate(['say "hi"', "back\\slash", "tab\there", "Ünïcode", "Zeta", "alpha"]):
+        ServiceFactory(slug=f"odd-{k}", owner=squad, type=kind)
+    body = same(UNFILTERED_FACETS, bearer, settings, lean=True)[1]
+    types = [v["value"] for v in body["facets"]["type"] if v["count"] == 1]
+    assert types == sorted(types) and 'say "hi"' in types and "tab\there" in types
