@@ -304,7 +304,7 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
             reused = False
         conn.health_check_done = True  # type: ignore[attr-defined]  # the retry below is the check
         try:
-            return _fetch_one(conn, sql, params)
+            return _fetch(conn, sql, params)
         except (OperationalError, InterfaceError):
             if not reused or conn.in_atomic_block:
                 raise Declined from None
@@ -316,31 +316,37 @@ def run(sql: str, params: dict[str, Any]) -> tuple | None:
 
 def prepared_row(sql: str, params: dict[str, Any]) -> tuple | None:
     """The first row of ``sql`` on the default connection, prepared once per connection on
-    PostgreSQL (``_fetch_one``): for the hot HTML pages' statements, whose errors are Django's
+    PostgreSQL (``_fetch``): for the hot HTML pages' statements, whose errors are Django's
     (no retry, no ``Declined``)."""
-    return _fetch_one(connections["default"], sql, params)
+    return _fetch(connections["default"], sql, params)
 
 
-def _fetch_one(conn, sql: str, params: dict[str, Any]) -> tuple | None:
-    """The first row of ``sql``: on PostgreSQL through a server-side binding cursor kept with
-    the connection, the statement prepared on first use (the lean statements, one per route
-    shape, are then planned once per connection, not per request: Django's cursors bind
-    client-side, which psycopg never prepares), errors translated as ``conn.cursor()``'s are
-    and the statement logged where Django logs queries; another database's plain cursor."""
+def prepared_rows(sql: str, params: dict[str, Any]) -> list[tuple]:
+    """Every row of ``sql``, as ``prepared_row``."""
+    return _fetch(connections["default"], sql, params, every=True)
+
+
+def _fetch(conn, sql: str, params: dict[str, Any], every: bool = False) -> Any:
+    """The first row of ``sql`` (``every``: all its rows): on PostgreSQL through a
+    server-side binding cursor kept with the connection, the statement prepared on first use
+    (the lean statements, one per route shape, are then planned once per connection, not per
+    request: Django's cursors bind client-side, which psycopg never prepares), errors
+    translated as ``conn.cursor()``'s are and the statement logged where Django logs queries;
+    another database's plain cursor."""
     if conn.vendor != "postgresql":
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchone()
+            return cursor.fetchall() if every else cursor.fetchone()
     conn.validate_thread_sharing()
     conn.ensure_connection()
     start = time.monotonic()
     with conn.wrap_database_errors:
         cursor = _lean_cursor(conn)
         cursor.execute(sql, params, prepare=True)
-        row = cursor.fetchone()
+        found = cursor.fetchall() if every else cursor.fetchone()
     if conn.queries_logged:
         conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - start:.3f}"})
-    return row
+    return found
 
 
 def _lean_cursor(conn) -> psycopg.Cursor:
