@@ -480,3 +480,10 @@ class ServiceFacetCount(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["facet", "value"], name="squads_facet_value_uniq")
         ]
+
+
+# the number of read forms, as the triggers keep it (an SQL expression; PostgreSQL)
+STORED_TOTAL_SQL = (
+    f"COALESCE((SELECT n FROM {ServiceFacetCount._meta.db_table} "
+    "WHERE facet = '*' AND value = ''), 0)"
+)

@@ -22,7 +22,7 @@ from portal.api.pagination import StandardPagination
 from portal.leanpath import Declined, authorized_answer, param
 from squads.api.views import FACETS
 from squads.filters import CANDIDATES_SQL, candidate_params
-from squads.models import Lifecycle, ServiceFacetCount, ServiceView
+from squads.models import STORED_TOTAL_SQL, Lifecycle, ServiceFacetCount, ServiceView
 
 TABLE = ServiceView._meta.db_table
 # parameter -> column it must equal (a form CharField: stripped, empty means no filter)
@@ -239,9 +239,8 @@ def _stored_facet_sql(wanted: list[str]) -> str:
             f"ORDER BY n DESC, {by}) x"
         )
         parts.append(f"'\"{name}\":' || COALESCE(({items}), '[]')")
-    total = f"COALESCE((SELECT n FROM {COUNTS} WHERE facet = '*' AND value = ''), 0)"
     facets = " || ',' || ".join(parts)
-    return f"SELECT '{{\"count\":' || {total} || ',\"facets\":{{' || {facets} || '}}}}'"
+    return f"SELECT '{{\"count\":' || {STORED_TOTAL_SQL} || ',\"facets\":{{' || {facets} || '}}}}'"
 
 
 def service_facets(request, match) -> bytes:

@@ -17,9 +17,9 @@ from squads import rowhtml
 from squads.cache import CATALOG, CHOICES
 from squads.filters import PARAMS, ServiceViewFilter
 from squads.models import (
+    STORED_TOTAL_SQL,
     Lifecycle,
     Service,
-    ServiceFacetCount,
     ServiceView,
     Squad,
     System,
@@ -220,14 +220,6 @@ def _unstitched_parts(found):
             r["html_tail"] = rowhtml.tail(p["row"])
 
 
-# the number of services, as the read form's triggers keep it in every writing transaction
-# (migration 0014; ``squads.api.lean``): read instead of counting every row of an unfiltered page
-STORED_TOTAL = (
-    f"COALESCE((SELECT n FROM {ServiceFacetCount._meta.db_table} "
-    "WHERE facet = '*' AND value = ''), 0)"
-)
-
-
 def _page(rows, number, filtered=True):
     """``Paginator(rows, PAGE_SIZE).get_page(number)`` and its rows, in one query when the page
     is in range: its rows carry the count of all of them (an uncorrelated subquery, computed
@@ -241,7 +233,7 @@ def _page(rows, number, filtered=True):
         n = 0
     if n >= 1:
         if not filtered and connection.vendor == "postgresql":
-            total = RawSQL(STORED_TOTAL, [])  # noqa: S611 - a constant
+            total = RawSQL(STORED_TOTAL_SQL, [])  # noqa: S611 - a constant
         else:
             sql, params = rows.order_by().values("pk").query.sql_with_params()
             total = RawSQL(f"SELECT COUNT(*) FROM ({sql}) c", params)  # noqa: S611 - compiled ORM SQL

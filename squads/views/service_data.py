@@ -145,7 +145,7 @@ def service_page(slug: str) -> ServicePage:
         system.domain = domain
     service.owner, service.system = owner, system
     page = ServicePage(service, tags or [], scorecard)
-    _add_dependencies(page, deps or [])
+    _place(page, _dependencies(page, deps or []))
     page.members = [_member(m) for m in members or []]
     found = {}
     for pk, api_slug, name, kind, owner_id, owner_name in apis or []:
@@ -156,8 +156,7 @@ def service_page(slug: str) -> ServicePage:
         )
         api.owner = _squad(owner_id, owner_name)
         found[api_slug] = api
-    page.provides = [found[s] for s in provides or [] if s in found]
-    page.consumes = [found[s] for s in consumes or [] if s in found]
+    _place_apis(page, found, provides, consumes)
     return page
 
 
@@ -167,9 +166,8 @@ def _member(values):
     return m
 
 
-def _add_dependencies(page: ServicePage, rows) -> None:
-    """What the service depends on (services by name, then resources) and what depends on it
-    (by name)."""
+def _dependencies(page: ServicePage, rows):
+    """The service's dependencies both ways, from the statement's JSON rows."""
     n = len(END_NAMES) + 1
     pk = page.service.pk
     for values in rows:
@@ -188,6 +186,14 @@ def _add_dependencies(page: ServicePage, rows) -> None:
             if r_id is None
             else models.Resource.from_db("default", ["id", "name", "type"], [r_id, r_name, r_type])
         )
+        yield d
+
+
+def _place(page: ServicePage, dependencies) -> None:
+    """What the service depends on (services by name, then resources) and what depends on it
+    (by name), from its dependencies both ways."""
+    pk = page.service.pk
+    for d in dependencies:
         if d.source_id == pk:
             page.deps.append(d)
         if d.target_service_id == pk:
@@ -196,6 +202,13 @@ def _add_dependencies(page: ServicePage, rows) -> None:
         key=lambda d: (d.target_service is None, _name(d.target_service or d.target_resource))
     )
     page.dependents.sort(key=lambda d: d.source.name)
+
+
+def _place_apis(page: ServicePage, found: dict, provides, consumes) -> None:
+    """The APIs the service provides and consumes, in its detail document's order (``found``:
+    slug -> Api with its owner)."""
+    page.provides = [found[s] for s in provides or [] if s in found]
+    page.consumes = [found[s] for s in consumes or [] if s in found]
 
 
 def _name(obj):
@@ -239,15 +252,7 @@ def _service_page_orm(slug: str) -> ServicePage:
         )
         .only(*DEPENDENCY_COLUMNS)
     )
-    for d in rows:
-        if d.source_id == service.pk:
-            page.deps.append(d)
-        if d.target_service_id == service.pk:
-            page.dependents.append(d)
-    page.deps.sort(
-        key=lambda d: (d.target_service is None, _name(d.target_service or d.target_resource))
-    )
-    page.dependents.sort(key=lambda d: d.source.name)
+    _place(page, rows)
     provides, consumes = view.detail["provides_apis"], view.detail["consumes_apis"]
     if provides or consumes:
         found = {
@@ -256,8 +261,7 @@ def _service_page_orm(slug: str) -> ServicePage:
                 "owner"
             )
         }
-        page.provides = [found[s] for s in provides if s in found]
-        page.consumes = [found[s] for s in consumes if s in found]
+        _place_apis(page, found, provides, consumes)
     if service.owner_id:
         page.members = list(
             models.Membership.objects.filter(squad_id=service.owner_id)
