@@ -482,6 +482,20 @@ class ServiceFacetCount(models.Model):
         ]
 
 
+class ServiceFacetDoc(models.Model):
+    """Each facet's unfiltered answer (its values and counts as JSON text) as last assembled
+    from ``ServiceFacetCount``, valid while ``body_version`` equals ``version``: the count
+    triggers bump ``version`` of exactly the facets whose counts a write changed, in that
+    write's transaction (migration 0017), and the next read re-assembles that facet only
+    (``squads_facet_json``). A write that changes no facet column (a run finishing) leaves
+    every document valid; at 100,000 services the owner facet's 10,000 values are one read."""
+
+    facet = models.CharField(max_length=20, primary_key=True)
+    version = models.BigIntegerField(default=0)
+    body = models.TextField(null=True)
+    body_version = models.BigIntegerField(null=True)
+
+
 # the number of read forms, as the triggers keep it (an SQL expression; PostgreSQL)
 STORED_TOTAL_SQL = (
     f"COALESCE((SELECT n FROM {ServiceFacetCount._meta.db_table} "

@@ -222,24 +222,12 @@ def _facet_sql(wanted: list[str], where: str) -> str:
 
 def _stored_facet_sql(wanted: list[str]) -> str:
     """The unfiltered facets from the counts the read form's triggers keep (migration 0014):
-    the same JSON as ``_facet_sql`` without reading every service, assembled as text from
-    each value's counts read in order along ``squads_facet_order_idx`` (migration 0016): at
-    100,000 services the owner facet has 10,000 values, and sorting them and building a JSON
-    object per value was 18 of the answer's 20 ms."""
-    parts = []
-    for name in wanted:
-        value, by = (
-            ("value", "value::int")
-            if name == "tier"
-            else ("to_json(value)::text", 'value COLLATE "C"')
-        )
-        items = (
-            f"SELECT '[' || string_agg('{{\"value\":' || {value} || ',\"count\":' || n || '}}', ',') "
-            f"|| ']' FROM (SELECT value, n FROM {COUNTS} WHERE facet = '{name}' AND n > 0 "
-            f"ORDER BY n DESC, {by}) x"
-        )
-        parts.append(f"'\"{name}\":' || COALESCE(({items}), '[]')")
-    facets = " || ',' || ".join(parts)
+    the same JSON as ``_facet_sql`` without reading every service. Each facet's array is the
+    text ``squads_facet_json`` stores (``ServiceFacetDoc``, migration 0017), re-assembled from
+    that facet's counts, in order along ``squads_facet_order_idx`` (migration 0016), only after
+    a write changed them: at 100,000 services the owner facet has 10,000 values, and building
+    their text was most of the answer's time."""
+    facets = " || ',' || ".join(f"'\"{name}\":' || squads_facet_json('{name}')" for name in wanted)
     return f"SELECT '{{\"count\":' || {STORED_TOTAL_SQL} || ',\"facets\":{{' || {facets} || '}}}}'"
 
 

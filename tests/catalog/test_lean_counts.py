@@ -40,6 +40,16 @@ def _scanned_facets():
     return scanned, stored
 
 
+def _doc_versions():
+    """Each facet's (version, version of its stored answer) (``ServiceFacetDoc``)."""
+    from squads.models import ServiceFacetDoc
+
+    return dict(
+        (f, (v, b))
+        for f, v, b in ServiceFacetDoc.objects.values_list("facet", "version", "body_version")
+    )
+
+
 def test_unfiltered_facets_come_from_counts_kept_by_every_write(catalog, bearer, settings, squad):
     """The unfiltered facets are read from counts the read form's triggers keep: after every
     way a row can change (a save, ``QuerySet.update()``, a delete, a squad moving tribe, an
@@ -80,8 +90,10 @@ def test_unfiltered_facets_come_from_counts_kept_by_every_write(catalog, bearer,
     run, _ = pipeline_services.trigger_run(
         service, actor=Actor.system("t"), ref=service.default_branch
     )
+    versions = _doc_versions()
     assert pipeline_services.start_run(run.pk, worker="test:1") is not None
     assert pipeline_services.finish_run(run.pk, RunStatus.SUCCEEDED)
+    assert _doc_versions() == versions  # no facet changed: every stored answer still valid
     check()
     scanned, _stored = _scanned_facets()
     assert scanned[("*", "")] == Service.objects.count() >= 3  # the test had rows to count
@@ -126,3 +138,54 @@ def test_unfiltered_facets_escape_and_order_values_as_drf_does(catalog, bearer, 
     body = same(UNFILTERED_FACETS, bearer, settings, lean=True)[1]
     types = [v["value"] for v in body["facets"]["type"] if v["count"] == 1]
     assert types == sorted(types) and 'say "hi"' in types and "tab\there" in types
+
+
+def _other_connection(settings):
+    import psycopg
+
+    db = settings.DATABASES["default"]
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    )
+
+
+def test_stored_facet_answers_follow_writes_and_never_keep_a_stale_one(
+    catalog, bearer, settings, squad, other_squad
+):
+    """Each facet's answer is stored by the read after a write changed that facet
+    (``ServiceFacetDoc``, migration 0017): a write bumps the version of exactly the facets it
+    changed; a read while another transaction holds an uncommitted change neither waits for it
+    nor stores an answer that the commit makes stale; after the commit the answer is DRF's."""
+    same(UNFILTERED_FACETS, bearer, settings, lean=True)
+    stored = _doc_versions()
+    assert all(v == b for v, b in stored.values()), stored  # each read facet's answer kept
+    Service.objects.filter(slug="playback-api").update(lifecycle="deprecated")
+    Service.objects.filter(slug="quote-svc").update(owner=squad)
+    after = _doc_versions()
+    changed = {f for f in after if after[f][0] != stored[f][0]}
+    assert changed == {"lifecycle", "owner", "tribe"}  # only the facets whose counts moved
+    with _other_connection(settings) as other:  # a transaction left open, holding the change
+        other.execute("SET lock_timeout = '20s'")
+        other.execute(
+            "UPDATE squads_service SET owner_id = %s WHERE slug = 'playback-api'", [other_squad.pk]
+        )
+        other.execute(
+            "UPDATE squads_serviceview SET owner_slug = %s WHERE slug = 'playback-api'",
+            [other_squad.slug],
+        )
+        with connection.cursor() as cur:  # a read that waited for the open transaction errs
+            cur.execute("SET lock_timeout = '20s'")
+        # owner's stored answer is stale and its row held: assembled, answered, not stored
+        before_commit = get(UNFILTERED_FACETS, bearer, settings)[1]
+        owners = {v["value"]: v["count"] for v in before_commit["facets"]["owner"]}
+        assert owners[other_squad.slug] == 2  # what is committed: search-index, search-ui
+        assert _doc_versions()["owner"][1] != _doc_versions()["owner"][0]  # not stored
+        other.commit()
+    with connection.cursor() as cur:
+        cur.execute("RESET lock_timeout")
+    version, body_version = _doc_versions()["owner"]
+    assert version != body_version  # the committed change made the stored answer stale
+    body = same(UNFILTERED_FACETS, bearer, settings, lean=True)[1]
+    owners = {v["value"]: v["count"] for v in body["facets"]["owner"]}
+    assert owners[other_squad.slug] == 3
+    assert _doc_versions()["owner"] == (version, version)
