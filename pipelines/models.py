@@ -113,6 +113,8 @@ class PipelineRun(LoggedJob):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["service", "-created_at"]),
+            # each service's last run (the catalog's column): one index entry per service
+            models.Index(fields=["service", "-id"], name="pipelines_run_service_last"),
             models.Index(fields=["status", "heartbeat_at"]),
         ]
         constraints = [

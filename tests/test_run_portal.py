@@ -213,6 +213,11 @@ def test_run_portal_sqlite_embedded_redis(var_dir):
         me = s.get(f"{portal.url}/api/v1/me/", timeout=10).json()
         assert me["username"] == "alice" and "playback" in me["squads"]
         assert s.get(f"{portal.url}/api/schema/", timeout=30).status_code == 200
+        # the catalog on SQLite: the ORM read of the page (PostgreSQL's is one prepared
+        # statement), with its scorecard and last-run cells
+        catalog = s.get(f"{portal.url}/catalog/", timeout=30)
+        assert catalog.status_code == 200 and "checks pass" in catalog.text, catalog.text[:500]
+        assert "Last run" in catalog.text and 'href="/services/' in catalog.text
 
         # A task sent through the embedded Redis is executed by the worker run_portal started.
         from celery import Celery

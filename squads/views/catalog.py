@@ -175,20 +175,29 @@ SORTS = {
 
 
 def _card_cell(card):
-    if not card:
+    """The scorecard cell of ``card``: (level, passed, applicable, percent) or None."""
+    if card is None:
         return ""
-    level = card.get("level") or "none"
+    level, passed, applicable, percent = card
+    level = level or "none"
     return (
-        f'<span class="badge badge-{escape(level)}" title="{card["passed"]} of '
-        f'{card["applicable"]} checks pass">{escape(level.title())}</span> '
-        f'<span class="muted small">{card["percent"]}%</span>'
+        f'<span class="badge badge-{escape(level)}" title="{passed} of '
+        f'{applicable} checks pass">{escape(level.title())}</span> '
+        f'<span class="muted small">{percent}%</span>'
     )
 
 
-def _run_cell(run):
-    if run is None:
+def _card_of(scorecard):
+    """A stored scorecard's cell fields, as ``PAGE_SQL`` selects them (None: no scorecard)."""
+    if not scorecard:
+        return None
+    return tuple(scorecard.get(k) for k in ("level", "passed", "applicable", "percent"))
+
+
+def _run_cell(status):
+    if status is None:
         return '<span class="muted small">no runs</span>'
-    return f'<span class="badge badge-{escape(run.status)}">{escape(run.status)}</span>'
+    return f'<span class="badge badge-{escape(status)}">{escape(status)}</span>'
 
 
 def _row_html(row, runs):
@@ -197,7 +206,7 @@ def _row_html(row, runs):
     larger part of a page's cost)."""
     run = f"<td>{_run_cell(runs.get(row['service_id']))}</td>" if runs is not None else ""
     return (
-        f"{row['html_head']}      <td>{_card_cell(row['scorecard'])}</td>\n"
+        f"{row['html_head']}      <td>{_card_cell(row['card'])}</td>\n"
         f"      {run}\n{row['html_tail']}"
     )
 
@@ -220,30 +229,64 @@ def _unstitched_parts(found):
             r["html_tail"] = rowhtml.tail(p["row"])
 
 
-def _page(rows, number, filtered=True):
+# the unfiltered page in name order (PostgreSQL): its rows, their scorecard cells' fields (not
+# the whole stored scorecard, decoded per row) and the stored total, in one statement prepared
+# once per connection (planned per request, as the ORM's are, it cost more than it ran). The
+# fields are read past the OFFSET (the rows skipped are not decompressed), each scorecard once.
+PAGE_SQL = f"""
+SELECT p.service_id, p.html_head, p.html_tail,
+       CASE WHEN p.scorecard <> '{{}}'::jsonb THEN
+         ARRAY[c.level, c.passed, c.applicable, c.percent] END,
+       {STORED_TOTAL_SQL}
+FROM (SELECT service_id, name, html_head, html_tail, scorecard FROM squads_serviceview
+      ORDER BY name LIMIT {PAGE_SIZE} OFFSET %(offset)s) p
+LEFT JOIN LATERAL jsonb_to_record(p.scorecard)
+  AS c(level text, passed text, applicable text, percent text) ON TRUE
+ORDER BY p.name
+"""
+PAGE_KEYS = ("service_id", "html_head", "html_tail", "card", "total")
+
+
+def _page_rows(rows, bottom, filtered, lean):
+    """The page's rows from ``bottom`` as dicts (``PAGE_KEYS``), each with the count of all of
+    them: ``PAGE_SQL`` when ``lean`` (the unfiltered name order on PostgreSQL), otherwise
+    ``rows`` with the count as an uncorrelated subquery (computed once; unfiltered on
+    PostgreSQL, the stored total)."""
+    if lean:
+        found = prepared_rows(PAGE_SQL, {"offset": bottom})
+        return [dict(zip(PAGE_KEYS, r, strict=True)) for r in found]
+    if not filtered and connection.vendor == "postgresql":
+        total = RawSQL(STORED_TOTAL_SQL, [])  # noqa: S611 - a constant
+    else:
+        sql, params = rows.order_by().values("pk").query.sql_with_params()
+        total = RawSQL(f"SELECT COUNT(*) FROM ({sql}) c", params)  # noqa: S611 - compiled ORM SQL
+    found = list(rows.annotate(total=total)[bottom : bottom + PAGE_SIZE])
+    for r in found:
+        r["card"] = _card_of(r.pop("scorecard"))
+    return found
+
+
+def _page(rows, number, filtered=True, lean=False):
     """``Paginator(rows, PAGE_SIZE).get_page(number)`` and its rows, in one query when the page
-    is in range: its rows carry the count of all of them (an uncorrelated subquery, computed
-    once; unfiltered, on PostgreSQL, the stored total: a count of every row reads the whole
-    table, more of it the more rows writes left dead since the last vacuum). A malformed or
-    out-of-range number, or no rows, takes the paginator's own path."""
+    is in range (``_page_rows``; unfiltered, the count is the stored total: a count of every
+    row reads the whole table, more of it the more rows writes left dead since the last
+    vacuum; ``lean``: the unfiltered name order, one prepared statement). A malformed or out-of-range number, or
+    no rows, takes the paginator's own path."""
     paginator = Paginator(rows, PAGE_SIZE)
     try:
         n = int(number or 1)
     except (TypeError, ValueError):
         n = 0
     if n >= 1:
-        if not filtered and connection.vendor == "postgresql":
-            total = RawSQL(STORED_TOTAL_SQL, [])  # noqa: S611 - a constant
-        else:
-            sql, params = rows.order_by().values("pk").query.sql_with_params()
-            total = RawSQL(f"SELECT COUNT(*) FROM ({sql}) c", params)  # noqa: S611 - compiled ORM SQL
-        bottom = (n - 1) * PAGE_SIZE
-        found = list(rows.annotate(total=total)[bottom : bottom + PAGE_SIZE])
+        found = _page_rows(rows, (n - 1) * PAGE_SIZE, filtered, lean)
         if found:
             paginator.count = found[0]["total"]  # the cached_property, known
             return Page(found, paginator.validate_number(n), paginator), found
     page = paginator.get_page(number)
-    return page, list(page.object_list)
+    found = list(page.object_list)
+    for r in found:
+        r["card"] = _card_of(r.pop("scorecard"))
+    return page, found
 
 
 def _service_results(request):
@@ -260,7 +303,8 @@ def _service_results(request):
     elif not (request.GET.get("q") or request.GET.get("search")):
         qs = qs.order_by("name")
     rows = qs.values("service_id", "html_head", "html_tail", "scorecard")
-    page, found = _page(rows, request.GET.get("page"), filtered)
+    lean = not filtered and sort not in SORTS and connection.vendor == "postgresql"
+    page, found = _page(rows, request.GET.get("page"), filtered, lean)
     _unstitched_parts(found)
     extra = {c.key: c.load([r["service_id"] for r in found]) for c in registry.catalog_columns}
     runs = extra.get("last_runs")

@@ -1,3 +1,5 @@
+from django.test import override_settings
+
 from squads.models import Service
 from tests.factories import DependencyFactory, ServiceFactory, SquadFactory
 
@@ -117,3 +119,42 @@ def test_catalog_filters_are_selects_up_to_the_limit_then_text_fields(
         CHOICES.bump()
         expected = {k: "select" if n <= limit else "text" for k, n in number.items()}
         assert fields() == expected, (limit, number)
+
+
+@override_settings(CATALOG_CACHE_SECONDS=0)
+def test_the_unfiltered_page_statement_renders_what_the_orm_path_renders(client, alice, squad):
+    """The unfiltered catalog in name order is one prepared statement (``PAGE_SQL``: rows,
+    scorecard cell fields, stored total); ``?sort=name`` reads the same rows through the ORM.
+    Both render the same table, pages and count: scorecard cells (level, checks passed), an
+    emptied scorecard's blank cell and each last-run cell."""
+    from pipelines.models import PipelineRun
+    from squads.models import ServiceView
+    from squads.views import catalog
+
+    client.force_login(alice)
+    svcs = [
+        ServiceFactory(slug=f"svc-{i:02d}", name=f"Svc {i:02d}", owner=squad)
+        for i in range(catalog.PAGE_SIZE + 3)
+    ]
+    PipelineRun.objects.create(service=svcs[1], ref="main", number=1, status="failed")
+    PipelineRun.objects.create(service=svcs[1], ref="main", number=2, status="succeeded")
+    ServiceView.objects.filter(pk=svcs[2].pk).update(scorecard={})
+
+    def table(query):
+        html = client.get("/catalog/", query, HTTP_HX_REQUEST="true").content.decode()
+        return html.split("<tbody>", 1)[1]
+
+    for page in ("1", "2"):
+        lean, orm = table({"page": page}), table({"page": page, "sort": "name"})
+        assert lean == orm.replace("sort=name&amp;", ""), page
+    first = table({"page": "1"})
+    rows = {r.split('href="/services/', 1)[1].split("/", 1)[0]: r for r in first.split("<tr")[1:]}
+    card = ServiceView.objects.get(pk=svcs[0].pk).scorecard
+    assert f"{card['passed']} of {card['applicable']} checks pass" in rows["svc-00"]
+    assert f"{card['percent']}%" in rows["svc-00"]
+    assert "checks pass" not in rows["svc-02"]  # no scorecard: an empty cell
+    assert "badge-succeeded" in rows["svc-01"] and "badge-failed" not in rows["svc-01"]
+    assert "no runs" in rows["svc-00"]
+    assert f"{len(svcs)} services" in first
+    assert "Svc 25" in table({"page": "2"}) and "Svc 25" not in first
+    assert "No services match" not in table({"page": "999"})  # out of range: the last page
