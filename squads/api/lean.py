@@ -167,8 +167,9 @@ def _list_sql(filters: Filters) -> tuple[list[str], str]:
         filters.params.update(stored[1])
     return [
         stored[0] if stored else f"SELECT COUNT(*) FROM {TABLE}{where}",
-        f"array_to_string(ARRAY(SELECT row::text FROM {TABLE}{where} ORDER BY name ASC "
-        "LIMIT %(limit)s OFFSET %(offset)s), ',')",
+        # the rows are turned into text past the OFFSET: the skipped ones are not decoded
+        f"array_to_string(ARRAY(SELECT p.row::text FROM (SELECT row, name FROM {TABLE}{where} "
+        "ORDER BY name ASC LIMIT %(limit)s OFFSET %(offset)s) p ORDER BY p.name ASC), ',')",
     ], ""
 
 

@@ -181,9 +181,9 @@ def _card_cell(card):
     level, passed, applicable, percent = card
     level = level or "none"
     return (
-        f'<span class="badge badge-{escape(level)}" title="{passed} of '
-        f'{applicable} checks pass">{escape(level.title())}</span> '
-        f'<span class="muted small">{percent}%</span>'
+        f'<span class="badge badge-{escape(level)}" title="{escape(passed)} of '
+        f'{escape(applicable)} checks pass">{escape(level.title())}</span> '
+        f'<span class="muted small">{escape(percent)}%</span>'
     )
 
 
@@ -270,8 +270,8 @@ def _page(rows, number, filtered=True, lean=False):
     """``Paginator(rows, PAGE_SIZE).get_page(number)`` and its rows, in one query when the page
     is in range (``_page_rows``; unfiltered, the count is the stored total: a count of every
     row reads the whole table, more of it the more rows writes left dead since the last
-    vacuum; ``lean``: the unfiltered name order, one prepared statement). A malformed or out-of-range number, or
-    no rows, takes the paginator's own path."""
+    vacuum; ``lean``: the unfiltered name order, one prepared statement). A malformed or
+    out-of-range number, or no rows, takes the paginator's own path."""
     paginator = Paginator(rows, PAGE_SIZE)
     try:
         n = int(number or 1)
