@@ -429,16 +429,3 @@ def test_catalog_page_names_follow_every_rename_at_once(charlie):
         assert view.owner_name == (s.owner.name if s.owner else "")
         assert view.tribe_name == (s.owner.tribe.name if s.owner and s.owner.tribe else "")
         assert view.system_name == (s.system.name if s.system else "")
-
-
-def test_list_rows_are_kept_in_the_tables_own_pages(db):
-    """The list row is stored MAIN (migration 0018): compressed in the heap page, moved to
-    the TOAST table only as a last resort (whose index and chunks a list page otherwise read
-    for every row); the detail document, read one at a time, stays EXTENDED."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = %s::regclass "
-            "AND attname IN ('row', 'detail') ORDER BY attname",
-            [ServiceView._meta.db_table],
-        )
-        assert cur.fetchall() == [("detail", "x"), ("row", "m")]
