@@ -260,7 +260,11 @@ def _page_rows(rows, bottom, filtered, lean):
     else:
         sql, params = rows.order_by().values("pk").query.sql_with_params()
         total = RawSQL(f"SELECT COUNT(*) FROM ({sql}) c", params)  # noqa: S611 - compiled ORM SQL
-    found = list(rows.annotate(total=total)[bottom : bottom + PAGE_SIZE])
+    return _with_cards(list(rows.annotate(total=total)[bottom : bottom + PAGE_SIZE]))
+
+
+def _with_cards(found):
+    """ORM rows with their stored scorecard replaced by its cell fields (``_card_of``)."""
     for r in found:
         r["card"] = _card_of(r.pop("scorecard"))
     return found
@@ -283,10 +287,7 @@ def _page(rows, number, filtered=True, lean=False):
             paginator.count = found[0]["total"]  # the cached_property, known
             return Page(found, paginator.validate_number(n), paginator), found
     page = paginator.get_page(number)
-    found = list(page.object_list)
-    for r in found:
-        r["card"] = _card_of(r.pop("scorecard"))
-    return page, found
+    return page, _with_cards(list(page.object_list))
 
 
 def _service_results(request):
